@@ -1,0 +1,285 @@
+"""The tracking tables: experiments, runs, logged models, traces and spans.
+
+Ids follow MLflow so that the mlflow client can use them verbatim: experiments are numeric
+strings ("0" is Default), runs 32 hex characters, logged models `m-<32 hex>`, traces
+`tr-<32 hex>`. Rows carry a bigint primary key of their own; the MLflow id is a unique column,
+which keeps foreign keys and indexes on the span table narrow.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from django.db import models
+from django.urls import reverse
+from django.utils import timezone
+
+DEFAULT_EXPERIMENT_ID = 0
+
+
+def new_run_id() -> str:
+    return uuid.uuid4().hex
+
+
+def new_model_id() -> str:
+    return f"m-{uuid.uuid4().hex}"
+
+
+class LifecycleStage(models.TextChoices):
+    ACTIVE = "active"
+    DELETED = "deleted"
+
+
+class Experiment(models.Model):
+    # The primary key is the MLflow experiment id; "0" (Default) is made by a migration.
+    name = models.CharField(max_length=500, unique=True)
+    artifact_location = models.CharField(max_length=1000, blank=True)
+    lifecycle_stage = models.CharField(
+        max_length=16, choices=LifecycleStage.choices, default=LifecycleStage.ACTIVE
+    )
+    tags = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def experiment_id(self) -> str:
+        return str(self.pk)
+
+
+class RunStatus(models.TextChoices):
+    RUNNING = "RUNNING"
+    SCHEDULED = "SCHEDULED"
+    FINISHED = "FINISHED"
+    FAILED = "FAILED"
+    KILLED = "KILLED"
+
+
+class Run(models.Model):
+    run_id = models.CharField(max_length=32, unique=True, default=new_run_id)
+    experiment = models.ForeignKey(Experiment, on_delete=models.CASCADE, related_name="runs")
+    name = models.CharField(max_length=500, blank=True)
+    user_id = models.CharField(max_length=200, blank=True)
+    status = models.CharField(max_length=16, choices=RunStatus.choices, default=RunStatus.RUNNING)
+    start_time = models.DateTimeField(default=timezone.now)
+    end_time = models.DateTimeField(null=True, blank=True)
+    lifecycle_stage = models.CharField(
+        max_length=16, choices=LifecycleStage.choices, default=LifecycleStage.ACTIVE
+    )
+    # MLflow params are write-once strings and tags are string->string: a JSON object each
+    # is enough, and both backends can filter on a key (params__alpha="0.5").
+    params = models.JSONField(default=dict, blank=True)
+    tags = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-start_time"]
+        indexes = [models.Index(fields=["experiment", "-start_time"])]
+
+    def __str__(self) -> str:
+        return self.name or self.run_id
+
+
+class LoggedModelStatus(models.TextChoices):
+    PENDING = "LOGGED_MODEL_PENDING"
+    READY = "LOGGED_MODEL_READY"
+    UPLOAD_FAILED = "LOGGED_MODEL_UPLOAD_FAILED"
+
+
+class LoggedModelQuerySet(models.QuerySet["LoggedModel"]):
+    def versions_of(self, name: str) -> LoggedModelQuerySet:
+        return self.filter(name=name).order_by("-created_at", "-pk")
+
+
+class LoggedModel(models.Model):
+    """One version of an agent: MLflow's LoggedModel. Versions share a name."""
+
+    model_id = models.CharField(max_length=64, unique=True, default=new_model_id)
+    experiment = models.ForeignKey(
+        Experiment, on_delete=models.CASCADE, related_name="logged_models"
+    )
+    name = models.CharField(max_length=500)
+    source_run = models.ForeignKey(
+        Run, on_delete=models.SET_NULL, null=True, blank=True, related_name="logged_models"
+    )
+    status = models.CharField(
+        max_length=32, choices=LoggedModelStatus.choices, default=LoggedModelStatus.PENDING
+    )
+    status_message = models.TextField(blank=True)
+    model_type = models.CharField(max_length=200, blank=True)
+    params = models.JSONField(default=dict, blank=True)
+    # Git commit, branch and repo arrive as `mlflow.source.git.*` tags, as in MLflow.
+    tags = models.JSONField(default=dict, blank=True)
+    # The `model_config` of a models-from-code agent (endpoint, instructions, temperature, ...).
+    model_config = models.JSONField(default=dict, blank=True)
+    artifact_location = models.CharField(max_length=1000, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = LoggedModelQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        indexes = [
+            models.Index(fields=["name", "-created_at"]),
+            models.Index(fields=["experiment", "-created_at"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.model_id})"
+
+    @property
+    def git_commit(self) -> str:
+        return self.tags.get("mlflow.source.git.commit", "")
+
+    @property
+    def git_branch(self) -> str:
+        return self.tags.get("mlflow.source.git.branch", "")
+
+    @property
+    def git_repo_url(self) -> str:
+        return self.tags.get("mlflow.source.git.repoURL", "")
+
+
+class Metric(models.Model):
+    """One logged metric value; MLflow keeps every step, so this is a row per value.
+
+    Metrics belong to a run, to a logged model (`log_metric(..., model_id=...)`), or both.
+    """
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, null=True, blank=True)
+    logged_model = models.ForeignKey(
+        LoggedModel, on_delete=models.CASCADE, null=True, blank=True, related_name="metrics"
+    )
+    key = models.CharField(max_length=250)
+    value = models.FloatField()
+    timestamp_ms = models.BigIntegerField()
+    step = models.BigIntegerField(default=0)
+    dataset_name = models.CharField(max_length=500, blank=True)
+    dataset_digest = models.CharField(max_length=64, blank=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["run", "key", "step"]),
+            models.Index(fields=["logged_model", "key", "step"]),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(run__isnull=False) | models.Q(logged_model__isnull=False),
+                name="metric_has_owner",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.key}={self.value}@{self.step}"
+
+
+class TraceState(models.TextChoices):
+    OK = "OK"
+    ERROR = "ERROR"
+    IN_PROGRESS = "IN_PROGRESS"
+
+
+class TraceQuerySet(models.QuerySet["Trace"]):
+    def for_list(self) -> TraceQuerySet:
+        """What a trace list row shows, newest first; never the heavy metadata of spans."""
+        return self.select_related("experiment").order_by("-request_time", "-pk")
+
+    def for_model(self, model_id: str) -> TraceQuerySet:
+        return self.filter(model_id=model_id)
+
+
+class Trace(models.Model):
+    trace_id = models.CharField(max_length=64, unique=True)
+    experiment = models.ForeignKey(Experiment, on_delete=models.CASCADE, related_name="traces")
+    # Root span name (MLflow's `mlflow.traceName` tag), copied out for lists and filters.
+    name = models.CharField(max_length=500, blank=True)
+    state = models.CharField(
+        max_length=16, choices=TraceState.choices, default=TraceState.IN_PROGRESS
+    )
+    request_time = models.DateTimeField()
+    duration_ns = models.BigIntegerField(null=True, blank=True)
+    request_preview = models.TextField(blank=True)
+    response_preview = models.TextField(blank=True)
+    # MLflow trace metadata (string -> string); `mlflow.modelId` links a model version.
+    metadata = models.JSONField(default=dict, blank=True)
+    tags = models.JSONField(default=dict, blank=True)
+    # Copied out of metadata so that lists can filter, sort and group on plain indexed columns.
+    model_id = models.CharField(max_length=64, blank=True, db_index=True)
+    total_tokens = models.BigIntegerField(null=True, blank=True)
+    span_count = models.IntegerField(default=0)
+    # True once a client sent the trace info itself (StartTraceV3); until then the columns
+    # above are derived from spans, and derived values never overwrite sent ones.
+    has_info = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = TraceQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-request_time", "-pk"]
+        indexes = [
+            # Keyset pagination of the list, globally and per experiment / model / state.
+            models.Index(fields=["-request_time", "-id"], name="trace_time_idx"),
+            models.Index(fields=["experiment", "-request_time", "-id"], name="trace_exp_time_idx"),
+            models.Index(fields=["model_id", "-request_time"], name="trace_model_time_idx"),
+            models.Index(fields=["state", "-request_time"], name="trace_state_time_idx"),
+            models.Index(fields=["name"], name="trace_name_idx"),
+            models.Index(fields=["duration_ns"], name="trace_duration_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return self.trace_id
+
+    def get_absolute_url(self) -> str:
+        return reverse("tracking:trace-detail", args=[self.trace_id])
+
+    @property
+    def duration_ms(self) -> float | None:
+        return None if self.duration_ns is None else self.duration_ns / 1e6
+
+
+class SpanStatus(models.TextChoices):
+    UNSET = "UNSET"
+    OK = "OK"
+    ERROR = "ERROR"
+
+
+class Span(models.Model):
+    trace = models.ForeignKey(Trace, on_delete=models.CASCADE, related_name="spans")
+    span_id = models.CharField(max_length=16)  # 8 bytes as hex, as OTel prints them
+    parent_span_id = models.CharField(max_length=16, blank=True)
+    name = models.CharField(max_length=500)
+    span_type = models.CharField(max_length=32, default="UNKNOWN")
+    start_ns = models.BigIntegerField()
+    end_ns = models.BigIntegerField(null=True, blank=True)  # null while the span is open
+    status = models.CharField(max_length=8, choices=SpanStatus.choices, default=SpanStatus.UNSET)
+    status_message = models.TextField(blank=True)
+    inputs = models.JSONField(null=True, blank=True)
+    outputs = models.JSONField(null=True, blank=True)
+    # Decoded attribute values, without the inputs/outputs/type that have columns of their own.
+    attributes = models.JSONField(default=dict, blank=True)
+    events = models.JSONField(default=list, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["trace", "span_id"], name="span_unique_per_trace"),
+        ]
+        indexes = [
+            # Loading one trace's spans in start order (the waterfall).
+            models.Index(fields=["trace", "start_ns"], name="span_trace_start_idx"),
+            # `span.name = ...` / `span.type = ...` filters on the trace list.
+            models.Index(fields=["name", "trace"], name="span_name_idx"),
+            models.Index(fields=["span_type", "status", "trace"], name="span_type_status_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.span_id})"
+
+    @property
+    def duration_ns(self) -> int | None:
+        return None if self.end_ns is None else self.end_ns - self.start_ns

@@ -1,0 +1,222 @@
+"""Spyglass settings: one file, every value from the environment (see README.md for the table).
+
+The defaults run a fresh clone on one machine: SQLite under var/, no Redis (an embedded Celery
+worker inside the web process), DEBUG on. Production sets DATABASE_URL, REDIS_URL, SECRET_KEY
+and DEBUG=0.
+"""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+
+VAR_DIR = Path(env.str("SPYGLASS_VAR_DIR", default=str(BASE_DIR / "var")))
+VAR_DIR.mkdir(parents=True, exist_ok=True)
+
+DEBUG = env.bool("DEBUG", default=True)
+
+
+def _secret_key() -> str:
+    """SECRET_KEY from the environment; in DEBUG, a key generated once into var/ instead.
+
+    Keeping the generated key on disk means sessions survive restarts of `make run`.
+    """
+    key = env.str("SECRET_KEY", default="")
+    if key:
+        return key
+    if not DEBUG:
+        raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off.")
+    path = VAR_DIR / "secret_key"
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(50))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+SECRET_KEY = _secret_key()
+
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "django.contrib.humanize",
+    "rest_framework",
+    "django_htmx",
+    "template_partials",
+    "webapp",
+    "tracking",
+    "playground",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+]
+
+ROOT_URLCONF = "webapp.urls"
+WSGI_APPLICATION = "webapp.wsgi.application"
+ASGI_APPLICATION = "webapp.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database -----------------------------------------------------------------------------
+
+DATABASES = {
+    "default": env.db_url(
+        "DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'spyglass.sqlite3'}"
+    ),
+}
+_db = DATABASES["default"]
+if _db["ENGINE"] == "django.db.backends.sqlite3":
+    # Our subclass only lifts Django's 999-variable assumption (see webapp/db/sqlite3).
+    _db["ENGINE"] = "webapp.db.sqlite3"
+    _db.setdefault("OPTIONS", {}).update(
+        {
+            # WAL lets the web process read while the worker writes; the busy timeout makes
+            # a writer wait for the lock instead of failing with "database is locked";
+            # IMMEDIATE takes the write lock at BEGIN, so two writers queue rather than
+            # deadlock on a read-to-write upgrade.
+            "init_command": (
+                "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;"
+            ),
+            "timeout": env.int("SQLITE_BUSY_TIMEOUT", default=20),
+            "transaction_mode": "IMMEDIATE",
+        }
+    )
+else:
+    _db.setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=60))
+    _db["CONN_HEALTH_CHECKS"] = True
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = env.str("TIME_ZONE", default="UTC")
+USE_I18N = True
+USE_TZ = True
+
+# --- Static files and artifacts -----------------------------------------------------------
+
+STATIC_URL = "static/"
+STATIC_ROOT = VAR_DIR / "static"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+
+ARTIFACT_ROOT = Path(env.str("SPYGLASS_ARTIFACT_ROOT", default=str(VAR_DIR / "artifacts")))
+STORAGES = {
+    "default": {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {"location": ARTIFACT_ROOT},
+    },
+    # Plain storage in DEBUG so a fresh clone needs no collectstatic; hashed and compressed
+    # files (served by whitenoise) in production.
+    "staticfiles": {
+        "BACKEND": (
+            "django.contrib.staticfiles.storage.StaticFilesStorage"
+            if DEBUG
+            else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        ),
+    },
+}
+# Artifacts (models, code) are uploaded through the MLflow API and can be large.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=32 * 1024 * 1024)
+
+# --- Celery -------------------------------------------------------------------------------
+
+REDIS_URL = env.str("REDIS_URL", default="")
+# With no broker configured, tasks travel through kombu's in-memory transport to a worker
+# thread inside the web process (webapp/embedded_worker.py): still real Celery, never eager.
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL or "memory://")
+CELERY_RESULT_BACKEND = env.str(
+    "CELERY_RESULT_BACKEND", default=REDIS_URL or "cache+memory://"
+)
+SPYGLASS_EMBEDDED_WORKER = env.bool(
+    "SPYGLASS_EMBEDDED_WORKER", default=CELERY_BROKER_URL.startswith("memory://")
+)
+SPYGLASS_EMBEDDED_CONCURRENCY = env.int("SPYGLASS_EMBEDDED_CONCURRENCY", default=4)
+# An agent call may take minutes; past the soft limit the task gets SoftTimeLimitExceeded and
+# records a failed run, the hard limit kills it.
+CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=300)
+CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=330)
+# Acknowledge a message after the task ran, not when a worker took it: a worker that dies
+# mid-task leaves it on the broker for another worker. Tasks are idempotent (they claim their
+# row with a conditional UPDATE), so a second run is harmless.
+CELERY_TASK_ACKS_LATE = True
+# ...and when the worker process is killed (OOM, SIGKILL), requeue instead of dropping.
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+# One message at a time per worker process: agent calls are long and uneven, and prefetching
+# would park messages behind a slow call while other workers sit idle.
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    # Redis hands an unacknowledged message to another worker after this many seconds. It
+    # must outlast the hard time limit, or a long task that is still running gets a twin.
+    "visibility_timeout": CELERY_TASK_TIME_LIMIT * 2,
+    "socket_connect_timeout": 3,
+    "socket_timeout": 10,
+}
+CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {"socket_connect_timeout": 3, "socket_timeout": 10}
+CELERY_BROKER_CONNECTION_TIMEOUT = env.float("CELERY_BROKER_CONNECTION_TIMEOUT", default=3.0)
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Sending while the broker is down should fail the request within seconds (the page says so)
+# instead of hanging it in reconnect loops.
+CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.5}
+CELERY_RESULT_EXPIRES = 3600
+CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+
+# --- Logging ------------------------------------------------------------------------------
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+    "loggers": {"django.db.backends": {"level": "INFO"}},
+}
+
+REST_FRAMEWORK = {
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.CursorPagination",
+    "PAGE_SIZE": 50,
+}
