@@ -1,0 +1,593 @@
+"""The one place that turns incoming traces and spans into rows.
+
+Every client path ends here: the MLflow REST API (StartTraceV3 trace info, the `traces.json`
+artifact), OTLP, the native API, the playground and the demo data. A call is one transaction
+with a constant number of queries whatever the span count (bulk upserts), and idempotent: the
+same trace or span sent again never duplicates a row, while a later, more complete version
+(IN_PROGRESS -> OK, more spans, end times) updates what is there.
+
+Input comes in two layers:
+- `parse_trace_info()` / `parse_span()` validate MLflow's wire shapes (TraceInfoV3 and the
+  span dicts of `traces.json`) into `TraceInfo` / `SpanData`;
+- `store()` writes already-normalised records (other decoders, such as OTLP, produce the
+  same dataclasses).
+Bad input raises `IngestError` with a message that says what and where; the APIs answer 400.
+"""
+
+from __future__ import annotations
+
+import binascii
+import functools
+import json
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+import orjson
+from django.db import connection, transaction
+from django.db.models import Count
+
+from tracking.models import DEFAULT_EXPERIMENT_ID, Experiment, Span, Trace, TraceState
+
+TRACE_ID_RE = re.compile(r"^tr-[0-9a-f]{32}$")
+_HEX_RE = re.compile(r"^[0-9a-f]+$")
+
+PREVIEW_MAX_CHARS = 1000
+NAME_MAX_CHARS = 500
+SPAN_TYPE_MAX_CHARS = 32
+
+# Attributes that have columns of their own, so they are not kept twice in `attributes`.
+_ATTR_TYPE = "mlflow.spanType"
+_ATTR_INPUTS = "mlflow.spanInputs"
+_ATTR_OUTPUTS = "mlflow.spanOutputs"
+_ATTR_TRACE_ID = "mlflow.traceRequestId"
+
+_STATUS_CODES = {
+    "STATUS_CODE_UNSET": "UNSET",
+    "STATUS_CODE_OK": "OK",
+    "STATUS_CODE_ERROR": "ERROR",
+    "UNSET": "UNSET",
+    "OK": "OK",
+    "ERROR": "ERROR",
+    0: "UNSET",
+    1: "OK",
+    2: "ERROR",
+}
+_TRACE_STATES = {s.value for s in TraceState} | {"STATE_UNSPECIFIED"}
+
+
+class IngestError(ValueError):
+    """Input that cannot be stored. `message` is safe to show to the client."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+@dataclass(slots=True)
+class TraceInfo:
+    trace_id: str
+    experiment_id: int = DEFAULT_EXPERIMENT_ID
+    state: str = TraceState.IN_PROGRESS
+    request_time: datetime | None = None
+    duration_ns: int | None = None
+    request_preview: str = ""
+    response_preview: str = ""
+    metadata: dict[str, str] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class SpanData:
+    trace_id: str  # tr-<32 hex>
+    span_id: str  # 16 hex
+    parent_span_id: str  # 16 hex, or "" for a root span
+    name: str
+    start_ns: int
+    end_ns: int | None = None
+    span_type: str = "UNKNOWN"
+    status: str = "UNSET"
+    status_message: str = ""
+    inputs: Any = None
+    outputs: Any = None
+    attributes: dict[str, Any] = field(default_factory=dict)
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class StoreResult:
+    trace_ids: list[str]
+    traces_created: int = 0
+    spans_stored: int = 0
+
+
+# --- Parsing MLflow's wire shapes -----------------------------------------------------------
+
+
+def parse_trace_info(data: Any) -> TraceInfo:
+    """Validate a TraceInfoV3 dict (as in StartTraceV3) into a TraceInfo."""
+    if not isinstance(data, Mapping):
+        raise IngestError("trace_info must be a JSON object.")
+    trace_id = data.get("trace_id")
+    if not isinstance(trace_id, str) or not TRACE_ID_RE.match(trace_id):
+        raise IngestError(f"trace_info.trace_id must look like 'tr-<32 hex>', got {trace_id!r}.")
+
+    location = data.get("trace_location") or {}
+    experiment = location.get("mlflow_experiment") if isinstance(location, Mapping) else None
+    if not isinstance(experiment, Mapping):
+        experiment = {}
+    experiment_id = _experiment_id(experiment.get("experiment_id", DEFAULT_EXPERIMENT_ID))
+
+    state = data.get("state") or TraceState.IN_PROGRESS
+    if state not in _TRACE_STATES:
+        raise IngestError(f"trace_info.state must be OK, ERROR or IN_PROGRESS, got {state!r}.")
+    if state == "STATE_UNSPECIFIED":
+        state = TraceState.IN_PROGRESS
+
+    return TraceInfo(
+        trace_id=trace_id,
+        experiment_id=experiment_id,
+        state=state,
+        request_time=_timestamp(data.get("request_time"), "trace_info.request_time"),
+        duration_ns=_duration_ns(data.get("execution_duration"), "trace_info.execution_duration"),
+        request_preview=_text(data.get("request_preview"), "trace_info.request_preview")[
+            :PREVIEW_MAX_CHARS
+        ],
+        response_preview=_text(data.get("response_preview"), "trace_info.response_preview")[
+            :PREVIEW_MAX_CHARS
+        ],
+        metadata=_string_map(data.get("trace_metadata"), "trace_info.trace_metadata"),
+        tags=_string_map(data.get("tags"), "trace_info.tags"),
+    )
+
+
+def parse_span(data: Any, where: str = "span") -> SpanData:
+    """Validate one span dict of MLflow's `traces.json` ("v3" span-dict schema)."""
+    if not isinstance(data, dict):
+        raise IngestError(f"{where} must be a JSON object.")
+    attributes = data.get("attributes") or {}
+    if not isinstance(attributes, dict):
+        raise IngestError(f"{where}.attributes must be a JSON object.")
+    # Every attribute value is JSON-encoded in this format; a value that is not valid JSON is
+    # kept as the plain string the client sent rather than refused.
+    attrs = {str(k): _json_value(v) for k, v in attributes.items()}
+
+    raw_trace_id = _hex_id(data.get("trace_id"), 16, f"{where}.trace_id")
+    trace_id = attrs.pop(_ATTR_TRACE_ID, None)
+    if not isinstance(trace_id, str) or not TRACE_ID_RE.match(trace_id):
+        trace_id = f"tr-{raw_trace_id}"
+
+    parent = data.get("parent_span_id")
+    start_ns = _nanos(data.get("start_time_unix_nano"), f"{where}.start_time_unix_nano")
+    if start_ns is None:
+        raise IngestError(f"{where}.start_time_unix_nano is required.")
+    end_ns = _nanos(data.get("end_time_unix_nano"), f"{where}.end_time_unix_nano")
+
+    status = data.get("status") or {}
+    if isinstance(status, Mapping):
+        code, message = status.get("code", "UNSET"), status.get("message") or ""
+    else:
+        code, message = status, ""
+    if code not in _STATUS_CODES:
+        raise IngestError(f"{where}.status.code {code!r} is not a span status code.")
+
+    events = data.get("events") or []
+    if not isinstance(events, list) or not all(isinstance(e, dict) for e in events):
+        raise IngestError(f"{where}.events must be a list of objects.")
+
+    name = data.get("name")
+    if not isinstance(name, str):
+        raise IngestError(f"{where}.name must be a string.")
+
+    span_type = attrs.pop(_ATTR_TYPE, None)
+    return make_span(
+        trace_id=trace_id,
+        span_id=_hex_id(data.get("span_id"), 8, f"{where}.span_id"),
+        parent_span_id=_hex_id(parent, 8, f"{where}.parent_span_id") if parent else "",
+        name=name,
+        start_ns=start_ns,
+        end_ns=end_ns,
+        span_type=span_type if isinstance(span_type, str) else "UNKNOWN",
+        status=_STATUS_CODES[code],
+        status_message=str(message),
+        inputs=attrs.pop(_ATTR_INPUTS, None),
+        outputs=attrs.pop(_ATTR_OUTPUTS, None),
+        attributes=attrs,
+        events=[dict(e) for e in events],
+        where=where,
+    )
+
+
+def make_span(*, where: str = "span", **values: Any) -> SpanData:
+    """Build a SpanData from decoded values, enforcing the limits every decoder shares."""
+    span = SpanData(**values)
+    if span.end_ns is not None and span.end_ns < span.start_ns:
+        raise IngestError(f"{where} ends before it starts.")
+    span.name = span.name[:NAME_MAX_CHARS].replace("\x00", "")
+    span.status_message = span.status_message.replace("\x00", "")
+    span.span_type = (span.span_type or "UNKNOWN")[:SPAN_TYPE_MAX_CHARS]
+    return span
+
+
+# --- Storing --------------------------------------------------------------------------------
+
+
+def store_trace(trace_info: Any = None, spans: Any = None) -> StoreResult:
+    """Store one trace as MLflow sends it: a TraceInfoV3 dict and/or `traces.json` spans."""
+    return store_traces([(trace_info, spans or [])])
+
+
+def store_traces(items: Iterable[tuple[Any, Any]]) -> StoreResult:
+    """Store several (trace_info, spans) pairs in one transaction."""
+    infos: list[TraceInfo] = []
+    spans: list[SpanData] = []
+    for info, span_dicts in items:
+        if info is not None:
+            infos.append(parse_trace_info(info))
+        if not isinstance(span_dicts, list):
+            raise IngestError("spans must be a list.")
+        spans.extend(parse_span(s, f"spans[{i}]") for i, s in enumerate(span_dicts))
+    return store(infos, spans)
+
+
+def store(
+    infos: Iterable[TraceInfo] = (),
+    spans: Iterable[SpanData] = (),
+    default_experiment_id: int = DEFAULT_EXPERIMENT_ID,
+) -> StoreResult:
+    """Upsert trace infos and spans. Spans of a trace without an info (yet) create the trace,
+    filed under `default_experiment_id`, with its columns derived from the spans."""
+    info_by_id = {i.trace_id: i for i in infos}  # a later copy in the same call wins
+    span_by_key = {(s.trace_id, s.span_id): s for s in spans}
+    spans_by_trace: dict[str, list[SpanData]] = {}
+    for span in span_by_key.values():
+        spans_by_trace.setdefault(span.trace_id, []).append(span)
+    trace_ids = sorted(info_by_id.keys() | spans_by_trace.keys())
+    if not trace_ids:
+        return StoreResult(trace_ids=[])
+
+    with transaction.atomic():
+        needed = {i.experiment_id for i in info_by_id.values()}
+        if spans_by_trace.keys() - info_by_id.keys():
+            needed.add(default_experiment_id)
+        _check_experiments(needed)
+        # Lock the rows we are about to merge into, so that two requests for the same trace
+        # (spans and info arrive concurrently) apply one after the other.
+        existing = {
+            t.trace_id: t for t in Trace.objects.select_for_update().filter(trace_id__in=trace_ids)
+        }
+        to_update: list[Trace] = []
+        new_with_info: list[Trace] = []
+        new_from_spans: list[Trace] = []
+        for trace_id in trace_ids:
+            trace = existing.get(trace_id)
+            info = info_by_id.get(trace_id)
+            batch = spans_by_trace.get(trace_id, [])
+            if trace is None:
+                trace = Trace(trace_id=trace_id, experiment_id=default_experiment_id)
+                (new_with_info if info else new_from_spans).append(trace)
+            else:
+                to_update.append(trace)
+            if info:
+                _apply_info(trace, info)
+            elif not trace.has_info:
+                _derive_from_spans(trace, batch)
+
+        if to_update:
+            Trace.objects.bulk_update(to_update, _TRACE_FIELDS)
+        if new_with_info:
+            # A concurrent span-only request may have created the row meanwhile: the info wins.
+            Trace.objects.bulk_create(
+                new_with_info,
+                update_conflicts=True,
+                unique_fields=["trace_id"],
+                update_fields=_TRACE_FIELDS,
+            )
+        if new_from_spans:
+            # ...whereas derived columns never overwrite a row that a concurrent info created.
+            Trace.objects.bulk_create(new_from_spans, ignore_conflicts=True)
+
+        span_count = 0
+        if span_by_key:
+            pks = dict(
+                Trace.objects.filter(trace_id__in=spans_by_trace.keys()).values_list(
+                    "trace_id", "pk"
+                )
+            )
+            rows = [_span_params(s, pks[s.trace_id]) for s in span_by_key.values()]
+            with connection.cursor() as cursor:
+                cursor.executemany(_span_upsert_sql(), rows)
+            span_count = len(rows)
+            _refresh_span_counts(pks.values())
+
+    return StoreResult(
+        trace_ids=trace_ids,
+        traces_created=len(new_with_info) + len(new_from_spans),
+        spans_stored=span_count,
+    )
+
+
+_TRACE_FIELDS = [
+    "experiment",
+    "name",
+    "state",
+    "request_time",
+    "duration_ns",
+    "request_preview",
+    "response_preview",
+    "metadata",
+    "tags",
+    "model_id",
+    "total_tokens",
+    "has_info",
+]
+_SPAN_FIELDS = [
+    "parent_span_id",
+    "name",
+    "span_type",
+    "start_ns",
+    "end_ns",
+    "status",
+    "status_message",
+    "inputs",
+    "outputs",
+    "attributes",
+    "events",
+]
+
+
+def _check_experiments(ids: set[int]) -> None:
+    found = set(Experiment.objects.filter(pk__in=ids).values_list("pk", flat=True))
+    missing = sorted(ids - found)
+    if missing:
+        raise IngestError(f"Experiment {missing[0]} does not exist.")
+
+
+def _apply_info(trace: Trace, info: TraceInfo) -> None:
+    trace.experiment_id = info.experiment_id
+    trace.state = info.state
+    trace.request_time = info.request_time or trace.request_time or datetime.now(UTC)
+    trace.duration_ns = info.duration_ns if info.duration_ns is not None else trace.duration_ns
+    trace.request_preview = info.request_preview or trace.request_preview
+    trace.response_preview = info.response_preview or trace.response_preview
+    # Merge rather than replace: tags set later through the API survive a re-sent info.
+    trace.metadata = {**(trace.metadata or {}), **info.metadata}
+    trace.tags = {**(trace.tags or {}), **info.tags}
+    trace.name = (trace.tags.get("mlflow.traceName") or trace.name or "")[:NAME_MAX_CHARS]
+    trace.model_id = trace.metadata.get("mlflow.modelId", "")[:64]
+    trace.total_tokens = _total_tokens(trace.metadata.get("mlflow.trace.tokenUsage"))
+    trace.has_info = True
+
+
+def _derive_from_spans(trace: Trace, spans: list[SpanData]) -> None:
+    """Fill a trace's columns from its spans until the client sends the info itself."""
+    if not spans:
+        return
+    first_ns = min(s.start_ns for s in spans)
+    last_ns = max((s.end_ns for s in spans if s.end_ns is not None), default=None)
+    if trace.request_time is not None:
+        known_start = _to_ns(trace.request_time)
+        if trace.duration_ns is not None:
+            last_ns = max(last_ns or 0, known_start + trace.duration_ns)
+        first_ns = min(first_ns, known_start)
+    trace.request_time = _from_ns(first_ns)
+    root = next((s for s in spans if not s.parent_span_id), None)
+    if root is None:
+        trace.duration_ns = None if last_ns is None else last_ns - first_ns
+        return
+    trace.name = root.name
+    trace.duration_ns = None if root.end_ns is None else root.end_ns - root.start_ns
+    if root.status == "ERROR":
+        trace.state = TraceState.ERROR
+    elif root.end_ns is not None:
+        trace.state = TraceState.OK
+    else:
+        trace.state = TraceState.IN_PROGRESS
+    trace.request_preview = _preview(root.inputs)
+    trace.response_preview = _preview(root.outputs)
+    trace.tags = {**(trace.tags or {}), "mlflow.traceName": root.name}
+
+
+_SPAN_COLUMNS = ["trace", "span_id", *_SPAN_FIELDS]
+_SPAN_JSON = {"inputs", "outputs", "attributes", "events"}
+
+
+def _span_upsert_sql() -> str:
+    """INSERT ... ON CONFLICT DO UPDATE for span rows, in SQL that SQLite and PostgreSQL share.
+
+    This is the hot path of every client. Django's bulk_create compiles each of the 13
+    values of each row through the ORM, which costs more than the database's own work on a
+    1,000-span trace; one executemany of a prepared statement stores ~3x as many spans a
+    second, is one query whatever the span count, and stays idempotent through the
+    (trace, span_id) unique constraint.
+    """
+    qn = connection.ops.quote_name
+    column = {name: qn(Span._meta.get_field(name).column) for name in _SPAN_COLUMNS}
+    updates = ", ".join(f"{column[name]} = EXCLUDED.{column[name]}" for name in _SPAN_FIELDS)
+    # JSON goes in as text; PostgreSQL needs to be told it is jsonb.
+    json_placeholder = "%s::jsonb" if connection.vendor == "postgresql" else "%s"
+    placeholders = [json_placeholder if name in _SPAN_JSON else "%s" for name in _SPAN_COLUMNS]
+    return (
+        f"INSERT INTO {qn(Span._meta.db_table)} ({', '.join(column.values())}) "
+        f"VALUES ({', '.join(placeholders)}) "
+        f"ON CONFLICT ({qn('trace_id')}, {qn('span_id')}) DO UPDATE SET {updates}"
+    )
+
+
+def _span_params(span: SpanData, trace_pk: int) -> tuple[Any, ...]:
+    return (
+        trace_pk,
+        span.span_id,
+        span.parent_span_id,
+        span.name,
+        span.span_type,
+        span.start_ns,
+        span.end_ns,
+        span.status,
+        span.status_message,
+        # SQL NULL, not JSON null, for absent inputs/outputs (as the ORM stores None).
+        None if span.inputs is None else _json_text(span.inputs),
+        None if span.outputs is None else _json_text(span.outputs),
+        _json_text(span.attributes),
+        _json_text(span.events),
+    )
+
+
+def _refresh_span_counts(trace_pks: Iterable[int]) -> None:
+    counts = (
+        Span.objects.filter(trace_id__in=list(trace_pks))
+        .values_list("trace_id")
+        .annotate(n=Count("pk"))
+        .order_by()
+    )
+    Trace.objects.bulk_update([Trace(pk=pk, span_count=n) for pk, n in counts], ["span_count"])
+
+
+# --- Small validators -----------------------------------------------------------------------
+
+
+def _experiment_id(value: Any) -> int:
+    try:
+        return int(str(value))
+    except ValueError:
+        raise IngestError(f"experiment_id must be a number, got {value!r}.") from None
+
+
+def _timestamp(value: Any, where: str) -> datetime | None:
+    if value in (None, ""):
+        return None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return datetime.fromtimestamp(value / 1000, UTC)  # epoch milliseconds
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            pass
+        else:
+            return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    raise IngestError(f"{where} must be an RFC 3339 timestamp, got {value!r}.")
+
+
+def _duration_ns(value: Any, where: str) -> int | None:
+    """A protobuf Duration as JSON ("0.085s") to integer nanoseconds."""
+    if value in (None, ""):
+        return None
+    if isinstance(value, str) and value.endswith("s"):
+        try:
+            seconds = Decimal(value[:-1])
+        except InvalidOperation:
+            pass
+        else:
+            if seconds >= 0:
+                return int(seconds * 1_000_000_000)
+    raise IngestError(f"{where} must be a duration such as '0.085s', got {value!r}.")
+
+
+def _nanos(value: Any, where: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise IngestError(f"{where} must be an integer of nanoseconds.")
+    try:
+        nanos = int(value)
+    except (TypeError, ValueError):
+        raise IngestError(f"{where} must be an integer of nanoseconds.") from None
+    if nanos < 0 or nanos >= 2**63:
+        raise IngestError(f"{where} is out of range.")
+    return nanos
+
+
+def _hex_id(value: Any, size: int, where: str) -> str:
+    """Span and trace ids arrive base64-encoded (traces.json, OTLP protobuf-JSON) or as hex
+    (OTLP/JSON); they are stored as lowercase hex, as OpenTelemetry prints them."""
+    if isinstance(value, str):
+        hex_id = _decode_id(value, size)
+        if hex_id:
+            return hex_id
+    raise IngestError(f"{where} must be a {size}-byte id (base64 or hex), got {value!r}.")
+
+
+@functools.lru_cache(maxsize=8192)
+def _decode_id(value: str, size: int) -> str:
+    # Cached: every span repeats its trace id and most repeat a parent's id.
+    lowered = value.lower()
+    if len(lowered) == size * 2 and _HEX_RE.match(lowered):
+        return lowered
+    try:
+        raw = binascii.a2b_base64(value, strict_mode=True)
+    except (binascii.Error, ValueError):
+        return ""
+    return raw.hex() if len(raw) == size else ""
+
+
+def _json_value(value: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    try:
+        return orjson.loads(value)
+    except orjson.JSONDecodeError:
+        pass
+    try:  # Python's json.dumps writes NaN and Infinity, which strict parsers refuse
+        return json.loads(value)
+    except ValueError:
+        return value
+
+
+def _json_text(value: Any) -> str:
+    """JSON text for a JSON column. orjson writes NaN as null and stringifies what JSON has
+    no type for; NUL is dropped because PostgreSQL's jsonb and text refuse it."""
+    text = orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
+    return text.replace("\\u0000", "") if "\\u0000" in text else text
+
+
+def _text(value: Any, where: str) -> str:
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise IngestError(f"{where} must be a string.")
+    return value
+
+
+def _string_map(value: Any, where: str) -> dict[str, str]:
+    if value in (None, ""):
+        return {}
+    if isinstance(value, list):  # [{"key": ..., "value": ...}] as in MLflow's V2 protos
+        try:
+            value = {item["key"]: item.get("value", "") for item in value}
+        except (TypeError, KeyError):
+            raise IngestError(f"{where} must map strings to strings.") from None
+    if not isinstance(value, Mapping):
+        raise IngestError(f"{where} must map strings to strings.")
+    return {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in value.items()}
+
+
+def _total_tokens(usage: str | None) -> int | None:
+    if not usage:
+        return None
+    try:
+        total = json.loads(usage).get("total_tokens")
+    except (ValueError, AttributeError):
+        return None
+    return total if isinstance(total, int) and not isinstance(total, bool) else None
+
+
+def _preview(value: Any) -> str:
+    if value is None:
+        return ""
+    text = value if isinstance(value, str) else orjson.dumps(value, default=str).decode()
+    return text[:PREVIEW_MAX_CHARS].replace("\x00", "")
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _to_ns(moment: datetime) -> int:
+    delta = moment - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1000
+
+
+def _from_ns(nanos: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=nanos // 1000)

@@ -1,0 +1,75 @@
+"""A Celery worker running on a thread inside the web process.
+
+With no broker configured (`make run` on a fresh clone), tasks travel through kombu's
+in-memory transport to this worker. It is the same Celery machinery as a separate
+`celery -A webapp worker`: messages, acknowledgements, time limits; only the process
+boundary is missing. Production sets REDIS_URL and runs workers of its own.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from celery import Celery
+from celery.result import _set_task_join_will_block
+from celery.utils.nodenames import anon_nodename
+from celery.worker import WorkController
+
+logger = logging.getLogger(__name__)
+
+_lock = threading.Lock()
+_worker: EmbeddedWorker | None = None
+
+
+class EmbeddedWorker(WorkController):
+    """A WorkController that tells when its consumer is ready."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        self.ready = threading.Event()
+        super().__init__(*args, **kwargs)
+
+    def on_consumer_ready(self, consumer: object) -> None:
+        self.ready.set()
+
+
+def start(app: Celery, concurrency: int = 4, timeout: float = 10.0) -> EmbeddedWorker:
+    """Start a worker thread for `app` and wait until it consumes.
+
+    A thread pool, not prefork: forking a process that serves HTTP would copy its sockets,
+    and threads share the in-memory broker with the web code.
+    """
+    worker = EmbeddedWorker(
+        app=app,
+        concurrency=concurrency,
+        pool="threads",
+        hostname=f"embedded-{anon_nodename()}",
+        # Gossip, mingle and heartbeats coordinate workers across machines; one in-process
+        # worker has nobody to talk to.
+        without_heartbeat=True,
+        without_mingle=True,
+        without_gossip=True,
+        loglevel="INFO",
+    )
+    thread = threading.Thread(target=worker.start, name="celery-embedded", daemon=True)
+    thread.start()
+    if not worker.ready.wait(timeout):
+        raise RuntimeError("the embedded Celery worker did not start")
+    # Creating a worker marks the whole process as "inside a task", which forbids waiting on
+    # a result; the web threads are not tasks (Celery's own embedded test worker does this).
+    _set_task_join_will_block(False)
+    logger.info("Embedded Celery worker %s ready (%d threads)", worker.hostname, concurrency)
+    return worker
+
+
+def ensure_started(app: Celery, concurrency: int = 4) -> EmbeddedWorker:
+    """Start the process's embedded worker once, however often this is called."""
+    global _worker
+    with _lock:
+        if _worker is None:
+            _worker = start(app, concurrency)
+        return _worker
+
+
+def stop(worker: WorkController) -> None:
+    worker.stop(in_sighandler=False)

@@ -1,0 +1,66 @@
+"""`/healthz`: can this deployment do its work right now?
+
+It checks the three things a request may need: the database, the Celery broker, and at least
+one worker that answers a ping sent through that broker. Every check is bounded in time and
+catches its own failure, so the answer is always JSON: 200 when all are ok, 503 otherwise.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from django.db import connection
+from django.http import HttpRequest, JsonResponse
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET
+
+from webapp.celery import app as celery_app
+
+PING_TIMEOUT_S = 2.0
+
+
+def check_database() -> dict[str, Any]:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+        cursor.fetchone()
+    return {"vendor": connection.vendor}
+
+
+def check_broker() -> dict[str, Any]:
+    with celery_app.connection_for_write() as conn:
+        # One attempt, no retry loop: a stopped broker must make this fail fast.
+        conn.ensure_connection(max_retries=1, timeout=PING_TIMEOUT_S)
+        return {"transport": conn.transport_cls}
+
+
+def check_workers() -> dict[str, Any]:
+    replies = celery_app.control.ping(timeout=PING_TIMEOUT_S)
+    workers = sorted(name for reply in replies for name in reply)
+    if not workers:
+        raise RuntimeError("no worker answered a ping through the broker")
+    return {"workers": workers}
+
+
+def _run(check: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    started = time.perf_counter()
+    try:
+        result = {"ok": True, **check()}
+    except Exception as exc:  # a health check reports every failure, it never raises
+        result = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+    result["ms"] = round((time.perf_counter() - started) * 1000, 1)
+    return result
+
+
+@never_cache
+@require_GET
+def healthz(request: HttpRequest) -> JsonResponse:
+    checks = {"database": _run(check_database), "broker": _run(check_broker)}
+    # Without a broker no ping can reach a worker; say so instead of waiting for a timeout.
+    if checks["broker"]["ok"]:
+        checks["worker"] = _run(check_workers)
+    else:
+        checks["worker"] = {"ok": False, "error": "broker unreachable"}
+    ok = all(c["ok"] for c in checks.values())
+    return JsonResponse({"ok": ok, "checks": checks}, status=200 if ok else 503)
