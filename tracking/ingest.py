@@ -206,7 +206,7 @@ def make_span(*, where: str = "span", **values: Any) -> SpanData:
     span = SpanData(**values)
     if span.end_ns is not None and span.end_ns < span.start_ns:
         raise IngestError(f"{where} ends before it starts.")
-    span.name = span.name[:NAME_MAX_CHARS].replace("\x00", "")
+    span.name = span.name.replace("\x00", "")[:NAME_MAX_CHARS]
     span.status_message = span.status_message.replace("\x00", "")
     span.span_type = (span.span_type or "UNKNOWN")[:SPAN_TYPE_MAX_CHARS]
     return span

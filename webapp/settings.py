@@ -139,6 +139,7 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
+STATIC_ROOT.mkdir(exist_ok=True)  # whitenoise warns about a missing root on every start
 STATICFILES_DIRS = [BASE_DIR / "static"]
 
 ARTIFACT_ROOT = Path(env.str("SPYGLASS_ARTIFACT_ROOT", default=str(VAR_DIR / "artifacts")))

@@ -1,0 +1,133 @@
+"""Fixtures shared by the whole suite.
+
+Service tests use the real thing: Redis at REDIS_URL (default redis://127.0.0.1:6379/15),
+the database at DATABASE_URL. When a service is unreachable such a test is skipped with the
+reason, unless SPYGLASS_REQUIRE_SERVICES=1 (CI), where an unreachable service fails it.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from celery import Celery
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def services_required() -> bool:
+    return os.environ.get("SPYGLASS_REQUIRE_SERVICES") == "1"
+
+
+def service_unavailable(reason: str) -> None:
+    """Skip on a user's machine; fail where services are promised (CI)."""
+    if services_required():
+        pytest.fail(f"{reason} (SPYGLASS_REQUIRE_SERVICES=1 forbids skipping)", pytrace=False)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    import redis
+
+    url = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/15"
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=2).ping()
+    except redis.RedisError as exc:
+        service_unavailable(f"Redis is not reachable at {url}: {exc}")
+    return url
+
+
+def make_celery_app(broker_url: str, result_backend: str) -> Celery:
+    """A Celery app configured exactly like webapp.celery.app but for its broker.
+
+    Tests pick their broker per test (in-memory, a real Redis, a stopped one) whatever
+    REDIS_URL the suite runs with; the tasks are the same shared tasks.
+    """
+    import webapp.tasks  # noqa: F401  (registers the shared tasks)
+
+    app = Celery(f"spyglass-test-{uuid.uuid4().hex[:8]}", set_as_current=False)
+    app.config_from_object("django.conf:settings", namespace="CELERY")
+    transport_options = dict(app.conf.broker_transport_options or {})
+    if broker_url.startswith("memory://"):
+        transport_options["polling_interval"] = 0.01
+    app.conf.update(
+        broker_url=broker_url,
+        result_backend=result_backend,
+        broker_transport_options=transport_options,
+    )
+    app.finalize()
+    return app
+
+
+@pytest.fixture
+def memory_celery_app() -> Iterator[Celery]:
+    app = make_celery_app("memory://", "cache+memory://")
+    yield app
+    app.close()
+
+
+@pytest.fixture
+def embedded_worker(memory_celery_app: Celery) -> Iterator[Celery]:
+    """The in-process worker `make run` uses, on the in-memory broker. Yields its app."""
+    from webapp import embedded_worker as embedded
+
+    worker = embedded.start(memory_celery_app, concurrency=2)
+    yield memory_celery_app
+    embedded.stop(worker)
+
+
+@pytest.fixture
+def redis_celery_app(redis_url: str) -> Iterator[Celery]:
+    app = make_celery_app(redis_url, redis_url)
+    yield app
+    app.close()
+
+
+@pytest.fixture
+def redis_worker(redis_url: str, redis_celery_app: Celery) -> Iterator[tuple[Celery, str]]:
+    """A real `celery -A webapp worker` process on Redis, consuming a queue of its own.
+
+    Yields (app, queue). The private queue keeps this worker from taking anyone else's
+    messages on a shared Redis, and anyone else's worker from taking ours.
+    """
+    queue = f"test-{uuid.uuid4().hex[:12]}"
+    env = {**os.environ, "REDIS_URL": redis_url, "CELERY_BROKER_URL": redis_url}
+    env.pop("CELERY_RESULT_BACKEND", None)
+    proc = subprocess.Popen(
+        [
+            sys.executable, "-m", "celery", "-A", "webapp", "worker",
+            "--pool", "threads", "--concurrency", "2", "--queues", queue,
+            "--hostname", f"{queue}@{socket.gethostname()}",
+            "--without-gossip", "--without-mingle", "--loglevel", "WARNING",
+        ],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )  # fmt: skip
+    try:
+        # Wait until the worker answers a ping through Redis, i.e. it is consuming.
+        for _ in range(60):
+            if proc.poll() is not None:
+                pytest.fail(f"celery worker exited early:\n{proc.stdout.read()}")
+            if redis_celery_app.control.ping(destination=[f"{queue}@{socket.gethostname()}"],
+                                             timeout=0.5):  # fmt: skip
+                break
+        else:
+            pytest.fail("celery worker did not answer a ping within 30 s")
+        yield redis_celery_app, queue
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

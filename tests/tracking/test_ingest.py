@@ -1,0 +1,351 @@
+from __future__ import annotations
+
+import base64
+import json
+import os
+from datetime import UTC, datetime
+
+import pytest
+
+from tracking import ingest
+from tracking.models import Experiment, Span, Trace
+
+T0 = 1_795_294_591_376_191_837  # ns, as the mlflow client sends them
+
+
+def b64(raw: bytes) -> str:
+    return base64.b64encode(raw).decode()
+
+
+def make_trace(n_spans: int, *, error: bool = False, seed: bytes | None = None) -> dict:
+    """An MLflow-shaped trace: TraceInfoV3 plus `traces.json` span dicts (protocol §5, §6.1).
+
+    Span i's parent is span (i - 1) // 4, so the tree is a few levels deep.
+    """
+    otel_trace_id = seed or os.urandom(16)
+    trace_id = f"tr-{otel_trace_id.hex()}"
+    span_ids = [os.urandom(8) for _ in range(n_spans)]
+    spans = []
+    for i, span_id in enumerate(span_ids):
+        failed = error and i == 0
+        spans.append(
+            {
+                "trace_id": b64(otel_trace_id),
+                "span_id": b64(span_id),
+                "parent_span_id": None if i == 0 else b64(span_ids[(i - 1) // 4]),
+                "name": "agent" if i == 0 else f"step-{i}",
+                "start_time_unix_nano": T0 + i * 1_000,
+                "end_time_unix_nano": T0 + n_spans * 1_000 + 500 if i == 0 else T0 + i * 1_000 + 900,
+                "events": [
+                    {
+                        "name": "exception",
+                        "time_unix_nano": T0 + 10,
+                        "attributes": {
+                            "exception.type": "ValueError",
+                            "exception.message": "kaboom",
+                            "exception.stacktrace": "Traceback ...",
+                        },
+                    }
+                ]
+                if failed
+                else [],
+                "status": {
+                    "code": "STATUS_CODE_ERROR" if failed else "STATUS_CODE_OK",
+                    "message": "ValueError: kaboom" if failed else "",
+                },
+                "attributes": {
+                    "mlflow.traceRequestId": json.dumps(trace_id),
+                    "mlflow.spanType": json.dumps("AGENT" if i == 0 else "LLM"),
+                    "mlflow.spanInputs": json.dumps(
+                        {"messages": [{"role": "user", "content": f"question {i}"}]}
+                    ),
+                    "mlflow.spanOutputs": json.dumps({"answer": f"answer {i}"}),
+                    "mlflow.spanLogLevel": "20",
+                    "agent.version": json.dumps("1.2"),
+                },
+                "links": [],
+            }
+        )
+    info = {
+        "trace_id": trace_id,
+        "trace_location": {"type": "MLFLOW_EXPERIMENT", "mlflow_experiment": {"experiment_id": "0"}},
+        "request_time": "2026-11-21T20:56:31.376Z",
+        "execution_duration": "0.085s",
+        "state": "ERROR" if error else "OK",
+        "trace_metadata": {
+            "mlflow.trace_schema.version": "3",
+            "mlflow.modelId": "m-" + "a" * 32,
+            "mlflow.trace.tokenUsage": json.dumps(
+                {"input_tokens": 10, "output_tokens": 5, "total_tokens": 15}
+            ),
+        },
+        "tags": {"mlflow.traceName": "agent", "session": "s-1"},
+        "request_preview": "question 0",
+        "response_preview": "answer 0",
+    }
+    return {"trace_id": trace_id, "info": info, "spans": spans}
+
+
+@pytest.mark.django_db
+def test_the_same_1000_span_trace_sent_three_times_is_stored_once():
+    trace = make_trace(1000)
+
+    for _ in range(3):
+        ingest.store_trace(trace["info"], trace["spans"])
+
+    stored = Trace.objects.get(trace_id=trace["trace_id"])
+    assert Trace.objects.count() == 1
+    assert Span.objects.filter(trace=stored).count() == 1000
+    assert stored.span_count == 1000
+
+
+@pytest.mark.django_db
+def test_ingest_uses_a_constant_number_of_queries(django_assert_max_num_queries):
+    small, large = make_trace(10), make_trace(1000)
+
+    with django_assert_max_num_queries(12) as small_queries:
+        ingest.store_trace(small["info"], small["spans"])
+    with django_assert_max_num_queries(12) as large_queries:
+        ingest.store_trace(large["info"], large["spans"])
+
+    assert len(large_queries.captured_queries) == len(small_queries.captured_queries)
+
+
+@pytest.mark.django_db
+def test_many_traces_in_one_call_cost_no_more_queries(django_assert_max_num_queries):
+    traces = [make_trace(20) for _ in range(50)]
+
+    with django_assert_max_num_queries(12):
+        result = ingest.store_traces([(t["info"], t["spans"]) for t in traces])
+
+    assert result.traces_created == 50
+    assert Span.objects.count() == 1000
+
+
+@pytest.mark.django_db
+def test_trace_info_columns_are_copied_out_for_lists():
+    trace = make_trace(3)
+
+    ingest.store_trace(trace["info"], trace["spans"])
+
+    stored = Trace.objects.get(trace_id=trace["trace_id"])
+    assert stored.experiment_id == 0
+    assert stored.name == "agent"
+    assert stored.state == "OK"
+    assert stored.request_time == datetime(2026, 11, 21, 20, 56, 31, 376000, tzinfo=UTC)
+    assert stored.duration_ns == 85_000_000
+    assert stored.model_id == "m-" + "a" * 32
+    assert stored.total_tokens == 15
+    assert stored.tags == {"mlflow.traceName": "agent", "session": "s-1"}
+    assert stored.has_info
+
+
+@pytest.mark.django_db
+def test_span_attributes_are_decoded_into_columns():
+    trace = make_trace(2)
+
+    ingest.store_trace(None, trace["spans"])
+
+    root, child = Span.objects.filter(trace__trace_id=trace["trace_id"]).order_by("start_ns")
+    assert root.parent_span_id == ""
+    assert child.parent_span_id == root.span_id
+    assert len(root.span_id) == 16
+    assert root.span_type == "AGENT"
+    assert child.span_type == "LLM"
+    assert root.inputs == {"messages": [{"role": "user", "content": "question 0"}]}
+    assert root.outputs == {"answer": "answer 0"}
+    # Decoded values; the ones with columns of their own are not kept twice.
+    assert root.attributes == {"mlflow.spanLogLevel": 20, "agent.version": "1.2"}
+    assert root.start_ns == T0
+    assert root.status == "OK"
+
+
+@pytest.mark.django_db
+def test_spans_before_info_create_the_trace_and_the_info_then_wins():
+    trace = make_trace(5)
+
+    ingest.store_trace(None, trace["spans"])
+    derived = Trace.objects.get(trace_id=trace["trace_id"])
+    assert not derived.has_info
+    assert derived.state == "OK"
+    assert derived.name == "agent"
+    assert derived.duration_ns == 5 * 1_000 + 500
+    assert derived.span_count == 5
+
+    ingest.store_trace(trace["info"], None)
+
+    stored = Trace.objects.get(trace_id=trace["trace_id"])
+    assert stored.has_info
+    assert stored.duration_ns == 85_000_000
+    assert stored.span_count == 5
+    assert stored.request_preview == "question 0"
+
+
+@pytest.mark.django_db
+def test_spans_after_info_do_not_overwrite_it():
+    trace = make_trace(5)
+
+    ingest.store_trace(trace["info"], None)
+    ingest.store_trace(None, trace["spans"])
+
+    stored = Trace.objects.get(trace_id=trace["trace_id"])
+    assert stored.duration_ns == 85_000_000
+    assert stored.tags["session"] == "s-1"
+    assert stored.span_count == 5
+
+
+@pytest.mark.django_db
+def test_a_more_complete_version_updates_the_trace():
+    trace = make_trace(6)
+    open_root = dict(trace["spans"][0], end_time_unix_nano=None)
+    in_progress = {**trace["info"], "state": "IN_PROGRESS"}
+    del in_progress["execution_duration"]
+
+    ingest.store_trace(in_progress, [open_root, *trace["spans"][1:3]])
+    first = Trace.objects.get(trace_id=trace["trace_id"])
+    assert (first.state, first.span_count, first.duration_ns) == ("IN_PROGRESS", 3, None)
+    assert Span.objects.get(trace=first, parent_span_id="").end_ns is None
+
+    ingest.store_trace(trace["info"], trace["spans"])
+
+    final = Trace.objects.get(trace_id=trace["trace_id"])
+    assert (final.state, final.span_count, final.duration_ns) == ("OK", 6, 85_000_000)
+    assert Span.objects.get(trace=final, parent_span_id="").end_ns is not None
+
+
+@pytest.mark.django_db
+def test_tags_added_later_survive_a_resent_info():
+    trace = make_trace(1)
+    ingest.store_trace(trace["info"], trace["spans"])
+    Trace.objects.filter(trace_id=trace["trace_id"]).update(
+        tags={"mlflow.traceName": "agent", "session": "s-1", "reviewed": "yes"}
+    )
+
+    ingest.store_trace(trace["info"], trace["spans"])
+
+    assert Trace.objects.get(trace_id=trace["trace_id"]).tags["reviewed"] == "yes"
+
+
+@pytest.mark.django_db
+def test_an_error_trace_keeps_its_exception_event():
+    trace = make_trace(3, error=True)
+
+    ingest.store_trace(None, trace["spans"])
+
+    stored = Trace.objects.get(trace_id=trace["trace_id"])
+    root = stored.spans.get(parent_span_id="")
+    assert stored.state == "ERROR"
+    assert root.status == "ERROR"
+    assert root.status_message == "ValueError: kaboom"
+    assert root.events[0]["name"] == "exception"
+    assert root.events[0]["attributes"]["exception.type"] == "ValueError"
+
+
+@pytest.mark.django_db
+def test_hex_ids_are_accepted_like_base64_ones():
+    trace = make_trace(2)
+    for span in trace["spans"]:
+        span["trace_id"] = base64.b64decode(span["trace_id"]).hex()
+        span["span_id"] = base64.b64decode(span["span_id"]).hex().upper()
+        del span["attributes"]["mlflow.traceRequestId"]
+
+    ingest.store_trace(None, trace["spans"])
+
+    assert Trace.objects.get(trace_id=trace["trace_id"]).span_count == 2
+
+
+@pytest.mark.django_db
+def test_hostile_values_are_stored_without_breaking_the_batch():
+    trace = make_trace(2)
+    trace["spans"][1]["name"] = "nul\x00byte" + "x" * 5000
+    trace["spans"][1]["attributes"]["mlflow.spanOutputs"] = '{"score": NaN, "t": "a\\u0000b"}'
+    trace["spans"][1]["attributes"]["not-json"] = "{oops"
+
+    ingest.store_trace(None, trace["spans"])
+
+    span = Span.objects.get(name__startswith="nul")
+    assert "\x00" not in span.name
+    assert len(span.name) == ingest.NAME_MAX_CHARS
+    assert span.outputs == {"score": None, "t": "ab"}
+    assert span.attributes["not-json"] == "{oops"
+
+
+@pytest.mark.django_db
+def test_trace_info_for_another_experiment():
+    experiment = Experiment.objects.create(name="support")
+    trace = make_trace(1)
+    trace["info"]["trace_location"]["mlflow_experiment"]["experiment_id"] = str(experiment.pk)
+
+    ingest.store_trace(trace["info"], trace["spans"])
+
+    assert Trace.objects.get(trace_id=trace["trace_id"]).experiment == experiment
+
+
+def _bad(mutate):
+    trace = make_trace(2)
+    mutate(trace)
+    return trace
+
+
+BAD_INPUTS = {
+    "info not an object": (lambda t: t.update(info=["x"]), "trace_info must be a JSON object"),
+    "trace id shape": (lambda t: t["info"].update(trace_id="tr-xyz"), "trace_info.trace_id"),
+    "state": (lambda t: t["info"].update(state="DONE"), "trace_info.state"),
+    "timestamp": (lambda t: t["info"].update(request_time="yesterday"), "request_time"),
+    "duration": (lambda t: t["info"].update(execution_duration="fast"), "execution_duration"),
+    "experiment id": (
+        lambda t: t["info"]["trace_location"]["mlflow_experiment"].update(experiment_id="abc"),
+        "experiment_id must be a number",
+    ),
+    "unknown experiment": (
+        lambda t: t["info"]["trace_location"]["mlflow_experiment"].update(experiment_id="999"),
+        "Experiment 999 does not exist",
+    ),
+    "metadata type": (lambda t: t["info"].update(trace_metadata="x"), "trace_metadata"),
+    "spans not a list": (lambda t: t.update(spans={"a": 1}), "spans must be a list"),
+    "span id": (lambda t: t["spans"][1].update(span_id="nope"), "spans[1].span_id"),
+    "parent id": (lambda t: t["spans"][1].update(parent_span_id="AAAA"), "parent_span_id"),
+    "start missing": (
+        lambda t: t["spans"][0].pop("start_time_unix_nano"),
+        "spans[0].start_time_unix_nano is required",
+    ),
+    "start type": (
+        lambda t: t["spans"][0].update(start_time_unix_nano="soon"),
+        "spans[0].start_time_unix_nano must be an integer",
+    ),
+    "end before start": (
+        lambda t: t["spans"][1].update(end_time_unix_nano=1),
+        "spans[1] ends before it starts",
+    ),
+    "status": (lambda t: t["spans"][0].update(status={"code": "MEH"}), "status.code"),
+    "attributes": (lambda t: t["spans"][0].update(attributes=[1]), "spans[0].attributes"),
+    "events": (lambda t: t["spans"][0].update(events=["boom"]), "spans[0].events"),
+    "name": (lambda t: t["spans"][0].update(name=None), "spans[0].name must be a string"),
+}
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("case", BAD_INPUTS, ids=list(BAD_INPUTS))
+def test_bad_input_raises_one_clear_error_and_stores_nothing(case):
+    good = make_trace(3)
+    ingest.store_trace(good["info"], good["spans"])
+    mutate, message = BAD_INPUTS[case]
+    bad = _bad(mutate)
+
+    with pytest.raises(ingest.IngestError) as raised:
+        ingest.store_trace(bad["info"], bad["spans"])
+
+    assert message in raised.value.message
+    assert list(Trace.objects.values_list("trace_id", flat=True)) == [good["trace_id"]]
+    assert Span.objects.count() == 3
+
+
+def test_parsing_needs_no_database():
+    trace = make_trace(1)
+
+    info = ingest.parse_trace_info(trace["info"])
+    span = ingest.parse_span(trace["spans"][0])
+
+    assert info.duration_ns == 85_000_000
+    assert span.trace_id == trace["trace_id"]
+    assert span.span_type == "AGENT"
