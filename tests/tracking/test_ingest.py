@@ -35,7 +35,7 @@ def make_trace(n_spans: int, *, error: bool = False, seed: bytes | None = None) 
                 "parent_span_id": None if i == 0 else b64(span_ids[(i - 1) // 4]),
                 "name": "agent" if i == 0 else f"step-{i}",
                 "start_time_unix_nano": T0 + i * 1_000,
-                "end_time_unix_nano": T0 + n_spans * 1_000 + 500 if i == 0 else T0 + i * 1_000 + 900,
+                "end_time_unix_nano": T0 + (n_spans * 1_000 + 500 if i == 0 else i * 1_000 + 900),
                 "events": [
                     {
                         "name": "exception",
@@ -68,7 +68,10 @@ def make_trace(n_spans: int, *, error: bool = False, seed: bytes | None = None) 
         )
     info = {
         "trace_id": trace_id,
-        "trace_location": {"type": "MLFLOW_EXPERIMENT", "mlflow_experiment": {"experiment_id": "0"}},
+        "trace_location": {
+            "type": "MLFLOW_EXPERIMENT",
+            "mlflow_experiment": {"experiment_id": "0"},
+        },
         "request_time": "2026-11-21T20:56:31.376Z",
         "execution_duration": "0.085s",
         "state": "ERROR" if error else "OK",

@@ -1,4 +1,4 @@
-"""Tasks go through a real broker to a real worker: in-process for `make run`, Redis in production."""
+"""Tasks go through a real broker to a real worker: in-process (`make run`) or on Redis."""
 
 from __future__ import annotations
 
