@@ -1,0 +1,119 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from tracking.models import Experiment, LoggedModel, Span, Trace, TraceState
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def logged(server) -> dict[str, object]:
+    """One model version and one trace of it, with two spans."""
+    experiment = Experiment.objects.create(name="support")
+    model = LoggedModel.objects.create(
+        experiment=experiment, name="support-agent", params={"temperature": "0.2"}
+    )
+    trace = Trace.objects.create(
+        experiment=experiment,
+        trace_id="tr-" + "ab" * 16,
+        name="answer_question",
+        state=TraceState.OK,
+        request_time=datetime(2025, 6, 1, 12, 0, tzinfo=UTC),
+        duration_ns=1_500_000_000,
+        model_id=model.model_id,
+        span_count=2,
+        request_preview='{"question": "Where is my order?"}',
+    )
+    Span.objects.create(
+        trace=trace,
+        span_id="a" * 16,
+        name="answer_question",
+        span_type="AGENT",
+        start_ns=0,
+        end_ns=1_500_000_000,
+        status="OK",
+    )
+    Span.objects.create(
+        trace=trace,
+        span_id="b" * 16,
+        parent_span_id="a" * 16,
+        name="search_orders",
+        span_type="TOOL",
+        start_ns=10,
+        end_ns=900_000,
+        status="OK",
+    )
+    return {"model": model, "trace": trace}
+
+
+def test_home_shows_a_logged_model_and_trace(page, server, logged):
+    page.goto(server + "/")
+
+    assert page.locator("h1").inner_text() == "Overview"
+    models = page.locator("section", has=page.get_by_role("heading", name="Models"))
+    assert "support-agent" in models.inner_text()
+    traces = page.locator("section", has=page.get_by_role("heading", name="Recent traces"))
+    assert "answer_question" in traces.inner_text()
+    assert "1.50 s" in traces.inner_text()
+
+
+def test_navigation_links_open_each_section(page, server):
+    page.goto(server + "/")
+
+    for label, heading, path in [
+        ("Models", "Models", "/models/"),
+        ("Traces", "Traces", "/traces/"),
+        ("Playground", "Playground", "/playground/"),
+    ]:
+        page.get_by_role("navigation", name="Main").get_by_role("link", name=label).click()
+        page.wait_for_url(server + path)
+        assert page.locator("h1").inner_text() == heading
+        current = page.locator('.nav-link[aria-current="page"]')
+        assert current.inner_text() == label
+
+    page.get_by_role("link", name="Spyglass").click()
+    page.wait_for_url(server + "/")
+    assert page.locator("h1").inner_text() == "Overview"
+
+
+def body_background(page) -> str:
+    return page.evaluate("getComputedStyle(document.body).backgroundColor")
+
+
+def test_theme_toggle_switches_and_remembers_the_theme(page, server):
+    page.goto(server + "/")
+    html = page.locator("html")
+    light_background = body_background(page)
+    assert html.get_attribute("data-theme") is None  # follows the (light) system preference
+
+    page.get_by_role("button", name="Switch to dark theme").click()
+
+    assert html.get_attribute("data-theme") == "dark"
+    assert body_background(page) != light_background
+    page.reload()
+    assert html.get_attribute("data-theme") == "dark"  # stored in localStorage
+
+    page.get_by_role("button", name="Switch to light theme").click()
+
+    assert html.get_attribute("data-theme") == "light"
+    assert body_background(page) == light_background
+
+
+def test_a_trace_link_opens_the_trace_detail(page, server, logged):
+    trace = logged["trace"]
+    page.goto(server + "/traces/")
+
+    page.get_by_role("link", name="answer_question").click()
+
+    page.wait_for_url(f"{server}/traces/{trace.trace_id}/")
+    assert page.locator("h1").inner_text() == "answer_question"
+    spans = page.locator("table.spans tbody tr")
+    assert spans.count() == 2
+    assert "search_orders" in spans.nth(1).inner_text()
+    assert "TOOL" in spans.nth(1).inner_text()
+    page.get_by_role("link", name="support-agent").click()
+    page.wait_for_url(f"{server}/models/{logged['model'].model_id}/")
+    assert page.locator("h1").inner_text() == "support-agent"

@@ -1,0 +1,119 @@
+"""Display filters for tracking values: durations, token counts, ids, JSON.
+
+Filters return plain strings, so the template engine still escapes whatever they are given.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django import template
+from django.urls import NoReverseMatch, reverse
+
+register = template.Library()
+
+EMPTY = "—"
+
+# MLflow's span types (mlflow.entities.SpanType); anything else gets the neutral colour.
+SPAN_TYPES = frozenset(
+    {
+        "AGENT",
+        "CHAIN",
+        "LLM",
+        "CHAT_MODEL",
+        "TOOL",
+        "RETRIEVER",
+        "EMBEDDING",
+        "RERANKER",
+        "PARSER",
+        "MEMORY",
+        "WORKFLOW",
+        "TASK",
+        "GUARDRAIL",
+        "EVALUATOR",
+        "UNKNOWN",
+    }
+)
+
+
+@register.filter
+def duration(ns: int | None) -> str:
+    """Nanoseconds as a short human duration: "850 ns", "120 µs", "45 ms", "1.23 s", "2 m 05 s"."""
+    if ns is None or ns == "":
+        return EMPTY
+    ns = int(ns)
+    if ns < 0:
+        return EMPTY
+    if ns < 1_000:
+        return f"{ns} ns"
+    if ns < 1_000_000:
+        return _scaled(ns / 1_000, "µs")
+    if ns < 1_000_000_000:
+        return _scaled(ns / 1_000_000, "ms")
+    seconds = ns / 1_000_000_000
+    if seconds < 60:
+        return f"{seconds:.2f} s"
+    minutes, secs = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes} m {secs:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} m"
+
+
+def _scaled(value: float, unit: str) -> str:
+    # Three significant digits at most: "4.56 ms", "45.6 ms", "456 ms".
+    if value < 10:
+        return f"{value:.2f} {unit}"
+    if value < 100:
+        return f"{value:.1f} {unit}"
+    return f"{value:.0f} {unit}"
+
+
+@register.filter
+def tokens(count: int | None) -> str:
+    """A token count with thousands separators; a dash when unknown."""
+    if count is None or count == "":
+        return EMPTY
+    return f"{int(count):,}"
+
+
+@register.filter
+def short_sha(commit: str | None) -> str:
+    return (commit or "")[:7]
+
+
+@register.filter
+def span_type_class(span_type: str | None) -> str:
+    """The CSS modifier for a span type badge; unknown types share one neutral class."""
+    value = (span_type or "").upper()
+    return value.lower().replace("_", "-") if value in SPAN_TYPES else "other"
+
+
+@register.filter
+def pretty_json(value: Any) -> str:
+    """Indented JSON for a <pre>; the result is a plain string and gets auto-escaped."""
+    return json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False, default=str)
+
+
+@register.filter
+def json_value(value: Any) -> str:
+    """A param, tag or metadata value: strings as they are, anything else as compact JSON."""
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False, default=str)
+
+
+@register.filter
+def model_url(model_id: str | None) -> str:
+    """The detail URL of a model id, or "" when the id cannot be one (empty, contains "/").
+
+    Trace.model_id is copied from client-sent metadata, so it is not guaranteed to be routable;
+    a page must not fail with NoReverseMatch because one trace carries an odd value.
+    """
+    if not model_id:
+        return ""
+    try:
+        return reverse("tracking:model-detail", args=[model_id])
+    except NoReverseMatch:
+        return ""
