@@ -1,11 +1,18 @@
 from django.contrib import admin
 from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from tracking.api import router as api_router
 from webapp import health, views
 
 urlpatterns = [
     path("", views.home, name="home"),
     path("healthz", health.healthz, name="healthz"),
+    # The MLflow REST API and OTLP paths are a public contract: clients call them literally.
+    path("", include("tracking.mlflow_api.urls")),
+    path("api/v1/", include(api_router.urls)),
+    path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("", include("tracking.urls")),
     path("playground/", include("playground.urls")),
     path("admin/", admin.site.urls),

@@ -1,0 +1,1 @@
+"""OpenTelemetry OTLP/HTTP span ingest (`POST /v1/traces`, protobuf and JSON)."""
