@@ -21,6 +21,15 @@ from celery import Celery
 REPO = Path(__file__).resolve().parent.parent
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _auth_off_unless_a_test_turns_it_on() -> Iterator[None]:
+    """Most tests exercise features, not logins; tests of auth set SPYGLASS_AUTH=True."""
+    from django.test import override_settings
+
+    with override_settings(SPYGLASS_AUTH=False):
+        yield
+
+
 def services_required() -> bool:
     return os.environ.get("SPYGLASS_REQUIRE_SERVICES") == "1"
 

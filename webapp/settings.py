@@ -74,6 +74,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "webapp.auth.AuthRequiredMiddleware",
 ]
 
 ROOT_URLCONF = "webapp.urls"
@@ -124,6 +125,14 @@ else:
     _db["CONN_HEALTH_CHECKS"] = True
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# Logins for pages, Basic/Bearer for the APIs (webapp/auth.py). On by default; `manage.py
+# serve` turns it off only when it listens on loopback and SPYGLASS_AUTH is not set.
+SPYGLASS_AUTH = env.bool("SPYGLASS_AUTH", default=True)
+SPYGLASS_AUTH_EXPLICIT = "SPYGLASS_AUTH" in env.ENVIRON
+LOGIN_URL = "/accounts/login/"
+LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "/accounts/login/"
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -225,6 +234,11 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.CursorPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "webapp.auth.HeaderAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["webapp.auth.IsAuthenticatedWhenAuthOn"],
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Spyglass API",

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from django import forms
+from django.contrib.auth.decorators import login_required
 from django.db.models import Count
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
-from django.views.decorators.http import require_safe
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
 from tracking.models import Experiment, LifecycleStage, LoggedModel, Trace
 from tracking.views import (
@@ -15,8 +17,14 @@ from tracking.views import (
     traces_for_list,
     with_model_names,
 )
+from webapp.models import ApiToken, TokenScope
 
 RECENT_MODEL_NAMES = 8
+
+
+class TokenForm(forms.Form):
+    name = forms.CharField(max_length=100, help_text="What uses it, e.g. “ci-evals”.")
+    scope = forms.ChoiceField(choices=TokenScope.choices, initial=TokenScope.WRITE)
 
 
 @require_safe
@@ -37,3 +45,33 @@ def home(request: HttpRequest) -> HttpResponse:
         "tracking_uri": request.build_absolute_uri("/").rstrip("/"),
     }
     return render(request, "home.html", context)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def tokens(request: HttpRequest) -> HttpResponse:
+    """The user's API tokens; a POST issues one and shows its plaintext this once."""
+    form = TokenForm(request.POST or None)
+    issued = None
+    status = 200
+    if request.method == "POST":
+        if form.is_valid():
+            _, issued = ApiToken.issue(request.user, **form.cleaned_data)
+            form = TokenForm()
+        else:
+            status = 400
+    context = {
+        "form": form,
+        "issued": issued,
+        "tokens": request.user.api_tokens.filter(revoked_at__isnull=True),
+        "tracking_uri": request.build_absolute_uri("/").rstrip("/"),
+    }
+    return render(request, "webapp/tokens.html", context, status=status)
+
+
+@login_required
+@require_POST
+def revoke_token(request: HttpRequest, token_id: int) -> HttpResponse:
+    token = get_object_or_404(request.user.api_tokens, pk=token_id, revoked_at__isnull=True)
+    token.revoke()
+    return redirect("tokens")

@@ -2,19 +2,31 @@
 
 This is what `make run` starts: one process that serves pages and runs background tasks on
 a worker thread (webapp/embedded_worker.py). With REDIS_URL set the worker is not embedded;
-run `celery -A webapp worker` beside it (README, production).
+run `celery -A webapp worker` beside it (README).
 """
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Any
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.core.management import call_command
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from webapp import embedded_worker
 from webapp.celery import app as celery_app
+
+
+def is_loopback(host: str) -> bool:
+    host = host.strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class Command(BaseCommand):
@@ -24,15 +36,41 @@ class Command(BaseCommand):
         parser.add_argument("addrport", nargs="?", default="127.0.0.1:8000")
 
     def handle(self, *args: Any, addrport: str, **options: Any) -> None:
+        host, _, port = addrport.rpartition(":")
+        host = host or "127.0.0.1"
+        self._settle_auth(host)
         if settings.SPYGLASS_EMBEDDED_WORKER:
             embedded_worker.ensure_started(celery_app, settings.SPYGLASS_EMBEDDED_CONCURRENCY)
             self.stdout.write("Background tasks: embedded Celery worker (in-memory broker).")
         else:
-            self.stdout.write(
-                f"Background tasks: broker {celery_app.conf.broker_url.split('@')[-1]}; "
-                "start workers with `celery -A webapp worker`."
-            )
-        host = addrport.rsplit(":", 1)[0]
-        self.stdout.write(f"Spyglass: http://{host}:{addrport.rsplit(':', 1)[-1]}/")
+            broker = celery_app.conf.broker_url.rsplit("@", 1)[-1]
+            self.stdout.write(f"Background tasks: {broker}; run `celery -A webapp worker`.")
+        self.stdout.write(f"Spyglass: http://{host}:{port}/")
         # The autoreloader would fork a child that starts without the worker thread.
-        call_command("runserver", addrport, use_reloader=False, use_threading=True)
+        call_command("runserver", f"{host}:{port}", use_reloader=False, use_threading=True)
+
+    def _settle_auth(self, host: str) -> None:
+        """Auth may be off only on loopback; unset, it is off there and on elsewhere."""
+        loopback = is_loopback(host)
+        if not settings.SPYGLASS_AUTH_EXPLICIT:
+            settings.SPYGLASS_AUTH = not loopback
+        if not settings.SPYGLASS_AUTH:
+            if not loopback:
+                raise CommandError(
+                    f"Refusing to serve on {host} with SPYGLASS_AUTH off: anyone who can reach "
+                    "it could read and change every trace. Unset SPYGLASS_AUTH or listen on "
+                    "127.0.0.1."
+                )
+            self.stdout.write("Auth: off (listening on loopback only).")
+            return
+        users = get_user_model().objects.filter(is_active=True)
+        if users.exists():
+            self.stdout.write(
+                "Auth: on. Log in at /accounts/login/; clients use MLFLOW_TRACKING_USERNAME/"
+                "PASSWORD or a token from /settings/tokens/ as MLFLOW_TRACKING_TOKEN."
+            )
+        else:
+            self.stdout.write(
+                "Auth: on, and there is no user yet. Create one with\n"
+                "  .venv/bin/python manage.py createsuperuser"
+            )
