@@ -28,7 +28,7 @@ from typing import Any
 
 import orjson
 from django.db import connection, transaction
-from django.db.models import Count
+from django.db.models import Count, OuterRef, Subquery
 
 from tracking.models import DEFAULT_EXPERIMENT_ID, Experiment, Span, Trace, TraceState
 
@@ -437,13 +437,15 @@ def _span_params(span: SpanData, trace_pk: int) -> tuple[Any, ...]:
 
 
 def _refresh_span_counts(trace_pks: Iterable[int]) -> None:
-    counts = (
-        Span.objects.filter(trace_id__in=list(trace_pks))
-        .values_list("trace_id")
-        .annotate(n=Count("pk"))
+    """Recount spans of the touched traces in one UPDATE with a correlated subquery."""
+    count = (
+        Span.objects.filter(trace=OuterRef("pk"))
         .order_by()
+        .values("trace")
+        .annotate(n=Count("pk"))
+        .values("n")
     )
-    Trace.objects.bulk_update([Trace(pk=pk, span_count=n) for pk, n in counts], ["span_count"])
+    Trace.objects.filter(pk__in=list(trace_pks)).update(span_count=Subquery(count))
 
 
 # --- Small validators -----------------------------------------------------------------------

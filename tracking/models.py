@@ -151,9 +151,15 @@ class Metric(models.Model):
     Metrics belong to a run, to a logged model (`log_metric(..., model_id=...)`), or both.
     """
 
-    run = models.ForeignKey(Run, on_delete=models.CASCADE, null=True, blank=True)
+    # Both foreign keys are served by the composite indexes below.
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, null=True, blank=True, db_index=False)
     logged_model = models.ForeignKey(
-        LoggedModel, on_delete=models.CASCADE, null=True, blank=True, related_name="metrics"
+        LoggedModel,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="metrics",
+        db_index=False,
     )
     key = models.CharField(max_length=250)
     value = models.FloatField()
@@ -195,7 +201,10 @@ class TraceQuerySet(models.QuerySet["Trace"]):
 
 class Trace(models.Model):
     trace_id = models.CharField(max_length=64, unique=True)
-    experiment = models.ForeignKey(Experiment, on_delete=models.CASCADE, related_name="traces")
+    # db_index=False: trace_exp_time_idx starts with this column and serves its lookups.
+    experiment = models.ForeignKey(
+        Experiment, on_delete=models.CASCADE, related_name="traces", db_index=False
+    )
     # Root span name (MLflow's `mlflow.traceName` tag), copied out for lists and filters.
     name = models.CharField(max_length=500, blank=True)
     state = models.CharField(
@@ -209,7 +218,7 @@ class Trace(models.Model):
     metadata = models.JSONField(default=dict, blank=True)
     tags = models.JSONField(default=dict, blank=True)
     # Copied out of metadata so that lists can filter, sort and group on plain indexed columns.
-    model_id = models.CharField(max_length=64, blank=True, db_index=True)
+    model_id = models.CharField(max_length=64, blank=True)  # indexed by trace_model_time_idx
     total_tokens = models.BigIntegerField(null=True, blank=True)
     span_count = models.IntegerField(default=0)
     # True once a client sent the trace info itself (StartTraceV3); until then the columns
@@ -250,7 +259,9 @@ class SpanStatus(models.TextChoices):
 
 
 class Span(models.Model):
-    trace = models.ForeignKey(Trace, on_delete=models.CASCADE, related_name="spans")
+    # db_index=False: the unique (trace, span_id) constraint and span_trace_start_idx both
+    # start with this column; a third index would only cost a write per span.
+    trace = models.ForeignKey(Trace, on_delete=models.CASCADE, related_name="spans", db_index=False)
     span_id = models.CharField(max_length=16)  # 8 bytes as hex, as OTel prints them
     parent_span_id = models.CharField(max_length=16, blank=True)
     name = models.CharField(max_length=500)
