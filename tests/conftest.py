@@ -11,14 +11,26 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import uuid
+from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from celery import Celery
+from celery import Celery, shared_task
 
 REPO = Path(__file__).resolve().parent.parent
+
+# Set by the `tests.record` task when a worker runs it: proof that a message went through the
+# broker to a worker, without a result backend.
+RECORDED: defaultdict[str, threading.Event] = defaultdict(threading.Event)
+
+
+@shared_task(name="tests.record")
+def record(key: str) -> str:
+    RECORDED[key].set()
+    return threading.current_thread().name
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -77,7 +89,8 @@ def make_celery_app(broker_url: str, result_backend: str) -> Celery:
 
 @pytest.fixture
 def memory_celery_app() -> Iterator[Celery]:
-    app = make_celery_app("memory://", "cache+memory://")
+    # No result backend: in-process, as under `make run`, rows are what callers read.
+    app = make_celery_app("memory://", "")
     yield app
     app.close()
 

@@ -178,7 +178,9 @@ REDIS_URL = env.str("REDIS_URL", default="")
 # With no broker configured, tasks travel through kombu's in-memory transport to a worker
 # thread inside the web process (webapp/embedded_worker.py): still real Celery, never eager.
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL or "memory://")
-CELERY_RESULT_BACKEND = env.str("CELERY_RESULT_BACKEND", default=REDIS_URL or "cache+memory://")
+# Results are kept only with Redis (health checks and tests read them); the UI never reads
+# them: the rows a task updates are its outcome.
+CELERY_RESULT_BACKEND = env.str("CELERY_RESULT_BACKEND", default=REDIS_URL) or None
 SPYGLASS_EMBEDDED_WORKER = env.bool(
     "SPYGLASS_EMBEDDED_WORKER", default=CELERY_BROKER_URL.startswith("memory://")
 )

@@ -2,20 +2,29 @@
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 from django.conf import settings
 
+from tests.conftest import RECORDED
+
 
 def test_a_task_round_trips_through_the_embedded_worker(embedded_worker):
-    result = embedded_worker.tasks["webapp.ping"].delay()
+    key = uuid.uuid4().hex
 
-    assert "pong" in result.get(timeout=10)
+    embedded_worker.tasks["tests.record"].delay(key)
+
+    assert RECORDED[key].wait(timeout=10)
 
 
-def test_the_embedded_worker_runs_tasks_concurrently(embedded_worker):
-    results = [embedded_worker.tasks["webapp.ping"].delay() for _ in range(20)]
+def test_the_embedded_worker_runs_many_tasks(embedded_worker):
+    keys = [uuid.uuid4().hex for _ in range(20)]
 
-    assert all("pong" in r.get(timeout=10) for r in results)
+    for key in keys:
+        embedded_worker.tasks["tests.record"].delay(key)
+
+    assert all(RECORDED[key].wait(timeout=10) for key in keys)
 
 
 @pytest.mark.services
