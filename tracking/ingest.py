@@ -28,7 +28,9 @@ from typing import Any
 
 import orjson
 from django.db import connection, transaction
-from django.db.models import Count, OuterRef, Subquery
+from django.db.models import BigIntegerField, Case, Count, F, OuterRef, Subquery, Sum, When
+from django.db.models.fields.json import KeyTextTransform, KeyTransform
+from django.db.models.functions import Cast
 
 from tracking.models import DEFAULT_EXPERIMENT_ID, Experiment, Span, Trace, TraceState
 
@@ -44,6 +46,7 @@ _ATTR_TYPE = "mlflow.spanType"
 _ATTR_INPUTS = "mlflow.spanInputs"
 _ATTR_OUTPUTS = "mlflow.spanOutputs"
 _ATTR_TRACE_ID = "mlflow.traceRequestId"
+TOKEN_USAGE_ATTRIBUTE = "mlflow.chat.tokenUsage"
 
 _STATUS_CODES = {
     "STATUS_CODE_UNSET": "UNSET",
@@ -237,9 +240,14 @@ def store(
     infos: Iterable[TraceInfo] = (),
     spans: Iterable[SpanData] = (),
     default_experiment_id: int = DEFAULT_EXPERIMENT_ID,
+    trace_tags: Mapping[str, Mapping[str, str]] | None = None,
 ) -> StoreResult:
     """Upsert trace infos and spans. Spans of a trace without an info (yet) create the trace,
-    filed under `default_experiment_id`, with its columns derived from the spans."""
+    filed under `default_experiment_id`, with its columns derived from the spans.
+
+    `trace_tags` ({trace_id: {key: value}}) merges tags into traces without making them
+    "sent" infos, e.g. OTLP resource attributes such as `service.name`.
+    """
     info_by_id = {i.trace_id: i for i in infos}  # a later copy in the same call wins
     span_by_key = {(s.trace_id, s.span_id): s for s in spans}
     spans_by_trace: dict[str, list[SpanData]] = {}
@@ -275,6 +283,8 @@ def store(
                 _apply_info(trace, info)
             elif not trace.has_info:
                 _derive_from_spans(trace, batch)
+            if trace_tags and trace_id in trace_tags:
+                trace.tags = {**(trace.tags or {}), **trace_tags[trace_id]}
 
         if to_update:
             Trace.objects.bulk_update(to_update, _TRACE_FIELDS)
@@ -437,15 +447,23 @@ def _span_params(span: SpanData, trace_pk: int) -> tuple[Any, ...]:
 
 
 def _refresh_span_counts(trace_pks: Iterable[int]) -> None:
-    """Recount spans of the touched traces in one UPDATE with a correlated subquery."""
-    count = (
-        Span.objects.filter(trace=OuterRef("pk"))
-        .order_by()
-        .values("trace")
-        .annotate(n=Count("pk"))
-        .values("n")
+    """Recount the touched traces' spans, and their tokens where no info gave a total, in one
+    UPDATE with correlated subqueries (a re-sent span is counted once, unlike a running sum)."""
+    spans = Span.objects.filter(trace=OuterRef("pk")).order_by().values("trace")
+    count = spans.annotate(n=Count("pk")).values("n")
+    # Spans carry MLflow's `mlflow.chat.tokenUsage`; OTLP decoders map gen_ai.* and
+    # OpenInference token counts onto the same attribute.
+    usage = KeyTransform(TOKEN_USAGE_ATTRIBUTE, "attributes")
+    tokens = spans.annotate(
+        n=Sum(Cast(KeyTextTransform("total_tokens", usage), BigIntegerField()))
+    ).values("n")
+    Trace.objects.filter(pk__in=list(trace_pks)).update(
+        span_count=Subquery(count),
+        total_tokens=Case(
+            When(has_info=True, total_tokens__isnull=False, then=F("total_tokens")),
+            default=Subquery(tokens),
+        ),
     )
-    Trace.objects.filter(pk__in=list(trace_pks)).update(span_count=Subquery(count))
 
 
 # --- Small validators -----------------------------------------------------------------------

@@ -352,3 +352,41 @@ def test_parsing_needs_no_database():
     assert info.duration_ns == 85_000_000
     assert span.trace_id == trace["trace_id"]
     assert span.span_type == "AGENT"
+
+
+@pytest.mark.django_db
+def test_tokens_of_a_trace_without_info_are_summed_from_its_spans_once():
+    trace = make_trace(3)
+    for span in trace["spans"][1:]:
+        span["attributes"]["mlflow.chat.tokenUsage"] = json.dumps(
+            {"input_tokens": 7, "output_tokens": 3, "total_tokens": 10}
+        )
+
+    ingest.store_trace(None, trace["spans"])
+    ingest.store_trace(None, trace["spans"])
+
+    assert Trace.objects.get(trace_id=trace["trace_id"]).total_tokens == 20
+
+
+@pytest.mark.django_db
+def test_the_token_total_a_client_sent_wins_over_the_spans():
+    trace = make_trace(2)
+    trace["spans"][1]["attributes"]["mlflow.chat.tokenUsage"] = json.dumps({"total_tokens": 99})
+
+    ingest.store_trace(trace["info"], trace["spans"])
+
+    assert Trace.objects.get(trace_id=trace["trace_id"]).total_tokens == 15
+
+
+@pytest.mark.django_db
+def test_trace_tags_merge_without_freezing_derived_columns():
+    trace = make_trace(2)
+    spans = [ingest.parse_span(s) for s in trace["spans"]]
+
+    ingest.store([], spans[1:], trace_tags={trace["trace_id"]: {"service.name": "agent-svc"}})
+    ingest.store([], spans[:1])
+
+    stored = Trace.objects.get(trace_id=trace["trace_id"])
+    assert stored.tags["service.name"] == "agent-svc"
+    assert stored.name == "agent"  # derived from the root span that came second
+    assert not stored.has_info
