@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 
 from celery import Celery
 from celery.result import _set_task_join_will_block
@@ -34,27 +35,43 @@ class EmbeddedWorker(WorkController):
 
 
 def start(app: Celery, concurrency: int = 4, timeout: float = 10.0) -> EmbeddedWorker:
-    """Start a worker thread for `app` and wait until it consumes.
+    """Start a worker thread for `app` and wait until it answers a ping.
 
     A thread pool, not prefork: forking a process that serves HTTP would copy its sockets,
     and threads share the in-memory broker with the web code.
     """
-    worker = EmbeddedWorker(
-        app=app,
-        concurrency=concurrency,
-        pool="threads",
-        hostname=f"embedded-{anon_nodename()}",
-        # Gossip, mingle and heartbeats coordinate workers across machines; one in-process
-        # worker has nobody to talk to.
-        without_heartbeat=True,
-        without_mingle=True,
-        without_gossip=True,
-        loglevel="INFO",
-    )
-    thread = threading.Thread(target=worker.start, name="celery-embedded", daemon=True)
-    thread.start()
-    if not worker.ready.wait(timeout):
+    created: list[EmbeddedWorker] = []
+    constructed = threading.Event()
+
+    def run() -> None:
+        # Built on its own thread: Celery's Django fixup closes the database connection of
+        # the thread that creates a worker, which must not be the caller's.
+        worker = EmbeddedWorker(
+            app=app,
+            concurrency=concurrency,
+            pool="threads",
+            hostname=f"embedded-{anon_nodename()}",
+            # Gossip, mingle and heartbeats coordinate workers across machines; one
+            # in-process worker has nobody to talk to.
+            without_heartbeat=True,
+            without_mingle=True,
+            without_gossip=True,
+            loglevel="INFO",
+        )
+        created.append(worker)
+        constructed.set()
+        worker.start()
+
+    threading.Thread(target=run, name="celery-embedded", daemon=True).start()
+    if not constructed.wait(timeout) or not created[0].ready.wait(timeout):
         raise RuntimeError("the embedded Celery worker did not start")
+    worker = created[0]
+    # "Consumer ready" comes before the control queue is bound; a ping sent in between is
+    # lost. Wait until the worker answers one, so /healthz is right from the first request.
+    deadline = time.monotonic() + timeout
+    while not app.control.ping(destination=[worker.hostname], timeout=0.2):
+        if time.monotonic() > deadline:
+            raise RuntimeError("the embedded Celery worker does not answer pings")
     # Creating a worker marks the whole process as "inside a task", which forbids waiting on
     # a result; the web threads are not tasks (Celery's own embedded test worker does this).
     _set_task_join_will_block(False)

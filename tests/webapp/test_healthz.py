@@ -23,7 +23,7 @@ def test_it_is_ok_with_the_embedded_worker(client, use_app, embedded_worker):
 
     response = client.get("/healthz")
 
-    assert response.status_code == 200
+    assert response.status_code == 200, response.json()
     body = response.json()
     assert body["ok"] is True
     assert body["checks"]["database"]["ok"] is True
