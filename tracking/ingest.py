@@ -148,7 +148,11 @@ def parse_trace_info(data: Any) -> TraceInfo:
 
 
 def parse_span(data: Any, where: str = "span") -> SpanData:
-    """Validate one span dict of MLflow's `traces.json` ("v3" span-dict schema)."""
+    """Validate one span dict of MLflow's `traces.json` ("v3" span-dict schema).
+
+    This runs once per span on every client path, so the common case is kept lean: error
+    messages are only formatted when there is an error.
+    """
     if not isinstance(data, dict):
         raise IngestError(f"{where} must be a JSON object.")
     attributes = data.get("attributes") or {}
@@ -156,61 +160,66 @@ def parse_span(data: Any, where: str = "span") -> SpanData:
         raise IngestError(f"{where}.attributes must be a JSON object.")
     # Every attribute value is JSON-encoded in this format; a value that is not valid JSON is
     # kept as the plain string the client sent rather than refused.
-    attrs = {str(k): _json_value(v) for k, v in attributes.items()}
+    attrs = {k: _json_value(v) if type(v) is str else v for k, v in attributes.items()}
 
-    raw_trace_id = _hex_id(data.get("trace_id"), 16, f"{where}.trace_id")
+    raw_trace_id = _hex_id(data.get("trace_id"), 16, where, "trace_id")
     trace_id = attrs.pop(_ATTR_TRACE_ID, None)
-    if not isinstance(trace_id, str) or not TRACE_ID_RE.match(trace_id):
+    if type(trace_id) is not str or not TRACE_ID_RE.match(trace_id):
         trace_id = f"tr-{raw_trace_id}"
 
-    parent = data.get("parent_span_id")
-    start_ns = _nanos(data.get("start_time_unix_nano"), f"{where}.start_time_unix_nano")
+    start_ns = _nanos(data.get("start_time_unix_nano"), where, "start_time_unix_nano")
     if start_ns is None:
         raise IngestError(f"{where}.start_time_unix_nano is required.")
-    end_ns = _nanos(data.get("end_time_unix_nano"), f"{where}.end_time_unix_nano")
+    end_ns = _nanos(data.get("end_time_unix_nano"), where, "end_time_unix_nano")
 
     status = data.get("status") or {}
-    if isinstance(status, Mapping):
+    if isinstance(status, dict):
         code, message = status.get("code", "UNSET"), status.get("message") or ""
     else:
         code, message = status, ""
-    if code not in _STATUS_CODES:
+    if type(code) not in (str, int) or code not in _STATUS_CODES:
         raise IngestError(f"{where}.status.code {code!r} is not a span status code.")
 
     events = data.get("events") or []
-    if not isinstance(events, list) or not all(isinstance(e, dict) for e in events):
+    if type(events) is not list or not all(type(e) is dict for e in events):
         raise IngestError(f"{where}.events must be a list of objects.")
 
     name = data.get("name")
-    if not isinstance(name, str):
+    if type(name) is not str:
         raise IngestError(f"{where}.name must be a string.")
 
+    parent = data.get("parent_span_id")
     span_type = attrs.pop(_ATTR_TYPE, None)
-    return make_span(
+    span = SpanData(
         trace_id=trace_id,
-        span_id=_hex_id(data.get("span_id"), 8, f"{where}.span_id"),
-        parent_span_id=_hex_id(parent, 8, f"{where}.parent_span_id") if parent else "",
+        span_id=_hex_id(data.get("span_id"), 8, where, "span_id"),
+        parent_span_id=_hex_id(parent, 8, where, "parent_span_id") if parent else "",
         name=name,
         start_ns=start_ns,
         end_ns=end_ns,
-        span_type=span_type if isinstance(span_type, str) else "UNKNOWN",
+        span_type=span_type if type(span_type) is str else "UNKNOWN",
         status=_STATUS_CODES[code],
-        status_message=str(message),
+        status_message=message if type(message) is str else str(message),
         inputs=attrs.pop(_ATTR_INPUTS, None),
         outputs=attrs.pop(_ATTR_OUTPUTS, None),
         attributes=attrs,
-        events=[dict(e) for e in events],
-        where=where,
+        events=events,
     )
+    return _limit(span, where)
 
 
 def make_span(*, where: str = "span", **values: Any) -> SpanData:
     """Build a SpanData from decoded values, enforcing the limits every decoder shares."""
-    span = SpanData(**values)
+    return _limit(SpanData(**values), where)
+
+
+def _limit(span: SpanData, where: str) -> SpanData:
     if span.end_ns is not None and span.end_ns < span.start_ns:
         raise IngestError(f"{where} ends before it starts.")
-    span.name = span.name.replace("\x00", "")[:NAME_MAX_CHARS]
-    span.status_message = span.status_message.replace("\x00", "")
+    if len(span.name) > NAME_MAX_CHARS or "\x00" in span.name:
+        span.name = span.name.replace("\x00", "")[:NAME_MAX_CHARS]
+    if "\x00" in span.status_message:
+        span.status_message = span.status_message.replace("\x00", "")
     span.span_type = (span.span_type or "UNKNOWN")[:SPAN_TYPE_MAX_CHARS]
     return span
 
@@ -506,28 +515,32 @@ def _duration_ns(value: Any, where: str) -> int | None:
     raise IngestError(f"{where} must be a duration such as '0.085s', got {value!r}.")
 
 
-def _nanos(value: Any, where: str) -> int | None:
+def _nanos(value: Any, where: str, field: str = "") -> int | None:
+    if type(value) is int and 0 <= value < 2**63:
+        return value  # the common case, first
     if value is None:
         return None
+    label = f"{where}.{field}" if field else where
     if isinstance(value, bool):
-        raise IngestError(f"{where} must be an integer of nanoseconds.")
+        raise IngestError(f"{label} must be an integer of nanoseconds.")
     try:
         nanos = int(value)
     except (TypeError, ValueError):
-        raise IngestError(f"{where} must be an integer of nanoseconds.") from None
+        raise IngestError(f"{label} must be an integer of nanoseconds.") from None
     if nanos < 0 or nanos >= 2**63:
-        raise IngestError(f"{where} is out of range.")
+        raise IngestError(f"{label} is out of range.")
     return nanos
 
 
-def _hex_id(value: Any, size: int, where: str) -> str:
+def _hex_id(value: Any, size: int, where: str, field: str = "") -> str:
     """Span and trace ids arrive base64-encoded (traces.json, OTLP protobuf-JSON) or as hex
     (OTLP/JSON); they are stored as lowercase hex, as OpenTelemetry prints them."""
     if isinstance(value, str):
         hex_id = _decode_id(value, size)
         if hex_id:
             return hex_id
-    raise IngestError(f"{where} must be a {size}-byte id (base64 or hex), got {value!r}.")
+    label = f"{where}.{field}" if field else where
+    raise IngestError(f"{label} must be a {size}-byte id (base64 or hex), got {value!r}.")
 
 
 @functools.lru_cache(maxsize=8192)

@@ -321,6 +321,7 @@ BAD_INPUTS = {
         "spans[1] ends before it starts",
     ),
     "status": (lambda t: t["spans"][0].update(status={"code": "MEH"}), "status.code"),
+    "status type": (lambda t: t["spans"][0].update(status={"code": ["OK"]}), "status.code"),
     "attributes": (lambda t: t["spans"][0].update(attributes=[1]), "spans[0].attributes"),
     "events": (lambda t: t["spans"][0].update(events=["boom"]), "spans[0].events"),
     "name": (lambda t: t["spans"][0].update(name=None), "spans[0].name must be a string"),
