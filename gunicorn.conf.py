@@ -4,8 +4,9 @@ It enforces the same rule as `manage.py serve`: SPYGLASS_AUTH may be off only wh
 address gunicorn binds is loopback.
 """
 
-import ipaddress
 import os
+
+from webapp.loopback import is_loopback_bind
 
 bind = [os.environ.get("SPYGLASS_BIND", "127.0.0.1:8000")]
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
@@ -15,21 +16,9 @@ timeout = int(os.environ.get("GUNICORN_TIMEOUT", "60"))
 accesslog = "-"
 
 
-def _is_loopback(address: str) -> bool:
-    if address.startswith("unix:"):
-        return True
-    host = address.rpartition(":")[0].strip("[]") or "0.0.0.0"
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def on_starting(server):
-    auth = os.environ.get("SPYGLASS_AUTH", "1").strip().lower()
-    if auth in {"0", "false", "no", "off"} and not all(_is_loopback(b) for b in server.cfg.bind):
+    auth_off = os.environ.get("SPYGLASS_AUTH", "1").strip().lower() in {"0", "false", "no", "off"}
+    if auth_off and not all(is_loopback_bind(address) for address in server.cfg.bind):
         raise SystemExit(
             "Refusing to serve on a non-loopback address with SPYGLASS_AUTH off. "
             "Unset SPYGLASS_AUTH or bind 127.0.0.1."

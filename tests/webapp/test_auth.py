@@ -10,6 +10,7 @@ from django.contrib.auth.models import User
 from django.core.management import CommandError, call_command
 
 from tests.conftest import REPO
+from webapp.loopback import is_loopback_bind
 from webapp.management.commands.serve import Command as ServeCommand
 from webapp.models import ApiToken, hash_token
 
@@ -223,3 +224,20 @@ def test_gunicorn_refuses_a_public_bind_with_auth_off():
 
     assert result.returncode != 0
     assert "Refusing to serve" in result.stderr + result.stdout
+
+
+@pytest.mark.parametrize(
+    ("bind", "loopback"),
+    [
+        ("127.0.0.1:8000", True),
+        ("[::1]:8000", True),
+        ("localhost:8000", True),
+        ("unix:/run/spyglass.sock", True),
+        ("0.0.0.0:8000", False),
+        ("[::]:8000", False),
+        ("10.0.0.5:80", False),
+        ("example.com:80", False),
+    ],
+)
+def test_loopback_binds_are_told_apart(bind, loopback):
+    assert is_loopback_bind(bind) is loopback

@@ -7,7 +7,6 @@ run `celery -A webapp worker` beside it (README).
 
 from __future__ import annotations
 
-import ipaddress
 from typing import Any
 
 from django.conf import settings
@@ -17,16 +16,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from webapp import embedded_worker
 from webapp.celery import app as celery_app
-
-
-def is_loopback(host: str) -> bool:
-    host = host.strip("[]")
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+from webapp.loopback import is_loopback
 
 
 class Command(BaseCommand):
