@@ -11,6 +11,8 @@ from __future__ import annotations
 import uuid
 
 from django.db import models
+from django.db.models import F, Window
+from django.db.models.functions import RowNumber
 from django.urls import reverse
 from django.utils import timezone
 
@@ -145,6 +147,26 @@ class LoggedModel(models.Model):
         return self.tags.get("mlflow.source.git.repoURL", "")
 
 
+class MetricQuerySet(models.QuerySet["Metric"]):
+    def latest_per_key(self) -> MetricQuerySet:
+        """The last logged value of each key in this queryset (highest step, then newest).
+
+        Filter to one owner (a run or a logged model) first: keys are ranked across the
+        whole queryset. One query; one row per key however many steps were logged.
+        """
+        return (
+            self.annotate(
+                key_rank=Window(
+                    RowNumber(),
+                    partition_by=[F("key")],
+                    order_by=[F("step").desc(), F("timestamp_ms").desc(), F("pk").desc()],
+                )
+            )
+            .filter(key_rank=1)
+            .order_by("key")
+        )
+
+
 class Metric(models.Model):
     """One logged metric value; MLflow keeps every step, so this is a row per value.
 
@@ -167,6 +189,8 @@ class Metric(models.Model):
     step = models.BigIntegerField(default=0)
     dataset_name = models.CharField(max_length=500, blank=True)
     dataset_digest = models.CharField(max_length=64, blank=True)
+
+    objects = MetricQuerySet.as_manager()
 
     class Meta:
         indexes = [

@@ -1,1 +1,592 @@
-"""OpenTelemetry OTLP/HTTP span ingest (`POST /v1/traces`, protobuf and JSON)."""
+"""OpenTelemetry OTLP/HTTP span ingest (`POST /v1/traces`, protobuf and JSON).
+
+Any OpenTelemetry SDK or collector can export here (`OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=
+<spyglass>/v1/traces`, protocol `http/protobuf`). The body is an `ExportTraceServiceRequest`
+decoded by opentelemetry-proto, as binary protobuf or OTLP/JSON, optionally gzip- or
+deflate-compressed. Spans go through `tracking.ingest.store`, so a span sent twice is stored
+once and spans of one trace may come in any number of requests, before or after the MLflow
+trace info.
+
+Contract (OTLP spec, "OTLP/HTTP Response"):
+- 200 with an empty `ExportTraceServiceResponse`, in the request's encoding (empty bytes, or
+  `{}` for JSON).
+- 400 for input that cannot be decoded or stored (content type, encoding, protobuf, JSON, ids,
+  times, unknown experiment), 413 for a body over DATA_UPLOAD_MAX_MEMORY_SIZE, before or after
+  decompression. The body is a `google.rpc.Status` with a developer-facing `message`, in the
+  request's encoding (JSON `{"code": 3, "message": ...}` when the content type is unknown),
+  as the spec requires; OTel exporters log it. A batch is stored whole or not at all.
+- The experiment is the `x-mlflow-experiment-id` header (MLflow's OTLP convention), else the
+  Default experiment "0".
+
+Mapping onto `SpanData`:
+- trace id -> `tr-<32 hex>` (or a well-formed `mlflow.traceRequestId` attribute), span and
+  parent ids -> 16 hex; an end time of 0 is an open span.
+- MLflow attributes arrive natively typed (the mlflow client's own exporter) or JSON-encoded
+  (MLflow spans through the stock OTel exporter: `"\\"CHAIN\\""`); both give the same row.
+- GenAI conventions fill what MLflow attributes leave empty: OpenInference
+  (`openinference.span.kind`, `input.value`, `llm.token_count.*`), then OpenTelemetry
+  `gen_ai.*` (`gen_ai.operation.name`, input/output messages, `gen_ai.usage.*`). Token counts
+  become `mlflow.chat.tokenUsage`, as on MLflow's own spans.
+- Resource attributes other than `telemetry.sdk.*` and `mlflow.*` (e.g. `service.name`) become
+  trace tags, as MLflow's server does.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+import zlib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
+from django.http import HttpRequest, HttpResponse
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_POST
+from google.protobuf import descriptor_pb2, descriptor_pool, json_format, message_factory
+from google.protobuf.message import DecodeError
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from opentelemetry.proto.trace.v1.trace_pb2 import Span as OtlpSpan
+
+from tracking.ingest import TOKEN_USAGE_ATTRIBUTE, TRACE_ID_RE, IngestError, SpanData, make_span
+from tracking.ingest import store as ingest_store
+from tracking.models import DEFAULT_EXPERIMENT_ID, Experiment
+
+PROTOBUF = "application/x-protobuf"
+JSON = "application/json"
+# `application/protobuf` is the registered name some clients use for the same bytes.
+_CONTENT_TYPES = {PROTOBUF: PROTOBUF, "application/protobuf": PROTOBUF, JSON: JSON}
+EXPERIMENT_HEADER = "x-mlflow-experiment-id"
+# Used when DATA_UPLOAD_MAX_MEMORY_SIZE is None: decompression always needs a cap.
+FALLBACK_MAX_BODY_BYTES = 32 * 1024 * 1024
+MAX_NANOS = 2**63 - 1  # the span columns are signed 64-bit
+
+# google.rpc.Code values carried in the error Status (informational per the OTLP spec).
+_INVALID_ARGUMENT = 3
+_RESOURCE_EXHAUSTED = 8
+
+_STATUS = {0: "UNSET", 1: "OK", 2: "ERROR"}
+# INTERNAL is the default kind and says nothing; the others (a server handling a request, a
+# client calling out) are worth seeing beside the span.
+_KIND = {2: "SERVER", 3: "CLIENT", 4: "PRODUCER", 5: "CONSUMER"}
+_ZERO_TRACE_ID = bytes(16)
+_ZERO_SPAN_ID = bytes(8)
+
+# MLflow's span attributes (protocol §6) and the columns they fill.
+_MLFLOW_TRACE_ID = "mlflow.traceRequestId"
+_MLFLOW_TYPE = "mlflow.spanType"
+_MLFLOW_INPUTS = "mlflow.spanInputs"
+_MLFLOW_OUTPUTS = "mlflow.spanOutputs"
+_MLFLOW_JSON_KEYS = (_MLFLOW_INPUTS, _MLFLOW_OUTPUTS, TOKEN_USAGE_ATTRIBUTE)
+
+_OPENINFERENCE_KINDS = {
+    kind: kind
+    for kind in (
+        "LLM", "CHAIN", "TOOL", "RETRIEVER", "EMBEDDING", "AGENT", "RERANKER", "GUARDRAIL",
+        "EVALUATOR",
+    )
+}  # fmt: skip
+_GENAI_OPERATIONS = {
+    "chat": "LLM",
+    "text_completion": "LLM",
+    "generate_content": "LLM",
+    "embeddings": "EMBEDDING",
+    "execute_tool": "TOOL",
+    "invoke_agent": "AGENT",
+    "create_agent": "AGENT",
+}
+# (input, output, total) token attributes, the first convention present wins.
+_TOKEN_KEYS = (
+    ("llm.token_count.prompt", "llm.token_count.completion", "llm.token_count.total"),
+    ("gen_ai.usage.input_tokens", "gen_ai.usage.output_tokens", None),
+    # Older GenAI conventions, still sent by OpenLLMetry.
+    ("gen_ai.usage.prompt_tokens", "gen_ai.usage.completion_tokens", "llm.usage.total_tokens"),
+)
+_MAX_TOKENS = 2**53  # keeps the per-trace sums far inside a bigint
+_HEX = re.compile(r"^[0-9a-fA-F]+$")
+_FLAT_MESSAGE = re.compile(r"^gen_ai\.(prompt|completion)\.(\d+)\.(role|content)$")
+
+
+class OtlpError(Exception):
+    """A request answered with an error Status; `message` is shown to the client."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+
+
+@dataclass(slots=True)
+class Batch:
+    """What one export request stores: spans, and trace tags from resource attributes."""
+
+    spans: list[SpanData] = field(default_factory=list)
+    trace_tags: dict[str, dict[str, str]] = field(default_factory=dict)
+
+
+# --- The view -------------------------------------------------------------------------------
+
+
+@csrf_exempt
+@require_POST
+def export_traces(request: HttpRequest) -> HttpResponse:
+    """OTLP/HTTP trace export: decode, store, answer an empty ExportTraceServiceResponse."""
+    encoding = _CONTENT_TYPES.get(request.content_type.lower())
+    if encoding is None:
+        return _error(
+            OtlpError(f"Content-Type must be {PROTOBUF} or {JSON}, got {request.content_type!r}."),
+            JSON,
+        )
+    try:
+        experiment_id = _experiment_id(request)
+        body = _decompressed_body(request)
+        export = parse_json(body) if encoding == JSON else parse_protobuf(body)
+        batch = decode_request(export)
+        store(batch, experiment_id)
+    except OtlpError as exc:
+        return _error(exc, encoding)
+    except IngestError as exc:
+        return _error(OtlpError(exc.message), encoding)
+    if encoding == JSON:
+        return HttpResponse(b"{}", content_type=JSON)
+    return HttpResponse(ExportTraceServiceResponse().SerializeToString(), content_type=PROTOBUF)
+
+
+def store(batch: Batch, experiment_id: int = DEFAULT_EXPERIMENT_ID) -> None:
+    """Store a decoded batch; new traces are filed under `experiment_id`."""
+    if not batch.spans:
+        # An empty export is a success (OTLP spec), but a wrong experiment should still show.
+        _check_experiment(experiment_id)
+        return
+    ingest_store(
+        spans=batch.spans, default_experiment_id=experiment_id, trace_tags=batch.trace_tags
+    )
+
+
+def _experiment_id(request: HttpRequest) -> int:
+    raw = request.headers.get(EXPERIMENT_HEADER, "").strip()
+    if not raw:
+        return DEFAULT_EXPERIMENT_ID
+    # 18 digits keeps the id inside a signed bigint on every backend.
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 18:
+        raise OtlpError(f"{EXPERIMENT_HEADER} must be an experiment id (a number), got {raw!r}.")
+    return int(raw)
+
+
+def _check_experiment(experiment_id: int) -> None:
+    if not Experiment.objects.filter(pk=experiment_id).exists():
+        raise OtlpError(f"Experiment {experiment_id} does not exist.")
+
+
+def _max_body_bytes() -> int:
+    return settings.DATA_UPLOAD_MAX_MEMORY_SIZE or FALLBACK_MAX_BODY_BYTES
+
+
+def _decompressed_body(request: HttpRequest) -> bytes:
+    try:
+        # Django refuses a Content-Length over DATA_UPLOAD_MAX_MEMORY_SIZE before reading.
+        body = request.body
+    except RequestDataTooBig:
+        raise _too_large() from None
+    coding = request.headers.get("Content-Encoding", "").strip().lower()
+    return decompress(body, coding, _max_body_bytes())
+
+
+def _too_large() -> OtlpError:
+    limit = _max_body_bytes()
+    return OtlpError(f"The request body is over the limit of {limit} bytes.", status=413)
+
+
+# gzip members are framed; HTTP's "deflate" is a zlib stream, though some clients send raw
+# deflate, which is tried when the zlib header is missing.
+_WBITS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
+
+
+def decompress(body: bytes, coding: str, limit: int) -> bytes:
+    """Undo a Content-Encoding, never producing more than `limit` bytes: a small compressed
+    body can expand a thousandfold (a "zip bomb"), so output is capped as it is produced."""
+    if coding in ("", "identity"):
+        return body
+    wbits = _WBITS.get(coding)
+    if wbits is None:
+        raise OtlpError(f"Content-Encoding must be gzip, deflate or none, got {coding!r}.")
+    if coding == "deflate" and not _has_zlib_header(body):
+        wbits = -zlib.MAX_WBITS
+    out = bytearray()
+    data = body
+    try:
+        while data:  # a gzip body may hold several members, one after the other
+            stream = zlib.decompressobj(wbits)
+            out += stream.decompress(data, limit + 1 - len(out))
+            if len(out) > limit:
+                raise OtlpError(
+                    f"The decompressed request body is over the limit of {limit} bytes.", 413
+                )
+            if not stream.eof:
+                raise OtlpError(f"The {coding} request body is truncated.")
+            data = stream.unused_data
+    except zlib.error as exc:
+        raise OtlpError(f"The request body is not valid {coding} data: {exc}.") from None
+    return bytes(out)
+
+
+def _has_zlib_header(body: bytes) -> bool:
+    return len(body) >= 2 and body[0] & 0x0F == 8 and (body[0] << 8 | body[1]) % 31 == 0
+
+
+# --- Errors: a google.rpc.Status, as the OTLP spec asks -------------------------------------
+
+
+def _status_class() -> type:
+    """google.rpc.Status built from its two wire fields in a private descriptor pool.
+
+    The message class lives in googleapis-common-protos, which only the OTel exporters pull
+    in; a private pool avoids that dependency and any clash with it when both are loaded.
+    """
+    proto = descriptor_pb2.FileDescriptorProto(
+        name="spyglass/google_rpc_status.proto", package="google.rpc", syntax="proto3"
+    )
+    status = proto.message_type.add(name="Status")
+    status.field.add(name="code", number=1, type=descriptor_pb2.FieldDescriptorProto.TYPE_INT32)
+    status.field.add(name="message", number=2, type=descriptor_pb2.FieldDescriptorProto.TYPE_STRING)
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(proto)
+    return message_factory.GetMessageClass(pool.FindMessageTypeByName("google.rpc.Status"))
+
+
+Status = _status_class()
+
+
+def _error(exc: OtlpError, encoding: str) -> HttpResponse:
+    code = _RESOURCE_EXHAUSTED if exc.status == 413 else _INVALID_ARGUMENT
+    status = Status(code=code, message=exc.message)
+    if encoding == JSON:
+        body = json_format.MessageToJson(status, indent=None).encode()
+    else:
+        body = status.SerializeToString()
+    return HttpResponse(body, status=exc.status, content_type=encoding)
+
+
+# --- Parsing the two encodings --------------------------------------------------------------
+
+
+def parse_protobuf(body: bytes) -> ExportTraceServiceRequest:
+    try:
+        return ExportTraceServiceRequest.FromString(body)
+    except DecodeError as exc:
+        raise OtlpError(f"The body is not an ExportTraceServiceRequest protobuf: {exc}.") from None
+
+
+def parse_json(body: bytes) -> ExportTraceServiceRequest:
+    """OTLP/JSON: protobuf's JSON mapping, except that trace and span ids are hex strings
+    (OTLP spec, "JSON Protobuf Encoding"); they are turned into base64 before parsing."""
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise OtlpError(f"The body is not valid JSON: {exc}.") from None
+    _hex_ids_to_base64(data)
+    try:
+        # Unknown fields must be ignored (OTLP spec): newer clients add fields.
+        return json_format.ParseDict(data, ExportTraceServiceRequest(), ignore_unknown_fields=True)
+    except (json_format.ParseError, ValueError, TypeError) as exc:
+        raise OtlpError(f"The body is not an OTLP/JSON ExportTraceServiceRequest: {exc}") from None
+
+
+_ID_FIELDS = {
+    "traceId": 16,
+    "trace_id": 16,
+    "spanId": 8,
+    "span_id": 8,
+    "parentSpanId": 8,
+    "parent_span_id": 8,
+}
+
+
+def _hex_ids_to_base64(data: Any) -> None:
+    """Rewrite hex ids in place. Ids that are not hex of the right length are left for the
+    parser: base64 ids (what protobuf's own JSON printer writes) are accepted as they are,
+    and anything else fails there or at the id length check."""
+    for resource_spans in _items(data, "resourceSpans", "resource_spans"):
+        for scope_spans in _items(resource_spans, "scopeSpans", "scope_spans"):
+            for span in _items(scope_spans, "spans"):
+                _rewrite_ids(span)
+                for link in _items(span, "links"):
+                    _rewrite_ids(link)
+
+
+def _items(obj: Any, *keys: str) -> list[Any]:
+    if isinstance(obj, dict):
+        for key in keys:
+            value = obj.get(key)
+            if isinstance(value, list):
+                return value
+    return []
+
+
+def _rewrite_ids(obj: Any) -> None:
+    if not isinstance(obj, dict):
+        return
+    for key, size in _ID_FIELDS.items():
+        value = obj.get(key)
+        if isinstance(value, str) and len(value) == size * 2 and _HEX.match(value):
+            obj[key] = base64.b64encode(bytes.fromhex(value)).decode()
+
+
+# --- Decoding spans -------------------------------------------------------------------------
+
+
+def decode_request(export: ExportTraceServiceRequest) -> Batch:
+    """Turn an export request into SpanData and per-trace tags. Needs no database."""
+    batch = Batch()
+    for r, resource_spans in enumerate(export.resource_spans):
+        tags = resource_tags(resource_spans.resource.attributes)
+        for s, scope_spans in enumerate(resource_spans.scope_spans):
+            for i, otlp_span in enumerate(scope_spans.spans):
+                where = f"resourceSpans[{r}].scopeSpans[{s}].spans[{i}]"
+                span = decode_span(otlp_span, where)
+                batch.spans.append(span)
+                if tags:
+                    batch.trace_tags.setdefault(span.trace_id, {}).update(tags)
+    return batch
+
+
+def decode_span(otlp: OtlpSpan, where: str = "span") -> SpanData:
+    trace_hex = _id_hex(otlp.trace_id, 16, where, "traceId")
+    span_hex = _id_hex(otlp.span_id, 8, where, "spanId")
+    parent = otlp.parent_span_id
+    # An all-zero parent is OTel's "invalid span id", i.e. no parent.
+    parent_hex = (
+        "" if not parent or parent == _ZERO_SPAN_ID else _id_hex(parent, 8, where, "parentSpanId")
+    )
+
+    start_ns = otlp.start_time_unix_nano
+    end_ns = otlp.end_time_unix_nano
+    if not start_ns:
+        raise IngestError(f"{where}.startTimeUnixNano is required.")
+    if start_ns > MAX_NANOS or end_ns > MAX_NANOS:
+        raise IngestError(f"{where} has a time after the year 2262.")
+
+    attrs = _mlflow_attributes(decode_attributes(otlp.attributes))
+    request_id = attrs.pop(_MLFLOW_TRACE_ID, None)
+    trace_id = (
+        request_id
+        if type(request_id) is str and TRACE_ID_RE.match(request_id)
+        else f"tr-{trace_hex}"
+    )
+    if otlp.kind in _KIND:
+        attrs["otel.span_kind"] = _KIND[otlp.kind]
+
+    events = [_event(event) for event in otlp.events]
+    span_type, inputs, outputs = _semantics(attrs)
+    return make_span(
+        where=where,
+        trace_id=trace_id,
+        span_id=span_hex,
+        parent_span_id=parent_hex,
+        name=otlp.name,
+        start_ns=start_ns,
+        end_ns=end_ns or None,
+        span_type=span_type,
+        status=_STATUS.get(otlp.status.code, "UNSET"),
+        status_message=otlp.status.message,
+        inputs=inputs,
+        outputs=outputs,
+        attributes=attrs,
+        events=events,
+    )
+
+
+def _id_hex(raw: bytes, size: int, where: str, name: str) -> str:
+    if len(raw) != size or raw == (_ZERO_TRACE_ID if size == 16 else _ZERO_SPAN_ID):
+        raise IngestError(
+            f"{where}.{name} must be {size} bytes, not all zero ({size * 2} hex characters in "
+            f"OTLP/JSON); got {len(raw)} bytes."
+        )
+    return raw.hex()
+
+
+def _event(event: OtlpSpan.Event) -> dict[str, Any]:
+    # The shape of MLflow's `traces.json` events, so both paths render alike.
+    return {
+        "name": event.name,
+        "time_unix_nano": event.time_unix_nano,
+        "attributes": decode_attributes(event.attributes),
+    }
+
+
+def decode_attributes(attributes: Iterable[KeyValue]) -> dict[str, Any]:
+    return {kv.key: any_value(kv.value) for kv in attributes}
+
+
+def any_value(value: AnyValue) -> Any:
+    """An OTLP AnyValue as plain JSON-able Python (bytes as base64, as OTLP/JSON shows them)."""
+    kind = value.WhichOneof("value")
+    if kind == "string_value":
+        return value.string_value
+    if kind == "int_value":
+        return value.int_value
+    if kind == "bool_value":
+        return value.bool_value
+    if kind == "double_value":
+        return value.double_value
+    if kind == "kvlist_value":
+        return {kv.key: any_value(kv.value) for kv in value.kvlist_value.values}
+    if kind == "array_value":
+        return [any_value(item) for item in value.array_value.values]
+    if kind == "bytes_value":
+        return base64.b64encode(value.bytes_value).decode()
+    return None  # empty, or a kind only profiles use (string_value_strindex)
+
+
+def resource_tags(attributes: Iterable[KeyValue]) -> dict[str, str]:
+    """Trace tags from resource attributes: all but the SDK's and MLflow's own, as strings."""
+    tags = {}
+    for kv in attributes:
+        key = kv.key
+        if key.startswith(("telemetry.sdk.", "mlflow.")):
+            continue
+        value = any_value(kv.value)
+        text = value if isinstance(value, str) else orjson.dumps(value).decode()
+        # PostgreSQL's jsonb refuses NUL.
+        tags[key.replace("\x00", "")] = text.replace("\x00", "")
+    return tags
+
+
+def _mlflow_attributes(attrs: dict[str, Any]) -> dict[str, Any]:
+    """Undo MLflow's JSON encoding of attribute values where it was kept.
+
+    MLflow spans exported by the stock OTel exporter keep MLflow's JSON-encoded values
+    (`"\\"CHAIN\\""`, user attributes included); the mlflow client's own exporter sends native
+    values. The trace id and span type, always strings, tell which. Other senders set MLflow's
+    inputs/outputs as JSON text beside a plain span type, so those are read as JSON if they
+    parse, as MLflow's server does.
+    """
+    marker = attrs.get(_MLFLOW_TRACE_ID) or attrs.get(_MLFLOW_TYPE)
+    if type(marker) is str and len(marker) > 1 and marker[0] == '"' and marker[-1] == '"':
+        return {key: _loads_or_keep(value) for key, value in attrs.items()}
+    for key in _MLFLOW_JSON_KEYS:
+        if type(attrs.get(key)) is str:
+            attrs[key] = _loads_or_keep(attrs[key])
+    return attrs
+
+
+def _loads_or_keep(value: Any) -> Any:
+    if type(value) is not str:
+        return value
+    try:
+        return orjson.loads(value)
+    except orjson.JSONDecodeError:
+        return value
+
+
+# --- GenAI semantics: span type, inputs/outputs, token usage --------------------------------
+
+
+def _semantics(attrs: dict[str, Any]) -> tuple[str, Any, Any]:
+    """Pick span type, inputs and outputs from MLflow, OpenInference or GenAI attributes.
+
+    Attributes that become inputs/outputs are removed, so large prompts are not stored twice;
+    token counts are summarised into `mlflow.chat.tokenUsage` and kept as sent.
+    """
+    span_type = attrs.pop(_MLFLOW_TYPE, None)
+    if type(span_type) is not str or span_type in ("", "UNKNOWN"):
+        span_type = _genai_span_type(attrs) or "UNKNOWN"
+    inputs = _io_value(attrs, _MLFLOW_INPUTS, "input", _GENAI_INPUTS, "prompt")
+    outputs = _io_value(attrs, _MLFLOW_OUTPUTS, "output", _GENAI_OUTPUTS, "completion")
+    usage = _token_usage(attrs)
+    if usage:
+        attrs[TOKEN_USAGE_ATTRIBUTE] = usage
+    else:
+        attrs.pop(TOKEN_USAGE_ATTRIBUTE, None)
+    return span_type, inputs, outputs
+
+
+def _genai_span_type(attrs: dict[str, Any]) -> str | None:
+    kind = attrs.get("openinference.span.kind")
+    if type(kind) is str and kind.upper() in _OPENINFERENCE_KINDS:
+        return _OPENINFERENCE_KINDS[kind.upper()]
+    operation = attrs.get("gen_ai.operation.name")
+    if type(operation) is str:
+        return _GENAI_OPERATIONS.get(operation)
+    return None
+
+
+_GENAI_INPUTS = ("gen_ai.input.messages", "gen_ai.prompt", "gen_ai.tool.call.arguments")
+_GENAI_OUTPUTS = ("gen_ai.output.messages", "gen_ai.completion", "gen_ai.tool.call.result")
+
+
+def _io_value(
+    attrs: dict[str, Any], mlflow_key: str, openinference: str, genai_keys: tuple, flat: str
+) -> Any:
+    """The first of: MLflow's attribute, OpenInference's `<input|output>.value`, a GenAI
+    attribute, OpenLLMetry's flattened messages."""
+    if mlflow_key in attrs:
+        return attrs.pop(mlflow_key)
+    key = f"{openinference}.value"
+    if key in attrs:
+        value = attrs.pop(key)
+        # OpenInference marks JSON text with its mime type; plain text stays text.
+        if attrs.get(f"{openinference}.mime_type") == "application/json":
+            return _loads_or_keep(value)
+        return value
+    for key in genai_keys:
+        if key in attrs:
+            return _loads_or_keep(attrs.pop(key))  # JSON text in the GenAI conventions
+    return _flat_messages(attrs, flat)
+
+
+def _flat_messages(attrs: dict[str, Any], which: str) -> list[dict[str, Any]] | None:
+    """OpenLLMetry's flattened `gen_ai.prompt.0.role` / `gen_ai.prompt.0.content` attributes
+    as a list of chat messages."""
+    prefix = f"gen_ai.{which}."
+    if not any(key.startswith(prefix) for key in attrs):
+        return None
+    messages: dict[int, dict[str, Any]] = {}
+    for key in [k for k in attrs if k.startswith(prefix)]:
+        match = _FLAT_MESSAGE.match(key)
+        if match and match.group(1) == which:
+            messages.setdefault(int(match.group(2)), {})[match.group(3)] = attrs.pop(key)
+    return [messages[i] for i in sorted(messages)] or None
+
+
+def _token_usage(attrs: dict[str, Any]) -> dict[str, int] | None:
+    """`mlflow.chat.tokenUsage` as sent by MLflow, else from the GenAI conventions; only
+    integer counts are kept, because ingest sums `total_tokens` in SQL."""
+    sent = attrs.get(TOKEN_USAGE_ATTRIBUTE)
+    if isinstance(sent, dict):
+        usage = {key: count for key, value in sent.items() if (count := _count(value)) is not None}
+        if usage:
+            return usage
+    for input_key, output_key, total_key in _TOKEN_KEYS:
+        input_tokens = _count(attrs.get(input_key))
+        output_tokens = _count(attrs.get(output_key))
+        total = _count(attrs.get(total_key)) if total_key else None
+        if input_tokens is None and output_tokens is None and total is None:
+            continue
+        if total is None:
+            total = (input_tokens or 0) + (output_tokens or 0)
+        usage = {
+            "input_tokens": input_tokens,
+            "output_tokens": output_tokens,
+            "total_tokens": total,
+        }
+        return {key: value for key, value in usage.items() if value is not None}
+    return None
+
+
+def _count(value: Any) -> int | None:
+    # Counts arrive as integers, digit strings, or whole doubles from loosely typed SDKs.
+    if (type(value) is str and value.isascii() and value.isdigit()) or (
+        type(value) is float and value.is_integer()
+    ):
+        value = int(value)
+    if type(value) is int and 0 <= value < _MAX_TOKENS:
+        return value
+    return None

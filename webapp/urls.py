@@ -3,6 +3,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from tracking import otlp
 from tracking.api import router as api_router
 from webapp import health, views
 
@@ -15,6 +16,7 @@ urlpatterns = [
     path("settings/tokens/<int:token_id>/revoke", views.revoke_token, name="revoke-token"),
     # The MLflow REST API and OTLP paths are a public contract: clients call them literally.
     path("", include("tracking.mlflow_api.urls")),
+    path("v1/traces", otlp.export_traces, name="otlp-traces"),
     path("api/v1/", include(api_router.urls)),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),

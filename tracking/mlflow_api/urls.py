@@ -1,5 +1,125 @@
-from django.urls import path  # noqa: F401
+"""The MLflow REST API that an unmodified mlflow 3 client speaks (../shared/mlflow-protocol.md).
+
+These paths are a public contract: clients build them literally from MLFLOW_TRACKING_URI.
+
+Why there is no `GET /version`
+------------------------------
+The client fetches `/version` once per process and, when it answers 3.4 or newer, also sends
+every span to `/v1/traces` (OTLP) besides StartTraceV3 and the `traces.json` upload; which of
+the two copies a reader later gets depends on a race between the client's export threads
+(protocol §4, §7). Without `/version` (a 404, or a 401 for a caller without credentials) the
+client turns OTLP off for the process and always takes one path: StartTraceV3 for the info,
+then the `traces.json` PUT for the spans, both stored through ingest, and `traces.json` GETs to
+read them back. That is deterministic and needs nothing beyond this package. `/v1/traces`
+stays for every other OpenTelemetry client (tracking/otlp.py), and traces it creates are still
+readable by the mlflow client: their `traces.json` is written from the span rows.
+So: do not route `/version` anywhere (a test guards this).
+"""
+
+from __future__ import annotations
+
+from django.urls import path, re_path
+from django.views.decorators.csrf import csrf_exempt
+
+from tracking.mlflow_api import (
+    artifacts,
+    experiments,
+    logged_models,
+    runs,
+    server,
+    traces,
+)
+from tracking.mlflow_api.errors import endpoint_not_found
 
 app_name = "mlflow"
 
-urlpatterns: list = []
+V2 = "api/2.0/mlflow/"
+V3 = "api/3.0/mlflow/"
+
+# Reads that MLflow sends as POST (their request messages do not fit a query string): a
+# read-only API token should be allowed these too.
+READ_ONLY_POSTS = frozenset(
+    "/" + p
+    for p in (
+        V2 + "experiments/search",
+        V2 + "runs/search",
+        V2 + "logged-models/search",
+        V3 + "traces/search",
+        V3 + "traces/batchGetInfos",
+    )
+)
+
+urlpatterns = [
+    # Experiments
+    path(V2 + "experiments/create", experiments.create, name="experiments-create"),
+    path(V2 + "experiments/get", experiments.get, name="experiments-get"),
+    path(V2 + "experiments/get-by-name", experiments.get_by_name, name="experiments-get-by-name"),
+    path(V2 + "experiments/search", experiments.search, name="experiments-search"),
+    path(V2 + "experiments/update", experiments.update, name="experiments-update"),
+    path(V2 + "experiments/delete", experiments.delete, name="experiments-delete"),
+    path(V2 + "experiments/restore", experiments.restore, name="experiments-restore"),
+    path(V2 + "experiments/set-experiment-tag", experiments.set_tag, name="experiments-set-tag"),
+    path(
+        V2 + "experiments/delete-experiment-tag",
+        experiments.delete_tag,
+        name="experiments-delete-tag",
+    ),
+    # Runs
+    path(V2 + "runs/create", runs.create, name="runs-create"),
+    path(V2 + "runs/get", runs.get, name="runs-get"),
+    path(V2 + "runs/update", runs.update, name="runs-update"),
+    path(V2 + "runs/delete", runs.delete, name="runs-delete"),
+    path(V2 + "runs/restore", runs.restore, name="runs-restore"),
+    path(V2 + "runs/log-parameter", runs.log_parameter, name="runs-log-parameter"),
+    path(V2 + "runs/log-metric", runs.log_metric, name="runs-log-metric"),
+    path(V2 + "runs/log-batch", runs.log_batch, name="runs-log-batch"),
+    path(V2 + "runs/set-tag", runs.set_tag, name="runs-set-tag"),
+    path(V2 + "runs/delete-tag", runs.delete_tag, name="runs-delete-tag"),
+    path(V2 + "runs/outputs", runs.log_outputs, name="runs-outputs"),
+    path(V2 + "runs/search", runs.search, name="runs-search"),
+    path(V2 + "metrics/get-history", runs.metric_history, name="metrics-get-history"),
+    # Logged models
+    path(V2 + "logged-models", logged_models.create, name="logged-models-create"),
+    path(V2 + "logged-models/search", logged_models.search, name="logged-models-search"),
+    path(V2 + "logged-models/<str:model_id>", logged_models.detail, name="logged-model"),
+    path(
+        V2 + "logged-models/<str:model_id>/params",
+        logged_models.log_params,
+        name="logged-model-params",
+    ),
+    path(
+        V2 + "logged-models/<str:model_id>/tags", logged_models.set_tags, name="logged-model-tags"
+    ),
+    path(
+        V2 + "logged-models/<str:model_id>/tags/<path:key>",
+        logged_models.delete_tag,
+        name="logged-model-tag",
+    ),
+    # Traces: the V3 API, and the V2 endpoints the V3 client still uses for tags and deletes
+    path(V3 + "traces", traces.start_trace, name="traces-start"),
+    path(V3 + "traces/search", traces.search, name="traces-search"),
+    path(V3 + "traces/get", traces.get_trace, name="traces-get"),
+    path(V3 + "traces/batchGet", traces.batch_get, name="traces-batch-get"),
+    path(V3 + "traces/batchGetInfos", traces.batch_get_infos, name="traces-batch-get-infos"),
+    path(V3 + "traces/delete-traces", traces.delete_traces, name="traces-delete-v3"),
+    path(V3 + "traces/<str:trace_id>", traces.trace_info, name="trace-info"),
+    path(V2 + "traces/delete-traces", traces.delete_traces, name="traces-delete"),
+    path(V2 + "traces/<str:trace_id>/tags", traces.tags, name="trace-tags"),
+    # Artifacts (the mlflow-artifacts proxy)
+    path(
+        "api/2.0/mlflow-artifacts/artifacts",
+        artifacts.list_artifacts,
+        name="artifacts-list",
+    ),
+    path(
+        "api/2.0/mlflow-artifacts/artifacts/<path:artifact_path>",
+        artifacts.artifact,
+        name="artifact",
+    ),
+    # The server itself
+    path(V3 + "server-info", server.server_info, name="server-info"),
+    path("health", server.health, name="health"),
+    # Anything else under the MLflow prefixes: JSON the client understands (it falls back to
+    # older endpoints on ENDPOINT_NOT_FOUND), not an HTML page.
+    re_path(r"^api/[23]\.0/mlflow(?:-artifacts)?/", csrf_exempt(endpoint_not_found)),
+]

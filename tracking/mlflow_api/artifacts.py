@@ -1,0 +1,213 @@
+"""The `mlflow-artifacts` proxy: upload, download, list and delete files under the artifact
+root (mlflow-protocol.md §3.6), on Django's default storage.
+
+Only the Storage API is used (save, open, exists, listdir, size, delete), so S3-compatible
+storage is a settings change. Uploads stream through a spooled temporary file, so a large
+model never sits in memory, and are capped by SPYGLASS_MAX_ARTIFACT_BYTES (413 past it).
+Paths are relative to the artifact root; `..`, absolute paths, backslashes and NUL are
+refused with a 400 before storage sees them.
+
+Two uploads mean more than a file:
+- `<exp>/traces/<trace_id>/artifacts/traces.json` holds a trace's spans: it is parsed into
+  span rows through ingest (a bad document is a 400 and nothing is stored), and its GET is
+  served from the stored upload or, when spans arrived another way, written from the rows.
+- `<exp>/models/<model_id>/artifacts/MLmodel` describes a logged model: the
+  `flavors.python_function.config` of a models-from-code agent (its `model_config`) is copied
+  to `LoggedModel.model_config` so pages can show and compare it.
+"""
+
+from __future__ import annotations
+
+import logging
+import posixpath
+import re
+import tempfile
+from typing import IO
+
+import yaml
+from django.conf import settings
+from django.core.files import File
+from django.core.files.storage import default_storage
+from django.http import FileResponse, HttpRequest, HttpResponse, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_http_methods
+
+from tracking.mlflow_api import traces
+from tracking.mlflow_api.errors import invalid, mlflow_errors, not_found, too_large
+from tracking.mlflow_api.requests import Message
+from tracking.models import LoggedModel, Trace
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MAX_ARTIFACT_BYTES = 1024**3
+CHUNK_BYTES = 1024 * 1024
+MLMODEL_MAX_BYTES = 10 * 1024 * 1024
+MLMODEL_RE = re.compile(r"[0-9]{1,18}/models/(m-[0-9a-f]{32})/artifacts/MLmodel")
+
+
+def max_artifact_bytes() -> int:
+    return getattr(settings, "SPYGLASS_MAX_ARTIFACT_BYTES", DEFAULT_MAX_ARTIFACT_BYTES)
+
+
+def clean_path(path: str, *, allow_root: bool = False) -> str:
+    """A storage name for a client-given artifact path, or a 400 for one that could escape
+    the artifact root or mean different things on different storages (backslashes, control
+    characters such as NUL)."""
+    if path == "" and allow_root:
+        return ""
+    if not path or "\\" in path or path.startswith("/") or any(c < " " for c in path):
+        raise invalid(f"Invalid artifact path {path!r}.")
+    segments = path.rstrip("/").split("/") if allow_root else path.split("/")
+    if any(segment in ("", ".", "..") for segment in segments):
+        raise invalid(f"Invalid artifact path {path!r}.")
+    return "/".join(segments)
+
+
+# --- Upload --------------------------------------------------------------------------------
+
+
+def _spool_body(request: HttpRequest) -> tempfile.SpooledTemporaryFile:
+    """The request body in a temporary file (in memory while small), at most the cap."""
+    limit = max_artifact_bytes()
+    length = request.META.get("CONTENT_LENGTH") or ""
+    if not length.isdigit():
+        if "chunked" in request.META.get("HTTP_TRANSFER_ENCODING", "").lower():
+            # WSGI gives Django no body without a length; refuse rather than store nothing.
+            raise invalid("Uploads need a Content-Length (chunked bodies are not accepted).")
+        length = "0"
+    if int(length) > limit:
+        raise too_large(f"The artifact is larger than this server accepts ({limit} bytes).")
+    # Closed by the caller's `with`, or below when the body is too large.
+    spool = tempfile.SpooledTemporaryFile(max_size=settings.FILE_UPLOAD_MAX_MEMORY_SIZE)  # noqa: SIM115
+    received = 0
+    while chunk := request.read(CHUNK_BYTES):
+        received += len(chunk)
+        if received > limit:
+            spool.close()
+            raise too_large(f"The artifact is larger than this server accepts ({limit} bytes).")
+        spool.write(chunk)
+    spool.seek(0)
+    return spool
+
+
+def _save(name: str, content: IO[bytes]) -> None:
+    """Store `content` under exactly `name`, replacing what was there."""
+    if default_storage.exists(name):
+        default_storage.delete(name)
+    saved = default_storage.save(name, File(content))
+    if saved != name:
+        # A concurrent upload of the same path got there first (storages pick a free name
+        # rather than overwrite); both carried the same artifact, so keep theirs.
+        default_storage.delete(saved)
+
+
+def _read_small(content: IO[bytes], limit: int, what: str) -> bytes:
+    data = content.read(limit + 1)
+    content.seek(0)
+    if len(data) > limit:
+        raise too_large(f"{what} is larger than this server parses ({limit} bytes).")
+    return data
+
+
+def _model_config(path: str, content: IO[bytes]) -> None:
+    """Copy a models-from-code agent's `model_config` from its MLmodel to the model row."""
+    match = MLMODEL_RE.fullmatch(path)
+    if not match:
+        return
+    data = content.read(MLMODEL_MAX_BYTES + 1)
+    if len(data) > MLMODEL_MAX_BYTES:
+        return
+    try:
+        mlmodel = yaml.safe_load(data)
+    except yaml.YAMLError:
+        logger.warning("MLmodel at %s is not valid YAML; model_config not updated", path)
+        return
+    flavors = mlmodel.get("flavors") if isinstance(mlmodel, dict) else None
+    pyfunc = flavors.get("python_function") if isinstance(flavors, dict) else None
+    config = pyfunc.get("config") if isinstance(pyfunc, dict) else None
+    if isinstance(config, dict):
+        LoggedModel.objects.filter(model_id=match.group(1)).update(model_config=config)
+
+
+def _upload(request: HttpRequest, path: str) -> HttpResponse:
+    with _spool_body(request) as content:
+        if match := traces.TRACES_JSON_RE.fullmatch(path):
+            document = _read_small(content, settings.DATA_UPLOAD_MAX_MEMORY_SIZE, "traces.json")
+            traces.store_spans_document(int(match.group(1)), match.group(2), document)
+        _save(path, content)
+        content.seek(0)
+        _model_config(path, content)
+    return JsonResponse({})
+
+
+# --- Download, list, delete ----------------------------------------------------------------
+
+
+def _missing(path: str) -> Exception:
+    return not_found(f"No such artifact: '{path}'")
+
+
+def _download(path: str) -> HttpResponse:
+    if match := traces.TRACES_JSON_RE.fullmatch(path):
+        trace = Trace.objects.filter(
+            trace_id=match.group(2), experiment_id=int(match.group(1))
+        ).first()
+        if trace is None:
+            raise _missing(path)
+        if not default_storage.exists(path):
+            # Spans that came by OTLP, the playground or the native API: write the document.
+            return HttpResponse(traces.spans_document(trace), content_type="application/json")
+    try:
+        handle = default_storage.open(path, "rb")
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError):
+        raise _missing(path) from None
+    return FileResponse(handle, as_attachment=True, filename=posixpath.basename(path))
+
+
+def _remove(path: str) -> None:
+    """Delete a file, or a directory and everything under it."""
+    try:
+        directories, files = default_storage.listdir(path)
+    except (FileNotFoundError, NotADirectoryError):
+        directories, files = [], []
+    if not directories and not files and not default_storage.exists(path):
+        raise _missing(path)
+    for name in files:
+        default_storage.delete(f"{path}/{name}")
+    for name in directories:
+        _remove(f"{path}/{name}")
+    default_storage.delete(path)
+
+
+@csrf_exempt
+@require_http_methods(["GET", "PUT", "DELETE"])
+@mlflow_errors
+def artifact(request: HttpRequest, artifact_path: str) -> HttpResponse:
+    """GET downloads (streamed), PUT uploads (streamed), DELETE removes."""
+    path = clean_path(artifact_path)
+    if request.method == "PUT":
+        return _upload(request, path)
+    if request.method == "DELETE":
+        _remove(path)
+        return JsonResponse({})
+    return _download(path)
+
+
+@csrf_exempt
+@require_http_methods(["GET"])
+@mlflow_errors
+def list_artifacts(request: HttpRequest) -> JsonResponse:
+    """The files and directories directly under `?path=`; `{}` for a missing or empty
+    directory, and for a file (which the client then treats as "not a directory")."""
+    path = clean_path(Message.of(request).string("path"), allow_root=True)
+    try:
+        directories, files = default_storage.listdir(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return JsonResponse({})
+    entries = [{"path": name, "is_dir": True} for name in directories]
+    for name in files:
+        full = f"{path}/{name}" if path else name
+        entries.append({"path": name, "is_dir": False, "file_size": default_storage.size(full)})
+    if not entries:
+        return JsonResponse({})
+    return JsonResponse({"files": sorted(entries, key=lambda e: e["path"])})

@@ -1,0 +1,166 @@
+"""Experiments: create, get, get-by-name, search, and the small edits (rename, tags, delete).
+
+`mlflow.set_experiment(name)` is get-by-name, then create on RESOURCE_DOES_NOT_EXIST, then get;
+a create that loses a race answers RESOURCE_ALREADY_EXISTS and the client looks the name up
+again (mlflow-protocol.md §2a), so both codes must be exactly these.
+"""
+
+from __future__ import annotations
+
+from django.db import IntegrityError, transaction
+from django.http import HttpRequest, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_http_methods
+
+from tracking.mlflow_api import filters, ids, pages
+from tracking.mlflow_api.entities import experiment_json
+from tracking.mlflow_api.errors import already_exists, invalid, mlflow_errors, not_found
+from tracking.mlflow_api.requests import Message, check_key, check_value, enum_choices
+from tracking.models import DEFAULT_EXPERIMENT_ID, Experiment, LifecycleStage
+
+MAX_NAME = 500
+MAX_TAG_VALUE = 20_000
+SEARCH_DEFAULT = 1000
+SEARCH_MAX = 1000
+VIEW_TYPES = enum_choices("ACTIVE_ONLY", "DELETED_ONLY", "ALL")
+_VIEW_FILTERS = {
+    "ACTIVE_ONLY": {"lifecycle_stage": LifecycleStage.ACTIVE},
+    "DELETED_ONLY": {"lifecycle_stage": LifecycleStage.DELETED},
+    "ALL": {},
+}
+
+
+def _name(message: Message, field: str) -> str:
+    name = message.string(field, required=True, max_length=MAX_NAME)
+    if not name.strip():
+        raise invalid(f"Parameter '{field}' must not be blank.")
+    return name
+
+
+@csrf_exempt
+@require_http_methods(["POST"])
+@mlflow_errors
+def create(request: HttpRequest) -> JsonResponse:
+    message = Message.of(request)
+    name = _name(message, "name")
+    location = message.string("artifact_location", max_length=1000)
+    tags = message.key_values("tags", max_value=MAX_TAG_VALUE)
+    if Experiment.objects.filter(name=name).exists():
+        raise already_exists(f"Experiment(name={name}) already exists.")
+    try:
+        with transaction.atomic():
+            experiment = Experiment.objects.create(name=name, artifact_location=location, tags=tags)
+    except IntegrityError:  # created concurrently: the client looks it up again on this code
+        raise already_exists(f"Experiment(name={name}) already exists.") from None
+    return JsonResponse({"experiment_id": str(experiment.pk)})
+
+
+@csrf_exempt
+@require_http_methods(["GET"])
+@mlflow_errors
+def get(request: HttpRequest) -> JsonResponse:
+    experiment = ids.experiment(Message.of(request).string("experiment_id", required=True))
+    return JsonResponse({"experiment": experiment_json(experiment)})
+
+
+@csrf_exempt
+@require_http_methods(["GET"])
+@mlflow_errors
+def get_by_name(request: HttpRequest) -> JsonResponse:
+    name = Message.of(request).string("experiment_name", required=True)
+    experiment = Experiment.objects.filter(name=name).first()
+    if experiment is None:
+        raise not_found(f"Could not find experiment with name '{name}'")
+    return JsonResponse({"experiment": experiment_json(experiment)})
+
+
+@csrf_exempt
+@require_http_methods(["GET", "POST"])
+@mlflow_errors
+def search(request: HttpRequest) -> JsonResponse:
+    message = Message.of(request)
+    view_type = message.enum("view_type", VIEW_TYPES, "ACTIVE_ONLY")
+    ordering = filters.EXPERIMENTS.order_by(message.strings("order_by", max_items=10))
+    experiments = Experiment.objects.filter(
+        filters.EXPERIMENTS.q(message.string("filter")), **_VIEW_FILTERS[view_type]
+    ).order_by(*ordering, *([] if ordering else ["-created_at"]), "pk")
+    rows, token = pages.requested_page(experiments, message, SEARCH_DEFAULT, SEARCH_MAX)
+    return JsonResponse(pages.listing("experiments", [experiment_json(e) for e in rows], token))
+
+
+@csrf_exempt
+@require_http_methods(["POST"])
+@mlflow_errors
+def update(request: HttpRequest) -> JsonResponse:
+    message = Message.of(request)
+    experiment = ids.experiment(message.string("experiment_id", required=True))
+    name = _name(message, "new_name")
+    if Experiment.objects.filter(name=name).exclude(pk=experiment.pk).exists():
+        raise already_exists(f"Experiment(name={name}) already exists.")
+    experiment.name = name
+    try:
+        with transaction.atomic():
+            experiment.save(update_fields=["name", "updated_at"])
+    except IntegrityError:
+        raise already_exists(f"Experiment(name={name}) already exists.") from None
+    return JsonResponse({})
+
+
+def _set_stage(request: HttpRequest, stage: str) -> JsonResponse:
+    experiment = ids.experiment(Message.of(request).string("experiment_id", required=True))
+    if experiment.pk == DEFAULT_EXPERIMENT_ID and stage == LifecycleStage.DELETED:
+        raise invalid("The Default experiment (id 0) cannot be deleted.")
+    experiment.lifecycle_stage = stage
+    experiment.save(update_fields=["lifecycle_stage", "updated_at"])
+    return JsonResponse({})
+
+
+@csrf_exempt
+@require_http_methods(["POST"])
+@mlflow_errors
+def delete(request: HttpRequest) -> JsonResponse:
+    return _set_stage(request, LifecycleStage.DELETED)
+
+
+@csrf_exempt
+@require_http_methods(["POST"])
+@mlflow_errors
+def restore(request: HttpRequest) -> JsonResponse:
+    return _set_stage(request, LifecycleStage.ACTIVE)
+
+
+@csrf_exempt
+@require_http_methods(["POST"])
+@mlflow_errors
+def set_tag(request: HttpRequest) -> JsonResponse:
+    message = Message.of(request)
+    key = check_key(message.string("key", required=True), "key")
+    value = check_value(message.string("value"), "value", MAX_TAG_VALUE)
+    with transaction.atomic():
+        experiment = _locked(message)
+        experiment.tags = {**experiment.tags, key: value}
+        experiment.save(update_fields=["tags", "updated_at"])
+    return JsonResponse({})
+
+
+@csrf_exempt
+@require_http_methods(["POST"])
+@mlflow_errors
+def delete_tag(request: HttpRequest) -> JsonResponse:
+    message = Message.of(request)
+    key = message.string("key", required=True)
+    with transaction.atomic():
+        experiment = _locked(message)
+        if key not in experiment.tags:
+            raise not_found(f"No tag with name: {key} in experiment with id {experiment.pk}")
+        experiment.tags = {k: v for k, v in experiment.tags.items() if k != key}
+        experiment.save(update_fields=["tags", "updated_at"])
+    return JsonResponse({})
+
+
+def _locked(message: Message) -> Experiment:
+    pk = ids.experiment_pk(message.string("experiment_id", required=True))
+    experiment = Experiment.objects.select_for_update().filter(pk=pk).first()
+    if experiment is None:
+        raise not_found(f"No Experiment with id={pk} exists")
+    return experiment

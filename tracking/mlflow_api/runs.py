@@ -1,0 +1,356 @@
+"""Runs: create, get, update, delete, params, metrics, tags, model outputs, search, and metric
+history.
+
+As in MLflow, a param is written once (the same value again is fine, a different one is a
+400), tags are overwritten, and every metric value is a row (one per step). A write to a run
+validates the whole request before it touches a row, so a bad request changes nothing.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections import defaultdict
+from collections.abc import Iterable
+from typing import Any
+
+from django.db import transaction
+from django.db.models import F, QuerySet, Window
+from django.db.models.functions import RowNumber
+from django.http import HttpRequest, JsonResponse
+from django.utils import timezone
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_http_methods
+
+from tracking.mlflow_api import filters, ids, pages
+from tracking.mlflow_api.entities import metric_json, run_info_json, run_json, to_ms
+from tracking.mlflow_api.errors import invalid, mlflow_errors, not_found
+from tracking.mlflow_api.requests import (
+    Message,
+    check_key,
+    check_value,
+    enum_choices,
+    to_integer,
+    to_number,
+)
+from tracking.models import LifecycleStage, LoggedModel, Metric, Run
+
+MAX_PARAM_VALUE = 6000
+MAX_TAG_VALUE = 8000
+MAX_BATCH_METRICS = 1000
+MAX_BATCH_PARAMS_TAGS = 100
+SEARCH_DEFAULT = 1000
+SEARCH_MAX = 1000
+HISTORY_DEFAULT = 25_000
+HISTORY_MAX = 25_000
+RUN_NAME_TAG = "mlflow.runName"
+RUN_STATUSES = enum_choices("RUNNING", "SCHEDULED", "FINISHED", "FAILED", "KILLED")
+VIEW_TYPES = enum_choices("ACTIVE_ONLY", "DELETED_ONLY", "ALL")
+_VIEW_FILTERS = {
+    "ACTIVE_ONLY": {"lifecycle_stage": LifecycleStage.ACTIVE},
+    "DELETED_ONLY": {"lifecycle_stage": LifecycleStage.DELETED},
+    "ALL": {},
+}
+# MLflow names unnamed runs "adjective-animal-number"; users recognise the shape.
+_ADJECTIVES = ("amber", "bold", "brave", "calm", "clever", "eager", "gentle", "keen", "lucid")
+_ANIMALS = ("ant", "bat", "crow", "doe", "eel", "fox", "gnu", "hare", "ibis", "jay", "koi", "owl")
+
+
+def generate_run_name() -> str:
+    return f"{random.choice(_ADJECTIVES)}-{random.choice(_ANIMALS)}-{random.randint(0, 999)}"
+
+
+def latest_metrics(metrics: QuerySet[Metric], *partition: str) -> QuerySet[Metric]:
+    """The latest value of each metric: highest step, then newest timestamp (MLflow's rule).
+    One query for any number of owners; `partition` names the owner and key columns."""
+    rank = Window(
+        RowNumber(),
+        partition_by=[F(name) for name in partition],
+        order_by=[F("step").desc(), F("timestamp_ms").desc(), F("pk").desc()],
+    )
+    return metrics.annotate(rank=rank).filter(rank=1).order_by()
+
+
+def runs_json(runs: list[Run]) -> list[dict[str, Any]]:
+    """Runs with their latest metrics and model outputs, in two queries for the whole page."""
+    metrics: dict[int, list[Metric]] = defaultdict(list)
+    outputs: dict[int, list[str]] = defaultdict(list)
+    if runs:
+        pks = [run.pk for run in runs]
+        for metric in latest_metrics(Metric.objects.filter(run__in=pks), "run_id", "key"):
+            metrics[metric.run_id].append(metric)
+        models = LoggedModel.objects.filter(source_run__in=pks).order_by("created_at", "pk")
+        for run_pk, model_id in models.values_list("source_run_id", "model_id"):
+            outputs[run_pk].append(model_id)
+    return [
+        run_json(run, sorted(metrics[run.pk], key=lambda m: m.key), outputs[run.pk]) for run in runs
+    ]
+
+
+def _run_id(message: Message) -> str:
+    return message.string("run_id", "run_uuid", required=True)
+
+
+@csrf_exempt
+@require_http_methods(["POST"])
+@mlflow_errors
+def create(request: HttpRequest) -> JsonResponse:
+    message = Message.of(request)
+    experiment = ids.active_experiment(message.string("experiment_id", default="0"))
+    tags = message.key_values("tags", max_value=MAX_TAG_VALUE)
+    name = message.string("run_name", max_length=500) or tags.get(RUN_NAME_TAG, "")[:500]
+    name = name or generate_run_name()
+    run = Run.objects.create(
+        experiment=experiment,
+        name=name,
+        user_id=message.string("user_id", max_length=200),
+        start_time=message.time_ms("start_time") or timezone.now(),
+        tags={**tags, RUN_NAME_TAG: name},
+    )
+    return JsonResponse({"run": run_json(run)})
+
+
+@csrf_exempt
+@require_http_methods(["GET"])
+@mlflow_errors
+def get(request: HttpRequest) -> JsonResponse:
+    run = ids.run(_run_id(Message.of(request)))
+    return JsonResponse({"run": runs_json([run])[0]})
+
+
+@csrf_exempt
+@require_http_methods(["POST"])
+@mlflow_errors
+def update(request: HttpRequest) -> JsonResponse:
+    message = Message.of(request)
+    status = message.enum("status", RUN_STATUSES, "")
+    end_time = message.time_ms("end_time")
+    name = message.string("run_name", max_length=500)
+    with transaction.atomic():
+        run = ids.active_run(_run_id(message))
+        if status:
+            run.status = status
+        if end_time is not None:
+            run.end_time = end_time
+        if name:
+            run.name = name
+            run.tags = {**run.tags, RUN_NAME_TAG: name}
+        run.save(update_fields=["status", "end_time", "name", "tags"])
+    return JsonResponse({"run_info": run_info_json(run)})
+
+
+def _set_stage(request: HttpRequest, stage: str) -> JsonResponse:
+    run = ids.run(_run_id(Message.of(request)))
+    Run.objects.filter(pk=run.pk).update(lifecycle_stage=stage)
+    return JsonResponse({})
+
+
+@csrf_exempt
+@require_http_methods(["POST"])
+@mlflow_errors
+def delete(request: HttpRequest) -> JsonResponse:
+    return _set_stage(request, LifecycleStage.DELETED)
+
+
+@csrf_exempt
+@require_http_methods(["POST"])
+@mlflow_errors
+def restore(request: HttpRequest) -> JsonResponse:
+    return _set_stage(request, LifecycleStage.ACTIVE)
+
+
+# --- Params, metrics, tags -----------------------------------------------------------------
+
+
+def _metric(
+    item: dict[str, Any], where: str, run: Run | None, models: dict[str, LoggedModel]
+) -> Metric:
+    value = to_number(item.get("value"), f"{where}.value")
+    if math.isnan(value):
+        # SQLite stores NaN as NULL, which the value column refuses.
+        raise invalid(f"{where}.value: NaN metric values are not supported by this server.")
+    timestamp = item.get("timestamp")
+    model_id = item.get("model_id") or ""
+    return Metric(
+        run=run,
+        logged_model=models.get(model_id) if model_id else None,
+        key=check_key(item.get("key"), f"{where}.key"),
+        value=value,
+        timestamp_ms=to_ms(timezone.now())
+        if timestamp in (None, "")
+        else to_integer(timestamp, f"{where}.timestamp"),
+        step=to_integer(item.get("step") or 0, f"{where}.step", minimum=-(2**63)),
+        dataset_name=check_value(item.get("dataset_name"), f"{where}.dataset_name", 500),
+        dataset_digest=check_value(item.get("dataset_digest"), f"{where}.dataset_digest", 64),
+    )
+
+
+def _models_of(items: Iterable[dict[str, Any]]) -> dict[str, LoggedModel]:
+    """The logged models that metrics name (`log_metric(..., model_id=...)`), in one query."""
+    wanted = set()
+    for item in items:
+        if model_id := item.get("model_id"):
+            wanted.add(ids.check_model_id(model_id))
+    found = {m.model_id: m for m in LoggedModel.objects.filter(model_id__in=wanted)}
+    if missing := sorted(wanted - found.keys()):
+        raise not_found(f"Logged model with ID '{missing[0]}' not found.")
+    return found
+
+
+def _merge_params(run: Run, params: dict[str, str]) -> None:
+    for key, value in params.items():
+        if key in run.params and run.params[key] != value:
+            raise invalid(
+                f"Changing param values is not allowed. Param with key='{key}' was already "
+                f"logged with value='{run.params[key]}' for run ID='{run.run_id}'. "
+                f"Attempted logging new value '{value}'."
+            )
+    run.params = {**run.params, **params}
+
+
+def _merge_tags(run: Run, tags: dict[str, str]) -> None:
+    run.tags = {**run.tags, **tags}
+    if tags.get(RUN_NAME_TAG):
+        run.name = tags[RUN_NAME_TAG][:500]
+
+
+def _params(items: list[dict[str, Any]]) -> dict[str, str]:
+    params: dict[str, str] = {}
+    for i, item in enumerate(items):
+        key = check_key(item.get("key"), f"params[{i}].key")
+        value = check_value(item.get("value"), f"params[{i}].value", MAX_PARAM_VALUE)
+        if params.get(key, value) != value:
+            raise invalid(f"Duplicate parameter key '{key}' with different values in one batch.")
+        params[key] = value
+    return params
+
+
+@csrf_exempt
+@require_http_methods(["POST"])
+@mlflow_errors
+def log_parameter(request: HttpRequest) -> JsonResponse:
+    message = Message.of(request)
+    params = _params([{"key": message.string("key", required=True),
+                       "value": message.string("value")}])  # fmt: skip
+    with transaction.atomic():
+        run = ids.active_run(_run_id(message))
+        _merge_params(run, params)
+        run.save(update_fields=["params"])
+    return JsonResponse({})
+
+
+@csrf_exempt
+@require_http_methods(["POST"])
+@mlflow_errors
+def log_metric(request: HttpRequest) -> JsonResponse:
+    message = Message.of(request)
+    item = message.raw(
+        "key", "value", "timestamp", "step", "model_id", "dataset_name", "dataset_digest"
+    )
+    models = _models_of([item])
+    with transaction.atomic():
+        run = ids.active_run(_run_id(message))
+        _metric(item, "metric", run, models).save()
+    return JsonResponse({})
+
+
+@csrf_exempt
+@require_http_methods(["POST"])
+@mlflow_errors
+def log_batch(request: HttpRequest) -> JsonResponse:
+    message = Message.of(request)
+    metric_items = message.objects("metrics", MAX_BATCH_METRICS)
+    params = _params(message.objects("params", MAX_BATCH_PARAMS_TAGS))
+    tags = message.key_values("tags", max_items=MAX_BATCH_PARAMS_TAGS, max_value=MAX_TAG_VALUE)
+    models = _models_of(metric_items)
+    with transaction.atomic():
+        run = ids.active_run(_run_id(message))
+        metrics = [_metric(m, f"metrics[{i}]", run, models) for i, m in enumerate(metric_items)]
+        if params or tags:
+            _merge_params(run, params)
+            _merge_tags(run, tags)
+            run.save(update_fields=["params", "tags", "name"])
+        Metric.objects.bulk_create(metrics)
+    return JsonResponse({})
+
+
+@csrf_exempt
+@require_http_methods(["POST"])
+@mlflow_errors
+def set_tag(request: HttpRequest) -> JsonResponse:
+    message = Message.of(request)
+    key = check_key(message.string("key", required=True), "key")
+    value = check_value(message.string("value"), "value", MAX_TAG_VALUE)
+    with transaction.atomic():
+        run = ids.active_run(_run_id(message))
+        _merge_tags(run, {key: value})
+        run.save(update_fields=["tags", "name"])
+    return JsonResponse({})
+
+
+@csrf_exempt
+@require_http_methods(["POST"])
+@mlflow_errors
+def delete_tag(request: HttpRequest) -> JsonResponse:
+    message = Message.of(request)
+    key = message.string("key", required=True)
+    with transaction.atomic():
+        run = ids.active_run(_run_id(message))
+        if key not in run.tags:
+            raise not_found(f"No tag with name: {key} in run with id {run.run_id}")
+        run.tags = {k: v for k, v in run.tags.items() if k != key}
+        run.save(update_fields=["tags"])
+    return JsonResponse({})
+
+
+@csrf_exempt
+@require_http_methods(["POST"])
+@mlflow_errors
+def log_outputs(request: HttpRequest) -> JsonResponse:
+    """`log_model` links its model to the run. The link is the model's source run (what
+    `runs:/<run>/model` resolves through), so a model made elsewhere is adopted only if it
+    has no source run yet."""
+    message = Message.of(request)
+    model_ids = [
+        ids.check_model_id(item.get("model_id"), f"models[{i}].model_id")
+        for i, item in enumerate(message.objects("models"))
+    ]
+    with transaction.atomic():
+        run = ids.active_run(_run_id(message))
+        found = LoggedModel.objects.filter(model_id__in=model_ids)
+        if missing := sorted(set(model_ids) - set(found.values_list("model_id", flat=True))):
+            raise not_found(f"Logged model with ID '{missing[0]}' not found.")
+        found.filter(source_run__isnull=True).update(source_run=run, updated_at=timezone.now())
+    return JsonResponse({})
+
+
+# --- Search and history --------------------------------------------------------------------
+
+
+@csrf_exempt
+@require_http_methods(["GET", "POST"])
+@mlflow_errors
+def search(request: HttpRequest) -> JsonResponse:
+    message = Message.of(request)
+    experiment_pks = [ids.experiment_pk(e) for e in message.strings("experiment_ids")]
+    view_type = message.enum("run_view_type", VIEW_TYPES, "ACTIVE_ONLY")
+    ordering = filters.RUNS.order_by(message.strings("order_by", max_items=10))
+    runs = (
+        Run.objects.filter(experiment__in=experiment_pks, **_VIEW_FILTERS[view_type])
+        .filter(filters.RUNS.q(message.string("filter")))
+        .order_by(*ordering, *([] if ordering else ["-start_time"]), "-pk")
+    )
+    rows, token = pages.requested_page(runs, message, SEARCH_DEFAULT, SEARCH_MAX)
+    return JsonResponse(pages.listing("runs", runs_json(rows), token))
+
+
+@csrf_exempt
+@require_http_methods(["GET"])
+@mlflow_errors
+def metric_history(request: HttpRequest) -> JsonResponse:
+    message = Message.of(request)
+    run = ids.run(_run_id(message))
+    key = message.string("metric_key", required=True)
+    history = Metric.objects.filter(run=run, key=key).order_by("step", "timestamp_ms", "pk")
+    rows, token = pages.requested_page(history, message, HISTORY_DEFAULT, HISTORY_MAX)
+    return JsonResponse(pages.listing("metrics", [metric_json(m) for m in rows], token))

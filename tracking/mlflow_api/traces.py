@@ -1,0 +1,247 @@
+"""Traces: StartTraceV3, trace info, search, spans (`traces/get`, `batchGet`), tags, deletes,
+and the `traces.json` span document.
+
+The client exports a finished trace as StartTraceV3 (the info) and then, because Spyglass never
+tags a trace `mlflow.trace.spansLocation=TRACKING_STORE`, PUTs its spans as `traces.json`
+under the trace's `mlflow.artifactLocation` (mlflow-protocol.md §4 path 3). Both go through
+`ingest`, so they may arrive in any order and more than once. Reading spans back, the client
+GETs that `traces.json`: Spyglass serves the stored upload, or, for a trace whose spans came
+another way (OTLP, the playground, the native API), one written from the span rows.
+`traces/get` and `batchGet` answer from the rows too, for traces that another writer tagged
+TRACKING_STORE.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import defaultdict
+from typing import Any
+
+import orjson
+from django.core.files.storage import default_storage
+from django.db import transaction
+from django.http import HttpRequest, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_http_methods
+
+from tracking import ingest
+from tracking.mlflow_api import filters, ids, pages
+from tracking.mlflow_api.entities import (
+    otel_span_json,
+    span_dict,
+    trace_artifact_path,
+    trace_info_json,
+)
+from tracking.mlflow_api.errors import invalid, mlflow_errors, not_found
+from tracking.mlflow_api.requests import Message, check_key, check_value, to_datetime
+from tracking.models import Span, Trace
+
+SEARCH_DEFAULT = 100
+SEARCH_MAX = 500
+BATCH_MAX = 100
+DELETE_CHUNK = 1000
+MAX_TAG_VALUE = 8000
+TRACES_JSON = "traces.json"
+# `<exp>/traces/<trace_id>/artifacts/traces.json`, relative to the artifact root.
+TRACES_JSON_RE = re.compile(r"([0-9]{1,18})/traces/(tr-[0-9a-f]{32})/artifacts/traces\.json")
+
+
+def traces_json_path(experiment_pk: int, trace_id: str) -> str:
+    return f"{trace_artifact_path(experiment_pk, trace_id)}/{TRACES_JSON}"
+
+
+# --- The traces.json document --------------------------------------------------------------
+
+
+def store_spans_document(experiment_pk: int, trace_id: str, content: bytes) -> None:
+    """Parse an uploaded `traces.json` into span rows. Every span must belong to the trace
+    whose path it was uploaded to, and the trace (if known) to the path's experiment; a trace
+    not seen yet is filed under that experiment until its info arrives."""
+    try:
+        document = orjson.loads(content)
+    except orjson.JSONDecodeError:
+        try:  # Python's json, which the client writes with, allows NaN; orjson does not
+            document = json.loads(content)
+        except (ValueError, UnicodeDecodeError):
+            document = None
+    if not isinstance(document, dict) or not isinstance(document.get("spans"), list):
+        raise invalid(f"{TRACES_JSON} must be a JSON object with a list of 'spans'.")
+    spans = [ingest.parse_span(s, f"spans[{i}]") for i, s in enumerate(document["spans"])]
+    for i, span in enumerate(spans):
+        if span.trace_id != trace_id:
+            raise invalid(f"spans[{i}] belongs to trace {span.trace_id}, not {trace_id}.")
+    known = Trace.objects.filter(trace_id=trace_id).values_list("experiment_id", flat=True)
+    if (stored_in := known.first()) is not None and stored_in != experiment_pk:
+        raise invalid(f"Trace {trace_id} belongs to experiment {stored_in}, not {experiment_pk}.")
+    ingest.store(spans=spans, default_experiment_id=experiment_pk)
+
+
+def spans_document(trace: Trace) -> bytes:
+    """`traces.json` written from the span rows, root spans first, then in start order."""
+    spans = Span.objects.filter(trace=trace).order_by("start_ns", "pk")
+    ordered = sorted(spans, key=lambda s: bool(s.parent_span_id))
+    document = {"spans": [span_dict(s, trace.trace_id) for s in ordered]}
+    return orjson.dumps(document)
+
+
+# --- Views ---------------------------------------------------------------------------------
+
+
+def _trace_response(trace: Trace) -> JsonResponse:
+    return JsonResponse({"trace": {"trace_info": trace_info_json(trace)}})
+
+
+@csrf_exempt
+@require_http_methods(["POST"])
+@mlflow_errors
+def start_trace(request: HttpRequest) -> JsonResponse:
+    """StartTraceV3, which the client calls once the trace has ended: store the info, and
+    answer it back with the location the client uploads `traces.json` to."""
+    info = Message.of(request).object("trace").get("trace_info")
+    if not isinstance(info, dict):
+        raise invalid("Missing value for required parameter 'trace.trace_info'.")
+    # Checked whole here: ingest's pattern lets a trailing newline through.
+    ids.check_trace_id(info.get("trace_id"), "trace.trace_info.trace_id")
+    result = ingest.store_trace(info)
+    return _trace_response(Trace.objects.get(trace_id=result.trace_ids[0]))
+
+
+@csrf_exempt
+@require_http_methods(["GET"])
+@mlflow_errors
+def trace_info(request: HttpRequest, trace_id: str) -> JsonResponse:
+    return _trace_response(ids.trace(trace_id))
+
+
+def _with_spans(traces: list[Trace]) -> list[dict[str, Any]]:
+    """Traces with their spans as OTLP proto-JSON, in one span query for all of them."""
+    spans: dict[int, list[Span]] = defaultdict(list)
+    if traces:
+        rows = Span.objects.filter(trace__in=[t.pk for t in traces]).order_by("start_ns", "pk")
+        for span in rows:
+            spans[span.trace_id].append(span)
+    return [
+        {
+            "trace_info": trace_info_json(t),
+            "spans": [otel_span_json(s, t.trace_id) for s in spans[t.pk]],
+        }
+        for t in traces
+    ]
+
+
+@csrf_exempt
+@require_http_methods(["GET"])
+@mlflow_errors
+def get_trace(request: HttpRequest) -> JsonResponse:
+    message = Message.of(request)
+    trace = ids.trace(message.string("trace_id", required=True))
+    if not message.boolean("allow_partial") and trace.span_count == 0:
+        # As MLflow answers for spans still on their way; the client then skips the trace.
+        raise not_found(f"Trace with ID {trace.trace_id} is not fully exported yet.")
+    return JsonResponse({"trace": _with_spans([trace])[0]})
+
+
+def _traces_by_ids(message: Message) -> list[Trace]:
+    trace_ids = [ids.check_trace_id(t) for t in message.strings("trace_ids", BATCH_MAX)]
+    traces = Trace.objects.filter(trace_id__in=trace_ids)
+    if experiment_ids := message.strings("experiment_ids"):
+        traces = traces.filter(experiment__in=[ids.experiment_pk(e) for e in experiment_ids])
+    found = {t.trace_id: t for t in traces}
+    return [found[t] for t in dict.fromkeys(trace_ids) if t in found]
+
+
+@csrf_exempt
+@require_http_methods(["GET"])
+@mlflow_errors
+def batch_get(request: HttpRequest) -> JsonResponse:
+    return JsonResponse({"traces": _with_spans(_traces_by_ids(Message.of(request)))})
+
+
+@csrf_exempt
+@require_http_methods(["POST", "GET"])
+@mlflow_errors
+def batch_get_infos(request: HttpRequest) -> JsonResponse:
+    traces = _traces_by_ids(Message.of(request))
+    return JsonResponse({"trace_infos": [trace_info_json(t) for t in traces]})
+
+
+def _experiment_pks(message: Message) -> list[int]:
+    pks = [ids.experiment_pk(e) for e in message.strings("experiment_ids")]
+    for i, location in enumerate(message.objects("locations", max_items=100)):
+        kind = location.get("type", "MLFLOW_EXPERIMENT")
+        experiment = location.get("mlflow_experiment")
+        if kind != "MLFLOW_EXPERIMENT" or not isinstance(experiment, dict):
+            raise invalid(f"locations[{i}]: only MLFLOW_EXPERIMENT locations are stored here.")
+        pks.append(ids.experiment_pk(experiment.get("experiment_id")))
+    return pks
+
+
+@csrf_exempt
+@require_http_methods(["POST"])
+@mlflow_errors
+def search(request: HttpRequest) -> JsonResponse:
+    message = Message.of(request)
+    ordering = filters.TRACES.order_by(message.strings("order_by", max_items=10))
+    traces = (
+        Trace.objects.filter(experiment__in=_experiment_pks(message))
+        .filter(filters.TRACES.q(message.string("filter")))
+        .order_by(*ordering, *([] if ordering else ["-request_time"]), "-pk")
+    )
+    rows, token = pages.requested_page(traces, message, SEARCH_DEFAULT, SEARCH_MAX)
+    return JsonResponse(pages.listing("traces", [trace_info_json(t) for t in rows], token))
+
+
+@csrf_exempt
+@require_http_methods(["PATCH", "DELETE"])
+@mlflow_errors
+def tags(request: HttpRequest, trace_id: str) -> JsonResponse:
+    """PATCH sets one tag (`set_trace_tag`), DELETE removes one (its body names the key)."""
+    message = Message.of(request)
+    key = check_key(message.string("key", required=True), "key")
+    value = check_value(message.string("value"), "value", MAX_TAG_VALUE)
+    with transaction.atomic():
+        trace = ids.trace(trace_id, for_update=True)
+        tags = dict(trace.tags or {})
+        if request.method == "DELETE":
+            if key not in tags:
+                raise not_found(f"No trace tag with key '{key}' for trace with ID '{trace_id}'")
+            del tags[key]
+        else:
+            tags[key] = value
+        trace.tags = tags
+        if key == "mlflow.traceName":  # the list column follows the tag it copies
+            trace.name = tags.get(key, "")[: ingest.NAME_MAX_CHARS]
+        trace.save(update_fields=["tags", "name", "updated_at"])
+    return JsonResponse({})
+
+
+@csrf_exempt
+@require_http_methods(["POST"])
+@mlflow_errors
+def delete_traces(request: HttpRequest) -> JsonResponse:
+    """By ids (`request_ids`), or the oldest up to `max_traces` older than
+    `max_timestamp_millis`; either way within one experiment. Uploaded span documents go too."""
+    message = Message.of(request)
+    trace_ids = [ids.check_trace_id(t) for t in message.strings("request_ids", 10_000)]
+    max_ms = message.integer("max_timestamp_millis")
+    if (max_ms is None) == (not trace_ids):
+        raise invalid("Specify exactly one of 'request_ids' or 'max_timestamp_millis'.")
+    experiment = ids.experiment(message.string("experiment_id", required=True))
+    traces = Trace.objects.filter(experiment=experiment)
+    if trace_ids:
+        traces = traces.filter(trace_id__in=trace_ids)
+    else:
+        oldest_first = traces.filter(request_time__lte=to_datetime(max_ms, "max_timestamp_millis"))
+        traces = oldest_first.order_by("request_time", "pk")
+        if max_traces := message.integer("max_traces"):
+            traces = traces[:max_traces]
+    doomed = list(traces.values_list("pk", "trace_id"))
+    for start in range(0, len(doomed), DELETE_CHUNK):
+        chunk = doomed[start : start + DELETE_CHUNK]
+        Trace.objects.filter(pk__in=[pk for pk, _ in chunk]).delete()
+        for _, trace_id in chunk:
+            path = traces_json_path(experiment.pk, trace_id)
+            if default_storage.exists(path):
+                default_storage.delete(path)
+    return JsonResponse({"traces_deleted": len(doomed)})

@@ -1,0 +1,492 @@
+"""Serializers of the native API (tracking/api.py): rows out; query parameters and bodies in.
+
+Query parameters are validated by serializers too, so that one declaration both refuses a bad
+value with a 400 naming the parameter and documents the parameter in the OpenAPI schema
+(`extend_schema(parameters=[TraceFilters])`).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, time
+from typing import Any
+from urllib.parse import urlencode
+
+from django.utils.dateparse import parse_date, parse_datetime
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+from rest_framework.reverse import reverse
+
+from tracking.models import (
+    Experiment,
+    LoggedModel,
+    LoggedModelStatus,
+    Metric,
+    Span,
+    SpanStatus,
+    Trace,
+    TraceState,
+)
+
+BIGINT_MAX = 2**63 - 1
+# Far beyond any real duration, and small enough that ms -> ns never overflows a bigint.
+DURATION_MS_MAX = 10**12
+TAG_FILTERS_MAX = 20
+TAG_KEY_MAX_CHARS = 250
+TAG_VALUE_MAX_CHARS = 20_000
+TAG_CHANGES_MAX = 100
+
+
+def _enum(choices: type[Any]) -> dict[str, Any]:
+    # On read-only fields (every response field) the allOf keeps drf-spectacular's enum hook
+    # from hoisting the choices into a component named after the field: `status` is one
+    # choice set on spans and another on logged models, and two StatusEnum components collide
+    # (a warning, which `spectacular --fail-on-warn` refuses). A bare allOf is unwrapped, so
+    # request fields still get a named component.
+    return {"allOf": [{"type": "string", "enum": list(choices.values)}]}
+
+
+@extend_schema_field(_enum(TraceState))
+class TraceStateField(serializers.ChoiceField):
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(choices=TraceState.choices, **kwargs)
+
+
+@extend_schema_field(_enum(SpanStatus))
+class SpanStatusField(serializers.ChoiceField):
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(choices=SpanStatus.choices, **kwargs)
+
+
+@extend_schema_field(_enum(LoggedModelStatus))
+class LoggedModelStatusField(serializers.ChoiceField):
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(choices=LoggedModelStatus.choices, **kwargs)
+
+
+@extend_schema_field(OpenApiTypes.DATETIME)
+class SinceUntilField(serializers.Field):
+    """An ISO 8601 date or date-time; naive values are UTC.
+
+    A bare date means its midnight. An unencoded `+` in a query string arrives as a space,
+    so `...T10:00:00 02:00` is read as `+02:00` rather than refused.
+    """
+
+    default_error_messages = {
+        "invalid": "Must be an ISO 8601 date or date-time, e.g. 2025-06-01T12:00:00Z.",
+    }
+
+    def to_internal_value(self, data: Any) -> datetime:
+        text = str(data).strip()
+        try:
+            moment = parse_datetime(text)
+            if moment is None and " " in text[10:]:
+                head, _, tail = text.rpartition(" ")
+                moment = parse_datetime(f"{head}+{tail}")
+            if moment is None and (day := parse_date(text)) is not None:
+                moment = datetime.combine(day, time())
+        except ValueError:  # well-formed but impossible, such as month 13
+            moment = None
+        if moment is None:
+            self.fail("invalid")
+        return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+    def to_representation(self, value: datetime) -> str:
+        return value.isoformat()
+
+
+@extend_schema_field({"type": "object", "additionalProperties": {}})
+class JsonObjectField(serializers.JSONField):
+    """A JSON object (any keys and values)."""
+
+
+class StringMapField(serializers.DictField):
+    """A JSON object of string values (MLflow's tags, params and trace metadata)."""
+
+    child = serializers.CharField(allow_blank=True, trim_whitespace=False)
+
+
+# --- Errors -------------------------------------------------------------------------------
+
+
+class ErrorSerializer(serializers.Serializer):
+    """The body of a 404, or of a 400 that is not about one field: `{"detail": "..."}`."""
+
+    detail = serializers.CharField()
+
+
+# A 400 names what is wrong: `{"detail": "..."}` for the request as a whole (malformed JSON, a
+# trace that ingest refuses), or DRF's `{"<parameter or field>": ["message", ...]}`.
+BAD_REQUEST_SCHEMA = {
+    "type": "object",
+    "properties": {"detail": {"type": "string"}},
+    "additionalProperties": {"description": "Messages about the parameter or field so named."},
+    "example": {"state": ['"DONE" is not a valid choice.']},
+}
+
+
+# --- Experiments --------------------------------------------------------------------------
+
+
+class ExperimentSerializer(serializers.ModelSerializer):
+    # MLflow's experiment ids are numeric strings; they stay strings here too.
+    experiment_id = serializers.CharField(read_only=True)
+    tags = serializers.DictField(
+        child=serializers.CharField(
+            allow_blank=True, trim_whitespace=False, max_length=TAG_VALUE_MAX_CHARS
+        ),
+        required=False,
+    )
+
+    class Meta:
+        model = Experiment
+        fields = [
+            "experiment_id",
+            "name",
+            "lifecycle_stage",
+            "artifact_location",
+            "tags",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = ["lifecycle_stage", "artifact_location", "created_at", "updated_at"]
+        # The uniqueness check is validate_name's, with a message that names the experiment.
+        extra_kwargs = {"name": {"validators": []}}
+
+    def validate_name(self, name: str) -> str:
+        if Experiment.objects.filter(name=name).exists():
+            raise serializers.ValidationError(f"An experiment named {name!r} already exists.")
+        return name
+
+    def validate_tags(self, tags: dict[str, str]) -> dict[str, str]:
+        return _checked_tag_keys(tags)
+
+
+class ExperimentFilters(serializers.Serializer):
+    name = serializers.CharField(required=False, max_length=500, help_text="Exact name.")
+
+
+# --- Spans --------------------------------------------------------------------------------
+
+
+class SpanSerializer(serializers.Serializer):
+    """A span with its full contents; times in integer nanoseconds since the epoch."""
+
+    span_id = serializers.CharField(
+        read_only=True, help_text="8 bytes as 16 lowercase hex characters."
+    )
+    parent_span_id = serializers.SerializerMethodField(help_text="Null for a root span.")
+    name = serializers.CharField(read_only=True)
+    span_type = serializers.CharField(
+        read_only=True, help_text="LLM, CHAIN, TOOL, RETRIEVER, ... or UNKNOWN."
+    )
+    status = SpanStatusField(read_only=True)
+    status_message = serializers.CharField(read_only=True)
+    start_time_ns = serializers.IntegerField(source="start_ns", read_only=True)
+    end_time_ns = serializers.IntegerField(
+        source="end_ns", read_only=True, allow_null=True, help_text="Null while the span is open."
+    )
+    duration_ms = serializers.SerializerMethodField()
+    inputs = serializers.JSONField(read_only=True, allow_null=True)
+    outputs = serializers.JSONField(read_only=True, allow_null=True)
+    attributes = JsonObjectField(read_only=True)
+    events = serializers.ListField(child=JsonObjectField(), read_only=True)
+
+    @extend_schema_field(serializers.CharField(allow_null=True))
+    def get_parent_span_id(self, span: Span) -> str | None:
+        return span.parent_span_id or None
+
+    @extend_schema_field(serializers.FloatField(allow_null=True))
+    def get_duration_ms(self, span: Span) -> float | None:
+        duration = span.duration_ns
+        return None if duration is None else duration / 1e6
+
+
+class SpanFilters(serializers.Serializer):
+    span_type = serializers.CharField(required=False, max_length=32, help_text="e.g. LLM, TOOL.")
+    status = SpanStatusField(required=False)
+    name = serializers.CharField(required=False, max_length=500, help_text="Exact span name.")
+
+
+# --- Traces -------------------------------------------------------------------------------
+
+
+class TraceListSerializer(serializers.ModelSerializer):
+    """A row of the trace list: no metadata, no spans."""
+
+    url = serializers.HyperlinkedIdentityField(
+        view_name="api-trace-detail", lookup_field="trace_id"
+    )
+    experiment_id = serializers.CharField(read_only=True)
+    state = TraceStateField(read_only=True)
+    duration_ms = serializers.FloatField(read_only=True, allow_null=True)
+    tags = StringMapField(read_only=True)
+
+    class Meta:
+        model = Trace
+        fields = [
+            "trace_id",
+            "url",
+            "experiment_id",
+            "name",
+            "state",
+            "request_time",
+            "duration_ms",
+            "span_count",
+            "total_tokens",
+            "model_id",
+            "request_preview",
+            "response_preview",
+            "tags",
+        ]
+        read_only_fields = fields
+
+
+class TraceSerializer(TraceListSerializer):
+    """One trace with its metadata and (up to a cap) its spans in start order."""
+
+    # The view sets `loaded_spans` and `spans_truncated` on the instance.
+
+    metadata = StringMapField(read_only=True)
+    spans = SpanSerializer(many=True, read_only=True, source="loaded_spans")
+    spans_truncated = serializers.BooleanField(
+        read_only=True, help_text="True when the trace has more spans than `spans` holds."
+    )
+    spans_url = serializers.SerializerMethodField(
+        help_text="Every span of the trace, paginated and filterable."
+    )
+
+    class Meta(TraceListSerializer.Meta):
+        fields = [
+            *TraceListSerializer.Meta.fields,
+            "metadata",
+            "spans_truncated",
+            "spans_url",
+            "spans",
+        ]
+        read_only_fields = fields
+
+    @extend_schema_field(OpenApiTypes.URI)
+    def get_spans_url(self, trace: Trace) -> str:
+        return reverse(
+            "api-span-list", kwargs={"trace_id": trace.trace_id}, request=self.context["request"]
+        )
+
+
+class TraceFilters(serializers.Serializer):
+    experiment = serializers.IntegerField(
+        required=False, min_value=0, max_value=BIGINT_MAX, help_text="Experiment id."
+    )
+    model = serializers.CharField(
+        required=False, max_length=64, help_text="Logged model id (m-...) the trace ran."
+    )
+    state = TraceStateField(required=False)
+    name = serializers.CharField(required=False, max_length=500, help_text="Exact trace name.")
+    name__contains = serializers.CharField(
+        required=False, max_length=500, help_text="Part of the trace name, case-insensitive."
+    )
+    since = SinceUntilField(
+        required=False, help_text="Requested at or after this ISO 8601 time (naive = UTC)."
+    )
+    until = SinceUntilField(
+        required=False, help_text="Requested before this ISO 8601 time (naive = UTC)."
+    )
+    min_duration_ms = serializers.FloatField(
+        required=False, min_value=0, max_value=DURATION_MS_MAX, help_text="At least this long."
+    )
+    max_duration_ms = serializers.FloatField(
+        required=False, min_value=0, max_value=DURATION_MS_MAX, help_text="At most this long."
+    )
+    tag = serializers.ListField(
+        child=serializers.CharField(max_length=TAG_KEY_MAX_CHARS + TAG_VALUE_MAX_CHARS + 1),
+        required=False,
+        max_length=TAG_FILTERS_MAX,
+        help_text="`key:value`, repeatable; a trace must carry every tag given.",
+    )
+
+    def validate_tag(self, tags: list[str]) -> list[tuple[str, str]]:
+        pairs = []
+        for tag in tags:
+            key, sep, value = tag.partition(":")
+            if not sep or not key:
+                raise serializers.ValidationError(f"Each tag must be 'key:value', got {tag!r}.")
+            pairs.append((key, value))
+        return pairs
+
+
+class TraceInfoV3Serializer(serializers.Serializer):
+    """MLflow's TraceInfoV3, as the mlflow client's StartTraceV3 sends it."""
+
+    trace_id = serializers.RegexField(r"^tr-[0-9a-f]{32}$", help_text="`tr-` and 32 hex.")
+    trace_location = JsonObjectField(
+        required=False,
+        help_text='{"type": "MLFLOW_EXPERIMENT", "mlflow_experiment": {"experiment_id": "0"}}',
+    )
+    request_time = serializers.DateTimeField(required=False)
+    execution_duration = serializers.CharField(required=False, help_text='e.g. "0.085s".')
+    state = TraceStateField(required=False)
+    request_preview = serializers.CharField(required=False)
+    response_preview = serializers.CharField(required=False)
+    trace_metadata = StringMapField(
+        required=False, help_text="`mlflow.modelId` links a logged model."
+    )
+    tags = StringMapField(required=False)
+
+
+class SpanDictSerializer(serializers.Serializer):
+    """One span as in MLflow's `traces.json` (OpenTelemetry's span, MLflow attributes)."""
+
+    trace_id = serializers.CharField(help_text="16 bytes, base64 or hex.")
+    span_id = serializers.CharField(help_text="8 bytes, base64 or hex.")
+    parent_span_id = serializers.CharField(required=False, allow_null=True)
+    name = serializers.CharField()
+    start_time_unix_nano = serializers.IntegerField()
+    end_time_unix_nano = serializers.IntegerField(required=False, allow_null=True)
+    status = JsonObjectField(required=False, help_text='{"code": "STATUS_CODE_OK", ...}')
+    attributes = JsonObjectField(
+        required=False,
+        help_text="Values JSON-encoded, e.g. `mlflow.spanType`, `mlflow.spanInputs`.",
+    )
+    events = serializers.ListField(child=JsonObjectField(), required=False)
+
+
+@extend_schema_field(TraceInfoV3Serializer)
+class TraceInfoField(serializers.Field):
+    """Only checked for being an object here: ingest validates the contents, once."""
+
+    default_error_messages = {"invalid": "Must be a JSON object (MLflow's TraceInfoV3)."}
+
+    def to_internal_value(self, data: Any) -> dict[str, Any]:
+        if not isinstance(data, dict):
+            self.fail("invalid")
+        return data
+
+
+@extend_schema_field(SpanDictSerializer(many=True))
+class SpanDictsField(serializers.Field):
+    """Only checked for being a list here: ingest validates each span, once (DRF's
+    ListField/DictField would walk every attribute of every span first)."""
+
+    default_error_messages = {"invalid": "Must be a list of span objects."}
+
+    def to_internal_value(self, data: Any) -> list[Any]:
+        if not isinstance(data, list):
+            self.fail("invalid")
+        return data
+
+
+class TraceIngestSerializer(serializers.Serializer):
+    """A trace in MLflow's shapes. Sending it again updates it; nothing is duplicated."""
+
+    trace_info = TraceInfoField()
+    spans = SpanDictsField(required=False, default=list)
+
+
+class TraceTagsSerializer(serializers.Serializer):
+    """Tag changes: a string sets a tag, null deletes it; tags not named are left alone."""
+
+    tags = serializers.DictField(
+        child=serializers.CharField(
+            allow_null=True,
+            allow_blank=True,
+            trim_whitespace=False,
+            max_length=TAG_VALUE_MAX_CHARS,
+        ),
+        help_text='e.g. {"reviewed": "yes", "draft": null}',
+    )
+
+    def validate_tags(self, tags: dict[str, str | None]) -> dict[str, str | None]:
+        if len(tags) > TAG_CHANGES_MAX:
+            raise serializers.ValidationError(f"At most {TAG_CHANGES_MAX} tags per request.")
+        return _checked_tag_keys(tags)
+
+
+class TraceTagsResultSerializer(serializers.Serializer):
+    tags = StringMapField(help_text="Every tag of the trace after the change.")
+
+
+# --- Logged models ------------------------------------------------------------------------
+
+
+class MetricSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Metric
+        fields = ["key", "value", "step", "timestamp_ms", "dataset_name", "dataset_digest"]
+        read_only_fields = fields
+
+
+class LoggedModelListSerializer(serializers.ModelSerializer):
+    url = serializers.HyperlinkedIdentityField(
+        view_name="api-model-detail", lookup_field="model_id"
+    )
+    experiment_id = serializers.CharField(read_only=True)
+    status = LoggedModelStatusField(read_only=True)
+    source_run_id = serializers.CharField(
+        source="source_run.run_id", read_only=True, allow_null=True
+    )
+    git_commit = serializers.CharField(read_only=True)
+
+    class Meta:
+        model = LoggedModel
+        fields = [
+            "model_id",
+            "url",
+            "name",
+            "experiment_id",
+            "status",
+            "model_type",
+            "source_run_id",
+            "git_commit",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = fields
+
+
+class LoggedModelSerializer(LoggedModelListSerializer):
+    """A model version with its params, tags, config and the latest value of each metric."""
+
+    # The view sets `latest_metrics` and `trace_count` on the instance.
+
+    params = StringMapField(read_only=True)
+    tags = StringMapField(read_only=True)
+    model_config = JsonObjectField(read_only=True)
+    metrics = MetricSerializer(many=True, read_only=True, source="latest_metrics")
+    trace_count = serializers.IntegerField(read_only=True)
+    traces_url = serializers.SerializerMethodField(help_text="The traces of this version.")
+
+    class Meta(LoggedModelListSerializer.Meta):
+        fields = [
+            *LoggedModelListSerializer.Meta.fields,
+            "status_message",
+            "artifact_location",
+            "params",
+            "tags",
+            "model_config",
+            "metrics",
+            "trace_count",
+            "traces_url",
+        ]
+        read_only_fields = fields
+
+    @extend_schema_field(OpenApiTypes.URI)
+    def get_traces_url(self, model: LoggedModel) -> str:
+        url = reverse("api-trace-list", request=self.context["request"])
+        return f"{url}?{urlencode({'model': model.model_id})}"
+
+
+class LoggedModelFilters(serializers.Serializer):
+    name = serializers.CharField(required=False, max_length=500, help_text="Exact model name.")
+    experiment = serializers.IntegerField(
+        required=False, min_value=0, max_value=BIGINT_MAX, help_text="Experiment id."
+    )
+    status = LoggedModelStatusField(required=False)
+
+
+def _checked_tag_keys(tags: dict[str, Any]) -> dict[str, Any]:
+    for key in tags:
+        if not key.strip() or len(key) > TAG_KEY_MAX_CHARS:
+            raise serializers.ValidationError(
+                f"Tag keys must be 1 to {TAG_KEY_MAX_CHARS} characters, got {key!r}."
+            )
+    return tags
