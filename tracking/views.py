@@ -17,7 +17,7 @@ from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadReque
 from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_safe
 
-from tracking.models import Experiment, LoggedModel, Metric, Span, Trace
+from tracking.models import Experiment, LoggedModel, Span, Trace
 
 TRACES_PER_PAGE = 50
 RECENT_TRACES = 20
@@ -142,22 +142,6 @@ def model_groups(limit: int = MODEL_NAMES_PER_PAGE) -> tuple[list[ModelGroup], b
         version.more_params = len(params) - len(version.key_params)
         groups[version.name].versions.append(version)
     return list(groups.values()), more
-
-
-def latest_metrics(model: LoggedModel) -> list[Metric]:
-    """The last logged value of each metric of a model version (highest step, then newest)."""
-    return list(
-        Metric.objects.filter(logged_model=model)
-        .annotate(
-            rank=Window(
-                RowNumber(),
-                partition_by=[F("key")],
-                order_by=[F("step").desc(), F("timestamp_ms").desc(), F("pk").desc()],
-            )
-        )
-        .filter(rank=1)
-        .order_by("key")
-    )
 
 
 # --- Keyset cursor ------------------------------------------------------------------------
@@ -299,7 +283,7 @@ def model_detail(request: HttpRequest, model_id: str) -> HttpResponse:
         "model": model,
         "params": sorted(model.params.items()),
         "tags": sorted(model.tags.items()),
-        "metrics": latest_metrics(model),
+        "metrics": list(model.metrics.latest_per_key()),
         "traces": recent,
         "trace_count": trace_count,
         "more_traces": more_traces,
