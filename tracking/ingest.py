@@ -34,8 +34,8 @@ from django.db.models.functions import Cast
 
 from tracking.models import DEFAULT_EXPERIMENT_ID, Experiment, Span, Trace, TraceState
 
-TRACE_ID_RE = re.compile(r"^tr-[0-9a-f]{32}$")
-_HEX_RE = re.compile(r"^[0-9a-f]+$")
+TRACE_ID_RE = re.compile(r"tr-[0-9a-f]{32}")
+_HEX_RE = re.compile(r"[0-9a-f]+")
 
 PREVIEW_MAX_CHARS = 1000
 NAME_MAX_CHARS = 500
@@ -115,7 +115,7 @@ def parse_trace_info(data: Any) -> TraceInfo:
     if not isinstance(data, Mapping):
         raise IngestError("trace_info must be a JSON object.")
     trace_id = data.get("trace_id")
-    if not isinstance(trace_id, str) or not TRACE_ID_RE.match(trace_id):
+    if not isinstance(trace_id, str) or not TRACE_ID_RE.fullmatch(trace_id):
         raise IngestError(f"trace_info.trace_id must look like 'tr-<32 hex>', got {trace_id!r}.")
 
     location = data.get("trace_location") or {}
@@ -164,7 +164,7 @@ def parse_span(data: Any, where: str = "span") -> SpanData:
 
     raw_trace_id = _hex_id(data.get("trace_id"), 16, where, "trace_id")
     trace_id = attrs.pop(_ATTR_TRACE_ID, None)
-    if type(trace_id) is not str or not TRACE_ID_RE.match(trace_id):
+    if type(trace_id) is not str or not TRACE_ID_RE.fullmatch(trace_id):
         trace_id = f"tr-{raw_trace_id}"
 
     start_ns = _nanos(data.get("start_time_unix_nano"), where, "start_time_unix_nano")
@@ -547,7 +547,7 @@ def _hex_id(value: Any, size: int, where: str, field: str = "") -> str:
 def _decode_id(value: str, size: int) -> str:
     # Cached: every span repeats its trace id and most repeat a parent's id.
     lowered = value.lower()
-    if len(lowered) == size * 2 and _HEX_RE.match(lowered):
+    if len(lowered) == size * 2 and _HEX_RE.fullmatch(lowered):
         return lowered
     try:
         raw = binascii.a2b_base64(value, strict_mode=True)

@@ -26,6 +26,7 @@ from django.utils import timezone
 from rest_framework import authentication, permissions
 from rest_framework.request import Request
 
+from tracking.mlflow_api.urls import READ_ONLY_POSTS
 from webapp.models import ApiToken, hash_token
 
 # Paths whose callers are programs: they get 401 JSON, never a login redirect.
@@ -146,14 +147,19 @@ class AuthRequiredMiddleware:
 
     def _check_api(self, request: HttpRequest) -> HttpResponse | None:
         credentials = credentials_from_header(request)
+        writes = request.method not in SAFE_METHODS and request.path not in READ_ONLY_POSTS
         if credentials is None:
-            # A browser session (the API docs page) counts; DRF enforces CSRF for it.
-            if request.user.is_authenticated:
+            # A browser session (the API docs page) counts. DRF enforces CSRF for it, but
+            # the MLflow and OTLP views are csrf_exempt (clients send no token), so there a
+            # session may only read: another site cannot make a logged-in browser write.
+            if request.user.is_authenticated and not (
+                writes and request.path.startswith(MLFLOW_PREFIXES)
+            ):
                 return None
             return _api_error(request, 401, "Authentication required: use Basic or Bearer.")
         if credentials.user is None:
             return _api_error(request, 401, credentials.error)
-        if request.method not in SAFE_METHODS and not credentials.can_write:
+        if writes and not credentials.can_write:
             return _api_error(request, 403, "This token is read-only.")
         request.user = credentials.user
         # DRF re-runs authentication on its own request object; tell it the answer.

@@ -169,6 +169,8 @@ STORAGES = {
         ),
     },
 }
+# Artifact uploads (models, code, traces.json) are streamed to storage; bigger ones get 413.
+SPYGLASS_MAX_ARTIFACT_BYTES = env.int("SPYGLASS_MAX_ARTIFACT_BYTES", default=1024**3)
 # Artifacts (models, code) are uploaded through the MLflow API and can be large.
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=32 * 1024 * 1024)
 

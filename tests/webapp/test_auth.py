@@ -241,3 +241,27 @@ def test_gunicorn_refuses_a_public_bind_with_auth_off():
 )
 def test_loopback_binds_are_told_apart(bind, loopback):
     assert is_loopback_bind(bind) is loopback
+
+
+def test_a_read_only_token_may_search(client, auth_on, alice):
+    _, plaintext = ApiToken.issue(alice, "dashboards", scope="read")
+
+    response = client.post(
+        "/api/2.0/mlflow/experiments/search",
+        data={"max_results": 10},
+        content_type="application/json",
+        **bearer(plaintext),
+    )
+
+    assert response.status_code == 200
+
+
+def test_a_browser_session_cannot_write_through_csrf_exempt_mlflow_paths(client, auth_on, alice):
+    client.force_login(alice)
+
+    response = client.post(
+        "/api/2.0/mlflow/experiments/create", data={"name": "x"}, content_type="application/json"
+    )
+
+    assert response.status_code == 401
+    assert client.get("/api/2.0/mlflow/experiments/get?experiment_id=0").status_code == 200
