@@ -275,6 +275,7 @@ class Result:
     errors: list[str] = field(default_factory=list)
     exhausted: bool = False
     stored: tuple[int, int] | None = None  # (traces, spans) counted afterwards
+    server_cpu: float | None = None  # CPU seconds the server's processes used meanwhile
 
     @property
     def traces_per_second(self) -> float:
@@ -288,6 +289,12 @@ class Result:
     def spans_per_second(self) -> float:
         return self.traces * self.size / self.seconds
 
+    @property
+    def cpu_ms_per_request(self) -> float | None:
+        if self.server_cpu is None or not self.requests:
+            return None
+        return self.server_cpu * 1000 / self.requests
+
     def percentile(self, q: float) -> float:
         ordered = sorted(self.latencies)
         return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000 if ordered else 0
@@ -300,9 +307,11 @@ def drive(
     send: Callable[[http.client.HTTPConnection, object, list[float]], int],
     clients: int,
     seconds: float,
+    server_pid: int | None = None,
 ) -> Result:
     """Send work items from `clients` threads, each on one keep-alive connection, until the
     time is up or the prepared items run out."""
+    cpu_before = process_tree_cpu(server_pid) if server_pid else None
     items = iter(work)
     lock = threading.Lock()
     stop = time.perf_counter() + seconds
@@ -337,7 +346,34 @@ def drive(
     for thread in threads:
         thread.join()
     result.seconds = time.perf_counter() - started
+    if cpu_before is not None:
+        result.server_cpu = process_tree_cpu(server_pid) - cpu_before
     return result
+
+
+def process_tree_cpu(pid: int) -> float:
+    """User + system CPU seconds of a process and its descendants (Linux /proc; 0 elsewhere).
+    The database server's own processes are not included."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    stats: dict[int, tuple[int, float]] = {}  # pid -> (parent, cpu seconds)
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        stats[int(entry.name)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / ticks)
+    tree, total, grew = {pid}, 0.0, True
+    while grew:
+        grew = False
+        for child, (parent, _) in stats.items():
+            if parent in tree and child not in tree:
+                tree.add(child)
+                grew = True
+    for member in tree:
+        total += stats.get(member, (0, 0.0))[1]
+    return total
 
 
 def request(conn: http.client.HTTPConnection, method: str, path: str, body: bytes, headers: dict):
@@ -399,6 +435,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument(
+        "--app", default="webapp.wsgi", help="WSGI module for gunicorn (to try out a change)"
+    )
     parser.add_argument("--no-mlflow-server", action="store_true", help="skip the comparison")
     return parser.parse_args()
 
@@ -452,8 +491,9 @@ def run(args: argparse.Namespace, tmp: Path) -> None:
     payloads = {size: build_payloads(size) for size in args.sizes}
     print(f"database: {vendor} ({env['DATABASE_URL'].split('@')[-1]})")
     print(
-        f"server: gunicorn webapp.wsgi -w {args.workers} --threads {args.threads}; "
-        f"{args.clients} client threads, {args.seconds:g} s per run; {os.cpu_count()} CPUs"
+        f"server: gunicorn {args.app} -w {args.workers} --threads {args.threads}; "
+        f"{args.clients} client threads, {args.seconds:g} s per run; {os.cpu_count()} CPUs, "
+        f"load average {os.getloadavg()[0]:.1f} before the runs (other work skews the figures)"
     )
     print("payload bytes per trace (OTLP protobuf / traces.json): " + ", ".join(
         f"{size} spans {len(p.otlp):,} / {len(p.mlflow_spans):,}" for size, p in payloads.items()
@@ -461,14 +501,16 @@ def run(args: argparse.Namespace, tmp: Path) -> None:
 
     port = free_port()
     gunicorn = [
-        str(BIN / "gunicorn"), "webapp.wsgi", "-w", str(args.workers), "--threads",
+        str(BIN / "gunicorn"), args.app, "-w", str(args.workers), "--threads",
         str(args.threads), "-b", f"127.0.0.1:{port}",
     ]  # fmt: skip
     probe = {"Content-Type": "application/x-protobuf"}
     results: list[Result] = []
-    with server(
-        gunicorn, env, tmp / "gunicorn.log", lambda: answers(port, "POST", "/v1/traces", b"", probe)
-    ):
+
+    def ready() -> bool:
+        return answers(port, "POST", "/v1/traces", b"", probe)
+
+    with server(gunicorn, env, tmp / "gunicorn.log", ready) as proc:
         experiments: list[Experiment] = []
 
         def experiment(label: str) -> Experiment:
@@ -488,7 +530,7 @@ def run(args: argparse.Namespace, tmp: Path) -> None:
             exp = experiment(f"otlp-{size}")
             work = payloads[size].otlp_bodies(pool)
             result = drive(Result("otlp", "spyglass", size), port, work, otlp_sender(exp.pk),
-                           args.clients, args.seconds)  # fmt: skip
+                           args.clients, args.seconds, proc.pid)  # fmt: skip
             result.stored = count(Trace, Span, exp)
             results.append(result)
             print_row(result, vendor)
@@ -496,7 +538,7 @@ def run(args: argparse.Namespace, tmp: Path) -> None:
                 exp = experiment(f"mlflow-{size}")
                 work = payloads[size].mlflow_bodies(pool, exp.pk)
                 result = drive(Result("mlflow", "spyglass", size), port, work, mlflow_sender(),
-                               args.clients, args.seconds)  # fmt: skip
+                               args.clients, args.seconds, proc.pid)  # fmt: skip
                 result.stored = count(Trace, Span, exp)
                 results.append(result)
                 print_row(result, vendor)
@@ -550,7 +592,7 @@ def compare_with_mlflow(args, tmp: Path, payloads: dict[int, Payloads], ours: li
     ]  # fmt: skip
     env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true"}
     results = []
-    with server(command, env, tmp / "mlflow.log", lambda: answers(port, "GET", "/health")):
+    with server(command, env, tmp / "mlflow.log", lambda: answers(port, "GET", "/health")) as proc:
         # The Default experiment "0"; the header is required by MLflow's OTLP endpoint.
         warm = payloads[args.sizes[0]].otlp_bodies(50)
         drive(Result("warm", "mlflow", 10), port, warm, otlp_sender(0), args.clients, 1.0)
@@ -559,7 +601,7 @@ def compare_with_mlflow(args, tmp: Path, payloads: dict[int, Payloads], ours: li
             pool = int(MAX_TRACES_PER_SECOND.get(size, 200) * args.seconds)
             work = payloads[size].otlp_bodies(pool)
             result = drive(Result("otlp", "mlflow server", size), port, work, otlp_sender(0),
-                           args.clients, args.seconds)  # fmt: skip
+                           args.clients, args.seconds, proc.pid)  # fmt: skip
             after = _mlflow_counts(db)
             result.stored = (after[0] - before[0], after[1] - before[1])
             before = after
@@ -586,11 +628,12 @@ def _mlflow_counts(db: Path) -> tuple[int, int]:
 
 HEADER = (
     f"{'server':<14}{'path':<8}{'spans/trace':>12}{'traces/s':>10}{'requests/s':>12}"
-    f"{'spans/s':>10}{'p50 ms':>9}{'p95 ms':>9}  {'db':<11}stored/sent"
+    f"{'spans/s':>10}{'p50 ms':>9}{'p95 ms':>9}{'CPU ms/req':>11}  {'db':<11}stored/sent"
 )
 
 
 def print_row(result: Result, vendor: str) -> None:
+    cpu = "-" if result.cpu_ms_per_request is None else f"{result.cpu_ms_per_request:.1f}"
     stored = "?"
     if result.stored is not None:
         traces, spans = result.stored
@@ -601,7 +644,8 @@ def print_row(result: Result, vendor: str) -> None:
     print(
         f"{result.server:<14}{result.path:<8}{result.size:>12}{result.traces_per_second:>10,.0f}"
         f"{result.requests_per_second:>12,.0f}{result.spans_per_second:>10,.0f}"
-        f"{result.percentile(0.5):>9.1f}{result.percentile(0.95):>9.1f}  {vendor:<11}{stored}"
+        f"{result.percentile(0.5):>9.1f}{result.percentile(0.95):>9.1f}{cpu:>11}"
+        f"  {vendor:<11}{stored}"
     )
     if result.exhausted:
         print(f"  note: the {len(result.latencies)} prepared traces ran out before the time")

@@ -221,6 +221,15 @@ def _limit(span: SpanData, where: str) -> SpanData:
     if "\x00" in span.status_message:
         span.status_message = span.status_message.replace("\x00", "")
     span.span_type = (span.span_type or "UNKNOWN")[:SPAN_TYPE_MAX_CHARS]
+    usage = span.attributes.get(TOKEN_USAGE_ATTRIBUTE)
+    if isinstance(usage, dict) and "total_tokens" in usage:
+        total = usage["total_tokens"]
+        # The trace total is summed in SQL with a cast to bigint; PostgreSQL refuses the
+        # whole statement for "abc", 1.5 or 2**64, so only a count that fits is kept.
+        if type(total) is not int or not 0 <= total < 2**62:
+            span.attributes[TOKEN_USAGE_ATTRIBUTE] = {
+                k: v for k, v in usage.items() if k != "total_tokens"
+            }
     return span
 
 

@@ -12,9 +12,11 @@ Contract (OTLP spec, "OTLP/HTTP Response"):
   `{}` for JSON).
 - 400 for input that cannot be decoded or stored (content type, encoding, protobuf, JSON, ids,
   times, unknown experiment), 413 for a body over DATA_UPLOAD_MAX_MEMORY_SIZE, before or after
-  decompression. The body is a `google.rpc.Status` with a developer-facing `message`, in the
-  request's encoding (JSON `{"code": 3, "message": ...}` when the content type is unknown),
-  as the spec requires; OTel exporters log it. A batch is stored whole or not at all.
+  decompression, 411 for a chunked body without Content-Length (Django cannot read one). The
+  error body is a `google.rpc.Status` with a developer-facing `message`, in the request's
+  encoding (JSON `{"code": 3, "message": ...}` when the content type is unknown), as the
+  spec requires; OTel exporters log it. Nothing is 5xx, so no exporter retries bad input,
+  and a batch is stored whole or not at all.
 - The experiment is the `x-mlflow-experiment-id` header (MLflow's OTLP convention), else the
   Default experiment "0".
 
@@ -86,13 +88,20 @@ _MLFLOW_INPUTS = "mlflow.spanInputs"
 _MLFLOW_OUTPUTS = "mlflow.spanOutputs"
 _MLFLOW_JSON_KEYS = (_MLFLOW_INPUTS, _MLFLOW_OUTPUTS, TOKEN_USAGE_ATTRIBUTE)
 
-_OPENINFERENCE_KINDS = {
-    kind: kind
-    for kind in (
-        "LLM", "CHAIN", "TOOL", "RETRIEVER", "EMBEDDING", "AGENT", "RERANKER", "GUARDRAIL",
+# OpenInference's span kinds, all of which are MLflow span types too.
+_OPENINFERENCE_KINDS = frozenset(
+    (
+        "LLM",
+        "CHAIN",
+        "TOOL",
+        "RETRIEVER",
+        "EMBEDDING",
+        "AGENT",
+        "RERANKER",
+        "GUARDRAIL",
         "EVALUATOR",
     )
-}  # fmt: skip
+)
 _GENAI_OPERATIONS = {
     "chat": "LLM",
     "text_completion": "LLM",
@@ -110,8 +119,8 @@ _TOKEN_KEYS = (
     ("gen_ai.usage.prompt_tokens", "gen_ai.usage.completion_tokens", "llm.usage.total_tokens"),
 )
 _MAX_TOKENS = 2**53  # keeps the per-trace sums far inside a bigint
-_HEX = re.compile(r"^[0-9a-fA-F]+$")
-_FLAT_MESSAGE = re.compile(r"^gen_ai\.(prompt|completion)\.(\d+)\.(role|content)$")
+_HEX = re.compile(r"[0-9a-fA-F]+")
+_FLAT_MESSAGE = re.compile(r"gen_ai\.(prompt|completion)\.(\d+)\.(role|content)")
 
 
 class OtlpError(Exception):
@@ -190,18 +199,20 @@ def _max_body_bytes() -> int:
 
 
 def _decompressed_body(request: HttpRequest) -> bytes:
+    if not request.META.get("CONTENT_LENGTH") and "chunked" in request.headers.get(
+        "Transfer-Encoding", ""
+    ):
+        # Django reads a body by its Content-Length only: a chunked one would arrive empty
+        # and be acknowledged as an export of nothing.
+        raise OtlpError("Send the body with a Content-Length; chunked bodies are not read.", 411)
     try:
         # Django refuses a Content-Length over DATA_UPLOAD_MAX_MEMORY_SIZE before reading.
         body = request.body
     except RequestDataTooBig:
-        raise _too_large() from None
+        limit = _max_body_bytes()
+        raise OtlpError(f"The request body is over the limit of {limit} bytes.", 413) from None
     coding = request.headers.get("Content-Encoding", "").strip().lower()
     return decompress(body, coding, _max_body_bytes())
-
-
-def _too_large() -> OtlpError:
-    limit = _max_body_bytes()
-    return OtlpError(f"The request body is over the limit of {limit} bytes.", status=413)
 
 
 # gzip members are framed; HTTP's "deflate" is a zlib stream, though some clients send raw
@@ -335,7 +346,7 @@ def _rewrite_ids(obj: Any) -> None:
         return
     for key, size in _ID_FIELDS.items():
         value = obj.get(key)
-        if isinstance(value, str) and len(value) == size * 2 and _HEX.match(value):
+        if isinstance(value, str) and len(value) == size * 2 and _HEX.fullmatch(value):
             obj[key] = base64.b64encode(bytes.fromhex(value)).decode()
 
 
@@ -377,7 +388,7 @@ def decode_span(otlp: OtlpSpan, where: str = "span") -> SpanData:
     request_id = attrs.pop(_MLFLOW_TRACE_ID, None)
     trace_id = (
         request_id
-        if type(request_id) is str and TRACE_ID_RE.match(request_id)
+        if type(request_id) is str and TRACE_ID_RE.fullmatch(request_id)
         else f"tr-{trace_hex}"
     )
     if otlp.kind in _KIND:
@@ -511,7 +522,7 @@ def _semantics(attrs: dict[str, Any]) -> tuple[str, Any, Any]:
 def _genai_span_type(attrs: dict[str, Any]) -> str | None:
     kind = attrs.get("openinference.span.kind")
     if type(kind) is str and kind.upper() in _OPENINFERENCE_KINDS:
-        return _OPENINFERENCE_KINDS[kind.upper()]
+        return kind.upper()
     operation = attrs.get("gen_ai.operation.name")
     if type(operation) is str:
         return _GENAI_OPERATIONS.get(operation)
@@ -550,7 +561,7 @@ def _flat_messages(attrs: dict[str, Any], which: str) -> list[dict[str, Any]] | 
         return None
     messages: dict[int, dict[str, Any]] = {}
     for key in [k for k in attrs if k.startswith(prefix)]:
-        match = _FLAT_MESSAGE.match(key)
+        match = _FLAT_MESSAGE.fullmatch(key)
         if match and match.group(1) == which:
             messages.setdefault(int(match.group(2)), {})[match.group(3)] = attrs.pop(key)
     return [messages[i] for i in sorted(messages)] or None

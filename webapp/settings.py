@@ -120,9 +120,10 @@ if _db["ENGINE"] == "django.db.backends.sqlite3":
             "transaction_mode": "IMMEDIATE",
         }
     )
-else:
-    _db.setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=60))
-    _db["CONN_HEALTH_CHECKS"] = True
+# Reused connections: a new one costs PRAGMAs and a cold page cache (SQLite) or a login
+# (PostgreSQL) on every request.
+_db.setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=60))
+_db["CONN_HEALTH_CHECKS"] = True
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

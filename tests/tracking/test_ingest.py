@@ -391,3 +391,20 @@ def test_trace_tags_merge_without_freezing_derived_columns():
     assert stored.tags["service.name"] == "agent-svc"
     assert stored.name == "agent"  # derived from the root span that came second
     assert not stored.has_info
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("total", ["abc", 1.5, 2**64, True, -3])
+def test_a_token_count_that_is_not_a_count_is_dropped_not_a_500(total):
+    trace = make_trace(2)
+    trace["spans"][1]["attributes"]["mlflow.chat.tokenUsage"] = json.dumps(
+        {"input_tokens": 1, "total_tokens": total}
+    )
+
+    ingest.store_trace(None, trace["spans"])
+
+    stored = Trace.objects.get(trace_id=trace["trace_id"])
+    assert stored.total_tokens is None
+    assert stored.spans.get(name="step-1").attributes["mlflow.chat.tokenUsage"] == {
+        "input_tokens": 1
+    }

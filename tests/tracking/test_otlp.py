@@ -628,6 +628,7 @@ def bad_requests() -> list[tuple[str, dict[str, Any], int, str]]:
     good = tree().SerializeToString()
     bad_ids = export(span(), span("bad", span_id=b"\x01\x02")).SerializeToString()
     hex_json = as_otlp_json(export(span()))
+    newline_id = hex_json.replace(TRACE_ID.hex().encode(), TRACE_ID.hex()[:-1].encode() + b"\\n")
     return [
         ("text/plain", {"body": good}, 400, "Content-Type must be application/x-protobuf"),
         (otlp.PROTOBUF, {"body": b"\xff\xff\xff garbage"}, 400, "not an ExportTraceServiceRequest"),
@@ -636,6 +637,8 @@ def bad_requests() -> list[tuple[str, dict[str, Any], int, str]]:
         (otlp.JSON, {"body": b'{"resourceSpans": 5}'}, 400, "not an OTLP/JSON"),
         (otlp.JSON, {"body": hex_json.replace(b'"name"', b'"name": 3, "x"')}, 400, "OTLP/JSON"),
         (otlp.PROTOBUF, {"body": bad_ids}, 400, "spans[1].spanId must be 8 bytes"),
+        # `$` would match before the newline, and bytes.fromhex() skips whitespace.
+        (otlp.JSON, {"body": newline_id}, 400, "traceId"),
         (
             otlp.PROTOBUF,
             {"body": good, "x-mlflow-experiment-id": "abc"},
@@ -692,6 +695,23 @@ def test_a_gzip_bomb_is_413_without_inflating_it(client, settings):
 
     code, message = status_of(response)
     assert (code, "decompressed request body is over the limit" in message) == (413, True)
+
+
+def test_a_chunked_body_without_length_is_refused_not_read_as_empty(rf):
+    request = rf.post(
+        "/v1/traces",
+        data=tree().SerializeToString(),
+        content_type=otlp.PROTOBUF,
+        headers={"Transfer-Encoding": "chunked"},
+    )
+    del request.META["CONTENT_LENGTH"]
+
+    response = otlp.export_traces(request)
+
+    assert status_of(response) == (
+        411,
+        "Send the body with a Content-Length; chunked bodies are not read.",
+    )
 
 
 @pytest.mark.django_db
