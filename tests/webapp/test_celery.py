@@ -43,7 +43,3 @@ def test_celery_settings_make_tasks_survive_a_lost_worker():
     assert settings.CELERY_WORKER_PREFETCH_MULTIPLIER == 1
     visibility = settings.CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"]
     assert visibility > settings.CELERY_TASK_TIME_LIMIT > settings.CELERY_TASK_SOFT_TIME_LIMIT
-
-
-def test_the_default_settings_never_use_eager_mode():
-    assert not getattr(settings, "CELERY_TASK_ALWAYS_EAGER", False)
