@@ -29,11 +29,9 @@ from django.conf import settings
 from django.core.files import File
 from django.core.files.storage import default_storage
 from django.http import FileResponse, HttpRequest, HttpResponse, JsonResponse
-from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_http_methods
 
 from tracking.mlflow_api import traces
-from tracking.mlflow_api.errors import invalid, mlflow_errors, not_found, too_large
+from tracking.mlflow_api.errors import invalid, mlflow_endpoint, not_found, too_large
 from tracking.mlflow_api.requests import Message
 from tracking.models import LoggedModel, Trace
 
@@ -179,9 +177,7 @@ def _remove(path: str) -> None:
     default_storage.delete(path)
 
 
-@csrf_exempt
-@require_http_methods(["GET", "PUT", "DELETE"])
-@mlflow_errors
+@mlflow_endpoint(["GET", "PUT", "DELETE"])
 def artifact(request: HttpRequest, artifact_path: str) -> HttpResponse:
     """GET downloads (streamed), PUT uploads (streamed), DELETE removes."""
     path = clean_path(artifact_path)
@@ -193,9 +189,7 @@ def artifact(request: HttpRequest, artifact_path: str) -> HttpResponse:
     return _download(path)
 
 
-@csrf_exempt
-@require_http_methods(["GET"])
-@mlflow_errors
+@mlflow_endpoint(["GET"])
 def list_artifacts(request: HttpRequest) -> JsonResponse:
     """The files and directories directly under `?path=`; `{}` for a missing or empty
     directory, and for a file (which the client then treats as "not a directory")."""

@@ -14,6 +14,8 @@ from typing import Any
 
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse, UnreadablePostError
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_http_methods
 
 from tracking.ingest import IngestError
 
@@ -74,6 +76,18 @@ def mlflow_errors(view: Callable[..., HttpResponse]) -> Callable[..., HttpRespon
             return error_response(INVALID_PARAMETER_VALUE, "The request body was cut short.", 400)
 
     return wrapper
+
+
+def mlflow_endpoint(
+    methods: list[str],
+) -> Callable[[Callable[..., HttpResponse]], Callable[..., HttpResponse]]:
+    """What every MLflow view is: CSRF-exempt (clients send no token; auth is by header),
+    limited to `methods`, and answering client-caused failures as MLflow error JSON."""
+
+    def decorate(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+        return csrf_exempt(require_http_methods(methods)(mlflow_errors(view)))
+
+    return decorate
 
 
 def endpoint_not_found(request: HttpRequest, *args: Any, **kwargs: Any) -> JsonResponse:

@@ -9,12 +9,10 @@ from __future__ import annotations
 
 from django.db import IntegrityError, transaction
 from django.http import HttpRequest, JsonResponse
-from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_http_methods
 
 from tracking.mlflow_api import filters, ids, pages
 from tracking.mlflow_api.entities import experiment_json
-from tracking.mlflow_api.errors import already_exists, invalid, mlflow_errors, not_found
+from tracking.mlflow_api.errors import already_exists, invalid, mlflow_endpoint, not_found
 from tracking.mlflow_api.requests import Message, check_key, check_value, enum_choices
 from tracking.models import DEFAULT_EXPERIMENT_ID, Experiment, LifecycleStage
 
@@ -37,9 +35,7 @@ def _name(message: Message, field: str) -> str:
     return name
 
 
-@csrf_exempt
-@require_http_methods(["POST"])
-@mlflow_errors
+@mlflow_endpoint(["POST"])
 def create(request: HttpRequest) -> JsonResponse:
     message = Message.of(request)
     name = _name(message, "name")
@@ -55,17 +51,13 @@ def create(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"experiment_id": str(experiment.pk)})
 
 
-@csrf_exempt
-@require_http_methods(["GET"])
-@mlflow_errors
+@mlflow_endpoint(["GET"])
 def get(request: HttpRequest) -> JsonResponse:
     experiment = ids.experiment(Message.of(request).string("experiment_id", required=True))
     return JsonResponse({"experiment": experiment_json(experiment)})
 
 
-@csrf_exempt
-@require_http_methods(["GET"])
-@mlflow_errors
+@mlflow_endpoint(["GET"])
 def get_by_name(request: HttpRequest) -> JsonResponse:
     name = Message.of(request).string("experiment_name", required=True)
     experiment = Experiment.objects.filter(name=name).first()
@@ -74,9 +66,7 @@ def get_by_name(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"experiment": experiment_json(experiment)})
 
 
-@csrf_exempt
-@require_http_methods(["GET", "POST"])
-@mlflow_errors
+@mlflow_endpoint(["GET", "POST"])
 def search(request: HttpRequest) -> JsonResponse:
     message = Message.of(request)
     view_type = message.enum("view_type", VIEW_TYPES, "ACTIVE_ONLY")
@@ -88,9 +78,7 @@ def search(request: HttpRequest) -> JsonResponse:
     return JsonResponse(pages.listing("experiments", [experiment_json(e) for e in rows], token))
 
 
-@csrf_exempt
-@require_http_methods(["POST"])
-@mlflow_errors
+@mlflow_endpoint(["POST"])
 def update(request: HttpRequest) -> JsonResponse:
     message = Message.of(request)
     experiment = ids.experiment(message.string("experiment_id", required=True))
@@ -115,23 +103,17 @@ def _set_stage(request: HttpRequest, stage: str) -> JsonResponse:
     return JsonResponse({})
 
 
-@csrf_exempt
-@require_http_methods(["POST"])
-@mlflow_errors
+@mlflow_endpoint(["POST"])
 def delete(request: HttpRequest) -> JsonResponse:
     return _set_stage(request, LifecycleStage.DELETED)
 
 
-@csrf_exempt
-@require_http_methods(["POST"])
-@mlflow_errors
+@mlflow_endpoint(["POST"])
 def restore(request: HttpRequest) -> JsonResponse:
     return _set_stage(request, LifecycleStage.ACTIVE)
 
 
-@csrf_exempt
-@require_http_methods(["POST"])
-@mlflow_errors
+@mlflow_endpoint(["POST"])
 def set_tag(request: HttpRequest) -> JsonResponse:
     message = Message.of(request)
     key = check_key(message.string("key", required=True), "key")
@@ -143,9 +125,7 @@ def set_tag(request: HttpRequest) -> JsonResponse:
     return JsonResponse({})
 
 
-@csrf_exempt
-@require_http_methods(["POST"])
-@mlflow_errors
+@mlflow_endpoint(["POST"])
 def delete_tag(request: HttpRequest) -> JsonResponse:
     message = Message.of(request)
     key = message.string("key", required=True)

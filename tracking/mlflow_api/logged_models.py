@@ -14,12 +14,10 @@ from typing import Any
 from django.db import transaction
 from django.db.models import Exists, OuterRef, Q
 from django.http import HttpRequest, JsonResponse
-from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_http_methods
 
 from tracking.mlflow_api import filters, ids, pages
 from tracking.mlflow_api.entities import logged_model_json, model_artifact_uri
-from tracking.mlflow_api.errors import invalid, mlflow_errors, not_found
+from tracking.mlflow_api.errors import invalid, mlflow_endpoint, not_found
 from tracking.mlflow_api.requests import Message, check_value, enum_choices
 from tracking.mlflow_api.runs import generate_run_name, latest_metrics
 from tracking.models import LoggedModel, Metric
@@ -57,9 +55,7 @@ def _model_json(model: LoggedModel) -> JsonResponse:
     return JsonResponse({"model": models_json([model])[0]})
 
 
-@csrf_exempt
-@require_http_methods(["POST"])
-@mlflow_errors
+@mlflow_endpoint(["POST"])
 def create(request: HttpRequest) -> JsonResponse:
     message = Message.of(request)
     experiment = ids.active_experiment(message.string("experiment_id", required=True))
@@ -78,9 +74,7 @@ def create(request: HttpRequest) -> JsonResponse:
     return _model_json(model)
 
 
-@csrf_exempt
-@require_http_methods(["GET", "PATCH", "DELETE"])
-@mlflow_errors
+@mlflow_endpoint(["GET", "PATCH", "DELETE"])
 def detail(request: HttpRequest, model_id: str) -> JsonResponse:
     """GET: the model. PATCH: finalize (set its status). DELETE: delete it."""
     if request.method == "GET":
@@ -99,9 +93,7 @@ def detail(request: HttpRequest, model_id: str) -> JsonResponse:
     return _model_json(model)
 
 
-@csrf_exempt
-@require_http_methods(["POST"])
-@mlflow_errors
+@mlflow_endpoint(["POST"])
 def log_params(request: HttpRequest, model_id: str) -> JsonResponse:
     params = Message.of(request).key_values(
         "params", max_items=MAX_PARAMS, max_value=MAX_PARAM_VALUE
@@ -113,9 +105,7 @@ def log_params(request: HttpRequest, model_id: str) -> JsonResponse:
     return JsonResponse({})
 
 
-@csrf_exempt
-@require_http_methods(["PATCH"])
-@mlflow_errors
+@mlflow_endpoint(["PATCH"])
 def set_tags(request: HttpRequest, model_id: str) -> JsonResponse:
     tags = Message.of(request).key_values("tags", max_value=MAX_TAG_VALUE)
     with transaction.atomic():
@@ -125,9 +115,7 @@ def set_tags(request: HttpRequest, model_id: str) -> JsonResponse:
     return JsonResponse({})
 
 
-@csrf_exempt
-@require_http_methods(["DELETE"])
-@mlflow_errors
+@mlflow_endpoint(["DELETE"])
 def delete_tag(request: HttpRequest, model_id: str, key: str) -> JsonResponse:
     with transaction.atomic():
         model = ids.logged_model(model_id, for_update=True)
@@ -165,9 +153,7 @@ def _ordering(items: list[dict[str, Any]]) -> list[Any]:
     return ordering
 
 
-@csrf_exempt
-@require_http_methods(["POST"])
-@mlflow_errors
+@mlflow_endpoint(["POST"])
 def search(request: HttpRequest) -> JsonResponse:
     message = Message.of(request)
     experiment_pks = [ids.experiment_pk(e) for e in message.strings("experiment_ids")]

@@ -19,12 +19,10 @@ from django.db.models import F, QuerySet, Window
 from django.db.models.functions import RowNumber
 from django.http import HttpRequest, JsonResponse
 from django.utils import timezone
-from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_http_methods
 
 from tracking.mlflow_api import filters, ids, pages
 from tracking.mlflow_api.entities import metric_json, run_info_json, run_json, to_ms
-from tracking.mlflow_api.errors import invalid, mlflow_errors, not_found
+from tracking.mlflow_api.errors import invalid, mlflow_endpoint, not_found
 from tracking.mlflow_api.requests import (
     Message,
     check_key,
@@ -91,9 +89,7 @@ def _run_id(message: Message) -> str:
     return message.string("run_id", "run_uuid", required=True)
 
 
-@csrf_exempt
-@require_http_methods(["POST"])
-@mlflow_errors
+@mlflow_endpoint(["POST"])
 def create(request: HttpRequest) -> JsonResponse:
     message = Message.of(request)
     experiment = ids.active_experiment(message.string("experiment_id", default="0"))
@@ -110,17 +106,13 @@ def create(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"run": run_json(run)})
 
 
-@csrf_exempt
-@require_http_methods(["GET"])
-@mlflow_errors
+@mlflow_endpoint(["GET"])
 def get(request: HttpRequest) -> JsonResponse:
     run = ids.run(_run_id(Message.of(request)))
     return JsonResponse({"run": runs_json([run])[0]})
 
 
-@csrf_exempt
-@require_http_methods(["POST"])
-@mlflow_errors
+@mlflow_endpoint(["POST"])
 def update(request: HttpRequest) -> JsonResponse:
     message = Message.of(request)
     status = message.enum("status", RUN_STATUSES, "")
@@ -145,16 +137,12 @@ def _set_stage(request: HttpRequest, stage: str) -> JsonResponse:
     return JsonResponse({})
 
 
-@csrf_exempt
-@require_http_methods(["POST"])
-@mlflow_errors
+@mlflow_endpoint(["POST"])
 def delete(request: HttpRequest) -> JsonResponse:
     return _set_stage(request, LifecycleStage.DELETED)
 
 
-@csrf_exempt
-@require_http_methods(["POST"])
-@mlflow_errors
+@mlflow_endpoint(["POST"])
 def restore(request: HttpRequest) -> JsonResponse:
     return _set_stage(request, LifecycleStage.ACTIVE)
 
@@ -225,9 +213,7 @@ def _params(items: list[dict[str, Any]]) -> dict[str, str]:
     return params
 
 
-@csrf_exempt
-@require_http_methods(["POST"])
-@mlflow_errors
+@mlflow_endpoint(["POST"])
 def log_parameter(request: HttpRequest) -> JsonResponse:
     message = Message.of(request)
     params = _params([{"key": message.string("key", required=True),
@@ -239,9 +225,7 @@ def log_parameter(request: HttpRequest) -> JsonResponse:
     return JsonResponse({})
 
 
-@csrf_exempt
-@require_http_methods(["POST"])
-@mlflow_errors
+@mlflow_endpoint(["POST"])
 def log_metric(request: HttpRequest) -> JsonResponse:
     message = Message.of(request)
     item = message.raw(
@@ -254,9 +238,7 @@ def log_metric(request: HttpRequest) -> JsonResponse:
     return JsonResponse({})
 
 
-@csrf_exempt
-@require_http_methods(["POST"])
-@mlflow_errors
+@mlflow_endpoint(["POST"])
 def log_batch(request: HttpRequest) -> JsonResponse:
     message = Message.of(request)
     metric_items = message.objects("metrics", MAX_BATCH_METRICS)
@@ -274,9 +256,7 @@ def log_batch(request: HttpRequest) -> JsonResponse:
     return JsonResponse({})
 
 
-@csrf_exempt
-@require_http_methods(["POST"])
-@mlflow_errors
+@mlflow_endpoint(["POST"])
 def set_tag(request: HttpRequest) -> JsonResponse:
     message = Message.of(request)
     key = check_key(message.string("key", required=True), "key")
@@ -288,9 +268,7 @@ def set_tag(request: HttpRequest) -> JsonResponse:
     return JsonResponse({})
 
 
-@csrf_exempt
-@require_http_methods(["POST"])
-@mlflow_errors
+@mlflow_endpoint(["POST"])
 def delete_tag(request: HttpRequest) -> JsonResponse:
     message = Message.of(request)
     key = message.string("key", required=True)
@@ -303,9 +281,7 @@ def delete_tag(request: HttpRequest) -> JsonResponse:
     return JsonResponse({})
 
 
-@csrf_exempt
-@require_http_methods(["POST"])
-@mlflow_errors
+@mlflow_endpoint(["POST"])
 def log_outputs(request: HttpRequest) -> JsonResponse:
     """`log_model` links its model to the run. The link is the model's source run (what
     `runs:/<run>/model` resolves through), so a model made elsewhere is adopted only if it
@@ -327,9 +303,7 @@ def log_outputs(request: HttpRequest) -> JsonResponse:
 # --- Search and history --------------------------------------------------------------------
 
 
-@csrf_exempt
-@require_http_methods(["GET", "POST"])
-@mlflow_errors
+@mlflow_endpoint(["GET", "POST"])
 def search(request: HttpRequest) -> JsonResponse:
     message = Message.of(request)
     experiment_pks = [ids.experiment_pk(e) for e in message.strings("experiment_ids")]
@@ -344,9 +318,7 @@ def search(request: HttpRequest) -> JsonResponse:
     return JsonResponse(pages.listing("runs", runs_json(rows), token))
 
 
-@csrf_exempt
-@require_http_methods(["GET"])
-@mlflow_errors
+@mlflow_endpoint(["GET"])
 def metric_history(request: HttpRequest) -> JsonResponse:
     message = Message.of(request)
     run = ids.run(_run_id(message))

@@ -22,8 +22,6 @@ import orjson
 from django.core.files.storage import default_storage
 from django.db import transaction
 from django.http import HttpRequest, JsonResponse
-from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_http_methods
 
 from tracking import ingest
 from tracking.mlflow_api import filters, ids, pages
@@ -33,7 +31,7 @@ from tracking.mlflow_api.entities import (
     trace_artifact_path,
     trace_info_json,
 )
-from tracking.mlflow_api.errors import invalid, mlflow_errors, not_found
+from tracking.mlflow_api.errors import invalid, mlflow_endpoint, not_found
 from tracking.mlflow_api.requests import Message, check_key, check_value, to_datetime
 from tracking.models import Span, Trace
 
@@ -92,9 +90,7 @@ def _trace_response(trace: Trace) -> JsonResponse:
     return JsonResponse({"trace": {"trace_info": trace_info_json(trace)}})
 
 
-@csrf_exempt
-@require_http_methods(["POST"])
-@mlflow_errors
+@mlflow_endpoint(["POST"])
 def start_trace(request: HttpRequest) -> JsonResponse:
     """StartTraceV3, which the client calls once the trace has ended: store the info, and
     answer it back with the location the client uploads `traces.json` to."""
@@ -107,9 +103,7 @@ def start_trace(request: HttpRequest) -> JsonResponse:
     return _trace_response(Trace.objects.get(trace_id=result.trace_ids[0]))
 
 
-@csrf_exempt
-@require_http_methods(["GET"])
-@mlflow_errors
+@mlflow_endpoint(["GET"])
 def trace_info(request: HttpRequest, trace_id: str) -> JsonResponse:
     return _trace_response(ids.trace(trace_id))
 
@@ -130,9 +124,7 @@ def _with_spans(traces: list[Trace]) -> list[dict[str, Any]]:
     ]
 
 
-@csrf_exempt
-@require_http_methods(["GET"])
-@mlflow_errors
+@mlflow_endpoint(["GET"])
 def get_trace(request: HttpRequest) -> JsonResponse:
     message = Message.of(request)
     trace = ids.trace(message.string("trace_id", required=True))
@@ -151,16 +143,12 @@ def _traces_by_ids(message: Message) -> list[Trace]:
     return [found[t] for t in dict.fromkeys(trace_ids) if t in found]
 
 
-@csrf_exempt
-@require_http_methods(["GET"])
-@mlflow_errors
+@mlflow_endpoint(["GET"])
 def batch_get(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"traces": _with_spans(_traces_by_ids(Message.of(request)))})
 
 
-@csrf_exempt
-@require_http_methods(["POST", "GET"])
-@mlflow_errors
+@mlflow_endpoint(["POST", "GET"])
 def batch_get_infos(request: HttpRequest) -> JsonResponse:
     traces = _traces_by_ids(Message.of(request))
     return JsonResponse({"trace_infos": [trace_info_json(t) for t in traces]})
@@ -177,9 +165,7 @@ def _experiment_pks(message: Message) -> list[int]:
     return pks
 
 
-@csrf_exempt
-@require_http_methods(["POST"])
-@mlflow_errors
+@mlflow_endpoint(["POST"])
 def search(request: HttpRequest) -> JsonResponse:
     message = Message.of(request)
     ordering = filters.TRACES.order_by(message.strings("order_by", max_items=10))
@@ -192,9 +178,7 @@ def search(request: HttpRequest) -> JsonResponse:
     return JsonResponse(pages.listing("traces", [trace_info_json(t) for t in rows], token))
 
 
-@csrf_exempt
-@require_http_methods(["PATCH", "DELETE"])
-@mlflow_errors
+@mlflow_endpoint(["PATCH", "DELETE"])
 def tags(request: HttpRequest, trace_id: str) -> JsonResponse:
     """PATCH sets one tag (`set_trace_tag`), DELETE removes one (its body names the key)."""
     message = Message.of(request)
@@ -216,9 +200,7 @@ def tags(request: HttpRequest, trace_id: str) -> JsonResponse:
     return JsonResponse({})
 
 
-@csrf_exempt
-@require_http_methods(["POST"])
-@mlflow_errors
+@mlflow_endpoint(["POST"])
 def delete_traces(request: HttpRequest) -> JsonResponse:
     """By ids (`request_ids`), or the oldest up to `max_traces` older than
     `max_timestamp_millis`; either way within one experiment. Uploaded span documents go too."""
