@@ -1,12 +1,12 @@
 from django.urls import path
 
-from tracking import views
+from tracking.views import logged_models, trace_detail, trace_list
 
 app_name = "tracking"
 
 urlpatterns = [
-    path("traces/", views.trace_list, name="trace-list"),
-    path("traces/<str:trace_id>/", views.trace_detail, name="trace-detail"),
-    path("models/", views.model_list, name="model-list"),
-    path("models/<str:model_id>/", views.model_detail, name="model-detail"),
+    path("traces/", trace_list.trace_list, name="trace-list"),
+    path("traces/<str:trace_id>/", trace_detail.trace_detail, name="trace-detail"),
+    path("models/", logged_models.model_list, name="model-list"),
+    path("models/<str:model_id>/", logged_models.model_detail, name="model-detail"),
 ]

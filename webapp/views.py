@@ -10,13 +10,8 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
 from tracking.models import Experiment, LifecycleStage, LoggedModel, Trace
-from tracking.views import (
-    RECENT_TRACES,
-    capped_count,
-    model_name_summaries,
-    traces_for_list,
-    with_model_names,
-)
+from tracking.queries import RECENT_TRACES, capped_count, traces_for_list, with_model_names
+from tracking.views.logged_models import model_name_summaries
 from webapp.models import ApiToken, TokenScope
 
 RECENT_MODEL_NAMES = 8

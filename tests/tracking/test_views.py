@@ -4,8 +4,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tracking import views
 from tracking.models import Experiment, LoggedModel, Metric, Span, Trace, TraceState
+from tracking.views import logged_models, trace_detail, trace_list
 
 T0 = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
 XSS = "<script>alert(1)</script>"
@@ -90,7 +90,7 @@ def test_trace_list_pages_with_a_keyset_cursor(client, experiment, django_assert
 
 @pytest.mark.django_db
 def test_trace_list_cursor_breaks_ties_on_the_primary_key(client, experiment, monkeypatch):
-    monkeypatch.setattr(views, "TRACES_PER_PAGE", 2)
+    monkeypatch.setattr(trace_list, "TRACES_PER_PAGE", 2)
     traces = [make_trace(experiment, n, request_time=T0) for n in range(5)]
 
     seen = []
@@ -122,7 +122,7 @@ def test_trace_list_scopes_to_an_experiment(client, experiment):
 def test_trace_list_scopes_to_a_model_version_and_keeps_the_scope_when_paging(
     client, experiment, monkeypatch
 ):
-    monkeypatch.setattr(views, "TRACES_PER_PAGE", 1)
+    monkeypatch.setattr(trace_list, "TRACES_PER_PAGE", 1)
     model = make_model(experiment)
     make_trace(experiment, 1, name="v1 a", model_id=model.model_id)
     make_trace(experiment, 2, name="unlinked")
@@ -232,7 +232,7 @@ def test_trace_detail_lists_spans_in_start_order_indented_by_depth(client, exper
 
 @pytest.mark.django_db
 def test_trace_detail_says_how_many_spans_it_does_not_list(client, experiment, monkeypatch):
-    monkeypatch.setattr(views, "SPAN_ROWS_MAX", 3)
+    monkeypatch.setattr(trace_detail, "SPAN_ROWS_MAX", 3)
     trace = make_trace(experiment, 1)
     for i in range(8):
         make_span(trace, f"s{i}", 1_000 + i)
@@ -309,7 +309,7 @@ def test_model_list_groups_versions_by_name_newest_first(client, experiment):
 
 @pytest.mark.django_db
 def test_model_list_says_how_many_versions_it_does_not_list(client, experiment, monkeypatch):
-    monkeypatch.setattr(views, "VERSIONS_PER_NAME", 2)
+    monkeypatch.setattr(logged_models, "VERSIONS_PER_NAME", 2)
     for hour in range(5):
         make_model(experiment, created_at=T0 + timedelta(hours=hour))
 

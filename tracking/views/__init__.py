@@ -1,0 +1,1 @@
+"""The tracking app's pages, one module per page family."""
