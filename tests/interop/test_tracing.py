@@ -115,7 +115,7 @@ def _post(url: str, body: bytes, method: str = "POST") -> int:
         return response.status
 
 
-def test_the_same_trace_sent_twice_is_stored_once(run_mlflow, mlflow_server, artifact_root):
+def test_the_same_trace_sent_twice_is_stored_once(run_mlflow, mlflow_server):
     run_mlflow(
         """
         mlflow.set_experiment("twice")
@@ -144,11 +144,12 @@ def test_the_same_trace_sent_twice_is_stored_once(run_mlflow, mlflow_server, art
         }
     }
     path = f"{trace.experiment_id}/traces/{trace.trace_id}/artifacts/traces.json"
-    document = (artifact_root / path).read_bytes()
+    url = f"{mlflow_server}/api/2.0/mlflow-artifacts/artifacts/{path}"
+    with urllib.request.urlopen(url, timeout=10) as response:  # as the client downloads it
+        document = response.read()
 
     for _ in range(2):
         assert _post(f"{mlflow_server}/api/3.0/mlflow/traces", json.dumps(info).encode()) == 200
-        url = f"{mlflow_server}/api/2.0/mlflow-artifacts/artifacts/{path}"
         assert _post(url, document, method="PUT") == 200
 
     assert Trace.objects.count() == 1

@@ -132,6 +132,9 @@ def _upload(request: HttpRequest, path: str) -> HttpResponse:
         if match := traces.TRACES_JSON_RE.fullmatch(path):
             document = _read_small(content, settings.DATA_UPLOAD_MAX_MEMORY_SIZE, "traces.json")
             traces.store_spans_document(int(match.group(1)), match.group(2), document)
+            # The spans are rows now and a download writes the document from them: a copy
+            # on disk would double every trace's storage and go stale when spans are re-sent.
+            return JsonResponse({})
         _save(path, content)
         content.seek(0)
         _model_config(path, content)
@@ -152,9 +155,8 @@ def _download(path: str) -> HttpResponse:
         ).first()
         if trace is None:
             raise _missing(path)
-        if not default_storage.exists(path):
-            # Spans that came by OTLP, the playground or the native API: write the document.
-            return HttpResponse(traces.spans_document(trace), content_type="application/json")
+        # Whichever way the spans came (this path, OTLP, the playground, the native API).
+        return HttpResponse(traces.spans_document(trace), content_type="application/json")
     try:
         handle = default_storage.open(path, "rb")
     except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError):
