@@ -516,6 +516,26 @@ def test_traces_json_is_written_from_rows_when_none_was_uploaded(client, experim
 
 
 @pytest.mark.django_db
+def test_an_uploaded_traces_json_becomes_rows_not_a_file(client, experiment, artifact_root):
+    info, spans = make_trace(experiment.pk, n_spans=3)
+    ingest.store_trace(info)
+    updated_at = Trace.objects.get().updated_at
+    path = f"{experiment.pk}/traces/{info['trace_id']}/artifacts/traces.json"
+    url = f"/api/2.0/mlflow-artifacts/artifacts/{path}"
+
+    response = client.put(url, data=json.dumps({"spans": spans}), content_type="text/plain")
+
+    assert response.status_code == 200
+    assert not (artifact_root / path).exists()
+    trace = Trace.objects.get()
+    assert trace.span_count == 3
+    # Spans after their info change nothing else on the trace row.
+    assert trace.updated_at == updated_at
+    document = json.loads(b"".join(client.get(url)))
+    assert [s["span_id"] for s in document["spans"]] == [s["span_id"] for s in spans]
+
+
+@pytest.mark.django_db
 def test_traces_get_answers_otlp_spans_from_the_rows(client, experiment):
     info, spans = make_trace(experiment.pk)
     ingest.store_trace(info, spans)
