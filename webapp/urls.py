@@ -24,3 +24,6 @@ urlpatterns = [
     path("playground/", include("playground.urls")),
     path("admin/", admin.site.urls),
 ]
+
+# 503 + Retry-After when the database is busy or down (clients retry), else a plain 500.
+handler500 = "webapp.errors.server_error"

@@ -1,0 +1,150 @@
+"""Reliability tests run Spyglass as users do: a real gunicorn in a subprocess, on a database
+of the test's own, driven over HTTP. The test then reads that database directly to check
+what was stored."""
+
+from __future__ import annotations
+
+import http.client
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent.parent
+GUNICORN = Path(sys.executable).parent / "gunicorn"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class Server:
+    host: str
+    port: int
+    env: dict[str, str]
+    log: Path
+
+    def request(
+        self, method: str, path: str, body: bytes = b"", headers: dict | None = None
+    ) -> tuple[int, dict[str, str], bytes]:
+        conn = http.client.HTTPConnection(self.host, self.port, timeout=30)
+        try:
+            conn.request(method, path, body=body, headers=headers or {})
+            response = conn.getresponse()
+            return response.status, dict(response.getheaders()), response.read()
+        finally:
+            conn.close()
+
+
+def server_env(tmp_path: Path, database_url: str, **extra: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "DEBUG": "0",
+        "SECRET_KEY": secrets.token_urlsafe(32),
+        "SPYGLASS_AUTH": "0",  # loopback only
+        "SPYGLASS_VAR_DIR": str(tmp_path / "var"),
+        "SPYGLASS_ARTIFACT_ROOT": str(tmp_path / "artifacts"),
+        "LOG_LEVEL": "WARNING",
+        **extra,
+    }
+
+
+def migrate(env: dict[str, str]) -> None:
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"],
+        cwd=REPO,
+        env=env,
+        check=True,
+        timeout=300,
+    )
+
+
+@pytest.fixture
+def gunicorn(tmp_path: Path) -> Iterator[Callable[..., Server]]:
+    """Start gunicorn with an environment; every server started is stopped after the test."""
+    started: list[subprocess.Popen] = []
+
+    def start(env: dict[str, str], workers: int = 2, threads: int = 4) -> Server:
+        port = free_port()
+        log = tmp_path / f"gunicorn-{port}.log"
+        with log.open("wb") as out:
+            proc = subprocess.Popen(
+                [str(GUNICORN), "webapp.wsgi", "-w", str(workers), "--threads", str(threads),
+                 "-b", f"127.0.0.1:{port}", "--access-logfile", "-"],
+                cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            )  # fmt: skip
+        started.append(proc)
+        server = Server("127.0.0.1", port, env, log)
+        deadline = time.monotonic() + 60
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"gunicorn exited early:\n{log.read_text()[-3000:]}")
+            try:
+                server.request("GET", "/static/img/favicon.svg")
+                return server
+            except OSError:
+                if time.monotonic() > deadline:
+                    pytest.fail(f"gunicorn did not answer in 60 s:\n{log.read_text()[-3000:]}")
+                time.sleep(0.2)
+
+    yield start
+    for proc in started:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+@pytest.fixture
+def database_url(tmp_path: Path) -> Iterator[str]:
+    """A migrated database of the test's own, on the suite's vendor: a fresh PostgreSQL
+    database when DATABASE_URL names PostgreSQL, else a SQLite file."""
+    suite_url = os.environ.get("DATABASE_URL", "")
+    if not suite_url.startswith(("postgres://", "postgresql://")):
+        url = f"sqlite:///{tmp_path / 'spyglass.sqlite3'}"
+        migrate(server_env(tmp_path, url))
+        yield url
+        return
+    import psycopg
+
+    name = f"spyglass_reliability_{secrets.token_hex(4)}"
+    base, _, _ = suite_url.rpartition("/")
+    admin = f"{base}/postgres"
+    with psycopg.connect(admin.replace("postgres://", "postgresql://", 1), autocommit=True) as db:
+        db.execute(f'CREATE DATABASE "{name}"')
+    url = f"{base}/{name}"
+    try:
+        migrate(server_env(tmp_path, url))
+        yield url
+    finally:
+        with psycopg.connect(
+            admin.replace("postgres://", "postgresql://", 1), autocommit=True
+        ) as db:
+            db.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def query(database_url: str, sql: str) -> list[tuple]:
+    """Run one read against a server's database, outside Django (the test has none open)."""
+    if database_url.startswith("sqlite:///"):
+        import sqlite3
+
+        with sqlite3.connect(database_url.removeprefix("sqlite:///")) as db:
+            return db.execute(sql).fetchall()
+    import psycopg
+
+    with psycopg.connect(database_url.replace("postgres://", "postgresql://", 1)) as db:
+        return db.execute(sql).fetchall()
