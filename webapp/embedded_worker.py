@@ -88,5 +88,18 @@ def ensure_started(app: Celery, concurrency: int = 4) -> EmbeddedWorker:
         return _worker
 
 
+def start_beat(app: Celery) -> object:
+    """Celery beat on a thread of this process, for periodic tasks under `make run`.
+
+    A thread, not beat's default child process: forking a process that serves HTTP would
+    copy its sockets. Production runs `celery -A webapp beat` instead.
+    """
+    from celery.beat import EmbeddedService
+
+    beat = EmbeddedService(app, thread=True, schedule_filename=app.conf.beat_schedule_filename)
+    beat.start()
+    return beat
+
+
 def stop(worker: WorkController) -> None:
     worker.stop(in_sighandler=False)

@@ -213,6 +213,20 @@ STORAGES = {
         ),
     },
 }
+# Artifacts on S3-compatible object storage (AWS, MinIO, R2, ...) instead of the local disk,
+# so that web processes and workers on several machines share them. Needs the `s3` extra
+# (`pip install '.[s3]'`); credentials come the usual boto3 way (AWS_ACCESS_KEY_ID, ...).
+if env.str("SPYGLASS_ARTIFACT_STORAGE", default="filesystem") == "s3":
+    STORAGES["default"] = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": env.str("SPYGLASS_S3_BUCKET"),
+            "location": env.str("SPYGLASS_S3_PREFIX", default="artifacts"),
+            "endpoint_url": env.str("SPYGLASS_S3_ENDPOINT_URL", default="") or None,
+            "region_name": env.str("SPYGLASS_S3_REGION", default="") or None,
+            "file_overwrite": True,  # artifact paths are chosen by the client, as in MLflow
+        },
+    }
 # Artifact uploads (models, code, traces.json) are streamed to storage; bigger ones get 413.
 SPYGLASS_MAX_ARTIFACT_BYTES = env.int("SPYGLASS_MAX_ARTIFACT_BYTES", default=1024**3)
 # Artifacts (models, code) are uploaded through the MLflow API and can be large.
@@ -262,6 +276,14 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # instead of hanging it in reconnect loops.
 CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.5}
 CELERY_RESULT_EXPIRES = 3600
+# Periodic work, run by `celery -A webapp beat` (or, under `make run`, a beat thread beside
+# the embedded worker). Each task is safe to run twice, so two beats only waste a little work.
+CELERY_BEAT_SCHEDULE = {
+    "delete-old-traces": {"task": "tracking.delete_old_traces", "schedule": 3600.0},
+}
+CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+# Traces older than this many days are deleted hourly, in batches; 0 keeps them forever.
+SPYGLASS_TRACE_RETENTION_DAYS = env.int("SPYGLASS_TRACE_RETENTION_DAYS", default=0)
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]

@@ -31,7 +31,10 @@ class Command(BaseCommand):
         self._settle_auth(host)
         if settings.SPYGLASS_EMBEDDED_WORKER:
             embedded_worker.ensure_started(celery_app, settings.SPYGLASS_EMBEDDED_CONCURRENCY)
-            self.stdout.write("Background tasks: embedded Celery worker (in-memory broker).")
+            embedded_worker.start_beat(celery_app)
+            self.stdout.write(
+                "Background tasks: embedded Celery worker and beat (in-memory broker)."
+            )
         else:
             broker = celery_app.conf.broker_url.rsplit("@", 1)[-1]
             self.stdout.write(f"Background tasks: {broker}; run `celery -A webapp worker`.")
