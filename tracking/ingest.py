@@ -27,6 +27,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import orjson
+from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 
 from tracking.models import DEFAULT_EXPERIMENT_ID, Experiment, Span, Trace, TraceState
@@ -503,6 +504,7 @@ def _span_upsert_sql(vendor: str) -> str:
 
 
 def _span_params(span: SpanData, trace_pk: int) -> tuple[Any, ...]:
+    cap = settings.SPYGLASS_MAX_SPAN_FIELD_BYTES
     return (
         trace_pk,
         span.span_id,
@@ -514,11 +516,49 @@ def _span_params(span: SpanData, trace_pk: int) -> tuple[Any, ...]:
         span.status,
         span.status_message,
         # SQL NULL, not JSON null, for absent inputs/outputs (as the ORM stores None).
-        None if span.inputs is None else _json_text(span.inputs),
-        None if span.outputs is None else _json_text(span.outputs),
-        _json_text(span.attributes),
-        _json_text(span.events),
+        None if span.inputs is None else _capped_json(span.inputs, cap),
+        None if span.outputs is None else _capped_json(span.outputs, cap),
+        _capped_attributes(span.attributes, cap),
+        _capped_json(span.events, cap),
     )
+
+
+TRUNCATED = "spyglass.truncated"
+TRUNCATED_PREVIEW_CHARS = 2000
+
+
+def truncation_marker(text: str) -> dict[str, Any]:
+    """What is stored instead of a value over the cap: never silently cut, the marker says
+    how big the value was and keeps its beginning (as JSON text) to read."""
+    return {
+        TRUNCATED: True,
+        "original_bytes": len(text.encode()),
+        "preview": text[:TRUNCATED_PREVIEW_CHARS],
+    }
+
+
+def _capped_json(value: Any, cap: int) -> str:
+    text = _json_text(value)
+    # Characters bound bytes from below: only a text this long can be over the cap.
+    if len(text) > cap // 4 and len(text.encode()) > cap:
+        return _json_text(truncation_marker(text))
+    return text
+
+
+def _capped_attributes(attributes: dict[str, Any], cap: int) -> str:
+    """Attributes are capped value by value, so small ones (token usage, model names) stay
+    whole beside a huge one."""
+    text = _json_text(attributes)
+    if len(text) <= cap // 4 or len(text.encode()) <= cap:
+        return text
+    capped = {}
+    for key, value in attributes.items():
+        value_text = _json_text(value)
+        if len(value_text) > cap // 4 and len(value_text.encode()) > cap:
+            capped[key] = truncation_marker(value_text)
+        else:
+            capped[key] = value
+    return _json_text(capped)
 
 
 def _refresh_span_counts(trace_pks: Iterable[int]) -> None:

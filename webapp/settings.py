@@ -229,6 +229,9 @@ if env.str("SPYGLASS_ARTIFACT_STORAGE", default="filesystem") == "s3":
     }
 # Artifact uploads (models, code, traces.json) are streamed to storage; bigger ones get 413.
 SPYGLASS_MAX_ARTIFACT_BYTES = env.int("SPYGLASS_MAX_ARTIFACT_BYTES", default=1024**3)
+# A span's inputs, outputs, events (and each attribute value) are stored up to this many
+# bytes of JSON; a bigger one is replaced by a marker with its size and its beginning.
+SPYGLASS_MAX_SPAN_FIELD_BYTES = env.int("SPYGLASS_MAX_SPAN_FIELD_BYTES", default=1024 * 1024)
 # Artifacts (models, code) are uploaded through the MLflow API and can be large.
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=32 * 1024 * 1024)
 
@@ -331,3 +334,14 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
 }
+
+# --- Playground ---------------------------------------------------------------------------
+
+# A streaming answer is written to its row at most once per this many seconds.
+SPYGLASS_PLAYGROUND_WRITE_INTERVAL_S = env.float(
+    "SPYGLASS_PLAYGROUND_WRITE_INTERVAL_S", default=0.1
+)
+# A run still queued after this long was never picked up (no worker, a lost message): failed.
+SPYGLASS_PLAYGROUND_QUEUED_TIMEOUT_S = env.int("SPYGLASS_PLAYGROUND_QUEUED_TIMEOUT_S", default=600)
+# Logged-model agents load a model's logged code into the worker and run it: off by default.
+SPYGLASS_PLAYGROUND_LOGGED_MODELS = env.bool("SPYGLASS_PLAYGROUND_LOGGED_MODELS", default=False)

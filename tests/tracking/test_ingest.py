@@ -408,3 +408,26 @@ def test_a_token_count_that_is_not_a_count_is_dropped_not_a_500(total):
     assert stored.spans.get(name="step-1").attributes["mlflow.chat.tokenUsage"] == {
         "input_tokens": 1
     }
+
+
+@pytest.mark.django_db
+def test_values_over_the_cap_are_replaced_by_a_visible_marker(settings):
+    settings.SPYGLASS_MAX_SPAN_FIELD_BYTES = 1000
+    trace = make_trace(2)
+    root, child = trace["spans"]
+    root["attributes"]["mlflow.spanInputs"] = json.dumps({"document": "é" * 2000})
+    child["attributes"]["big"] = json.dumps("x" * 5000)
+    child["attributes"]["mlflow.chat.tokenUsage"] = json.dumps({"total_tokens": 12})
+
+    ingest.store_trace(None, trace["spans"])
+
+    stored_root = Span.objects.get(parent_span_id="")
+    marker = stored_root.inputs
+    assert marker[ingest.TRUNCATED] is True
+    assert marker["original_bytes"] == len('{"document":""}') + 2 * 2000  # é is 2 bytes
+    assert marker["preview"].startswith('{"document":"ééé')
+    stored_child = Span.objects.exclude(parent_span_id="").get()
+    assert stored_child.attributes["big"][ingest.TRUNCATED] is True
+    # Small values beside a huge one stay whole, and still count.
+    assert stored_child.attributes["mlflow.chat.tokenUsage"] == {"total_tokens": 12}
+    assert Trace.objects.get().total_tokens == 12
