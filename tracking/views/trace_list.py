@@ -1,60 +1,163 @@
-"""The trace list: keyset pages, scoped to an experiment or a logged model."""
+"""The trace list: a query-language filter, keyset pages, live rows, columns, bulk actions.
+
+Scoped by `?experiment=<id>` and `?model=<model_id>`; `?q=` holds the query and `?sort=` the
+order, so every view of the list is a shareable URL.
+"""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
-from django.db.models import Q, QuerySet
+from django.contrib import messages
+from django.core.files.storage import default_storage
+from django.db import transaction
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest
-from django.shortcuts import get_object_or_404, render
-from django.views.decorators.http import require_safe
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_POST, require_safe
+from django.views.decorators.vary import vary_on_headers
+from django_htmx.http import HttpResponseClientRefresh
 
-from tracking.models import Experiment, Trace
-from tracking.queries import traces_for_list, with_model_names
+from tracking import search
+from tracking.mlflow_api.traces import traces_json_path
+from tracking.models import Experiment, LoggedModel, Trace, TraceState
+from tracking.queries import Sort, keyset_page, newer_traces, traces_for_list, with_model_names
 
 TRACES_PER_PAGE = 50
-_CURSOR_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+MAX_BULK = 500
+MODEL_CHOICES = 30
+COLUMNS = {
+    "time": "Time",
+    "request": "Request",
+    "response": "Response",
+    "state": "State",
+    "duration": "Duration",
+    "tokens": "Tokens",
+    "spans": "Spans",
+    "model": "Model",
+    "tags": "Tags",
+}
+DEFAULT_COLUMNS = ("time", "request", "state", "duration", "tokens", "model")
+_COLUMNS_SESSION_KEY = "trace_list_columns"
+TIME_RANGES = (("15m", "15 min"), ("1h", "1 hour"), ("24h", "24 hours"), ("7d", "7 days"))
+# Deferred unless their column is shown: JSON and long text that most rows never need.
+_COLUMN_FIELDS = {"response": "response_preview", "tags": "tags"}
 
 
-def format_cursor(trace: Trace) -> str:
-    # UTC with a "Z": no "+" that a hand-edited query string would turn into a space.
-    return f"{trace.request_time.astimezone(UTC).strftime(_CURSOR_TIME_FORMAT)}|{trace.pk}"
+@require_safe
+@vary_on_headers("HX-Request")
+def trace_list(request: HttpRequest) -> HttpResponse:
+    experiment = _get_experiment(request.GET.get("experiment", ""))
+    model_id = request.GET.get("model", "")
+    query = request.GET.get("q", "").strip()
+    sort = Sort.parse(request.GET.get("sort", ""))
+    before = request.GET.get("before", "")
+    columns = _columns_for(request)
+    context = _context(request, experiment, model_id, query, sort, columns)
+    try:
+        traces = _scoped(experiment, model_id, columns).filter(search.compile_query(query))
+    except search.SearchError as error:
+        # Shown inline at its position; the status says the request was bad.
+        context.update(error=error, error_caret=" " * error.position + "^")
+        return _render_list(request, context, status=400)
+    if request.GET.get("after"):
+        return _live_rows(request, traces, columns)
+    try:
+        page, next_cursor = keyset_page(traces, sort, before, TRACES_PER_PAGE)
+    except ValueError:
+        return HttpResponseBadRequest("Malformed 'before' cursor.")
+    context.update(
+        traces=_for_rows(page),
+        older_query=_query_with(request, before=next_cursor) if next_cursor else None,
+        newest_query=_query_with(request, before=None) if before else None,
+    )
+    if not before and sort == Sort("time", True):  # only this page grows at the top
+        context["live_query"] = _live_query(request, page)
+    return _render_list(request, context)
 
 
-def parse_cursor(value: str) -> tuple[datetime, int]:
-    """`<request_time ISO 8601>|<pk>` -> (aware datetime, pk); ValueError when malformed."""
-    time_part, _, pk_part = value.rpartition("|")
-    request_time = datetime.fromisoformat(time_part)
-    if request_time.tzinfo is None:
-        raise ValueError("cursor time needs a time zone")
-    return request_time, int(pk_part)
+def _render_list(request: HttpRequest, context: dict, status: int = 200) -> HttpResponse:
+    template = "tracking/trace_list.html"
+    if request.htmx and not request.htmx.boosted:
+        template += "#trace-list"
+    return render(request, template, context, status=status)
 
 
-def _keyset_page(traces: QuerySet[Trace], before: str) -> tuple[list[Trace], str | None]:
-    """A page of traces older than the `before` cursor, and the cursor of the page after it.
+def _live_rows(request: HttpRequest, traces, columns: list[str]) -> HttpResponse:
+    """New rows above the list's top row, or 204 (nothing new: htmx leaves the page alone)."""
+    try:
+        rows, more = newer_traces(traces, request.GET["after"], TRACES_PER_PAGE)
+    except ValueError:
+        return HttpResponseBadRequest("Malformed 'after' cursor.")
+    if not rows:
+        return HttpResponse(status=204)
+    context = {
+        "traces": _for_rows(rows),
+        "columns": columns,
+        "more_newer": more,
+        "live_query": _query_with(request, after=Sort("time", True).format_cursor(rows[0])),
+    }
+    return render(request, "tracking/trace_list.html#live-rows", context)
 
-    Raises ValueError for a malformed cursor.
-    """
-    if before:
-        request_time, pk = parse_cursor(before)
-        traces = traces.filter(
-            Q(request_time__lt=request_time) | Q(request_time=request_time, pk__lt=pk)
-        )
-    # One row more than a page tells whether an older page exists, without a COUNT.
-    page = list(traces[: TRACES_PER_PAGE + 1])
-    if len(page) <= TRACES_PER_PAGE:
-        return page, None
-    page = page[:TRACES_PER_PAGE]
-    return page, format_cursor(page[-1])
+
+@require_POST
+def trace_columns(request: HttpRequest) -> HttpResponse:
+    chosen = [c for c in request.POST.getlist("column") if c in COLUMNS]
+    request.session[_COLUMNS_SESSION_KEY] = chosen
+    return redirect(_next_url(request))
 
 
-def _query_with_cursor(request: HttpRequest, cursor: str | None) -> str:
-    """The current query string (filters kept) with `before` set to `cursor`, or dropped."""
-    query = request.GET.copy()
-    query.pop("before", None)
-    if cursor:
-        query["before"] = cursor
-    return query.urlencode()
+@require_POST
+def trace_bulk(request: HttpRequest) -> HttpResponse:
+    """Tag or delete the checked traces; deleting asks for a confirmation first."""
+    trace_ids = list(dict.fromkeys(request.POST.getlist("trace")))[:MAX_BULK]
+    traces = Trace.objects.filter(trace_id__in=trace_ids)
+    action = request.POST.get("action", "")
+    next_url = _next_url(request)
+    if not trace_ids:
+        messages.info(request, "No traces were selected.")
+    elif action == "tag":
+        key = request.POST.get("tag_key", "").strip()
+        if not key:
+            messages.error(request, "A tag needs a key.")
+        else:
+            count = _tag_traces(traces, key, request.POST.get("tag_value", ""))
+            messages.success(request, f"Tagged {count} trace{'s' if count != 1 else ''}.")
+    elif action == "delete" and request.POST.get("confirm") == "yes":
+        count = _delete_traces(traces)
+        messages.success(request, f"Deleted {count} trace{'s' if count != 1 else ''}.")
+    elif action == "delete":
+        selected = list(traces.only("trace_id", "name").order_by("-request_time", "-pk"))
+        context = {"selected": selected, "next_url": next_url}
+        return render(request, "tracking/trace_list_delete.html", context)
+    else:
+        return HttpResponseBadRequest("Unknown bulk action.")
+    if request.htmx:
+        return HttpResponseClientRefresh()
+    return redirect(next_url)
+
+
+def _tag_traces(traces, key: str, value: str) -> int:
+    with transaction.atomic():
+        # Locked so that a concurrent tag change (API, another tab) is not lost.
+        rows = list(traces.select_for_update().only("pk", "tags", "name"))
+        for trace in rows:
+            trace.tags = {**(trace.tags or {}), key: value}
+            if key == "mlflow.traceName":  # the name column copies this tag
+                trace.name = value[:500]
+            trace.save(update_fields=["tags", "name", "updated_at"])
+    return len(rows)
+
+
+def _delete_traces(traces) -> int:
+    rows = list(traces.values_list("pk", "experiment_id", "trace_id"))
+    Trace.objects.filter(pk__in=[pk for pk, _, _ in rows]).delete()
+    for _, experiment_id, trace_id in rows:  # and the traces.json an mlflow client uploaded
+        path = traces_json_path(experiment_id, trace_id)
+        if default_storage.exists(path):
+            default_storage.delete(path)
+    return len(rows)
+
+
+# --- Helpers of this page -------------------------------------------------------------------
 
 
 def _get_experiment(experiment_id: str) -> Experiment | None:
@@ -65,25 +168,117 @@ def _get_experiment(experiment_id: str) -> Experiment | None:
     return get_object_or_404(Experiment, pk=int(experiment_id))
 
 
-@require_safe
-def trace_list(request: HttpRequest) -> HttpResponse:
-    experiment = _get_experiment(request.GET.get("experiment", ""))
-    model_id = request.GET.get("model", "")
-    before = request.GET.get("before", "")
+def _scoped(experiment: Experiment | None, model_id: str, columns: list[str]):
     traces = traces_for_list()
+    shown = [field for column, field in _COLUMN_FIELDS.items() if column in columns]
+    if shown:
+        traces = traces.defer(None).defer(
+            *(f for f in ("metadata", "tags", "response_preview") if f not in shown)
+        )
     if experiment:
         traces = traces.filter(experiment=experiment)
     if model_id:
         traces = traces.for_model(model_id)
-    try:
-        page, older = _keyset_page(traces, before)
-    except ValueError:
-        return HttpResponseBadRequest("Malformed 'before' cursor.")
-    context = {
-        "traces": with_model_names(page),
+    return traces
+
+
+def _columns_for(request: HttpRequest) -> list[str]:
+    # No user without auth: the session remembers the choice, per browser.
+    chosen = request.session.get(_COLUMNS_SESSION_KEY)
+    if not isinstance(chosen, list):
+        return list(DEFAULT_COLUMNS)
+    return [c for c in COLUMNS if c in chosen]
+
+
+def _for_rows(traces: list[Trace]) -> list[Trace]:
+    with_model_names(traces)
+    for trace in traces:
+        tags = trace.__dict__.get("tags") or {}  # deferred unless the tags column is shown
+        # MLflow's own tags (trace name, user, source) are noise in a list row.
+        trace.shown_tags = sorted(
+            (str(k), str(v)) for k, v in tags.items() if not str(k).startswith("mlflow.")
+        )
+    return traces
+
+
+def _context(request, experiment, model_id, query, sort, columns) -> dict:
+    return {
         "experiment": experiment,
         "model_id": model_id,
-        "older_query": _query_with_cursor(request, older) if older else None,
-        "newest_query": _query_with_cursor(request, None) if before else None,
+        "query": query,
+        "sort": str(sort),
+        "sort_links": {
+            key: _query_with(request, sort=_toggled(sort, key), before=None)
+            for key in ("time", "duration", "tokens")
+        },
+        "columns": columns,
+        "all_columns": COLUMNS.items(),
+        "error": None,
+        "error_caret": "",
+        "quick": {"choices": _quick_filters(request, query)},
+        "clear_query": _query_with(request, q=None, before=None),
+        # Whitespace as spaces, so that the caret line below lines up with the position.
+        "query_echo": "".join(" " if c.isspace() else c for c in query),
+        "traces": [],
+        "older_query": None,
+        "newest_query": None,
+        "live_query": None,
+        "next_url": request.get_full_path(),
     }
-    return render(request, "tracking/trace_list.html", context)
+
+
+def _toggled(sort: Sort, key: str) -> str:
+    if sort.key == key:
+        return str(Sort(key, not sort.descending))
+    return f"-{key}"
+
+
+def _quick_filters(request: HttpRequest, query: str) -> list[tuple[str, list]]:
+    """Per field (state, model, time): (label, link, active) options, each link the query
+    with that field's top-level clause replaced, so that the bar and the links agree."""
+    present = search.top_level_clauses(query)
+    models = LoggedModel.objects.order_by("name").values_list("name", flat=True).distinct()
+    clauses = {
+        "state": [(s.replace("_", " ").capitalize(), f"state = {s}") for s in TraceState.values],
+        "model": [(m, search.clause("model", "=", m)) for m in models[:MODEL_CHOICES]],
+        "time": [(label, f"time > -{value}") for value, label in TIME_RANGES],
+    }
+    choices = []
+    for field, options in clauses.items():
+        if not options:
+            continue
+        fields_present = {f for f, _ in present}
+        row = [("Any", _with_clause_link(request, query, field, ""), field not in fields_present)]
+        for label, text in options:
+            link = _with_clause_link(request, query, field, text)
+            row.append((label, link, (field, text) in present))
+        choices.append((field, row))
+    return choices
+
+
+def _with_clause_link(request: HttpRequest, query: str, field: str, text: str) -> str:
+    return "?" + _query_with(request, q=search.with_clause(query, field, text), before=None)
+
+
+def _live_query(request: HttpRequest, page: list[Trace]) -> str:
+    top = Sort("time", True).format_cursor(page[0]) if page else "0001-01-01T00:00:00Z|0"
+    return _query_with(request, after=top, before=None)
+
+
+def _query_with(request: HttpRequest, **changes: str | None) -> str:
+    """The current query string with some parameters set (or dropped when None)."""
+    params = request.GET.copy()
+    for name, value in changes.items():
+        params.pop(name, None)
+        if value:
+            params[name] = value
+    if "after" not in changes:  # only the live poll carries it
+        params.pop("after", None)
+    return params.urlencode()
+
+
+def _next_url(request: HttpRequest) -> str:
+    url = request.POST.get("next", "")
+    if url and url_has_allowed_host_and_scheme(url, {request.get_host()}):
+        return url
+    return "/traces/"
