@@ -1,6 +1,6 @@
 from django.urls import path
 
-from tracking.views import logged_models, trace_detail, trace_list
+from tracking.views import logged_models, model_artifacts, model_compare, trace_detail, trace_list
 
 app_name = "tracking"
 
@@ -10,5 +10,18 @@ urlpatterns = [
     path("traces/columns/", trace_list.trace_columns, name="trace-columns"),
     path("traces/<str:trace_id>/", trace_detail.trace_detail, name="trace-detail"),
     path("models/", logged_models.model_list, name="model-list"),
+    # Before models/<model_id>/: "compare" is not a model id.
+    path("models/compare/", model_compare.model_compare, name="model-compare"),
     path("models/<str:model_id>/", logged_models.model_detail, name="model-detail"),
+    path("models/<str:model_id>/traces/", logged_models.model_traces, name="model-traces"),
+    path(
+        "models/<str:model_id>/artifacts/",
+        model_artifacts.model_artifacts,
+        name="model-artifacts",
+    ),
+    path(
+        "models/<str:model_id>/artifacts/download/",
+        model_artifacts.model_artifact_download,
+        name="model-artifact-download",
+    ),
 ]

@@ -31,12 +31,17 @@ def test_model_list_groups_versions_by_name_newest_first(client, experiment):
     groups = response.context["groups"]
     assert [g.name for g in groups] == ["support-agent", "billing-agent"]
     assert [v.model_id for v in groups[0].versions] == [v2.model_id, v1.model_id]
-    assert [v.trace_count for v in groups[0].versions] == [2, 0]
+    assert [v.number for v in groups[0].versions] == [2, 1]
+    assert [v.counts and v.counts.count for v in groups[0].versions] == [2, None]
     html = response.content.decode()
     assert ">0123456<" in html  # short commit
-    assert "temperature" in html and "+1" in html  # four key params, then how many more
+    # The four most common params are the default columns.
+    assert [c.value for c in response.context["chosen"]] == [
+        "param:temperature", "param:a", "param:b", "param:c"
+    ]  # fmt: skip
     assert f'href="/traces/?model={v2.model_id}"' in html
     assert "Ready" in html
+    assert f'name="ids" value="{v2.model_id}" form="compare-form"' in html
 
 
 @pytest.mark.django_db
@@ -76,7 +81,7 @@ def test_model_list_queries_do_not_grow_with_rows(
             model = make_model(experiment, name=f"agent-{i}", created_at=T0 + timedelta(hours=hour))
             make_trace(experiment, i * 10 + hour, model_id=model.model_id)
 
-    with django_assert_max_num_queries(3):
+    with django_assert_max_num_queries(4):
         response = client.get("/models/")
 
     assert sum(len(g.versions) for g in response.context["groups"]) == 12
@@ -104,12 +109,14 @@ def test_model_detail_shows_the_version(client, experiment):
     assert response.status_code == 200
     html = response.content.decode()
     assert "temperature" in html
-    assert "&quot;max_tokens&quot;: 512" in html  # pretty JSON, escaped in the <pre>
+    assert '<span class="config-key">max_tokens</span>' in html  # the config as a tree
     assert "abcdef0" in html
-    assert [(m.key, m.value) for m in response.context["metrics"]] == [("accuracy", 0.75)]
-    assert "linked trace" in html
-    assert "other trace" not in html
+    assert [(m.key, m.step, m.value) for m in response.context["metrics"]] == [
+        ("accuracy", 0, 0.5),
+        ("accuracy", 1, 0.75),
+    ]
     assert response.context["trace_count"] == 1
+    assert 'href="/playground/?model=' in html
     assert f'href="/models/{other.model_id}/"' in html  # the other version of this name
 
 
@@ -141,3 +148,226 @@ def test_model_detail_runs_a_fixed_number_of_queries(
         response = client.get(f"/models/{model.model_id}/")
 
     assert response.status_code == 200
+
+
+@pytest.mark.django_db
+def test_model_list_searches_by_name_param_and_tag(client, experiment):
+    make_model(experiment, name="support-agent", params={"temperature": "0.2"})
+    make_model(experiment, name="support-agent", params={"temperature": "0.7"}, tags={"t": "x"})
+    make_model(experiment, name="billing-agent", params={"temperature": "0.7"})
+
+    def names(q):
+        groups = client.get("/models/", {"q": q}).context["groups"]
+        return sorted((g.name, len(g.versions)) for g in groups)
+
+    assert names("name LIKE 'support%'") == [("support-agent", 2)]
+    assert names("params.temperature = '0.7'") == [("billing-agent", 1), ("support-agent", 1)]
+    assert names("tags.t = 'x'") == [("support-agent", 1)]
+
+
+@pytest.mark.django_db
+def test_model_list_keeps_real_version_numbers_when_searching(client, experiment):
+    for hour in range(3):
+        make_model(experiment, created_at=T0 + timedelta(hours=hour), params={"h": str(hour)})
+
+    (group,) = client.get("/models/", {"q": "params.h = '1'"}).context["groups"]
+
+    assert [v.number for v in group.versions] == [2]
+
+
+@pytest.mark.django_db
+def test_model_list_explains_a_bad_search_inline(client, experiment):
+    make_model(experiment)
+
+    response = client.get("/models/", {"q": f"params.x === {XSS}"})
+
+    assert response.status_code == 400
+    html = response.content.decode()
+    assert 'role="alert"' in html
+    assert XSS not in html
+
+
+@pytest.mark.django_db
+def test_model_list_shows_chosen_param_and_metric_columns_and_error_rate(client, experiment):
+    model = make_model(experiment, params={"temperature": "0.2", "llm": "gpt-4o"})
+    Metric.objects.create(logged_model=model, key="accuracy", value=0.8125, timestamp_ms=1)
+    make_trace(experiment, 1, model_id=model.model_id)
+    make_trace(experiment, 2, model_id=model.model_id, state="ERROR")
+
+    response = client.get("/models/", {"cols": "1", "col": ["param:llm", "metric:accuracy"]})
+
+    (version,) = response.context["groups"][0].versions
+    assert version.cells == ["gpt-4o", 0.8125]
+    html = response.content.decode()
+    assert "0.8125" in html and "gpt-4o" in html
+    assert "50.0 %" in html
+    assert [c.value for c in response.context["available"]] == [
+        "param:llm", "param:temperature", "metric:accuracy"
+    ]  # fmt: skip
+
+
+@pytest.mark.django_db
+def test_model_list_links_the_commit_when_the_repo_is_known(client, experiment):
+    make_model(
+        experiment,
+        tags={
+            "mlflow.source.git.commit": "0123456789abcdef",
+            "mlflow.source.git.branch": "main",
+            "mlflow.source.git.repoURL": "https://github.com/acme/agent",
+        },
+    )
+
+    html = client.get("/models/").content.decode()
+
+    assert 'href="https://github.com/acme/agent/commit/0123456789abcdef"' in html
+    assert "main" in html
+
+
+# --- /models/<model_id>/traces/ -------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_model_traces_shows_statistics_histogram_and_only_its_traces(client, experiment):
+    model = make_model(experiment)
+    other = make_model(experiment)
+    for n in range(4):
+        make_trace(experiment, n, name=f"linked {n}", model_id=model.model_id,
+                   duration_ns=(n + 1) * 100_000_000)  # fmt: skip
+    make_trace(experiment, 9, name="other trace", model_id=other.model_id)
+
+    response = client.get(f"/models/{model.model_id}/traces/")
+
+    assert response.status_code == 200
+    stats = response.context["stats"]
+    assert (stats.count, stats.p50) == (4, 250_000_000)
+    html = response.content.decode()
+    assert "linked 3" in html and "other trace" not in html
+    assert "<svg viewBox" in html and "<rect" in html
+    assert "250 ms" in html
+
+
+@pytest.mark.django_db
+def test_model_traces_404s_for_an_unknown_model(client):
+    assert client.get("/models/m-nope/traces/").status_code == 404
+
+
+@pytest.mark.django_db
+def test_model_traces_runs_a_fixed_number_of_queries(
+    client, experiment, django_assert_max_num_queries
+):
+    model = make_model(experiment)
+    for n in range(10):
+        make_trace(experiment, n, model_id=model.model_id, duration_ns=n * 1_000_000)
+
+    with django_assert_max_num_queries(5):
+        assert client.get(f"/models/{model.model_id}/traces/").status_code == 200
+
+
+# --- /models/<model_id>/artifacts/ ----------------------------------------------------------
+
+MLMODEL = """\
+artifact_path: agent
+flavors:
+  python_function:
+    config:
+      llm: gpt-4o
+    loader_module: mlflow.pyfunc.model
+mlflow_version: 3.1.0
+model_id: {model_id}
+signature:
+  inputs: '[{{"type": "string", "name": "question", "required": true}}]'
+  outputs: '[{{"type": "string", "required": true}}]'
+"""
+
+
+@pytest.fixture
+def artifact_storage(tmp_path, settings):
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "default": {
+            "BACKEND": "django.core.files.storage.FileSystemStorage",
+            "OPTIONS": {"location": tmp_path},
+        },
+    }
+    return tmp_path
+
+
+def stored_model(experiment, root):
+    model = make_model(experiment)
+    model.artifact_location = f"mlflow-artifacts:/{experiment.pk}/models/{model.model_id}/artifacts"
+    model.save()
+    folder = root / str(experiment.pk) / "models" / model.model_id / "artifacts"
+    (folder / "code").mkdir(parents=True)
+    (folder / "MLmodel").write_text(MLMODEL.format(model_id=model.model_id))
+    (folder / "input_example.json").write_text('{"question": "' + XSS + '"}')
+    (folder / "code" / "agent.py").write_text("print('hi')\n")
+    (folder / "model.pkl").write_bytes(b"\x80\x04\xff\xfe")
+    return model
+
+
+@pytest.mark.django_db
+def test_model_artifacts_lists_the_version_folder(client, experiment, artifact_storage):
+    model = stored_model(experiment, artifact_storage)
+
+    response = client.get(f"/models/{model.model_id}/artifacts/")
+
+    assert response.status_code == 200
+    directories, files = response.context["listing"]
+    assert directories == ["code"]
+    assert [name for name, _ in files] == ["MLmodel", "input_example.json", "model.pkl"]
+    assert "?path=code" in response.content.decode()
+
+
+@pytest.mark.django_db
+def test_model_artifacts_shows_mlmodel_signature_and_json_readably(
+    client, experiment, artifact_storage
+):
+    model = stored_model(experiment, artifact_storage)
+
+    mlmodel = client.get(f"/models/{model.model_id}/artifacts/", {"path": "MLmodel"})
+    example = client.get(f"/models/{model.model_id}/artifacts/", {"path": "input_example.json"})
+    binary = client.get(f"/models/{model.model_id}/artifacts/", {"path": "model.pkl"})
+    nested = client.get(f"/models/{model.model_id}/artifacts/", {"path": "code/agent.py"})
+
+    parsed = mlmodel.context["file"]["mlmodel"]
+    assert parsed["flavors"] == ["python_function"]
+    assert '"name": "question"' in parsed["signature"]["inputs"]
+    assert XSS not in example.content.decode()
+    assert "&quot;question&quot;: &quot;" + XSS_ESCAPED in example.content.decode()
+    assert binary.context["file"]["binary"]
+    assert "print(&#x27;hi&#x27;)" in nested.content.decode()
+
+
+@pytest.mark.django_db
+def test_model_artifact_download_sends_the_file(client, experiment, artifact_storage):
+    model = stored_model(experiment, artifact_storage)
+
+    response = client.get(f"/models/{model.model_id}/artifacts/download/", {"path": "model.pkl"})
+
+    assert response.status_code == 200
+    assert b"".join(response.streaming_content) == b"\x80\x04\xff\xfe"
+    assert "attachment" in response["Content-Disposition"]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("path", ["../../etc/passwd", "code/../../x", "a\\b", "nope.txt", "/"])
+def test_model_artifacts_refuse_paths_outside_or_missing(
+    client, experiment, artifact_storage, path
+):
+    model = stored_model(experiment, artifact_storage)
+
+    page = client.get(f"/models/{model.model_id}/artifacts/", {"path": path})
+    download = client.get(f"/models/{model.model_id}/artifacts/download/", {"path": path})
+
+    assert page.status_code == (200 if path == "/" else 404)
+    assert download.status_code == 404
+
+
+@pytest.mark.django_db
+def test_model_artifacts_of_a_version_without_files(client, experiment, artifact_storage):
+    model = make_model(experiment)
+
+    response = client.get(f"/models/{model.model_id}/artifacts/")
+
+    assert response.status_code == 200
+    assert "No artifacts stored for this version" in response.content.decode()

@@ -117,3 +117,17 @@ def model_url(model_id: str | None) -> str:
         return reverse("tracking:model-detail", args=[model_id])
     except NoReverseMatch:
         return ""
+
+
+@register.filter
+def is_number(value: Any) -> bool:
+    """True for ints and floats (not bools): numbers are right-aligned and rounded."""
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+@register.filter
+def percent(fraction: float | None) -> str:
+    """A fraction as a percentage with one decimal ("2.5 %"); a dash when unknown."""
+    if fraction is None or fraction == "":
+        return EMPTY
+    return f"{float(fraction) * 100:.1f} %"

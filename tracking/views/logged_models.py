@@ -1,34 +1,59 @@
-"""Logged model pages: versions grouped by name, and one version's page."""
+"""Logged model pages: versions grouped by name, and one version's overview and traces."""
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
+from typing import Any
 
-from django.db.models import Count, F, Max, OuterRef, QuerySet, Subquery, Window
+from django.db.models import Count, F, Max, OuterRef, Q, QuerySet, Subquery, Window
 from django.db.models.functions import RowNumber
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_safe
 
+from tracking import svg
+from tracking.compare import git_commit_url
+from tracking.mlflow_api.errors import MlflowError
+from tracking.mlflow_api.filters import LOGGED_MODELS
+from tracking.model_stats import latest_metrics, trace_counts, trace_stats
 from tracking.models import LoggedModel, Trace
-from tracking.queries import RECENT_TRACES, capped_count, trace_counts, traces_for_list
+from tracking.queries import RECENT_TRACES, capped_count, traces_for_list
 
 MODEL_NAMES_PER_PAGE = 100
 VERSIONS_PER_NAME = 20
 KEY_PARAMS = 4
+KEY_METRICS = 2
+METRIC_ROWS = 500
+MAX_QUERY = 2000
 
 
-def model_name_summaries() -> QuerySet:
-    """One row per model name: version count, newest version and when it was logged."""
-    newest = LoggedModel.objects.filter(name=OuterRef("name")).order_by("-created_at", "-pk")
-    return (
-        LoggedModel.objects.order_by()
-        .values("name")
-        .annotate(
-            versions=Count("pk"),
-            latest_created_at=Max("created_at"),
-            newest_model_id=Subquery(newest.values("model_id")[:1]),
+def numbered(versions: QuerySet[LoggedModel]) -> QuerySet[LoggedModel]:
+    """Annotate `number`: 1 for the first version of a name, n for the nth (by time, then pk).
+
+    A correlated count on the (name, created_at) index rather than a window, so that the
+    number stays right when the outer query is filtered by a search.
+    """
+    earlier = (
+        LoggedModel.objects.filter(name=OuterRef("name"))
+        .filter(
+            Q(created_at__lt=OuterRef("created_at"))
+            | Q(created_at=OuterRef("created_at"), pk__lte=OuterRef("pk"))
         )
+        .order_by()
+        .values("name")
+        .annotate(n=Count("pk"))
+        .values("n")
+    )
+    return versions.annotate(number=Subquery(earlier))
+
+
+def model_name_summaries(versions: QuerySet[LoggedModel]) -> QuerySet:
+    """One row per model name: version count and when its newest version was logged."""
+    return (
+        versions.order_by()
+        .values("name")
+        .annotate(versions=Count("pk"), latest_created_at=Max("created_at"))
         .order_by("-latest_created_at", "name")
     )
 
@@ -44,17 +69,19 @@ class ModelGroup:
         return self.version_count - len(self.versions)
 
 
-def model_groups(limit: int = MODEL_NAMES_PER_PAGE) -> tuple[list[ModelGroup], bool]:
-    """The most recently active model names with their newest versions (3 queries).
+def model_groups(
+    versions: QuerySet[LoggedModel], limit: int = MODEL_NAMES_PER_PAGE
+) -> tuple[list[ModelGroup], bool]:
+    """The most recently active names among `versions` with their newest versions.
 
     Returns (groups, more) where `more` says names beyond `limit` exist.
     """
-    summaries = list(model_name_summaries()[: limit + 1])
-    more = len(summaries) > limit
+    summaries = list(model_name_summaries(versions)[: limit + 1])
     groups = {s["name"]: ModelGroup(s["name"], s["versions"]) for s in summaries[:limit]}
     # A window rank keeps the query bounded even for a name with thousands of versions.
-    versions = (
-        LoggedModel.objects.filter(name__in=groups)
+    ranked = (
+        numbered(versions.filter(name__in=groups))
+        .select_related("source_run")
         .annotate(
             rank=Window(
                 RowNumber(),
@@ -65,43 +92,119 @@ def model_groups(limit: int = MODEL_NAMES_PER_PAGE) -> tuple[list[ModelGroup], b
         .filter(rank__lte=VERSIONS_PER_NAME)
         .order_by("name", "-created_at", "-pk")
     )
-    versions = list(versions)
-    counts = trace_counts(v.model_id for v in versions)
-    for version in versions:
-        version.trace_count = counts.get(version.model_id, 0)
-        params = sorted(version.params.items())
-        version.key_params = params[:KEY_PARAMS]
-        version.more_params = len(params) - len(version.key_params)
+    for version in ranked:
         groups[version.name].versions.append(version)
-    return list(groups.values()), more
+    return list(groups.values()), len(summaries) > limit
+
+
+@dataclass(frozen=True)
+class Column:
+    kind: str  # "param" or "metric"
+    key: str
+
+    @property
+    def value(self) -> str:
+        return f"{self.kind}:{self.key}"
+
+
+def _columns(request: HttpRequest, versions: list[LoggedModel], metric_keys: Counter) -> dict:
+    """The selectable param and metric columns, and the ones chosen (`col=param:x`)."""
+    param_keys = Counter(key for v in versions for key in v.params)
+    available = [Column("param", k) for k, _ in sorted(param_keys.items())] + [
+        Column("metric", k) for k, _ in sorted(metric_keys.items())
+    ]
+    if "cols" in request.GET:  # the column form was sent: exactly what it selected
+        wanted = set(request.GET.getlist("col"))
+        chosen = [c for c in available if c.value in wanted]
+    else:
+        chosen = [Column("param", k) for k, _ in param_keys.most_common(KEY_PARAMS)]
+        chosen += [Column("metric", k) for k, _ in metric_keys.most_common(KEY_METRICS)]
+    return {"available": available, "chosen": chosen}
 
 
 @require_safe
 def model_list(request: HttpRequest) -> HttpResponse:
-    groups, more = model_groups()
-    context = {"groups": groups, "more_names": more, "names_limit": MODEL_NAMES_PER_PAGE}
-    return render(request, "tracking/model_list.html", context)
+    query = request.GET.get("q", "").strip()[:MAX_QUERY]
+    versions = LoggedModel.objects.all()
+    error = ""
+    try:
+        versions = versions.filter(LOGGED_MODELS.q(query)) if query else versions
+    except MlflowError as exc:
+        error, versions = exc.message, versions.none()
+    groups, more = model_groups(versions)
+    listed = [v for g in groups for v in g.versions]
+    counts = trace_counts(v.model_id for v in listed)
+    metrics = latest_metrics(v.pk for v in listed)
+    metric_keys = Counter(key for m in metrics.values() for key, _ in m)
+    columns = _columns(request, listed, metric_keys)
+    for version in listed:
+        version.counts = counts.get(version.model_id)
+        by_key = {key: m.value for (key, _), m in metrics.get(version.pk, {}).items()}
+        version.cells = [
+            version.params.get(c.key) if c.kind == "param" else by_key.get(c.key)
+            for c in columns["chosen"]
+        ]
+        version.commit_url = git_commit_url(version.git_repo_url, version.git_commit)
+    context = {
+        "groups": groups,
+        "more_names": more,
+        "names_limit": MODEL_NAMES_PER_PAGE,
+        "q": query,
+        "error": error,
+        **columns,
+    }
+    return render(request, "tracking/model_list.html", context, status=400 if error else 200)
+
+
+def _version(model_id: str) -> LoggedModel:
+    return get_object_or_404(
+        numbered(LoggedModel.objects.select_related("experiment", "source_run")),
+        model_id=model_id,
+    )
+
+
+def _tree(value: Any) -> list[dict[str, Any]]:
+    """A config as nested nodes for a recursive template: {key, value, children}."""
+    if isinstance(value, dict):
+        items = sorted(value.items(), key=lambda kv: str(kv[0]))
+    else:
+        items = [(f"[{i}]", v) for i, v in enumerate(value)]
+    nodes = []
+    for key, item in items:
+        nested = isinstance(item, dict | list) and bool(item)
+        nodes.append({"key": key, "value": item, "children": _tree(item) if nested else None})
+    return nodes
 
 
 @require_safe
 def model_detail(request: HttpRequest, model_id: str) -> HttpResponse:
-    model = get_object_or_404(
-        LoggedModel.objects.select_related("experiment", "source_run"), model_id=model_id
-    )
-    traces = Trace.objects.for_model(model_id)
-    trace_count, more_traces = capped_count(traces)
-    recent = list(traces_for_list().for_model(model_id)[:RECENT_TRACES])
-    for trace in recent:
-        trace.model_name = model.name  # all of them are this version's
+    model = _version(model_id)
+    trace_count, more_traces = capped_count(Trace.objects.for_model(model.model_id))
+    metrics = model.metrics.order_by("key", "dataset_name", "step", "timestamp_ms")
     versions = LoggedModel.objects.versions_of(model.name).only("model_id", "status", "created_at")
     context = {
         "model": model,
+        "tab": "overview",
         "params": sorted(model.params.items()),
         "tags": sorted(model.tags.items()),
-        "metrics": list(model.metrics.latest_per_key()),
-        "traces": recent,
+        "config": _tree(model.model_config) if model.model_config else [],
+        "metrics": list(metrics[:METRIC_ROWS]),
+        "metrics_limit": METRIC_ROWS,
         "trace_count": trace_count,
         "more_traces": more_traces,
+        "commit_url": git_commit_url(model.git_repo_url, model.git_commit),
         "versions": list(versions[:VERSIONS_PER_NAME]),
     }
     return render(request, "tracking/model_detail.html", context)
+
+
+@require_safe
+def model_traces(request: HttpRequest, model_id: str) -> HttpResponse:
+    model = _version(model_id)
+    stats = trace_stats([model.model_id])[model.model_id]
+    recent = list(traces_for_list().for_model(model.model_id)[:RECENT_TRACES])
+    for trace in recent:
+        trace.model_name = model.name  # all of them are this version's
+    chart = svg.histogram(stats.histogram, stats.bucket_ns) if stats.histogram else None
+    context = {"model": model, "tab": "traces", "stats": stats, "traces": recent, "chart": chart}
+    return render(request, "tracking/model_traces.html", context)

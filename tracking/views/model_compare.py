@@ -1,0 +1,162 @@
+"""Compare 2-4 model versions side by side: params, config, tags, metrics, trace statistics and
+the code between their commits. The URL (`?ids=a,b&diff=1`) is the whole state: shareable."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from django.contrib.humanize.templatetags.humanize import intcomma
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.views.decorators.http import require_safe
+from django_htmx.middleware import HtmxDetails
+
+from tracking import svg
+from tracking.compare import Row, diff_rows, direction, flatten, git_commit_url, git_compare_url
+from tracking.model_stats import TraceStats, latest_metrics, trace_stats
+from tracking.models import LoggedModel
+from tracking.templatetags.tracking_format import duration
+from tracking.views.logged_models import numbered
+
+MIN_VERSIONS = 2
+MAX_VERSIONS = 4
+MAX_ID_LENGTH = 64
+
+
+class HtmxHttpRequest(HttpRequest):
+    htmx: HtmxDetails
+
+
+def requested_ids(values: list[str]) -> list[str]:
+    """Ids from `?ids=a,b` and/or `?ids=a&ids=b`, in order, without repeats or blanks."""
+    ids: list[str] = []
+    for value in values:
+        for part in value.split(","):
+            part = part.strip()
+            if part and part not in ids:
+                ids.append(part)
+    return ids
+
+
+@dataclass
+class Section:
+    title: str
+    rows: list[Row]
+    hidden: int = 0  # unchanged rows left out by "only differences"
+
+
+def _number(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def _percent(value: Any) -> str:
+    return f"{value * 100:.1f} %"
+
+
+def _tokens(value: Any) -> str:
+    return f"{value:,.0f}"
+
+
+# Trace statistics rows: label, attribute, direction (-1: lower is better), formatter.
+STAT_ROWS: list[tuple[str, str, int, Callable[[Any], str]]] = [
+    ("Traces", "count", 0, intcomma),
+    ("Error rate", "error_rate", -1, _percent),
+    ("Latency p50", "p50", -1, duration),
+    ("Latency p95", "p95", -1, duration),
+    ("Latency p99", "p99", -1, duration),
+    ("Tokens per trace", "avg_tokens", 0, _tokens),
+]
+
+
+def _stat_rows(stats: list[TraceStats]) -> list[Row]:
+    rows = []
+    for label, attribute, sense, text in STAT_ROWS:
+        columns = [{} if getattr(s, attribute) is None else {label: getattr(s, attribute)}
+                   for s in stats]  # fmt: skip
+        rows += diff_rows(columns, sense=lambda _key, sense=sense: sense, text=text)
+    return rows
+
+
+def _metric_columns(versions: list[LoggedModel]) -> list[dict[str, float]]:
+    metrics = latest_metrics(v.pk for v in versions)
+    return [
+        {
+            f"{key} ({dataset})" if dataset else key: m.value
+            for (key, dataset), m in metrics.get(v.pk, {}).items()
+        }
+        for v in versions
+    ]
+
+
+def _sections(versions: list[LoggedModel], stats: list[TraceStats], only_diff: bool) -> list:
+    sections = [
+        Section("Params", diff_rows([v.params for v in versions])),
+        Section("Config", diff_rows([flatten(v.model_config) for v in versions])),
+        Section("Metrics", diff_rows(_metric_columns(versions), sense=direction, text=_number)),
+        Section("Trace statistics", _stat_rows(stats)),
+        Section("Tags", diff_rows([v.tags for v in versions])),
+    ]
+    if only_diff:
+        for section in sections:
+            changed = [row for row in section.rows if row.changed]
+            section.hidden, section.rows = len(section.rows) - len(changed), changed
+    return sections
+
+
+def _git(versions: list[LoggedModel]) -> None:
+    base = versions[0]
+    for version in versions:
+        version.commit_url = git_commit_url(version.git_repo_url, version.git_commit)
+        same_repo = version.git_repo_url and version.git_repo_url == base.git_repo_url
+        version.compare_url = (
+            git_compare_url(version.git_repo_url, base.git_commit, version.git_commit)
+            if same_repo and version is not base
+            else ""
+        )
+
+
+def _problem(ids: list[str], found: dict[str, LoggedModel]) -> tuple[str, int]:
+    if len(ids) < MIN_VERSIONS or len(ids) > MAX_VERSIONS:
+        return f"Pick {MIN_VERSIONS} to {MAX_VERSIONS} versions to compare.", 400
+    missing = [i for i in ids if i not in found]
+    if missing:
+        return "No such model version: " + ", ".join(missing) + ".", 404
+    return "", 200
+
+
+@require_safe
+def model_compare(request: HtmxHttpRequest) -> HttpResponse:
+    ids = requested_ids(request.GET.getlist("ids"))
+    only_diff = request.GET.get("diff") == "1"
+    lookup = [i for i in ids if len(i) <= MAX_ID_LENGTH][: MAX_VERSIONS + 1]
+    found = {
+        v.model_id: v
+        for v in numbered(LoggedModel.objects.filter(model_id__in=lookup)).select_related(
+            "source_run"
+        )
+    }
+    error, status = _problem(ids, found)
+    context: dict[str, Any] = {"ids": ids, "error": error, "only_diff": only_diff}
+    if not error:
+        # Oldest first: the first column is the baseline every other column is diffed against.
+        versions = sorted(found.values(), key=lambda v: (v.created_at, v.pk))
+        stats_by_id = trace_stats(v.model_id for v in versions)
+        stats = [stats_by_id[v.model_id] for v in versions]
+        _git(versions)
+        for version, s in zip(versions, stats, strict=True):
+            version.chart = svg.histogram(s.histogram, s.bucket_ns) if s.histogram else None
+        context |= {
+            "versions": versions,
+            "sections": _sections(versions, stats, only_diff),
+            "ids_param": ",".join(v.model_id for v in versions),
+        }
+    template = "tracking/model_compare.html"
+    if request.htmx:
+        template += "#compare-body"
+    response = render(request, template, context, status=status)
+    response["Vary"] = "HX-Request"
+    return response
