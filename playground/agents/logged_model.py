@@ -1,0 +1,90 @@
+"""A models-from-code model logged to Spyglass, loaded in the worker with `mlflow.pyfunc`.
+
+Off unless SPYGLASS_PLAYGROUND_LOGGED_MODELS is on: loading a model runs the code that was
+logged with it, in the worker, with the worker's permissions. `mlflow` must be installed in
+the worker, with MLFLOW_TRACKING_URI pointing at Spyglass for `models:/` URIs.
+
+Config: `model_uri` (default `models:/<the agent's model_id>`; a local path works too).
+Models are loaded once per worker process and URI. ChatModel, ChatAgent and ResponsesAgent
+answers are read like the serving kind's; `predict_stream` is used when the model has it.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING, Any
+
+from django.conf import settings
+
+from playground.agents.base import AgentError, ChatRequest, Json, Stream
+from playground.agents.mlflow_serving import request_body
+from playground.agents.schemas import CHAT_AGENT, CHAT_COMPLETIONS, RESPONSES, parse_answer
+
+if TYPE_CHECKING:
+    from playground.models import Agent
+    from playground.tracing import Span
+
+_models: dict[str, Any] = {}
+_lock = threading.Lock()
+
+
+def enabled() -> bool:
+    return bool(getattr(settings, "SPYGLASS_PLAYGROUND_LOGGED_MODELS", False))
+
+
+def load(uri: str) -> Any:
+    with _lock:
+        if uri not in _models:
+            try:
+                import mlflow.pyfunc
+            except ImportError:
+                raise AgentError("mlflow is not installed in the worker.") from None
+            try:
+                _models[uri] = mlflow.pyfunc.load_model(uri)
+            except Exception as exc:
+                raise AgentError(f"Could not load the model {uri}: {exc}") from exc
+        return _models[uri]
+
+
+class Client:
+    def __init__(self, agent: Agent) -> None:
+        if not enabled():
+            raise AgentError(
+                "Logged-model agents are off: they run the model's logged code in the worker. "
+                "Set SPYGLASS_PLAYGROUND_LOGGED_MODELS=1 to allow them."
+            )
+        self.agent = agent
+        config: Json = agent.config or {}
+        self.uri = str(config.get("model_uri") or f"models:/{agent.model_id}")
+        if self.uri == "models:/":
+            raise AgentError(f"Agent {agent.name} has neither a model_uri nor a model id.")
+
+    def stream(self, request: ChatRequest, parent: Span) -> Stream:
+        with parent.child(f"predict {self.uri}", "AGENT", inputs=request.body()) as span:
+            model = load(self.uri)
+            last_error: Exception | None = None
+            for shape in (CHAT_COMPLETIONS, CHAT_AGENT, RESPONSES):
+                try:
+                    data = model.predict(request_body(request, shape))
+                except Exception as exc:  # schema enforcement refusing this shape
+                    last_error = exc
+                    continue
+                answer = parse_answer(_plain(data))
+                break
+            else:
+                raise AgentError(f"The model refused the chat request: {last_error}")
+            if answer.content:
+                yield answer.content
+            span.set_usage(answer.usage())
+            span.end(answer.as_output())
+        return answer
+
+
+def _plain(data: Any) -> Any:
+    # ChatModel answers are dicts already; other pyfuncs may answer a one-row frame or list.
+    if hasattr(data, "to_dict") and not isinstance(data, dict):
+        records = data.to_dict(orient="records")
+        return records[0] if len(records) == 1 else records
+    if isinstance(data, list) and len(data) == 1:
+        return data[0]
+    return data

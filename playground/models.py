@@ -1,0 +1,168 @@
+"""Playground tables: agents (how to reach them), conversations, messages, and runs.
+
+A Run is one agent's answer to one user message. The assistant's text lives on the run, not
+in a Message, so that several agents can answer the same message side by side (compare mode)
+and each keeps its own history.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.db import models
+from django.db.models import F, Q
+from django.utils import timezone
+
+
+class AgentKind(models.TextChoices):
+    OPENAI = "openai", "OpenAI-compatible /v1/chat/completions"
+    MLFLOW_SERVING = "mlflow-serving", "MLflow serving /invocations"
+    LOGGED_MODEL = "logged-model", "Logged model (in the worker)"
+    BUILTIN = "builtin", "Built-in demo agent"
+
+
+class Agent(models.Model):
+    name = models.CharField(max_length=200, unique=True)
+    kind = models.CharField(max_length=32, choices=AgentKind.choices)
+    # How to reach it, per kind (url, model, api_key_env, ...); never a secret itself: API
+    # keys are read from the environment variable that `api_key_env` names.
+    config = models.JSONField(default=dict, blank=True)
+    # temperature, max_tokens, stop: what a new conversation starts with.
+    default_params = models.JSONField(default=dict, blank=True)
+    # The logged model version this agent is (`m-<hex>`); its traces link to that version.
+    # A plain id like Trace.model_id: the version may be logged after the agent is made.
+    model_id = models.CharField(max_length=64, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Conversation(models.Model):
+    title = models.CharField(max_length=200, blank=True)
+    # 1 agent for a chat, 2-4 for compare mode.
+    agents = models.ManyToManyField(Agent, related_name="conversations")
+    system_prompt = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-updated_at", "-pk"]
+
+    def __str__(self) -> str:
+        return self.title or f"Conversation {self.pk}"
+
+
+class Role(models.TextChoices):
+    USER = "user"
+    # Only for turns replayed from a trace: answers given in the playground are Runs.
+    ASSISTANT = "assistant"
+
+
+class Message(models.Model):
+    conversation = models.ForeignKey(
+        Conversation, on_delete=models.CASCADE, related_name="messages"
+    )
+    role = models.CharField(max_length=16, choices=Role.choices, default=Role.USER)
+    content = models.TextField()
+    # What the user sent with this turn: temperature, max_tokens, stop; and custom_inputs
+    # (null when the gear is off, which differs from an empty object).
+    params = models.JSONField(default=dict, blank=True)
+    custom_inputs = models.JSONField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["created_at", "pk"]
+
+    def __str__(self) -> str:
+        return f"{self.role}: {self.content[:50]}"
+
+
+class RunStatus(models.TextChoices):
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+UNFINISHED = (RunStatus.QUEUED, RunStatus.RUNNING)
+
+
+class RunQuerySet(models.QuerySet["Run"]):
+    def unfinished(self) -> RunQuerySet:
+        return self.filter(status__in=UNFINISHED)
+
+    def stale(self, running_for: timedelta, queued_for: timedelta) -> RunQuerySet:
+        now = timezone.now()
+        return self.filter(
+            Q(status=RunStatus.RUNNING, heartbeat_at__lt=now - running_for)
+            | Q(status=RunStatus.QUEUED, created_at__lt=now - queued_for)
+        )
+
+
+class Run(models.Model):
+    """One agent answering one user message, in a Celery task. The page reads this row."""
+
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="runs")
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="runs")
+    agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="runs")
+    status = models.CharField(max_length=16, choices=RunStatus.choices, default=RunStatus.QUEUED)
+    # The chat request as sent (messages, params, custom_inputs): what the trace and a
+    # replay show, whatever the conversation becomes later.
+    request = models.JSONField(default=dict, blank=True)
+    content = models.TextField(blank=True)
+    custom_outputs = models.JSONField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    prompt_tokens = models.IntegerField(null=True, blank=True)
+    completion_tokens = models.IntegerField(null=True, blank=True)
+    total_tokens = models.IntegerField(null=True, blank=True)
+    # The agent's own time (first byte sent to last byte read), in milliseconds.
+    latency_ms = models.IntegerField(null=True, blank=True)
+    trace_id = models.CharField(max_length=64, blank=True)
+    task_id = models.CharField(max_length=64, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    # Moved forward by every write of the running task; the reaper fails runs whose worker
+    # stopped writing long ago.
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    # Bumped by every change: a polling client that has seen this value gets 204.
+    seq = models.IntegerField(default=0)
+
+    objects = RunQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["created_at", "pk"]
+        indexes = [models.Index(fields=["status", "heartbeat_at"], name="run_status_idx")]
+
+    def __str__(self) -> str:
+        return f"Run {self.pk} ({self.status})"
+
+    @property
+    def finished(self) -> bool:
+        return self.status not in UNFINISHED
+
+    def cancel(self) -> bool:
+        """Cancel if still unfinished; the task notices at its next write and stops."""
+        now = timezone.now()
+        updated = Run.objects.filter(pk=self.pk, status__in=UNFINISHED).update(
+            status=RunStatus.CANCELLED,
+            error="Cancelled.",
+            finished_at=now,
+            heartbeat_at=now,
+            seq=F("seq") + 1,
+        )
+        return updated == 1
+
+    def fail(self, error: str) -> bool:
+        """Mark failed unless it already finished (a late failure never hides an answer)."""
+        now = timezone.now()
+        updated = Run.objects.filter(pk=self.pk, status__in=UNFINISHED).update(
+            status=RunStatus.FAILED, error=error, finished_at=now, heartbeat_at=now,
+            seq=F("seq") + 1,
+        )  # fmt: skip
+        return updated == 1

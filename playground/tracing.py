@@ -1,0 +1,119 @@
+"""Spans of one playground answer, collected in memory and stored through `tracking.ingest`.
+
+The playground is a client of the tracking app like any other: it builds the same SpanData
+that the MLflow and OTLP paths build, and `store()` turns them into rows.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+import traceback
+from types import TracebackType
+from typing import Any
+
+from tracking.ingest import TOKEN_USAGE_ATTRIBUTE, SpanData, make_span
+
+
+def new_trace_id() -> str:
+    return f"tr-{secrets.token_hex(16)}"
+
+
+class Span:
+    """A span being recorded. As a context manager it ends itself and records an exception
+    that escapes it (and lets it propagate)."""
+
+    def __init__(
+        self, trace: TraceRecorder, name: str, span_type: str, parent_id: str, inputs: Any
+    ) -> None:
+        self.trace = trace
+        self.span_id = secrets.token_hex(8)
+        self.parent_id = parent_id
+        self.name = name
+        self.span_type = span_type
+        self.inputs = inputs
+        self.outputs: Any = None
+        self.attributes: dict[str, Any] = {}
+        self.events: list[dict[str, Any]] = []
+        self.status = "UNSET"
+        self.status_message = ""
+        self.start_ns = time.time_ns()
+        self.end_ns: int | None = None
+        trace.spans.append(self)
+
+    def child(self, name: str, span_type: str = "UNKNOWN", inputs: Any = None) -> Span:
+        return Span(self.trace, name, span_type, self.span_id, inputs)
+
+    def set_usage(self, usage: dict[str, int]) -> None:
+        if usage:
+            self.attributes[TOKEN_USAGE_ATTRIBUTE] = usage
+
+    def fail(self, error: BaseException | str) -> None:
+        self.status = "ERROR"
+        if isinstance(error, BaseException):
+            message = "Cancelled." if isinstance(error, GeneratorExit) else str(error)
+            self.events.append(
+                {
+                    "name": "exception",
+                    "timestamp_ns": time.time_ns(),
+                    "attributes": {
+                        "exception.type": type(error).__name__,
+                        "exception.message": message,
+                        "exception.stacktrace": "".join(traceback.format_exception(error)),
+                    },
+                }
+            )
+        else:
+            message = error
+        self.status_message = message
+
+    def end(self, outputs: Any = None) -> None:
+        if outputs is not None:
+            self.outputs = outputs
+        if self.end_ns is None:
+            self.end_ns = time.time_ns()
+        if self.status == "UNSET":
+            self.status = "OK"
+
+    def __enter__(self) -> Span:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc is not None:
+            self.fail(exc)
+        self.end()
+
+    def to_span_data(self) -> SpanData:
+        return make_span(
+            trace_id=self.trace.trace_id,
+            span_id=self.span_id,
+            parent_span_id=self.parent_id,
+            name=self.name,
+            start_ns=self.start_ns,
+            # A span left open (a worker stopped mid-answer) is closed where the trace is.
+            end_ns=self.end_ns if self.end_ns is not None else time.time_ns(),
+            span_type=self.span_type,
+            status=self.status,
+            status_message=self.status_message,
+            inputs=self.inputs,
+            outputs=self.outputs,
+            attributes=self.attributes,
+            events=self.events,
+        )
+
+
+class TraceRecorder:
+    def __init__(self, trace_id: str | None = None) -> None:
+        self.trace_id = trace_id or new_trace_id()
+        self.spans: list[Span] = []
+
+    def root(self, name: str, span_type: str = "CHAIN", inputs: Any = None) -> Span:
+        return Span(self, name, span_type, "", inputs)
+
+    def span_data(self) -> list[SpanData]:
+        return [span.to_span_data() for span in self.spans]

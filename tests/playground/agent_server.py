@@ -1,0 +1,193 @@
+"""A small real HTTP server that speaks like the agents the playground calls.
+
+The first path segment picks the behaviour, the rest is the path the agent kind calls:
+
+    /openai/v1/chat/completions       OpenAI chat completions; SSE when asked to stream
+    /plain/v1/chat/completions        chat completions that never stream
+    /chat-model/invocations           MLflow ChatModel (chat completions JSON)
+    /chat-agent/invocations           MLflow ChatAgent: messages + custom_outputs
+    /responses/invocations            MLflow ResponsesAgent: refuses `messages` with 400
+    /fail/...                         HTTP 500 with an OpenAI-style error
+    /hang/...                         answers nothing for HANG_S
+    /malformed/...                    200 with a body that is not JSON
+    /stall/...                        streams one chunk, then nothing for HANG_S
+    /slow-stream/...                  streams SLOW_WORDS words, one per SLOW_WORD_S
+    /fixed-100ms/...                  chat completions JSON after exactly 100 ms
+
+Every request body is kept in `requests` (path, body, headers) for assertions.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+HANG_S = 2.0
+SLOW_WORDS = 40
+SLOW_WORD_S = 0.05
+
+
+def reply_text(body: dict[str, Any]) -> str:
+    messages = body.get("messages") or body.get("input") or []
+    users = [m.get("content", "") for m in messages if m.get("role") == "user"]
+    return f"Echo: {users[-1] if users else ''}"
+
+
+def custom_outputs(body: dict[str, Any]) -> dict[str, Any]:
+    return {"received_custom_inputs": body.get("custom_inputs")}
+
+
+class Handler(BaseHTTPRequestHandler):
+    server: AgentServer
+
+    def log_message(self, format: str, *args: Any) -> None:  # quiet test output
+        pass
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length)
+        body = json.loads(raw) if raw else {}
+        self.server.requests.append(
+            {"path": self.path, "body": body, "headers": dict(self.headers.items())}
+        )
+        mode = self.path.strip("/").split("/", 1)[0]
+        # The client may hang up (a cancel or a timeout): that is the point of some modes.
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            getattr(self, "mode_" + mode.replace("-", "_"))(body)
+
+    # --- behaviours ---
+
+    def mode_openai(self, body: dict[str, Any]) -> None:
+        if body.get("stream"):
+            self._stream_words(reply_text(body).split(" "), body, delay=0)
+        else:
+            self._json(200, self._completion(body))
+
+    def mode_plain(self, body: dict[str, Any]) -> None:
+        self._json(200, self._completion(body))
+
+    def mode_chat_model(self, body: dict[str, Any]) -> None:
+        self._json(200, self._completion(body))
+
+    def mode_fixed_100ms(self, body: dict[str, Any]) -> None:
+        time.sleep(0.1)
+        self._json(200, self._completion(body))
+
+    def mode_chat_agent(self, body: dict[str, Any]) -> None:
+        if "messages" not in body:
+            self._json(400, {"error_code": "BAD_REQUEST", "message": "messages is required"})
+            return
+        self._json(
+            200,
+            {
+                "messages": [{"role": "assistant", "content": reply_text(body), "id": "m1"}],
+                "custom_outputs": custom_outputs(body),
+            },
+        )
+
+    def mode_responses(self, body: dict[str, Any]) -> None:
+        if "input" not in body:
+            self._json(400, {"error_code": "BAD_REQUEST", "message": "input is required"})
+            return
+        self._json(
+            200,
+            {
+                "output": [
+                    {"type": "message", "id": "o1", "role": "assistant",
+                     "content": [{"type": "output_text", "text": reply_text(body)}]},
+                ],
+                "custom_outputs": custom_outputs(body),
+            },
+        )  # fmt: skip
+
+    def mode_fail(self, body: dict[str, Any]) -> None:
+        self._json(500, {"error": {"message": "the model crashed", "type": "server_error"}})
+
+    def mode_hang(self, body: dict[str, Any]) -> None:
+        time.sleep(HANG_S)
+        self._json(200, self._completion(body))
+
+    def mode_malformed(self, body: dict[str, Any]) -> None:
+        data = b"<html>not json</html>"
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def mode_stall(self, body: dict[str, Any]) -> None:
+        self._start_stream()
+        self._event({"choices": [{"index": 0, "delta": {"content": "Partial"}}]})
+        time.sleep(HANG_S)
+
+    def mode_slow_stream(self, body: dict[str, Any]) -> None:
+        words = [f"word{i}" for i in range(SLOW_WORDS)]
+        self._stream_words(words, body, delay=SLOW_WORD_S)
+
+    # --- wire ---
+
+    def _completion(self, body: dict[str, Any]) -> dict[str, Any]:
+        text = reply_text(body)
+        return {
+            "id": "chatcmpl-1",
+            "object": "chat.completion",
+            "model": body.get("model", "test"),
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+                         "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 7, "completion_tokens": len(text.split()),
+                      "total_tokens": 7 + len(text.split())},
+            "custom_outputs": custom_outputs(body),
+        }  # fmt: skip
+
+    def _json(self, status: int, data: Any) -> None:
+        raw = json.dumps(data).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(raw)))
+        self.end_headers()
+        self.wfile.write(raw)
+
+    def _start_stream(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Cache-Control", "no-cache")
+        self.end_headers()
+        self.close_connection = True
+
+    def _event(self, data: Any) -> None:
+        payload = data if isinstance(data, str) else json.dumps(data)
+        self.wfile.write(f"data: {payload}\n\n".encode())
+        self.wfile.flush()
+
+    def _stream_words(self, words: list[str], body: dict[str, Any], delay: float) -> None:
+        self._start_stream()
+        for i, word in enumerate(words):
+            piece = word if i == 0 else f" {word}"
+            self._event({"choices": [{"index": 0, "delta": {"content": piece}}]})
+            if delay:
+                time.sleep(delay)
+        self._event({"choices": [], "custom_outputs": custom_outputs(body),
+                     "usage": {"prompt_tokens": 7, "completion_tokens": len(words),
+                               "total_tokens": 7 + len(words)}})  # fmt: skip
+        self._event("[DONE]")
+
+
+class AgentServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), Handler)
+        self.requests: list[dict[str, Any]] = []
+        self.url = f"http://127.0.0.1:{self.server_address[1]}"
+
+    def start(self) -> AgentServer:
+        threading.Thread(target=self.serve_forever, name="agent-server", daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        self.shutdown()
+        self.server_close()

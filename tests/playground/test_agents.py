@@ -1,0 +1,198 @@
+"""Each kind of agent against the real test HTTP server (no database needed)."""
+
+from __future__ import annotations
+
+import pytest
+
+from playground.agents.base import AgentError, ChatRequest, consume
+from playground.agents.builtin import LocalGenerator
+from playground.models import Agent
+from playground.tracing import TraceRecorder
+
+MESSAGES = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "hi there"}]
+
+
+def run(agent: Agent, request: ChatRequest | None = None):
+    from playground.agents import client_for
+
+    request = request or ChatRequest(messages=MESSAGES)
+    trace = TraceRecorder()
+    parent = trace.root(agent.name, "AGENT")
+    chunks: list[str] = []
+    answer = consume(client_for(agent).stream(request, parent), chunks.append)
+    return answer, chunks, trace
+
+
+def openai(url: str, **config) -> Agent:
+    return Agent(name="gpt", kind="openai", config={"url": url, "model": "m", **config})
+
+
+def test_openai_streams_sse_chunks_with_usage_and_custom_outputs(agent_server):
+    request = ChatRequest(MESSAGES, {"temperature": 0.2}, custom_inputs={"user": {"id": 7}})
+
+    answer, chunks, trace = run(openai(f"{agent_server.url}/openai/v1"), request)
+
+    assert chunks == ["Echo:", " hi", " there"]
+    assert answer.content == "Echo: hi there"
+    assert answer.total_tokens == 10
+    assert answer.custom_outputs == {"received_custom_inputs": {"user": {"id": 7}}}
+    sent = agent_server.requests[0]
+    assert sent["path"] == "/openai/v1/chat/completions"
+    assert sent["body"]["custom_inputs"] == {"user": {"id": 7}}
+    assert sent["body"]["stream"] is True and sent["body"]["temperature"] == 0.2
+    http_span = trace.spans[1]
+    assert http_span.name == "POST /openai/v1/chat/completions"
+    assert http_span.attributes["http.status_code"] == 200
+    assert http_span.attributes["mlflow.chat.tokenUsage"]["total_tokens"] == 10
+
+
+def test_openai_reads_json_from_a_server_that_does_not_stream(agent_server):
+    answer, chunks, _ = run(openai(f"{agent_server.url}/plain/v1/chat/completions"))
+
+    assert chunks == ["Echo: hi there"]
+    assert answer.prompt_tokens == 7
+
+
+def test_openai_leaves_custom_inputs_out_when_the_gear_is_off(agent_server):
+    run(openai(f"{agent_server.url}/openai/v1", stream=False))
+
+    assert "custom_inputs" not in agent_server.requests[0]["body"]
+    assert "stream" not in agent_server.requests[0]["body"]
+
+
+def test_openai_sends_the_key_named_by_the_environment_variable(agent_server, monkeypatch):
+    monkeypatch.setenv("SPYGLASS_TEST_KEY", "sk-secret")
+
+    run(openai(f"{agent_server.url}/openai/v1", api_key_env="SPYGLASS_TEST_KEY"))
+
+    assert agent_server.requests[0]["headers"]["Authorization"] == "Bearer sk-secret"
+
+
+def test_openai_says_when_the_key_variable_is_not_set(agent_server):
+    with pytest.raises(AgentError, match="SPYGLASS_UNSET_KEY"):
+        run(openai(f"{agent_server.url}/openai/v1", api_key_env="SPYGLASS_UNSET_KEY"))
+
+
+def test_an_http_error_says_the_status_and_the_agents_message(agent_server):
+    with pytest.raises(AgentError, match="HTTP 500: the model crashed"):
+        run(openai(f"{agent_server.url}/fail/v1"))
+
+
+def test_an_agent_that_does_not_answer_in_time_fails_with_the_timeout(agent_server):
+    with pytest.raises(AgentError, match=r"did not answer within 0.3 s"):
+        run(openai(f"{agent_server.url}/hang/v1", timeout=0.3))
+
+
+def test_an_answer_that_is_not_json_is_refused_with_an_excerpt(agent_server):
+    with pytest.raises(AgentError, match=r"not valid JSON.*not json"):
+        run(openai(f"{agent_server.url}/malformed/v1"))
+
+
+def test_a_stream_that_stalls_fails_with_the_timeout(agent_server):
+    with pytest.raises(AgentError, match="stalled"):
+        run(openai(f"{agent_server.url}/stall/v1", timeout=0.3))
+
+
+def test_an_unreachable_agent_is_named_in_the_error():
+    with pytest.raises(AgentError, match=r"Could not reach the agent at http://127\.0\.0\.1:9/"):
+        run(openai("http://127.0.0.1:9/v1"))
+
+
+def test_the_error_is_recorded_on_the_http_span(agent_server):
+    trace = TraceRecorder()
+    parent = trace.root("gpt", "AGENT")
+    from playground.agents import client_for
+
+    with pytest.raises(AgentError):
+        consume(client_for(openai(f"{agent_server.url}/fail/v1")).stream(
+            ChatRequest(MESSAGES), parent), print)  # fmt: skip
+
+    http_span = trace.spans[1]
+    assert http_span.status == "ERROR"
+    assert http_span.attributes["http.status_code"] == 500
+    assert http_span.events[0]["name"] == "exception"
+
+
+@pytest.mark.parametrize(
+    ("mode", "schema"),
+    [("chat-model", "chat-completions"), ("chat-agent", "chat-agent"), ("responses", "responses")],
+)
+def test_mlflow_serving_detects_the_schema_from_the_answer(agent_server, mode, schema):
+    agent = Agent(name=mode, kind="mlflow-serving",
+                  config={"url": f"{agent_server.url}/{mode}/invocations"})  # fmt: skip
+    request = ChatRequest(MESSAGES, {"temperature": 0.1}, custom_inputs={"k": [1, 2]})
+
+    answer, _, _ = run(agent, request)
+
+    assert answer.schema == schema
+    assert answer.content == "Echo: hi there"
+    assert answer.custom_outputs == {"received_custom_inputs": {"k": [1, 2]}}
+    last = agent_server.requests[-1]["body"]
+    assert last["custom_inputs"] == {"k": [1, 2]}
+
+
+def test_mlflow_serving_sends_responses_agents_input_items(agent_server):
+    agent = Agent(name="r", kind="mlflow-serving",
+                  config={"url": f"{agent_server.url}/responses/other/invocations"})  # fmt: skip
+
+    run(agent)
+
+    # Tried as chat completions and as a ChatAgent first, both refused with 400:
+    assert "messages" in agent_server.requests[0]["body"]
+    assert agent_server.requests[-1]["body"]["input"] == MESSAGES
+
+
+def test_mlflow_serving_refuses_an_answer_in_no_known_shape(agent_server):
+    agent = Agent(name="m", kind="mlflow-serving",
+                  config={"url": f"{agent_server.url}/malformed/invocations"})  # fmt: skip
+
+    with pytest.raises(AgentError, match="not valid JSON"):
+        run(agent)
+
+
+def test_logged_model_agents_are_off_unless_enabled():
+    agent = Agent(name="lm", kind="logged-model", model_id="m-" + "0" * 32)
+
+    with pytest.raises(AgentError, match="SPYGLASS_PLAYGROUND_LOGGED_MODELS"):
+        run(agent)
+
+
+def test_the_echo_agent_streams_word_by_word():
+    agent = Agent(name="echo", kind="builtin", config={"agent": "echo", "word_delay_ms": 0})
+
+    answer, chunks, _ = run(agent, ChatRequest(MESSAGES, custom_inputs={"a": 1}))
+
+    assert chunks == ["You", " said:", " hi", " there"]
+    assert answer.custom_outputs == {"custom_inputs": {"a": 1}}
+
+
+def test_the_oracle_judge_agent_nests_agent_chain_and_llm_spans():
+    agent = Agent(name="oracle", kind="builtin",
+                  config={"agent": "oracle-judge", "word_delay_ms": 0})  # fmt: skip
+    question = ChatRequest([{"role": "user", "content": "How do I find slow agent calls?"}])
+
+    answer, chunks, trace = run(agent, question)
+
+    assert "".join(chunks) == answer.content
+    assert answer.custom_outputs["oracle_draft"]
+    by_id = {s.span_id: s for s in trace.spans}
+    shape = [(s.name, s.span_type, by_id[s.parent_id].span_type if s.parent_id else "")
+             for s in trace.spans]  # fmt: skip
+    assert shape == [
+        ("oracle", "AGENT", ""),
+        ("oracle", "CHAIN", "AGENT"),
+        ("generate", "LLM", "CHAIN"),
+        ("judge", "CHAIN", "AGENT"),
+        ("generate", "LLM", "CHAIN"),
+    ]
+    assert all(s.end_ns and s.status == "OK" for s in trace.spans[1:])
+
+
+def test_the_local_generator_is_deterministic_and_follows_temperature():
+    generator = LocalGenerator()
+
+    first = generator.generate("be an oracle", "why are traces slow", 0.5, 100)
+
+    assert first == generator.generate("be an oracle", "why are traces slow", 0.5, 100)
+    assert first != generator.generate("be an oracle", "why are traces slow", 0.9, 100)
+    assert len(generator.generate("x", "why are traces slow", 0.5, 3).split(" ")) == 3
