@@ -32,6 +32,7 @@ import django  # noqa: E402
 
 django.setup()
 
+from django.core.management import call_command  # noqa: E402
 from django.db import connection  # noqa: E402
 
 from tracking import demo, ingest  # noqa: E402
@@ -61,6 +62,8 @@ class Measurement:
 
 def main() -> None:
     args = parse_args()
+    # The configured database, brought up to date first (a fresh clone has no tables yet).
+    call_command("migrate", "--noinput", verbosity=0)
     experiment, created = Experiment.objects.get_or_create(name=EXPERIMENT_NAME)
     nonce = os.urandom(4).hex()  # fresh trace ids even if an earlier run was interrupted
     print(describe_database())
