@@ -9,6 +9,17 @@ urlpatterns = [
     path("traces/bulk/", trace_list.trace_bulk, name="trace-bulk"),
     path("traces/columns/", trace_list.trace_columns, name="trace-columns"),
     path("traces/<str:trace_id>/", trace_detail.trace_detail, name="trace-detail"),
+    path("traces/<str:trace_id>/layout/", trace_detail.trace_layout, name="trace-layout"),
+    path(
+        "traces/<str:trace_id>/spans/<str:span_id>/",
+        trace_detail.span_detail,
+        name="span-detail",
+    ),
+    path(
+        "traces/<str:trace_id>/spans/<str:span_id>/<str:field>/",
+        trace_detail.span_value,
+        name="span-value",
+    ),
     path("models/", logged_models.model_list, name="model-list"),
     # Before models/<model_id>/: "compare" is not a model id.
     path("models/compare/", model_compare.model_compare, name="model-compare"),

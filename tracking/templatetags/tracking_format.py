@@ -11,6 +11,8 @@ from typing import Any
 from django import template
 from django.urls import NoReverseMatch, reverse
 
+from tracking.markdown import render as render_markdown
+
 register = template.Library()
 
 EMPTY = "—"
@@ -117,6 +119,12 @@ def model_url(model_id: str | None) -> str:
         return reverse("tracking:model-detail", args=[model_id])
     except NoReverseMatch:
         return ""
+
+
+@register.filter
+def markdown(text: str | None) -> str:
+    """Chat message markdown as sanitised HTML (tracking/markdown.py: no raw HTML, nh3-cleaned)."""
+    return render_markdown(text or "")
 
 
 @register.filter

@@ -1,63 +1,124 @@
-"""The trace page: a trace's facts and its spans."""
+"""The trace page (the waterfall), its layout JSON, and one span's details.
+
+The page itself carries only the trace's facts. waterfall.js fetches the layout (span ids,
+names, types, times, tree shape: the layout columns only, never inputs or outputs) as compact
+JSON and renders the rows near the viewport; a span's contents come from `span_detail` when it
+is opened. So a 50,000-span trace costs one narrow query and a few megabytes at most.
+"""
 
 from __future__ import annotations
 
-from django.http import HttpRequest, HttpResponse
+import orjson
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, render
+from django.urls import reverse
+from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_safe
+from django_htmx.middleware import HtmxDetails
 
+from tracking import chat, json_tree, waterfall
 from tracking.models import LoggedModel, Span, Trace
 
-# Beyond this a plain list stops being readable and the page slow; the rest is announced.
-SPAN_ROWS_MAX = 2_000
-# Indentation classes exist in the stylesheet up to this depth (.depth-0 ... .depth-16).
-MAX_INDENT = 16
-# What the span list shows; inputs, outputs, attributes and events stay in the database.
-_SPAN_ROW_FIELDS = (
-    "span_id",
-    "parent_span_id",
-    "name",
-    "span_type",
-    "start_ns",
-    "end_ns",
-    "status",
-    "status_message",
-)
+# What the layout needs; inputs, outputs, attributes and events stay in the database.
+LAYOUT_COLUMNS = ("span_id", "parent_span_id", "name", "span_type", "start_ns", "end_ns", "status")
+# The parts of a span that can be opened whole (the caps of the details panel link here).
+SPAN_VALUE_FIELDS = ("inputs", "outputs", "attributes", "events")
 
 
-def _with_depth(spans: list[Span]) -> list[Span]:
-    """Set `depth` (capped for indentation) and `offset_ns` on spans given in start order."""
-    depths: dict[str, int] = {}
-    first_ns = spans[0].start_ns if spans else 0
-    for span in spans:
-        # A parent that starts later (clock skew) or is not loaded leaves the span at the root.
-        parent_depth = depths.get(span.parent_span_id) if span.parent_span_id else None
-        depths[span.span_id] = 0 if parent_depth is None else parent_depth + 1
-        span.depth = depths[span.span_id]
-        span.indent = min(span.depth, MAX_INDENT)
-        span.offset_ns = span.start_ns - first_ns
-    return spans
+class HtmxHttpRequest(HttpRequest):
+    htmx: HtmxDetails
 
 
 @require_safe
-def trace_detail(request: HttpRequest, trace_id: str) -> HttpResponse:
+def trace_detail(request: HtmxHttpRequest, trace_id: str) -> HttpResponse:
     trace = get_object_or_404(Trace.objects.select_related("experiment"), trace_id=trace_id)
-    # Not trace.spans: the related manager reads each row's (deferred) trace_id, a query per span.
-    spans_qs = Span.objects.filter(trace=trace).order_by("start_ns", "pk").only(*_SPAN_ROW_FIELDS)
-    spans = list(spans_qs[: SPAN_ROWS_MAX + 1])
-    hidden_spans = 0
-    if len(spans) > SPAN_ROWS_MAX:
-        spans = spans[:SPAN_ROWS_MAX]
-        hidden_spans = spans_qs.count() - SPAN_ROWS_MAX
     model = None
     if trace.model_id:
         model = LoggedModel.objects.filter(model_id=trace.model_id).only("name").first()
     context = {
         "trace": trace,
-        "spans": _with_depth(spans),
-        "hidden_spans": hidden_spans,
         "model": model,
         "tags": sorted(trace.tags.items()),
         "metadata": sorted(trace.metadata.items()),
+        "selected_span": request.GET.get("span", ""),
     }
     return render(request, "tracking/trace_detail.html", context)
+
+
+@require_safe
+def trace_layout(request: HtmxHttpRequest, trace_id: str) -> HttpResponse:
+    """The waterfall's layout as JSON; 204 when `?known=<span count>` is still current.
+
+    An open page polls this while its trace is in progress: the 204 costs one indexed query.
+    """
+    trace = get_object_or_404(
+        Trace.objects.only("state", "span_count", "duration_ns"), trace_id=trace_id
+    )
+    known = request.GET.get("known")
+    if known is not None and known == f"{trace.span_count}:{trace.state}":
+        return HttpResponse(status=204)
+    rows = Span.objects.filter(trace_id=trace.pk).values_list(*LAYOUT_COLUMNS)
+    layout = waterfall.build(rows)
+    data = waterfall.to_json_data(layout, trace.state, trace.span_count)
+    response = HttpResponse(orjson.dumps(data), content_type="application/json")
+    response["Cache-Control"] = "no-cache"
+    return response
+
+
+@require_safe
+def span_detail(request: HtmxHttpRequest, trace_id: str, span_id: str) -> HttpResponse:
+    span = _get_span(trace_id, span_id)
+
+    def tree(field: str) -> str:
+        url = reverse("tracking:span-value", args=[trace_id, span_id, field])
+        return json_tree.render(getattr(span, field), url, f"v-{span.span_id}-{field}")
+
+    events = span.events if isinstance(span.events, list) else []
+    context = {
+        "trace_id": trace_id,
+        "span": span,
+        "conversation": chat.conversation(span.inputs, span.outputs),
+        "inputs_html": tree("inputs"),
+        "outputs_html": tree("outputs"),
+        "attributes_html": tree("attributes"),
+        "events": [_event(e, span.start_ns) for e in events if isinstance(e, dict)],
+        "partial": bool(request.htmx),
+    }
+    template = "tracking/span_detail.html"
+    response = render(request, f"{template}#span-detail" if request.htmx else template, context)
+    patch_vary_headers(response, ["HX-Request"])
+    return response
+
+
+@require_safe
+def span_value(request: HtmxHttpRequest, trace_id: str, span_id: str, field: str) -> HttpResponse:
+    """One whole part of a span as JSON: where the details panel's size caps link."""
+    if field not in SPAN_VALUE_FIELDS:
+        raise Http404("No such span field.")
+    span = _get_span(trace_id, span_id, only=(field,))
+    return JsonResponse(getattr(span, field), safe=False, json_dumps_params={"indent": 2})
+
+
+def _get_span(trace_id: str, span_id: str, only: tuple[str, ...] | None = None) -> Span:
+    # One query; a span id that exists only in another trace is a 404 here too.
+    spans = Span.objects.filter(trace__trace_id=trace_id, span_id=span_id)
+    if only:
+        spans = spans.only(*only)
+    return get_object_or_404(spans)
+
+
+def _event(event: dict, span_start_ns: int) -> dict:
+    attributes = event.get("attributes") if isinstance(event.get("attributes"), dict) else {}
+    name = str(event.get("name", ""))
+    time_ns = event.get("time_unix_nano", event.get("timestamp"))
+    return {
+        "name": name,
+        "offset_ns": time_ns - span_start_ns if isinstance(time_ns, int) else None,
+        "is_exception": name == "exception" or "exception.type" in attributes,
+        "type": attributes.get("exception.type", ""),
+        "message": attributes.get("exception.message", ""),
+        "stacktrace": attributes.get("exception.stacktrace", ""),
+        "attributes": sorted(
+            (k, v) for k, v in attributes.items() if not k.startswith("exception.")
+        ),
+    }

@@ -1,0 +1,671 @@
+// The trace waterfall: a span tree beside a timeline, for traces of any size.
+//
+// The page ships no spans. This script fetches the layout (columns of ids, names, types,
+// offsets, durations and tree shape in display order; see tracking/waterfall.py) and renders
+// only the rows near the viewport: fixed-height rows, absolutely positioned over a sizer as
+// tall as all visible rows, recycled on scroll. Because the spans are in pre-order, a node's
+// subtree is the `size[i]` entries from i, so collapsing, filtering and the visible-row list
+// are single passes over flat arrays. A span's contents come from the server when it is opened
+// (htmx). No inline scripts or handlers: everything is bound here (the CSP forbids the rest).
+//
+// Performance marks (read by bench/waterfall.py): "wf-layout" when the layout JSON is parsed,
+// "wf-rows" when the first rows are in the DOM, "wf-interactive" once handlers are bound and
+// the first frame with rows has been laid out.
+"use strict";
+
+(() => {
+  const ROW_H = 24; // px; must match .wf-row in waterfall.css
+  const OVERSCAN = 12; // rows rendered above and below the viewport
+  const INDENT = 14; // px per depth level
+  const MAX_INDENT_LEVELS = 30; // deeper levels are drawn at this indent, with the depth shown
+  const LARGE_TRACE = 20000; // above this, subtrees below depth 3 start collapsed
+  const POLL_MS = 3000;
+  const TYPE_ICONS = {
+    AGENT: "◆", CHAIN: "⛓", LLM: "✦", CHAT_MODEL: "✦", TOOL: "⚒", RETRIEVER: "⌕",
+    EMBEDDING: "⋯", RERANKER: "⇅", PARSER: "¶", MEMORY: "▣", WORKFLOW: "⇶", TASK: "☐",
+    GUARDRAIL: "⛨", EVALUATOR: "✓",
+  };
+  const KNOWN_TYPES = new Set(Object.keys(TYPE_ICONS).concat(["UNKNOWN"]));
+
+  const root = document.getElementById("waterfall");
+  if (!root) return;
+  const $ = (id) => document.getElementById(id);
+  const viewport = $("wf-viewport");
+  const sizer = $("wf-sizer");
+  const axis = $("wf-axis");
+  const grid = $("wf-grid");
+  const panel = $("span-panel");
+  const findInput = $("wf-find");
+  const findCount = $("wf-find-count");
+  const typeSelect = $("wf-type");
+  const statusSelect = $("wf-status");
+  const onlyMatches = $("wf-only-matches");
+  const depthSelect = $("wf-depth");
+  const statusLine = $("wf-status-line");
+  const keysDialog = $("wf-keys");
+  const layoutUrl = root.dataset.layoutUrl;
+  const spanUrl = root.dataset.spanUrl;
+
+  let L = null; // the layout
+  let n = 0;
+  let collapsed = new Uint8Array(0);
+  let keep = null; // Uint8Array when a type/status/match filter is on: spans shown
+  let visible = new Int32Array(0); // display indexes of the rows, top to bottom
+  let rowOf = new Int32Array(0); // display index -> row number in `visible`, -1 if hidden
+  let selected = -1;
+  let matches = [];
+  let matchAt = -1;
+  let isMatch = new Uint8Array(0);
+  let critical = new Uint8Array(0);
+  let showCritical = false;
+  let lowerNames = null;
+  let typeClass = [];
+  const pool = []; // row elements, reused
+  let renderQueued = false;
+  let lastRange = [0, -1];
+
+  // --- Formatting -----------------------------------------------------------------------------
+
+  function duration(ns) {
+    if (ns < 0) return "running";
+    if (ns < 1e3) return ns + " ns";
+    if (ns < 1e6) return scaled(ns / 1e3, "µs");
+    if (ns < 1e9) return scaled(ns / 1e6, "ms");
+    const s = ns / 1e9;
+    if (s < 60) return s.toFixed(2) + " s";
+    const m = Math.floor(s / 60);
+    return m + " m " + String(Math.floor(s % 60)).padStart(2, "0") + " s";
+  }
+  function scaled(v, unit) {
+    return (v < 10 ? v.toFixed(2) : v < 100 ? v.toFixed(1) : v.toFixed(0)) + " " + unit;
+  }
+  const fmt = new Intl.NumberFormat("en-US");
+
+  // --- Layout ---------------------------------------------------------------------------------
+
+  async function load() {
+    const response = await fetch(layoutUrl, { headers: { Accept: "application/json" } });
+    if (!response.ok) throw new Error("layout: HTTP " + response.status);
+    const data = await response.json();
+    performance.mark("wf-layout");
+    apply(data, null);
+  }
+
+  function apply(data, previous) {
+    L = data;
+    n = L.ids.length;
+    lowerNames = null;
+    typeClass = L.type_names.map((t) =>
+      KNOWN_TYPES.has(t) ? "type-" + t.toLowerCase().replace(/_/g, "-") : "type-other");
+    critical = new Uint8Array(n);
+    for (const i of L.critical) critical[i] = 1;
+    collapsed = new Uint8Array(n);
+    if (previous) {
+      // Keep what the reader collapsed and selected across a refresh of a running trace.
+      const index = new Map();
+      L.ids.forEach((id, i) => index.set(id, i));
+      for (const id of previous.collapsedIds) if (index.has(id)) collapsed[index.get(id)] = 1;
+      selected = index.has(previous.selectedId) ? index.get(previous.selectedId) : -1;
+    } else if (n > LARGE_TRACE) {
+      collapseToDepth(3);
+    }
+    fillTypeSelect();
+    drawAxis();
+    computeFilter();
+    computeMatches(false);
+    refresh();
+    updateStatusLine();
+  }
+
+  function snapshot() {
+    const collapsedIds = [];
+    for (let i = 0; i < n; i++) if (collapsed[i]) collapsedIds.push(L.ids[i]);
+    return { collapsedIds, selectedId: selected >= 0 ? L.ids[selected] : null };
+  }
+
+  function fillTypeSelect() {
+    const current = typeSelect.value;
+    typeSelect.replaceChildren(new Option("All", ""));
+    L.type_names.forEach((t, i) => typeSelect.add(new Option(t, String(i))));
+    typeSelect.value = current;
+  }
+
+  function drawAxis() {
+    const total = Math.max(L.total, 1);
+    const labels = [];
+    const lines = [];
+    for (const t of L.ticks) {
+      const pct = (100 * t) / total;
+      const label = document.createElement("span");
+      label.className = "wf-tick" + (pct > 92 ? " is-end" : "");
+      label.style.left = pct + "%";
+      label.textContent = t === 0 ? "0" : duration(t);
+      labels.push(label);
+      const line = document.createElement("span");
+      line.className = "wf-gridline";
+      line.style.left = pct + "%";
+      lines.push(line);
+    }
+    axis.replaceChildren(...labels);
+    grid.replaceChildren(...lines);
+  }
+
+  function updateStatusLine() {
+    const hidden = n - visible.length;
+    let text = fmt.format(n) + " span" + (n === 1 ? "" : "s") + " · " + duration(L.total);
+    if (hidden > 0) {
+      text += " · " + fmt.format(hidden) + " in collapsed or filtered subtrees (expand to see them)";
+    }
+    if (L.orphans.length) {
+      text += " · " + fmt.format(L.orphans.length) + " without their parent, shown as roots";
+    }
+    if (L.span_count > n) {
+      text += " · " + fmt.format(L.span_count - n) + " more counted than received";
+    }
+    if (L.state === "IN_PROGRESS") text += " · in progress, updating";
+    statusLine.textContent = text;
+  }
+
+  // --- Visible rows ---------------------------------------------------------------------------
+
+  function computeVisible() {
+    const out = new Int32Array(n);
+    let k = 0;
+    let i = 0;
+    while (i < n) {
+      if (keep && !keep[i]) {
+        i += L.size[i]; // nothing below is kept either: keep includes every kept span's ancestors
+        continue;
+      }
+      out[k++] = i;
+      i += collapsed[i] ? L.size[i] : 1;
+    }
+    visible = out.subarray(0, k);
+    rowOf = new Int32Array(n).fill(-1);
+    for (let r = 0; r < k; r++) rowOf[visible[r]] = r;
+  }
+
+  function refresh() {
+    computeVisible();
+    sizer.style.height = visible.length * ROW_H + "px";
+    lastRange = [0, -1];
+    render(true);
+    updateStatusLine();
+  }
+
+  function queueRender() {
+    if (renderQueued) return;
+    renderQueued = true;
+    requestAnimationFrame(() => {
+      renderQueued = false;
+      render(false);
+    });
+  }
+
+  function render(force) {
+    const top = viewport.scrollTop;
+    const height = viewport.clientHeight || 600;
+    const first = Math.max(0, Math.floor(top / ROW_H) - OVERSCAN);
+    const last = Math.min(visible.length - 1, Math.ceil((top + height) / ROW_H) + OVERSCAN);
+    if (!force && first === lastRange[0] && last === lastRange[1]) return;
+    lastRange = [first, last];
+    const count = Math.max(0, last - first + 1);
+    while (pool.length < count) {
+      const row = makeRow();
+      pool.push(row);
+      viewport.appendChild(row);
+    }
+    for (let r = 0; r < pool.length; r++) {
+      const row = pool[r];
+      if (r < count) {
+        fillRow(row, visible[first + r], first + r);
+        row.hidden = false;
+      } else if (!row.hidden) {
+        row.hidden = true;
+        row.dataset.i = "";
+      }
+    }
+  }
+
+  function makeRow() {
+    const row = document.createElement("div");
+    row.className = "wf-row";
+    row.setAttribute("role", "treeitem");
+    const name = document.createElement("div");
+    name.className = "wf-name";
+    const guides = document.createElement("span");
+    guides.className = "wf-guides";
+    const toggle = document.createElement("button");
+    toggle.type = "button";
+    toggle.className = "wf-toggle";
+    toggle.tabIndex = -1;
+    const icon = document.createElement("span");
+    icon.className = "wf-icon";
+    icon.setAttribute("aria-hidden", "true");
+    const label = document.createElement("span");
+    label.className = "wf-label";
+    const extra = document.createElement("span");
+    extra.className = "wf-extra";
+    name.append(guides, toggle, icon, label, extra);
+    const track = document.createElement("div");
+    track.className = "wf-track";
+    const bar = document.createElement("span");
+    bar.className = "wf-bar";
+    const dur = document.createElement("span");
+    dur.className = "wf-dur";
+    track.append(bar, dur);
+    row.append(name, track);
+    row._parts = { guides, toggle, icon, label, extra, bar, dur };
+    return row;
+  }
+
+  function fillRow(row, i, r) {
+    const p = row._parts;
+    row.style.transform = "translateY(" + r * ROW_H + "px)";
+    if (row.dataset.i === String(i) && !row._dirty) {
+      setFlags(row, i);
+      return;
+    }
+    row.dataset.i = String(i);
+    row.id = "wf-span-" + L.ids[i];
+    const depth = L.depth[i];
+    const shownDepth = Math.min(depth, MAX_INDENT_LEVELS);
+    p.guides.style.width = shownDepth * INDENT + "px";
+    const hasKids = L.size[i] > 1;
+    p.toggle.textContent = hasKids ? (collapsed[i] ? "▸" : "▾") : "";
+    p.toggle.disabled = !hasKids;
+    p.toggle.setAttribute("aria-label", hasKids ? (collapsed[i] ? "Expand" : "Collapse") : "");
+    const typeName = L.type_names[L.types[i]];
+    p.icon.textContent = TYPE_ICONS[typeName] || "•";
+    p.icon.title = typeName;
+    setLabel(p.label, L.names[i]);
+    let extra = "";
+    if (hasKids && collapsed[i]) extra = "+" + fmt.format(L.size[i] - 1) + " collapsed";
+    if (depth > MAX_INDENT_LEVELS) extra = "depth " + depth + (extra ? " · " + extra : "");
+    p.extra.textContent = extra;
+    row.className = "wf-row " + typeClass[L.types[i]];
+    const total = Math.max(L.total, 1);
+    const start = L.start[i];
+    const dur = L.dur[i] < 0 ? L.total - start : L.dur[i];
+    const left = (100 * start) / total;
+    const width = (100 * dur) / total;
+    p.bar.style.left = left + "%";
+    p.bar.style.width = width + "%";
+    p.dur.textContent = duration(L.dur[i]);
+    // The label sits after the bar, or before it when the bar reaches the right edge.
+    if (left + width > 78) {
+      p.dur.style.left = "";
+      p.dur.style.right = 100 - left + "%";
+    } else {
+      p.dur.style.right = "";
+      p.dur.style.left = left + width + "%";
+    }
+    row.setAttribute("aria-level", String(depth + 1));
+    if (hasKids) row.setAttribute("aria-expanded", collapsed[i] ? "false" : "true");
+    else row.removeAttribute("aria-expanded");
+    row._dirty = false;
+    setFlags(row, i);
+  }
+
+  function setLabel(label, name) {
+    const q = findInput.value.trim().toLowerCase();
+    const at = q ? name.toLowerCase().indexOf(q) : -1;
+    if (at < 0) {
+      label.textContent = name;
+      return;
+    }
+    // Built from text nodes: span names are untrusted and never go through innerHTML.
+    const mark = document.createElement("mark");
+    mark.textContent = name.slice(at, at + q.length);
+    label.replaceChildren(name.slice(0, at), mark, name.slice(at + q.length));
+  }
+
+  function setFlags(row, i) {
+    const c = row.classList;
+    c.toggle("is-error", L.status[i] === 2);
+    c.toggle("is-running", L.dur[i] < 0);
+    c.toggle("is-selected", i === selected);
+    c.toggle("is-match", isMatch[i] === 1);
+    c.toggle("is-current-match", matchAt >= 0 && matches[matchAt] === i);
+    c.toggle("is-critical", showCritical && critical[i] === 1);
+    c.toggle("is-dimmed", showCritical && critical[i] !== 1);
+    row.setAttribute("aria-selected", i === selected ? "true" : "false");
+  }
+
+  function redrawAll() {
+    for (const row of pool) row._dirty = true;
+    lastRange = [0, -1];
+    render(true);
+  }
+
+  // --- Collapse -------------------------------------------------------------------------------
+
+  function setCollapsed(i, value) {
+    if (L.size[i] <= 1 || collapsed[i] === value) return;
+    collapsed[i] = value;
+    const keepTop = rowOf[i];
+    refresh();
+    if (keepTop >= 0) ensureVisible(i);
+  }
+
+  function collapseToDepth(depth) {
+    for (let i = 0; i < n; i++) collapsed[i] = L.depth[i] >= depth - 1 && L.size[i] > 1 ? 1 : 0;
+  }
+
+  function revealAncestors(i) {
+    for (let p = L.parent[i]; p >= 0; p = L.parent[p]) collapsed[p] = 0;
+  }
+
+  // --- Filters and find -----------------------------------------------------------------------
+
+  function names() {
+    if (!lowerNames) lowerNames = L.names.map((s) => s.toLowerCase());
+    return lowerNames;
+  }
+
+  function computeMatches(move) {
+    const q = findInput.value.trim().toLowerCase();
+    isMatch = new Uint8Array(n);
+    matches = [];
+    if (q) {
+      const lower = names();
+      for (let i = 0; i < n; i++) {
+        if (lower[i].includes(q) || L.ids[i].startsWith(q)) {
+          isMatch[i] = 1;
+          matches.push(i);
+        }
+      }
+    }
+    matchAt = matches.length ? 0 : -1;
+    if (move && matchAt >= 0) goToMatch(0);
+    showMatchCount();
+  }
+
+  function showMatchCount() {
+    if (!findInput.value.trim()) findCount.textContent = "";
+    else if (!matches.length) findCount.textContent = "no match";
+    else findCount.textContent = fmt.format(matchAt + 1) + " of " + fmt.format(matches.length);
+  }
+
+  function goToMatch(at) {
+    if (!matches.length) return;
+    matchAt = (at + matches.length) % matches.length;
+    const i = matches[matchAt];
+    revealAncestors(i);
+    select(i, { reveal: true, recompute: true });
+    showMatchCount();
+  }
+
+  function computeFilter() {
+    const type = typeSelect.value;
+    const status = statusSelect.value;
+    const useMatches = onlyMatches.checked && findInput.value.trim() !== "";
+    if (type === "" && status === "" && !useMatches) {
+      keep = null;
+      return;
+    }
+    const t = type === "" ? -1 : Number(type);
+    const s = status === "" ? -1 : Number(status);
+    keep = new Uint8Array(n);
+    for (let i = 0; i < n; i++) {
+      if ((t < 0 || L.types[i] === t) && (s < 0 || L.status[i] === s) && (!useMatches || isMatch[i])) {
+        keep[i] = 1;
+      }
+    }
+    // Ancestors of a kept span stay, so that it is seen where it sits in the tree; they are
+    // expanded, since the filter is what the reader asked to see.
+    for (let i = n - 1; i >= 0; i--) {
+      const p = L.parent[i];
+      if (keep[i] && p >= 0) {
+        keep[p] = 1;
+        collapsed[p] = 0;
+      }
+    }
+  }
+
+  function applyFilter() {
+    computeFilter();
+    refresh();
+  }
+
+  // --- Selection, details, URL ----------------------------------------------------------------
+
+  function select(i, options = {}) {
+    if (i < 0 || i >= n) return;
+    selected = i;
+    if (options.recompute) refresh();
+    if (options.reveal !== false) ensureVisible(i);
+    redrawAll();
+    const url = new URL(window.location.href);
+    url.searchParams.set("span", L.ids[i]);
+    history.replaceState(null, "", url);
+    if (options.open) openDetails(i);
+  }
+
+  function ensureVisible(i) {
+    const r = rowOf[i];
+    if (r < 0) return;
+    const top = r * ROW_H;
+    if (top < viewport.scrollTop) viewport.scrollTop = top;
+    else if (top + ROW_H > viewport.scrollTop + viewport.clientHeight) {
+      viewport.scrollTop = top + ROW_H - viewport.clientHeight;
+    }
+  }
+
+  function openDetails(i) {
+    const url = spanUrl + encodeURIComponent(L.ids[i]) + "/";
+    if (!window.htmx) {
+      window.location.href = url;
+      return;
+    }
+    window.htmx.ajax("GET", url, { target: "#span-panel", swap: "innerHTML" });
+  }
+
+  function move(delta) {
+    if (!visible.length) return;
+    const r = selected >= 0 && rowOf[selected] >= 0 ? rowOf[selected] + delta : delta > 0 ? 0 : visible.length - 1;
+    select(visible[Math.max(0, Math.min(visible.length - 1, r))]);
+  }
+
+  function left() {
+    if (selected < 0) return;
+    if (L.size[selected] > 1 && !collapsed[selected]) setCollapsed(selected, 1);
+    else if (L.parent[selected] >= 0) select(L.parent[selected]);
+  }
+
+  function right() {
+    if (selected < 0) return;
+    if (L.size[selected] > 1 && collapsed[selected]) setCollapsed(selected, 0);
+    else if (L.size[selected] > 1 && (!keep || keep[selected + 1])) select(selected + 1);
+  }
+
+  // --- Events ---------------------------------------------------------------------------------
+
+  function bind() {
+    viewport.addEventListener("scroll", queueRender, { passive: true });
+    window.addEventListener("resize", queueRender);
+    viewport.addEventListener("click", (event) => {
+      const row = event.target.closest(".wf-row");
+      if (!row || row.dataset.i === "") return;
+      const i = Number(row.dataset.i);
+      if (event.target.closest(".wf-toggle")) {
+        setCollapsed(i, collapsed[i] ? 0 : 1);
+        return;
+      }
+      select(i, { open: true });
+      viewport.focus({ preventScroll: true });
+    });
+    root.addEventListener("click", (event) => {
+      const button = event.target.closest("[data-action]");
+      if (!button) return;
+      const action = button.dataset.action;
+      if (action === "expand-all") {
+        collapsed.fill(0);
+        depthSelect.value = "";
+        refresh();
+      } else if (action === "collapse-all") {
+        collapseToDepth(1);
+        depthSelect.value = "1";
+        refresh();
+      } else if (action === "critical") toggleCritical();
+      else if (action === "keys") keysDialog.showModal();
+      else if (action === "find-next") goToMatch(matchAt + 1);
+      else if (action === "find-prev") goToMatch(matchAt - 1);
+    });
+    depthSelect.addEventListener("change", () => {
+      if (depthSelect.value === "") collapsed.fill(0);
+      else collapseToDepth(Number(depthSelect.value));
+      refresh();
+    });
+    let findTimer = 0;
+    findInput.addEventListener("input", () => {
+      clearTimeout(findTimer);
+      findTimer = setTimeout(() => {
+        computeMatches(true);
+        if (onlyMatches.checked) computeFilter();
+        refresh();
+        redrawAll();
+      }, n > 10000 ? 200 : 80);
+    });
+    findInput.addEventListener("keydown", (event) => {
+      if (event.key === "Enter") {
+        event.preventDefault();
+        goToMatch(matchAt + (event.shiftKey ? -1 : 1));
+      } else if (event.key === "Escape") {
+        findInput.blur();
+        viewport.focus({ preventScroll: true });
+      }
+    });
+    typeSelect.addEventListener("change", applyFilter);
+    statusSelect.addEventListener("change", applyFilter);
+    onlyMatches.addEventListener("change", applyFilter);
+    document.addEventListener("keydown", onKey);
+    panel.addEventListener("click", onPanelClick);
+    document.addEventListener("click", onCopy);
+    document.addEventListener("visibilitychange", schedulePoll);
+  }
+
+  function toggleCritical() {
+    showCritical = !showCritical;
+    root.querySelector('[data-action="critical"]').setAttribute("aria-pressed", String(showCritical));
+    root.classList.toggle("show-critical", showCritical);
+    if (showCritical) {
+      // The whole path is made visible: it is what the reader asked to see.
+      for (const i of L.critical) revealAncestors(i);
+      refresh();
+    }
+    redrawAll();
+  }
+
+  function onKey(event) {
+    if (event.ctrlKey || event.metaKey || event.altKey) return;
+    const target = event.target;
+    const typing = target.closest && target.closest("input, select, textarea, [contenteditable]");
+    if (typing || (keysDialog.open && event.key !== "?")) return;
+    const handlers = {
+      j: () => move(1), ArrowDown: () => move(1),
+      k: () => move(-1), ArrowUp: () => move(-1),
+      ArrowLeft: left, ArrowRight: right,
+      Enter: () => selected >= 0 && openDetails(selected),
+      "/": () => findInput.focus(),
+      "?": () => (keysDialog.open ? keysDialog.close() : keysDialog.showModal()),
+      c: toggleCritical,
+    };
+    const handler = handlers[event.key];
+    if (!handler || !L) return;
+    // Keys pressed on a link or a button in the details panel keep their usual meaning.
+    if (event.key === "Enter" && target.closest && target.closest("a, button, summary")) return;
+    event.preventDefault();
+    handler();
+  }
+
+  function onPanelClick(event) {
+    const tab = event.target.closest("[data-tab]");
+    if (!tab) return;
+    const detail = tab.closest(".span-detail");
+    for (const t of detail.querySelectorAll("[data-tab]")) {
+      t.setAttribute("aria-selected", t === tab ? "true" : "false");
+    }
+    for (const p of detail.querySelectorAll("[data-tab-panel]")) {
+      p.hidden = p.dataset.tabPanel !== tab.dataset.tab;
+    }
+  }
+
+  // --- In-progress traces ---------------------------------------------------------------------
+
+  let pollTimer = 0;
+  function schedulePoll() {
+    clearTimeout(pollTimer);
+    if (!L || L.state !== "IN_PROGRESS" || document.visibilityState !== "visible") return;
+    pollTimer = setTimeout(poll, POLL_MS);
+  }
+
+  async function poll() {
+    try {
+      const known = encodeURIComponent(L.span_count + ":" + L.state);
+      const response = await fetch(layoutUrl + "?known=" + known);
+      if (response.status === 200) {
+        const top = viewport.scrollTop;
+        apply(await response.json(), snapshot());
+        viewport.scrollTop = top;
+        queueRender();
+      }
+    } catch (error) {
+      statusLine.textContent += " · update failed, retrying";
+    }
+    schedulePoll();
+  }
+
+  // --- Start ----------------------------------------------------------------------------------
+
+  bind();
+  load()
+    .then(() => {
+      performance.mark("wf-rows");
+      const wanted = root.dataset.selected;
+      const i = wanted ? L.ids.indexOf(wanted) : -1;
+      if (i >= 0) {
+        revealAncestors(i);
+        refresh();
+        select(i, { open: true });
+        const r = rowOf[i];
+        viewport.scrollTop = Math.max(0, r * ROW_H - viewport.clientHeight / 2);
+      }
+      schedulePoll();
+      requestAnimationFrame(() => {
+        performance.mark("wf-interactive");
+        root.dataset.ready = "1";
+      });
+    })
+    .catch((error) => {
+      statusLine.textContent = "The waterfall could not be loaded (" + error.message + "). Reload to retry.";
+      statusLine.classList.add("error-text");
+    });
+})();
+
+// Copy buttons anywhere on the page: `data-copy-target` names the element whose text is copied.
+function onCopy(event) {
+  const button = event.target.closest && event.target.closest("[data-copy-target]");
+  if (!button) return;
+  const source = document.getElementById(button.dataset.copyTarget);
+  if (!source) return;
+  const done = () => {
+    const label = button.textContent;
+    button.textContent = "Copied";
+    setTimeout(() => (button.textContent = label), 1200);
+  };
+  if (navigator.clipboard && window.isSecureContext) {
+    navigator.clipboard.writeText(source.textContent).then(done, () => selectText(source));
+  } else {
+    selectText(source);
+  }
+}
+
+function selectText(element) {
+  // Without clipboard access (plain HTTP), select the text so that Ctrl+C copies it.
+  const range = document.createRange();
+  range.selectNodeContents(element);
+  const selection = window.getSelection();
+  selection.removeAllRanges();
+  selection.addRange(range);
+}

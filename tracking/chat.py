@@ -1,0 +1,170 @@
+"""Chat messages found in a span's inputs and outputs, normalised for the conversation view.
+
+The shapes our users log (see the MLflow ChatModel / ChatAgent / ResponsesAgent docs):
+
+- OpenAI chat completions: inputs `{"messages": [{"role", "content", "tool_calls"}, ...]}`,
+  tool results as `{"role": "tool", "tool_call_id", "content"}`; outputs
+  `{"choices": [{"message": {...}}]}`. MLflow's ChatModel uses the same shapes.
+- MLflow ChatAgent: inputs and outputs both `{"messages": [...]}`.
+- MLflow ResponsesAgent (OpenAI Responses): inputs `{"input": [...]}`, outputs
+  `{"output": [...]}` of items typed `message`, `function_call` and `function_call_output`.
+- A bare list of messages.
+
+Content may be a string or a list of parts (`{"type": "text"|"input_text"|"output_text",
+"text"}`); other parts are kept as JSON text. Nothing here renders: the template escapes names
+and the markdown module sanitises content.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
+# A conversation longer than this is cut, and says so, to keep the details panel quick.
+MAX_MESSAGES = 200
+
+
+@dataclass
+class ToolCall:
+    name: str
+    arguments: str
+    call_id: str = ""
+
+
+@dataclass
+class Message:
+    role: str
+    content: str = ""
+    name: str = ""
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    tool_call_id: str = ""
+    source: str = "inputs"  # which side of the span it came from
+
+
+@dataclass
+class Conversation:
+    messages: list[Message]
+    omitted: int = 0
+
+
+def conversation(inputs: Any, outputs: Any) -> Conversation | None:
+    """The chat of a span, or None when neither side holds chat messages."""
+    messages = [*_messages_in(inputs, "inputs"), *_messages_in(outputs, "outputs")]
+    if not messages:
+        return None
+    omitted = max(0, len(messages) - MAX_MESSAGES)
+    return Conversation(messages=messages[:MAX_MESSAGES], omitted=omitted)
+
+
+def _messages_in(value: Any, source: str) -> list[Message]:
+    if isinstance(value, dict):
+        for key in ("messages", "input", "output"):
+            items = value.get(key)
+            if _is_message_list(items):
+                return _convert(items, source)
+        choices = value.get("choices")
+        if isinstance(choices, list):
+            found = [c["message"] for c in choices if isinstance(c, dict) and "message" in c]
+            if _is_message_list(found):
+                return _convert(found, source)
+    elif _is_message_list(value):
+        return _convert(value, source)
+    return []
+
+
+def _is_message_list(items: Any) -> bool:
+    return (
+        isinstance(items, list)
+        and bool(items)
+        and all(isinstance(m, dict) and _is_item(m) for m in items)
+    )
+
+
+def _is_item(item: dict) -> bool:
+    if item.get("role") in ROLES:
+        return True
+    return item.get("type") in ("message", "function_call", "function_call_output")
+
+
+def _convert(items: list[dict], source: str) -> list[Message]:
+    out = []
+    for item in items:
+        kind = item.get("type")
+        if kind == "function_call":
+            call = ToolCall(
+                name=_text(item.get("name")),
+                arguments=_arguments(item.get("arguments")),
+                call_id=_text(item.get("call_id") or item.get("id")),
+            )
+            out.append(Message(role="assistant", tool_calls=[call], source=source))
+        elif kind == "function_call_output":
+            out.append(
+                Message(
+                    role="tool",
+                    content=_content(item.get("output")),
+                    tool_call_id=_text(item.get("call_id")),
+                    source=source,
+                )
+            )
+        else:
+            role = item.get("role")
+            out.append(
+                Message(
+                    role=role if role in ROLES else "assistant",
+                    content=_content(item.get("content")),
+                    name=_text(item.get("name")),
+                    tool_calls=[_tool_call(c) for c in item.get("tool_calls") or [] if c],
+                    tool_call_id=_text(item.get("tool_call_id")),
+                    source=source,
+                )
+            )
+    return out
+
+
+def _tool_call(call: Any) -> ToolCall:
+    if not isinstance(call, dict):
+        return ToolCall(name="", arguments=_arguments(call))
+    function = call.get("function") if isinstance(call.get("function"), dict) else call
+    return ToolCall(
+        name=_text(function.get("name")),
+        arguments=_arguments(function.get("arguments")),
+        call_id=_text(call.get("id")),
+    )
+
+
+def _content(content: Any) -> str:
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        parts = []
+        for part in content:
+            if isinstance(part, dict) and isinstance(part.get("text"), str):
+                parts.append(part["text"])
+            elif isinstance(part, str):
+                parts.append(part)
+            else:
+                parts.append(f"```json\n{_json(part)}\n```")
+        return "\n\n".join(parts)
+    return f"```json\n{_json(content)}\n```"
+
+
+def _arguments(arguments: Any) -> str:
+    """Tool arguments as indented JSON when they are JSON (they usually arrive as a string)."""
+    if isinstance(arguments, str):
+        try:
+            return _json(json.loads(arguments))
+        except ValueError:
+            return arguments
+    return "" if arguments is None else _json(arguments)
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else ("" if value is None else str(value))
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, indent=2, ensure_ascii=False, default=str)
