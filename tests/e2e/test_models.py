@@ -1,0 +1,99 @@
+"""The model pages in a real browser: pick two versions, compare them, show only the
+differences, and follow a version to its traces and artifacts."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from tracking.models import Experiment, LoggedModel, Metric, Trace, TraceState
+
+pytestmark = pytest.mark.e2e
+
+T0 = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def versions(server) -> list[LoggedModel]:
+    experiment = Experiment.objects.create(name="support")
+    made = []
+    for i, (temperature, max_tokens) in enumerate([("0.2", 512), ("0.4", 768)]):
+        model = LoggedModel.objects.create(
+            experiment=experiment,
+            name="support-agent",
+            created_at=T0 + timedelta(days=i),
+            status="LOGGED_MODEL_READY",
+            params={"temperature": temperature, "llm": "gpt-4o-mini"},
+            model_config={"llm": {"endpoint": "gpt-4o-mini", "max_tokens": max_tokens}},
+            tags={
+                "mlflow.source.git.commit": f"{i + 1:040x}",
+                "mlflow.source.git.repoURL": "https://github.com/acme/support-agent",
+            },
+        )
+        Metric.objects.create(
+            logged_model=model, key="accuracy", value=0.7 + i / 10, timestamp_ms=1
+        )
+        for n in range(6):
+            Trace.objects.create(
+                experiment=experiment,
+                trace_id=f"tr-{i:02x}{n:030x}",
+                name=f"answer v{i + 1} #{n}",
+                state=TraceState.ERROR if n == 0 and i == 0 else TraceState.OK,
+                request_time=T0 + timedelta(days=i, minutes=n),
+                duration_ns=(n + 1) * (300 - 100 * i) * 1_000_000,
+                total_tokens=100 * (n + 1),
+                model_id=model.model_id,
+            )
+        made.append(model)
+    return made
+
+
+def test_compare_two_versions_from_the_list(page, server, versions):
+    old, new = versions
+    page.goto(server + "/models/")
+    compare = page.get_by_role("button", name="Compare selected")
+    assert compare.is_disabled()  # models.js: 2 to 4 versions
+
+    page.get_by_label("Compare v1 of support-agent").check()
+    page.get_by_label("Compare v2 of support-agent").check()
+    assert page.locator("[data-compare-count]").inner_text() == "2 selected"
+    compare.click()
+
+    page.wait_for_url("**/models/compare/?ids=*")
+    assert page.locator("h1").inner_text() == "Compare versions"
+    assert page.locator("th.compare-version").count() == 2
+    table = page.locator("table.compare")
+    assert "llm.max_tokens" in table.inner_text()
+    assert (
+        page.locator("tr.row-changed", has_text="llm.max_tokens").locator(".cell-changed").count()
+        == 1
+    )
+    assert page.locator("tr", has_text="Latency p50").locator(".cell-best").count() == 1
+    assert page.locator(".histogram svg").count() == 2
+    assert page.locator("tr.row-same", has_text="llm.endpoint").count() == 1
+
+    page.get_by_role("switch", name="Only differences").click()
+
+    page.wait_for_url("**diff=1")
+    assert page.locator("tr.row-same", has_text="llm.endpoint").count() == 0
+    assert page.locator("tr.row-changed", has_text="llm.max_tokens").count() == 1
+    assert page.get_by_role("switch").get_attribute("aria-checked") == "true"
+    page.reload()  # the URL is the state: shareable
+    assert page.locator("tr.row-same", has_text="llm.endpoint").count() == 0
+
+    page.locator("th.compare-version").nth(1).get_by_role("link", name="traces").click()
+    page.wait_for_url(f"{server}/models/{new.model_id}/traces/")
+    assert "support-agent" in page.locator("h1").inner_text()
+    assert page.locator(".stat", has_text="Traces").locator(".stat-value").inner_text() == "6"
+    assert page.locator(".histogram rect").count() > 0
+    assert "answer v2 #5" in page.locator("table.traces").inner_text()
+
+    page.locator(".model-tabs").get_by_role("link", name="Artifacts").click()
+    page.wait_for_url(f"{server}/models/{new.model_id}/artifacts/")
+    assert "No artifacts stored for this version" in page.locator("main").inner_text()
+
+    page.locator(".model-tabs").get_by_role("link", name="Overview").click()
+    page.wait_for_url(f"{server}/models/{new.model_id}/")
+    assert "max_tokens" in page.locator(".config-card").inner_text()
+    assert old.model_id in page.locator(".version-list").inner_text()
