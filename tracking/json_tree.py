@@ -21,7 +21,7 @@ STRING_PREVIEW = 300
 STRING_MAX = 20_000
 MAX_NODES = 2_000
 # Objects and lists deeper than this start closed.
-OPEN_DEPTH = 2
+OPEN_DEPTH = 4
 
 
 class _Budget:

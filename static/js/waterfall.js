@@ -188,8 +188,7 @@
   function refresh() {
     computeVisible();
     sizer.style.height = visible.length * ROW_H + "px";
-    lastRange = [0, -1];
-    render(true);
+    redrawAll();
     updateStatusLine();
   }
 
