@@ -67,6 +67,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "csp.middleware.CSPMiddleware",
+    # Before anything reads a body (sessions, CSRF): oversized ones are refused unread.
+    "webapp.limits.RequestSizeLimitMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -229,6 +231,8 @@ if env.str("SPYGLASS_ARTIFACT_STORAGE", default="filesystem") == "s3":
     }
 # Artifact uploads (models, code, traces.json) are streamed to storage; bigger ones get 413.
 SPYGLASS_MAX_ARTIFACT_BYTES = env.int("SPYGLASS_MAX_ARTIFACT_BYTES", default=1024**3)
+# Page forms and the native API take far less than ingest does (see webapp/limits.py).
+SPYGLASS_MAX_PAGE_BYTES = env.int("SPYGLASS_MAX_PAGE_BYTES", default=2 * 1024 * 1024)
 # A span's inputs, outputs, events (and each attribute value) are stored up to this many
 # bytes of JSON; a bigger one is replaced by a marker with its size and its beginning.
 SPYGLASS_MAX_SPAN_FIELD_BYTES = env.int("SPYGLASS_MAX_SPAN_FIELD_BYTES", default=1024 * 1024)
