@@ -287,6 +287,8 @@ CELERY_RESULT_EXPIRES = 3600
 # the embedded worker). Each task is safe to run twice, so two beats only waste a little work.
 CELERY_BEAT_SCHEDULE = {
     "delete-old-traces": {"task": "tracking.delete_old_traces", "schedule": 3600.0},
+    # Playground runs whose worker was lost (or whose message was) end failed, not "running".
+    "reap-stale-playground-runs": {"task": "playground.reap_stale_runs", "schedule": 60.0},
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 # Traces older than this many days are deleted hourly, in batches; 0 keeps them forever.

@@ -1,0 +1,140 @@
+"""Starting answers: one function saves the user's message and a queued Run per agent, then
+enqueues their tasks once that is committed; and the reaper that fails runs nobody finishes.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Iterable, Sequence
+from datetime import timedelta
+from typing import Any
+
+from celery import Celery
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+from kombu.exceptions import OperationalError
+
+from playground.models import Agent, Conversation, Message, Role, Run, RunStatus
+from webapp.celery import app as default_app
+
+logger = logging.getLogger(__name__)
+
+ANSWER_TASK = "playground.answer"
+
+
+def history_for(conversation: Conversation, agent: Agent) -> list[dict[str, str]]:
+    """The chat so far as this agent saw it: every user turn and this agent's own answers."""
+    answers = dict(
+        Run.objects.filter(conversation=conversation, agent=agent, status=RunStatus.DONE)
+        .order_by("message_id", "pk")
+        .values_list("message_id", "content")
+    )
+    history = []
+    for message in conversation.messages.all():
+        history.append({"role": message.role, "content": message.content})
+        if message.role == Role.USER and message.pk in answers:
+            history.append({"role": "assistant", "content": answers[message.pk]})
+    return history
+
+
+def send(
+    conversation: Conversation,
+    content: str,
+    params: dict[str, Any] | None = None,
+    custom_inputs: dict[str, Any] | None = None,
+    history: Sequence[dict[str, str]] = (),
+    app: Celery | None = None,
+    queue: str | None = None,
+) -> Message:
+    """Save the message (after any replayed `history` turns) and start a run per agent.
+
+    The message is committed before anything is enqueued: if the broker is down, the runs
+    fail with that reason and the message stays, ready to be sent again.
+    """
+    agents = list(conversation.agents.all())
+    with transaction.atomic():
+        for turn in history:
+            Message.objects.create(conversation=conversation, role=turn["role"],
+                                   content=turn["content"])  # fmt: skip
+        message = Message.objects.create(
+            conversation=conversation, content=content, params=params or {},
+            custom_inputs=custom_inputs,
+        )  # fmt: skip
+        runs = [_queued_run(conversation, message, agent) for agent in agents]
+        Conversation.objects.filter(pk=conversation.pk).update(updated_at=timezone.now())
+        enqueue(runs, app, queue)
+    return message
+
+
+def _queued_run(conversation: Conversation, message: Message, agent: Agent) -> Run:
+    messages = history_for(conversation, agent)
+    if conversation.system_prompt:
+        messages.insert(0, {"role": "system", "content": conversation.system_prompt})
+    request = {"messages": messages, "params": message.params,
+               "custom_inputs": message.custom_inputs}  # fmt: skip
+    return Run.objects.create(
+        conversation=conversation, message=message, agent=agent, request=request,
+        task_id=str(uuid.uuid4()),
+    )  # fmt: skip
+
+
+def enqueue(runs: Iterable[Run], app: Celery | None = None, queue: str | None = None) -> None:
+    """Publish a task per run when the current transaction commits (now, outside one).
+
+    The task id is chosen here and stored on the run beforehand, so the row always names its
+    message; `apply_async_on_commit` is `delay_on_commit` with those options. A broker that
+    cannot be reached fails the runs with the reason instead of raising to the caller.
+    """
+    task = (app or default_app).tasks[ANSWER_TASK]
+    runs = list(runs)
+    options: dict[str, Any] = {"queue": queue} if queue else {}
+    for run in runs:
+        transaction.on_commit(lambda run=run: _publish(task, run, options))
+
+
+def _publish(task: Any, run: Run, options: dict[str, Any]) -> None:
+    try:
+        task.apply_async((run.pk,), task_id=run.task_id, **options)
+    except (OperationalError, OSError) as exc:
+        logger.warning("Could not queue run %s: %s", run.pk, exc)
+        run.fail(
+            f"Could not queue the answer: the task broker is unreachable ({exc}). "
+            "Your message is saved; send it again when the broker is back."
+        )
+
+
+def reap_stale_runs(
+    running_for: timedelta | None = None, queued_for: timedelta | None = None
+) -> int:
+    """Fail runs that no worker will finish; answers how many.
+
+    A running run's task writes at least every few seconds while it streams and is killed at
+    the hard time limit, so a run silent for longer than that lost its worker (and a
+    redelivered message is a no-op by design). A run queued for long was never picked up.
+    """
+    if running_for is None:
+        running_for = timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT + 30)
+    if queued_for is None:
+        queued_for = timedelta(seconds=settings.SPYGLASS_PLAYGROUND_QUEUED_TIMEOUT_S)
+    now = timezone.now()
+    stale = Run.objects.stale(running_for, queued_for)
+    lost = stale.filter(status=RunStatus.RUNNING).update(
+        status=RunStatus.FAILED,
+        error=(
+            f"The worker stopped while answering (no progress for over "
+            f"{int(running_for.total_seconds())} s): it was restarted or lost. Send again."
+        ),
+        finished_at=now, heartbeat_at=now, seq=F("seq") + 1,
+    )  # fmt: skip
+    never = stale.filter(status=RunStatus.QUEUED).update(
+        status=RunStatus.FAILED,
+        error=(
+            f"No worker picked this answer up within {int(queued_for.total_seconds())} s. "
+            "Is a Celery worker running? Send again."
+        ),
+        finished_at=now, heartbeat_at=now, seq=F("seq") + 1,
+    )  # fmt: skip
+    return lost + never

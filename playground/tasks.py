@@ -1,0 +1,195 @@
+"""The playground's Celery tasks: answer one run, and reap runs nobody will finish.
+
+`answer` claims its run with a conditional UPDATE (queued -> running): a redelivered message
+finds it claimed and does nothing. It streams the agent's chunks into the row (throttled:
+one write per interval, not per token), records the trace through `tracking.ingest`, and
+ends the row done or failed with the reason. The page reads the row, never a result backend.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from datetime import UTC, datetime
+
+from celery import shared_task
+from celery.exceptions import SoftTimeLimitExceeded
+from django.conf import settings
+from django.db.models import F
+from django.utils import timezone
+
+from playground.agents.base import AgentError, Answer, ChatRequest, client_for, consume
+from playground.models import Run, RunStatus
+from playground.runs import reap_stale_runs
+from playground.tracing import Span, TraceRecorder
+from tracking.ingest import TraceInfo, store
+from tracking.models import Experiment
+
+logger = logging.getLogger(__name__)
+
+PLAYGROUND_EXPERIMENT = "Playground"
+
+
+class Cancelled(Exception):
+    """The run left the running state (cancelled or reaped) while the agent was answering."""
+
+
+@shared_task(name="playground.answer")
+def answer(run_id: int) -> str:
+    return answer_run(run_id)
+
+
+@shared_task(name="playground.reap_stale_runs", acks_late=False)
+def reap() -> int:
+    return reap_stale_runs()
+
+
+def claim(run_id: int) -> bool:
+    now = timezone.now()
+    claimed = Run.objects.filter(pk=run_id, status=RunStatus.QUEUED).update(
+        status=RunStatus.RUNNING, started_at=now, heartbeat_at=now, seq=F("seq") + 1
+    )
+    return claimed == 1
+
+
+class _Writer:
+    """Appends chunks to the run's content, writing at most once per interval."""
+
+    def __init__(self, run_id: int, interval: float) -> None:
+        self.run_id = run_id
+        self.interval = interval
+        self.parts: list[str] = []
+        self.written = 0
+        self.last_write = 0.0  # the first chunk is written at once: it is what users wait for
+
+    def add(self, chunk: str) -> None:
+        self.parts.append(chunk)
+        if time.monotonic() - self.last_write >= self.interval:
+            self.flush()
+
+    def flush(self) -> None:
+        if len(self.parts) == self.written:
+            return
+        updated = Run.objects.filter(pk=self.run_id, status=RunStatus.RUNNING).update(
+            content="".join(self.parts), heartbeat_at=timezone.now(), seq=F("seq") + 1
+        )
+        self.written = len(self.parts)
+        self.last_write = time.monotonic()
+        if not updated:
+            raise Cancelled
+
+
+def answer_run(run_id: int) -> str:
+    """Answer one run; the outcome is in the row. Answers a word for logs and tests."""
+    if not claim(run_id):
+        return "not-queued"
+    run = Run.objects.select_related("agent").get(pk=run_id)
+    agent = run.agent
+    request = ChatRequest(**run.request)
+    trace = TraceRecorder()
+    root = trace.root("playground", "CHAIN", inputs=request.body())
+    root.attributes.update({"spyglass.playground.run_id": run.pk, "spyglass.agent": agent.name})
+    call = root.child(agent.name, "AGENT", inputs=request.body())
+    call.attributes["spyglass.agent.kind"] = agent.kind
+    writer = _Writer(run_id, settings.SPYGLASS_PLAYGROUND_WRITE_INTERVAL_S)
+    started = time.monotonic()
+    result: Answer | None = None
+    error = ""
+    stream = None
+    try:
+        stream = client_for(agent).stream(request, call)
+        result = consume(stream, writer.add)
+        writer.flush()
+    except Cancelled:
+        _close(stream)
+        call.fail("Cancelled.")
+        root.fail("Cancelled.")
+        latency_ms = int((time.monotonic() - started) * 1000)
+        return _finish(
+            run_id, None, "Cancelled.", latency_ms, _record(trace, run, root, call, None)
+        )
+    except AgentError as exc:
+        error = str(exc)
+    except SoftTimeLimitExceeded:
+        _close(stream)
+        error = (
+            f"The answer took longer than the task's time limit "
+            f"({settings.CELERY_TASK_SOFT_TIME_LIMIT} s) and was stopped."
+        )
+    except Exception as exc:
+        logger.exception("Run %s failed", run_id)
+        error = f"Unexpected error while calling the agent: {type(exc).__name__}: {exc}"
+    latency_ms = int((time.monotonic() - started) * 1000)
+    if result is None:
+        call.fail(error)
+        root.fail(error)
+    else:
+        call.set_usage(result.usage())
+        call.end(result.as_output())
+        root.end(result.as_output())
+    trace_id = _record(trace, run, root, call, result)
+    return _finish(run_id, result, error, latency_ms, trace_id)
+
+
+def _close(stream: object) -> None:
+    # Closing the generator runs its `finally`s: the HTTP connection closes, spans end.
+    close = getattr(stream, "close", None)
+    if close is not None:
+        close()
+
+
+def _finish(run_id: int, result: Answer | None, error: str, latency_ms: int, trace_id: str) -> str:
+    now = timezone.now()
+    fields: dict[str, object] = {
+        "finished_at": now, "heartbeat_at": now, "latency_ms": latency_ms,
+        "trace_id": trace_id, "seq": F("seq") + 1,
+    }  # fmt: skip
+    if result is None:
+        fields.update(status=RunStatus.FAILED, error=error)
+    else:
+        fields.update(
+            status=RunStatus.DONE, content=result.content, custom_outputs=result.custom_outputs,
+            prompt_tokens=result.prompt_tokens, completion_tokens=result.completion_tokens,
+            total_tokens=result.total_tokens,
+        )  # fmt: skip
+    # Only a running run: one cancelled or reaped meanwhile keeps that state.
+    updated = Run.objects.filter(pk=run_id, status=RunStatus.RUNNING).update(**fields)
+    if not updated:
+        # Cancelled or reaped meanwhile: that state stays, with a link to what happened.
+        Run.objects.filter(pk=run_id).update(trace_id=trace_id, seq=F("seq") + 1)
+        return "cancelled"
+    return "done" if result is not None else "failed"
+
+
+def _record(trace: TraceRecorder, run: Run, root: Span, call: Span, result: Answer | None) -> str:
+    """Store the trace; answers its id, or "" when it could not be stored (logged)."""
+    root.end()
+    call.end()
+    usage = result.usage() if result else {}
+    metadata = {"spyglass.playground.run": str(run.pk)}
+    if run.agent.model_id:
+        metadata["mlflow.modelId"] = run.agent.model_id
+    if usage:
+        metadata["mlflow.trace.tokenUsage"] = json.dumps(usage)
+    users = [m.get("content", "") for m in run.request["messages"] if m.get("role") == "user"]
+    last_user = users[-1] if users else ""
+    try:
+        experiment, _ = Experiment.objects.get_or_create(name=PLAYGROUND_EXPERIMENT)
+        info = TraceInfo(
+            trace_id=trace.trace_id,
+            experiment_id=experiment.pk,
+            state="OK" if root.status == "OK" else "ERROR",
+            request_time=datetime.fromtimestamp(root.start_ns / 1e9, tz=UTC),
+            duration_ns=(root.end_ns or root.start_ns) - root.start_ns,
+            request_preview=str(last_user)[:1000],
+            response_preview=(result.content if result else root.status_message)[:1000],
+            metadata=metadata,
+            tags={"mlflow.traceName": "playground", "spyglass.agent": run.agent.name},
+        )
+        store([info], trace.span_data(), default_experiment_id=experiment.pk)
+    except Exception:
+        # The answer matters more than its trace: the run still ends done or failed.
+        logger.exception("Could not store the trace of run %s", run.pk)
+        return ""
+    return trace.trace_id

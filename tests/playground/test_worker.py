@@ -1,0 +1,119 @@
+"""Answers going through a real broker to a real worker: in-process (`make run`) and Redis."""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+
+from playground import runs
+from playground.models import Message, Run, RunStatus
+from playground.tasks import claim
+from tests.conftest import make_celery_app
+from tests.playground.conftest import chat, wait_for, wait_until_finished
+from tracking.models import Trace
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def test_a_message_is_answered_by_the_embedded_worker(embedded_worker, echo_agent):
+    message = runs.send(chat(echo_agent), "hello worker", app=embedded_worker)
+
+    run = wait_until_finished(message.runs.get().pk)
+
+    assert run.status == RunStatus.DONE
+    assert run.content == "You said: hello worker"
+    assert Trace.objects.filter(trace_id=run.trace_id).exists()
+
+
+def test_three_agents_answer_the_same_message_each_on_its_own(embedded_worker, echo_agent,
+                                                              http_agent):  # fmt: skip
+    chat_agent = http_agent("chat-agent", "mlflow-serving")
+    responses = http_agent("responses", "mlflow-serving")
+    message = runs.send(chat(echo_agent, chat_agent, responses), "same prompt",
+                        custom_inputs={"k": 1}, app=embedded_worker)  # fmt: skip
+
+    answers = {r.agent_id: wait_until_finished(r.pk) for r in message.runs.all()}
+
+    assert answers[echo_agent.pk].content == "You said: same prompt"
+    assert answers[chat_agent.pk].content == "Echo: same prompt"
+    assert answers[responses.pk].custom_outputs == {"received_custom_inputs": {"k": 1}}
+    assert len({a.trace_id for a in answers.values()}) == 3
+
+
+def test_cancel_stops_an_answer_mid_stream(embedded_worker, http_agent, agent_server):
+    message = runs.send(chat(http_agent("slow-stream")), "go", app=embedded_worker)
+    run = message.runs.get()
+    wait_for(lambda: Run.objects.get(pk=run.pk).content, what="first chunk")
+
+    assert Run.objects.get(pk=run.pk).cancel()
+
+    wait_for(lambda: Run.objects.get(pk=run.pk).trace_id, what="the trace of the cancelled run")
+    run.refresh_from_db()
+    assert run.status == RunStatus.CANCELLED
+    assert 0 < len(run.content.split()) < 40  # stopped part-way
+    trace = Trace.objects.get(trace_id=run.trace_id)
+    assert trace.state == "ERROR" and "Cancelled" in trace.response_preview
+
+
+def test_an_unreachable_broker_fails_the_run_and_keeps_the_message(echo_agent):
+    app = make_celery_app("redis://127.0.0.1:1/0", "")
+    app.conf.broker_connection_timeout = 0.2
+    app.conf.task_publish_retry_policy = {"max_retries": 0}
+    try:
+        message = runs.send(chat(echo_agent), "keep me", app=app)
+    finally:
+        app.close()
+
+    run = Run.objects.get(message=message)
+    assert run.status == RunStatus.FAILED
+    assert "broker is unreachable" in run.error
+    assert Message.objects.get(pk=message.pk).content == "keep me"
+
+
+def test_a_worker_lost_mid_run_leaves_a_run_the_reaper_fails(embedded_worker, echo_agent):
+    # The first worker claimed the run and died; its message is redelivered (acks late).
+    conversation = chat(echo_agent)
+    message = Message.objects.create(conversation=conversation, content="lost")
+    run = runs._queued_run(conversation, message, echo_agent)
+    claim(run.pk)
+
+    embedded_worker.tasks[runs.ANSWER_TASK].apply_async((run.pk,), task_id=run.task_id)
+    time.sleep(0.3)  # the redelivered task runs, finds the run claimed, and does nothing
+
+    assert Run.objects.get(pk=run.pk).status == RunStatus.RUNNING
+    assert runs.reap_stale_runs(running_for=timedelta(0)) == 1
+    run = Run.objects.get(pk=run.pk)
+    assert run.status == RunStatus.FAILED and "worker stopped" in run.error
+
+
+@pytest.fixture
+def redis_playground_worker(request, transactional_db, monkeypatch):
+    """The Redis worker process, on the test database."""
+    db = connection.settings_dict
+    if connection.vendor == "sqlite" and connection.is_in_memory_db():
+        pytest.skip("the worker process cannot share an in-memory SQLite test database")
+    if connection.vendor == "sqlite":
+        monkeypatch.setenv("DATABASE_URL", f"sqlite:///{db['NAME']}")
+    else:
+        auth = db["USER"] + (f":{db['PASSWORD']}" if db["PASSWORD"] else "")
+        url = f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+        monkeypatch.setenv("DATABASE_URL", url)
+    return request.getfixturevalue("redis_worker")
+
+
+@pytest.mark.services
+def test_a_message_is_answered_by_a_worker_process_on_redis(redis_playground_worker, http_agent):
+    app, queue = redis_playground_worker
+    agent = http_agent("openai")
+
+    message = runs.send(chat(agent), "over redis", custom_inputs={"a": [1]}, app=app,
+                        queue=queue)  # fmt: skip
+
+    run = wait_until_finished(message.runs.get().pk, timeout=20)
+    assert run.status == RunStatus.DONE, run.error
+    assert run.content == "Echo: over redis"
+    assert run.custom_outputs == {"received_custom_inputs": {"a": [1]}}
+    assert Trace.objects.filter(trace_id=run.trace_id).exists()
