@@ -537,7 +537,7 @@ def _span_status(value: str, position: int) -> str:
 
 
 def _integer(value: str, position: int) -> int:
-    cleaned = value.replace("_", "").replace(",", "")
+    cleaned = value.replace("_", "")
     if not cleaned.isdigit():
         raise SearchError(f"expected a whole number, found '{value}'", position)
     return _bounded(int(cleaned), value, position)
