@@ -79,7 +79,8 @@ def _container(items, count, opener, closer, noun, depth, out, budget, url, pref
     for key, item in items:
         if budget.nodes < 0:
             break
-        out.append(f'<div class="jt-row"><dt class="jt-key">{escape(str(key))}</dt><dd>')
+        nested = " jt-nest" if isinstance(item, dict | list) and item else ""
+        out.append(f'<div class="jt-row{nested}"><dt class="jt-key">{escape(str(key))}</dt><dd>')
         _node(item, depth + 1, out, budget, url, prefix)
         out.append("</dd></div>")
     out.append("</dl></details>")

@@ -20,10 +20,11 @@
   const MAX_INDENT_LEVELS = 30; // deeper levels are drawn at this indent, with the depth shown
   const LARGE_TRACE = 20000; // above this, subtrees below depth 3 start collapsed
   const POLL_MS = 3000;
+  // Glyphs found in common system fonts (emoji-range symbols render as empty boxes on some).
   const TYPE_ICONS = {
-    AGENT: "◆", CHAIN: "⛓", LLM: "✦", CHAT_MODEL: "✦", TOOL: "⚒", RETRIEVER: "⌕",
-    EMBEDDING: "⋯", RERANKER: "⇅", PARSER: "¶", MEMORY: "▣", WORKFLOW: "⇶", TASK: "☐",
-    GUARDRAIL: "⛨", EVALUATOR: "✓",
+    AGENT: "◆", CHAIN: "↦", LLM: "✦", CHAT_MODEL: "✦", TOOL: "⚒", RETRIEVER: "⌕",
+    EMBEDDING: "⋯", RERANKER: "⇅", PARSER: "¶", MEMORY: "▣", WORKFLOW: "⇉", TASK: "▢",
+    GUARDRAIL: "⊘", EVALUATOR: "✓",
   };
   const KNOWN_TYPES = new Set(Object.keys(TYPE_ICONS).concat(["UNKNOWN"]));
 
