@@ -51,7 +51,7 @@ from rest_framework.routers import DefaultRouter
 from rest_framework.settings import api_settings
 from rest_framework.utils.urls import replace_query_param
 
-from tracking import ingest
+from tracking import ingest, search
 from tracking import serializers as s
 from tracking.mlflow_api.traces import traces_json_path
 from tracking.models import Experiment, LoggedModel, Span, Trace
@@ -122,8 +122,14 @@ class BadRequest(APIException):
     default_code = "bad_request"
 
 
-def query_filters(filters_class: type[serializers.Serializer], request: Request) -> dict[str, Any]:
-    """The validated query parameters of a list; a bad value is a 400 naming its parameter."""
+def query_filters(
+    filters_class: type[serializers.Serializer],
+    request: Request,
+    also: frozenset[str] = frozenset(),
+) -> dict[str, Any]:
+    """The validated query parameters of a list; a bad value is a 400 naming its parameter.
+
+    `also` names parameters the view reads itself (the trace list's `q`)."""
     # An empty parameter (`?state=`, as a form with a blank field sends it) means "not given".
     params = QueryDict(mutable=True)
     for key, values in request.query_params.lists():
@@ -131,9 +137,9 @@ def query_filters(filters_class: type[serializers.Serializer], request: Request)
             params.setlist(key, kept)
     filters = filters_class(data=params)
     # A misspelt filter (`?status=` for `?state=`) would otherwise list everything, unfiltered.
-    unknown = set(request.query_params) - set(filters.fields) - _PAGING_PARAMS
+    unknown = set(request.query_params) - set(filters.fields) - _PAGING_PARAMS - also
     if unknown:
-        known = ", ".join([*filters.fields, *sorted(_PAGING_PARAMS)])
+        known = ", ".join([*filters.fields, *sorted(also), *sorted(_PAGING_PARAMS)])
         raise ValidationError(
             {name: [f"Unknown query parameter; this list takes {known}."] for name in unknown}
         )
@@ -390,7 +396,16 @@ _INGEST_EXAMPLE = {
 @extend_schema_view(
     list=extend_schema(
         summary="List traces, newest first",
-        parameters=[s.TraceFilters],
+        parameters=[
+            s.TraceFilters,
+            OpenApiParameter(
+                "q",
+                str,
+                description="A query in the trace list's language, as on /traces/: "
+                "`state = ERROR and duration > 2s`, `tag.env = prod or refund`. "
+                "An invalid one is a 400 giving the position of the error.",
+            ),
+        ],
         responses={200: s.TraceListSerializer(many=True), 400: BAD_REQUEST},
     ),
     retrieve=extend_schema(
@@ -437,7 +452,11 @@ class TraceViewSet(
     def filter_queryset(self, queryset: QuerySet[Trace]) -> QuerySet[Trace]:
         if self.action != "list":
             return queryset
-        filters = query_filters(s.TraceFilters, self.request)
+        filters = query_filters(s.TraceFilters, self.request, also=frozenset({"q"}))
+        try:
+            queryset = queryset.filter(search.compile_query(self.request.query_params.get("q", "")))
+        except search.SearchError as error:
+            raise ValidationError({"q": [str(error)]}) from None
         lookups = {
             "experiment": "experiment_id",
             "model": "model_id",

@@ -382,6 +382,8 @@ def parse(text: str) -> Node | None:
     """The tree of a query, None for an empty one; SearchError when it is not valid."""
     if len(text) > MAX_QUERY_CHARS:
         raise SearchError(f"the query is longer than {MAX_QUERY_CHARS} characters", 0)
+    if "\x00" in text:  # PostgreSQL text cannot hold it: a database error, not a query
+        raise SearchError("the query contains a NUL character", text.index("\x00"))
     return _Parser(text).parse()
 
 

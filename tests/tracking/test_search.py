@@ -384,3 +384,10 @@ def test_relative_times_are_counted_from_now():
     q = compile_query("time > -2d", now=now)
 
     assert q.children == [("request_time__gt", now - timedelta(days=2))]
+
+
+def test_a_nul_character_is_refused_with_its_position():
+    with pytest.raises(SearchError) as raised:
+        parse("name = a\x00b")
+
+    assert raised.value.position == 8

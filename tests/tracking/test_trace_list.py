@@ -1,9 +1,11 @@
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 
-from tests.tracking.rows import T0, make_model, make_trace
-from tracking.models import Experiment
+from tests.tracking.rows import T0, XSS, XSS_ESCAPED, make_model, make_span, make_trace
+from tracking.models import Experiment, Span, Trace
 from tracking.views import trace_list
 
 # --- /traces/ -------------------------------------------------------------------------------
@@ -142,3 +144,370 @@ def test_trace_list_survives_a_model_id_that_is_not_routable(client, experiment)
 
     assert response.status_code == 200
     assert "team/agent" in response.content.decode()
+
+
+# --- The query language on the page ----------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_trace_list_filters_with_the_query_in_the_url(client, experiment):
+    make_trace(experiment, 1, name="quick error", state="ERROR", duration_ns=100_000_000)
+    make_trace(experiment, 2, name="slow error", state="ERROR", duration_ns=5_000_000_000)
+    make_trace(experiment, 3, name="slow ok", state="OK", duration_ns=5_000_000_000)
+
+    response = client.get("/traces/", {"q": "state = ERROR and duration > 2s"})
+
+    assert response.status_code == 200
+    assert [t.name for t in response.context["traces"]] == ["slow error"]
+    html = response.content.decode()
+    assert 'value="state = ERROR and duration &gt; 2s"' in html
+
+
+@pytest.mark.django_db
+def test_trace_list_shows_an_invalid_query_inline_with_its_position(client, experiment):
+    make_trace(experiment, 1)
+
+    response = client.get("/traces/", {"q": "state = OK and duration > 2 parsecs)"})
+
+    assert response.status_code == 400
+    html = response.content.decode()
+    assert "Invalid query: unexpected &#x27;)&#x27; (at position 35)" in html
+    assert "state = OK and duration &gt; 2 parsecs)\n" + " " * 35 + "^" in html
+    assert 'aria-invalid="true"' in html
+    assert "<h1>Traces</h1>" in html  # the whole page, with the bar to fix the query in
+
+
+@pytest.mark.django_db
+def test_trace_list_answers_htmx_with_the_list_fragment_and_a_400_for_bad_queries(
+    client, experiment
+):
+    make_trace(experiment, 1, name="only one")
+
+    good = client.get("/traces/", {"q": "name ~ only"}, headers={"HX-Request": "true"})
+    bad = client.get("/traces/", {"q": "name ="}, headers={"HX-Request": "true"})
+
+    assert good.status_code == 200
+    assert good.content.decode().lstrip().startswith('<div id="trace-list"')
+    assert "<h1>" not in good.content.decode()
+    assert "only one" in good.content.decode()
+    assert bad.status_code == 400
+    assert "expected a value after =" in bad.content.decode()
+    assert "Vary" in good.headers and "HX-Request" in good.headers["Vary"]
+
+
+@pytest.mark.django_db
+def test_trace_list_never_500s_on_odd_input(client, experiment):
+    make_trace(experiment, 1)
+    queries = ["(" * 300, "tokens > 1e999", "time > -99999999999999d", "\x00", "tag.`", "'" * 3]
+
+    for q in queries:
+        assert client.get("/traces/", {"q": q}).status_code in (200, 400), q
+    assert client.get("/traces/", {"sort": "nonsense"}).status_code == 200
+    assert client.get("/traces/", {"after": "garbage"}).status_code == 400
+    assert client.get("/traces/", {"sort": "tokens", "before": "x|1"}).status_code == 400
+
+
+@pytest.mark.django_db
+def test_quick_filters_rewrite_the_query_in_the_bar(client, experiment):
+    make_trace(experiment, 1)
+
+    response = client.get("/traces/", {"q": "refund and state = OK"})
+
+    quick = dict(response.context["quick"]["choices"])
+    states = {label: (href, active) for label, href, active in quick["state"]}
+    assert states["Ok"][1] is True
+    assert states["Error"][0] == "?q=refund+and+state+%3D+ERROR"
+    assert states["Any"][0] == "?q=refund"
+    hours = {label: href for label, href, _ in quick["time"]}
+    assert hours["1 hour"] == "?q=refund+and+state+%3D+OK+and+time+%3E+-1h"
+
+
+@pytest.mark.django_db
+def test_quick_model_filter_lists_model_names(client, experiment):
+    make_model(experiment, name="support agent")
+
+    response = client.get("/traces/")
+
+    models = dict(response.context["quick"]["choices"])["model"]
+    assert ("support agent", "?q=model+%3D+%22support+agent%22", False) in models
+
+
+@pytest.mark.django_db
+def test_trace_list_keeps_query_and_scope_on_the_older_link(client, experiment, monkeypatch):
+    monkeypatch.setattr(trace_list, "TRACES_PER_PAGE", 2)
+    for n in range(5):
+        make_trace(experiment, n, state="ERROR" if n % 2 else "OK")
+
+    first = client.get("/traces/", {"q": "state = OK", "experiment": experiment.pk})
+    second = client.get(f"/traces/?{first.context['older_query']}")
+
+    assert [t.name for t in first.context["traces"]] == ["trace 4", "trace 2"]
+    assert [t.name for t in second.context["traces"]] == ["trace 0"]
+
+
+# --- Sorting and keyset pages ----------------------------------------------------------------
+
+
+def _all_pages(client, url: str) -> list[str]:
+    seen = []
+    while url:
+        response = client.get(url)
+        assert response.status_code == 200
+        seen += [t.name for t in response.context["traces"]]
+        older = response.context["older_query"]
+        url = f"/traces/?{older}" if older else None
+    return seen
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("sort", "expected"),
+    [
+        ("-duration", ["d5", "d3a", "d3b", "d1", "none"]),
+        ("duration", ["d1", "d3b", "d3a", "d5", "none"]),
+        ("-tokens", ["d1", "d3a", "d3b", "d5", "none"]),
+    ],
+)
+def test_trace_list_sorts_by_duration_and_tokens_across_pages(
+    client, experiment, monkeypatch, sort, expected
+):
+    monkeypatch.setattr(trace_list, "TRACES_PER_PAGE", 2)
+    make_trace(experiment, 1, name="d1", duration_ns=1, total_tokens=50)
+    make_trace(experiment, 2, name="d3b", duration_ns=3, total_tokens=30)
+    make_trace(experiment, 3, name="d3a", duration_ns=3, total_tokens=30)
+    make_trace(experiment, 4, name="d5", duration_ns=5, total_tokens=10)
+    make_trace(experiment, 5, name="none", duration_ns=None, total_tokens=None)
+
+    # Ties go by primary key in the order's direction; unknown values come last.
+    assert _all_pages(client, f"/traces/?sort={sort}") == expected
+
+
+@pytest.mark.django_db
+def test_trace_list_pages_see_no_row_twice_and_skip_none_while_traces_arrive(
+    client, experiment, monkeypatch
+):
+    monkeypatch.setattr(trace_list, "TRACES_PER_PAGE", 3)
+    for n in range(0, 20, 2):
+        make_trace(experiment, n, request_time=T0)  # many equal times: the pk breaks ties
+    before = {f"trace {n}" for n in range(0, 20, 2)}
+
+    seen = []
+    url = "/traces/"
+    arriving = iter(range(100, 110))
+    while url:
+        response = client.get(url)
+        seen += [t.name for t in response.context["traces"]]
+        # Between page loads, new traces arrive: some newer, some at the same time.
+        n = next(arriving)
+        make_trace(experiment, n, request_time=T0 if n % 2 else T0 + timedelta(hours=1))
+        older = response.context["older_query"]
+        url = f"/traces/?{older}" if older else None
+
+    assert len(seen) == len(set(seen))
+    assert before <= set(seen)
+
+
+# --- Live rows -----------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_the_first_page_polls_for_new_rows_and_gets_204_when_there_are_none(client, experiment):
+    make_trace(experiment, 1)
+
+    page = client.get("/traces/", {"q": "state = OK"})
+    live = page.context["live_query"]
+    poll = client.get(f"/traces/?{live}", headers={"HX-Request": "true"})
+
+    assert 'hx-trigger="every 5s"' in page.content.decode()
+    assert "q=state" in live and "after=" in live
+    assert poll.status_code == 204
+
+
+@pytest.mark.django_db
+def test_a_poll_answers_the_new_matching_rows_and_the_next_poller(client, experiment):
+    make_trace(experiment, 1)
+    live = client.get("/traces/", {"q": "state = OK"}).context["live_query"]
+    make_trace(experiment, 2, name="new ok")
+    make_trace(experiment, 3, name="new error", state="ERROR")
+
+    poll = client.get(f"/traces/?{live}", headers={"HX-Request": "true"})
+
+    html = poll.content.decode()
+    assert poll.status_code == 200
+    assert "new ok" in html and "new error" not in html and "trace 1" not in html
+    assert html.lstrip().startswith('<tbody class="live"')
+    assert "after=2025-06-01T12%3A00%3A02.000000Z" in html  # the new top row
+
+
+@pytest.mark.django_db
+def test_older_pages_and_other_sorts_do_not_poll(client, experiment, monkeypatch):
+    monkeypatch.setattr(trace_list, "TRACES_PER_PAGE", 1)
+    make_trace(experiment, 1)
+    make_trace(experiment, 2)
+
+    first = client.get("/traces/")
+    second = client.get(f"/traces/?{first.context['older_query']}")
+    by_tokens = client.get("/traces/", {"sort": "-tokens"})
+
+    assert second.context["live_query"] is None
+    assert by_tokens.context["live_query"] is None
+    assert "data-live" not in second.content.decode()
+
+
+# --- Columns -------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_chosen_columns_are_remembered(client, experiment):
+    make_trace(experiment, 1, tags={"team": "billing", "mlflow.user": "x"}, response_preview="ok!")
+
+    default = client.get("/traces/").content.decode()
+    saved = client.post(
+        "/traces/columns/", {"column": ["tags", "response", "bogus"], "next": "/traces/?q=x"}
+    )
+    chosen = client.get("/traces/").content.decode()
+
+    assert '<th scope="col">Tags</th>' not in default
+    assert saved.status_code == 302 and saved.url == "/traces/?q=x"
+    assert '<th scope="col">Tags</th>' in chosen
+    assert '<th scope="col">Response</th>' in chosen
+    assert '<th scope="col">State</th>' not in chosen
+    assert "team</span>=billing" in chosen
+    assert "mlflow.user" not in chosen
+
+
+@pytest.mark.django_db
+def test_columns_redirect_only_to_this_site(client):
+    response = client.post("/traces/columns/", {"column": ["time"], "next": "https://evil.test/"})
+
+    assert response.url == "/traces/"
+
+
+# --- Bulk actions --------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_bulk_tag_sets_a_tag_on_the_selected_traces(client, experiment):
+    a = make_trace(experiment, 1, tags={"keep": "1"})
+    b = make_trace(experiment, 2)
+    c = make_trace(experiment, 3)
+
+    response = client.post(
+        "/traces/bulk/",
+        {"action": "tag", "trace": [a.trace_id, b.trace_id], "tag_key": "reviewed",
+         "tag_value": "yes", "next": "/traces/?q=x"},
+    )  # fmt: skip
+
+    assert response.status_code == 302 and response.url == "/traces/?q=x"
+    a.refresh_from_db(), b.refresh_from_db(), c.refresh_from_db()
+    assert a.tags == {"keep": "1", "reviewed": "yes"}
+    assert b.tags == {"reviewed": "yes"}
+    assert c.tags == {}
+    assert "Tagged 2 traces." in client.get("/traces/").content.decode()
+
+
+@pytest.mark.django_db
+def test_bulk_delete_asks_for_confirmation_first(client, experiment):
+    a = make_trace(experiment, 1, name="doomed")
+    make_span(a, "s1", 0)
+    b = make_trace(experiment, 2, name="spared")
+
+    asked = client.post("/traces/bulk/", {"action": "delete", "trace": [a.trace_id]})
+
+    assert asked.status_code == 200
+    assert "Delete 1 trace?" in asked.content.decode()
+    assert Trace.objects.count() == 2
+
+    done = client.post(
+        "/traces/bulk/", {"action": "delete", "confirm": "yes", "trace": [a.trace_id]}
+    )
+
+    assert done.status_code == 302
+    assert list(Trace.objects.values_list("name", flat=True)) == ["spared"]
+    assert not Span.objects.exists()
+    assert b.trace_id in client.get("/traces/").content.decode()
+
+
+@pytest.mark.django_db
+def test_bulk_actions_refuse_gets_and_unknown_actions(client, experiment):
+    a = make_trace(experiment, 1)
+
+    assert client.get("/traces/bulk/").status_code == 405
+    assert (
+        client.post("/traces/bulk/", {"action": "explode", "trace": [a.trace_id]}).status_code
+        == 400
+    )
+    assert client.post("/traces/bulk/", {"action": "tag", "trace": [a.trace_id]}).status_code == 302
+    a.refresh_from_db()
+    assert a.tags == {}  # no key, no tag
+
+
+# --- Untrusted content -----------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_trace_list_renders_hostile_names_previews_and_tags_inert(client, experiment):
+    trace = make_trace(
+        experiment, 1, name=XSS, request_preview=XSS, response_preview=XSS,
+        tags={XSS: XSS}, model_id=XSS,
+    )  # fmt: skip
+    make_span(trace, "s1", 0, name=XSS, inputs={"x": XSS})
+    client.post("/traces/columns/", {"column": list(trace_list.COLUMNS)})
+
+    page = client.get("/traces/", {"q": f'span.name = "{XSS}"'})
+    bad = client.get("/traces/", {"q": f"{XSS} ="})
+
+    for response in (page, bad):
+        html = response.content.decode()
+        assert "<script>alert" not in html
+        assert XSS_ESCAPED in html
+    assert [t.trace_id for t in page.context["traces"]] == [trace.trace_id]
+
+
+# --- Query counts ----------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_trace_list_query_count_does_not_grow_with_filters_or_columns(
+    client, experiment, django_assert_max_num_queries
+):
+    for n in range(30):
+        trace = make_trace(experiment, n, model_id=make_model(experiment).model_id,
+                           tags={"n": str(n)})  # fmt: skip
+        make_span(trace, "s1", 0, name="search")
+    client.post("/traces/columns/", {"column": list(trace_list.COLUMNS)})
+
+    # traces, model names, model choices, and the session that holds the columns
+    with django_assert_max_num_queries(4):
+        response = client.get("/traces/", {"q": "span.name = search and tag.n ~ 1 or hi"})
+
+    assert len(response.context["traces"]) == 30
+
+
+# --- The API takes the same query ----------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_api_trace_list_takes_the_query_language(client, experiment):
+    make_trace(experiment, 1, name="slow", duration_ns=5_000_000_000)
+    make_trace(experiment, 2, name="fast", duration_ns=1_000)
+
+    good = client.get("/api/v1/traces/", {"q": "duration > 2s"})
+    bad = client.get("/api/v1/traces/", {"q": "duration > "})
+
+    assert [t["name"] for t in good.json()["results"]] == ["slow"]
+    assert bad.status_code == 400
+    assert "(at position 11)" in bad.json()["q"][0]
+
+
+@pytest.mark.django_db
+def test_nul_characters_anywhere_are_refused_not_a_500(client, experiment):
+    a = make_trace(experiment, 1)
+
+    assert client.get("/traces/", {"model": "m-\x00"}).status_code == 404
+    assert client.get("/traces/", {"q": "\x00"}).status_code == 400
+    assert client.get("/traces/", {"before": "\x00|1"}).status_code == 400
+    tag = {"action": "tag", "trace": [a.trace_id, "\x00"], "tag_key": "k\x00", "tag_value": "v"}
+    assert client.post("/traces/bulk/", tag).status_code == 302
+    a.refresh_from_db()
+    assert a.tags == {}

@@ -47,6 +47,8 @@ _COLUMN_FIELDS = {"response": "response_preview", "tags": "tags"}
 def trace_list(request: HttpRequest) -> HttpResponse:
     experiment = _get_experiment(request.GET.get("experiment", ""))
     model_id = request.GET.get("model", "")
+    if "\x00" in model_id:  # no id holds one, and PostgreSQL refuses it in a query
+        raise Http404("No such model.")
     query = request.GET.get("q", "").strip()
     sort = Sort.parse(request.GET.get("sort", ""))
     before = request.GET.get("before", "")
@@ -108,7 +110,9 @@ def trace_columns(request: HttpRequest) -> HttpResponse:
 @require_POST
 def trace_bulk(request: HttpRequest) -> HttpResponse:
     """Tag or delete the checked traces; deleting asks for a confirmation first."""
-    trace_ids = list(dict.fromkeys(request.POST.getlist("trace")))[:MAX_BULK]
+    # PostgreSQL refuses NUL characters in text; no trace id holds one.
+    trace_ids = [t for t in dict.fromkeys(request.POST.getlist("trace")) if "\x00" not in t]
+    trace_ids = trace_ids[:MAX_BULK]
     traces = Trace.objects.filter(trace_id__in=trace_ids)
     action = request.POST.get("action", "")
     next_url = _next_url(request)
@@ -116,10 +120,11 @@ def trace_bulk(request: HttpRequest) -> HttpResponse:
         messages.info(request, "No traces were selected.")
     elif action == "tag":
         key = request.POST.get("tag_key", "").strip()
-        if not key:
-            messages.error(request, "A tag needs a key.")
+        value = request.POST.get("tag_value", "")
+        if not key or "\x00" in key + value:
+            messages.error(request, "A tag needs a key, and neither may hold a NUL character.")
         else:
-            count = _tag_traces(traces, key, request.POST.get("tag_value", ""))
+            count = _tag_traces(traces, key, value)
             messages.success(request, f"Tagged {count} trace{'s' if count != 1 else ''}.")
     elif action == "delete" and request.POST.get("confirm") == "yes":
         count = _delete_traces(traces)
