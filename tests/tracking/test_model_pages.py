@@ -197,7 +197,7 @@ def test_model_list_shows_chosen_param_and_metric_columns_and_error_rate(client,
     response = client.get("/models/", {"cols": "1", "col": ["param:llm", "metric:accuracy"]})
 
     (version,) = response.context["groups"][0].versions
-    assert version.cells == ["gpt-4o", 0.8125]
+    assert version.cells == [("gpt-4o", False), ("0.8125", True)]
     html = response.content.decode()
     assert "0.8125" in html and "gpt-4o" in html
     assert "50.0 %" in html

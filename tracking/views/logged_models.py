@@ -10,21 +10,29 @@ from django.db.models import Count, F, Max, OuterRef, Q, QuerySet, Subquery, Win
 from django.db.models.functions import RowNumber
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
+from django.urls import reverse
+from django.utils.timezone import localtime
 from django.views.decorators.http import require_safe
 
 from tracking import svg
 from tracking.compare import git_commit_url
 from tracking.mlflow_api.errors import MlflowError
 from tracking.mlflow_api.filters import LOGGED_MODELS
-from tracking.model_stats import latest_metrics, trace_counts, trace_stats
-from tracking.models import LoggedModel, Trace
+from tracking.model_stats import TraceCounts, latest_metrics, trace_counts, trace_stats
+from tracking.models import LoggedModel, LoggedModelStatus, Trace
 from tracking.queries import RECENT_TRACES, capped_count, traces_for_list
+from tracking.templatetags.tracking_format import json_value, model_url, percent, short_sha
 
 MODEL_NAMES_PER_PAGE = 100
 VERSIONS_PER_NAME = 20
 KEY_PARAMS = 4
 KEY_METRICS = 2
 METRIC_ROWS = 500
+STATUS_LABELS = {
+    LoggedModelStatus.READY: "Ready",
+    LoggedModelStatus.PENDING: "Pending",
+    LoggedModelStatus.UPLOAD_FAILED: "Upload failed",
+}
 MAX_QUERY = 2000
 
 
@@ -122,6 +130,40 @@ def _columns(request: HttpRequest, versions: list[LoggedModel], metric_keys: Cou
     return {"available": available, "chosen": chosen}
 
 
+def _cell(value: Any) -> tuple[str, bool]:
+    """A param or metric as (text, is a number) for one list cell."""
+    if value is None:
+        return "—", False
+    if isinstance(value, float):
+        return f"{value:.4g}", True
+    text = json_value(value)
+    return (text[:39] + "…" if len(text) > 40 else text), False
+
+
+def _prepare_row(
+    version: LoggedModel, counts: TraceCounts | None, metrics: dict, columns: dict
+) -> None:
+    """Everything a list row shows, as plain strings: the list renders up to 2,000 rows and
+    template filters and includes per cell would cost more than the queries."""
+    by_key = {key: m.value for (key, _), m in metrics.items()}
+    version.cells = [
+        _cell(version.params.get(c.key) if c.kind == "param" else by_key.get(c.key))
+        for c in columns["chosen"]
+    ]
+    version.counts = counts
+    version.error_label = percent(counts.error_rate) if counts else "—"
+    version.url = model_url(version.model_id)
+    version.short_id = version.model_id[:14]
+    version.status_class = version.status.lower()
+    version.status_label = STATUS_LABELS.get(version.status, version.status)
+    version.created_iso = version.created_at.isoformat()
+    version.created_label = localtime(version.created_at).strftime("%Y-%m-%d %H:%M")
+    version.short_sha = short_sha(version.git_commit)
+    version.commit_url = git_commit_url(version.git_repo_url, version.git_commit)
+    run = version.source_run
+    version.run_label = (run.name or run.run_id)[:24] if run else ""
+
+
 @require_safe
 def model_list(request: HttpRequest) -> HttpResponse:
     query = request.GET.get("q", "").strip()[:MAX_QUERY]
@@ -138,19 +180,14 @@ def model_list(request: HttpRequest) -> HttpResponse:
     metric_keys = Counter(key for m in metrics.values() for key, _ in m)
     columns = _columns(request, listed, metric_keys)
     for version in listed:
-        version.counts = counts.get(version.model_id)
-        by_key = {key: m.value for (key, _), m in metrics.get(version.pk, {}).items()}
-        version.cells = [
-            version.params.get(c.key) if c.kind == "param" else by_key.get(c.key)
-            for c in columns["chosen"]
-        ]
-        version.commit_url = git_commit_url(version.git_repo_url, version.git_commit)
+        _prepare_row(version, counts.get(version.model_id), metrics.get(version.pk, {}), columns)
     context = {
         "groups": groups,
         "more_names": more,
         "names_limit": MODEL_NAMES_PER_PAGE,
         "q": query,
         "error": error,
+        "traces_url": reverse("tracking:trace-list"),
         **columns,
     }
     return render(request, "tracking/model_list.html", context, status=400 if error else 200)
