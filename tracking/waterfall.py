@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from operator import itemgetter
 
 # (span_id, parent_span_id, name, span_type, start_ns, end_ns | None, status)
 Row = tuple[str, str, str, str, int, "int | None", str]
@@ -52,11 +53,10 @@ class Layout:
 
 def build(rows: Iterable[Sequence]) -> Layout:
     """Order spans as a tree (children by start time), with depth, offsets and subtree sizes."""
-    spans = sorted(rows, key=lambda r: (r[4], r[0]))
+    spans = sorted(rows, key=itemgetter(4, 0))
     n = len(spans)
-    index: dict[str, int] = {}
-    for i, row in enumerate(spans):
-        index.setdefault(row[0], i)  # a repeated id (not possible from the table) keeps the first
+    # A repeated id (impossible from the table: unique per trace) would keep its last row.
+    index = {row[0]: i for i, row in enumerate(spans)}
     children: list[list[int]] = [[] for _ in range(n)]
     roots: list[int] = []
     orphan = [False] * n
@@ -85,25 +85,24 @@ def build(rows: Iterable[Sequence]) -> Layout:
     layout = Layout()
     if not n:
         return layout
+    # Columns built by comprehensions over the display order: at 50,000 spans this is several
+    # times faster than appending to ten lists in one loop.
     t0 = spans[0][4]  # sorted by start
-    ends = [r[5] for r in spans if r[5] is not None]
-    t_end = max([*ends, *(r[4] for r in spans)])
-    layout.start_ns, layout.end_ns = t0, t_end
+    layout.start_ns = t0
+    layout.end_ns = max(max(r[4] if r[5] is None else r[5] for r in spans), t0)
     position = [0] * n
     for pos, i in enumerate(order):
         position[i] = pos
-    for i in order:
-        span_id, _parent_id, name, span_type, start_ns, end_ns, status = spans[i][:7]
-        layout.span_ids.append(span_id)
-        layout.names.append(name)
-        layout.types.append(span_type)
-        layout.statuses.append(status)
-        layout.parent.append(-1 if parent_of[i] < 0 else position[parent_of[i]])
-        layout.depth.append(depth_of[i])
-        layout.start.append(start_ns - t0)
-        layout.duration.append(None if end_ns is None else end_ns - start_ns)
-        if orphan[i]:
-            layout.orphans.append(position[i])
+    ordered = [spans[i] for i in order]
+    layout.span_ids = [r[0] for r in ordered]
+    layout.names = [r[2] for r in ordered]
+    layout.types = [r[3] for r in ordered]
+    layout.statuses = [r[6] for r in ordered]
+    layout.start = [r[4] - t0 for r in ordered]
+    layout.duration = [None if r[5] is None else r[5] - r[4] for r in ordered]
+    layout.depth = [depth_of[i] for i in order]
+    layout.parent = [-1 if parent_of[i] < 0 else position[parent_of[i]] for i in order]
+    layout.orphans = [pos for pos, i in enumerate(order) if orphan[i]]
     layout.size = subtree_sizes(layout.parent)
     return layout
 
@@ -164,8 +163,10 @@ def critical_path(layout: Layout) -> list[int]:
         if p >= 0 and end[i] > end[p]:
             end[i] = max(end[p], layout.start[i])
     kids = children_of(layout)
+    by_end = end.__getitem__
     for k in kids:
-        k.sort(key=lambda c: end[c], reverse=True)
+        if len(k) > 1:
+            k.sort(key=by_end, reverse=True)
     roots = [i for i in range(n) if layout.parent[i] < 0]
     span = max(roots, key=lambda r: (end[r], -r))
     on_path = set()

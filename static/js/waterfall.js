@@ -85,7 +85,8 @@
   // --- Layout ---------------------------------------------------------------------------------
 
   async function load() {
-    const response = await fetch(layoutUrl, { headers: { Accept: "application/json" } });
+    // A plain same-origin GET, so that it matches the <link rel="preload"> in the page head.
+    const response = await fetch(layoutUrl);
     if (!response.ok) throw new Error("layout: HTTP " + response.status);
     const data = await response.json();
     performance.mark("wf-layout");

@@ -26,7 +26,7 @@ def make_trace(experiment, trace_id, spans, **fields):
         experiment=experiment,
         trace_id=trace_id,
         name=fields.pop("name", "answer_question"),
-        state=TraceState.OK,
+        state=fields.pop("state", TraceState.OK),
         request_time=datetime(2025, 6, 1, 12, 0, tzinfo=UTC),
         duration_ns=1_500 * MS,
         span_count=len(spans),
@@ -202,3 +202,31 @@ def test_a_trace_of_thousands_of_spans_keeps_few_rows_in_the_dom(page, server):
     page.locator("#wf-find").fill("step 4321")
     expect(page.locator("#wf-find-count")).to_have_text("1 of 1")
     assert "step 4321" in page.locator(".wf-row.is-selected").inner_text()
+
+
+def test_collapse_to_depth_keeps_that_many_levels(page, server, agent_trace):
+    trace = agent_trace["trace"]
+    open_waterfall(page, f"{server}/traces/{trace.trace_id}/")
+
+    page.locator("#wf-depth").select_option("2")
+
+    names = page.locator(".wf-row:not([hidden]) .wf-label").all_inner_texts()
+    assert names == ["answer_question", "search_orders", "chat_completion", "flaky_tool"]
+    assert "+1 collapsed" in row(page, "search_orders").inner_text()
+
+
+def test_an_in_progress_trace_shows_new_spans_while_open(page, server):
+    experiment = Experiment.objects.create(name="live")
+    root = {"span_id": "1" * 16, "name": "agent", "span_type": "AGENT", "start_ns": 0,
+            "end_ns": None, "status": "UNSET"}  # fmt: skip
+    trace = make_trace(experiment, "tr-" + "ef" * 16, [root], state=TraceState.IN_PROGRESS)
+    open_waterfall(page, f"{server}/traces/{trace.trace_id}/")
+    assert page.locator(".wf-row:not([hidden])").count() == 1
+    assert "is-running" in row(page, "agent").get_attribute("class")
+
+    Span.objects.create(trace=trace, span_id="2" * 16, parent_span_id="1" * 16,
+                        name="late_tool", span_type="TOOL", start_ns=5, end_ns=10)  # fmt: skip
+    Trace.objects.filter(pk=trace.pk).update(span_count=2)
+
+    row(page, "late_tool").wait_for(timeout=8_000)  # the page polls every few seconds
+    assert page.locator(".wf-row:not([hidden])").count() == 2
