@@ -1,19 +1,11 @@
-// The trace list: live polling only while the tab is visible, inline query errors (400)
-// swapped in like any answer, and "select all" for the bulk actions. No inline scripts (CSP).
+// The trace list: live polling only while the tab is visible, and "select all" for the
+// bulk actions. No inline scripts (CSP).
 "use strict";
 
 document.addEventListener("htmx:beforeRequest", (event) => {
   // A hidden tab does not poll; the next tick after it shows again catches up.
   if (document.hidden && event.detail.elt.matches("[data-live]")) {
     event.preventDefault();
-  }
-});
-
-document.addEventListener("htmx:beforeSwap", (event) => {
-  // An invalid query answers 400 with the list and its inline message: show it.
-  if (event.detail.xhr.status === 400 && event.detail.target.id === "trace-list") {
-    event.detail.shouldSwap = true;
-    event.detail.isError = false;
   }
 });
 

@@ -169,7 +169,7 @@ def test_trace_list_shows_an_invalid_query_inline_with_its_position(client, expe
 
     response = client.get("/traces/", {"q": "state = OK and duration > 2 parsecs)"})
 
-    assert response.status_code == 400
+    assert response.status_code == 200
     html = response.content.decode()
     assert "Invalid query: unexpected &#x27;)&#x27; (at position 35)" in html
     assert "state = OK and duration &gt; 2 parsecs)\n" + " " * 35 + "^" in html
@@ -178,9 +178,7 @@ def test_trace_list_shows_an_invalid_query_inline_with_its_position(client, expe
 
 
 @pytest.mark.django_db
-def test_trace_list_answers_htmx_with_the_list_fragment_and_a_400_for_bad_queries(
-    client, experiment
-):
+def test_trace_list_answers_htmx_with_the_list_fragment_and_bad_queries_inline(client, experiment):
     make_trace(experiment, 1, name="only one")
 
     good = client.get("/traces/", {"q": "name ~ only"}, headers={"HX-Request": "true"})
@@ -190,7 +188,7 @@ def test_trace_list_answers_htmx_with_the_list_fragment_and_a_400_for_bad_querie
     assert good.content.decode().lstrip().startswith('<div id="trace-list"')
     assert "<h1>" not in good.content.decode()
     assert "only one" in good.content.decode()
-    assert bad.status_code == 400
+    assert bad.status_code == 200
     assert "expected a value after =" in bad.content.decode()
     assert "Vary" in good.headers and "HX-Request" in good.headers["Vary"]
 
@@ -201,7 +199,7 @@ def test_trace_list_never_500s_on_odd_input(client, experiment):
     queries = ["(" * 300, "tokens > 1e999", "time > -99999999999999d", "\x00", "tag.`", "'" * 3]
 
     for q in queries:
-        assert client.get("/traces/", {"q": q}).status_code in (200, 400), q
+        assert client.get("/traces/", {"q": q}).status_code == 200, q
     assert client.get("/traces/", {"sort": "nonsense"}).status_code == 200
     assert client.get("/traces/", {"after": "garbage"}).status_code == 400
     assert client.get("/traces/", {"sort": "tokens", "before": "x|1"}).status_code == 400
@@ -215,7 +213,7 @@ def test_quick_filters_rewrite_the_query_in_the_bar(client, experiment):
 
     quick = dict(response.context["quick"]["choices"])
     states = {label: (href, active) for label, href, active in quick["state"]}
-    assert states["Ok"][1] is True
+    assert states["OK"][1] is True
     assert states["Error"][0] == "?q=refund+and+state+%3D+ERROR"
     assert states["Any"][0] == "?q=refund"
     hours = {label: href for label, href, _ in quick["time"]}
@@ -505,7 +503,7 @@ def test_nul_characters_anywhere_are_refused_not_a_500(client, experiment):
     a = make_trace(experiment, 1)
 
     assert client.get("/traces/", {"model": "m-\x00"}).status_code == 404
-    assert client.get("/traces/", {"q": "\x00"}).status_code == 400
+    assert "NUL character" in client.get("/traces/", {"q": "\x00"}).content.decode()
     assert client.get("/traces/", {"before": "\x00|1"}).status_code == 400
     tag = {"action": "tag", "trace": [a.trace_id, "\x00"], "tag_key": "k\x00", "tag_value": "v"}
     assert client.post("/traces/bulk/", tag).status_code == 302

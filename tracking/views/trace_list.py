@@ -37,6 +37,7 @@ COLUMNS = {
 }
 DEFAULT_COLUMNS = ("time", "request", "state", "duration", "tokens", "model")
 _COLUMNS_SESSION_KEY = "trace_list_columns"
+STATE_LABELS = {"OK": "OK", "ERROR": "Error", "IN_PROGRESS": "In progress"}
 TIME_RANGES = (("15m", "15 min"), ("1h", "1 hour"), ("24h", "24 hours"), ("7d", "7 days"))
 # Deferred unless their column is shown: JSON and long text that most rows never need.
 _COLUMN_FIELDS = {"response": "response_preview", "tags": "tags"}
@@ -57,9 +58,10 @@ def trace_list(request: HttpRequest) -> HttpResponse:
     try:
         traces = _scoped(experiment, model_id, columns).filter(search.compile_query(query))
     except search.SearchError as error:
-        # Shown inline at its position; the status says the request was bad.
+        # A 200 with the message at its position, in the bar's place: a typo in a query is
+        # an ordinary state of a search page (and a 4xx would be a browser console error).
         context.update(error=error, error_caret=" " * error.position + "^")
-        return _render_list(request, context, status=400)
+        return _render_list(request, context)
     if request.GET.get("after"):
         return _live_rows(request, traces, columns)
     try:
@@ -76,11 +78,11 @@ def trace_list(request: HttpRequest) -> HttpResponse:
     return _render_list(request, context)
 
 
-def _render_list(request: HttpRequest, context: dict, status: int = 200) -> HttpResponse:
+def _render_list(request: HttpRequest, context: dict) -> HttpResponse:
     template = "tracking/trace_list.html"
     if request.htmx and not request.htmx.boosted:
         template += "#trace-list"
-    return render(request, template, context, status=status)
+    return render(request, template, context)
 
 
 def _live_rows(request: HttpRequest, traces, columns: list[str]) -> HttpResponse:
@@ -244,7 +246,7 @@ def _quick_filters(request: HttpRequest, query: str) -> list[tuple[str, list]]:
     present = search.top_level_clauses(query)
     models = LoggedModel.objects.order_by("name").values_list("name", flat=True).distinct()
     clauses = {
-        "state": [(s.replace("_", " ").capitalize(), f"state = {s}") for s in TraceState.values],
+        "state": [(STATE_LABELS[s], f"state = {s}") for s in TraceState.values],
         "model": [(m, search.clause("model", "=", m)) for m in models[:MODEL_CHOICES]],
         "time": [(label, f"time > -{value}") for value, label in TIME_RANGES],
     }
