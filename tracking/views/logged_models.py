@@ -56,12 +56,19 @@ def numbered(versions: QuerySet[LoggedModel]) -> QuerySet[LoggedModel]:
     return versions.annotate(number=Subquery(earlier))
 
 
-def model_name_summaries(versions: QuerySet[LoggedModel]) -> QuerySet:
-    """One row per model name: version count and when its newest version was logged."""
+def model_name_summaries(versions: QuerySet[LoggedModel] | None = None) -> QuerySet:
+    """One row per model name among `versions` (all by default): version count, newest
+    version and when it was logged. The home page shows these too."""
+    versions = LoggedModel.objects.all() if versions is None else versions
+    newest = versions.filter(name=OuterRef("name")).order_by("-created_at", "-pk")
     return (
         versions.order_by()
         .values("name")
-        .annotate(versions=Count("pk"), latest_created_at=Max("created_at"))
+        .annotate(
+            versions=Count("pk"),
+            latest_created_at=Max("created_at"),
+            newest_model_id=Subquery(newest.values("model_id")[:1]),
+        )
         .order_by("-latest_created_at", "name")
     )
 
