@@ -15,7 +15,7 @@
 
 (() => {
   const ROW_H = 24; // px; must match .wf-row in waterfall.css
-  const OVERSCAN = 12; // rows rendered above and below the viewport
+  const OVERSCAN = 8; // rows rendered above and below the viewport (each costs layout on scroll)
   const INDENT = 14; // px per depth level
   const MAX_INDENT_LEVELS = 30; // deeper levels are drawn at this indent, with the depth shown
   const LARGE_TRACE = 20000; // above this, subtrees below depth 3 start collapsed
