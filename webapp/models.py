@@ -1,4 +1,5 @@
-"""Deployment-level tables: API tokens for the MLflow, OTLP and native APIs."""
+"""Deployment-level tables: API tokens for the MLflow, OTLP and native APIs; page preferences
+of each user."""
 
 from __future__ import annotations
 
@@ -67,3 +68,22 @@ class ApiToken(models.Model):
     @property
     def can_write(self) -> bool:
         return self.scope == TokenScope.WRITE
+
+
+class UserPreferences(models.Model):
+    """What a user chose on the pages, kept across sessions and browsers.
+
+    Without auth there is no user; the pages keep the same choices in the session instead.
+    """
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="preferences"
+    )
+    # Column keys of the trace list; null until the user chooses (the defaults).
+    trace_list_columns = models.JSONField(null=True, blank=True)
+
+    class Meta:
+        verbose_name_plural = "user preferences"
+
+    def __str__(self) -> str:
+        return f"preferences of {self.user}"

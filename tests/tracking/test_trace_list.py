@@ -3,10 +3,13 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from django.contrib.auth.models import User
+from django.test import Client
 
 from tests.tracking.rows import T0, XSS, XSS_ESCAPED, make_model, make_span, make_trace
 from tracking.models import Experiment, Span, Trace
 from tracking.views import trace_list
+from webapp.models import UserPreferences
 
 # --- /traces/ -------------------------------------------------------------------------------
 
@@ -372,6 +375,23 @@ def test_chosen_columns_are_remembered(client, experiment):
     assert '<th scope="col">State</th>' not in chosen
     assert "team</span>=billing" in chosen
     assert "mlflow.user" not in chosen
+
+
+@pytest.mark.django_db
+def test_a_signed_in_users_columns_follow_them_to_another_browser(client, experiment, settings):
+    settings.SPYGLASS_AUTH = True
+    make_trace(experiment, 1)
+    alice = User.objects.create_user("alice", password="wonder-land-42")
+    client.force_login(alice)
+
+    client.post("/traces/columns/", {"column": ["spans"]})
+    elsewhere = Client()
+    elsewhere.force_login(alice)
+    html = elsewhere.get("/traces/").content.decode()
+
+    assert UserPreferences.objects.get(user=alice).trace_list_columns == ["spans"]
+    assert '<th scope="col" class="num">Spans</th>' in html
+    assert "Duration</a></th>" not in html
 
 
 @pytest.mark.django_db

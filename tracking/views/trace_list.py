@@ -20,6 +20,7 @@ from tracking import search
 from tracking.mlflow_api.traces import traces_json_path
 from tracking.models import Experiment, LoggedModel, Trace, TraceState
 from tracking.queries import Sort, keyset_page, newer_traces, traces_for_list, with_model_names
+from webapp.models import UserPreferences
 
 TRACES_PER_PAGE = 50
 MAX_BULK = 500
@@ -105,7 +106,12 @@ def _live_rows(request: HttpRequest, traces, columns: list[str]) -> HttpResponse
 @require_POST
 def trace_columns(request: HttpRequest) -> HttpResponse:
     chosen = [c for c in request.POST.getlist("column") if c in COLUMNS]
-    request.session[_COLUMNS_SESSION_KEY] = chosen
+    if request.user.is_authenticated:
+        UserPreferences.objects.update_or_create(
+            user=request.user, defaults={"trace_list_columns": chosen}
+        )
+    else:
+        request.session[_COLUMNS_SESSION_KEY] = chosen
     return redirect(_next_url(request))
 
 
@@ -190,8 +196,14 @@ def _scoped(experiment: Experiment | None, model_id: str, columns: list[str]):
 
 
 def _columns_for(request: HttpRequest) -> list[str]:
-    # No user without auth: the session remembers the choice, per browser.
-    chosen = request.session.get(_COLUMNS_SESSION_KEY)
+    if request.user.is_authenticated:
+        chosen = (
+            UserPreferences.objects.filter(user=request.user)
+            .values_list("trace_list_columns", flat=True)
+            .first()
+        )
+    else:  # no user without auth: the session remembers the choice, per browser
+        chosen = request.session.get(_COLUMNS_SESSION_KEY)
     if not isinstance(chosen, list):
         return list(DEFAULT_COLUMNS)
     return [c for c in COLUMNS if c in chosen]
