@@ -102,3 +102,21 @@ def test_new_traces_appear_at_the_top_while_the_page_is_open(page, server, trace
     page.locator("#trace-list a.trace-link", has_text="brand_new").wait_for(timeout=12_000)
     assert row_names(page)[0] == "brand_new"
     assert len(row_names(page)) == 5
+
+
+def test_new_traces_do_not_move_the_rows_being_read(page, server):
+    experiment = Experiment.objects.create(name="busy")
+    for n in range(40):
+        make(experiment, n, f"trace_{n:02d}", TraceState.OK, 1.0)
+    page.set_viewport_size({"width": 1200, "height": 600})
+    page.goto(server + "/traces/")
+    reading = page.get_by_role("link", name="trace_20")
+    reading.scroll_into_view_if_needed()
+    y_before = reading.bounding_box()["y"]
+
+    make(experiment, 99, "brand_new", TraceState.OK, 1.0)
+    page.locator("#trace-list a.trace-link", has_text="brand_new").wait_for(
+        state="attached", timeout=12_000
+    )
+
+    assert abs(reading.bounding_box()["y"] - y_before) < 2
