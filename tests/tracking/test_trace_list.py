@@ -529,3 +529,14 @@ def test_nul_characters_anywhere_are_refused_not_a_500(client, experiment):
     assert client.post("/traces/bulk/", tag).status_code == 302
     a.refresh_from_db()
     assert a.tags == {}
+
+
+@pytest.mark.django_db
+def test_a_poll_with_nothing_new_costs_one_query(client, experiment, django_assert_num_queries):
+    make_trace(experiment, 1)
+    live = client.get("/traces/", {"q": "state = OK"}).context["live_query"]
+
+    with django_assert_num_queries(1):
+        poll = client.get(f"/traces/?{live}", headers={"HX-Request": "true"})
+
+    assert poll.status_code == 204

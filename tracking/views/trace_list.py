@@ -55,20 +55,21 @@ def trace_list(request: HttpRequest) -> HttpResponse:
     sort = Sort.parse(request.GET.get("sort", ""))
     before = request.GET.get("before", "")
     columns = _columns_for(request)
-    context = _context(request, experiment, model_id, query, sort, columns)
     try:
         traces = _scoped(experiment, model_id, columns).filter(search.compile_query(query))
     except search.SearchError as error:
         # A 200 with the message at its position, in the bar's place: a typo in a query is
         # an ordinary state of a search page (and a 4xx would be a browser console error).
+        context = _context(request, experiment, model_id, query, sort, columns)
         context.update(error=error, error_caret=" " * error.position + "^")
         return _render_list(request, context)
-    if request.GET.get("after"):
+    if request.GET.get("after"):  # the live poll: its rows only, nothing else queried
         return _live_rows(request, traces, columns)
     try:
         page, next_cursor = keyset_page(traces, sort, before, TRACES_PER_PAGE)
     except ValueError:
         return HttpResponseBadRequest("Malformed 'before' cursor.")
+    context = _context(request, experiment, model_id, query, sort, columns)
     context.update(
         traces=_for_rows(page),
         older_query=_query_with(request, before=next_cursor) if next_cursor else None,
