@@ -5,5 +5,14 @@ from playground import views
 app_name = "playground"
 
 urlpatterns = [
+    # ?replay=<trace_id> or ?model=<model_id> prefill a new chat from what was logged.
     path("", views.index, name="index"),
+    path("new", views.new_chat, name="new-chat"),
+    path("c/<int:pk>/", views.conversation, name="conversation"),
+    path("c/<int:pk>/send", views.send, name="send"),
+    path("runs/<int:pk>/", views.run, name="run"),
+    path("runs/<int:pk>/cancel", views.cancel, name="cancel"),
+    path("runs/<int:pk>/trace", views.run_trace, name="run-trace"),
+    path("agents/", views.agents, name="agents"),
+    path("agents/<int:pk>/", views.agent, name="agent"),
 ]

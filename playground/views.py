@@ -1,12 +1,229 @@
-"""Playground pages. The chat itself (agents, conversations, background runs) comes later."""
+"""Playground pages: start a chat (1 agent, or 2-4 side by side), chat on, watch answers
+stream in (each run's fragment polls itself while unfinished), cancel, open each answer's
+trace; and the agents' list and settings."""
 
 from __future__ import annotations
 
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
-from django.views.decorators.http import require_safe
+import json
+from typing import Any
+
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils.cache import patch_vary_headers
+from django.views.decorators.http import require_http_methods, require_POST, require_safe
+from django_htmx.http import HttpResponseClientRedirect
+from django_htmx.middleware import HtmxDetails
+
+from playground import replay, runs
+from playground.agents.builtin import ensure_demo_agents
+from playground.forms import AgentForm, NewChatForm, SendForm
+from playground.models import Agent, Conversation, Run
+from tracking import waterfall
+from tracking.models import Span
+
+CONVERSATIONS_SHOWN = 50
+# The inline waterfall of an answer is a summary; the trace page shows everything.
+INLINE_SPANS_MAX = 100
+
+
+class HtmxHttpRequest(HttpRequest):
+    htmx: HtmxDetails
+
+
+def _page(request: HtmxHttpRequest, template: str, partial: str, context: dict[str, Any],
+          status: int = 200) -> HttpResponse:  # fmt: skip
+    """The whole page, or for htmx only its `partial`; 422 re-renders a form with its errors."""
+    name = f"{template}#{partial}" if request.htmx else template
+    response = render(request, name, context, status=status)
+    patch_vary_headers(response, ["HX-Request"])
+    return response
+
+
+def _conversations() -> list[Conversation]:
+    return list(Conversation.objects.prefetch_related("agents")[:CONVERSATIONS_SHOWN])
 
 
 @require_safe
-def index(request: HttpRequest) -> HttpResponse:
-    return render(request, "playground/index.html")
+def index(request: HtmxHttpRequest) -> HttpResponse:
+    ensure_demo_agents()
+    prefill = None
+    if trace_id := request.GET.get("replay"):
+        prefill = replay.from_trace(trace_id)
+    elif model_id := request.GET.get("model"):
+        prefill = replay.from_model(model_id)
+    form = NewChatForm(initial=_prefilled(prefill))
+    return _index(request, form, prefill)
+
+
+def _prefilled(prefill: replay.Prefill | None) -> dict[str, Any]:
+    if prefill is None:
+        first = Agent.objects.values_list("pk", flat=True).first()
+        return {"agents": [first] if first else []}
+    return {
+        "agents": prefill.agent_ids,
+        "message": prefill.message,
+        "system_prompt": prefill.system_prompt,
+        "history": replay_json(prefill.history),
+        "custom_inputs_enabled": prefill.custom_inputs is not None,
+        "custom_inputs": replay_json(prefill.custom_inputs, indent=2),
+        "temperature": prefill.params.get("temperature"),
+        "max_tokens": prefill.params.get("max_tokens"),
+        "stop": "\n".join(s for s in prefill.params.get("stop") or [] if isinstance(s, str)),
+    }
+
+
+def replay_json(value: Any, indent: int | None = None) -> str:
+    return "" if value in (None, []) else json.dumps(value, indent=indent, ensure_ascii=False)
+
+
+def _index(request: HtmxHttpRequest, form: NewChatForm, prefill: replay.Prefill | None,
+           status: int = 200) -> HttpResponse:  # fmt: skip
+    context = {
+        "form": form,
+        "prefill": prefill,
+        "history": _turns(form["history"].value()),
+        "conversations": _conversations(),
+    }
+    return _page(request, "playground/index.html", "new-chat", context, status)
+
+
+def _turns(text: str | None) -> list[dict[str, str]]:
+    """The replayed turns the form carries, to show them above the message."""
+    try:
+        turns = json.loads(text or "[]")
+    except ValueError:
+        return []
+    return [t for t in turns if isinstance(t, dict)] if isinstance(turns, list) else []
+
+
+@require_POST
+def new_chat(request: HtmxHttpRequest) -> HttpResponse:
+    form = NewChatForm(request.POST)
+    if not form.is_valid():
+        return _index(request, form, None, status=422)
+    data = form.cleaned_data
+    conversation = Conversation.objects.create(
+        title=data["message"][:200], system_prompt=data["system_prompt"]
+    )
+    conversation.agents.set(data["agents"])
+    runs.send(conversation, data["message"], form.params(), data["custom_inputs"],
+              history=data["history"])  # fmt: skip
+    url = reverse("playground:conversation", args=[conversation.pk])
+    return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
+
+
+@require_safe
+def conversation(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+    chat = get_object_or_404(Conversation, pk=pk)
+    return _chat(request, chat, SendForm(initial=_carried_over(chat)))
+
+
+def _carried_over(chat: Conversation) -> dict[str, Any]:
+    """The next message starts with the parameters and custom_inputs of the last one."""
+    last = chat.messages.filter(role="user").order_by("-created_at", "-pk").first()
+    if last is None:
+        return {}
+    params = last.params or {}
+    return {
+        "temperature": params.get("temperature"),
+        "max_tokens": params.get("max_tokens"),
+        "stop": "\n".join(params.get("stop") or []),
+        "custom_inputs_enabled": last.custom_inputs is not None,
+        "custom_inputs": replay_json(last.custom_inputs, indent=2),
+    }
+
+
+def _chat(request: HtmxHttpRequest, chat: Conversation, form: SendForm,
+          status: int = 200) -> HttpResponse:  # fmt: skip
+    agents = list(chat.agents.all())
+    messages = list(chat.messages.all())
+    by_turn = {(r.message_id, r.agent_id): r for r in chat.runs.select_related("agent")}
+    panes = [
+        {"agent": agent, "turns": [(m, by_turn.get((m.pk, agent.pk))) for m in messages]}
+        for agent in agents
+    ]
+    context = {"chat": chat, "panes": panes, "form": form, "conversations": _conversations()}
+    return _page(request, "playground/conversation.html", "chat", context, status)
+
+
+@require_POST
+def send(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+    chat = get_object_or_404(Conversation, pk=pk)
+    form = SendForm(request.POST)
+    if not form.is_valid():
+        return _chat(request, chat, form, status=422)
+    data = form.cleaned_data
+    runs.send(chat, data["message"], form.params(), data["custom_inputs"], history=data["history"])
+    if not request.htmx:
+        return redirect("playground:conversation", pk=chat.pk)
+    return _chat(request, chat, SendForm(initial=form.carried_over()))
+
+
+@require_safe
+def run(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+    """One answer's fragment. A poller sends the `seq` it has; 204 when nothing changed."""
+    seq = Run.objects.filter(pk=pk).values_list("seq", flat=True).first()
+    if seq is None:
+        raise Http404
+    if request.GET.get("seq") == str(seq):
+        return HttpResponse(status=204)
+    answer = Run.objects.select_related("agent").get(pk=pk)
+    return render(request, "playground/conversation.html#run", {"run": answer})
+
+
+@require_POST
+def cancel(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+    answer = get_object_or_404(Run, pk=pk)
+    answer.cancel()
+    if not request.htmx:
+        return redirect("playground:conversation", pk=answer.conversation_id)
+    answer = Run.objects.select_related("agent").get(pk=pk)
+    return render(request, "playground/conversation.html#run", {"run": answer})
+
+
+@require_safe
+def run_trace(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+    """A small waterfall of one answer's trace, for its pane."""
+    answer = get_object_or_404(Run.objects.only("trace_id"), pk=pk)
+    rows = Span.objects.filter(trace__trace_id=answer.trace_id).values_list(
+        "span_id", "parent_span_id", "name", "span_type", "start_ns", "end_ns", "status"
+    )[: INLINE_SPANS_MAX + 1]
+    rows = list(rows)
+    layout = waterfall.build(rows[:INLINE_SPANS_MAX])
+    total = max(layout.total_ns, 1)
+    bars = [
+        {
+            "name": layout.names[i],
+            "type": layout.types[i],
+            "status": layout.statuses[i],
+            "depth": min(layout.depth[i], 16),
+            "duration_ns": layout.duration[i],
+            "left": round(100 * layout.start[i] / total, 2),
+            "width": max(0.5, round(100 * (layout.duration[i] or 0) / total, 2)),
+        }
+        for i in range(len(layout))
+    ]
+    context = {"run": answer, "bars": bars, "more": len(rows) > INLINE_SPANS_MAX}
+    return render(request, "playground/conversation.html#run-trace", context)
+
+
+@require_http_methods(["GET", "HEAD", "POST"])
+def agents(request: HtmxHttpRequest) -> HttpResponse:
+    form = AgentForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        form.save()
+        return redirect("playground:agents")
+    context = {"form": form, "agents": Agent.objects.all(), "editing": None}
+    return render(request, "playground/agents.html", context, status=422 if form.errors else 200)
+
+
+@require_http_methods(["GET", "HEAD", "POST"])
+def agent(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+    editing = get_object_or_404(Agent, pk=pk)
+    form = AgentForm(request.POST or None, instance=editing)
+    if request.method == "POST" and form.is_valid():
+        form.save()
+        return redirect("playground:agents")
+    context = {"form": form, "agents": Agent.objects.all(), "editing": editing}
+    return render(request, "playground/agents.html", context, status=422 if form.errors else 200)

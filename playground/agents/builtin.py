@@ -125,7 +125,9 @@ class Client:
         judge_prompt = f"Question: {prompt}\nOracle's answer: {draft}"
         judge = roles["judge"]
         with parent.child("judge", "CHAIN", inputs={"prompt": judge_prompt}) as chain:
-            text = self._generate(judge, judge_prompt, request)
+            # The judge's topics come from the question; the draft is what it improves on.
+            kept = draft.split("\n", 1)[0]
+            text = f"{kept}\n\n**Improved:** {self._generate(judge, prompt, request)}"
             inputs = self._llm_inputs(judge, judge_prompt)
             with chain.child("generate", "LLM", inputs=inputs) as llm:
                 yield from self._words(text)
@@ -207,3 +209,20 @@ def _stops(stop: Any) -> list[str]:
     if isinstance(stop, str):
         return [stop] if stop else []
     return [s for s in stop or [] if isinstance(s, str) and s]
+
+
+DEMO_AGENTS = [
+    {"name": "Echo (built-in)", "config": {"agent": ECHO}},
+    {"name": "Oracle/judge (built-in)", "config": {"agent": ORACLE_JUDGE, "roles": DEFAULT_ROLES}},
+]
+
+
+def ensure_demo_agents() -> None:
+    """Create the demo agents when there are no agents at all, so a fresh clone can chat."""
+    from playground.models import Agent, AgentKind
+
+    if Agent.objects.exists():
+        return
+    for spec in DEMO_AGENTS:
+        defaults = {"kind": AgentKind.BUILTIN, "config": spec["config"]}
+        Agent.objects.get_or_create(name=spec["name"], defaults=defaults)

@@ -76,3 +76,51 @@ def echo_agent():
 
     return Agent.objects.create(name="echo", kind="builtin",
                                 config={"agent": "echo", "word_delay_ms": 0})  # fmt: skip
+
+
+def _in_memory_sqlite() -> bool:
+    from django.db import connection
+
+    return connection.vendor == "sqlite" and connection.is_in_memory_db()
+
+
+@pytest.fixture
+def worker_app(sqlite_shared_reads, memory_celery_app):
+    """The embedded worker `make run` uses (tests/conftest.py's `embedded_worker`), on one
+    thread when the test database is in-memory SQLite: there, two writing threads fail
+    each other at once (shared-cache table locks wait for nobody), unlike a real database."""
+    from webapp import embedded_worker as embedded
+
+    worker = embedded.start(memory_celery_app, concurrency=1 if _in_memory_sqlite() else 2)
+    yield memory_celery_app
+    embedded.stop(worker)
+
+
+@pytest.fixture
+def worker(worker_app, monkeypatch):
+    """Pages enqueue on the embedded worker's app."""
+    from playground import runs
+
+    monkeypatch.setattr(runs, "default_app", worker_app)
+    return worker_app
+
+
+def _read_uncommitted(sender, connection, **kwargs) -> None:
+    if connection.vendor == "sqlite" and connection.is_in_memory_db():
+        with connection.cursor() as cursor:
+            cursor.execute("PRAGMA read_uncommitted = 1")
+
+
+@pytest.fixture
+def sqlite_shared_reads(transactional_db):
+    """pytest-django's SQLite test database is in memory with a shared cache, where a reader
+    holds table locks that make a concurrent writer (the worker thread) fail at once instead
+    of waiting. Real SQLite files and PostgreSQL do not behave so; this lifts it for tests."""
+    from django.db import connection
+    from django.db.backends.signals import connection_created
+
+    connection_created.connect(_read_uncommitted)
+    if connection.connection is not None:
+        _read_uncommitted(None, connection)
+    yield
+    connection_created.disconnect(_read_uncommitted)

@@ -15,11 +15,14 @@ from tests.conftest import make_celery_app
 from tests.playground.conftest import chat, wait_for, wait_until_finished
 from tracking.models import Trace
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("sqlite_shared_reads"),
+]
 
 
-def test_a_message_is_answered_by_the_embedded_worker(embedded_worker, echo_agent):
-    message = runs.send(chat(echo_agent), "hello worker", app=embedded_worker)
+def test_a_message_is_answered_by_the_worker_app(worker_app, echo_agent):
+    message = runs.send(chat(echo_agent), "hello worker", app=worker_app)
 
     run = wait_until_finished(message.runs.get().pk)
 
@@ -28,12 +31,12 @@ def test_a_message_is_answered_by_the_embedded_worker(embedded_worker, echo_agen
     assert Trace.objects.filter(trace_id=run.trace_id).exists()
 
 
-def test_three_agents_answer_the_same_message_each_on_its_own(embedded_worker, echo_agent,
+def test_three_agents_answer_the_same_message_each_on_its_own(worker_app, echo_agent,
                                                               http_agent):  # fmt: skip
     chat_agent = http_agent("chat-agent", "mlflow-serving")
     responses = http_agent("responses", "mlflow-serving")
     message = runs.send(chat(echo_agent, chat_agent, responses), "same prompt",
-                        custom_inputs={"k": 1}, app=embedded_worker)  # fmt: skip
+                        custom_inputs={"k": 1}, app=worker_app)  # fmt: skip
 
     answers = {r.agent_id: wait_until_finished(r.pk) for r in message.runs.all()}
 
@@ -43,8 +46,8 @@ def test_three_agents_answer_the_same_message_each_on_its_own(embedded_worker, e
     assert len({a.trace_id for a in answers.values()}) == 3
 
 
-def test_cancel_stops_an_answer_mid_stream(embedded_worker, http_agent, agent_server):
-    message = runs.send(chat(http_agent("slow-stream")), "go", app=embedded_worker)
+def test_cancel_stops_an_answer_mid_stream(worker_app, http_agent, agent_server):
+    message = runs.send(chat(http_agent("slow-stream")), "go", app=worker_app)
     run = message.runs.get()
     wait_for(lambda: Run.objects.get(pk=run.pk).content, what="first chunk")
 
@@ -73,14 +76,14 @@ def test_an_unreachable_broker_fails_the_run_and_keeps_the_message(echo_agent):
     assert Message.objects.get(pk=message.pk).content == "keep me"
 
 
-def test_a_worker_lost_mid_run_leaves_a_run_the_reaper_fails(embedded_worker, echo_agent):
+def test_a_worker_lost_mid_run_leaves_a_run_the_reaper_fails(worker_app, echo_agent):
     # The first worker claimed the run and died; its message is redelivered (acks late).
     conversation = chat(echo_agent)
     message = Message.objects.create(conversation=conversation, content="lost")
     run = runs._queued_run(conversation, message, echo_agent)
     claim(run.pk)
 
-    embedded_worker.tasks[runs.ANSWER_TASK].apply_async((run.pk,), task_id=run.task_id)
+    worker_app.tasks[runs.ANSWER_TASK].apply_async((run.pk,), task_id=run.task_id)
     time.sleep(0.3)  # the redelivered task runs, finds the run claimed, and does nothing
 
     assert Run.objects.get(pk=run.pk).status == RunStatus.RUNNING

@@ -1,0 +1,101 @@
+"""Prefilling the playground from what was already logged: a trace whose root span holds chat
+messages, or a logged model version (its agents, and the chat of its latest such trace)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from playground.models import Agent
+from tracking.models import Span, Trace
+
+
+@dataclass
+class Prefill:
+    message: str = ""
+    system_prompt: str = ""
+    # Earlier turns, replayed before the message.
+    history: list[dict[str, str]] = field(default_factory=list)
+    custom_inputs: dict[str, Any] | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+    agent_ids: list[int] = field(default_factory=list)
+    source: str = ""  # what was replayed, for the page to say
+    problem: str = ""  # why nothing could be replayed
+
+
+def chat_of(inputs: Any) -> tuple[list[dict[str, str]], dict[str, Any] | None, dict[str, Any]]:
+    """(messages, custom_inputs, params) from a root span's inputs, in any chat shape:
+    chat completions / ChatAgent (`messages`), ResponsesAgent (`input`), ChatModel.predict
+    (`messages` + `params`), or a bare list of messages."""
+    if isinstance(inputs, list):
+        inputs = {"messages": inputs}
+    if not isinstance(inputs, dict):
+        return [], None, {}
+    raw = inputs.get("messages", inputs.get("input"))
+    if isinstance(raw, str):
+        raw = [{"role": "user", "content": raw}]
+    items = raw if isinstance(raw, list) else []
+    messages = [m for m in (_message(item) for item in items) if m]
+    nested = inputs.get("params") if isinstance(inputs.get("params"), dict) else {}
+    custom_inputs = inputs.get("custom_inputs", nested.get("custom_inputs"))
+    params = {k: v for k, v in {**nested, **inputs}.items()
+              if k in ("temperature", "max_tokens", "stop")}  # fmt: skip
+    return messages, custom_inputs if isinstance(custom_inputs, dict) else None, params
+
+
+def _message(item: Any) -> dict[str, str] | None:
+    if not isinstance(item, dict) or item.get("role") not in ("system", "user", "assistant"):
+        return None
+    content = item.get("content")
+    if isinstance(content, list):  # content parts: input_text, output_text, text
+        content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
+    if not isinstance(content, str):
+        return None
+    return {"role": item["role"], "content": content}
+
+
+def from_trace(trace_id: str) -> Prefill:
+    trace = Trace.objects.filter(trace_id=trace_id).only("trace_id", "model_id", "tags").first()
+    if trace is None:
+        return Prefill(problem=f"There is no trace {trace_id}.")
+    root = Span.objects.filter(trace=trace, parent_span_id="").only("inputs").first()
+    messages, custom_inputs, params = chat_of(root.inputs if root else None)
+    if not any(m["role"] == "user" for m in messages):
+        return Prefill(problem=f"The root span of trace {trace_id} holds no chat messages.")
+    prefill = _split(messages)
+    prefill.custom_inputs, prefill.params = custom_inputs, params
+    prefill.source = f"trace {trace_id}"
+    # The agents of the trace's model version, else the playground agent that answered it.
+    agents = Agent.objects.filter(model_id=trace.model_id) if trace.model_id else None
+    if not agents:
+        agents = Agent.objects.filter(name=(trace.tags or {}).get("spyglass.agent", ""))
+    prefill.agent_ids = list(agents.values_list("pk", flat=True))
+    return prefill
+
+
+def from_model(model_id: str) -> Prefill:
+    agent_ids = list(Agent.objects.filter(model_id=model_id).values_list("pk", flat=True))
+    latest = Trace.objects.filter(model_id=model_id).order_by("-request_time").first()
+    prefill = from_trace(latest.trace_id) if latest else Prefill()
+    if latest is None or prefill.problem:
+        prefill = Prefill()
+    prefill.agent_ids = agent_ids
+    prefill.source = f"model {model_id}"
+    if not agent_ids:
+        prefill.problem = (
+            f"No agent reaches model {model_id} yet: add one (its serving URL, or the logged "
+            "model itself) with that model id."
+        )
+    return prefill
+
+
+def _split(messages: list[dict[str, str]]) -> Prefill:
+    """The last user message goes in the box; the system prompt and earlier turns around it."""
+    system = [m["content"] for m in messages if m["role"] == "system"]
+    turns = [m for m in messages if m["role"] != "system"]
+    last_user = max(i for i, m in enumerate(turns) if m["role"] == "user")
+    return Prefill(
+        message=turns[last_user]["content"],
+        system_prompt="\n\n".join(system),
+        history=turns[:last_user],
+    )
