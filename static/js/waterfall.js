@@ -138,11 +138,14 @@
     const lines = [];
     for (const t of L.ticks) {
       const pct = (100 * t) / total;
-      const label = document.createElement("span");
-      label.className = "wf-tick" + (pct > 92 ? " is-end" : "");
-      label.style.left = pct + "%";
-      label.textContent = t === 0 ? "0" : duration(t);
-      labels.push(label);
+      // A tick at the very end would have its label overlap the previous one: line only.
+      if (pct <= 92) {
+        const label = document.createElement("span");
+        label.className = "wf-tick";
+        label.style.left = pct + "%";
+        label.textContent = t === 0 ? "0" : duration(t);
+        labels.push(label);
+      }
       const line = document.createElement("span");
       line.className = "wf-gridline";
       line.style.left = pct + "%";
