@@ -371,3 +371,18 @@ def test_model_artifacts_of_a_version_without_files(client, experiment, artifact
 
     assert response.status_code == 200
     assert "No artifacts stored for this version" in response.content.decode()
+
+
+@pytest.mark.django_db
+def test_model_list_shows_every_version_of_one_name_on_request(client, experiment, monkeypatch):
+    monkeypatch.setattr(logged_models, "VERSIONS_PER_NAME", 2)
+    for hour in range(5):
+        make_model(experiment, created_at=T0 + timedelta(hours=hour))
+    make_model(experiment, name="billing-agent")
+
+    overview = client.get("/models/").content.decode()
+    response = client.get("/models/", {"name": "support-agent"})
+
+    assert 'href="?name=support-agent">Show all versions of support-agent</a>' in overview
+    (group,) = response.context["groups"]
+    assert [v.number for v in group.versions] == [5, 4, 3, 2, 1]

@@ -24,7 +24,10 @@ from tracking.queries import RECENT_TRACES, capped_count, traces_for_list
 from tracking.templatetags.tracking_format import json_value, model_url, percent, short_sha
 
 MODEL_NAMES_PER_PAGE = 100
-VERSIONS_PER_NAME = 20
+# The overview lists each name's newest versions; `?name=` lists one name's versions in full
+# (up to ONE_NAME_VERSIONS), so that any version can be ticked for a comparison.
+VERSIONS_PER_NAME = 10
+ONE_NAME_VERSIONS = 200
 KEY_PARAMS = 4
 KEY_METRICS = 2
 METRIC_ROWS = 500
@@ -85,7 +88,9 @@ class ModelGroup:
 
 
 def model_groups(
-    versions: QuerySet[LoggedModel], limit: int = MODEL_NAMES_PER_PAGE
+    versions: QuerySet[LoggedModel],
+    limit: int = MODEL_NAMES_PER_PAGE,
+    per_name: int | None = None,
 ) -> tuple[list[ModelGroup], bool]:
     """The most recently active names among `versions` with their newest versions.
 
@@ -104,7 +109,7 @@ def model_groups(
                 order_by=[F("created_at").desc(), F("pk").desc()],
             )
         )
-        .filter(rank__lte=VERSIONS_PER_NAME)
+        .filter(rank__lte=per_name or VERSIONS_PER_NAME)
         .order_by("name", "-created_at", "-pk")
     )
     for version in ranked:
@@ -180,7 +185,10 @@ def model_list(request: HttpRequest) -> HttpResponse:
         versions = versions.filter(LOGGED_MODELS.q(query)) if query else versions
     except MlflowError as exc:
         error, versions = exc.message, versions.none()
-    groups, more = model_groups(versions)
+    name = request.GET.get("name", "")
+    if name:
+        versions = versions.filter(name=name)
+    groups, more = model_groups(versions, per_name=ONE_NAME_VERSIONS if name else None)
     listed = [v for g in groups for v in g.versions]
     counts = trace_counts(v.model_id for v in listed)
     metrics = latest_metrics(v.pk for v in listed)
@@ -193,6 +201,7 @@ def model_list(request: HttpRequest) -> HttpResponse:
         "more_names": more,
         "names_limit": MODEL_NAMES_PER_PAGE,
         "q": query,
+        "name": name,
         "error": error,
         "traces_url": reverse("tracking:trace-list"),
         **columns,
