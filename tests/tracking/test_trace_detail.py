@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 from html.parser import HTMLParser
 
@@ -146,6 +147,18 @@ def test_layout_is_the_tree_in_display_order(client, experiment):
     assert data["orphans"] == [2]
     assert data["critical"] == [0, 1]
     assert data["span_count"] == 3
+
+
+@pytest.mark.django_db
+def test_layout_is_gzipped_for_clients_that_accept_it(client, experiment):
+    trace = make_trace(experiment, 1)
+    for i in range(100):
+        make_span(trace, f"s{i:02d}", 1_000 + i, parent="s00" if i else "")
+
+    response = client.get(f"/traces/{trace.trace_id}/layout/", headers={"Accept-Encoding": "gzip"})
+
+    assert response["Content-Encoding"] == "gzip"
+    assert json.loads(gzip.decompress(response.content))["ids"][0] == "s00"
 
 
 @pytest.mark.django_db
