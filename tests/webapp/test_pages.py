@@ -132,17 +132,6 @@ def test_pages_load_scripts_from_static_files_only(client):
 
 
 @pytest.mark.django_db
-def test_playground_says_it_is_not_there_yet(client):
-    response = client.get("/playground/")
-
-    assert response.status_code == 200
-    html = response.content.decode()
-    assert "<h1>Playground</h1>" in html
-    assert "not available yet" in html
-    assert 'aria-current="page">Playground</a>' in html
-
-
-@pytest.mark.django_db
 def test_every_static_file_a_page_links_exists(client):
     html = client.get("/").content.decode()
 

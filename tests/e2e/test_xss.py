@@ -1,0 +1,145 @@
+"""An XSS corpus in every user-controlled field, opened in Chromium on every page that shows
+it: no script runs. The `page` fixture fails a test on any console error, and a payload that
+escaped its escaping would either run (a dialog, recorded here) or be refused by the CSP,
+which Chromium reports as a console error; both fail."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from tracking import ingest
+from tracking.models import Experiment, LoggedModel, Trace
+
+pytestmark = pytest.mark.e2e
+
+CORPUS = [
+    "<script>alert('script')</script>",
+    '"><img src=x onerror=alert("img")>',
+    "<svg onload=alert('svg')><script>alert('svg-script')</script></svg>",
+    "<a href=\"javascript:alert('href')\">click</a>",
+    "[markdown link](javascript:alert('md'))",
+    '![image](x" onerror="alert(1))',
+    "<iframe src=\"javascript:alert('iframe')\"></iframe>",
+    "'-alert('quote')-'",
+    "<details open ontoggle=alert('toggle')>",
+    "<style>body{display:none}</style>",
+]
+PAYLOAD = " ".join(CORPUS)
+
+
+def b64(raw: bytes) -> str:
+    import base64
+
+    return base64.b64encode(raw).decode()
+
+
+@pytest.fixture
+def hostile(server) -> dict[str, object]:
+    """A model version and a trace of it with the corpus in every field a user controls."""
+    experiment = Experiment.objects.create(name=PAYLOAD[:400])
+    model = LoggedModel.objects.create(
+        experiment=experiment,
+        name=PAYLOAD[:400],
+        params={PAYLOAD[:100]: PAYLOAD},
+        tags={"mlflow.source.git.repoURL": "javascript:alert('repo')", "note": PAYLOAD},
+        model_config={"instructions": PAYLOAD, PAYLOAD[:50]: {"nested": PAYLOAD}},
+    )
+    trace_id = os.urandom(16)
+    chat = {
+        "messages": [
+            {"role": "system", "content": PAYLOAD},
+            {"role": "user", "content": PAYLOAD},
+        ]
+    }
+    answer = {"choices": [{"message": {"role": "assistant", "content": PAYLOAD}}]}
+
+    def span(i: int, parent: int | None, name: str, inputs, outputs, **extra) -> dict:
+        return {
+            "trace_id": b64(trace_id),
+            "span_id": b64((i + 1).to_bytes(8, "big")),
+            "parent_span_id": b64((parent + 1).to_bytes(8, "big")) if parent is not None else None,
+            "name": name,
+            "start_time_unix_nano": 1_795_294_591_000_000_000 + i * 1000,
+            "end_time_unix_nano": 1_795_294_591_000_000_000 + i * 1000 + 900,
+            "events": extra.get("events", []),
+            "status": extra.get("status", {"code": "STATUS_CODE_OK", "message": ""}),
+            "attributes": {
+                "mlflow.spanType": json.dumps(extra.get("type", "CHAIN")),
+                "mlflow.spanInputs": json.dumps(inputs),
+                "mlflow.spanOutputs": json.dumps(outputs),
+                PAYLOAD[:60]: json.dumps(PAYLOAD),
+            },
+        }
+
+    error_event = {
+        "name": "exception",
+        "time_unix_nano": 1_795_294_591_000_000_500,
+        "attributes": {
+            "exception.type": PAYLOAD[:80],
+            "exception.message": PAYLOAD,
+            "exception.stacktrace": PAYLOAD,
+        },
+    }
+    error = {"code": "STATUS_CODE_ERROR", "message": PAYLOAD}
+    spans = [
+        span(0, None, PAYLOAD[:300], chat, answer, type="AGENT"),
+        span(1, 0, PAYLOAD[:300], PAYLOAD, PAYLOAD, type="LLM"),
+        span(
+            2,
+            0,
+            PAYLOAD[:300],
+            {"q": PAYLOAD},
+            None,
+            type="TOOL",
+            events=[error_event],
+            status=error,
+        ),
+    ]
+    info = {
+        "trace_id": f"tr-{trace_id.hex()}",
+        "trace_location": {
+            "type": "MLFLOW_EXPERIMENT",
+            "mlflow_experiment": {"experiment_id": str(experiment.pk)},
+        },
+        "request_time": "2026-11-21T20:56:31.290Z",
+        "execution_duration": "0.085s",
+        "state": "ERROR",
+        "request_preview": PAYLOAD,
+        "response_preview": PAYLOAD,
+        "trace_metadata": {"mlflow.modelId": model.model_id, PAYLOAD[:40]: PAYLOAD},
+        "tags": {"mlflow.traceName": PAYLOAD[:300], PAYLOAD[:40]: PAYLOAD},
+    }
+    ingest.store_trace(info, spans)
+    return {"model": model, "trace": Trace.objects.get(), "experiment": experiment}
+
+
+def pages_showing(hostile: dict[str, object]) -> list[str]:
+    model = hostile["model"]
+    trace = hostile["trace"]
+    return [
+        "/",
+        "/traces/",
+        f"/traces/?experiment={hostile['experiment'].pk}",
+        f"/traces/?model={model.model_id}",
+        trace.get_absolute_url(),
+        "/models/",
+        f"/models/{model.model_id}/",
+    ]
+
+
+def test_no_script_from_the_corpus_runs_on_any_page(page, server, hostile):
+    dialogs: list[str] = []
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+
+    for path in pages_showing(hostile):
+        response = page.goto(server + path)
+        assert response.status == 200, path
+        page.wait_for_load_state("networkidle")
+        # The payload is on the page as text, not as markup.
+        assert page.locator("img[onerror], svg[onload], iframe, details[ontoggle]").count() == 0
+        assert page.locator("a[href^='javascript:']").count() == 0, path
+
+    assert dialogs == []
