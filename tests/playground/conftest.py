@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Iterator
 
@@ -111,8 +112,8 @@ def _read_uncommitted(sender, connection, **kwargs) -> None:
             cursor.execute("PRAGMA read_uncommitted = 1")
 
 
-@pytest.fixture
-def sqlite_shared_reads(transactional_db):
+@contextlib.contextmanager
+def sqlite_reads_without_table_locks() -> Iterator[None]:
     """pytest-django's SQLite test database is in memory with a shared cache, where a reader
     holds table locks that make a concurrent writer (the worker thread) fail at once instead
     of waiting. Real SQLite files and PostgreSQL do not behave so; this lifts it for tests."""
@@ -122,5 +123,13 @@ def sqlite_shared_reads(transactional_db):
     connection_created.connect(_read_uncommitted)
     if connection.connection is not None:
         _read_uncommitted(None, connection)
-    yield
-    connection_created.disconnect(_read_uncommitted)
+    try:
+        yield
+    finally:
+        connection_created.disconnect(_read_uncommitted)
+
+
+@pytest.fixture
+def sqlite_shared_reads(transactional_db) -> Iterator[None]:
+    with sqlite_reads_without_table_locks():
+        yield

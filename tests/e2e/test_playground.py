@@ -1,0 +1,117 @@
+"""The playground in a real Chromium: the built-in oracle/judge agent streams an answer,
+custom_inputs are refused inline until they are a JSON object, the answer's trace opens, and
+two agents answer side by side. The live server enqueues on an embedded Celery worker."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+import pytest
+
+from playground.models import Agent, Run
+from tests.playground.conftest import sqlite_reads_without_table_locks
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def page(browser) -> Iterator:
+    """tests/e2e/conftest.py's page, but a 422 (a form re-rendered with its errors, which
+    this test provokes on purpose) is not a failure. Any other console error still is."""
+    context = browser.new_context(color_scheme="light")
+    context.set_default_timeout(10_000)
+    page = context.new_page()
+    errors: list[str] = []
+
+    def on_console(message) -> None:
+        if message.type == "error" and "status of 422" not in message.text:
+            errors.append(f"console: {message.text} ({message.location})")
+
+    page.on("console", on_console)
+    page.on("pageerror", lambda error: errors.append(f"page error: {error}"))
+    yield page
+    context.close()
+    assert errors == [], "the browser reported errors:\n" + "\n".join(errors)
+
+
+@pytest.fixture
+def playground(server, memory_celery_app, monkeypatch) -> Iterator[str]:
+    """The live server with an embedded worker, and the two demo agents (paced so that the
+    stream is long enough to be seen)."""
+    from playground import runs
+    from webapp import embedded_worker as embedded
+
+    monkeypatch.setattr(runs, "default_app", memory_celery_app)
+    Agent.objects.create(name="Echo", kind="builtin",
+                         config={"agent": "echo", "word_delay_ms": 20})  # fmt: skip
+    Agent.objects.create(name="Oracle/judge", kind="builtin",
+                         config={"agent": "oracle-judge", "word_delay_ms": 80})  # fmt: skip
+    with sqlite_reads_without_table_locks():
+        worker = embedded.start(memory_celery_app, concurrency=1)
+        yield server
+        embedded.stop(worker)
+
+
+def test_the_oracle_judge_answer_streams_in_with_custom_inputs_and_a_trace(page, playground):
+    page.goto(f"{playground}/playground/")
+    page.get_by_label("Echo").uncheck()
+    page.get_by_label("Oracle/judge").check()
+    page.get_by_placeholder("Ask something…").fill("How do I find slow agent calls?")
+    page.get_by_label("custom_inputs", exact=True).check()
+
+    page.locator("textarea[name=custom_inputs]").fill('{"session": "s-1",}')
+    page.get_by_role("button", name="Send").click()
+    error = page.locator("[data-custom-inputs-error]")
+    error.wait_for()
+    assert "not valid JSON" in error.inner_text() and "line 1, column 19" in error.inner_text()
+    assert Run.objects.count() == 0
+
+    page.locator("textarea[name=custom_inputs]").fill("[1, 2]")
+    page.get_by_role("button", name="Send").click()
+    page.get_by_text("must be a JSON object").wait_for()
+
+    page.locator("textarea[name=custom_inputs]").fill('{"session": "s-1", "tier": "gold"}')
+    page.get_by_role("button", name="Send").click()
+    page.wait_for_url(re.compile(r"/playground/c/\d+/$"))
+
+    streaming = page.locator("[data-status=running] .pg-streaming")
+    streaming.wait_for()
+    partial = streaming.inner_text()
+    done = page.locator("[data-status=done]")
+    done.wait_for(timeout=15_000)
+    answer = done.locator("[data-answer]").inner_text()
+    assert partial and len(partial) < len(answer)
+    assert "Improved" in answer
+    assert '"tier": "gold"' in done.locator("[data-custom-outputs]").inner_text()
+    assert re.fullmatch(r"\d+ ms", done.locator("[data-latency]").inner_text())
+    assert "tokens" in done.locator("[data-tokens]").inner_text()
+
+    done.get_by_role("link", name="Trace").click()
+    page.wait_for_url(re.compile(r"/traces/tr-[0-9a-f]{32}/$"))
+    body = page.locator("body").inner_text()
+    assert "judge" in body and "oracle" in body
+
+
+def test_two_agents_answer_side_by_side(page, playground):
+    page.goto(f"{playground}/playground/")
+    page.get_by_label("Echo").check()
+    page.get_by_label("Oracle/judge").check()
+    page.get_by_placeholder("Ask something…").fill("Compare these")
+    page.get_by_role("button", name="Send").click()
+    page.wait_for_url(re.compile(r"/playground/c/\d+/$"))
+
+    panes = page.locator(".pg-pane")
+    assert panes.count() == 2
+    for name in ("Echo", "Oracle/judge"):
+        pane = page.locator(f'[data-pane="{name}"]')
+        pane.locator("[data-status=done]").wait_for(timeout=15_000)
+        assert pane.get_by_role("link", name="Trace").count() == 1
+    echo = page.locator('[data-pane="Echo"]')
+    assert "You said: Compare these" in echo.inner_text()
+
+    echo.get_by_text("Waterfall").click()
+    waterfall = echo.locator("[data-waterfall]")
+    waterfall.wait_for()
+    assert waterfall.locator("li").count() == 4
+    assert "LLM" in waterfall.inner_text()
