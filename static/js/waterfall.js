@@ -156,6 +156,11 @@
   }
 
   function updateStatusLine() {
+    if (!n) {
+      statusLine.textContent = "No spans received for this trace yet" +
+        (L.state === "IN_PROGRESS" ? "; they will appear here as they arrive." : ".");
+      return;
+    }
     const hidden = n - visible.length;
     let text = fmt.format(n) + " span" + (n === 1 ? "" : "s") + " · " + duration(L.total);
     if (hidden > 0) {

@@ -230,3 +230,13 @@ def test_an_in_progress_trace_shows_new_spans_while_open(page, server):
 
     row(page, "late_tool").wait_for(timeout=8_000)  # the page polls every few seconds
     assert page.locator(".wf-row:not([hidden])").count() == 2
+
+
+def test_a_trace_without_spans_says_so(page, server):
+    experiment = Experiment.objects.create(name="empty")
+    trace = make_trace(experiment, "tr-" + "01" * 16, [], state=TraceState.IN_PROGRESS)
+
+    open_waterfall(page, f"{server}/traces/{trace.trace_id}/")
+
+    expect(page.locator("#wf-status-line")).to_contain_text("No spans received for this trace yet")
+    assert page.locator(".wf-row:not([hidden])").count() == 0

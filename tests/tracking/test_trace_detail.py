@@ -150,6 +150,15 @@ def test_layout_is_the_tree_in_display_order(client, experiment):
 
 
 @pytest.mark.django_db
+def test_layout_of_a_trace_without_spans_is_empty(client, experiment):
+    trace = make_trace(experiment, 1, span_count=0, state="IN_PROGRESS")
+
+    data = json.loads(client.get(f"/traces/{trace.trace_id}/layout/").content)
+
+    assert data["ids"] == [] and data["critical"] == [] and data["total"] == 0
+
+
+@pytest.mark.django_db
 def test_layout_is_gzipped_for_clients_that_accept_it(client, experiment):
     trace = make_trace(experiment, 1)
     for i in range(100):
