@@ -6,6 +6,7 @@ import pytest
 from django.db import connection
 
 from tests.tracking.rows import T0, make_model, make_span, make_trace
+from tracking import search
 from tracking.models import Trace, TraceState
 from tracking.search import (
     And,
@@ -370,13 +371,25 @@ def test_search_terms_are_parameters_not_sql(experiment):
     assert Trace.objects.count() == 1
 
 
-def test_fts_is_used_on_sqlite_only():
-    sql = str(Trace.objects.filter(compile_query("refund")).query)
+@pytest.mark.django_db
+def test_rare_words_use_the_fts_index_on_sqlite_and_common_ones_a_like_walk(
+    experiment, monkeypatch
+):
+    monkeypatch.setattr(search, "FTS_COMMON", 3)
+    for n in range(3):
+        make_trace(experiment, n, request_preview="a common word", response_preview="")
+    make_trace(experiment, 9, request_preview="a rare word", response_preview="")
+
+    rare = str(Trace.objects.filter(compile_query("rare")).query)
+    common = str(Trace.objects.filter(compile_query("common")).query)
 
     if connection.vendor == "sqlite":
-        assert "tracking_trace_fts MATCH" in sql
+        assert "tracking_trace_fts MATCH" in rare
     else:
-        assert "LIKE" in sql
+        assert "LIKE" in rare
+    assert "LIKE" in common and "MATCH" not in common
+    assert len(names("common")) == 3
+    assert len(names("rare")) == 1
 
 
 def test_relative_times_are_counted_from_now():
