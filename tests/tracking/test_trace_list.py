@@ -456,8 +456,10 @@ def test_bulk_actions_refuse_gets_and_unknown_actions(client, experiment):
         == 400
     )
     assert client.post("/traces/bulk/", {"action": "tag", "trace": [a.trace_id]}).status_code == 302
+    too_long = {"action": "tag", "trace": [a.trace_id], "tag_key": "k" * 251, "tag_value": "v"}
+    assert client.post("/traces/bulk/", too_long).status_code == 302
     a.refresh_from_db()
-    assert a.tags == {}  # no key, no tag
+    assert a.tags == {}  # no key or too long: no tag
 
 
 # --- Untrusted content -----------------------------------------------------------------------

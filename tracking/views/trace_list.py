@@ -14,12 +14,13 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST, require_safe
 from django.views.decorators.vary import vary_on_headers
-from django_htmx.http import HttpResponseClientRefresh
 
 from tracking import search
+from tracking.ingest import NAME_MAX_CHARS
 from tracking.mlflow_api.traces import traces_json_path
 from tracking.models import Experiment, LoggedModel, Trace, TraceState
 from tracking.queries import Sort, keyset_page, newer_traces, traces_for_list, with_model_names
+from tracking.serializers import TAG_KEY_MAX_CHARS, TAG_VALUE_MAX_CHARS
 from webapp.models import UserPreferences
 
 TRACES_PER_PAGE = 50
@@ -132,6 +133,8 @@ def trace_bulk(request: HttpRequest) -> HttpResponse:
         value = request.POST.get("tag_value", "")
         if not key or "\x00" in key + value:
             messages.error(request, "A tag needs a key, and neither may hold a NUL character.")
+        elif len(key) > TAG_KEY_MAX_CHARS or len(value) > TAG_VALUE_MAX_CHARS:
+            messages.error(request, "That tag is too long (as the API, 250 and 20,000 characters).")
         else:
             count = _tag_traces(traces, key, value)
             messages.success(request, f"Tagged {count} trace{'s' if count != 1 else ''}.")
@@ -144,8 +147,6 @@ def trace_bulk(request: HttpRequest) -> HttpResponse:
         return render(request, "tracking/trace_list_delete.html", context)
     else:
         return HttpResponseBadRequest("Unknown bulk action.")
-    if request.htmx:
-        return HttpResponseClientRefresh()
     return redirect(next_url)
 
 
@@ -156,7 +157,7 @@ def _tag_traces(traces, key: str, value: str) -> int:
         for trace in rows:
             trace.tags = {**(trace.tags or {}), key: value}
             if key == "mlflow.traceName":  # the name column copies this tag
-                trace.name = value[:500]
+                trace.name = value[:NAME_MAX_CHARS]
             trace.save(update_fields=["tags", "name", "updated_at"])
     return len(rows)
 
