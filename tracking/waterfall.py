@@ -115,16 +115,26 @@ def _walk(
     parent_of: list[int],
     visited: list[bool],
 ) -> None:
-    """Append the pre-order of the trees under `roots`, skipping spans already placed."""
-    stack = [(r, 0, -1) for r in reversed(roots)]
+    """Append the pre-order of the trees under `roots`, skipping spans already placed.
+
+    `depth_of` and `parent_of` start as 0 and -1 (a root); a child's are set when it is pushed,
+    unless it is already placed (which only a parent cycle can cause).
+    """
+    stack = roots[::-1]
     while stack:
-        i, depth, parent = stack.pop()
+        i = stack.pop()
         if visited[i]:
             continue
         visited[i] = True
         order.append(i)
-        depth_of[i], parent_of[i] = depth, parent
-        stack.extend((c, depth + 1, i) for c in reversed(children[i]) if not visited[c])
+        kids = children[i]
+        if kids:
+            depth = depth_of[i] + 1
+            for c in kids:
+                if not visited[c]:
+                    depth_of[c] = depth
+                    parent_of[c] = i
+            stack.extend(reversed(kids))
 
 
 def subtree_sizes(parent: Sequence[int]) -> list[int]:
