@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from operator import itemgetter
 
 # (span_id, parent_span_id, name, span_type, start_ns, end_ns | None, status)
-Row = tuple[str, str, str, str, int, "int | None", str]
+Row = tuple[str, str, str, str, int, int | None, str]
 
 STATUS_CODES = {"UNSET": 0, "OK": 1, "ERROR": 2}
 
@@ -51,7 +51,7 @@ class Layout:
         return len(self.span_ids)
 
 
-def build(rows: Iterable[Sequence]) -> Layout:
+def build(rows: Iterable[Row]) -> Layout:
     """Order spans as a tree (children by start time), with depth, offsets and subtree sizes."""
     spans = sorted(rows, key=itemgetter(4, 0))
     n = len(spans)
