@@ -284,3 +284,14 @@ def test_compare_runs_a_fixed_number_of_queries(client, experiment, django_asser
         response = client.get(f"/models/compare/?ids={ids}")
 
     assert response.status_code == 200
+
+
+@pytest.mark.django_db
+def test_compare_shows_a_version_whose_id_cannot_be_routed(client, experiment):
+    a = make_model(experiment, model_id="m-odd/id")
+    b = make_model(experiment)
+
+    response = client.get(f"/models/compare/?ids={a.model_id},{b.model_id}")
+
+    assert response.status_code == 200
+    assert f'href="/models/{b.model_id}/traces/"' in response.content.decode()
