@@ -240,3 +240,34 @@ def test_a_trace_without_spans_says_so(page, server):
 
     expect(page.locator("#wf-status-line")).to_contain_text("No spans received for this trace yet")
     assert page.locator(".wf-row:not([hidden])").count() == 0
+
+
+HOSTILE = '<script>alert(1)</script><img src=x onerror="alert(2)"> [x](javascript:alert(3))'
+
+
+def test_hostile_span_contents_stay_inert_in_the_details(page, server):
+    experiment = Experiment.objects.create(name="hostile")
+    event = {"name": HOSTILE, "attributes": {"exception.type": HOSTILE,
+                                             "exception.stacktrace": HOSTILE}}  # fmt: skip
+    span = {
+        "span_id": "9" * 16, "name": HOSTILE, "span_type": HOSTILE[:32], "start_ns": 0,
+        "end_ns": 10, "status": "ERROR", "status_message": HOSTILE,
+        "inputs": {"messages": [{"role": "user", "content": HOSTILE, "name": HOSTILE}]},
+        "outputs": {HOSTILE: HOSTILE * 50}, "attributes": {HOSTILE: HOSTILE}, "events": [event],
+    }  # fmt: skip
+    trace = make_trace(experiment, "tr-" + "99" * 16, [span], name=HOSTILE, tags={"t": HOSTILE})
+    dialogs = []
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    open_waterfall(page, f"{server}/traces/{trace.trace_id}/")
+
+    page.locator(".wf-row").first.click()
+    panel = page.locator("#span-panel")
+    panel.locator(".span-detail").wait_for()
+    for tab in ("Inputs", "Outputs", "Attributes", "Events", "Chat"):
+        panel.get_by_role("tab", name=tab).click()
+
+    assert HOSTILE in page.locator(".wf-row .wf-label").first.inner_text()
+    assert page.locator("script:not([src]), img, [onerror]").count() == 0
+    assert page.locator("a[href^='javascript:']").count() == 0
+    assert "[x](javascript:alert(3))" in panel.get_by_role("tabpanel", name="Chat").inner_text()
+    assert dialogs == []
