@@ -260,6 +260,7 @@ def test_span_details_show_inputs_outputs_attributes_and_chat(client, experiment
     assert "lookup_order" in html and "call_1" in html
     assert "&quot;order_id&quot;: 42" in html  # tool arguments pretty-printed
     assert 'data-tab-panel="inputs"' in html and 'data-tab-panel="outputs"' in html
+    assert f'href="/traces/{trace.trace_id}/spans/a/inputs/"' in html  # the raw JSON
     assert "gpt-4o" in html
 
 
