@@ -102,6 +102,7 @@ def model_groups(
     ranked = (
         numbered(versions.filter(name__in=groups))
         .select_related("source_run")
+        .defer("model_config", "status_message", "source_run__params", "source_run__tags")
         .annotate(
             rank=Window(
                 RowNumber(),
@@ -163,6 +164,9 @@ def _prepare_row(
         for c in columns["chosen"]
     ]
     version.counts = counts
+    # Strings, not ints: the template would localize each number on every one of the rows.
+    version.count_label = f"{counts.count:,}" if counts else "0"
+    version.number_label = str(version.number)
     version.error_label = percent(counts.error_rate) if counts else "—"
     version.url = model_url(version.model_id)
     version.short_id = version.model_id[:14]
