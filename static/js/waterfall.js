@@ -571,6 +571,16 @@
     const target = event.target;
     const typing = target.closest && target.closest("input, select, textarea, [contenteditable]");
     if (typing || (keysDialog.open && event.key !== "?")) return;
+    const tablist = target.closest && target.closest('[role="tablist"]');
+    if (tablist && (event.key === "ArrowLeft" || event.key === "ArrowRight")) {
+      // Arrows move between the details tabs, as in any tab list, not in the tree.
+      const tabs = [...tablist.querySelectorAll('[role="tab"]')];
+      const next = tabs[(tabs.indexOf(target) + (event.key === "ArrowRight" ? 1 : -1) + tabs.length) % tabs.length];
+      event.preventDefault();
+      next.focus();
+      next.click();
+      return;
+    }
     const handlers = {
       j: () => move(1), ArrowDown: () => move(1),
       k: () => move(-1), ArrowUp: () => move(-1),

@@ -128,6 +128,8 @@ def test_it_opens_span_details_with_chat_inputs_and_outputs(page, server, agent_
     assert "You help with orders." in inputs.inner_text()
     panel.get_by_role("tab", name="Outputs").click()
     assert "It has *shipped*." in panel.get_by_role("tabpanel", name="Outputs").inner_text()
+    page.keyboard.press("ArrowRight")  # arrows on a tab move between the tabs
+    assert panel.get_by_role("tabpanel", name="Attributes").is_visible()
 
 
 def test_it_moves_with_the_keyboard(page, server, agent_trace):
