@@ -626,6 +626,7 @@
       if (response.status === 200) {
         const top = viewport.scrollTop;
         apply(await response.json(), snapshot());
+        showState(L.state);
         viewport.scrollTop = top;
         queueRender();
       }
@@ -633,6 +634,14 @@
       statusLine.textContent += " · update failed, retrying";
     }
     schedulePoll();
+  }
+
+  function showState(state) {
+    // The header's badge (partials/state_badge.html) follows the trace as it finishes.
+    const badge = document.querySelector("[data-trace-state] .badge");
+    if (!badge) return;
+    badge.className = "badge state-" + state.toLowerCase();
+    badge.textContent = { OK: "OK", ERROR: "Error", IN_PROGRESS: "In progress" }[state] || state;
   }
 
   // --- Start ----------------------------------------------------------------------------------

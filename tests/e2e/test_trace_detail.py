@@ -228,10 +228,11 @@ def test_an_in_progress_trace_shows_new_spans_while_open(page, server):
 
     Span.objects.create(trace=trace, span_id="2" * 16, parent_span_id="1" * 16,
                         name="late_tool", span_type="TOOL", start_ns=5, end_ns=10)  # fmt: skip
-    Trace.objects.filter(pk=trace.pk).update(span_count=2)
+    Trace.objects.filter(pk=trace.pk).update(span_count=2, state=TraceState.OK)
 
     row(page, "late_tool").wait_for(timeout=8_000)  # the page polls every few seconds
     assert page.locator(".wf-row:not([hidden])").count() == 2
+    assert page.locator("[data-trace-state] .badge").inner_text() == "OK"
 
 
 def test_a_trace_without_spans_says_so(page, server):
