@@ -84,6 +84,17 @@ def answer_run(run_id: int) -> str:
     """Answer one run; the outcome is in the row. Answers a word for logs and tests."""
     if not claim(run_id):
         return "not-queued"
+    try:
+        return _answer_claimed(run_id)
+    except Exception as exc:
+        # Whatever broke (the database, a bug), the run must not stay "running" until the
+        # reaper: say so now if the database lets us.
+        logger.exception("Run %s failed outside the agent call", run_id)
+        Run(pk=run_id).fail(f"Internal error while answering: {type(exc).__name__}: {exc}")
+        raise
+
+
+def _answer_claimed(run_id: int) -> str:
     run = Run.objects.select_related("agent").get(pk=run_id)
     agent = run.agent
     request = ChatRequest(**run.request)

@@ -182,3 +182,20 @@ def test_a_cancelled_queued_run_is_never_started(http_agent, agent_server):
     assert answer_run(run.pk) == "not-queued"
     assert agent_server.requests == []
     assert Run.objects.get(pk=run.pk).status == RunStatus.CANCELLED
+
+
+def test_an_internal_error_after_the_claim_fails_the_run_at_once(echo_agent, monkeypatch):
+    from playground import tasks
+
+    def broken_finish(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(tasks, "_finish", broken_finish)
+    run = queued_run(echo_agent)
+
+    with pytest.raises(RuntimeError):
+        answer_run(run.pk)
+
+    run.refresh_from_db()
+    assert run.status == RunStatus.FAILED
+    assert "Internal error while answering: RuntimeError: disk full" in run.error
