@@ -110,10 +110,11 @@ def test_a_trace_link_opens_the_trace_detail(page, server, logged):
 
     page.wait_for_url(f"{server}/traces/{trace.trace_id}/")
     assert page.locator("h1").inner_text() == "answer_question"
-    spans = page.locator("table.spans tbody tr")
+    page.wait_for_selector("#waterfall[data-ready='1']")
+    spans = page.locator(".wf-row:not([hidden])")
     assert spans.count() == 2
     assert "search_orders" in spans.nth(1).inner_text()
-    assert "TOOL" in spans.nth(1).inner_text()
+    assert "type-tool" in spans.nth(1).get_attribute("class")
     page.get_by_role("link", name="support-agent").click()
     page.wait_for_url(f"{server}/models/{logged['model'].model_id}/")
     assert page.locator("h1").inner_text() == "support-agent"
