@@ -87,10 +87,12 @@ class Sort:
     def order_by(self) -> list:
         if self.key == "time":  # never null: the plain order that trace_time_idx serves
             return ["-request_time", "-pk"] if self.descending else ["request_time", "pk"]
+        # Unknown (null) values sort below every value, as SQLite stores them: one index
+        # per column serves both directions (on PostgreSQL, the NULLS FIRST ones of 0004).
         column = F(self.column)
         if self.descending:
             return [column.desc(nulls_last=True), F("pk").desc()]
-        return [column.asc(nulls_last=True), F("pk").asc()]
+        return [column.asc(nulls_first=True), F("pk").asc()]
 
     def format_cursor(self, trace: Trace) -> str:
         value = getattr(trace, self.column)
@@ -115,21 +117,21 @@ class Sort:
         return (None if text == _NULL else int(text)), pk
 
     def after(self, cursor: str) -> Q:
-        """Rows after `cursor` in this order (nulls last); ValueError when malformed."""
+        """Rows after `cursor` in this order; ValueError when malformed."""
         value, pk = self.parse_cursor(cursor)
         column = self.column
-        later, pk_later = ("lt", "lt") if self.descending else ("gt", "gt")
-        if value is None:
-            return Q(**{f"{column}__isnull": True, f"pk__{pk_later}": pk})
-        past_value = Q(**{f"{column}__{later}": value}) | Q(
-            **{column: value, f"pk__{pk_later}": pk}
-        )
+        later = "lt" if self.descending else "gt"
+        null = Q(**{f"{column}__isnull": True})
+        if value is None:  # among the nulls: last when descending, first when ascending
+            same_null = null & Q(**{f"pk__{later}": pk})
+            return same_null if self.descending else same_null | ~null
+        past_value = Q(**{f"{column}__{later}": value}) | Q(**{column: value, f"pk__{later}": pk})
         if self.key == "time":
             # The redundant bound gives both databases an index range to start from; an
             # OR alone may make them walk the index from the newest row (deep pages).
             bound = "lte" if self.descending else "gte"
             return Q(**{f"{column}__{bound}": value}) & past_value
-        return past_value | Q(**{f"{column}__isnull": True})
+        return past_value | null if self.descending else past_value
 
 
 def keyset_page(

@@ -265,8 +265,9 @@ def _all_pages(client, url: str) -> list[str]:
     ("sort", "expected"),
     [
         ("-duration", ["d5", "d3a", "d3b", "d1", "none"]),
-        ("duration", ["d1", "d3b", "d3a", "d5", "none"]),
+        ("duration", ["none", "d1", "d3b", "d3a", "d5"]),
         ("-tokens", ["d1", "d3a", "d3b", "d5", "none"]),
+        ("tokens", ["none", "d5", "d3b", "d3a", "d1"]),
     ],
 )
 def test_trace_list_sorts_by_duration_and_tokens_across_pages(
@@ -279,7 +280,7 @@ def test_trace_list_sorts_by_duration_and_tokens_across_pages(
     make_trace(experiment, 4, name="d5", duration_ns=5, total_tokens=10)
     make_trace(experiment, 5, name="none", duration_ns=None, total_tokens=None)
 
-    # Ties go by primary key in the order's direction; unknown values come last.
+    # Ties go by primary key in the order's direction; unknown values sort below all others.
     assert _all_pages(client, f"/traces/?sort={sort}") == expected
 
 
