@@ -380,3 +380,20 @@ def test_span_details_run_one_query(client, experiment, django_assert_max_num_qu
         response = client.get(f"/traces/{trace.trace_id}/spans/a/", headers={"HX-Request": "true"})
 
     assert response.status_code == 200
+
+
+@pytest.mark.django_db
+def test_span_details_say_which_values_were_truncated_when_stored(client, experiment, settings):
+    from tracking import ingest
+
+    settings.SPYGLASS_MAX_SPAN_FIELD_BYTES = 100
+    trace = make_trace(experiment, 1)
+    marker = ingest.truncation_marker(json.dumps({"doc": "y" * 500}))
+    make_span(trace, "a", 1, inputs=marker, attributes={"big": marker, "small": 1})
+
+    html = client.get(f"/traces/{trace.trace_id}/spans/a/").content.decode()
+
+    assert "Truncated when stored" in html
+    assert '<span class="mono">inputs</span> (511' in html
+    assert '<span class="mono">attributes.big</span>' in html
+    assert "attributes.small" not in html

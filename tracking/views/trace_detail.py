@@ -20,6 +20,7 @@ from django.views.decorators.http import require_safe
 from django_htmx.middleware import HtmxDetails
 
 from tracking import chat, json_tree, waterfall
+from tracking.ingest import TRUNCATED
 from tracking.models import LoggedModel, Span, Trace
 
 # What the layout needs; inputs, outputs, attributes and events stay in the database.
@@ -77,6 +78,19 @@ def _gzipped_json(request: HttpRequest, data: dict) -> HttpResponse:
     return response
 
 
+def _truncated(span: Span) -> dict[str, int]:
+    """{field or attribute key: original bytes} for values ingest stored as a truncation
+    marker, so the page says so above them instead of showing a puzzling object."""
+    out = {}
+    values = {"inputs": span.inputs, "outputs": span.outputs, "events": span.events}
+    if isinstance(span.attributes, dict):
+        values.update({f"attributes.{k}": v for k, v in span.attributes.items()})
+    for name, value in values.items():
+        if isinstance(value, dict) and value.get(TRUNCATED) is True:
+            out[name] = value.get("original_bytes", 0)
+    return out
+
+
 @require_safe
 def span_detail(request: HtmxHttpRequest, trace_id: str, span_id: str) -> HttpResponse:
     span = _get_span(trace_id, span_id)
@@ -94,6 +108,7 @@ def span_detail(request: HtmxHttpRequest, trace_id: str, span_id: str) -> HttpRe
         "outputs_html": tree("outputs"),
         "attributes_html": tree("attributes"),
         "events": [_event(e, span.start_ns) for e in events if isinstance(e, dict)],
+        "truncated": _truncated(span),
         "partial": bool(request.htmx),
     }
     template = "tracking/span_detail.html"
