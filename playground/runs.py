@@ -73,8 +73,9 @@ def _queued_run(conversation: Conversation, message: Message, agent: Agent) -> R
     messages = history_for(conversation, agent)
     if conversation.system_prompt:
         messages.insert(0, {"role": "system", "content": conversation.system_prompt})
-    request = {"messages": messages, "params": message.params,
-               "custom_inputs": message.custom_inputs}  # fmt: skip
+    # The agent's default parameters, overridden by what the user set on this message.
+    params = {**(agent.default_params or {}), **message.params}
+    request = {"messages": messages, "params": params, "custom_inputs": message.custom_inputs}
     return Run.objects.create(
         conversation=conversation, message=message, agent=agent, request=request,
         task_id=str(uuid.uuid4()),

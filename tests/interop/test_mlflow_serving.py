@@ -78,9 +78,9 @@ def _env() -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def served_chat_model(tmp_path_factory) -> Iterator[str]:
-    """The /invocations URL of the Oracle ChatModel under `mlflow models serve`."""
-    root = tmp_path_factory.mktemp("served")
+def saved_chat_model(tmp_path_factory) -> Path:
+    """The Oracle ChatModel saved (models-from-code) by the real mlflow client."""
+    root = tmp_path_factory.mktemp("saved")
     (root / "agent.py").write_text(AGENT_CODE)
     (root / "save.py").write_text(SAVE_SCRIPT)
     model_dir = root / "model"
@@ -89,7 +89,13 @@ def served_chat_model(tmp_path_factory) -> Iterator[str]:
         env=_env(), capture_output=True, text=True, timeout=SERVE_TIMEOUT_S,
     )  # fmt: skip
     assert saved.returncode == 0, saved.stderr[-3000:]
+    return model_dir
 
+
+@pytest.fixture(scope="module")
+def served_chat_model(saved_chat_model: Path) -> Iterator[str]:
+    """The /invocations URL of the Oracle ChatModel under `mlflow models serve`."""
+    model_dir, root = saved_chat_model, saved_chat_model.parent
     port = _free_port()
     log = (root / "serve.log").open("w")
     server = subprocess.Popen(
@@ -149,3 +155,24 @@ def test_the_playground_chats_with_a_chat_model_under_mlflow_models_serve(served
     assert http.attributes["http.status_code"] == 200
     assert http.attributes["spyglass.agent_schema"] == "chat-completions"
     assert http.inputs["custom_inputs"] == {"city": "Lyon", "days": 3}
+
+
+@pytest.mark.django_db
+@pytest.mark.filterwarnings("ignore:.*ChatModel.*is deprecated:FutureWarning")
+def test_a_logged_model_agent_loads_the_chat_model_in_the_worker(saved_chat_model, settings):
+    settings.SPYGLASS_PLAYGROUND_LOGGED_MODELS = True
+    agent = Agent.objects.create(name="oracle (logged)", kind="logged-model",
+                                 config={"model_uri": str(saved_chat_model)})  # fmt: skip
+    conversation = Conversation.objects.create()
+    conversation.agents.set([agent])
+    message = Message.objects.create(conversation=conversation, content="Sunny?",
+                                     params={"temperature": 0.5},
+                                     custom_inputs={"city": "Oslo"})  # fmt: skip
+    run = _queued_run(conversation, message, agent)
+
+    assert answer_run(run.pk) == "done"
+
+    run.refresh_from_db()
+    assert run.content == "The oracle heard: Sunny? (temperature 0.5)"
+    assert run.custom_outputs == {"seen": {"city": "Oslo"}, "turns": 1}
+    assert run.total_tokens == 18

@@ -196,3 +196,15 @@ def test_the_local_generator_is_deterministic_and_follows_temperature():
     assert first == generator.generate("be an oracle", "why are traces slow", 0.5, 100)
     assert first != generator.generate("be an oracle", "why are traces slow", 0.9, 100)
     assert len(generator.generate("x", "why are traces slow", 0.5, 3).split(" ")) == 3
+
+
+def test_mlflow_serving_streams_sse_when_configured(agent_server):
+    config = {"url": f"{agent_server.url}/openai/invocations", "stream": True}
+    agent = Agent(name="dbx", kind="mlflow-serving", config=config)
+
+    answer, chunks, _ = run(agent, ChatRequest(MESSAGES, custom_inputs={"x": 1}))
+
+    assert chunks == ["Echo:", " hi", " there"]
+    assert answer.custom_outputs == {"received_custom_inputs": {"x": 1}}
+    assert answer.total_tokens == 10
+    assert agent_server.requests[0]["body"]["stream"] is True

@@ -199,3 +199,16 @@ def test_an_internal_error_after_the_claim_fails_the_run_at_once(echo_agent, mon
     run.refresh_from_db()
     assert run.status == RunStatus.FAILED
     assert "Internal error while answering: RuntimeError: disk full" in run.error
+
+
+def test_an_agents_default_parameters_apply_unless_the_message_sets_them(http_agent,
+                                                                         agent_server):  # fmt: skip
+    agent = http_agent("openai")
+    agent.default_params = {"temperature": 0.9, "max_tokens": 64}
+    agent.save()
+    run = queued_run(agent, params={"temperature": 0.1})
+
+    answer_run(run.pk)
+
+    body = agent_server.requests[0]["body"]
+    assert (body["temperature"], body["max_tokens"]) == (0.1, 64)
