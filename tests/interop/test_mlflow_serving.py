@@ -7,6 +7,7 @@ mlflow client in a subprocess and served with `--env-manager local` (no new envi
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -51,6 +52,27 @@ AGENT_CODE = textwrap.dedent(
     """
 )
 
+RESPONSES_AGENT_CODE = textwrap.dedent(
+    """
+    import mlflow
+    from mlflow.pyfunc import ResponsesAgent
+    from mlflow.types.responses import ResponsesAgentResponse
+
+
+    class Echo(ResponsesAgent):
+        def predict(self, request):
+            last = request.input[-1]
+            text = last.content if isinstance(last.content, str) else str(last.content)
+            return ResponsesAgentResponse(
+                output=[self.create_text_output_item(text=f"Responses heard: {text}", id="o1")],
+                custom_outputs={"seen": request.custom_inputs},
+            )
+
+
+    mlflow.models.set_model(Echo())
+    """
+)
+
 SAVE_SCRIPT = textwrap.dedent(
     """
     import sys
@@ -77,11 +99,9 @@ def _env() -> dict[str, str]:
     return env
 
 
-@pytest.fixture(scope="module")
-def saved_chat_model(tmp_path_factory) -> Path:
-    """The Oracle ChatModel saved (models-from-code) by the real mlflow client."""
-    root = tmp_path_factory.mktemp("saved")
-    (root / "agent.py").write_text(AGENT_CODE)
+def _save(root: Path, code: str) -> Path:
+    """Save a models-from-code agent with the real mlflow client; answers its directory."""
+    (root / "agent.py").write_text(code)
     (root / "save.py").write_text(SAVE_SCRIPT)
     model_dir = root / "model"
     saved = subprocess.run(
@@ -93,9 +113,27 @@ def saved_chat_model(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
+def saved_chat_model(tmp_path_factory) -> Path:
+    """The Oracle ChatModel (the seed tutorial's shape)."""
+    return _save(tmp_path_factory.mktemp("chat-model"), AGENT_CODE)
+
+
+@pytest.fixture(scope="module")
 def served_chat_model(saved_chat_model: Path) -> Iterator[str]:
     """The /invocations URL of the Oracle ChatModel under `mlflow models serve`."""
-    model_dir, root = saved_chat_model, saved_chat_model.parent
+    with _serve(saved_chat_model) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def served_responses_agent(tmp_path_factory) -> Iterator[str]:
+    with _serve(_save(tmp_path_factory.mktemp("responses"), RESPONSES_AGENT_CODE)) as url:
+        yield url
+
+
+@contextlib.contextmanager
+def _serve(model_dir: Path) -> Iterator[str]:
+    root = model_dir.parent
     port = _free_port()
     log = (root / "serve.log").open("w")
     server = subprocess.Popen(
@@ -176,3 +214,23 @@ def test_a_logged_model_agent_loads_the_chat_model_in_the_worker(saved_chat_mode
     assert run.content == "The oracle heard: Sunny? (temperature 0.5)"
     assert run.custom_outputs == {"seen": {"city": "Oslo"}, "turns": 1}
     assert run.total_tokens == 18
+
+
+@pytest.mark.django_db
+def test_a_served_responses_agent_is_detected_and_sent_input_items(served_responses_agent):
+    agent = Agent.objects.create(name="echo (responses)", kind="mlflow-serving",
+                                 config={"url": served_responses_agent, "timeout": 30})  # fmt: skip
+    conversation = Conversation.objects.create()
+    conversation.agents.set([agent])
+    message = Message.objects.create(conversation=conversation, content="Ping?",
+                                     custom_inputs={"trace": "yes"})  # fmt: skip
+    run = _queued_run(conversation, message, agent)
+
+    assert answer_run(run.pk) == "done"
+
+    run.refresh_from_db()
+    assert run.status == RunStatus.DONE, run.error
+    assert run.content == "Responses heard: Ping?"
+    assert run.custom_outputs == {"seen": {"trace": "yes"}}
+    spans = Span.objects.filter(trace__trace_id=run.trace_id, name="POST /invocations")
+    assert spans.get(status="OK").attributes["spyglass.agent_schema"] == "responses"
