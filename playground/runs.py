@@ -85,9 +85,11 @@ def _queued_run(conversation: Conversation, message: Message, agent: Agent) -> R
 def enqueue(runs: Iterable[Run], app: Celery | None = None, queue: str | None = None) -> None:
     """Publish a task per run when the current transaction commits (now, outside one).
 
-    The task id is chosen here and stored on the run beforehand, so the row always names its
-    message; `apply_async_on_commit` is `delay_on_commit` with those options. A broker that
-    cannot be reached fails the runs with the reason instead of raising to the caller.
+    This is `delay_on_commit` (Django's on_commit, then apply_async) with two additions: the
+    task id is chosen beforehand and stored on the run, so the row always names its message;
+    and each publish handles its own broker error. With `delay_on_commit` itself, an
+    unreachable broker would raise out of the request after the commit and skip the other
+    runs' hooks, leaving them queued for nobody; here each run fails with the reason.
     """
     task = (app or default_app).tasks[ANSWER_TASK]
     runs = list(runs)

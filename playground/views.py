@@ -64,16 +64,16 @@ def _prefilled(prefill: replay.Prefill | None) -> dict[str, Any]:
         "agents": prefill.agent_ids,
         "message": prefill.message,
         "system_prompt": prefill.system_prompt,
-        "history": replay_json(prefill.history),
+        "history": _json_text(prefill.history),
         "custom_inputs_enabled": prefill.custom_inputs is not None,
-        "custom_inputs": replay_json(prefill.custom_inputs, indent=2),
+        "custom_inputs": _json_text(prefill.custom_inputs, indent=2),
         "temperature": prefill.params.get("temperature"),
         "max_tokens": prefill.params.get("max_tokens"),
         "stop": "\n".join(s for s in prefill.params.get("stop") or [] if isinstance(s, str)),
     }
 
 
-def replay_json(value: Any, indent: int | None = None) -> str:
+def _json_text(value: Any, indent: int | None = None) -> str:
     return "" if value in (None, []) else json.dumps(value, indent=indent, ensure_ascii=False)
 
 
@@ -130,7 +130,7 @@ def _carried_over(chat: Conversation) -> dict[str, Any]:
         "max_tokens": params.get("max_tokens"),
         "stop": "\n".join(params.get("stop") or []),
         "custom_inputs_enabled": last.custom_inputs is not None,
-        "custom_inputs": replay_json(last.custom_inputs, indent=2),
+        "custom_inputs": _json_text(last.custom_inputs, indent=2),
     }
 
 

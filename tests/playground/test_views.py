@@ -339,3 +339,28 @@ def test_an_http_agent_needs_a_url(client):
 
     assert response.status_code == 422
     assert "needs a url" in response.content.decode()
+
+
+def test_the_conversation_page_costs_the_same_queries_however_long_the_chat(client, echo_agent):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    other = Agent.objects.create(name="other", kind="builtin")
+    conversation = chat(echo_agent, other)
+
+    def add_turns(count: int) -> None:
+        for i in range(count):
+            message = Message.objects.create(conversation=conversation, content=f"m{i}")
+            for agent in (echo_agent, other):
+                Run.objects.create(conversation=conversation, message=message, agent=agent,
+                                   status=RunStatus.DONE, content="**a**", trace_id="")  # fmt: skip
+
+    add_turns(1)
+    with CaptureQueriesContext(connection) as short:
+        client.get(f"/playground/c/{conversation.pk}/")
+    add_turns(10)
+    with CaptureQueriesContext(connection) as long:
+        response = client.get(f"/playground/c/{conversation.pk}/")
+
+    assert response.content.decode().count("<strong>a</strong>") == 22
+    assert len(long) == len(short)

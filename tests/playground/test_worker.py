@@ -120,3 +120,10 @@ def test_a_message_is_answered_by_a_worker_process_on_redis(redis_playground_wor
     assert run.content == "Echo: over redis"
     assert run.custom_outputs == {"received_custom_inputs": {"a": [1]}}
     assert Trace.objects.filter(trace_id=run.trace_id).exists()
+
+
+def test_the_reaper_runs_every_minute_from_beat(settings, worker_app):
+    entry = settings.CELERY_BEAT_SCHEDULE["reap-stale-playground-runs"]
+
+    assert entry["task"] in worker_app.tasks
+    assert entry["schedule"] <= 60
