@@ -28,9 +28,10 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 
 from django.db import connection
-from django.db.models import Exists, F, OuterRef, Q
+from django.db.models import Exists, F, OuterRef, Q, TextField
 from django.db.models.expressions import RawSQL
 from django.db.models.fields.json import HasKey, KeyTextTransform
+from django.db.models.functions import Cast
 from django.db.models.lookups import Exact, IContains, In
 
 from tracking.models import LoggedModel, Span, TraceState
@@ -487,7 +488,7 @@ def _model(op: str, values: list[str]) -> Q:
 
 def _json_key(op: str, column: str, key: str, values: list[str]) -> Q:
     """Compare the text of one key of a JSON object; keys may hold dots, so no `tags__a__b`."""
-    text = KeyTextTransform(key, column)
+    text = _key_text(key, column)
     # `has_key and ...` keeps the test false, never NULL, for rows without the key, so that
     # `not tag.env = prod` and `tag.env != prod` behave as a reader expects.
     present = Q(HasKey(F(column), key))
@@ -504,6 +505,12 @@ def _json_key(op: str, column: str, key: str, values: list[str]) -> Q:
     return match
 
 
+def _key_text(key: str, column: str) -> Cast:
+    # SQLite's ->> answers a JSON number as a number, PostgreSQL's as text: as text on both,
+    # `span.attributes.llm.token_count.total = 120` means the same everywhere.
+    return Cast(KeyTextTransform(key, column), TextField())
+
+
 def _span(node: Comparison) -> Q:
     """An EXISTS over the trace's spans; `!=` and `not in` mean no span matches."""
     field, op = node.field, node.op
@@ -514,7 +521,7 @@ def _span(node: Comparison) -> Q:
     spans = Span.objects.filter(trace=OuterRef("pk"))
     if field.startswith("span.attributes."):
         key = field.removeprefix("span.attributes.")
-        text = KeyTextTransform(key, "attributes")
+        text = _key_text(key, "attributes")
         lookup = {"=": Exact, "~": IContains, "in": In}[positive]
         value = values if positive == "in" else values[0]
         spans = spans.filter(Q(HasKey(F("attributes"), key)) & Q(lookup(text, value)))

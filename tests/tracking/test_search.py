@@ -300,7 +300,9 @@ def test_span_fields_match_traces_having_such_a_span(experiment):
     make_trace(experiment, 3, name="no spans")
     make_span(a, "a1", 0, name="search_orders", span_type="TOOL", status="ERROR")
     make_span(a, "a2", 1, name="chat", span_type="LLM", attributes={"llm.model": "gpt-4o"})
-    make_span(b, "b1", 0, name="chat", span_type="LLM", attributes={"llm.model": "claude"})
+    make_span(
+        b, "b1", 0, name="chat", span_type="LLM", attributes={"llm.model": "claude", "tokens": 120}
+    )
 
     assert names("span.name = search_orders") == ["a"]
     assert names("span.name ~ SEARCH") == ["a"]
@@ -310,6 +312,7 @@ def test_span_fields_match_traces_having_such_a_span(experiment):
     assert names("span.attributes.llm.model = claude") == ["b"]
     assert names("span.attributes.llm.model ~ gpt") == ["a"]
     assert names("span.attributes.llm.model in (claude, x)") == ["b"]
+    assert names("span.attributes.tokens = 120") == ["b"]  # a JSON number, compared as text
     # `!=` is "no span has it": a trace without spans qualifies.
     assert names("span.name != search_orders") == ["b", "no spans"]
     assert names("span.type not in (LLM)") == ["no spans"]
