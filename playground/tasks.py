@@ -110,8 +110,8 @@ def _answer_claimed(run_id: int) -> str:
     stream = None
     try:
         stream = client_for(agent).stream(request, call)
+        # No last flush: the finishing UPDATE writes the whole answer anyway.
         result = consume(stream, writer.add)
-        writer.flush()
     except Cancelled:
         _close(stream)
         call.fail("Cancelled.")
