@@ -264,6 +264,10 @@ class Trace(models.Model):
             models.Index(fields=["name"], name="trace_name_idx"),
             models.Index(fields=["duration_ns"], name="trace_duration_idx"),
         ]
+        # Not declared here because they differ per database, see migrations 0003 and 0004:
+        # free text on the previews (SQLite: an FTS5 table kept in sync by triggers, which a
+        # table rebuild on SQLite would drop; PostgreSQL: pg_trgm GIN indexes), the
+        # (total_tokens, id) sort index and PostgreSQL's NULLS FIRST sort indexes.
 
     def __str__(self) -> str:
         return self.trace_id
