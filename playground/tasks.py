@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
+from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -117,9 +118,7 @@ def _answer_claimed(run_id: int) -> str:
         call.fail("Cancelled.")
         root.fail("Cancelled.")
         latency_ms = int((time.monotonic() - started) * 1000)
-        return _finish(
-            run_id, None, "Cancelled.", latency_ms, _record(trace, run, root, call, None)
-        )
+        return _record_and_finish(trace, run, root, call, None, "Cancelled.", latency_ms)
     except AgentError as exc:
         error = str(exc)
     except SoftTimeLimitExceeded:
@@ -139,8 +138,16 @@ def _answer_claimed(run_id: int) -> str:
         call.set_usage(result.usage())
         call.end(result.as_output())
         root.end(result.as_output())
-    trace_id = _record(trace, run, root, call, result)
-    return _finish(run_id, result, error, latency_ms, trace_id)
+    return _record_and_finish(trace, run, root, call, result, error, latency_ms)
+
+
+def _record_and_finish(trace: TraceRecorder, run: Run, root: Span, call: Span,
+                       result: Answer | None, error: str, latency_ms: int) -> str:  # fmt: skip
+    # One transaction, one commit: the trace and the finished row appear together, and the
+    # answer waits for one durable write instead of two.
+    with transaction.atomic():
+        trace_id = _record(trace, run, root, call, result)
+        return _finish(run.pk, result, error, latency_ms, trace_id)
 
 
 def _close(stream: object) -> None:
