@@ -93,6 +93,7 @@ def _free_port() -> int:
 def _env() -> dict[str, str]:
     env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true",
            "PYTHONWARNINGS": "ignore"}  # fmt: skip
+    # Run from the test's folder (see cwd=): mlflow's default store (mlflow.db) goes there.
     env.pop("MLFLOW_TRACKING_URI", None)
     # `mlflow models serve` starts `uvicorn` by name: it must find this environment's.
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
@@ -106,7 +107,7 @@ def _save(root: Path, code: str) -> Path:
     model_dir = root / "model"
     saved = subprocess.run(
         [sys.executable, str(root / "save.py"), str(root / "agent.py"), str(model_dir)],
-        env=_env(), capture_output=True, text=True, timeout=SERVE_TIMEOUT_S,
+        env=_env(), cwd=root, capture_output=True, text=True, timeout=SERVE_TIMEOUT_S,
     )  # fmt: skip
     assert saved.returncode == 0, saved.stderr[-3000:]
     return model_dir
@@ -139,7 +140,7 @@ def _serve(model_dir: Path) -> Iterator[str]:
     server = subprocess.Popen(
         [sys.executable, "-m", "mlflow", "models", "serve", "-m", str(model_dir),
          "--env-manager", "local", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-        env=_env(), stdout=log, stderr=subprocess.STDOUT,
+        env=_env(), cwd=root, stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
     try:
         _wait_until_up(f"http://127.0.0.1:{port}/ping", server, root / "serve.log")
