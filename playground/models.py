@@ -96,6 +96,14 @@ class RunQuerySet(models.QuerySet["Run"]):
     def unfinished(self) -> RunQuerySet:
         return self.filter(status__in=UNFINISHED)
 
+    def claim(self, pk: int) -> bool:
+        """queued -> running, for one worker only: a redelivered message finds it taken."""
+        now = timezone.now()
+        claimed = self.filter(pk=pk, status=RunStatus.QUEUED).update(
+            status=RunStatus.RUNNING, started_at=now, heartbeat_at=now, seq=F("seq") + 1
+        )
+        return claimed == 1
+
     def stale(self, running_for: timedelta, queued_for: timedelta) -> RunQuerySet:
         now = timezone.now()
         return self.filter(

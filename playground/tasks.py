@@ -46,14 +46,6 @@ def reap() -> int:
     return reap_stale_runs()
 
 
-def claim(run_id: int) -> bool:
-    now = timezone.now()
-    claimed = Run.objects.filter(pk=run_id, status=RunStatus.QUEUED).update(
-        status=RunStatus.RUNNING, started_at=now, heartbeat_at=now, seq=F("seq") + 1
-    )
-    return claimed == 1
-
-
 class _Writer:
     """Appends chunks to the run's content, writing at most once per interval."""
 
@@ -83,7 +75,7 @@ class _Writer:
 
 def answer_run(run_id: int) -> str:
     """Answer one run; the outcome is in the row. Answers a word for logs and tests."""
-    if not claim(run_id):
+    if not Run.objects.claim(run_id):
         return "not-queued"
     try:
         return _answer_claimed(run_id)

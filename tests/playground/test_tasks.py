@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from playground import runs
 from playground.models import Message, Run, RunStatus
-from playground.tasks import answer_run, claim
+from playground.tasks import answer_run
 from tests.playground.conftest import chat
 from tracking.models import Span, Trace
 
@@ -69,7 +69,7 @@ def test_a_redelivered_message_does_nothing(http_agent, agent_server):
 
 def test_a_run_claimed_by_another_worker_is_left_alone(http_agent, agent_server):
     run = queued_run(http_agent("openai"))
-    assert claim(run.pk)
+    assert Run.objects.claim(run.pk)
 
     assert answer_run(run.pk) == "not-queued"
     assert agent_server.requests == []
@@ -164,7 +164,7 @@ def test_the_reaper_fails_runs_whose_worker_stopped_and_runs_never_picked_up(ech
     never = queued_run(echo_agent)
     Run.objects.filter(pk=never.pk).update(created_at=long_ago)
     alive = queued_run(echo_agent)
-    claim(alive.pk)
+    Run.objects.claim(alive.pk)
     fresh = queued_run(echo_agent)
 
     assert runs.reap_stale_runs() == 2

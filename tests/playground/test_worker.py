@@ -10,7 +10,6 @@ from django.db import connection
 
 from playground import runs
 from playground.models import Message, Run, RunStatus
-from playground.tasks import claim
 from tests.conftest import make_celery_app
 from tests.playground.conftest import chat, wait_for, wait_until_finished
 from tracking.models import Trace
@@ -81,7 +80,7 @@ def test_a_worker_lost_mid_run_leaves_a_run_the_reaper_fails(worker_app, echo_ag
     conversation = chat(echo_agent)
     message = Message.objects.create(conversation=conversation, content="lost")
     run = runs._queued_run(conversation, message, echo_agent)
-    claim(run.pk)
+    Run.objects.claim(run.pk)
 
     worker_app.tasks[runs.ANSWER_TASK].apply_async((run.pk,), task_id=run.task_id)
     time.sleep(0.3)  # the redelivered task runs, finds the run claimed, and does nothing
