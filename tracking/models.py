@@ -77,6 +77,8 @@ class Run(models.Model):
     # is enough, and both backends can filter on a key (params__alpha="0.5").
     params = models.JSONField(default=dict, blank=True)
     tags = models.JSONField(default=dict, blank=True)
+    # MLflow's run inputs (LogInputs): {"dataset_inputs": [...], "model_inputs": [...]}.
+    inputs = models.JSONField(default=dict, blank=True)
 
     class Meta:
         ordering = ["-start_time"]
@@ -263,6 +265,12 @@ class Trace(models.Model):
             models.Index(fields=["state", "-request_time"], name="trace_state_time_idx"),
             models.Index(fields=["name"], name="trace_name_idx"),
             models.Index(fields=["duration_ns"], name="trace_duration_idx"),
+            # Model version statistics (count, errors, latency ranks, tokens per version)
+            # answered from the index alone, without reading trace rows.
+            models.Index(
+                fields=["model_id", "state", "duration_ns", "total_tokens"],
+                name="trace_model_stats_idx",
+            ),
         ]
         # Not declared here because they differ per database, see migrations 0003 and 0004:
         # free text on the previews (SQLite: an FTS5 table kept in sync by triggers, which a

@@ -52,10 +52,8 @@ def test_compare_page_shows_two_logged_versions_and_their_trace_statistics(run_m
                     name="support-agent", python_model="agent.py", model_config=config,
                     pip_requirements=["mlflow"],
                 )
-                # The client call: fluent log_metric(model_id=...) also sends runs/log-inputs.
-                mlflow.MlflowClient().log_metric(
-                    run.info.run_id, "accuracy", 0.7 + number / 10, model_id=info.model_id
-                )
+                # The fluent call also sends runs/log-inputs (the model as the run's input).
+                mlflow.log_metric("accuracy", 0.7 + number / 10, model_id=info.model_id)
             mlflow.set_logged_model_tags(info.model_id, {{
                 "mlflow.source.git.commit": commit,
                 "mlflow.source.git.repoURL": REPO,

@@ -194,9 +194,49 @@ def test_unknown_resources_are_404_resource_does_not_exist(client, path, message
 
 @pytest.mark.django_db
 def test_unknown_endpoints_answer_endpoint_not_found_json(client):
-    response = post(client, "/api/2.0/mlflow/runs/log-inputs", {"run_id": "x"})
+    response = post(client, "/api/2.0/mlflow/runs/log-nothing", {"run_id": "x"})
 
     assert error_of(response) == (404, "ENDPOINT_NOT_FOUND")
+
+
+@pytest.mark.django_db
+def test_log_inputs_keeps_datasets_and_models_on_the_run_once(client, experiment):
+    run = post(client, "/api/2.0/mlflow/runs/create", {"experiment_id": str(experiment.pk)})
+    run_id = run.json()["run"]["info"]["run_id"]
+    dataset = {"name": "evals", "digest": "abc123", "source_type": "local", "source": "{}"}
+    body = {
+        "run_id": run_id,
+        "datasets": [
+            {"tags": [{"key": "mlflow.data.context", "value": "eval"}], "dataset": dataset}
+        ],
+        "models": [{"model_id": "m-" + "a" * 32}],
+    }
+
+    for _ in range(2):
+        assert post(client, "/api/2.0/mlflow/runs/log-inputs", body).status_code == 200
+
+    inputs = client.get(f"/api/2.0/mlflow/runs/get?run_id={run_id}").json()["run"]["inputs"]
+    assert inputs["model_inputs"] == [{"model_id": "m-" + "a" * 32}]
+    assert [d["dataset"]["digest"] for d in inputs["dataset_inputs"]] == ["abc123"]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"run_id": "0" * 32, "models": [{"model_id": "m-" + "a" * 32}]},
+        {"models": [{"model_id": "m-1"}]},
+        {"datasets": [{"dataset": {"digest": "no name"}}]},
+    ],
+)
+def test_log_inputs_refuses_bad_bodies_with_mlflow_errors(client, experiment, body):
+    run = post(client, "/api/2.0/mlflow/runs/create", {"experiment_id": str(experiment.pk)})
+    body = {"run_id": run.json()["run"]["info"]["run_id"], **body}
+
+    response = post(client, "/api/2.0/mlflow/runs/log-inputs", body)
+
+    assert response.status_code in (400, 404)
+    assert response.json()["error_code"] in ("INVALID_PARAMETER_VALUE", "RESOURCE_DOES_NOT_EXIST")
 
 
 @pytest.mark.django_db

@@ -154,7 +154,7 @@ def run_json(
     return {
         "info": run_info_json(run),
         "data": data,
-        "inputs": {},
+        "inputs": run.inputs or {},
         "outputs": {"model_outputs": outputs} if outputs else {},
     }
 

@@ -300,6 +300,44 @@ def log_outputs(request: HttpRequest) -> JsonResponse:
     return JsonResponse({})
 
 
+MAX_INPUTS = 1000
+
+
+@mlflow_endpoint(["POST"])
+def log_inputs(request: HttpRequest) -> JsonResponse:
+    """LogInputs: datasets a run read and models it used (`mlflow.log_input`, and
+    `log_metric(..., model_id=...)`). Kept on the run and answered by GetRun; logging the
+    same dataset (name and digest) or model again adds nothing."""
+    message = Message.of(request)
+    datasets = message.objects("datasets", MAX_INPUTS)
+    for i, item in enumerate(datasets):
+        dataset = item.get("dataset")
+        if not isinstance(dataset, dict) or not isinstance(dataset.get("name"), str):
+            raise invalid(f"datasets[{i}].dataset must be an object with a name.")
+    model_ids = [
+        ids.check_model_id(item.get("model_id"), f"models[{i}].model_id")
+        for i, item in enumerate(message.objects("models", MAX_INPUTS))
+    ]
+    with transaction.atomic():
+        run = ids.active_run(_run_id(message))
+        inputs = dict(run.inputs or {})
+        known = {_dataset_key(d) for d in inputs.get("dataset_inputs", [])}
+        new_datasets = [d for d in datasets if _dataset_key(d) not in known]
+        known_models = {m.get("model_id") for m in inputs.get("model_inputs", [])}
+        new_models = [{"model_id": m} for m in dict.fromkeys(model_ids) if m not in known_models]
+        if new_datasets or new_models:
+            inputs["dataset_inputs"] = [*inputs.get("dataset_inputs", []), *new_datasets]
+            inputs["model_inputs"] = [*inputs.get("model_inputs", []), *new_models]
+            run.inputs = {k: v for k, v in inputs.items() if v}
+            run.save(update_fields=["inputs"])
+    return JsonResponse({})
+
+
+def _dataset_key(item: dict) -> tuple[str, str]:
+    dataset = item.get("dataset") or {}
+    return str(dataset.get("name", "")), str(dataset.get("digest", ""))
+
+
 # --- Search and history --------------------------------------------------------------------
 
 

@@ -76,6 +76,7 @@ urlpatterns = [
     path(V2 + "runs/set-tag", runs.set_tag, name="runs-set-tag"),
     path(V2 + "runs/delete-tag", runs.delete_tag, name="runs-delete-tag"),
     path(V2 + "runs/outputs", runs.log_outputs, name="runs-outputs"),
+    path(V2 + "runs/log-inputs", runs.log_inputs, name="runs-log-inputs"),
     path(V2 + "runs/search", runs.search, name="runs-search"),
     path(V2 + "metrics/get-history", runs.metric_history, name="metrics-get-history"),
     # Logged models
