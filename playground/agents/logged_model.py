@@ -4,21 +4,36 @@ Off unless SPYGLASS_PLAYGROUND_LOGGED_MODELS is on: loading a model runs the cod
 logged with it, in the worker, with the worker's permissions. `mlflow` must be installed in
 the worker, with MLFLOW_TRACKING_URI pointing at Spyglass for `models:/` URIs.
 
-Config: `model_uri` (default `models:/<the agent's model_id>`; a local path works too).
-Models are loaded once per worker process and URI. ChatModel, ChatAgent and ResponsesAgent
-answers are read like the serving kind's; `predict_stream` is used when the model has it.
+Config: `model_uri` (default `models:/<the agent's model_id>`; a local path works too),
+`stream` (default true). Models are loaded once per worker process and URI. The answer streams
+from `predict_stream` when the model implements it (chat-completions chunks); otherwise, and
+for ChatAgent and ResponsesAgent answers, `predict` answers whole, read like the serving kind's.
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 
-from playground.agents.base import AgentError, ChatRequest, Json, Stream
+from playground.agents.base import (
+    AgentError,
+    Answer,
+    ChatRequest,
+    Json,
+    Stream,
+    answer_from_usage,
+)
 from playground.agents.mlflow_serving import request_body
-from playground.agents.schemas import CHAT_AGENT, CHAT_COMPLETIONS, RESPONSES, parse_answer
+from playground.agents.schemas import (
+    CHAT_AGENT,
+    CHAT_COMPLETIONS,
+    RESPONSES,
+    chunk_text,
+    parse_answer,
+)
 
 if TYPE_CHECKING:
     from playground.models import Agent
@@ -56,28 +71,55 @@ class Client:
         self.agent = agent
         config: Json = agent.config or {}
         self.uri = str(config.get("model_uri") or f"models:/{agent.model_id}")
+        self.streaming = config.get("stream", True) is not False
         if self.uri == "models:/":
             raise AgentError(f"Agent {agent.name} has neither a model_uri nor a model id.")
 
     def stream(self, request: ChatRequest, parent: Span) -> Stream:
         with parent.child(f"predict {self.uri}", "AGENT", inputs=request.body()) as span:
             model = load(self.uri)
-            last_error: Exception | None = None
-            for shape in (CHAT_COMPLETIONS, CHAT_AGENT, RESPONSES):
-                try:
-                    data = model.predict(request_body(request, shape))
-                except Exception as exc:  # schema enforcement refusing this shape
-                    last_error = exc
-                    continue
-                answer = parse_answer(_plain(data))
-                break
-            else:
-                raise AgentError(f"The model refused the chat request: {last_error}")
-            if answer.content:
-                yield answer.content
+            answer = None
+            if self.streaming and hasattr(model, "predict_stream"):
+                answer = yield from self._stream(model, request)
+            if answer is None:
+                answer = self._predict(model, request)
+                if answer.content:
+                    yield answer.content
             span.set_usage(answer.usage())
             span.end(answer.as_output())
         return answer
+
+    def _stream(self, model: Any, request: ChatRequest) -> Generator[str, None, Answer | None]:
+        """The answer from `predict_stream`, or None when the model does not stream."""
+        parts: list[str] = []
+        last: Json = {}
+        try:
+            for chunk in model.predict_stream(request_body(request, CHAT_COMPLETIONS)):
+                if isinstance(chunk, dict):
+                    last = chunk
+                    text = chunk_text(chunk)
+                    if text:
+                        parts.append(text)
+                        yield text
+        except Exception as exc:
+            # ChatModel and ResponsesAgent refuse to stream unless the model implements it;
+            # such a refusal comes before any chunk, a break mid-answer after some.
+            if parts:
+                raise AgentError(f"The model's stream broke: {exc}") from exc
+            return None
+        return answer_from_usage("".join(parts), last.get("usage"),
+                                 custom_outputs=last.get("custom_outputs"))  # fmt: skip
+
+    def _predict(self, model: Any, request: ChatRequest) -> Answer:
+        last_error: Exception | None = None
+        for shape in (CHAT_COMPLETIONS, CHAT_AGENT, RESPONSES):
+            try:
+                data = model.predict(request_body(request, shape))
+            except Exception as exc:  # schema enforcement refusing this shape
+                last_error = exc
+                continue
+            return parse_answer(_plain(data))
+        raise AgentError(f"The model refused the chat request: {last_error}")
 
 
 def _plain(data: Any) -> Any:
