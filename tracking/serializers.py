@@ -489,4 +489,9 @@ def _checked_tag_keys(tags: dict[str, Any]) -> dict[str, Any]:
             raise serializers.ValidationError(
                 f"Tag keys must be 1 to {TAG_KEY_MAX_CHARS} characters, got {key!r}."
             )
+        # DRF checks values for these but not dict keys; PostgreSQL refuses both in jsonb.
+        if "\x00" in key or any("\ud800" <= c <= "\udfff" for c in key):
+            raise serializers.ValidationError(
+                f"Tag keys cannot hold NUL or unpaired surrogate characters, got {key!r}."
+            )
     return tags

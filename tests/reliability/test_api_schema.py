@@ -7,8 +7,12 @@ run under pytest 9.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 import schemathesis
+from django.core.signals import request_finished, request_started
+from django.db import close_old_connections
 from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
 
@@ -17,7 +21,19 @@ from tracking.models import Experiment
 EXAMPLES_PER_OPERATION = 30
 
 
+@pytest.fixture
+def keep_the_test_connection() -> Iterator[None]:
+    """Requests go straight to the WSGI handler, whose request signals would close the
+    connection holding the test's transaction (Django's test client unhooks them too)."""
+    request_started.disconnect(close_old_connections)
+    request_finished.disconnect(close_old_connections)
+    yield
+    request_started.connect(close_old_connections)
+    request_finished.connect(close_old_connections)
+
+
 @pytest.mark.django_db
+@pytest.mark.usefixtures("keep_the_test_connection")
 def test_no_generated_request_is_a_server_error() -> None:
     from webapp.wsgi import application
 
