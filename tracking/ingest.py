@@ -614,14 +614,17 @@ def _timestamp(value: Any, where: str) -> datetime | None:
     if value in (None, ""):
         return None
     if isinstance(value, int | float) and not isinstance(value, bool):
-        return datetime.fromtimestamp(value / 1000, UTC)  # epoch milliseconds
+        try:
+            return datetime.fromtimestamp(value / 1000, UTC)  # epoch milliseconds
+        except (OverflowError, ValueError, OSError):
+            raise IngestError(f"{where} is out of range, got {value!r}.") from None
     if isinstance(value, str):
         try:
             parsed = datetime.fromisoformat(value)
-        except ValueError:
+            # In UTC: PostgreSQL refuses offsets past 15:59 that Python accepts.
+            return parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+        except (ValueError, OverflowError):
             pass
-        else:
-            return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
     raise IngestError(f"{where} must be an RFC 3339 timestamp, got {value!r}.")
 
 

@@ -18,7 +18,7 @@ from schemathesis.checks import not_a_server_error
 
 from tracking.models import Experiment
 
-EXAMPLES_PER_OPERATION = 30
+EXAMPLES_PER_OPERATION = 50
 
 
 @pytest.fixture
@@ -48,6 +48,8 @@ def test_no_generated_request_is_a_server_error() -> None:
         @given(case=operation.as_strategy())
         @settings(
             max_examples=EXAMPLES_PER_OPERATION,
+            # The same examples every run: CI fails for a bug, not for a lucky draw.
+            derandomize=True,
             deadline=None,
             database=None,
             suppress_health_check=list(HealthCheck),

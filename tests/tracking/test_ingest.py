@@ -431,3 +431,24 @@ def test_values_over_the_cap_are_replaced_by_a_visible_marker(settings):
     # Small values beside a huge one stay whole, and still count.
     assert stored_child.attributes["mlflow.chat.tokenUsage"] == {"total_tokens": 12}
     assert Trace.objects.get().total_tokens == 12
+
+
+@pytest.mark.django_db
+def test_request_times_are_stored_in_utc_whatever_their_offset():
+    # Found by schemathesis: PostgreSQL refuses offsets past 15:59, which Python accepts.
+    trace = make_trace(1)
+    trace["info"]["request_time"] = "2026-03-27T11:51:17-16:19"
+
+    ingest.store_trace(trace["info"], trace["spans"])
+
+    stored = Trace.objects.get().request_time
+    assert stored == datetime(2026, 3, 28, 4, 10, 17, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("value", [10**30, -(10**20), float("inf")])
+def test_an_epoch_time_out_of_range_is_a_clear_error(value):
+    trace = make_trace(1)
+    trace["info"]["request_time"] = value
+
+    with pytest.raises(ingest.IngestError, match="out of range"):
+        ingest.parse_trace_info(trace["info"])
