@@ -397,3 +397,14 @@ def test_span_details_say_which_values_were_truncated_when_stored(client, experi
     assert '<span class="mono">inputs</span> (511' in html
     assert '<span class="mono">attributes.big</span>' in html
     assert "attributes.small" not in html
+
+
+@pytest.mark.django_db
+def test_a_chat_trace_opens_in_the_playground(client, experiment):
+    chat = make_trace(experiment, 1, request_preview='{"messages": [{"role": "user"}]}')
+    plain = make_trace(experiment, 2, request_preview='{"question": "hi"}')
+
+    assert f'href="/playground/?replay={chat.trace_id}"' in client.get(
+        f"/traces/{chat.trace_id}/"
+    ).content.decode()
+    assert "Open in playground" not in client.get(f"/traces/{plain.trace_id}/").content.decode()

@@ -46,6 +46,9 @@ def trace_detail(request: HtmxHttpRequest, trace_id: str) -> HttpResponse:
         "tags": sorted(trace.tags.items()),
         "metadata": sorted(trace.metadata.items()),
         "selected_span": request.GET.get("span", ""),
+        # The playground replays a root span's chat messages. The preview (the root's inputs)
+        # tells without loading the span; the playground explains when it cannot replay.
+        "replayable": '"role"' in trace.request_preview,
     }
     return render(request, "tracking/trace_detail.html", context)
 
