@@ -404,7 +404,8 @@ def test_a_chat_trace_opens_in_the_playground(client, experiment):
     chat = make_trace(experiment, 1, request_preview='{"messages": [{"role": "user"}]}')
     plain = make_trace(experiment, 2, request_preview='{"question": "hi"}')
 
-    assert f'href="/playground/?replay={chat.trace_id}"' in client.get(
-        f"/traces/{chat.trace_id}/"
-    ).content.decode()
+    assert (
+        f'href="/playground/?replay={chat.trace_id}"'
+        in client.get(f"/traces/{chat.trace_id}/").content.decode()
+    )
     assert "Open in playground" not in client.get(f"/traces/{plain.trace_id}/").content.decode()
