@@ -349,15 +349,8 @@ def _store_locked(
             update_fields=_TRACE_FIELDS,
         )
     if new_from_spans:
-        # ...whereas derived columns never overwrite a row that a concurrent info created:
-        # the "update" of a conflicting row rewrites only its trace_id, which makes
-        # INSERT ... RETURNING hand back its pk as well (no SELECT of the pks afterwards).
-        Trace.objects.bulk_create(
-            new_from_spans,
-            update_conflicts=True,
-            unique_fields=["trace_id"],
-            update_fields=["trace_id"],
-        )
+        # ...whereas derived columns never overwrite a row that a concurrent info created.
+        _insert_derived_traces(new_from_spans)
 
     if not span_by_key:
         return len(new_with_info) + len(new_from_spans), 0
@@ -396,6 +389,43 @@ _SPAN_FIELDS = [
     "attributes",
     "events",
 ]
+
+
+def _insert_derived_traces(traces: list[Trace]) -> None:
+    """INSERT traces made from spans alone and set their pks; a row that a concurrent request
+    created meanwhile is left as it is (its pk is still returned).
+
+    What bulk_create(update_conflicts=True, update_fields=["trace_id"]) does, with the SQL
+    written once per vendor and row count: this is every OTLP request's statement, run while
+    other SQLite writers wait, and the ORM compiled it afresh each time. Values go through
+    each field's own pre_save and get_db_prep_save, exactly as Django's insert prepares them.
+    """
+    fields = _TRACE_INSERT_FIELDS
+    params = []
+    for trace in traces:
+        params += [f.get_db_prep_save(f.pre_save(trace, add=True), connection) for f in fields]
+    with connection.cursor() as cursor:
+        cursor.execute(_derived_traces_sql(connection.vendor, len(traces)), params)
+        pks = dict((trace_id, pk) for pk, trace_id in cursor.fetchall())
+    for trace in traces:
+        trace.pk = pks[trace.trace_id]
+        trace._state.adding = False
+
+
+_TRACE_INSERT_FIELDS = [f for f in Trace._meta.concrete_fields if not f.primary_key]
+
+
+@functools.cache
+def _derived_traces_sql(vendor: str, rows: int) -> str:
+    qn = connection.ops.quote_name
+    columns = ", ".join(qn(f.column) for f in _TRACE_INSERT_FIELDS)
+    row = "(" + ", ".join(["%s"] * len(_TRACE_INSERT_FIELDS)) + ")"
+    trace_id = qn("trace_id")
+    return (
+        f"INSERT INTO {qn(Trace._meta.db_table)} ({columns}) VALUES {', '.join([row] * rows)} "
+        f"ON CONFLICT ({trace_id}) DO UPDATE SET {trace_id} = EXCLUDED.{trace_id} "
+        f"RETURNING {qn('id')}, {trace_id}"
+    )
 
 
 def _value(trace: Trace, field: str) -> Any:
