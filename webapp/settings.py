@@ -165,6 +165,10 @@ if _db["ENGINE"] == "django.db.backends.sqlite3":
             "transaction_mode": "IMMEDIATE",
         }
     )
+    if env.bool("SPYGLASS_SQLITE_TEST_FILE", default=False):
+        # The test database in a file rather than in memory, so that other processes (a
+        # Celery worker on Redis) can share it; CI's SQLite run sets this.
+        _db["TEST"] = {"NAME": str(VAR_DIR / "test_spyglass.sqlite3")}
 # Reused connections: a new one costs PRAGMAs and a cold page cache (SQLite) or a login
 # (PostgreSQL) on every request.
 _db.setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=60))

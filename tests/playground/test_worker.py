@@ -96,7 +96,10 @@ def redis_playground_worker(request, transactional_db, monkeypatch):
     """The Redis worker process, on the test database."""
     db = connection.settings_dict
     if connection.vendor == "sqlite" and connection.is_in_memory_db():
-        pytest.skip("the worker process cannot share an in-memory SQLite test database")
+        pytest.skip(
+            "a worker process cannot share an in-memory SQLite test database "
+            "(SPYGLASS_SQLITE_TEST_FILE=1 puts it in a file, as CI does)"
+        )
     if connection.vendor == "sqlite":
         monkeypatch.setenv("DATABASE_URL", f"sqlite:///{db['NAME']}")
     else:
