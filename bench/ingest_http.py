@@ -31,17 +31,12 @@ import http.client
 import json
 import os
 import secrets
-import shutil
-import signal
-import socket
 import sqlite3
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -50,6 +45,9 @@ REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 sys.path.insert(0, str(REPO))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "webapp.settings")
+sys.path.insert(0, str(REPO / "bench"))
+
+from harness import answers, bench_env, free_port, scratch, server  # noqa: E402
 
 # Printed beside the figures (a 2-core machine; see the module docstring).
 TARGETS = {
@@ -219,49 +217,6 @@ def _traces_json(spans, trace_id: bytes) -> bytes:
             }
         )
     return json.dumps({"spans": out}).encode()
-
-
-# --- Servers --------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@contextmanager
-def server(command: list[str], env: dict[str, str], log: Path, ready: Callable[[], bool]):
-    """Run a server process (in a session of its own, so its workers stop with it)."""
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            command, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    try:
-        deadline = time.monotonic() + 120
-        while not ready():
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"{command[0]} did not start; its log:\n{log.read_text()[-3000:]}")
-            time.sleep(0.3)
-        yield proc
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-
-
-def answers(port: int, method: str, path: str, body: bytes = b"", headers=None) -> bool:
-    try:
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-        conn.request(method, path, body=body, headers=headers or {})
-        ok = conn.getresponse().status == 200
-        conn.close()
-        return ok
-    except OSError:
-        return False
 
 
 # --- Clients --------------------------------------------------------------------------------
@@ -446,33 +401,14 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def database_url(tmp: Path) -> str:
-    url = os.environ.get("DATABASE_URL", "")
-    if url.startswith(("postgres://", "postgresql://", "pgsql://")):
-        return url
-    return f"sqlite:///{tmp / 'spyglass.sqlite3'}"
-
-
 def main() -> None:
     args = parse_args()
-    tmp = Path(tempfile.mkdtemp(prefix="spyglass-bench-http-"))
-    try:
+    with scratch("spyglass-bench-http-") as tmp:
         run(args, tmp)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def run(args: argparse.Namespace, tmp: Path) -> None:
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url(tmp),
-        "DEBUG": "0",
-        "SECRET_KEY": secrets.token_urlsafe(32),
-        "SPYGLASS_AUTH": "0",  # allowed: gunicorn binds loopback only
-        "SPYGLASS_VAR_DIR": str(tmp / "var"),
-        "SPYGLASS_ARTIFACT_ROOT": str(tmp / "artifacts"),
-        "LOG_LEVEL": "WARNING",
-    }
+    env = bench_env(tmp)
     os.environ.update(
         {k: env[k] for k in ("DATABASE_URL", "SPYGLASS_VAR_DIR", "SPYGLASS_ARTIFACT_ROOT")}
     )

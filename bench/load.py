@@ -25,7 +25,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO), str(REPO / "bench")]
 
-from ingest_http import answers, free_port, server  # noqa: E402
+from harness import answers, free_port, server  # noqa: E402
 
 from tests.reliability.conftest import GUNICORN, migrate, query, server_env  # noqa: E402
 from tests.reliability.load import (  # noqa: E402

@@ -20,18 +20,18 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+sys.path[:0] = [str(REPO), str(REPO / "bench")]
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "webapp.settings")
+
+from harness import database_url, scratch  # noqa: E402
 
 TARGET_P95_MS = 150
 NAMES = ["support-agent", "billing-agent", "triage-agent", "search-agent", "sales-agent"]
@@ -53,20 +53,10 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def database_url(tmp: Path) -> str:
-    url = os.environ.get("DATABASE_URL", "")
-    if url.startswith(("postgres://", "postgresql://", "pgsql://")):
-        return url
-    return f"sqlite:///{tmp / 'spyglass.sqlite3'}"
-
-
 def main() -> None:
     args = parse_args()
-    tmp = Path(tempfile.mkdtemp(prefix="spyglass-bench-models-"))
-    try:
+    with scratch("spyglass-bench-models-") as tmp:
         run(args, tmp)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def migrate(tmp: Path) -> None:

@@ -30,19 +30,19 @@ import os
 import random
 import re
 import secrets
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlencode
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+sys.path[:0] = [str(REPO), str(REPO / "bench")]
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "webapp.settings")
+
+from harness import database_url, scratch  # noqa: E402
 
 BATCH = 20_000
 NOW = datetime.now(UTC)
@@ -75,24 +75,14 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def database_url(tmp: Path) -> str:
-    url = os.environ.get("DATABASE_URL", "")
-    if url.startswith(("postgres://", "postgresql://", "pgsql://")):
-        return url
-    return f"sqlite:///{tmp / 'spyglass.sqlite3'}"
-
-
 def main() -> None:
     args = parse_args()
     if args.keep:
         args.keep.mkdir(parents=True, exist_ok=True)
         run(args, args.keep.resolve())
         return
-    tmp = Path(tempfile.mkdtemp(prefix="spyglass-bench-list-"))
-    try:
+    with scratch("spyglass-bench-list-") as tmp:
         run(args, tmp)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def run(args: argparse.Namespace, tmp: Path) -> None:

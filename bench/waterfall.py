@@ -39,11 +39,9 @@ import gzip
 import os
 import random
 import secrets
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -53,7 +51,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "webapp.settings")
 
-from ingest_http import answers, free_port, server  # noqa: E402 - after the path is set
+from harness import answers, bench_env, free_port, scratch, server  # noqa: E402 - after the path is set
 
 BATCH = 5_000
 T0_NS = 1_795_294_591_376_191_837
@@ -81,33 +79,14 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def database_url(tmp: Path) -> str:
-    url = os.environ.get("DATABASE_URL", "")
-    if url.startswith(("postgres://", "postgresql://", "pgsql://")):
-        return url
-    return f"sqlite:///{tmp / 'spyglass.sqlite3'}"
-
-
 def main() -> None:
     args = parse_args()
-    tmp = Path(tempfile.mkdtemp(prefix="spyglass-bench-waterfall-"))
-    try:
+    with scratch("spyglass-bench-waterfall-") as tmp:
         run(args, tmp)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def run(args: argparse.Namespace, tmp: Path) -> None:
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url(tmp),
-        "DEBUG": "0",
-        "SECRET_KEY": secrets.token_urlsafe(32),
-        "SPYGLASS_AUTH": "0",  # allowed: gunicorn binds loopback only
-        "SPYGLASS_VAR_DIR": str(tmp / "var"),
-        "SPYGLASS_ARTIFACT_ROOT": str(tmp / "artifacts"),
-        "LOG_LEVEL": "WARNING",
-    }
+    env = bench_env(tmp)
     (tmp / "var").mkdir()
     os.environ.update({k: env[k] for k in ("DATABASE_URL", "DEBUG", "SECRET_KEY",
                                           "SPYGLASS_AUTH", "SPYGLASS_VAR_DIR",
