@@ -3,11 +3,11 @@ page for related values, never a query per row."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from django.db.models import Count, F, Q, QuerySet
+from django.db.models import F, Q, QuerySet
 
 from tracking.models import LoggedModel, Trace
 
@@ -37,21 +37,6 @@ def with_model_names(traces: Sequence[Trace]) -> Sequence[Trace]:
     for trace in traces:
         trace.model_name = names.get(trace.model_id, "")
     return traces
-
-
-def trace_counts(model_ids: Iterable[str]) -> dict[str, int]:
-    """Number of traces per model id, as one grouped query."""
-    ids = set(model_ids)
-    if not ids:
-        return {}
-    rows = (
-        Trace.objects.filter(model_id__in=ids)
-        .order_by()
-        .values("model_id")
-        .annotate(n=Count("pk"))
-        .values_list("model_id", "n")
-    )
-    return dict(rows)
 
 
 # --- The trace list: sorts and keyset cursors -------------------------------------------------

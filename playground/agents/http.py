@@ -9,6 +9,7 @@ server that never answers.
 from __future__ import annotations
 
 import json
+import os
 import socket
 import urllib.error
 import urllib.request
@@ -140,3 +141,15 @@ def _error_detail(exc: urllib.error.HTTPError) -> str:
             body = str(message)
     body = " ".join(body.split())[:ERROR_BODY_CHARS]
     return f": {body}" if body else "."
+
+
+def bearer_headers(config: dict[str, Any]) -> dict[str, str]:
+    """Authorization from the environment variable named by `api_key_env`: the key itself
+    is never stored in the database or shown in pages."""
+    env_name = config.get("api_key_env")
+    if not env_name:
+        return {}
+    key = os.environ.get(str(env_name))
+    if not key:
+        raise AgentError(f"The environment variable {env_name} (the API key) is not set.")
+    return {"Authorization": f"Bearer {key}"}

@@ -12,7 +12,6 @@ stream, Databricks endpoints do with "stream": true), `timeout` seconds, `api_ke
 
 from __future__ import annotations
 
-import os
 from typing import TYPE_CHECKING
 
 from playground.agents import http
@@ -54,13 +53,7 @@ class Client:
         self.timeout = http.timeout_of(self.config)
 
     def headers(self) -> dict[str, str]:
-        env_name = self.config.get("api_key_env")
-        if not env_name:
-            return {}
-        key = os.environ.get(str(env_name))
-        if not key:
-            raise AgentError(f"The environment variable {env_name} (the API key) is not set.")
-        return {"Authorization": f"Bearer {key}"}
+        return http.bearer_headers(self.config)
 
     def stream(self, request: ChatRequest, parent: Span) -> Stream:
         known = _shape_by_url.get(self.url)

@@ -8,7 +8,6 @@ server that answers plain JSON to a streaming request is read as JSON), `timeout
 
 from __future__ import annotations
 
-import os
 from typing import TYPE_CHECKING
 
 from playground.agents import http
@@ -35,13 +34,7 @@ class Client:
         self.timeout = http.timeout_of(self.config)
 
     def headers(self) -> dict[str, str]:
-        env_name = self.config.get("api_key_env")
-        if not env_name:
-            return {}
-        key = os.environ.get(str(env_name))
-        if not key:
-            raise AgentError(f"The environment variable {env_name} (the API key) is not set.")
-        return {"Authorization": f"Bearer {key}"}
+        return http.bearer_headers(self.config)
 
     def stream(self, request: ChatRequest, parent: Span) -> Stream:
         body = request.body()
