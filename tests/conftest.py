@@ -65,6 +65,24 @@ def redis_url() -> str:
     return url
 
 
+def database_url_for_another_process() -> str:
+    """DATABASE_URL that points another process (a Celery worker) at this test database.
+    Skips where none can reach it: pytest-django's in-memory SQLite."""
+    from django.db import connection
+
+    db = connection.settings_dict
+    if connection.vendor == "sqlite":
+        if connection.is_in_memory_db():
+            pytest.skip(
+                "a worker process cannot share an in-memory SQLite test database "
+                "(SPYGLASS_SQLITE_TEST_FILE=1 puts it in a file, as CI does)"
+            )
+        return f"sqlite:///{db['NAME']}"
+    auth = db["USER"] + (f":{db['PASSWORD']}" if db["PASSWORD"] else "")
+    host = f"{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}"
+    return f"postgres://{auth}@{host}/{db['NAME']}"
+
+
 def make_celery_app(broker_url: str, result_backend: str) -> Celery:
     """A Celery app configured exactly like webapp.celery.app but for its broker.
 

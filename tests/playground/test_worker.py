@@ -6,11 +6,10 @@ import time
 from datetime import timedelta
 
 import pytest
-from django.db import connection
 
 from playground import runs
 from playground.models import Message, Run, RunStatus
-from tests.conftest import make_celery_app
+from tests.conftest import database_url_for_another_process, make_celery_app
 from tests.playground.conftest import chat, wait_for, wait_until_finished
 from tracking.models import Trace
 
@@ -94,18 +93,7 @@ def test_a_worker_lost_mid_run_leaves_a_run_the_reaper_fails(worker_app, echo_ag
 @pytest.fixture
 def redis_playground_worker(request, transactional_db, monkeypatch):
     """The Redis worker process, on the test database."""
-    db = connection.settings_dict
-    if connection.vendor == "sqlite" and connection.is_in_memory_db():
-        pytest.skip(
-            "a worker process cannot share an in-memory SQLite test database "
-            "(SPYGLASS_SQLITE_TEST_FILE=1 puts it in a file, as CI does)"
-        )
-    if connection.vendor == "sqlite":
-        monkeypatch.setenv("DATABASE_URL", f"sqlite:///{db['NAME']}")
-    else:
-        auth = db["USER"] + (f":{db['PASSWORD']}" if db["PASSWORD"] else "")
-        url = f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
-        monkeypatch.setenv("DATABASE_URL", url)
+    monkeypatch.setenv("DATABASE_URL", database_url_for_another_process())
     return request.getfixturevalue("redis_worker")
 
 
