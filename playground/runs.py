@@ -114,12 +114,13 @@ def reap_stale_runs(
 ) -> int:
     """Fail runs that no worker will finish; answers how many.
 
-    A running run's task writes at least every few seconds while it streams and is killed at
-    the hard time limit, so a run silent for longer than that lost its worker (and a
-    redelivered message is a no-op by design). A run queued for long was never picked up.
+    A running run's task beats every SPYGLASS_PLAYGROUND_HEARTBEAT_S seconds, streaming or
+    not (tasks._Heartbeat), so a run silent for SPYGLASS_PLAYGROUND_STALE_AFTER_S lost its
+    worker; a redelivered message for it is a no-op by design, so no answer is duplicated.
+    A run queued for long was never picked up.
     """
     if running_for is None:
-        running_for = timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT + 30)
+        running_for = timedelta(seconds=settings.SPYGLASS_PLAYGROUND_STALE_AFTER_S)
     if queued_for is None:
         queued_for = timedelta(seconds=settings.SPYGLASS_PLAYGROUND_QUEUED_TIMEOUT_S)
     now = timezone.now()

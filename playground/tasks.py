@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from datetime import UTC, datetime
 
 from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -73,12 +74,46 @@ class _Writer:
             raise Cancelled
 
 
+class _Heartbeat:
+    """Marks the run alive every few seconds from a thread of its own while the agent
+    answers, streaming or not. A run whose heartbeat stops (its worker was killed) is failed
+    by the reaper within SPYGLASS_PLAYGROUND_STALE_AFTER_S instead of after the task's whole
+    time limit. The beat never bumps `seq`: pollers see nothing new in it."""
+
+    def __init__(self, run_id: int, every: float) -> None:
+        self.run_id = run_id
+        self.every = every
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._beat, name=f"heartbeat-{run_id}", daemon=True)
+
+    def __enter__(self) -> _Heartbeat:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stopped.set()
+        self.thread.join()
+
+    def _beat(self) -> None:
+        try:
+            while not self.stopped.wait(self.every):
+                try:
+                    Run.objects.filter(pk=self.run_id, status=RunStatus.RUNNING).update(
+                        heartbeat_at=timezone.now()
+                    )
+                except Exception:  # a busy database: the next beat tries again
+                    logger.warning("Heartbeat of run %s not written", self.run_id, exc_info=True)
+        finally:
+            connection.close()  # this thread's own connection
+
+
 def answer_run(run_id: int) -> str:
     """Answer one run; the outcome is in the row. Answers a word for logs and tests."""
     if not Run.objects.claim(run_id):
         return "not-queued"
     try:
-        return _answer_claimed(run_id)
+        with _Heartbeat(run_id, settings.SPYGLASS_PLAYGROUND_HEARTBEAT_S):
+            return _answer_claimed(run_id)
     except Exception as exc:
         # Whatever broke (the database, a bug), the run must not stay "running" until the
         # reaper: say so now if the database lets us.

@@ -353,5 +353,9 @@ SPYGLASS_PLAYGROUND_WRITE_INTERVAL_S = env.float(
 )
 # A run still queued after this long was never picked up (no worker, a lost message): failed.
 SPYGLASS_PLAYGROUND_QUEUED_TIMEOUT_S = env.int("SPYGLASS_PLAYGROUND_QUEUED_TIMEOUT_S", default=600)
+# A running answer marks itself alive this often; one silent for STALE_AFTER lost its worker
+# (killed, OOM) and the reaper fails it with that explanation.
+SPYGLASS_PLAYGROUND_HEARTBEAT_S = env.float("SPYGLASS_PLAYGROUND_HEARTBEAT_S", default=10.0)
+SPYGLASS_PLAYGROUND_STALE_AFTER_S = env.float("SPYGLASS_PLAYGROUND_STALE_AFTER_S", default=60.0)
 # Logged-model agents load a model's logged code into the worker and run it: off by default.
 SPYGLASS_PLAYGROUND_LOGGED_MODELS = env.bool("SPYGLASS_PLAYGROUND_LOGGED_MODELS", default=False)

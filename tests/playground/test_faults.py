@@ -1,7 +1,10 @@
-"""Redis going away and coming back, on a Redis server of the test's own (the suite's shared
-one stays up): a message sent while it is down is kept and its run explains why it did not
-start; sending again once it is back is answered; work queued before a restart is answered
-after it (Redis with its append-only file, as production runs it).
+"""Faults around a running answer, with real processes.
+
+On a Redis server of the test's own (the suite's shared one stays up): a message sent while
+Redis is down is kept and its run explains why it did not start; sending again once Redis
+is back is answered; work queued before a restart is answered after it (Redis with its
+append-only file, as production runs it). A worker killed mid-answer leaves a run that the
+reaper fails with an explanation within seconds (its heartbeat stopped), never a stuck one.
 """
 
 from __future__ import annotations
@@ -162,3 +165,39 @@ def test_work_queued_before_a_redis_restart_is_answered_after_it(private_redis, 
 
     assert run.status == RunStatus.DONE, run.error
     assert run.content == "You said: still queued?"
+
+
+def test_a_worker_killed_mid_answer_ends_failed_and_explained_not_stuck(
+    private_redis, http_agent, monkeypatch, settings
+):
+    queue = f"kill-{uuid.uuid4().hex[:8]}"
+    # A beat every 0.2 s in the worker; silent for 0.8 s counts as lost.
+    monkeypatch.setenv("SPYGLASS_PLAYGROUND_HEARTBEAT_S", "0.2")
+    settings.SPYGLASS_PLAYGROUND_STALE_AFTER_S = 0.8
+    app = fast_failing_app(private_redis.url)
+    worker = start_worker(private_redis.url, queue)
+    try:
+        message = runs.send(chat(http_agent("hang")), "slow one", app=app, queue=queue)
+        run_id = message.runs.get().pk
+        deadline = time.monotonic() + 20
+        while Run.objects.get(pk=run_id).status != RunStatus.RUNNING:
+            assert time.monotonic() < deadline, "the worker never started the run"
+            time.sleep(0.05)
+        # The agent says nothing for 2 s; past the stale window the heartbeat keeps it alive.
+        time.sleep(1.0)
+        assert runs.reap_stale_runs() == 0
+
+        worker.kill()  # SIGKILL mid-answer
+        worker.wait()
+        time.sleep(1.5)
+        assert runs.reap_stale_runs() == 1
+    finally:
+        if worker.poll() is None:
+            stop_worker(worker)
+        app.close()
+
+    run = Run.objects.get(pk=run_id)
+    assert run.status == RunStatus.FAILED
+    assert "worker stopped while answering" in run.error
+    assert run.content == ""  # no half answer presented as one
+    assert Run.objects.filter(message=message).count() == 1  # and no second answer
