@@ -116,6 +116,27 @@ def hostile(server) -> dict[str, object]:
     return {"model": model, "trace": Trace.objects.get(), "experiment": experiment}
 
 
+@pytest.fixture
+def hostile_chat(hostile) -> str:
+    """A playground conversation whose agent, message and answers carry the corpus."""
+    from playground.models import Agent, Conversation, Message, Run, RunStatus
+
+    agent = Agent.objects.create(
+        name=PAYLOAD[:190], kind="builtin", config={"agent": "echo", "note": PAYLOAD}
+    )
+    conversation = Conversation.objects.create(title=PAYLOAD[:190], system_prompt=PAYLOAD)
+    conversation.agents.add(agent)
+    message = Message.objects.create(
+        conversation=conversation, content=PAYLOAD, custom_inputs={PAYLOAD[:40]: PAYLOAD}
+    )
+    common = {"conversation": conversation, "message": message, "agent": agent}
+    Run.objects.create(**common, status=RunStatus.DONE, content=PAYLOAD,
+                       custom_outputs={PAYLOAD[:40]: PAYLOAD},
+                       trace_id=hostile["trace"].trace_id)  # fmt: skip
+    Run.objects.create(**common, status=RunStatus.FAILED, error=PAYLOAD)
+    return f"/playground/c/{conversation.pk}/"
+
+
 def pages_showing(hostile: dict[str, object]) -> list[str]:
     model = hostile["model"]
     trace = hostile["trace"]
@@ -125,16 +146,19 @@ def pages_showing(hostile: dict[str, object]) -> list[str]:
         f"/traces/?experiment={hostile['experiment'].pk}",
         f"/traces/?model={model.model_id}",
         trace.get_absolute_url(),
+        # Span details as a whole page: chat (markdown), JSON trees, events and stack traces.
+        *(f"{trace.get_absolute_url()}spans/{i:016x}/" for i in (1, 2, 3)),
         "/models/",
         f"/models/{model.model_id}/",
     ]
 
 
-def test_no_script_from_the_corpus_runs_on_any_page(page, server, hostile):
+def test_no_script_from_the_corpus_runs_on_any_page(page, server, hostile, hostile_chat):
     dialogs: list[str] = []
     page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    pages = [*pages_showing(hostile), hostile_chat, "/playground/", "/playground/agents/"]
 
-    for path in pages_showing(hostile):
+    for path in pages:
         response = page.goto(server + path)
         assert response.status == 200, path
         page.wait_for_load_state("networkidle")
