@@ -148,3 +148,14 @@ def query(database_url: str, sql: str) -> list[tuple]:
 
     with psycopg.connect(database_url.replace("postgres://", "postgresql://", 1)) as db:
         return db.execute(sql).fetchall()
+
+
+# The playground's fixtures (a real agent HTTP server, agents, SQLite read settings), for the
+# playground fault tests here.
+from tests.playground.conftest import (  # noqa: E402, F401
+    _agent_server,
+    agent_server,
+    echo_agent,
+    http_agent,
+    sqlite_shared_reads,
+)
