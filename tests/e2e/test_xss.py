@@ -113,7 +113,13 @@ def hostile(server) -> dict[str, object]:
         "tags": {"mlflow.traceName": PAYLOAD[:300], PAYLOAD[:40]: PAYLOAD},
     }
     ingest.store_trace(info, spans)
-    return {"model": model, "trace": Trace.objects.get(), "experiment": experiment}
+    other = LoggedModel.objects.create(
+        experiment=experiment, name=PAYLOAD[:400], params={PAYLOAD[:100]: "other"},
+        model_config={"instructions": "other", PAYLOAD[:50]: [PAYLOAD]},
+        tags={"mlflow.source.git.commit": PAYLOAD[:40]},
+    )  # fmt: skip
+    return {"model": model, "other_model": other, "trace": Trace.objects.get(),
+            "experiment": experiment}  # fmt: skip
 
 
 @pytest.fixture
@@ -150,6 +156,9 @@ def pages_showing(hostile: dict[str, object]) -> list[str]:
         *(f"{trace.get_absolute_url()}spans/{i:016x}/" for i in (1, 2, 3)),
         "/models/",
         f"/models/{model.model_id}/",
+        f"/models/{model.model_id}/traces/",
+        f"/models/{model.model_id}/artifacts/",
+        f"/models/compare/?ids={model.model_id},{hostile['other_model'].model_id}",
     ]
 
 
