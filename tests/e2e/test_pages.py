@@ -118,3 +118,34 @@ def test_a_trace_link_opens_the_trace_detail(page, server, logged):
     page.get_by_role("link", name="support-agent").click()
     page.wait_for_url(f"{server}/models/{logged['model'].model_id}/")
     assert page.locator("h1").inner_text() == "support-agent"
+
+
+def test_the_links_the_mlflow_client_prints_open_the_matching_pages(page, server, logged):
+    trace, model = logged["trace"], logged["model"]
+    experiment = trace.experiment_id
+    run_id = "c" * 32
+    Trace.objects.filter(pk=trace.pk).update(metadata={"mlflow.sourceRun": run_id})
+    Trace.objects.create(
+        experiment_id=experiment,
+        trace_id="tr-" + "cd" * 16,
+        name="another_run",
+        state=TraceState.OK,
+        request_time=datetime(2025, 6, 1, 13, 0, tzinfo=UTC),
+    )
+
+    page.goto(f"{server}/#/experiments/{experiment}/runs/{run_id}")  # "View run ... at:"
+    page.wait_for_url(f"{server}/traces/?**")
+    rows = page.locator("tbody tr")
+    assert rows.count() == 1
+    assert "answer_question" in rows.first.inner_text()
+
+    page.goto(f"{server}/#/experiments/{experiment}")  # "View experiment at:"
+    page.wait_for_url(f"{server}/traces/?experiment={experiment}")
+    assert page.locator("tbody tr").count() == 2
+
+    page.goto(f"{server}/#/experiments/{experiment}/models/{model.model_id}")
+    page.wait_for_url(f"{server}/models/{model.model_id}/")
+    assert page.locator("h1").inner_text() == "support-agent"
+
+    page.goto(f"{server}/#/no-such-route")
+    assert page.locator("h1").inner_text() == "Overview"
