@@ -198,6 +198,7 @@
   function refresh() {
     computeVisible();
     sizer.style.height = visible.length * ROW_H + "px";
+    viewport.style.setProperty("--wf-rows-height", visible.length * ROW_H + "px");
     redrawAll();
     updateStatusLine();
   }
