@@ -218,8 +218,12 @@ class TraceState(models.TextChoices):
 
 class TraceQuerySet(models.QuerySet["Trace"]):
     def for_list(self) -> TraceQuerySet:
-        """What a trace list row shows, newest first; never the heavy metadata of spans."""
-        return self.select_related("experiment").order_by("-request_time", "-pk")
+        """What a trace list row shows, newest first; never the heavy metadata of spans.
+
+        No join: a row does not show its experiment, and on SQLite the join led the planner
+        away from the (state, time) index to sorting every match of a filter.
+        """
+        return self.order_by("-request_time", "-pk")
 
     def for_model(self, model_id: str) -> TraceQuerySet:
         return self.filter(model_id=model_id)
