@@ -8,7 +8,9 @@ which keeps foreign keys and indexes on the span table narrow.
 
 from __future__ import annotations
 
+import math
 import uuid
+from typing import Any
 
 from django.db import models
 from django.db.models import F, Window
@@ -149,6 +151,22 @@ class LoggedModel(models.Model):
         return self.tags.get("mlflow.source.git.repoURL", "")
 
 
+class NaNFloatField(models.FloatField):
+    """A float column that keeps NaN as NULL.
+
+    MLflow clients log NaN metrics (a diverged loss) and expect them back; SQLite cannot store
+    NaN (it reads back as NULL), so both databases store NULL and Python sees NaN again.
+    Aggregates and comparisons in SQL skip it, as NaN compares false anyway.
+    """
+
+    def get_prep_value(self, value: Any) -> Any:
+        value = super().get_prep_value(value)
+        return None if isinstance(value, float) and math.isnan(value) else value
+
+    def from_db_value(self, value: Any, expression: Any, connection: Any) -> float:
+        return math.nan if value is None else value
+
+
 class MetricQuerySet(models.QuerySet["Metric"]):
     def latest_per_key(self) -> MetricQuerySet:
         """The last logged value of each key in this queryset (highest step, then newest).
@@ -186,7 +204,7 @@ class Metric(models.Model):
         db_index=False,
     )
     key = models.CharField(max_length=250)
-    value = models.FloatField()
+    value = NaNFloatField(null=True)
     timestamp_ms = models.BigIntegerField()
     step = models.BigIntegerField(default=0)
     dataset_name = models.CharField(max_length=500, blank=True)

@@ -7,6 +7,7 @@ value with a 400 naming the parameter and documents the parameter in the OpenAPI
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime, time
 from typing import Any
 from urllib.parse import urlencode
@@ -408,7 +409,19 @@ class TraceTagsResultSerializer(serializers.Serializer):
 # --- Logged models ------------------------------------------------------------------------
 
 
+class FiniteFloatField(serializers.FloatField):
+    """JSON has no NaN or infinity (MLflow clients log both): they are sent as null."""
+
+    def to_representation(self, value: float) -> float | None:
+        value = super().to_representation(value)
+        return value if math.isfinite(value) else None
+
+
 class MetricSerializer(serializers.ModelSerializer):
+    value = FiniteFloatField(
+        read_only=True, allow_null=True, help_text="null when the value is NaN or infinite"
+    )
+
     class Meta:
         model = Metric
         fields = ["key", "value", "step", "timestamp_ms", "dataset_name", "dataset_digest"]

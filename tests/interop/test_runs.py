@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from tracking.models import Experiment, Metric, Run
@@ -86,3 +87,32 @@ def test_an_existing_experiment_is_found_and_a_duplicate_create_refused(run_mlfl
 
     assert found == {"same": True, "code": "RESOURCE_ALREADY_EXISTS"}
     assert Experiment.objects.filter(name="twice").count() == 1
+
+
+def test_nan_and_infinite_metrics_are_kept_and_read_back(run_mlflow):
+    # A diverged loss is logged as NaN; MLflow's own server keeps it, so must this one.
+    (found,) = run_mlflow(
+        """
+        import math
+        with mlflow.start_run() as run:
+            mlflow.log_metric("loss", 0.5, step=0)
+            mlflow.log_metric("loss", float("nan"), step=1)
+            mlflow.log_metrics({"grad_norm": float("inf"), "floor": float("-inf")}, step=1)
+        client = mlflow.MlflowClient()
+        fetched = mlflow.get_run(run.info.run_id)
+        result({
+            "history": [
+                [m.step, "nan" if math.isnan(m.value) else m.value]
+                for m in client.get_metric_history(run.info.run_id, "loss")
+            ],
+            "latest": {k: str(v) for k, v in fetched.data.metrics.items()},
+            "above": len(mlflow.search_runs(filter_string="metrics.loss > 0.1",
+                                            output_format="list")),
+        })
+        """
+    )
+
+    assert found["history"] == [[0, 0.5], [1, "nan"]]
+    assert found["latest"] == {"loss": "nan", "grad_norm": "inf", "floor": "-inf"}
+    assert found["above"] == 0  # NaN is not greater than anything
+    assert math.isnan(Metric.objects.filter(key="loss", step=1).get().value)

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -725,6 +726,19 @@ def test_model_detail_has_params_config_latest_metrics_and_trace_count(
     ]
     assert body["trace_count"] == 3
     assert body["traces_url"] == f"http://testserver/api/v1/traces/?model={model.model_id}"
+
+
+def test_a_nan_or_infinite_metric_is_null_in_the_api(client, experiment):
+    model = make_model(experiment)
+    for key, value in (("loss", math.nan), ("grad", math.inf), ("accuracy", 0.5)):
+        Metric.objects.create(logged_model=model, key=key, value=value, timestamp_ms=0)
+
+    response = client.get(f"/api/v1/models/{model.model_id}/")
+
+    assert response.status_code == 200
+    assert {m["key"]: m["value"] for m in response.json()["metrics"]} == {
+        "accuracy": 0.5, "grad": None, "loss": None
+    }  # fmt: skip
 
 
 def test_model_detail_of_unknown_model_is_404(client):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from datetime import timedelta
 
 import pytest
@@ -295,3 +296,19 @@ def test_compare_shows_a_version_whose_id_cannot_be_routed(client, experiment):
 
     assert response.status_code == 200
     assert f'href="/models/{b.model_id}/traces/"' in response.content.decode()
+
+
+@pytest.mark.django_db
+def test_a_nan_metric_is_shown_and_never_the_better_value(client, experiment):
+    a, b, c = versions(experiment, 3)
+    for version, value in ((a, math.nan), (b, 0.9), (c, 0.7)):
+        Metric.objects.create(logged_model=version, key="accuracy", value=value, timestamp_ms=1)
+
+    response = client.get(f"/models/compare/?ids={a.model_id},{b.model_id},{c.model_id}")
+
+    sections = {s.title: {r.key: r for r in s.rows} for s in response.context["sections"]}
+    accuracy = sections["Metrics"]["accuracy"]
+    assert [c.text for c in accuracy.cells] == ["NaN", "0.9", "0.7"]
+    assert [c.best for c in accuracy.cells] == [False, True, False]
+    for url in ("/models/", f"/models/{a.model_id}/"):
+        assert client.get(url, {"cols": "1", "col": "metric:accuracy"}).status_code == 200

@@ -8,7 +8,6 @@ validates the whole request before it touches a row, so a bad request changes no
 
 from __future__ import annotations
 
-import math
 import random
 from collections import defaultdict
 from collections.abc import Iterable
@@ -154,9 +153,6 @@ def _metric(
     item: dict[str, Any], where: str, run: Run | None, models: dict[str, LoggedModel]
 ) -> Metric:
     value = to_number(item.get("value"), f"{where}.value")
-    if math.isnan(value):
-        # SQLite stores NaN as NULL, which the value column refuses.
-        raise invalid(f"{where}.value: NaN metric values are not supported by this server.")
     timestamp = item.get("timestamp")
     model_id = item.get("model_id") or ""
     return Metric(

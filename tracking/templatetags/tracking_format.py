@@ -6,6 +6,7 @@ Filters return plain strings, so the template engine still escapes whatever they
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 from django import template
@@ -139,3 +140,15 @@ def percent(fraction: float | None) -> str:
     if fraction is None or fraction == "":
         return EMPTY
     return f"{float(fraction) * 100:.1f} %"
+
+
+@register.filter
+def metric(value: float | None) -> str:
+    """A metric value to four significant digits; NaN and infinities spelled as MLflow does."""
+    if value is None:
+        return EMPTY
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "Infinity" if value > 0 else "-Infinity"
+    return f"{value:.4g}"

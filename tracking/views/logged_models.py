@@ -21,7 +21,13 @@ from tracking.mlflow_api.filters import LOGGED_MODELS
 from tracking.model_stats import TraceCounts, latest_metrics, trace_counts, trace_stats
 from tracking.models import LoggedModel, LoggedModelStatus, Trace
 from tracking.queries import RECENT_TRACES, capped_count, traces_for_list
-from tracking.templatetags.tracking_format import json_value, model_url, percent, short_sha
+from tracking.templatetags.tracking_format import (
+    json_value,
+    metric,
+    model_url,
+    percent,
+    short_sha,
+)
 
 MODEL_NAMES_PER_PAGE = 100
 # The overview lists each name's newest versions; `?name=` lists one name's versions in full
@@ -148,7 +154,7 @@ def _cell(value: Any) -> tuple[str, bool]:
     if value is None:
         return "—", False
     if isinstance(value, float):
-        return f"{value:.4g}", True
+        return metric(value), True
     text = json_value(value)
     return (text[:39] + "…" if len(text) > 40 else text), False
 

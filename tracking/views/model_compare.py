@@ -17,7 +17,7 @@ from tracking import svg
 from tracking.compare import Row, diff_rows, direction, flatten, git_commit_url, git_compare_url
 from tracking.model_stats import TraceStats, latest_metrics, trace_stats
 from tracking.models import LoggedModel
-from tracking.templatetags.tracking_format import duration
+from tracking.templatetags.tracking_format import duration, metric
 from tracking.views.logged_models import numbered
 
 MIN_VERSIONS = 2
@@ -48,9 +48,7 @@ class Section:
 
 
 def _number(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
+    return metric(value) if isinstance(value, float) else str(value)
 
 
 def _percent(value: Any) -> str:
