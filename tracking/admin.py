@@ -2,7 +2,16 @@ from __future__ import annotations
 
 from django.contrib import admin
 
-from tracking.models import Experiment, LoggedModel, Metric, Run, Span, Trace
+from tracking.models import (
+    Experiment,
+    LoggedModel,
+    Metric,
+    ModelVersion,
+    RegisteredModel,
+    Run,
+    Span,
+    Trace,
+)
 
 
 @admin.register(Experiment)
@@ -51,3 +60,18 @@ class SpanAdmin(admin.ModelAdmin):
     search_fields = ["span_id", "name"]
     raw_id_fields = ["trace"]
     show_full_result_count = False
+
+
+@admin.register(RegisteredModel)
+class RegisteredModelAdmin(admin.ModelAdmin):
+    list_display = ["name", "created_at", "updated_at"]
+    search_fields = ["name"]
+
+
+@admin.register(ModelVersion)
+class ModelVersionAdmin(admin.ModelAdmin):
+    list_display = ["registered_model", "version", "model_id", "current_stage", "created_at"]
+    list_filter = ["current_stage"]
+    search_fields = ["registered_model__name", "model_id", "run_id"]
+    raw_id_fields = ["registered_model"]
+    list_select_related = ["registered_model"]

@@ -352,3 +352,129 @@ class Span(models.Model):
     @property
     def duration_ns(self) -> int | None:
         return None if self.end_ns is None else self.end_ns - self.start_ns
+
+
+# --- The model registry ----------------------------------------------------------------------
+
+
+class ModelVersionStage(models.TextChoices):
+    """MLflow's legacy stages; aliases replace them, but clients still send and read them."""
+
+    NONE = "None"
+    STAGING = "Staging"
+    PRODUCTION = "Production"
+    ARCHIVED = "Archived"
+
+
+class RegisteredModelQuerySet(models.QuerySet["RegisteredModel"]):
+    def named(self, name: str, *, for_update: bool = False) -> RegisteredModel | None:
+        """The registered model called `name`; with `for_update`, locked until the caller's
+        transaction ends, so that merges into its JSON columns and version numbering apply
+        one request at a time."""
+        models_ = self.select_for_update() if for_update else self
+        return models_.filter(name=name).first()
+
+
+class RegisteredModel(models.Model):
+    """A name in MLflow's model registry; its versions point at logged models or artifacts."""
+
+    name = models.CharField(max_length=256, unique=True)
+    description = models.TextField(blank=True)
+    tags = models.JSONField(default=dict, blank=True)
+    # {alias: version number}: a few per model, always read with the model.
+    aliases = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = RegisteredModelQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def next_version_number(self) -> int:
+        """The number a new version gets. Call it with this row locked (`named(...,
+        for_update=True)`): two creates would otherwise both read the same maximum."""
+        highest = self.versions.aggregate(highest=models.Max("version"))["highest"]
+        return (highest or 0) + 1
+
+    def aliases_of(self, version: int) -> list[str]:
+        return sorted(alias for alias, number in self.aliases.items() if number == version)
+
+
+class ModelVersionQuerySet(models.QuerySet["ModelVersion"]):
+    def of(self, name: str, version: int) -> ModelVersionQuerySet:
+        return self.select_related("registered_model").filter(
+            registered_model__name=name, version=version
+        )
+
+    def of_logged_model(self, model_id: str) -> ModelVersionQuerySet:
+        """The registry versions that point at one logged model, with their names."""
+        return (
+            self.select_related("registered_model")
+            .filter(model_id=model_id)
+            .order_by("registered_model__name", "version")
+        )
+
+    def latest_per_stage(self) -> ModelVersionQuerySet:
+        """The highest version of each (registered model, stage) in this queryset: MLflow's
+        `latest_versions`. One query for a whole page of registered models."""
+        return (
+            self.annotate(
+                stage_rank=Window(
+                    RowNumber(),
+                    partition_by=[F("registered_model_id"), F("current_stage")],
+                    order_by=[F("version").desc()],
+                )
+            )
+            .filter(stage_rank=1)
+            .order_by("registered_model_id", "version")
+        )
+
+
+class ModelVersion(models.Model):
+    """One numbered version of a registered model (MLflow's ModelVersion)."""
+
+    registered_model = models.ForeignKey(
+        RegisteredModel, on_delete=models.CASCADE, related_name="versions", db_index=False
+    )
+    version = models.PositiveIntegerField()
+    # Where the model's files are: `models:/m-<id>` (a logged model), `models:/<name>/<n>`,
+    # or an artifact URI; get-download-uri resolves it.
+    source = models.CharField(max_length=1000, blank=True)
+    run_id = models.CharField(max_length=64, blank=True)
+    # The LoggedModel id (a string, not a foreign key: a version outlives a deleted model,
+    # as in MLflow, and may name a model of another tracking server).
+    model_id = models.CharField(max_length=64, blank=True)
+    status = models.CharField(max_length=32, default="READY")
+    description = models.TextField(blank=True)
+    tags = models.JSONField(default=dict, blank=True)
+    current_stage = models.CharField(
+        max_length=16, choices=ModelVersionStage.choices, default=ModelVersionStage.NONE
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = ModelVersionQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["registered_model", "-version"]
+        constraints = [
+            # Also the index of a model's versions (it starts with the foreign key).
+            models.UniqueConstraint(
+                fields=["registered_model", "version"], name="model_version_unique_per_model"
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["model_id"], name="model_version_model_idx"),
+            models.Index(fields=["run_id"], name="model_version_run_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.registered_model.name} v{self.version}"
+
+    @property
+    def aliases(self) -> list[str]:
+        return self.registered_model.aliases_of(self.version)

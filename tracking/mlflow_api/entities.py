@@ -1,4 +1,5 @@
-"""Rows as MLflow's JSON entities: Experiment, Run, LoggedModel, TraceInfoV3 and spans.
+"""Rows as MLflow's JSON entities: Experiment, Run, LoggedModel, TraceInfoV3 and spans, and
+the model registry's RegisteredModel and ModelVersion.
 
 Shapes follow the protobuf-JSON the real server sends (mlflow-protocol.md §3, §5, §6); the
 client parses them with `ignore_unknown_fields`, so only what it reads matters. Times go out
@@ -16,7 +17,16 @@ from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from tracking.models import Experiment, LoggedModel, Metric, Run, Span, Trace
+from tracking.models import (
+    Experiment,
+    LoggedModel,
+    Metric,
+    ModelVersion,
+    RegisteredModel,
+    Run,
+    Span,
+    Trace,
+)
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 ARTIFACT_SCHEME = "mlflow-artifacts:/"
@@ -336,4 +346,52 @@ def otel_span_json(span: Span, trace_id: str) -> dict[str, Any]:
                 "attributes": [{"key": k, "value": any_value(v)} for k, v in attributes.items()],
             }
         )
+    return data
+
+
+# --- Model registry ------------------------------------------------------------------------
+
+
+def model_version_json(version: ModelVersion) -> dict[str, Any]:
+    """A ModelVersion; versions are strings on the wire. Reads `version.registered_model`
+    (its name and aliases), so select it with the version."""
+    data: dict[str, Any] = {
+        "name": version.registered_model.name,
+        "version": str(version.version),
+        "creation_timestamp": to_ms(version.created_at),
+        "last_updated_timestamp": to_ms(version.updated_at),
+        "current_stage": version.current_stage,
+        "description": version.description,
+        "source": version.source,
+        "run_id": version.run_id,
+        "status": version.status,
+    }
+    if version.model_id:
+        data["model_id"] = version.model_id
+    if version.tags:
+        data["tags"] = key_values(version.tags)
+    if aliases := version.aliases:
+        data["aliases"] = aliases
+    return data
+
+
+def registered_model_json(
+    model: RegisteredModel, latest_versions: Iterable[ModelVersion] = ()
+) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "name": model.name,
+        "creation_timestamp": to_ms(model.created_at),
+        "last_updated_timestamp": to_ms(model.updated_at),
+    }
+    if model.description:
+        data["description"] = model.description
+    if latest := [model_version_json(v) for v in latest_versions]:
+        data["latest_versions"] = latest
+    if model.tags:
+        data["tags"] = key_values(model.tags)
+    if model.aliases:
+        data["aliases"] = [
+            {"alias": alias, "version": str(number)}
+            for alias, number in sorted(model.aliases.items())
+        ]
     return data

@@ -25,6 +25,7 @@ from tracking.mlflow_api import (
     artifacts,
     experiments,
     logged_models,
+    registry,
     runs,
     server,
     traces,
@@ -44,6 +45,7 @@ READ_ONLY_POSTS = frozenset(
         V2 + "experiments/search",
         V2 + "runs/search",
         V2 + "logged-models/search",
+        V2 + "registered-models/get-latest-versions",
         V3 + "traces/search",
         V3 + "traces/batchGetInfos",
     )
@@ -95,6 +97,48 @@ urlpatterns = [
         V2 + "logged-models/<str:model_id>/tags/<path:key>",
         logged_models.delete_tag,
         name="logged-model-tag",
+    ),
+    # The model registry
+    path(V2 + "registered-models/create", registry.create_model, name="registered-models-create"),
+    path(V2 + "registered-models/get", registry.get_model, name="registered-models-get"),
+    path(V2 + "registered-models/search", registry.search_models, name="registered-models-search"),
+    path(V2 + "registered-models/update", registry.update_model, name="registered-models-update"),
+    path(V2 + "registered-models/rename", registry.rename_model, name="registered-models-rename"),
+    path(V2 + "registered-models/delete", registry.delete_model, name="registered-models-delete"),
+    path(
+        V2 + "registered-models/set-tag", registry.set_model_tag, name="registered-models-set-tag"
+    ),
+    path(
+        V2 + "registered-models/delete-tag",
+        registry.delete_model_tag,
+        name="registered-models-delete-tag",
+    ),
+    path(V2 + "registered-models/alias", registry.alias, name="registered-models-alias"),
+    path(
+        V2 + "registered-models/get-latest-versions",
+        registry.get_latest_versions,
+        name="registered-models-get-latest-versions",
+    ),
+    path(V2 + "model-versions/create", registry.create_version, name="model-versions-create"),
+    path(V2 + "model-versions/get", registry.get_version, name="model-versions-get"),
+    path(V2 + "model-versions/search", registry.search_versions, name="model-versions-search"),
+    path(V2 + "model-versions/update", registry.update_version, name="model-versions-update"),
+    path(V2 + "model-versions/delete", registry.delete_version, name="model-versions-delete"),
+    path(V2 + "model-versions/set-tag", registry.set_version_tag, name="model-versions-set-tag"),
+    path(
+        V2 + "model-versions/delete-tag",
+        registry.delete_version_tag,
+        name="model-versions-delete-tag",
+    ),
+    path(
+        V2 + "model-versions/get-download-uri",
+        registry.get_download_uri,
+        name="model-versions-get-download-uri",
+    ),
+    path(
+        V2 + "model-versions/transition-stage",
+        registry.transition_stage,
+        name="model-versions-transition-stage",
     ),
     # Traces: the V3 API, and the V2 endpoints the V3 client still uses for tags and deletes
     path(V3 + "traces", traces.start_trace, name="traces-start"),

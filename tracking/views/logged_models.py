@@ -19,7 +19,7 @@ from tracking.compare import git_commit_url
 from tracking.mlflow_api.errors import MlflowError
 from tracking.mlflow_api.filters import LOGGED_MODELS
 from tracking.model_stats import TraceCounts, latest_metrics, trace_counts, trace_stats
-from tracking.models import LoggedModel, LoggedModelStatus, Trace
+from tracking.models import LoggedModel, LoggedModelStatus, ModelVersion, Trace
 from tracking.queries import RECENT_TRACES, capped_count, traces_for_list
 from tracking.templatetags.tracking_format import (
     json_value,
@@ -257,6 +257,8 @@ def model_detail(request: HttpRequest, model_id: str) -> HttpResponse:
         "more_traces": more_traces,
         "commit_url": git_commit_url(model.git_repo_url, model.git_commit),
         "versions": list(versions[:VERSIONS_PER_NAME]),
+        # With their registered models in the same query: the line shows name and aliases.
+        "registrations": list(ModelVersion.objects.of_logged_model(model.model_id)),
     }
     return render(request, "tracking/model_detail.html", context)
 
