@@ -132,7 +132,8 @@ def test_trace_list_queries_do_not_grow_with_rows(
         for n in range(4):
             make_trace(experiment, i * 10 + n, model_id=model.model_id)
 
-    with django_assert_max_num_queries(3):
+    # traces, model names, model choices, experiment choices
+    with django_assert_max_num_queries(4):
         response = client.get("/traces/")
 
     assert response.content.decode().count("agent-") >= 12
@@ -498,8 +499,8 @@ def test_trace_list_query_count_does_not_grow_with_filters_or_columns(
         make_span(trace, "s1", 0, name="search")
     client.post("/traces/columns/", {"column": list(trace_list.COLUMNS)})
 
-    # traces, model names, model choices, and the session that holds the columns
-    with django_assert_max_num_queries(4):
+    # traces, model names, model and experiment choices, and the session that holds the columns
+    with django_assert_max_num_queries(5):
         response = client.get("/traces/", {"q": "span.name = search and tag.n ~ 1 or hi"})
 
     assert len(response.context["traces"]) == 30
@@ -543,3 +544,33 @@ def test_a_poll_with_nothing_new_costs_one_query(client, experiment, django_asse
         poll = client.get(f"/traces/?{live}", headers={"HX-Request": "true"})
 
     assert poll.status_code == 204
+
+
+@pytest.mark.django_db
+def test_the_experiments_that_hold_traces_scope_the_list(client, experiment):
+    other = Experiment.objects.create(name="billing-agent")
+    Experiment.objects.create(name="empty")
+    make_trace(experiment, 1)
+    make_trace(other, 2)
+
+    response = client.get("/traces/", {"q": "state = OK"})
+
+    (name, options), *_ = response.context["quick"]["choices"]
+    assert name == "experiment"
+    assert [(label, active) for label, _, active in options] == [
+        ("Any", True), ("billing-agent", False), (experiment.name, False)
+    ]  # fmt: skip
+    scoped = client.get("/traces/" + options[1][1])
+    assert [t.name for t in scoped.context["traces"]] == ["trace 2"]
+    assert scoped.context["query"] == "state = OK"  # the query stays
+    (_, options), *_ = scoped.context["quick"]["choices"]
+    assert [label for label, _, active in options if active] == ["billing-agent"]
+
+
+@pytest.mark.django_db
+def test_one_experiment_needs_no_experiment_filter(client, experiment):
+    make_trace(experiment, 1)
+
+    response = client.get("/traces/")
+
+    assert "experiment" not in [name for name, _ in response.context["quick"]["choices"]]

@@ -9,6 +9,8 @@ from __future__ import annotations
 from django.contrib import messages
 from django.core.files.storage import default_storage
 from django.db import transaction
+from django.db.models import Exists, OuterRef
+from django.db.models.functions import Lower
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
@@ -26,6 +28,7 @@ from webapp.models import UserPreferences
 TRACES_PER_PAGE = 50
 MAX_BULK = 500
 MODEL_CHOICES = 30
+EXPERIMENT_CHOICES = 20
 COLUMNS = {
     "time": "Time",
     "request": "Request",
@@ -236,7 +239,9 @@ def _context(request, experiment, model_id, query, sort, columns) -> dict:
         "all_columns": COLUMNS.items(),
         "error": None,
         "error_caret": "",
-        "quick": {"choices": _quick_filters(request, query)},
+        "quick": {
+            "choices": [*_experiment_filter(request, experiment), *_quick_filters(request, query)]
+        },
         "clear_query": _query_with(request, q=None, before=None),
         # Whitespace as spaces, so that the caret line below lines up with the position.
         "query_echo": "".join(" " if c.isspace() else c for c in query),
@@ -275,6 +280,28 @@ def _quick_filters(request: HttpRequest, query: str) -> list[tuple[str, list]]:
             row.append((label, link, (field, text) in present))
         choices.append((field, row))
     return choices
+
+
+def _experiment_filter(
+    request: HttpRequest, experiment: Experiment | None
+) -> list[tuple[str, list]]:
+    """The experiments that hold traces, as links that scope the list (`?experiment=`): they
+    are a user's projects, and the query language has no field for them. None while there is
+    only one to choose."""
+    has_traces = Exists(Trace.objects.filter(experiment=OuterRef("pk")))
+    found = list(
+        Experiment.objects.filter(has_traces)
+        .order_by(Lower("name"), "pk")
+        .values_list("pk", "name")[:EXPERIMENT_CHOICES]
+    )
+    if len(found) < 2 and experiment is None:
+        return []
+    current = experiment.pk if experiment else None
+    row = [("Any", "?" + _query_with(request, experiment=None, before=None), current is None)]
+    for pk, name in found:
+        link = "?" + _query_with(request, experiment=str(pk), before=None)
+        row.append((name, link, pk == current))
+    return [("experiment", row)]
 
 
 def _with_clause_link(request: HttpRequest, query: str, field: str, text: str) -> str:
