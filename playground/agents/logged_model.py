@@ -12,6 +12,7 @@ for ChatAgent and ResponsesAgent answers, `predict` answers whole, read like the
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
@@ -34,6 +35,7 @@ from playground.agents.schemas import (
     chunk_text,
     parse_answer,
 )
+from tracking.models import RegisteredModel
 
 if TYPE_CHECKING:
     from playground.models import Agent
@@ -41,10 +43,27 @@ if TYPE_CHECKING:
 
 _models: dict[str, Any] = {}
 _lock = threading.Lock()
+_ALIAS_URI = re.compile(r"models:/(?P<name>[^/@]+)@(?P<alias>[\w-]+)")
 
 
 def enabled() -> bool:
     return bool(getattr(settings, "SPYGLASS_PLAYGROUND_LOGGED_MODELS", False))
+
+
+def pinned(uri: str) -> str:
+    """`models:/<name>@<alias>` as the version the alias names now (`models:/<name>/<n>`).
+
+    Loaded models are kept per URI: without this, a worker would go on answering with the
+    version an alias named when it was first loaded, after the alias had moved.
+    """
+    match = _ALIAS_URI.fullmatch(uri)
+    if match is None:
+        return uri
+    aliases = (
+        RegisteredModel.objects.filter(name=match["name"]).values_list("aliases", flat=True).first()
+    )
+    number = (aliases or {}).get(match["alias"])
+    return f"models:/{match['name']}/{number}" if number else uri
 
 
 def load(uri: str) -> Any:
@@ -70,7 +89,7 @@ class Client:
             )
         self.agent = agent
         config: Json = agent.config or {}
-        self.uri = str(config.get("model_uri") or f"models:/{agent.model_id}")
+        self.uri = pinned(str(config.get("model_uri") or f"models:/{agent.model_id}"))
         self.streaming = config.get("stream", True) is not False
         if self.uri == "models:/":
             raise AgentError(f"Agent {agent.name} has neither a model_uri nor a model id.")

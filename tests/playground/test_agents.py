@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import pytest
 
+from playground.agents import logged_model
 from playground.agents.base import AgentError, ChatRequest, consume
 from playground.agents.builtin import LocalGenerator
 from playground.models import Agent
 from playground.tracing import TraceRecorder
+from tracking.models import RegisteredModel
 
 MESSAGES = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "hi there"}]
 
@@ -155,6 +157,21 @@ def test_logged_model_agents_are_off_unless_enabled():
 
     with pytest.raises(AgentError, match="SPYGLASS_PLAYGROUND_LOGGED_MODELS"):
         run(agent)
+
+
+@pytest.mark.django_db
+def test_a_logged_model_alias_follows_the_registry_when_it_moves(settings):
+    settings.SPYGLASS_PLAYGROUND_LOGGED_MODELS = True
+    registered = RegisteredModel.objects.create(name="support-agent", aliases={"champion": 1})
+    agent = Agent(name="lm", kind="logged-model",
+                  config={"model_uri": "models:/support-agent@champion"})  # fmt: skip
+
+    assert logged_model.Client(agent).uri == "models:/support-agent/1"
+    registered.aliases = {"champion": 2}
+    registered.save()
+    assert logged_model.Client(agent).uri == "models:/support-agent/2"
+    agent.config = {"model_uri": "models:/support-agent@nobody"}
+    assert logged_model.Client(agent).uri == "models:/support-agent@nobody"  # mlflow says why
 
 
 def test_the_echo_agent_streams_word_by_word():
