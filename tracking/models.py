@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import uuid
+from collections.abc import Iterable
 from typing import Any
 
 from django.db import models
@@ -412,9 +413,14 @@ class ModelVersionQuerySet(models.QuerySet["ModelVersion"]):
 
     def of_logged_model(self, model_id: str) -> ModelVersionQuerySet:
         """The registry versions that point at one logged model, with their names."""
+        return self.of_logged_models([model_id])
+
+    def of_logged_models(self, model_ids: Iterable[str]) -> ModelVersionQuerySet:
+        """The registry versions that point at any of these logged models: one query for a
+        page of them."""
         return (
             self.select_related("registered_model")
-            .filter(model_id=model_id)
+            .filter(model_id__in=list(model_ids))
             .order_by("registered_model__name", "version")
         )
 

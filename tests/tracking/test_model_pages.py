@@ -5,7 +5,7 @@ from datetime import timedelta
 import pytest
 
 from tests.tracking.rows import T0, XSS, XSS_ESCAPED, make_model, make_trace
-from tracking.models import Metric
+from tracking.models import Metric, ModelVersion, RegisteredModel
 from tracking.views import logged_models
 
 # --- /models/ -------------------------------------------------------------------------------
@@ -81,10 +81,26 @@ def test_model_list_queries_do_not_grow_with_rows(
             model = make_model(experiment, name=f"agent-{i}", created_at=T0 + timedelta(hours=hour))
             make_trace(experiment, i * 10 + hour, model_id=model.model_id)
 
-    with django_assert_max_num_queries(4):
+    # names, versions, trace counts, registry versions, metrics
+    with django_assert_max_num_queries(5):
         response = client.get("/models/")
 
     assert sum(len(g.versions) for g in response.context["groups"]) == 12
+
+
+@pytest.mark.django_db
+def test_model_list_says_where_a_version_is_registered(client, experiment):
+    first, second = make_model(experiment), make_model(experiment)
+    registered = RegisteredModel.objects.create(name="support-bot", aliases={"champion": 2})
+    ModelVersion.objects.create(registered_model=registered, version=1, model_id=first.model_id)
+    ModelVersion.objects.create(registered_model=registered, version=2, model_id=second.model_id)
+
+    response = client.get("/models/")
+
+    labels = {v.model_id: v.registry_labels for v in response.context["groups"][0].versions}
+    assert labels == {first.model_id: ["support-bot v1"],
+                      second.model_id: ["support-bot v2 @champion"]}  # fmt: skip
+    assert "support-bot v2 @champion" in response.content.decode()
 
 
 # --- /models/<model_id>/ --------------------------------------------------------------------

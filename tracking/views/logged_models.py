@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -201,11 +202,13 @@ def model_list(request: HttpRequest) -> HttpResponse:
     groups, more = model_groups(versions, per_name=ONE_NAME_VERSIONS if name else None)
     listed = [v for g in groups for v in g.versions]
     counts = trace_counts(v.model_id for v in listed)
+    registrations = _registrations(v.model_id for v in listed) if listed else {}
     metrics = latest_metrics(v.pk for v in listed)
     metric_keys = Counter(key for m in metrics.values() for key, _ in m)
     columns = _columns(request, listed, metric_keys)
     for version in listed:
         _prepare_row(version, counts.get(version.model_id), metrics.get(version.pk, {}), columns)
+        version.registry_labels = registrations.get(version.model_id, [])
     context = {
         "groups": groups,
         "more_names": more,
@@ -217,6 +220,17 @@ def model_list(request: HttpRequest) -> HttpResponse:
         **columns,
     }
     return render(request, "tracking/model_list.html", context, status=400 if error else 200)
+
+
+def _registrations(model_ids: Iterable[str]) -> dict[str, list[str]]:
+    """Where each logged model is registered, as list labels: "support-agent v3 @champion"."""
+    labels: dict[str, list[str]] = defaultdict(list)
+    for version in ModelVersion.objects.of_logged_models(model_ids):
+        aliases = "".join(f" @{alias}" for alias in version.aliases)
+        labels[version.model_id].append(
+            f"{version.registered_model.name} v{version.version}{aliases}"
+        )
+    return labels
 
 
 def _version(model_id: str) -> LoggedModel:
