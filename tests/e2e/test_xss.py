@@ -11,7 +11,7 @@ import os
 import pytest
 
 from tracking import ingest
-from tracking.models import Experiment, LoggedModel, Trace
+from tracking.models import Experiment, LoggedModel, ModelVersion, RegisteredModel, Trace
 
 pytestmark = pytest.mark.e2e
 
@@ -28,6 +28,7 @@ CORPUS = [
     "<style>body{display:none}</style>",
 ]
 PAYLOAD = " ".join(CORPUS)
+NO_SLASH_PAYLOAD = "\"><img src=x onerror=alert('registry')><svg onload=alert('reg-svg')>"
 
 
 def b64(raw: bytes) -> str:
@@ -118,7 +119,16 @@ def hostile(server) -> dict[str, object]:
         model_config={"instructions": "other", PAYLOAD[:50]: [PAYLOAD]},
         tags={"mlflow.source.git.commit": PAYLOAD[:40]},
     )  # fmt: skip
-    return {"model": model, "other_model": other, "trace": Trace.objects.get(),
+    trace = Trace.objects.get()
+    # A second experiment with a trace, so that the list's experiment filter (names) shows.
+    Trace.objects.create(experiment=Experiment.objects.create(name="plain"),
+                         trace_id="tr-" + "0" * 32, request_time=trace.request_time)  # fmt: skip
+    # Registry names cannot hold "/" or ":" (they are parts of models:/ URIs).
+    registered = RegisteredModel.objects.create(
+        name=NO_SLASH_PAYLOAD, description=PAYLOAD, aliases={"champion": 1}
+    )
+    ModelVersion.objects.create(registered_model=registered, version=1, model_id=model.model_id)
+    return {"model": model, "other_model": other, "trace": trace,
             "experiment": experiment}  # fmt: skip
 
 
@@ -176,3 +186,8 @@ def test_no_script_from_the_corpus_runs_on_any_page(page, server, hostile, hosti
         assert page.locator("a[href^='javascript:']").count() == 0, path
 
     assert dialogs == []
+    # The corpus was there to be shown: as text, in the registry line and the experiment filter.
+    page.goto(server + "/models/")
+    assert "onerror=alert('registry')" in page.locator("main").inner_text()
+    page.goto(server + "/traces/")
+    assert "<img src=x" in page.get_by_role("group", name="Experiment").inner_text()
