@@ -547,9 +547,9 @@ def test_a_poll_with_nothing_new_costs_one_query(client, experiment, django_asse
 
 
 @pytest.mark.django_db
-def test_the_experiments_that_hold_traces_scope_the_list(client, experiment):
+def test_the_active_experiments_scope_the_list(client, experiment):
     other = Experiment.objects.create(name="billing-agent")
-    Experiment.objects.create(name="empty")
+    Experiment.objects.create(name="gone", lifecycle_stage="deleted")
     make_trace(experiment, 1)
     make_trace(other, 2)
 
@@ -558,7 +558,7 @@ def test_the_experiments_that_hold_traces_scope_the_list(client, experiment):
     (name, options), *_ = response.context["quick"]["choices"]
     assert name == "experiment"
     assert [(label, active) for label, _, active in options] == [
-        ("Any", True), ("billing-agent", False), (experiment.name, False)
+        ("Any", True), ("billing-agent", False), ("Default", False), (experiment.name, False)
     ]  # fmt: skip
     scoped = client.get("/traces/" + options[1][1])
     assert [t.name for t in scoped.context["traces"]] == ["trace 2"]
@@ -568,8 +568,8 @@ def test_the_experiments_that_hold_traces_scope_the_list(client, experiment):
 
 
 @pytest.mark.django_db
-def test_one_experiment_needs_no_experiment_filter(client, experiment):
-    make_trace(experiment, 1)
+def test_one_experiment_needs_no_experiment_filter(client):
+    Experiment.objects.exclude(pk=0).delete()
 
     response = client.get("/traces/")
 

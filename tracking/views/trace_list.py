@@ -9,7 +9,6 @@ from __future__ import annotations
 from django.contrib import messages
 from django.core.files.storage import default_storage
 from django.db import transaction
-from django.db.models import Exists, OuterRef
 from django.db.models.functions import Lower
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, redirect, render
@@ -20,7 +19,7 @@ from django.views.decorators.vary import vary_on_headers
 from tracking import search
 from tracking.ingest import NAME_MAX_CHARS
 from tracking.mlflow_api.traces import traces_json_path
-from tracking.models import Experiment, LoggedModel, Trace, TraceState
+from tracking.models import Experiment, LifecycleStage, LoggedModel, Trace, TraceState
 from tracking.queries import Sort, keyset_page, newer_traces, traces_for_list, with_model_names
 from tracking.serializers import TAG_KEY_MAX_CHARS, TAG_VALUE_MAX_CHARS
 from webapp.models import UserPreferences
@@ -285,12 +284,13 @@ def _quick_filters(request: HttpRequest, query: str) -> list[tuple[str, list]]:
 def _experiment_filter(
     request: HttpRequest, experiment: Experiment | None
 ) -> list[tuple[str, list]]:
-    """The experiments that hold traces, as links that scope the list (`?experiment=`): they
-    are a user's projects, and the query language has no field for them. None while there is
-    only one to choose."""
-    has_traces = Exists(Trace.objects.filter(experiment=OuterRef("pk")))
+    """The active experiments, as links that scope the list (`?experiment=`): they are a
+    user's projects, and the query language has no field for them. None while there is only
+    one to choose."""
+    # Not only those holding traces: PostgreSQL estimates "has a trace" per experiment from
+    # the column's average and would scan every trace for an empty one (the Default, often).
     found = list(
-        Experiment.objects.filter(has_traces)
+        Experiment.objects.filter(lifecycle_stage=LifecycleStage.ACTIVE)
         .order_by(Lower("name"), "pk")
         .values_list("pk", "name")[:EXPERIMENT_CHOICES]
     )
