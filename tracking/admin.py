@@ -3,6 +3,7 @@ from __future__ import annotations
 from django.contrib import admin
 
 from tracking.models import (
+    Assessment,
     Experiment,
     LoggedModel,
     Metric,
@@ -75,3 +76,12 @@ class ModelVersionAdmin(admin.ModelAdmin):
     search_fields = ["registered_model__name", "model_id", "run_id"]
     raw_id_fields = ["registered_model"]
     list_select_related = ["registered_model"]
+
+
+@admin.register(Assessment)
+class AssessmentAdmin(admin.ModelAdmin):
+    list_display = ["assessment_id", "name", "kind", "source_type", "valid", "trace", "created_at"]
+    list_filter = ["kind", "source_type", "valid"]
+    search_fields = ["assessment_id", "name", "source_id"]
+    raw_id_fields = ["trace"]
+    show_full_result_count = False

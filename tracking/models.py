@@ -484,3 +484,89 @@ class ModelVersion(models.Model):
     @property
     def aliases(self) -> list[str]:
         return self.registered_model.aliases_of(self.version)
+
+
+# --- Trace assessments -----------------------------------------------------------------------
+
+
+def new_assessment_id() -> str:
+    return f"a-{uuid.uuid4().hex}"
+
+
+class AssessmentKind(models.TextChoices):
+    FEEDBACK = "feedback"
+    EXPECTATION = "expectation"
+
+
+class AssessmentSourceType(models.TextChoices):
+    UNSPECIFIED = "SOURCE_TYPE_UNSPECIFIED"
+    HUMAN = "HUMAN"
+    LLM_JUDGE = "LLM_JUDGE"
+    CODE = "CODE"
+
+
+class AssessmentQuerySet(models.QuerySet["Assessment"]):
+    def of_trace(self, trace: Trace) -> AssessmentQuerySet:
+        return self.filter(trace=trace).order_by("created_at", "pk")
+
+
+class Assessment(models.Model):
+    """Feedback (a judgement: human, LLM judge or code) or an expectation (the ground truth)
+    on a trace or one of its spans: MLflow 3's assessments.
+
+    An override is a new feedback naming the one it replaces in `overrides`; the replaced one
+    stays, marked not `valid`, as MLflow keeps it (say, to tune the judge that was overruled).
+    """
+
+    # db_index=False: assessment_trace_idx starts with this column.
+    trace = models.ForeignKey(
+        Trace, on_delete=models.CASCADE, related_name="assessments", db_index=False
+    )
+    assessment_id = models.CharField(max_length=64, unique=True, default=new_assessment_id)
+    name = models.CharField(max_length=250)
+    kind = models.CharField(max_length=16, choices=AssessmentKind.choices)
+    # Any JSON; null for a feedback that failed (its `error` says why).
+    value = models.JSONField(null=True, blank=True)
+    # {"error_code", "error_message", "stack_trace"} of a feedback that could not be computed.
+    error = models.JSONField(null=True, blank=True)
+    rationale = models.TextField(blank=True)
+    source_type = models.CharField(
+        max_length=32, choices=AssessmentSourceType.choices, default=AssessmentSourceType.CODE
+    )
+    source_id = models.CharField(max_length=250, blank=True)
+    span_id = models.CharField(max_length=16, blank=True)  # hex, as Span.span_id
+    metadata = models.JSONField(default=dict, blank=True)
+    overrides = models.CharField(max_length=64, blank=True)  # an assessment_id of this trace
+    valid = models.BooleanField(default=True)
+    # Not auto_now: the client sends both times and MLflow keeps them.
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    objects = AssessmentQuerySet.as_manager()
+
+    class Meta:
+        indexes = [
+            # A trace's assessments in the order they were made (trace info, the trace page).
+            models.Index(fields=["trace", "created_at"], name="assessment_trace_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.assessment_id})"
+
+    @property
+    def is_feedback(self) -> bool:
+        return self.kind == AssessmentKind.FEEDBACK
+
+    # How the trace page shows the value: a pass/fail badge for booleans, numbers and short
+    # text as they are, JSON for anything else.
+    SHORT_TEXT_CHARS = 200
+
+    @property
+    def display_kind(self) -> str:
+        if isinstance(self.value, bool):
+            return "boolean"
+        if isinstance(self.value, int | float):
+            return "number"
+        if isinstance(self.value, str) and len(self.value) <= self.SHORT_TEXT_CHARS:
+            return "text"
+        return "json"

@@ -11,7 +11,14 @@ import os
 import pytest
 
 from tracking import ingest
-from tracking.models import Experiment, LoggedModel, ModelVersion, RegisteredModel, Trace
+from tracking.models import (
+    Assessment,
+    Experiment,
+    LoggedModel,
+    ModelVersion,
+    RegisteredModel,
+    Trace,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -120,6 +127,9 @@ def hostile(server) -> dict[str, object]:
         tags={"mlflow.source.git.commit": PAYLOAD[:40]},
     )  # fmt: skip
     trace = Trace.objects.get()
+    for value in (PAYLOAD, {"nested": PAYLOAD}, True):
+        Assessment.objects.create(trace=trace, name=PAYLOAD[:200], kind="feedback", value=value,
+                                  rationale=PAYLOAD, source_id=PAYLOAD[:200])  # fmt: skip
     # A second experiment with a trace, so that the list's experiment filter (names) shows.
     Trace.objects.create(experiment=Experiment.objects.create(name="plain"),
                          trace_id="tr-" + "0" * 32, request_time=trace.request_time)  # fmt: skip
@@ -191,3 +201,5 @@ def test_no_script_from_the_corpus_runs_on_any_page(page, server, hostile, hosti
     assert "onerror=alert('registry')" in page.locator("main").inner_text()
     page.goto(server + "/traces/")
     assert "<img src=x" in page.get_by_role("group", name="Experiment").inner_text()
+    page.goto(server + hostile["trace"].get_absolute_url())
+    assert "onerror=alert" in page.locator("section.assessments").inner_text()

@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from tracking.models import (
+    Assessment,
     Experiment,
     LoggedModel,
     Metric,
@@ -205,9 +206,10 @@ def logged_model_json(model: LoggedModel, metrics: Iterable[Metric] = ()) -> dic
 # --- Traces --------------------------------------------------------------------------------
 
 
-def trace_info_json(trace: Trace) -> dict[str, Any]:
+def trace_info_json(trace: Trace, assessments: Iterable[Assessment] = ()) -> dict[str, Any]:
     """TraceInfoV3. `mlflow.artifactLocation` is always set: it is where the client reads and
-    writes `traces.json`, and the client needs it for any artifact-based span access."""
+    writes `traces.json`, and the client needs it for any artifact-based span access.
+    `assessments` are all of the trace's, overridden ones too, as MLflow sends them."""
     tags = dict(trace.tags or {})
     tags[ARTIFACT_LOCATION_TAG] = ARTIFACT_SCHEME + trace_artifact_path(
         trace.experiment_id, trace.trace_id
@@ -229,7 +231,53 @@ def trace_info_json(trace: Trace) -> dict[str, Any]:
         info["request_preview"] = trace.request_preview
     if trace.response_preview:
         info["response_preview"] = trace.response_preview
+    if assessment_list := [assessment_json(a, trace.trace_id) for a in assessments]:
+        info["assessments"] = assessment_list
     return info
+
+
+# Expectation values the protobuf Value holds as they are; others go as JSON text, as the
+# client writes them (`ExpectationValue.to_proto`) and MLflow's server sends them back.
+_SCALARS = (bool, int, float, str)
+
+
+def assessment_json(assessment: Assessment, trace_id: str) -> dict[str, Any]:
+    """An Assessment message (assessments.proto): feedback or expectation, its source, times."""
+    source = {"source_type": assessment.source_type}
+    if assessment.source_id:
+        source["source_id"] = assessment.source_id
+    data: dict[str, Any] = {
+        "assessment_id": assessment.assessment_id,
+        "assessment_name": assessment.name,
+        "trace_id": trace_id,
+        "source": source,
+        "create_time": timestamp_text(assessment.created_at),
+        "last_update_time": timestamp_text(assessment.updated_at),
+        # Always sent: protobuf-JSON would drop a false, and readers of the dict form
+        # (`Assessment.from_dictionary`) take a missing one as true.
+        "valid": assessment.valid,
+    }
+    if assessment.is_feedback:
+        feedback: dict[str, Any] = {"value": assessment.value}
+        if error := {k: v for k, v in (assessment.error or {}).items() if v}:
+            feedback["error"] = error
+        data["feedback"] = feedback
+    elif assessment.value is None or isinstance(assessment.value, _SCALARS):
+        data["expectation"] = {"value": assessment.value}
+    else:
+        serialized = json.dumps(assessment.value, ensure_ascii=False)
+        data["expectation"] = {
+            "serialized_value": {"serialization_format": "JSON_FORMAT", "value": serialized}
+        }
+    if assessment.span_id:
+        data["span_id"] = assessment.span_id
+    if assessment.rationale:
+        data["rationale"] = assessment.rationale
+    if assessment.metadata:
+        data["metadata"] = dict(assessment.metadata)
+    if assessment.overrides:
+        data["overrides"] = assessment.overrides
+    return data
 
 
 def _id_base64(hex_id: str) -> str:

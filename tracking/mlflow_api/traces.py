@@ -21,6 +21,7 @@ from typing import Any
 import orjson
 from django.core.files.storage import default_storage
 from django.db import transaction
+from django.db.models import Prefetch, QuerySet
 from django.http import HttpRequest, JsonResponse
 
 from tracking import ingest
@@ -33,7 +34,7 @@ from tracking.mlflow_api.entities import (
 )
 from tracking.mlflow_api.errors import invalid, mlflow_endpoint, not_found
 from tracking.mlflow_api.requests import Message, check_key, check_value, to_datetime
-from tracking.models import Span, Trace
+from tracking.models import Assessment, Span, Trace
 
 SEARCH_DEFAULT = 100
 SEARCH_MAX = 500
@@ -86,8 +87,29 @@ def spans_document(trace: Trace) -> bytes:
 # --- Views ---------------------------------------------------------------------------------
 
 
+def _with_assessments(traces: QuerySet[Trace]) -> QuerySet[Trace]:
+    """The traces with their assessments: one more query for a whole page of infos."""
+    return traces.prefetch_related(
+        Prefetch("assessments", queryset=Assessment.objects.order_by("created_at", "pk"))
+    )
+
+
+def _info_json(trace: Trace) -> dict[str, Any]:
+    """TraceInfoV3 of a trace loaded through `_with_assessments`."""
+    return trace_info_json(trace, list(trace.assessments.all()))
+
+
+def _trace(trace_id: str, field: str = "trace_id") -> Trace:
+    """`ids.trace`, with the trace's assessments."""
+    ids.check_trace_id(trace_id, field)
+    found = _with_assessments(Trace.objects.filter(trace_id=trace_id)).first()
+    if found is None:
+        raise not_found(f"Trace with ID '{trace_id}' not found.")
+    return found
+
+
 def _trace_response(trace: Trace) -> JsonResponse:
-    return JsonResponse({"trace": {"trace_info": trace_info_json(trace)}})
+    return JsonResponse({"trace": {"trace_info": _info_json(trace)}})
 
 
 @mlflow_endpoint(["POST"])
@@ -100,12 +122,12 @@ def start_trace(request: HttpRequest) -> JsonResponse:
     # Checked whole here: ingest's pattern lets a trailing newline through.
     ids.check_trace_id(info.get("trace_id"), "trace.trace_info.trace_id")
     result = ingest.store_trace(info)
-    return _trace_response(Trace.objects.get(trace_id=result.trace_ids[0]))
+    return _trace_response(_trace(result.trace_ids[0]))
 
 
 @mlflow_endpoint(["GET"])
 def trace_info(request: HttpRequest, trace_id: str) -> JsonResponse:
-    return _trace_response(ids.trace(trace_id))
+    return _trace_response(_trace(trace_id))
 
 
 def _with_spans(traces: list[Trace]) -> list[dict[str, Any]]:
@@ -117,7 +139,7 @@ def _with_spans(traces: list[Trace]) -> list[dict[str, Any]]:
             spans[span.trace_id].append(span)
     return [
         {
-            "trace_info": trace_info_json(t),
+            "trace_info": _info_json(t),
             "spans": [otel_span_json(s, t.trace_id) for s in spans[t.pk]],
         }
         for t in traces
@@ -127,7 +149,7 @@ def _with_spans(traces: list[Trace]) -> list[dict[str, Any]]:
 @mlflow_endpoint(["GET"])
 def get_trace(request: HttpRequest) -> JsonResponse:
     message = Message.of(request)
-    trace = ids.trace(message.string("trace_id", required=True))
+    trace = _trace(message.string("trace_id", required=True))
     if not message.boolean("allow_partial") and trace.span_count == 0:
         # As MLflow answers for spans still on their way; the client then skips the trace.
         raise not_found(f"Trace with ID {trace.trace_id} is not fully exported yet.")
@@ -136,7 +158,7 @@ def get_trace(request: HttpRequest) -> JsonResponse:
 
 def _traces_by_ids(message: Message) -> list[Trace]:
     trace_ids = [ids.check_trace_id(t) for t in message.strings("trace_ids", BATCH_MAX)]
-    traces = Trace.objects.filter(trace_id__in=trace_ids)
+    traces = _with_assessments(Trace.objects.filter(trace_id__in=trace_ids))
     if experiment_ids := message.strings("experiment_ids"):
         traces = traces.filter(experiment__in=[ids.experiment_pk(e) for e in experiment_ids])
     found = {t.trace_id: t for t in traces}
@@ -151,7 +173,7 @@ def batch_get(request: HttpRequest) -> JsonResponse:
 @mlflow_endpoint(["POST", "GET"])
 def batch_get_infos(request: HttpRequest) -> JsonResponse:
     traces = _traces_by_ids(Message.of(request))
-    return JsonResponse({"trace_infos": [trace_info_json(t) for t in traces]})
+    return JsonResponse({"trace_infos": [_info_json(t) for t in traces]})
 
 
 def _experiment_pks(message: Message) -> list[int]:
@@ -170,12 +192,12 @@ def search(request: HttpRequest) -> JsonResponse:
     message = Message.of(request)
     ordering = filters.TRACES.order_by(message.strings("order_by", max_items=10))
     traces = (
-        Trace.objects.filter(experiment__in=_experiment_pks(message))
+        _with_assessments(Trace.objects.filter(experiment__in=_experiment_pks(message)))
         .filter(filters.TRACES.q(message.string("filter")))
         .order_by(*ordering, *([] if ordering else ["-request_time"]), "-pk")
     )
     rows, token = pages.requested_page(traces, message, SEARCH_DEFAULT, SEARCH_MAX)
-    return JsonResponse(pages.listing("traces", [trace_info_json(t) for t in rows], token))
+    return JsonResponse(pages.listing("traces", [_info_json(t) for t in rows], token))
 
 
 @mlflow_endpoint(["PATCH", "DELETE"])

@@ -23,6 +23,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from tracking.mlflow_api import (
     artifacts,
+    assessments,
     experiments,
     logged_models,
     registry,
@@ -147,6 +148,12 @@ urlpatterns = [
     path(V3 + "traces/batchGet", traces.batch_get, name="traces-batch-get"),
     path(V3 + "traces/batchGetInfos", traces.batch_get_infos, name="traces-batch-get-infos"),
     path(V3 + "traces/delete-traces", traces.delete_traces, name="traces-delete-v3"),
+    path(V3 + "traces/<str:trace_id>/assessments", assessments.create, name="trace-assessments"),
+    path(
+        V3 + "traces/<str:trace_id>/assessments/<str:assessment_id>",
+        assessments.detail,
+        name="trace-assessment",
+    ),
     path(V3 + "traces/<str:trace_id>", traces.trace_info, name="trace-info"),
     path(V2 + "traces/delete-traces", traces.delete_traces, name="traces-delete"),
     path(V2 + "traces/<str:trace_id>/tags", traces.tags, name="trace-tags"),

@@ -21,7 +21,7 @@ from django_htmx.middleware import HtmxDetails
 
 from tracking import chat, json_tree, waterfall
 from tracking.ingest import TRUNCATED
-from tracking.models import LoggedModel, Span, Trace
+from tracking.models import Assessment, LoggedModel, Span, Trace
 
 # What the layout needs; inputs, outputs, attributes and events stay in the database.
 LAYOUT_COLUMNS = ("span_id", "parent_span_id", "name", "span_type", "start_ns", "end_ns", "status")
@@ -40,6 +40,8 @@ def trace_detail(request: HtmxHttpRequest, trace_id: str) -> HttpResponse:
     model = None
     if trace.model_id:
         model = LoggedModel.objects.filter(model_id=trace.model_id).only("name").first()
+    assessments = list(Assessment.objects.of_trace(trace))
+    shown = {a.pk: orjson.dumps(a.value, option=orjson.OPT_INDENT_2).decode() for a in assessments}
     context = {
         "trace": trace,
         "model": model,
@@ -49,6 +51,9 @@ def trace_detail(request: HtmxHttpRequest, trace_id: str) -> HttpResponse:
         # The playground replays a root span's chat messages. The preview (the root's inputs)
         # tells without loading the span; the playground explains when it cannot replay.
         "replayable": '"role"' in trace.request_preview,
+        # (assessment, its value as JSON text); overridden ones are folded away, struck out.
+        "assessments": [(a, shown[a.pk]) for a in assessments if a.valid],
+        "overridden": [(a, shown[a.pk]) for a in assessments if not a.valid],
     }
     return render(request, "tracking/trace_detail.html", context)
 
