@@ -551,7 +551,8 @@ def test_delete_trace_removes_it_its_spans_and_its_uploaded_spans(
         traces_json_path(experiment.pk, trace.trace_id), ContentFile(b"{}")
     )
 
-    with django_assert_max_num_queries(3):
+    # The trace, then its spans, its assessments and its row deleted.
+    with django_assert_max_num_queries(4):
         response = client.delete(f"/api/v1/traces/{trace.trace_id}/")
 
     assert response.status_code == 204
