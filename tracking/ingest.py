@@ -132,7 +132,7 @@ def parse_trace_info(data: Any) -> TraceInfo:
         trace_id=trace_id,
         experiment_id=experiment_id,
         state=state,
-        request_time=_timestamp(data.get("request_time"), "trace_info.request_time"),
+        request_time=timestamp(data.get("request_time"), "trace_info.request_time"),
         duration_ns=_duration_ns(data.get("execution_duration"), "trace_info.execution_duration"),
         request_preview=_text(data.get("request_preview"), "trace_info.request_preview")[
             :PREVIEW_MAX_CHARS
@@ -640,7 +640,8 @@ def _experiment_id(value: Any) -> int:
         raise IngestError(f"experiment_id must be a number, got {value!r}.") from None
 
 
-def _timestamp(value: Any, where: str) -> datetime | None:
+def timestamp(value: Any, where: str) -> datetime | None:
+    """An RFC 3339 text or epoch milliseconds as an aware UTC datetime; None when not sent."""
     if value in (None, ""):
         return None
     if isinstance(value, int | float) and not isinstance(value, bool):

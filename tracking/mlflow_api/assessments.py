@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import math
 import re
-from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -23,6 +22,7 @@ from django.db import transaction
 from django.http import HttpRequest, JsonResponse
 from django.utils import timezone
 
+from tracking import ingest
 from tracking.mlflow_api import ids
 from tracking.mlflow_api.entities import assessment_json
 from tracking.mlflow_api.errors import invalid, mlflow_endpoint, not_found
@@ -86,26 +86,6 @@ def _text(message: Message, name: str, where: str, max_length: int | None = None
     if max_length is None:
         max_length = settings.SPYGLASS_MAX_SPAN_FIELD_BYTES
     return check_value(value, where, max_length)
-
-
-def _time(value: Any, where: str) -> datetime | None:
-    """A protobuf-JSON Timestamp ("2026-11-21T20:56:31.378Z"); None when not sent."""
-    if value in (None, ""):
-        return None
-    try:
-        moment = datetime.fromisoformat(value) if isinstance(value, str) else None
-    except ValueError:
-        moment = None
-    if moment is not None and moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    try:
-        # In UTC: PostgreSQL refuses offsets that Python accepts; year 1 minus an offset fails.
-        moment = moment and moment.astimezone(UTC)
-    except OverflowError:
-        moment = None
-    if moment is None:
-        raise invalid(f"{where} must be an RFC 3339 timestamp, got {value!r}.")
-    return moment
 
 
 def _error(value: Any) -> dict[str, str] | None:
@@ -207,7 +187,8 @@ def _new_assessment(data: dict[str, Any], message: Message) -> dict[str, Any]:
     if overrides:
         check_assessment_id(overrides, "assessment.overrides")
     now = timezone.now()
-    created = _time(data.get("create_time"), "assessment.create_time") or now
+    created = ingest.timestamp(data.get("create_time"), "assessment.create_time") or now
+    updated = ingest.timestamp(data.get("last_update_time"), "assessment.last_update_time")
     return {
         "name": _name(message),
         **_value_fields(data),
@@ -218,7 +199,7 @@ def _new_assessment(data: dict[str, Any], message: Message) -> dict[str, Any]:
         "metadata": _metadata(message),
         "overrides": overrides,
         "created_at": created,
-        "updated_at": _time(data.get("last_update_time"), "assessment.last_update_time") or created,
+        "updated_at": updated or created,
     }
 
 
