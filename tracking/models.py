@@ -506,8 +506,12 @@ class AssessmentSourceType(models.TextChoices):
 
 
 class AssessmentQuerySet(models.QuerySet["Assessment"]):
+    def in_order(self) -> AssessmentQuerySet:
+        """Oldest first, as MLflow lists a trace's assessments."""
+        return self.order_by("created_at", "pk")
+
     def of_trace(self, trace: Trace) -> AssessmentQuerySet:
-        return self.filter(trace=trace).order_by("created_at", "pk")
+        return self.filter(trace=trace).in_order()
 
 
 class Assessment(models.Model):

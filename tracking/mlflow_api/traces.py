@@ -89,9 +89,7 @@ def spans_document(trace: Trace) -> bytes:
 
 def _with_assessments(traces: QuerySet[Trace]) -> QuerySet[Trace]:
     """The traces with their assessments: one more query for a whole page of infos."""
-    return traces.prefetch_related(
-        Prefetch("assessments", queryset=Assessment.objects.order_by("created_at", "pk"))
-    )
+    return traces.prefetch_related(Prefetch("assessments", queryset=Assessment.objects.in_order()))
 
 
 def _info_json(trace: Trace) -> dict[str, Any]:
