@@ -62,6 +62,7 @@ INSTALLED_APPS = [
     "webapp",
     "tracking",
     "playground",
+    "access",
 ]
 
 MIDDLEWARE = [
@@ -180,6 +181,11 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # serve` turns it off only when it listens on loopback and SPYGLASS_AUTH is not set.
 SPYGLASS_AUTH = env.bool("SPYGLASS_AUTH", default=True)
 SPYGLASS_AUTH_EXPLICIT = "SPYGLASS_AUTH" in env.ENVIRON
+# A user without a role of their own (access/models.py) has this one: viewer, editor or admin.
+# Editor keeps a team's existing accounts logging traces; superusers are always admins.
+SPYGLASS_DEFAULT_ROLE = env.str("SPYGLASS_DEFAULT_ROLE", default="editor")
+if SPYGLASS_DEFAULT_ROLE not in ("viewer", "editor", "admin"):
+    raise ImproperlyConfigured("SPYGLASS_DEFAULT_ROLE must be viewer, editor or admin.")
 LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "/accounts/login/"
