@@ -15,6 +15,7 @@ The first path segment picks the behaviour, the rest is the path the agent kind 
     /fixed-100ms/...                  chat completions JSON after exactly 100 ms
     /fail-long/...                    HTTP 500 with a 5,000-character text body
     /redirect/...?to=URL&status=302   answers `status` (default 302) with Location: URL
+    /redirect-loop/...                307 to itself, forever
 
 Every request body is kept in `requests` (path, body, headers) for assertions. `host` binds
 another loopback address (127.0.0.2: a second server, for redirects across hosts).
@@ -123,6 +124,12 @@ class Handler(BaseHTTPRequestHandler):
         query = parse_qs(urlsplit(self.path).query)
         self.send_response(int(query.get("status", ["302"])[0]))
         self.send_header("Location", query["to"][0])
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def mode_redirect_loop(self, body: dict[str, Any]) -> None:
+        self.send_response(307)
+        self.send_header("Location", self.path)
         self.send_header("Content-Length", "0")
         self.end_headers()
 
