@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 from django import forms
 from django.db import transaction
@@ -17,7 +18,8 @@ from webapp import egress, vault
 MAX_AGENTS = 4
 # Config keys that would put a secret in the clear in the database: keys go in the API key
 # field (encrypted) or in an allowed environment variable.
-_SECRET_KEYS = {"api_key", "apikey", "key", "token", "password", "secret", "authorization"}
+_SECRET_KEYS = {"api_key", "apikey", "key", "token", "access_token", "api_token", "password",
+                "secret", "authorization"}  # fmt: skip
 
 
 def parse_json_object(text: str, what: str) -> dict[str, Any]:
@@ -206,6 +208,12 @@ class AgentForm(forms.ModelForm):
             egress.check_url(url, resolve=False)
         except egress.EgressRefused as exc:
             self.add_error("config", f"url: {exc}")
+            return
+        # The URL is shown on the agent's spans: a key in its query would be on every trace.
+        query = parse_qs(urlsplit(url).query)
+        if any(k.lower().replace("-", "_") in _SECRET_KEYS for k in query):
+            self.add_error("config", "url: do not put keys in the URL's query: use the API "
+                           "key field, which stores them encrypted.")  # fmt: skip
 
     def _clean_api_key(self, data: dict[str, Any], config: dict[str, Any], http_kind: bool) -> None:
         key = data.get("api_key")

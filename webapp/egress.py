@@ -423,7 +423,8 @@ def secret_for(agent: Credentialed) -> str | None:
             return vault.unseal(sealed)
         except vault.SealError as exc:
             raise EgressRefused(str(exc)) from None
-    name = (agent.config or {}).get("api_key_env")
+    config = agent.config if isinstance(agent.config, dict) else {}
+    name = config.get("api_key_env")
     if not name:
         return None
     name = str(name)

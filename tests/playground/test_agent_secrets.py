@@ -330,3 +330,27 @@ def test_a_stored_key_reaches_the_agent_and_shows_nowhere(client, worker, agent_
     assert any(r.name.startswith("celery") for r in caplog.records)
     assert key not in caplog.text
     assert key not in repr([(r.msg, r.args) for r in caplog.records])
+
+
+def test_the_admin_says_a_key_is_stored_and_never_shows_it(admin_client, agent_server):
+    agent = Agent.objects.create(name="gpt", kind="openai",
+                                 config={"url": f"{agent_server.url}/openai/v1"})  # fmt: skip
+    agent.set_api_key("sk-admin-page")
+
+    listing = admin_client.get("/admin/playground/agent/")
+    change = admin_client.get(f"/admin/playground/agent/{agent.pk}/change/")
+
+    assert listing.status_code == change.status_code == 200
+    assert "API key stored" in listing.content.decode()
+    assert "sk-admin-page" not in listing.content.decode() + change.content.decode()
+    assert agent.sealed_api_key() not in change.content.decode()
+
+
+def test_a_key_in_the_urls_query_is_refused(client, admin, agent_server):
+    config = {"url": f"{agent_server.url}/openai/v1?key=sk-in-the-url"}
+
+    response = client.post("/playground/agents/", agent_form(agent_server.url, config=config))
+
+    assert response.status_code == 422
+    assert "do not put keys in the URL" in response.content.decode()
+    assert not Agent.objects.exists()

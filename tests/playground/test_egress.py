@@ -299,3 +299,57 @@ def test_the_http_span_records_no_request_headers(settings, monkeypatch, agent_s
     spans = [span.to_span_data() for span in trace.spans]
     assert spans[1].attributes["http.url"].endswith("/openai/v1/chat/completions")
     assert "sk-not-in-spans" not in repr(spans)
+
+
+# --- HTTPS ------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def tls_server(tmp_path, monkeypatch) -> Iterator[AgentServer]:
+    """The agent server over TLS with a certificate for `localhost` only, trusted through
+    SSL_CERT_FILE (which OpenSSL reads when a default context loads its roots)."""
+    import datetime
+    import ssl
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name)
+        .public_key(key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )  # fmt: skip
+    cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))  # fmt: skip
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert_file))
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert_file, key_file)
+    server = AgentServer()
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    server.start()
+    yield server
+    server.stop()
+
+
+def test_https_connects_to_the_checked_address_and_verifies_the_urls_name(tls_server):
+    port = tls_server.server_address[1]
+
+    content, _ = call(f"https://localhost:{port}/chat-model/invocations", timeout=5)
+
+    assert content == "Echo: hi"
+    assert tls_server.requests[0]["headers"]["Host"] == f"localhost:{port}"
+    # The same server by address: its certificate does not name 127.0.0.1.
+    with pytest.raises(AgentError, match=r"CERTIFICATE_VERIFY_FAILED|doesn't match"):
+        call(f"https://127.0.0.1:{port}/chat-model/invocations", timeout=5)
