@@ -225,8 +225,11 @@ class AgentForm(forms.ModelForm):
             self.add_error("api_key", "Only the openai and mlflow-serving kinds send a key.")
         elif config.get("api_key_env"):
             self.add_error("api_key", "Store a key or name api_key_env in the config, not both.")
-        elif not vault.available():
-            self.add_error("api_key", "This server cannot store keys: set SPYGLASS_SECRETS_KEY.")
+        else:
+            try:
+                vault.check()
+            except vault.SealError as exc:
+                self.add_error("api_key", str(exc))
 
     def save(self, commit: bool = True) -> Agent:
         if not commit:

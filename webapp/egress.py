@@ -177,7 +177,11 @@ def check_url(url: str, *, resolve: bool = True) -> None:
 
 
 def _target(url: str, *, resolve: bool) -> Target:
-    parts = urlsplit(url.strip())
+    try:
+        parts = urlsplit(url.strip())
+        hostname, port = parts.hostname, parts.port
+    except ValueError as exc:  # "[::1" and other unparseable hosts and ports
+        raise EgressRefused(f"The URL cannot be read: {exc}.") from None
     scheme = parts.scheme.lower()
     if scheme not in ("http", "https"):
         shown = f"{scheme}://" if scheme else "a URL without a scheme"
@@ -186,13 +190,10 @@ def _target(url: str, *, resolve: bool) -> Target:
         raise EgressRefused(
             "The URL carries credentials (user:password@): store the agent's API key instead."
         )
-    host = (parts.hostname or "").rstrip(".")
+    host = (hostname or "").rstrip(".")
     if not host:
         raise EgressRefused("The URL has no host.")
-    try:
-        port = parts.port or (443 if scheme == "https" else 80)
-    except ValueError:
-        raise EgressRefused("The URL's port is not a number between 0 and 65535.") from None
+    port = port or (443 if scheme == "https" else 80)
     path = parts.path or "/"
     if parts.query:
         path = f"{path}?{parts.query}"

@@ -21,9 +21,9 @@ class SealError(Exception):
     """A secret cannot be sealed or unsealed; `str(error)` says why, never with the secret."""
 
 
-def available() -> bool:
-    """Whether secrets can be stored: a key is configured."""
-    return bool(_keys())
+def check() -> None:
+    """SealError, saying what to do, unless secrets can be stored: a valid key is set."""
+    _fernet()
 
 
 def seal(plain: str) -> str:

@@ -222,7 +222,17 @@ def test_without_a_secrets_key_no_key_is_stored(client, admin, settings, agent_s
     response = client.post("/playground/agents/", agent_form(agent_server.url, api_key="sk-x"))
 
     assert response.status_code == 422
-    assert "set SPYGLASS_SECRETS_KEY" in response.content.decode()
+    assert "No SPYGLASS_SECRETS_KEY is set on this server" in response.content.decode()
+    assert not Agent.objects.exists()
+
+
+def test_an_invalid_secrets_key_is_an_inline_error_too(client, admin, settings, agent_server):
+    settings.SPYGLASS_SECRETS_KEY = ["not-a-fernet-key"]
+
+    response = client.post("/playground/agents/", agent_form(agent_server.url, api_key="sk-x"))
+
+    assert response.status_code == 422
+    assert "SPYGLASS_SECRETS_KEY is not a valid Fernet key" in response.content.decode()
     assert not Agent.objects.exists()
 
 

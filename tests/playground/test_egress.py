@@ -86,6 +86,12 @@ def test_a_gopher_url_sends_nothing_to_its_port(agent_server):
     assert agent_server.requests == []
 
 
+@pytest.mark.parametrize("url", ["http://[::1/v1", "http://127.0.0.1:99999/v1", "http:///v1"])
+def test_a_url_that_cannot_be_read_is_refused(url):
+    with pytest.raises(egress.EgressRefused, match=r"cannot be read|no host"):
+        egress.check_url(url, resolve=False)
+
+
 def test_credentials_in_the_url_are_refused(agent_server):
     with pytest.raises(AgentError, match="carries credentials"):
         call(agent_server.url.replace("//", "//user:pw@") + "/chat-model/invocations")
