@@ -152,7 +152,8 @@ def _rules() -> _Rules:
     suffixes: list[str] = []
     networks: list[IPNetwork] = []
     entries = [e.strip().lower() for e in getattr(settings, "SPYGLASS_AGENT_HOSTS", []) or []]
-    for entry in filter(None, entries):
+    entries = [e for e in entries if e]
+    for entry in entries:
         if entry.startswith("*."):
             suffixes.append(entry[1:].rstrip("."))
             continue
