@@ -10,8 +10,10 @@ from __future__ import annotations
 from datetime import timedelta
 
 from django.db import models
-from django.db.models import F, Q
+from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
+
+from webapp import vault
 
 
 class AgentKind(models.TextChoices):
@@ -21,11 +23,17 @@ class AgentKind(models.TextChoices):
     BUILTIN = "builtin", "Built-in demo agent"
 
 
+class AgentQuerySet(models.QuerySet["Agent"]):
+    def for_list(self) -> AgentQuerySet:
+        """Agents with `has_api_key`, without loading any key."""
+        return self.annotate(has_api_key=Exists(AgentSecret.objects.filter(agent=OuterRef("pk"))))
+
+
 class Agent(models.Model):
     name = models.CharField(max_length=200, unique=True)
     kind = models.CharField(max_length=32, choices=AgentKind.choices)
-    # How to reach it, per kind (url, model, api_key_env, ...); never a secret itself: API
-    # keys are read from the environment variable that `api_key_env` names.
+    # How to reach it, per kind (url, model, api_key_env, ...); never a secret itself: a key
+    # is an AgentSecret (encrypted), or an allowed environment variable named by api_key_env.
     config = models.JSONField(default=dict, blank=True)
     # temperature, max_tokens, stop: what a new conversation starts with.
     default_params = models.JSONField(default=dict, blank=True)
@@ -34,11 +42,46 @@ class Agent(models.Model):
     model_id = models.CharField(max_length=64, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
 
+    objects = AgentQuerySet.as_manager()
+
     class Meta:
         ordering = ["name"]
 
     def __str__(self) -> str:
         return self.name
+
+    def sealed_api_key(self) -> str:
+        """The stored key, still encrypted ("" when none): `webapp.egress.secret_for` opens it
+        at call time, and nothing else should."""
+        if self.pk is None:
+            return ""
+        secret = AgentSecret.objects.filter(agent=self).values_list("sealed", flat=True).first()
+        return secret or ""
+
+    def set_api_key(self, key: str) -> None:
+        """Store (or replace) the agent's key, encrypted; `vault.SealError` without a key."""
+        AgentSecret.objects.update_or_create(
+            agent=self, defaults={"sealed": vault.seal(key), "updated_at": timezone.now()}
+        )
+
+    def remove_api_key(self) -> None:
+        AgentSecret.objects.filter(agent=self).delete()
+
+
+class AgentSecret(models.Model):
+    """An agent's API key, encrypted at rest (`webapp.vault`). A table of its own so that no
+    query, form, admin page or serializer of agents ever carries it by accident; it is only
+    written (replaced, removed) from the agent's form and read by `egress.secret_for`."""
+
+    agent = models.OneToOneField(
+        Agent, on_delete=models.CASCADE, primary_key=True, related_name="secret"
+    )
+    # A Fernet token: the key encrypted under SPYGLASS_SECRETS_KEY, never the key itself.
+    sealed = models.TextField()
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"API key of agent {self.agent_id}"  # never the key
 
 
 class Conversation(models.Model):

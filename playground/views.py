@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from django.conf import settings
+from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -208,22 +210,44 @@ def run_trace(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     return render(request, "playground/conversation.html#run-trace", context)
 
 
+def _may_manage_agents(user: Any) -> bool:
+    """Who may create and edit agents and their keys: an agent decides where the server
+    connects and what it sends there. Everyone when logins are off (`make run`), else
+    superusers, until the roles of the access app take over."""
+    return not settings.SPYGLASS_AUTH or bool(getattr(user, "is_superuser", False))
+
+
+def _agents_page(request: HtmxHttpRequest, form: AgentForm | None,
+                 editing: Agent | None) -> HttpResponse:  # fmt: skip
+    context = {"form": form, "may_manage": form is not None, "editing": editing,
+               "agents": Agent.objects.for_list()}  # fmt: skip
+    status = 422 if form is not None and form.errors else 200
+    return render(request, "playground/agents.html", context, status=status)
+
+
 @require_http_methods(["GET", "HEAD", "POST"])
 def agents(request: HtmxHttpRequest) -> HttpResponse:
+    """The agents; admins also get the form that adds one (others: 403 on POST)."""
+    if not _may_manage_agents(request.user):
+        if request.method == "POST":
+            raise PermissionDenied("Only admins can add agents.")
+        return _agents_page(request, None, None)
     form = AgentForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         form.save()
         return redirect("playground:agents")
-    context = {"form": form, "agents": Agent.objects.all(), "editing": None}
-    return render(request, "playground/agents.html", context, status=422 if form.errors else 200)
+    return _agents_page(request, form, None)
 
 
 @require_http_methods(["GET", "HEAD", "POST"])
 def agent(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     editing = get_object_or_404(Agent, pk=pk)
+    if not _may_manage_agents(request.user):
+        if request.method == "POST":
+            raise PermissionDenied("Only admins can change agents.")
+        return _agents_page(request, None, editing)
     form = AgentForm(request.POST or None, instance=editing)
     if request.method == "POST" and form.is_valid():
         form.save()
         return redirect("playground:agents")
-    context = {"form": form, "agents": Agent.objects.all(), "editing": editing}
-    return render(request, "playground/agents.html", context, status=422 if form.errors else 200)
+    return _agents_page(request, form, editing)

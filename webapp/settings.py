@@ -7,6 +7,8 @@ and DEBUG=0.
 
 from __future__ import annotations
 
+import base64
+import os
 import secrets
 from pathlib import Path
 
@@ -365,3 +367,35 @@ SPYGLASS_PLAYGROUND_HEARTBEAT_S = env.float("SPYGLASS_PLAYGROUND_HEARTBEAT_S", d
 SPYGLASS_PLAYGROUND_STALE_AFTER_S = env.float("SPYGLASS_PLAYGROUND_STALE_AFTER_S", default=60.0)
 # Logged-model agents load a model's logged code into the worker and run it: off by default.
 SPYGLASS_PLAYGROUND_LOGGED_MODELS = env.bool("SPYGLASS_PLAYGROUND_LOGGED_MODELS", default=False)
+
+# --- Playground: where agents may be called, and their keys (webapp/egress.py, vault.py) ------
+
+# Hosts agents (and later judges) may be called on: names, *.suffix, IPs, CIDRs. Empty: any
+# host; with logins on, link-local and cloud metadata addresses are still refused unless
+# listed, since a user's agent URL must not read the server's cloud credentials (SSRF).
+SPYGLASS_AGENT_HOSTS = env.list("SPYGLASS_AGENT_HOSTS", default=[])
+# Environment variables an agent's `api_key_env` may name. Empty: none. The server's own
+# secrets (SECRET_KEY, DATABASE_URL, ...) are refused even when listed (webapp/egress.py).
+SPYGLASS_AGENT_ENV_ALLOW = env.list("SPYGLASS_AGENT_ENV_ALLOW", default=[])
+
+
+def _secrets_keys() -> list[str]:
+    """Fernet keys for stored API keys (the first encrypts, all decrypt: rotation). In DEBUG,
+    a key generated once into var/, like SECRET_KEY; otherwise none until set, and storing a
+    key says so (agents that use api_key_env still work)."""
+    keys = env.list("SPYGLASS_SECRETS_KEY", default=[])
+    if keys or not DEBUG:
+        return keys
+    path = VAR_DIR / "secrets_key"
+    try:
+        # Created readable by its owner only, and by one process: a second one reads it.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        pass
+    else:
+        with os.fdopen(fd, "w") as file:
+            file.write(base64.urlsafe_b64encode(secrets.token_bytes(32)).decode())
+    return [path.read_text().strip()]
+
+
+SPYGLASS_SECRETS_KEY = _secrets_keys()

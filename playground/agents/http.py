@@ -3,28 +3,32 @@ and every way that can go wrong turned into an AgentError that says what happene
 
 The standard library is enough here: one request per answer, read line by line when it
 streams. A read timeout applies to each read, so a stream that stalls fails as surely as a
-server that never answers.
+server that never answers. Every request goes through `webapp.egress` (the outbound gate:
+http/https only, allowed hosts, checked redirects) and every key through `egress.secret_for`;
+request headers are never recorded on spans, so a key stays out of traces.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import socket
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.client import HTTPException, HTTPResponse
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from playground.agents.base import AgentError, Json
 from playground.tracing import Span
+from webapp import egress
+
+if TYPE_CHECKING:
+    from playground.models import Agent
 
 DEFAULT_TIMEOUT_S = 60.0
-# Enough of an error body to explain it, not a whole HTML error page.
-ERROR_BODY_CHARS = 500
+# Enough of an error body to explain it, not a whole HTML error page (nor a whole file).
+ERROR_BODY_CHARS = 300
 
 
 def timeout_of(config: Json) -> float:
@@ -48,31 +52,29 @@ def post(
     span = parent.child(f"POST {urlsplit(url).path or '/'}", span_type, inputs=body)
     span.attributes.update({"http.method": "POST", "http.url": url})
     with span:
-        data = json.dumps(body).encode()
-        request = urllib.request.Request(
-            url,
-            data=data,
-            method="POST",
-            headers={
-                "Content-Type": "application/json",
-                "Accept": "application/json, text/event-stream",
-                **(headers or {}),
-            },
-        )
+        headers = {
+            "Content-Type": "application/json",
+            "Accept": "application/json, text/event-stream",
+            **(headers or {}),
+        }
         try:
-            response = urllib.request.urlopen(request, timeout=timeout)
+            request = urllib.request.Request(
+                url, data=json.dumps(body).encode(), method="POST", headers=headers
+            )
+            response = egress.open(request, timeout)
+        except egress.EgressRefused as exc:
+            raise AgentError(f"Spyglass refused to call {_shown(url)}: {exc}") from None
         except urllib.error.HTTPError as exc:
             span.attributes["http.status_code"] = exc.code
-            detail = _error_detail(exc)
+            try:
+                detail = _error_detail(exc)
+            finally:
+                exc.close()
             raise AgentError(f"The agent answered HTTP {exc.code}{detail}", exc.code) from None
         except TimeoutError as exc:
             raise AgentError(f"The agent did not answer within {timeout:g} s.") from exc
-        except urllib.error.URLError as exc:
-            if isinstance(exc.reason, TimeoutError | socket.timeout):
-                raise AgentError(f"The agent did not answer within {timeout:g} s.") from exc
-            raise AgentError(f"Could not reach the agent at {url}: {exc.reason}.") from exc
         except (OSError, HTTPException, ValueError) as exc:
-            raise AgentError(f"Could not reach the agent at {url}: {exc}.") from exc
+            raise AgentError(f"Could not reach the agent at {_shown(url)}: {exc}.") from exc
         span.attributes["http.status_code"] = response.status
         with response:
             yield response, span
@@ -143,13 +145,15 @@ def _error_detail(exc: urllib.error.HTTPError) -> str:
     return f": {body}" if body else "."
 
 
-def bearer_headers(config: dict[str, Any]) -> dict[str, str]:
-    """Authorization from the environment variable named by `api_key_env`: the key itself
-    is never stored in the database or shown in pages."""
-    env_name = config.get("api_key_env")
-    if not env_name:
-        return {}
-    key = os.environ.get(str(env_name))
-    if not key:
-        raise AgentError(f"The environment variable {env_name} (the API key) is not set.")
-    return {"Authorization": f"Bearer {key}"}
+def bearer_headers(agent: Agent) -> dict[str, str]:
+    """Authorization with the agent's key (`egress.secret_for`: a stored key, or an allowed
+    environment variable), or nothing when it has none. The key is never recorded."""
+    try:
+        key = egress.secret_for(agent)
+    except egress.EgressRefused as exc:
+        raise AgentError(str(exc)) from None
+    return {"Authorization": f"Bearer {key}"} if key else {}
+
+
+def _shown(url: str) -> str:
+    return url if len(url) <= 200 else url[:200] + "..."

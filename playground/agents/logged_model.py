@@ -4,7 +4,9 @@ Off unless SPYGLASS_PLAYGROUND_LOGGED_MODELS is on: loading a model runs the cod
 logged with it, in the worker, with the worker's permissions. `mlflow` must be installed in
 the worker, with MLFLOW_TRACKING_URI pointing at Spyglass for `models:/` URIs.
 
-Config: `model_uri` (default `models:/<the agent's model_id>`; a local path works too),
+Config: `model_uri` (default `models:/<the agent's model_id>`; `runs:/...` and a local path
+work too; other URIs (http, s3, ...) are refused: mlflow would fetch them itself, past the
+outbound gate of `webapp.egress`),
 `stream` (default true). Models are loaded once per worker process and URI. The answer streams
 from `predict_stream` when the model implements it (chat-completions chunks); otherwise, and
 for ChatAgent and ResponsesAgent answers, `predict` answers whole, read like the serving kind's.
@@ -16,6 +18,7 @@ import re
 import threading
 from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from django.conf import settings
 
@@ -44,6 +47,7 @@ if TYPE_CHECKING:
 _models: dict[str, Any] = {}
 _lock = threading.Lock()
 _ALIAS_URI = re.compile(r"models:/(?P<name>[^/@]+)@(?P<alias>[\w-]+)")
+_WINDOWS_DRIVE = re.compile(r"[A-Za-z]:[\\/]")
 
 
 def enabled() -> bool:
@@ -64,6 +68,20 @@ def pinned(uri: str) -> str:
     )
     number = (aliases or {}).get(match["alias"])
     return f"models:/{match['name']}/{number}" if number else uri
+
+
+def check_model_uri(uri: str) -> None:
+    """Refuse (AgentError) a model URI that is not a registry or run URI or a local path
+    (plain or file://).
+    `models:/` and `runs:/` are read from the tracking server the worker is configured with;
+    anything else (http://, s3://, ...) would be fetched by mlflow from wherever it points."""
+    scheme = urlsplit(uri).scheme.lower()
+    if scheme in ("models", "runs", "file", "") or _WINDOWS_DRIVE.match(uri):
+        return
+    raise AgentError(
+        f"model_uri must be models:/..., runs:/... or a local path, not {scheme}:// (logged "
+        "models are loaded from Spyglass, not fetched from other URLs)."
+    )
 
 
 def load(uri: str) -> Any:
@@ -89,7 +107,9 @@ class Client:
             )
         self.agent = agent
         config: Json = agent.config or {}
-        self.uri = pinned(str(config.get("model_uri") or f"models:/{agent.model_id}"))
+        uri = str(config.get("model_uri") or f"models:/{agent.model_id}")
+        check_model_uri(uri)
+        self.uri = pinned(uri)
         self.streaming = config.get("stream", True) is not False
         if self.uri == "models:/":
             raise AgentError(f"Agent {agent.name} has neither a model_uri nor a model id.")

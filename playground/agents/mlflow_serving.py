@@ -7,7 +7,8 @@ endpoint refuses it (400/422: schema enforcement) in the ChatAgent and then the 
 shape. What worked is remembered per URL for this worker process.
 
 Config: `url` (the /invocations URL), `stream` (default false; `mlflow models serve` does not
-stream, Databricks endpoints do with "stream": true), `timeout` seconds, `api_key_env`.
+stream, Databricks endpoints do with "stream": true), `timeout` seconds, and a key as for
+the openai kind (stored with the agent, or `api_key_env`).
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ class Client:
         self.timeout = http.timeout_of(self.config)
 
     def headers(self) -> dict[str, str]:
-        return http.bearer_headers(self.config)
+        return http.bearer_headers(self.agent)
 
     def stream(self, request: ChatRequest, parent: Span) -> Stream:
         known = _shape_by_url.get(self.url)

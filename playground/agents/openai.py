@@ -1,9 +1,10 @@
 """Any OpenAI-compatible `/v1/chat/completions` endpoint (vLLM, Ollama, OpenAI, ...).
 
 Config: `url` (the full chat-completions URL, or a base ending in /v1), `model`,
-`api_key_env` (the *name* of the environment variable holding the key, read in the worker;
-the key itself is never stored), `stream` (default true: SSE when the server supports it; a
-server that answers plain JSON to a streaming request is read as JSON), `timeout` seconds.
+`api_key_env` (the *name* of an environment variable on SPYGLASS_AGENT_ENV_ALLOW, read in the
+worker; or the key is stored with the agent, encrypted), `stream` (default true: SSE when the
+server supports it; a server that answers plain JSON to a streaming request is read as JSON),
+`timeout` seconds. The key is sent as `Authorization: Bearer` (see `webapp.egress`).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ class Client:
         self.timeout = http.timeout_of(self.config)
 
     def headers(self) -> dict[str, str]:
-        return http.bearer_headers(self.config)
+        return http.bearer_headers(self.agent)
 
     def stream(self, request: ChatRequest, parent: Span) -> Stream:
         body = request.body()

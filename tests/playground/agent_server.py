@@ -13,8 +13,12 @@ The first path segment picks the behaviour, the rest is the path the agent kind 
     /stall/...                        streams one chunk, then nothing for HANG_S
     /slow-stream/...                  streams SLOW_WORDS words, one per SLOW_WORD_S
     /fixed-100ms/...                  chat completions JSON after exactly 100 ms
+    /fail-long/...                    HTTP 500 with a 5,000-character text body
+    /redirect/...?to=URL&status=302   answers `status` (default 302) with Location: URL
+    /redirect-loop/...                307 to itself, forever
 
-Every request body is kept in `requests` (path, body, headers) for assertions.
+Every request body is kept in `requests` (path, body, headers) for assertions. `host` binds
+another loopback address (127.0.0.2: a second server, for redirects across hosts).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 HANG_S = 2.0
 SLOW_WORDS = 40
@@ -107,6 +112,27 @@ class Handler(BaseHTTPRequestHandler):
     def mode_fail(self, body: dict[str, Any]) -> None:
         self._json(500, {"error": {"message": "the model crashed", "type": "server_error"}})
 
+    def mode_fail_long(self, body: dict[str, Any]) -> None:
+        data = ("FIRST " + "x" * 5000 + " LAST").encode()
+        self.send_response(500)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def mode_redirect(self, body: dict[str, Any]) -> None:
+        query = parse_qs(urlsplit(self.path).query)
+        self.send_response(int(query.get("status", ["302"])[0]))
+        self.send_header("Location", query["to"][0])
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def mode_redirect_loop(self, body: dict[str, Any]) -> None:
+        self.send_response(307)
+        self.send_header("Location", self.path)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
     def mode_hang(self, body: dict[str, Any]) -> None:
         time.sleep(HANG_S)
         self._json(200, self._completion(body))
@@ -179,10 +205,10 @@ class Handler(BaseHTTPRequestHandler):
 class AgentServer(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), Handler)
+    def __init__(self, host: str = "127.0.0.1") -> None:
+        super().__init__((host, 0), Handler)
         self.requests: list[dict[str, Any]] = []
-        self.url = f"http://127.0.0.1:{self.server_address[1]}"
+        self.url = f"http://{host}:{self.server_address[1]}"
 
     def start(self) -> AgentServer:
         threading.Thread(target=self.serve_forever, name="agent-server", daemon=True).start()

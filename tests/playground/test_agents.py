@@ -62,17 +62,24 @@ def test_openai_leaves_custom_inputs_out_when_the_gear_is_off(agent_server):
     assert "stream" not in agent_server.requests[0]["body"]
 
 
-def test_openai_sends_the_key_named_by_the_environment_variable(agent_server, monkeypatch):
-    monkeypatch.setenv("SPYGLASS_TEST_KEY", "sk-secret")
+def test_openai_sends_the_key_named_by_an_allowed_environment_variable(
+    agent_server, monkeypatch, settings
+):
+    settings.SPYGLASS_AGENT_ENV_ALLOW = ["AGENT_TEST_KEY"]
+    monkeypatch.setenv("AGENT_TEST_KEY", "sk-secret")
 
-    run(openai(f"{agent_server.url}/openai/v1", api_key_env="SPYGLASS_TEST_KEY"))
+    run(openai(f"{agent_server.url}/openai/v1", api_key_env="AGENT_TEST_KEY"))
 
     assert agent_server.requests[0]["headers"]["Authorization"] == "Bearer sk-secret"
 
 
-def test_openai_says_when_the_key_variable_is_not_set(agent_server):
-    with pytest.raises(AgentError, match="SPYGLASS_UNSET_KEY"):
-        run(openai(f"{agent_server.url}/openai/v1", api_key_env="SPYGLASS_UNSET_KEY"))
+def test_openai_says_when_the_key_variable_is_not_set(agent_server, settings):
+    settings.SPYGLASS_AGENT_ENV_ALLOW = ["AGENT_UNSET_KEY"]
+
+    with pytest.raises(AgentError, match="AGENT_UNSET_KEY"):
+        run(openai(f"{agent_server.url}/openai/v1", api_key_env="AGENT_UNSET_KEY"))
+
+    assert agent_server.requests == []
 
 
 def test_an_http_error_says_the_status_and_the_agents_message(agent_server):

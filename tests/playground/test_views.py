@@ -314,14 +314,15 @@ def test_a_model_version_without_an_agent_says_how_to_add_one(client):
     assert "No agent reaches model" in page
 
 
-def test_agents_are_added_without_storing_keys(client):
+def test_agents_are_added_without_keys_in_their_config(client, settings):
+    settings.SPYGLASS_AGENT_ENV_ALLOW = ["VLLM_KEY"]
     config = '{"url": "http://gpu:8000/v1", "api_key": "sk-1"}'
     response = client.post(
         "/playground/agents/", {"name": "vllm", "kind": "openai", "config": config}
     )
 
     assert response.status_code == 422
-    assert "api_key_env" in response.content.decode()
+    assert "use the API key field" in response.content.decode()
     assert not Agent.objects.filter(name="vllm").exists()
 
     config = '{"url": "http://gpu:8000/v1", "api_key_env": "VLLM_KEY"}'
