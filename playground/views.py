@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from django.conf import settings
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -17,6 +16,7 @@ from django.views.decorators.http import require_http_methods, require_POST, req
 from django_htmx.http import HttpResponseClientRedirect
 from django_htmx.middleware import HtmxDetails
 
+from access.rules import access_for
 from playground import replay, runs
 from playground.agents.builtin import ensure_demo_agents
 from playground.forms import AgentForm, NewChatForm, SendForm
@@ -210,13 +210,6 @@ def run_trace(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     return render(request, "playground/conversation.html#run-trace", context)
 
 
-def _may_manage_agents(user: Any) -> bool:
-    """Who may create and edit agents and their keys: an agent decides where the server
-    connects and what it sends there. Everyone when logins are off (`make run`), else
-    superusers, until the roles of the access app take over."""
-    return not settings.SPYGLASS_AUTH or bool(getattr(user, "is_superuser", False))
-
-
 def _agents_page(request: HtmxHttpRequest, form: AgentForm | None,
                  editing: Agent | None) -> HttpResponse:  # fmt: skip
     context = {"form": form, "may_manage": form is not None, "editing": editing,
@@ -228,7 +221,7 @@ def _agents_page(request: HtmxHttpRequest, form: AgentForm | None,
 @require_http_methods(["GET", "HEAD", "POST"])
 def agents(request: HtmxHttpRequest) -> HttpResponse:
     """The agents; admins also get the form that adds one (others: 403 on POST)."""
-    if not _may_manage_agents(request.user):
+    if not access_for(request).can_manage_agents:
         if request.method == "POST":
             raise PermissionDenied("Only admins can add agents.")
         return _agents_page(request, None, None)
@@ -242,7 +235,7 @@ def agents(request: HtmxHttpRequest) -> HttpResponse:
 @require_http_methods(["GET", "HEAD", "POST"])
 def agent(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     editing = get_object_or_404(Agent, pk=pk)
-    if not _may_manage_agents(request.user):
+    if not access_for(request).can_manage_agents:
         if request.method == "POST":
             raise PermissionDenied("Only admins can change agents.")
         return _agents_page(request, None, editing)

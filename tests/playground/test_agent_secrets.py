@@ -364,3 +364,19 @@ def test_a_key_in_the_urls_query_is_refused(client, admin, agent_server):
     assert response.status_code == 422
     assert "do not put keys in the URL" in response.content.decode()
     assert not Agent.objects.exists()
+
+
+@pytest.mark.django_db
+def test_an_editor_role_is_not_enough_to_change_agents(client, logins_on):
+    from access.models import Role, UserRole
+
+    bob = User.objects.create_user("bob", password="builder-1234-x")
+    UserRole.objects.create(user=bob, role=Role.EDITOR)
+    client.force_login(bob)
+    response = client.post("/playground/agents/", {"name": "x", "kind": "builtin", "config": "{}"})
+    assert response.status_code == 403
+    assert not Agent.objects.filter(name="x").exists()
+    UserRole.objects.filter(user=bob).update(role=Role.ADMIN)
+    response = client.post("/playground/agents/", {"name": "x", "kind": "builtin", "config": "{}"})
+    assert response.status_code == 302
+    assert Agent.objects.filter(name="x").exists()
