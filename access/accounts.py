@@ -56,12 +56,14 @@ def _keep_an_admin(user: AbstractUser) -> None:
         )
 
 
-def create_user(username: str, password: str | None, role: str) -> AbstractUser:
-    """A new active user with `role`. Without a password they cannot sign in (an unusable
-    one is set) until one is given; `manage.py create_token` can still issue them tokens."""
+def create_user(username: str, password: str | None, role: str | None) -> AbstractUser:
+    """A new active user with `role` (None: SPYGLASS_DEFAULT_ROLE, whatever it becomes).
+    Without a password they cannot sign in (an unusable one is set) until one is given;
+    `manage.py create_token` can still issue them tokens."""
     with transaction.atomic():
         user = get_user_model().objects.create_user(username=username, password=password)
-        UserRole.objects.create(user=user, role=role)
+        if role:
+            UserRole.objects.create(user=user, role=role)
     return user
 
 
