@@ -55,8 +55,10 @@ def admin_only(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]
 
 def _render(request: HtmxHttpRequest, template: str, partial: str | None,
             context: dict[str, Any], status: int = 200) -> HttpResponse:  # fmt: skip
-    """The page, or for htmx its `partial` only (422 when it shows a form's errors)."""
-    name = f"{template}#{partial}" if request.htmx and partial else template
+    """The page, or for htmx its `partial` only (422 when it shows a form's errors). htmx
+    restoring a page missing from its history cache asks for the whole page."""
+    fragment = request.htmx and not request.htmx.history_restore_request and partial
+    name = f"{template}#{partial}" if fragment else template
     response = render(request, name, context, status=status)
     patch_vary_headers(response, ["HX-Request"])
     return response

@@ -301,7 +301,7 @@ def test_an_admin_sets_a_new_password_and_the_old_one_stops_working(client, alic
     )
 
     assert response.status_code == 200
-    assert "Password changed." in response.content.decode()
+    assert "Password changed: bob is signed out everywhere else." in response.content.decode()
     bob.refresh_from_db()
     assert bob.check_password("a-brand-new-secret") and not bob.check_password(PASSWORD)
 
@@ -530,3 +530,11 @@ def test_the_access_pages_show_hostile_names_as_text(client, alice, bob, support
         page = client.get(path).content.decode()
         assert hostile not in page, path
         assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page, path
+
+
+def test_htmx_restoring_history_gets_the_whole_page(client, alice):
+    response = as_user(client, alice).get(
+        "/settings/access/experiments/?q=x", HTTP_HX_HISTORY_RESTORE_REQUEST="true", **HX
+    )
+
+    assert "<html" in response.content.decode()
