@@ -46,10 +46,12 @@ def _keep_an_admin(user: AbstractUser) -> None:
     """Refuse if `user` is the last active admin; call inside the change's transaction."""
     if not active_admins().filter(pk=user.pk).exists():
         return
-    # Lock every admin's row first: a concurrent demotion of another admin waits for this
-    # transaction, and its own check (a fresh statement) then sees this one's change.
+    # Lock every admin's row first (in one order, so two of these never deadlock): a
+    # concurrent demotion of another admin waits for this transaction, and its own check (a
+    # fresh statement) then sees this one's change.
     admins = list(active_admins().values_list("pk", flat=True))
-    list(get_user_model().objects.select_for_update().filter(pk__in=admins).values("pk"))
+    locked = get_user_model().objects.select_for_update().filter(pk__in=admins).order_by("pk")
+    list(locked.values("pk"))
     if not active_admins().exclude(pk=user.pk).exists():
         raise Refused(
             f"{user.get_username()} is the last active admin: make another user an admin first."
