@@ -32,8 +32,9 @@ class MessageInline(admin.TabularInline):
 
 @admin.register(Conversation)
 class ConversationAdmin(admin.ModelAdmin):
-    list_display = ["__str__", "updated_at"]
+    list_display = ["__str__", "owner", "updated_at"]
     filter_horizontal = ["agents"]
+    raw_id_fields = ["owner"]
     inlines = [MessageInline]
 
 

@@ -8,12 +8,17 @@ and each keeps its own history.
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
+from django.conf import settings
 from django.db import models
 from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
 
 from webapp import vault
+
+if TYPE_CHECKING:
+    from access.rules import Access
 
 
 class AgentKind(models.TextChoices):
@@ -84,13 +89,30 @@ class AgentSecret(models.Model):
         return f"API key of agent {self.agent_id}"  # never the key
 
 
+class ConversationQuerySet(models.QuerySet["Conversation"]):
+    def visible_to(self, access: Access) -> ConversationQuerySet:
+        """A caller's own conversations; admins (everyone, with auth off) see them all."""
+        if access.is_admin:
+            return self
+        if access.user is None or not access.user.is_authenticated:
+            return self.none()
+        return self.filter(owner=access.user)
+
+
 class Conversation(models.Model):
     title = models.CharField(max_length=200, blank=True)
+    # Who started it: only they (and admins) see it. Null when started with auth off.
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE,
+        related_name="conversations",
+    )  # fmt: skip
     # 1 agent for a chat, 2-4 for compare mode.
     agents = models.ManyToManyField(Agent, related_name="conversations")
     system_prompt = models.TextField(blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(default=timezone.now)
+
+    objects = ConversationQuerySet.as_manager()
 
     class Meta:
         ordering = ["-updated_at", "-pk"]
@@ -136,6 +158,14 @@ UNFINISHED = (RunStatus.QUEUED, RunStatus.RUNNING)
 
 
 class RunQuerySet(models.QuerySet["Run"]):
+    def visible_to(self, access: Access) -> RunQuerySet:
+        """The runs of the conversations `access` may see (Conversation.visible_to)."""
+        if access.is_admin:
+            return self
+        if access.user is None or not access.user.is_authenticated:
+            return self.none()
+        return self.filter(conversation__owner=access.user)
+
     def unfinished(self) -> RunQuerySet:
         return self.filter(status__in=UNFINISHED)
 

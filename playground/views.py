@@ -8,6 +8,7 @@ import json
 from typing import Any
 
 from django.core.exceptions import PermissionDenied
+from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -42,8 +43,18 @@ def _page(request: HtmxHttpRequest, template: str, partial: str, context: dict[s
     return response
 
 
-def _conversations() -> list[Conversation]:
-    return list(Conversation.objects.prefetch_related("agents")[:CONVERSATIONS_SHOWN])
+def _conversations(request: HttpRequest) -> list[Conversation]:
+    own = _own_conversations(request)
+    return list(own.select_related("owner").prefetch_related("agents")[:CONVERSATIONS_SHOWN])
+
+
+def _own_conversations(request: HttpRequest) -> QuerySet[Conversation]:
+    """Conversations belong to who started them; anyone else gets 404 (admins see all)."""
+    return Conversation.objects.visible_to(access_for(request))
+
+
+def _own_runs(request: HttpRequest) -> QuerySet[Run]:
+    return Run.objects.visible_to(access_for(request))
 
 
 @require_safe
@@ -85,7 +96,7 @@ def _index(request: HtmxHttpRequest, form: NewChatForm, prefill: replay.Prefill 
         "form": form,
         "prefill": prefill,
         "history": _turns(form["history"].value()),
-        "conversations": _conversations(),
+        "conversations": _conversations(request),
     }
     return _page(request, "playground/index.html", "new-chat", context, status)
 
@@ -105,8 +116,9 @@ def new_chat(request: HtmxHttpRequest) -> HttpResponse:
     if not form.is_valid():
         return _index(request, form, None, status=422)
     data = form.cleaned_data
+    owner = request.user if request.user.is_authenticated else None
     conversation = Conversation.objects.create(
-        title=data["message"][:200], system_prompt=data["system_prompt"]
+        title=data["message"][:200], system_prompt=data["system_prompt"], owner=owner
     )
     conversation.agents.set(data["agents"])
     runs.send(conversation, data["message"], form.params(), data["custom_inputs"],
@@ -117,7 +129,7 @@ def new_chat(request: HtmxHttpRequest) -> HttpResponse:
 
 @require_safe
 def conversation(request: HtmxHttpRequest, pk: int) -> HttpResponse:
-    chat = get_object_or_404(Conversation, pk=pk)
+    chat = get_object_or_404(_own_conversations(request), pk=pk)
     return _chat(request, chat, SendForm(initial=_carried_over(chat)))
 
 
@@ -145,13 +157,13 @@ def _chat(request: HtmxHttpRequest, chat: Conversation, form: SendForm,
         {"agent": agent, "turns": [(m, by_turn.get((m.pk, agent.pk))) for m in messages]}
         for agent in agents
     ]
-    context = {"chat": chat, "panes": panes, "form": form, "conversations": _conversations()}
+    context = {"chat": chat, "panes": panes, "form": form, "conversations": _conversations(request)}
     return _page(request, "playground/conversation.html", "chat", context, status)
 
 
 @require_POST
 def send(request: HtmxHttpRequest, pk: int) -> HttpResponse:
-    chat = get_object_or_404(Conversation, pk=pk)
+    chat = get_object_or_404(_own_conversations(request), pk=pk)
     form = SendForm(request.POST)
     if not form.is_valid():
         return _chat(request, chat, form, status=422)
@@ -165,7 +177,7 @@ def send(request: HtmxHttpRequest, pk: int) -> HttpResponse:
 @require_safe
 def run(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     """One answer's fragment. A poller sends the `seq` it has; 204 when nothing changed."""
-    seq = Run.objects.filter(pk=pk).values_list("seq", flat=True).first()
+    seq = _own_runs(request).filter(pk=pk).values_list("seq", flat=True).first()
     if seq is None:
         raise Http404
     if request.GET.get("seq") == str(seq):
@@ -176,7 +188,7 @@ def run(request: HtmxHttpRequest, pk: int) -> HttpResponse:
 
 @require_POST
 def cancel(request: HtmxHttpRequest, pk: int) -> HttpResponse:
-    answer = get_object_or_404(Run, pk=pk)
+    answer = get_object_or_404(_own_runs(request), pk=pk)
     answer.cancel()
     if not request.htmx:
         return redirect("playground:conversation", pk=answer.conversation_id)
@@ -187,7 +199,7 @@ def cancel(request: HtmxHttpRequest, pk: int) -> HttpResponse:
 @require_safe
 def run_trace(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     """A small waterfall of one answer's trace, for its pane."""
-    answer = get_object_or_404(Run.objects.only("trace_id"), pk=pk)
+    answer = get_object_or_404(_own_runs(request).only("trace_id"), pk=pk)
     rows = Span.objects.filter(trace__trace_id=answer.trace_id).values_list(
         "span_id", "parent_span_id", "name", "span_type", "start_ns", "end_ns", "status"
     )[: INLINE_SPANS_MAX + 1]

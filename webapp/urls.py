@@ -15,6 +15,7 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("settings/tokens/", views.tokens, name="tokens"),
     path("settings/tokens/<int:token_id>/revoke", views.revoke_token, name="revoke-token"),
+    path("settings/access/", include("access.urls")),
     # The MLflow REST API and OTLP paths are a public contract: clients call them literally.
     path("", include("tracking.mlflow_api.urls")),
     path("v1/traces", otlp.export_traces, name="otlp-traces"),

@@ -9,6 +9,8 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
+from access.models import Role
+from access.rules import access_for
 from tracking.models import Experiment, LifecycleStage, LoggedModel, Trace
 from tracking.queries import RECENT_TRACES, capped_count, traces_for_list, with_model_names
 from tracking.views.logged_models import model_name_summaries
@@ -59,6 +61,7 @@ def tokens(request: HttpRequest) -> HttpResponse:
         "form": form,
         "issued": issued,
         "tokens": request.user.api_tokens.filter(revoked_at__isnull=True),
+        "role": Role(access_for(request).role).label,
         "tracking_uri": request.build_absolute_uri("/").rstrip("/"),
     }
     return render(request, "webapp/tokens.html", context, status=status)

@@ -163,6 +163,30 @@ def hostile_chat(hostile) -> str:
     return f"/playground/c/{conversation.pk}/"
 
 
+@pytest.fixture
+def hostile_access(hostile) -> list[str]:
+    """A user and a group named with the corpus, granted on the hostile experiment; the
+    access pages that show them. Usernames are validated on the forms, not in the table."""
+    from django.contrib.auth.models import Group, User
+
+    from access.models import ExperimentGrant, Level
+
+    user = User.objects.create(username=PAYLOAD[:150])
+    group = Group.objects.create(name=NO_SLASH_PAYLOAD[:150])
+    group.user_set.add(user)
+    experiment = hostile["experiment"]
+    ExperimentGrant.objects.create(experiment=experiment, user=user, level=Level.EDIT)
+    ExperimentGrant.objects.create(experiment=experiment, group=group, level=Level.READ)
+    return [
+        "/settings/access/",
+        f"/settings/access/users/{user.pk}/",
+        "/settings/access/groups/",
+        f"/settings/access/groups/{group.pk}/",
+        "/settings/access/experiments/",
+        f"/settings/access/experiments/{experiment.pk}/",
+    ]
+
+
 def pages_showing(hostile: dict[str, object]) -> list[str]:
     model = hostile["model"]
     trace = hostile["trace"]
@@ -182,10 +206,12 @@ def pages_showing(hostile: dict[str, object]) -> list[str]:
     ]
 
 
-def test_no_script_from_the_corpus_runs_on_any_page(page, server, hostile, hostile_chat):
+def test_no_script_from_the_corpus_runs_on_any_page(page, server, hostile, hostile_chat,
+                                                     hostile_access):  # fmt: skip
     dialogs: list[str] = []
     page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
-    pages = [*pages_showing(hostile), hostile_chat, "/playground/", "/playground/agents/"]
+    pages = [*pages_showing(hostile), hostile_chat, "/playground/", "/playground/agents/",
+             *hostile_access]  # fmt: skip
 
     for path in pages:
         response = page.goto(server + path)
@@ -203,3 +229,5 @@ def test_no_script_from_the_corpus_runs_on_any_page(page, server, hostile, hosti
     assert "<img src=x" in page.get_by_role("group", name="Experiment").inner_text()
     page.goto(server + hostile["trace"].get_absolute_url())
     assert "onerror=alert" in page.locator("section.assessments").inner_text()
+    page.goto(server + hostile_access[3])
+    assert "onerror=alert('registry')" in page.locator("main .breadcrumbs").inner_text()

@@ -1,0 +1,141 @@
+"""Conversations belong to whoever started them: nobody else sees or touches them, admins
+excepted."""
+
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth.models import User
+
+from access.models import Role, UserRole
+from playground.models import Agent, Conversation, Message, Run, RunStatus
+from tests.playground.conftest import wait_until_finished
+
+HX = {"HTTP_HX_REQUEST": "true"}
+
+
+@pytest.fixture
+def auth_on(settings):
+    settings.SPYGLASS_AUTH = True
+
+
+@pytest.fixture
+def alice(db) -> User:
+    return User.objects.create_user("alice")
+
+
+@pytest.fixture
+def bob(db) -> User:
+    return User.objects.create_user("bob")
+
+
+@pytest.fixture
+def charlie(db) -> User:
+    """An admin."""
+    charlie = User.objects.create_user("charlie")
+    UserRole.objects.create(user=charlie, role=Role.ADMIN)
+    return charlie
+
+
+@pytest.fixture
+def agent(db) -> Agent:
+    return Agent.objects.create(
+        name="echo", kind="builtin", config={"agent": "echo", "word_delay_ms": 0}
+    )
+
+
+def chat_of(owner: User | None, agent: Agent, title: str) -> Conversation:
+    conversation = Conversation.objects.create(title=title, owner=owner)
+    conversation.agents.add(agent)
+    return conversation
+
+
+def answered(conversation: Conversation, agent: Agent, status: str = RunStatus.DONE) -> Run:
+    message = Message.objects.create(conversation=conversation, content="hello")
+    return Run.objects.create(
+        conversation=conversation,
+        message=message,
+        agent=agent,
+        status=status,
+        content="hi there",
+        trace_id="tr-" + "a" * 32,
+    )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_chat_belongs_to_who_started_it(client, auth_on, alice, worker, echo_agent):
+    client.force_login(alice)
+
+    response = client.post("/playground/new", {"agents": [echo_agent.pk], "message": "hi"})
+
+    conversation = Conversation.objects.get()
+    assert response.status_code == 302
+    assert conversation.owner == alice
+    wait_until_finished(conversation.runs.get().pk)
+
+
+@pytest.mark.django_db
+def test_bob_cannot_open_alices_conversation(client, auth_on, alice, bob, agent):
+    mine = chat_of(alice, agent, "alice's secret plan")
+    run = answered(mine, agent)
+    client.force_login(bob)
+
+    assert client.get(f"/playground/c/{mine.pk}/").status_code == 404
+    assert client.get(f"/playground/c/{mine.pk}/", **HX).status_code == 404
+    assert client.get(f"/playground/runs/{run.pk}/").status_code == 404
+    assert client.get(f"/playground/runs/{run.pk}/trace").status_code == 404
+    assert "alice&#x27;s secret plan" not in client.get("/playground/").content.decode()
+
+    client.force_login(alice)
+    assert client.get(f"/playground/c/{mine.pk}/").status_code == 200
+    assert client.get(f"/playground/runs/{run.pk}/").status_code == 200
+    assert "alice&#x27;s secret plan" in client.get("/playground/").content.decode()
+
+
+@pytest.mark.django_db
+def test_bob_cannot_send_into_or_cancel_in_alices_conversation(client, auth_on, alice, bob, agent):
+    mine = chat_of(alice, agent, "alice's")
+    run = answered(mine, agent, status=RunStatus.QUEUED)
+    client.force_login(bob)
+
+    assert client.post(f"/playground/c/{mine.pk}/send", {"message": "mine now"}).status_code == 404
+    assert client.post(f"/playground/runs/{run.pk}/cancel", **HX).status_code == 404
+
+    assert list(Message.objects.values_list("content", flat=True)) == ["hello"]
+    assert Run.objects.get().status == RunStatus.QUEUED
+
+
+@pytest.mark.django_db
+def test_the_conversation_list_shows_only_the_callers_own(client, auth_on, alice, bob, agent):
+    chat_of(alice, agent, "alice-one")
+    chat_of(bob, agent, "bob-one")
+    chat_of(None, agent, "made-with-auth-off")
+    client.force_login(bob)
+
+    page = client.get("/playground/").content.decode()
+
+    assert "bob-one" in page
+    assert "alice-one" not in page and "made-with-auth-off" not in page
+
+
+@pytest.mark.django_db
+def test_an_admin_sees_and_opens_every_conversation(client, auth_on, alice, charlie, agent):
+    mine = chat_of(alice, agent, "alice-one")
+    run = answered(mine, agent)
+    chat_of(None, agent, "made-with-auth-off")
+    client.force_login(charlie)
+
+    page = client.get("/playground/").content.decode()
+
+    assert "alice-one" in page and "by alice" in page and "made-with-auth-off" in page
+    assert client.get(f"/playground/c/{mine.pk}/").status_code == 200
+    assert client.get(f"/playground/runs/{run.pk}/trace").status_code == 200
+
+
+@pytest.mark.django_db(transaction=True)
+def test_with_auth_off_a_chat_has_no_owner_and_everyone_sees_it(client, worker, echo_agent):
+    client.post("/playground/new", {"agents": [echo_agent.pk], "message": "hi"})
+
+    conversation = Conversation.objects.get()
+    assert conversation.owner is None
+    assert client.get(f"/playground/c/{conversation.pk}/").status_code == 200
+    wait_until_finished(conversation.runs.get().pk)
