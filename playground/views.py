@@ -15,6 +15,7 @@ from django.views.decorators.http import require_http_methods, require_POST, req
 from django_htmx.http import HttpResponseClientRedirect
 from django_htmx.middleware import HtmxDetails
 
+from access.rules import access_for
 from playground import replay, runs
 from playground.agents.builtin import ensure_demo_agents
 from playground.forms import AgentForm, NewChatForm, SendForm
@@ -49,9 +50,9 @@ def index(request: HtmxHttpRequest) -> HttpResponse:
     ensure_demo_agents()
     prefill = None
     if trace_id := request.GET.get("replay"):
-        prefill = replay.from_trace(trace_id)
+        prefill = replay.from_trace(trace_id, access_for(request))
     elif model_id := request.GET.get("model"):
-        prefill = replay.from_model(model_id)
+        prefill = replay.from_model(model_id, access_for(request))
     form = NewChatForm(initial=_prefilled(prefill))
     return _index(request, form, prefill)
 
