@@ -25,17 +25,28 @@ from tracking.models import LoggedModel, Run, Trace
 ACCESS_RULE = "access_rule"
 
 
+def _usable(object_id: object) -> bool:
+    # PostgreSQL refuses NUL in a query; no id holds one (the view answers its own 400/404).
+    return isinstance(object_id, str) and "\x00" not in object_id
+
+
 def experiment_of_trace(trace_id: str) -> int | None:
+    if not _usable(trace_id):
+        return None
     rows = Trace.objects.filter(trace_id=trace_id).values_list("experiment_id", flat=True)
     return rows.first()
 
 
 def experiment_of_model(model_id: str) -> int | None:
+    if not _usable(model_id):
+        return None
     rows = LoggedModel.objects.filter(model_id=model_id).values_list("experiment_id", flat=True)
     return rows.first()
 
 
 def experiment_of_run(run_id: str) -> int | None:
+    if not _usable(run_id):
+        return None
     return Run.objects.filter(run_id=run_id).values_list("experiment_id", flat=True).first()
 
 

@@ -28,7 +28,7 @@ from access.rules import Access, Denied, access_for
 from tracking.mlflow_api import ids
 from tracking.mlflow_api.errors import MlflowError
 from tracking.mlflow_api.requests import Message
-from tracking.models import DEFAULT_EXPERIMENT_ID, Experiment
+from tracking.models import DEFAULT_EXPERIMENT_ID, Experiment, LoggedModel
 from tracking.permissions import experiment_of_model, experiment_of_run, experiment_of_trace
 
 PERMISSION_DENIED = "PERMISSION_DENIED"
@@ -113,6 +113,39 @@ def _found(experiment_id: int | None) -> list[Any]:
 
 def run_param(request: HttpRequest, kwargs: dict[str, Any]) -> list[Any]:
     return _found(experiment_of_run(_message(request).string("run_id", "run_uuid")))
+
+
+def _models_experiments(model_ids: set[Any]) -> list[Any]:
+    wanted = {m for m in model_ids if isinstance(m, str) and ids.MODEL_ID_RE.fullmatch(m)}
+    if not wanted:
+        return []
+    models = LoggedModel.objects.filter(model_id__in=wanted).order_by()
+    return list(models.values_list("experiment_id", flat=True).distinct())
+
+
+def run_and_models(request: HttpRequest, kwargs: dict[str, Any]) -> list[Any]:
+    """A run write that may name logged models too (`log_metric(..., model_id=)`, log_batch's
+    metrics, `log_model`'s outputs): those models change with it, so their experiments count."""
+    found = run_param(request, kwargs)
+    if request.method != "POST":
+        return found
+    message = _message(request)
+    items = [*message.objects("metrics", max_items=10_000), *message.objects("models")]
+    model_ids = {item.get("model_id") for item in items} | {message.raw("model_id")["model_id"]}
+    return found + _models_experiments(model_ids)
+
+
+def registry_sources(request: HttpRequest, kwargs: dict[str, Any]) -> list[Any]:
+    """A model version made from a run or a logged model copies from them and tags the model:
+    the caller must be able to read them."""
+    message = _message(request)
+    source = message.raw("source")["source"]
+    model_ids = {message.raw("model_id")["model_id"]}
+    if isinstance(source, str) and source.startswith("models:/"):
+        model_ids.add(source.removeprefix("models:/"))
+    run_id = message.raw("run_id")["run_id"]
+    runs = _found(experiment_of_run(run_id)) if isinstance(run_id, str) and run_id else []
+    return runs + _models_experiments(model_ids)
 
 
 def trace_param(request: HttpRequest, kwargs: dict[str, Any]) -> list[Any]:
@@ -214,11 +247,11 @@ RULES: dict[str, Rule] = {
     "runs-delete": on(run_param, MANAGE),
     "runs-restore": on(run_param, MANAGE),
     "runs-log-parameter": on(run_param, EDIT),
-    "runs-log-metric": on(run_param, EDIT),
-    "runs-log-batch": on(run_param, EDIT),
+    "runs-log-metric": on(run_and_models, EDIT),
+    "runs-log-batch": on(run_and_models, EDIT),
     "runs-set-tag": on(run_param, EDIT),
     "runs-delete-tag": on(run_param, EDIT),
-    "runs-outputs": on(run_param, EDIT),
+    "runs-outputs": on(run_and_models, EDIT),
     "runs-log-inputs": on(run_param, EDIT),
     "runs-search": on(experiment_ids, READ),
     "metrics-get-history": on(run_param, READ),
@@ -240,7 +273,12 @@ RULES: dict[str, Rule] = {
     "registered-models-delete-tag": REGISTRY_WRITE,
     "registered-models-alias": RegistryRule(),
     "registered-models-get-latest-versions": REGISTRY_READ,  # GET or a read-only POST
-    "model-versions-create": REGISTRY_WRITE,
+    "model-versions-create": Rule(
+        levels={"*": READ},
+        locate=registry_sources,
+        role=REGISTRY_WRITE.role,
+        role_what=REGISTRY_WRITE.role_what,
+    ),
     "model-versions-get": REGISTRY_READ,
     "model-versions-search": REGISTRY_READ,
     "model-versions-update": REGISTRY_WRITE,
