@@ -13,6 +13,7 @@ With SPYGLASS_AUTH off (loopback `make run`) every request is an admin.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -22,8 +23,22 @@ from django.http import HttpRequest
 
 from access.models import ExperimentGrant, Level, Role, UserRole
 
+# The attribute where a view states its rule in words (tests/access/test_matrix.py reads it).
+ACCESS_RULE = "access_rule"
 _BASELINE = {Role.VIEWER: Level.READ, Role.EDITOR: Level.EDIT, Role.ADMIN: Level.MANAGE}
 M = TypeVar("M", bound=Model)
+V = TypeVar("V", bound=Callable[..., Any])
+
+
+def declares(rule: str) -> Callable[[V], V]:
+    """Mark a view with its rule, for views that apply it themselves (lists filter their
+    rows through `Access.readable`; a few routes are per-user or need no experiment)."""
+
+    def decorate(view: V) -> V:
+        setattr(view, ACCESS_RULE, rule)
+        return view
+
+    return decorate
 
 
 class Denied(Exception):
@@ -124,8 +139,14 @@ class Access:
         need = Level(level).label.upper()
         raise Denied(f"Permission denied: {need} on experiment {experiment_id} is required.")
 
+    def _granted_keys(self) -> set[str]:
+        """The experiments some grant (for this user, a group, or everyone) speaks of."""
+        self._load()
+        return set(self._explicit) | set(self._everyone)  # type: ignore[arg-type]
+
     def hidden_experiment_ids(self) -> set[str]:
-        """Experiments this caller may not read: private ones it holds no grant on.
+        """Experiments this caller may not read: private ones it holds no grant on, and any
+        where its own grant is NONE.
 
         Usually empty, so list queries stay exactly as they are for most deployments.
         """
@@ -133,12 +154,29 @@ class Access:
             return set()
         if not self.role:
             return {"*"}
-        self._load()
-        return {
-            key
-            for key, level in self._everyone.items()  # type: ignore[union-attr]
-            if level < Level.READ and self._explicit.get(key, Level.NONE) < Level.READ  # type: ignore[union-attr]
-        }
+        return {key for key in self._granted_keys() if self.level(key) < Level.READ}
+
+    def can_everywhere(self, level: Level) -> bool:
+        """True when the caller has `level` on every experiment, existing or future.
+
+        Views ask this first: when it holds (admins, and editors where no grant lowers
+        anyone), an object's experiment need not be looked up at all.
+        """
+        if self.is_admin:
+            return not self.read_only or level <= Level.READ
+        if not self.role:
+            return False
+        baseline = _BASELINE[Role(self.role)]
+        if self.read_only:
+            baseline = min(baseline, Level.READ)
+        if baseline < level:
+            return False
+        return all(self.level(key) >= level for key in self._granted_keys())
+
+    def require_role(self, allowed: bool, what: str) -> None:
+        """Raise Denied unless `allowed`, a right of the role (not of an experiment)."""
+        if not allowed:
+            raise Denied(f"Permission denied: your role may not {what}.")
 
     def readable(
         self, queryset: QuerySet[M], experiment_field: str = "experiment_id"

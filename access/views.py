@@ -33,7 +33,7 @@ from access.forms import (
     RoleForm,
 )
 from access.models import ExperimentGrant, Level, Role
-from access.rules import access_for
+from access.rules import access_for, declares
 from tracking.models import Experiment, LifecycleStage
 
 EXPERIMENTS_PER_PAGE = 50
@@ -50,7 +50,7 @@ def admin_only(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]
             raise PermissionDenied("Only admins manage users, groups and grants.")
         return view(request, *args, **kwargs)
 
-    return wrapped
+    return declares("admins only (role admin), else 403")(wrapped)
 
 
 def _render(request: HtmxHttpRequest, template: str, partial: str | None,

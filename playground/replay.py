@@ -6,8 +6,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from access.models import Level
+from access.rules import ADMIN, Access
 from playground.models import Agent
 from tracking.models import Span, Trace
+from tracking.permissions import may
 
 
 @dataclass
@@ -54,9 +57,10 @@ def _message(item: Any) -> dict[str, str] | None:
     return {"role": item["role"], "content": content}
 
 
-def from_trace(trace_id: str) -> Prefill:
+def from_trace(trace_id: str, access: Access = ADMIN) -> Prefill:
+    """A trace the caller may not read is, for it, a trace that does not exist."""
     trace = Trace.objects.filter(trace_id=trace_id).only("trace_id", "model_id", "tags").first()
-    if trace is None:
+    if trace is None or not may(access, Level.READ, "trace", trace_id):
         return Prefill(problem=f"There is no trace {trace_id}.")
     root = Span.objects.filter(trace=trace, parent_span_id="").only("inputs").first()
     messages, custom_inputs, params = chat_of(root.inputs if root else None)
@@ -73,10 +77,13 @@ def from_trace(trace_id: str) -> Prefill:
     return prefill
 
 
-def from_model(model_id: str) -> Prefill:
+def from_model(model_id: str, access: Access = ADMIN) -> Prefill:
+    if not may(access, Level.READ, "model", model_id):
+        return Prefill(problem=f"There is no model {model_id}.")
     agent_ids = list(Agent.objects.filter(model_id=model_id).values_list("pk", flat=True))
-    latest = Trace.objects.filter(model_id=model_id).order_by("-request_time").first()
-    prefill = from_trace(latest.trace_id) if latest else Prefill()
+    latest = access.readable(Trace.objects.filter(model_id=model_id))
+    latest = latest.order_by("-request_time").first()
+    prefill = from_trace(latest.trace_id, access) if latest else Prefill()
     if latest is None or prefill.problem:
         prefill = Prefill()
     prefill.agent_ids = agent_ids

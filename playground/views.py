@@ -62,9 +62,9 @@ def index(request: HtmxHttpRequest) -> HttpResponse:
     ensure_demo_agents()
     prefill = None
     if trace_id := request.GET.get("replay"):
-        prefill = replay.from_trace(trace_id)
+        prefill = replay.from_trace(trace_id, access_for(request))
     elif model_id := request.GET.get("model"):
-        prefill = replay.from_model(model_id)
+        prefill = replay.from_model(model_id, access_for(request))
     form = NewChatForm(initial=_prefilled(prefill))
     return _index(request, form, prefill)
 

@@ -12,6 +12,11 @@
 Lists are keyset-paginated (`next`/`previous` links), filters are query parameters validated
 by the serializers in tracking/serializers.py (a bad value is a 400 naming the parameter), and
 every write of traces or spans goes through `tracking.ingest`.
+
+Access (access/rules.py, applied through tracking/permissions.py): lists hold the rows of
+readable experiments only, an object the caller may not read is a 404, a write without EDIT
+on the object's experiment a 403, and creating an experiment needs a role that may (its
+creator then manages it).
 """
 
 from __future__ import annotations
@@ -41,7 +46,7 @@ from drf_spectacular.utils import (
 )
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import APIException, NotFound, ValidationError
+from rest_framework.exceptions import APIException, NotFound, PermissionDenied, ValidationError
 from rest_framework.pagination import CursorPagination
 from rest_framework.parsers import JSONParser
 from rest_framework.request import Request
@@ -51,10 +56,14 @@ from rest_framework.routers import DefaultRouter
 from rest_framework.settings import api_settings
 from rest_framework.utils.urls import replace_query_param
 
+from access.models import Level
+from access.rules import access_for, grant_creator
 from tracking import ingest, search
 from tracking import serializers as s
 from tracking.mlflow_api.traces import traces_json_path
 from tracking.models import Experiment, LoggedModel, Span, Trace
+from tracking.permissions import ExperimentObjectAccess, require_for_api
+from webapp.auth import IsAuthenticatedWhenAuthOn
 
 # A trace's detail carries this many spans at most; the spans endpoint pages through the rest.
 SPANS_INLINE_MAX = 1_000
@@ -308,6 +317,18 @@ class SpanPagination(KeysetPagination):
     max_page_size = SPANS_INLINE_MAX
 
 
+class ReadableViewSet(viewsets.GenericViewSet):
+    """A viewset over rows of experiments: only readable ones exist for the caller, and
+    writes need the levels its `write_levels` names per action."""
+
+    permission_classes = [IsAuthenticatedWhenAuthOn, ExperimentObjectAccess]
+    experiment_field = "experiment_id"
+    write_levels: dict[str, Level] = {}
+
+    def readable(self, queryset: QuerySet) -> QuerySet:
+        return access_for(self.request._request).readable(queryset, self.experiment_field)
+
+
 # --- Experiments --------------------------------------------------------------------------
 
 
@@ -332,24 +353,35 @@ class ExperimentViewSet(
     mixins.CreateModelMixin,
     mixins.ListModelMixin,
     mixins.RetrieveModelMixin,
-    viewsets.GenericViewSet,
+    ReadableViewSet,
 ):
     queryset = Experiment.objects.all()
+    experiment_field = "pk"
     serializer_class = s.ExperimentSerializer
     pagination_class = NewestFirstPagination
     parser_classes = [JSONParser]
     lookup_url_kwarg = "experiment_id"
     lookup_value_regex = "[0-9]{1,18}"  # fits a bigint: no overflow on the lookup
 
+    def get_queryset(self) -> QuerySet[Experiment]:
+        return self.readable(Experiment.objects.all())
+
     def filter_queryset(self, queryset: QuerySet[Experiment]) -> QuerySet[Experiment]:
         if self.action != "list":
             return queryset
         return queryset.filter(**query_filters(s.ExperimentFilters, self.request))
 
+    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        access = access_for(request._request)
+        if not access.can_create_experiments:
+            raise PermissionDenied("Permission denied: your role may not create experiments.")
+        return super().create(request, *args, **kwargs)
+
     def perform_create(self, serializer: s.ExperimentSerializer) -> None:
         try:
             with transaction.atomic():
-                serializer.save()
+                experiment = serializer.save()
+                grant_creator(experiment, access_for(self.request._request))
         except IntegrityError:  # created concurrently, after validate_name looked
             name = serializer.validated_data["name"]
             raise ValidationError(
@@ -424,9 +456,10 @@ class TraceViewSet(
     mixins.ListModelMixin,
     mixins.RetrieveModelMixin,
     mixins.DestroyModelMixin,
-    viewsets.GenericViewSet,
+    ReadableViewSet,
 ):
     queryset = Trace.objects.all()
+    write_levels = {"destroy": Level.EDIT, "tags": Level.EDIT}
     serializer_class = s.TraceSerializer
     pagination_class = TracePagination
     parser_classes = [JSONParser]
@@ -434,13 +467,17 @@ class TraceViewSet(
 
     def get_queryset(self) -> QuerySet[Trace]:
         if self.action == "list":
-            return Trace.objects.only(*_TRACE_LIST_FIELDS)
-        if self.action == "tags":
+            traces = Trace.objects.only(*_TRACE_LIST_FIELDS)
+        elif self.action == "tags":
             # Two tag changes at once must not lose one: the second waits for the first.
-            return Trace.objects.select_for_update().only("trace_id", "name", "tags")
-        if self.action == "destroy":
-            return Trace.objects.only("trace_id", "experiment")
-        return Trace.objects.all()
+            traces = Trace.objects.select_for_update().only(
+                "trace_id", "name", "tags", "experiment"
+            )
+        elif self.action == "destroy":
+            traces = Trace.objects.only("trace_id", "experiment")
+        else:
+            traces = Trace.objects.all()
+        return self.readable(traces)
 
     def get_serializer_class(self) -> type[serializers.Serializer]:
         if self.action == "list":
@@ -507,6 +544,7 @@ class TraceViewSet(
                     raise ingest.IngestError(
                         f"spans[{i}] belongs to trace {span.trace_id}, not {info.trace_id}."
                     )
+            self._require_edit(info)
             result = ingest.store([info], spans)
         except ingest.IngestError as exc:
             raise BadRequest(exc.message) from None
@@ -517,6 +555,20 @@ class TraceViewSet(
             status=status.HTTP_201_CREATED if result.traces_created else status.HTTP_200_OK,
             headers={"Location": location},
         )
+
+    def _require_edit(self, info: ingest.TraceInfo) -> None:
+        """EDIT on the experiment the trace is filed in, and on the one it is in already."""
+        access = access_for(self.request._request)
+        if access.can_everywhere(Level.EDIT):
+            return
+        require_for_api(access, Level.EDIT, info.experiment_id)
+        stored_in = (
+            Trace.objects.filter(trace_id=info.trace_id)
+            .values_list("experiment_id", flat=True)
+            .first()
+        )
+        if stored_in is not None:
+            require_for_api(access, Level.EDIT, stored_in)
 
     def perform_destroy(self, instance: Trace) -> None:
         instance.delete()  # its spans go in one DELETE (no signals, nothing refers to them)
@@ -569,7 +621,7 @@ class TraceViewSet(
     ),
 )
 @extend_schema(tags=["traces"])
-class SpanViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
+class SpanViewSet(mixins.ListModelMixin, ReadableViewSet):
     serializer_class = s.SpanSerializer
     pagination_class = SpanPagination
 
@@ -577,7 +629,8 @@ class SpanViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
         if getattr(self, "swagger_fake_view", False):  # drf-spectacular, building the schema
             return Span.objects.none()
         trace_id = self.kwargs["trace_id"]
-        trace_pk = Trace.objects.filter(trace_id=trace_id).values_list("pk", flat=True).first()
+        traces = self.readable(Trace.objects.filter(trace_id=trace_id))
+        trace_pk = traces.values_list("pk", flat=True).first()
         if trace_pk is None:
             raise NotFound(f"No trace with id {trace_id!r}.")
         return Span.objects.filter(trace_id=trace_pk)
@@ -604,14 +657,14 @@ class SpanViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     ),
 )
 @extend_schema(tags=["models"])
-class LoggedModelViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+class LoggedModelViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ReadableViewSet):
     queryset = LoggedModel.objects.all()
     serializer_class = s.LoggedModelSerializer
     pagination_class = NewestFirstPagination
     lookup_field = "model_id"
 
     def get_queryset(self) -> QuerySet[LoggedModel]:
-        models = LoggedModel.objects.select_related("source_run")
+        models = self.readable(LoggedModel.objects.select_related("source_run"))
         if self.action == "list":
             return models.only(*_MODEL_LIST_FIELDS)
         return models
@@ -629,7 +682,8 @@ class LoggedModelViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, views
     def retrieve(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         model = self.get_object()
         model.latest_metrics = list(model.metrics.latest_per_key())
-        model.trace_count = Trace.objects.for_model(model.model_id).count()
+        traces = self.readable(Trace.objects.for_model(model.model_id))
+        model.trace_count = traces.count()
         return Response(self.get_serializer(model).data)
 
 

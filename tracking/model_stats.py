@@ -22,6 +22,7 @@ from django.db.models import (
     F,
     Max,
     Q,
+    QuerySet,
     Value,
     Window,
 )
@@ -65,13 +66,17 @@ class TraceStats(TraceCounts):
         return self.percentiles.get(0.99)
 
 
-def trace_counts(model_ids: Iterable[str]) -> dict[str, TraceCounts]:
-    """Traces and errors per model id, in one grouped query."""
+def trace_counts(
+    model_ids: Iterable[str], traces: QuerySet[Trace] | None = None
+) -> dict[str, TraceCounts]:
+    """Traces and errors per model id, in one grouped query; among `traces` (the ones the
+    caller may read) when given."""
     ids = set(model_ids)
     if not ids:
         return {}
     rows = (
-        Trace.objects.filter(model_id__in=ids)
+        (Trace.objects.all() if traces is None else traces)
+        .filter(model_id__in=ids)
         .order_by()
         .values("model_id")
         # COUNT(*) and COUNT(model_id), not COUNT(id): an index on (model_id, state, ...)
@@ -90,7 +95,9 @@ def rank_offsets(n: int, q: float) -> tuple[int, int, float]:
 
 
 def trace_stats(
-    model_ids: Iterable[str], buckets: int = HISTOGRAM_BUCKETS
+    model_ids: Iterable[str],
+    buckets: int = HISTOGRAM_BUCKETS,
+    traces: QuerySet[Trace] | None = None,
 ) -> dict[str, TraceStats]:
     """Count, error rate, tokens per trace, latency percentiles and a latency histogram per
     model id, in three queries. Histograms of all the ids share one scale (0 to the highest
@@ -98,7 +105,8 @@ def trace_stats(
     ids = sorted(set(model_ids))
     if not ids:
         return {}
-    traces = Trace.objects.filter(model_id__in=ids).order_by()
+    traces = (Trace.objects.all() if traces is None else traces).filter(model_id__in=ids)
+    traces = traces.order_by()
     stats = {model_id: TraceStats() for model_id in ids}
     rows = traces.values("model_id").annotate(
         n=Count("*"),

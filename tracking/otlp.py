@@ -18,7 +18,8 @@ Contract (OTLP spec, "OTLP/HTTP Response"):
   spec requires; OTel exporters log it. Nothing is 5xx, so no exporter retries bad input,
   and a batch is stored whole or not at all.
 - The experiment is the `x-mlflow-experiment-id` header (MLflow's OTLP convention), else the
-  Default experiment "0".
+  Default experiment "0". The caller needs EDIT there, and on the experiments of the traces
+  the spans join; else 403 with a PERMISSION_DENIED Status and nothing is stored.
 
 Mapping onto `SpanData`:
 - trace id -> `tr-<32 hex>` (or a well-formed `mlflow.traceRequestId` attribute), span and
@@ -57,9 +58,11 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span as OtlpSpan
 
+from access.models import Level
+from access.rules import Denied, access_for
 from tracking.ingest import TOKEN_USAGE_ATTRIBUTE, TRACE_ID_RE, IngestError, SpanData, make_span
 from tracking.ingest import store as ingest_store
-from tracking.models import DEFAULT_EXPERIMENT_ID, Experiment
+from tracking.models import DEFAULT_EXPERIMENT_ID, Experiment, Trace
 
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
@@ -158,6 +161,8 @@ def export_traces(request: HttpRequest) -> HttpResponse:
         body = _decompressed_body(request)
         export = parse_json(body) if encoding == JSON else parse_protobuf(body)
         batch = decode_request(export)
+        if refusal := _refusal(request, batch, experiment_id, encoding):
+            return refusal
         store(batch, experiment_id)
     except OtlpError as exc:
         return _error(exc, encoding)
@@ -166,6 +171,29 @@ def export_traces(request: HttpRequest) -> HttpResponse:
     if encoding == JSON:
         return HttpResponse(b"{}", content_type=JSON)
     return HttpResponse(ExportTraceServiceResponse().SerializeToString(), content_type=PROTOBUF)
+
+
+def _refusal(
+    request: HttpRequest, batch: Batch, experiment_id: int, encoding: str
+) -> HttpResponse | None:
+    """403 PERMISSION_DENIED (google.rpc.Code 7) unless the caller may edit the experiment new
+    traces go to and those of stored traces the spans join; None when it may."""
+    access = access_for(request)
+    if access.can_everywhere(Level.EDIT):
+        return None
+    joined = Trace.objects.filter(trace_id__in={span.trace_id for span in batch.spans})
+    touched = {experiment_id, *joined.order_by().values_list("experiment_id", flat=True)}
+    try:
+        for experiment in sorted(touched):
+            access.require(Level.EDIT, experiment)
+    except Denied as denied:
+        status = Status(code=7, message=str(denied))
+        if encoding == JSON:
+            return HttpResponse(
+                json_format.MessageToJson(status, indent=None), status=403, content_type=JSON
+            )
+        return HttpResponse(status.SerializeToString(), status=403, content_type=encoding)
+    return None
 
 
 def store(batch: Batch, experiment_id: int = DEFAULT_EXPERIMENT_ID) -> None:

@@ -10,7 +10,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
 from access.models import Role
-from access.rules import access_for
+from access.rules import access_for, declares
 from tracking.models import Experiment, LifecycleStage, LoggedModel, Trace
 from tracking.queries import RECENT_TRACES, capped_count, traces_for_list, with_model_names
 from tracking.views.logged_models import model_name_summaries
@@ -24,26 +24,29 @@ class TokenForm(forms.Form):
     scope = forms.ChoiceField(choices=TokenScope.choices, initial=TokenScope.WRITE)
 
 
+@declares("counts and lists the rows of readable experiments")
 @require_safe
 def home(request: HttpRequest) -> HttpResponse:
-    models = LoggedModel.objects.aggregate(names=Count("name", distinct=True), versions=Count("pk"))
-    trace_count, more_traces = capped_count(Trace.objects.all())
+    access = access_for(request)
+    versions = access.readable(LoggedModel.objects.all())
+    models = versions.aggregate(names=Count("name", distinct=True), versions=Count("pk"))
+    trace_count, more_traces = capped_count(access.readable(Trace.objects.all()))
+    experiments = Experiment.objects.filter(lifecycle_stage=LifecycleStage.ACTIVE)
     context = {
-        "experiment_count": Experiment.objects.filter(
-            lifecycle_stage=LifecycleStage.ACTIVE
-        ).count(),
+        "experiment_count": access.readable(experiments, "pk").count(),
         "model_count": models["names"],
         "version_count": models["versions"],
         "trace_count": trace_count,
         "more_traces": more_traces,
-        "models": list(model_name_summaries()[:RECENT_MODEL_NAMES]),
-        "traces": with_model_names(list(traces_for_list()[:RECENT_TRACES])),
+        "models": list(model_name_summaries(versions)[:RECENT_MODEL_NAMES]),
+        "traces": with_model_names(list(access.readable(traces_for_list())[:RECENT_TRACES])),
         # What to put in MLFLOW_TRACKING_URI to log to this very server.
         "tracking_uri": request.build_absolute_uri("/").rstrip("/"),
     }
     return render(request, "home.html", context)
 
 
+@declares("the caller's own tokens")
 @login_required
 @require_http_methods(["GET", "POST"])
 def tokens(request: HttpRequest) -> HttpResponse:
@@ -67,6 +70,7 @@ def tokens(request: HttpRequest) -> HttpResponse:
     return render(request, "webapp/tokens.html", context, status=status)
 
 
+@declares("the caller's own tokens")
 @login_required
 @require_POST
 def revoke_token(request: HttpRequest, token_id: int) -> HttpResponse:

@@ -129,3 +129,21 @@ def test_with_auth_off_everyone_is_admin(settings, alice, private):
     settings.SPYGLASS_AUTH = False
     assert access_for_user(alice) is ADMIN
     assert access_for_user(None).level(private.pk) == Level.MANAGE
+
+
+def test_a_grant_of_none_hides_an_experiment_from_lists_too(alice, shared):
+    ExperimentGrant.objects.create(experiment=shared, user=alice, level=Level.NONE)
+    access = access_for_user(alice)
+    assert access.level(shared.pk) == Level.NONE
+    assert access.hidden_experiment_ids() == {str(shared.pk)}
+
+
+def test_can_everywhere_holds_until_a_grant_lowers_someone(alice, shared, private):
+    editor = access_for_user(with_role(alice, Role.EDITOR))
+    assert editor.can_everywhere(Level.READ) is False  # the private one
+    ExperimentGrant.objects.create(experiment=private, user=alice, level=Level.EDIT)
+    editor = access_for_user(alice)
+    assert editor.can_everywhere(Level.EDIT)
+    assert not editor.can_everywhere(Level.MANAGE)
+    assert not access_for_user(with_role(alice, Role.VIEWER)).can_everywhere(Level.EDIT)
+    assert ADMIN.can_everywhere(Level.MANAGE)

@@ -30,6 +30,7 @@ from django.core.files import File
 from django.core.files.storage import default_storage
 from django.http import FileResponse, HttpRequest, HttpResponse, JsonResponse
 
+from access.rules import access_for
 from tracking.mlflow_api import traces
 from tracking.mlflow_api.errors import invalid, mlflow_endpoint, not_found, too_large
 from tracking.mlflow_api.requests import Message
@@ -200,6 +201,9 @@ def list_artifacts(request: HttpRequest) -> JsonResponse:
         directories, files = default_storage.listdir(path)
     except (FileNotFoundError, NotADirectoryError):
         return JsonResponse({})
+    if not path:  # the root holds one folder per experiment: only those the caller may read
+        hidden = access_for(request).hidden_experiment_ids()
+        directories = [name for name in directories if name not in hidden]
     entries = [{"path": name, "is_dir": True} for name in directories]
     for name in files:
         full = f"{path}/{name}" if path else name

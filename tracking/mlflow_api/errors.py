@@ -82,12 +82,27 @@ def mlflow_endpoint(
     methods: list[str],
 ) -> Callable[[Callable[..., HttpResponse]], Callable[..., HttpResponse]]:
     """What every MLflow view is: CSRF-exempt (clients send no token; auth is by header),
-    limited to `methods`, and answering client-caused failures as MLflow error JSON."""
+    limited to `methods`, allowed to the caller by its rule in permissions.RULES, and
+    answering client-caused failures as MLflow error JSON."""
 
     def decorate(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
-        return csrf_exempt(require_http_methods(methods)(mlflow_errors(view)))
+        return csrf_exempt(require_http_methods(methods)(mlflow_errors(permitted(view))))
 
     return decorate
+
+
+def permitted(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """Run the endpoint's permission rule (keyed by URL name) before the view."""
+
+    @functools.wraps(view)
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        # Imported here: the rules locate objects through ids.py, which imports this module.
+        from tracking.mlflow_api.permissions import check
+
+        check(request, kwargs)
+        return view(request, *args, **kwargs)
+
+    return wrapper
 
 
 def endpoint_not_found(request: HttpRequest, *args: Any, **kwargs: Any) -> JsonResponse:

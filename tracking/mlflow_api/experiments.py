@@ -10,6 +10,7 @@ from __future__ import annotations
 from django.db import IntegrityError, transaction
 from django.http import HttpRequest, JsonResponse
 
+from access.rules import access_for, grant_creator
 from tracking.mlflow_api import filters, ids, pages
 from tracking.mlflow_api.entities import experiment_json
 from tracking.mlflow_api.errors import already_exists, invalid, mlflow_endpoint, not_found
@@ -46,6 +47,7 @@ def create(request: HttpRequest) -> JsonResponse:
     try:
         with transaction.atomic():
             experiment = Experiment.objects.create(name=name, artifact_location=location, tags=tags)
+            grant_creator(experiment, access_for(request))  # as MLflow: its creator manages it
     except IntegrityError:  # created concurrently: the client looks it up again on this code
         raise already_exists(f"Experiment(name={name}) already exists.") from None
     return JsonResponse({"experiment_id": str(experiment.pk)})
@@ -71,7 +73,8 @@ def search(request: HttpRequest) -> JsonResponse:
     message = Message.of(request)
     view_type = message.enum("view_type", VIEW_TYPES, "ACTIVE_ONLY")
     ordering = filters.EXPERIMENTS.order_by(message.strings("order_by", max_items=10))
-    experiments = Experiment.objects.filter(
+    experiments = access_for(request).readable(Experiment.objects.all(), "pk")
+    experiments = experiments.filter(
         filters.EXPERIMENTS.q(message.string("filter")), **_VIEW_FILTERS[view_type]
     ).order_by(*ordering, *([] if ordering else ["-created_at"]), "pk")
     rows, token = pages.requested_page(experiments, message, SEARCH_DEFAULT, SEARCH_MAX)

@@ -24,6 +24,7 @@ from django.db import transaction
 from django.db.models import Prefetch, QuerySet
 from django.http import HttpRequest, JsonResponse
 
+from access.rules import access_for
 from tracking import ingest
 from tracking.mlflow_api import filters, ids, pages
 from tracking.mlflow_api.entities import (
@@ -154,9 +155,12 @@ def get_trace(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"trace": _with_spans([trace])[0]})
 
 
-def _traces_by_ids(message: Message) -> list[Trace]:
+def _traces_by_ids(request: HttpRequest) -> list[Trace]:
+    """The named traces that exist and the caller may read, in the order named."""
+    message = Message.of(request)
     trace_ids = [ids.check_trace_id(t) for t in message.strings("trace_ids", BATCH_MAX)]
-    traces = _with_assessments(Trace.objects.filter(trace_id__in=trace_ids))
+    traces = access_for(request).readable(Trace.objects.filter(trace_id__in=trace_ids))
+    traces = _with_assessments(traces)
     if experiment_ids := message.strings("experiment_ids"):
         traces = traces.filter(experiment__in=[ids.experiment_pk(e) for e in experiment_ids])
     found = {t.trace_id: t for t in traces}
@@ -165,12 +169,12 @@ def _traces_by_ids(message: Message) -> list[Trace]:
 
 @mlflow_endpoint(["GET"])
 def batch_get(request: HttpRequest) -> JsonResponse:
-    return JsonResponse({"traces": _with_spans(_traces_by_ids(Message.of(request)))})
+    return JsonResponse({"traces": _with_spans(_traces_by_ids(request))})
 
 
 @mlflow_endpoint(["POST", "GET"])
 def batch_get_infos(request: HttpRequest) -> JsonResponse:
-    traces = _traces_by_ids(Message.of(request))
+    traces = _traces_by_ids(request)
     return JsonResponse({"trace_infos": [_info_json(t) for t in traces]})
 
 

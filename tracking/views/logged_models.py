@@ -15,12 +15,14 @@ from django.urls import reverse
 from django.utils.timezone import localtime
 from django.views.decorators.http import require_safe
 
+from access.rules import access_for, declares
 from tracking import svg
 from tracking.compare import git_commit_url
 from tracking.mlflow_api.errors import MlflowError
 from tracking.mlflow_api.filters import LOGGED_MODELS
 from tracking.model_stats import TraceCounts, latest_metrics, trace_counts, trace_stats
 from tracking.models import LoggedModel, LoggedModelStatus, ModelVersion, Trace
+from tracking.permissions import page_reads
 from tracking.queries import RECENT_TRACES, capped_count, traces_for_list
 from tracking.templatetags.tracking_format import (
     json_value,
@@ -187,10 +189,11 @@ def _prepare_row(
     version.run_label = (run.name or run.run_id)[:24] if run else ""
 
 
+@declares("lists the versions of readable experiments")
 @require_safe
 def model_list(request: HttpRequest) -> HttpResponse:
     query = request.GET.get("q", "").strip()[:MAX_QUERY]
-    versions = LoggedModel.objects.all()
+    versions = access_for(request).readable(LoggedModel.objects.all())
     error = ""
     try:
         versions = versions.filter(LOGGED_MODELS.q(query)) if query else versions
@@ -201,7 +204,7 @@ def model_list(request: HttpRequest) -> HttpResponse:
         versions = versions.filter(name=name)
     groups, more = model_groups(versions, per_name=ONE_NAME_VERSIONS if name else None)
     listed = [v for g in groups for v in g.versions]
-    counts = trace_counts(v.model_id for v in listed)
+    counts = trace_counts((v.model_id for v in listed), _readable_traces(request))
     registrations = _registrations(v.model_id for v in listed) if listed else {}
     metrics = latest_metrics(v.pk for v in listed)
     metric_keys = Counter(key for m in metrics.values() for key, _ in m)
@@ -233,6 +236,11 @@ def _registrations(model_ids: Iterable[str]) -> dict[str, list[str]]:
     return labels
 
 
+def _readable_traces(request: HttpRequest) -> QuerySet[Trace]:
+    """A model's traces may be logged to other experiments than it: count only readable ones."""
+    return access_for(request).readable(Trace.objects.all())
+
+
 def _version(model_id: str) -> LoggedModel:
     return get_object_or_404(
         numbered(LoggedModel.objects.select_related("experiment", "source_run")),
@@ -253,12 +261,14 @@ def _tree(value: Any) -> list[dict[str, Any]]:
     return nodes
 
 
+@page_reads("model", "model_id")
 @require_safe
 def model_detail(request: HttpRequest, model_id: str) -> HttpResponse:
     model = _version(model_id)
-    trace_count, more_traces = capped_count(Trace.objects.for_model(model.model_id))
+    trace_count, more_traces = capped_count(_readable_traces(request).for_model(model.model_id))
     metrics = model.metrics.order_by("key", "dataset_name", "step", "timestamp_ms")
-    versions = LoggedModel.objects.versions_of(model.name).only("model_id", "status", "created_at")
+    versions = access_for(request).readable(LoggedModel.objects.versions_of(model.name))
+    versions = versions.only("model_id", "status", "created_at")
     context = {
         "model": model,
         "tab": "overview",
@@ -277,11 +287,15 @@ def model_detail(request: HttpRequest, model_id: str) -> HttpResponse:
     return render(request, "tracking/model_detail.html", context)
 
 
+@page_reads("model", "model_id")
 @require_safe
 def model_traces(request: HttpRequest, model_id: str) -> HttpResponse:
     model = _version(model_id)
-    stats = trace_stats([model.model_id])[model.model_id]
-    recent = list(traces_for_list().for_model(model.model_id)[:RECENT_TRACES])
+    readable = _readable_traces(request)
+    stats = trace_stats([model.model_id], traces=readable)[model.model_id]
+    recent = list(
+        access_for(request).readable(traces_for_list()).for_model(model.model_id)[:RECENT_TRACES]
+    )
     for trace in recent:
         trace.model_name = model.name  # all of them are this version's
     chart = svg.histogram(stats.histogram, stats.bucket_ns) if stats.histogram else None

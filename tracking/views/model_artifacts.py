@@ -18,6 +18,7 @@ from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_safe
 
 from tracking.models import LoggedModel
+from tracking.permissions import page_reads
 
 ARTIFACT_SCHEME = "mlflow-artifacts:/"
 PREVIEW_BYTES = 256 * 1024
@@ -95,6 +96,7 @@ def _mlmodel(mlmodel: dict) -> dict:
     }
 
 
+@page_reads("model", "model_id")
 @require_safe
 def model_artifacts(request: HttpRequest, model_id: str) -> HttpResponse:
     model = get_object_or_404(LoggedModel, model_id=model_id)
@@ -129,6 +131,7 @@ def _crumbs(path: str) -> list[tuple[str, str]]:
     return [(name, "/".join(segments[: i + 1])) for i, name in enumerate(segments)]
 
 
+@page_reads("model", "model_id")
 @require_safe
 def model_artifact_download(request: HttpRequest, model_id: str) -> FileResponse:
     model = get_object_or_404(LoggedModel, model_id=model_id)

@@ -13,10 +13,11 @@ from django.shortcuts import render
 from django.views.decorators.http import require_safe
 from django_htmx.middleware import HtmxDetails
 
+from access.rules import access_for, declares
 from tracking import svg
 from tracking.compare import Row, diff_rows, direction, flatten, git_commit_url, git_compare_url
 from tracking.model_stats import TraceStats, latest_metrics, trace_stats
-from tracking.models import LoggedModel
+from tracking.models import LoggedModel, Trace
 from tracking.templatetags.tracking_format import duration, metric
 from tracking.views.logged_models import numbered
 
@@ -126,6 +127,7 @@ def _problem(ids: list[str], found: dict[str, LoggedModel]) -> tuple[str, int]:
     return "", 200
 
 
+@declares("compares readable versions only; the others are 'no such model version' (404)")
 @require_safe
 def model_compare(request: HtmxHttpRequest) -> HttpResponse:
     ids = requested_ids(request.GET.getlist("ids"))
@@ -133,16 +135,17 @@ def model_compare(request: HtmxHttpRequest) -> HttpResponse:
     lookup = [i for i in ids if len(i) <= MAX_ID_LENGTH][: MAX_VERSIONS + 1]
     found = {
         v.model_id: v
-        for v in numbered(LoggedModel.objects.filter(model_id__in=lookup)).select_related(
-            "source_run"
-        )
+        for v in numbered(
+            access_for(request).readable(LoggedModel.objects.filter(model_id__in=lookup))
+        ).select_related("source_run")
     }
     error, status = _problem(ids, found)
     context: dict[str, Any] = {"ids": ids, "error": error, "only_diff": only_diff}
     if not error:
         # Oldest first: the first column is the baseline every other column is diffed against.
         versions = sorted(found.values(), key=lambda v: (v.created_at, v.pk))
-        stats_by_id = trace_stats(v.model_id for v in versions)
+        readable = access_for(request).readable(Trace.objects.all())
+        stats_by_id = trace_stats((v.model_id for v in versions), traces=readable)
         stats = [stats_by_id[v.model_id] for v in versions]
         _git(versions)
         for version, s in zip(versions, stats, strict=True):

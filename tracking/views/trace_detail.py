@@ -22,6 +22,7 @@ from django_htmx.middleware import HtmxDetails
 from tracking import chat, json_tree, waterfall
 from tracking.ingest import TRUNCATED
 from tracking.models import Assessment, LoggedModel, Span, Trace
+from tracking.permissions import page_reads
 
 # What the layout needs; inputs, outputs, attributes and events stay in the database.
 LAYOUT_COLUMNS = ("span_id", "parent_span_id", "name", "span_type", "start_ns", "end_ns", "status")
@@ -34,6 +35,7 @@ class HtmxHttpRequest(HttpRequest):
     htmx: HtmxDetails
 
 
+@page_reads("trace", "trace_id")
 @require_safe
 def trace_detail(request: HtmxHttpRequest, trace_id: str) -> HttpResponse:
     trace = get_object_or_404(Trace.objects.select_related("experiment"), trace_id=trace_id)
@@ -58,6 +60,7 @@ def trace_detail(request: HtmxHttpRequest, trace_id: str) -> HttpResponse:
     return render(request, "tracking/trace_detail.html", context)
 
 
+@page_reads("trace", "trace_id")
 @require_safe
 def trace_layout(request: HtmxHttpRequest, trace_id: str) -> HttpResponse:
     """The waterfall's layout as JSON; 204 when `?known=<span count>:<state>` is still current.
@@ -99,6 +102,7 @@ def _truncated(span: Span) -> dict[str, int]:
     return out
 
 
+@page_reads("trace", "trace_id")
 @require_safe
 def span_detail(request: HtmxHttpRequest, trace_id: str, span_id: str) -> HttpResponse:
     span = _get_span(trace_id, span_id)
@@ -125,6 +129,7 @@ def span_detail(request: HtmxHttpRequest, trace_id: str, span_id: str) -> HttpRe
     return response
 
 
+@page_reads("trace", "trace_id")
 @require_safe
 def span_value(request: HtmxHttpRequest, trace_id: str, span_id: str, field: str) -> HttpResponse:
     """One whole part of a span as JSON: where the details panel's size caps link."""

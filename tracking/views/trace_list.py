@@ -16,6 +16,8 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST, require_safe
 from django.views.decorators.vary import vary_on_headers
 
+from access.models import Level
+from access.rules import Access, access_for, declares
 from tracking import search
 from tracking.ingest import NAME_MAX_CHARS
 from tracking.mlflow_api.traces import traces_json_path
@@ -47,10 +49,12 @@ TIME_RANGES = (("15m", "15 min"), ("1h", "1 hour"), ("24h", "24 hours"), ("7d", 
 _COLUMN_FIELDS = {"response": "response_preview", "tags": "tags"}
 
 
+@declares("lists the rows of readable experiments; ?experiment= needs READ, else 404")
 @require_safe
 @vary_on_headers("HX-Request")
 def trace_list(request: HttpRequest) -> HttpResponse:
-    experiment = _get_experiment(request.GET.get("experiment", ""))
+    access = access_for(request)
+    experiment = _get_experiment(access, request.GET.get("experiment", ""))
     model_id = request.GET.get("model", "")
     if "\x00" in model_id:  # no id holds one, and PostgreSQL refuses it in a query
         raise Http404("No such model.")
@@ -59,7 +63,8 @@ def trace_list(request: HttpRequest) -> HttpResponse:
     before = request.GET.get("before", "")
     columns = _columns_for(request)
     try:
-        traces = _scoped(experiment, model_id, columns).filter(search.compile_query(query))
+        traces = _scoped(access, experiment, model_id, columns)
+        traces = traces.filter(search.compile_query(query))
     except search.SearchError as error:
         # A 200 with the message at its position, in the bar's place: a typo in a query is
         # an ordinary state of a search page (and a 4xx would be a browser console error).
@@ -107,6 +112,7 @@ def _live_rows(request: HttpRequest, traces, columns: list[str]) -> HttpResponse
     return render(request, "tracking/trace_list.html#live-rows", context)
 
 
+@declares("anyone: the caller's own column choice")
 @require_POST
 def trace_columns(request: HttpRequest) -> HttpResponse:
     chosen = [c for c in request.POST.getlist("column") if c in COLUMNS]
@@ -119,6 +125,7 @@ def trace_columns(request: HttpRequest) -> HttpResponse:
     return redirect(_next_url(request))
 
 
+@declares("EDIT on the experiment of every selected trace, else nothing is done")
 @require_POST
 def trace_bulk(request: HttpRequest) -> HttpResponse:
     """Tag or delete the checked traces; deleting asks for a confirmation first."""
@@ -128,7 +135,16 @@ def trace_bulk(request: HttpRequest) -> HttpResponse:
     traces = Trace.objects.filter(trace_id__in=trace_ids)
     action = request.POST.get("action", "")
     next_url = _next_url(request)
-    if not trace_ids:
+    refused = _not_editable(access_for(request), traces) if action in ("tag", "delete") else 0
+    if refused:
+        # All or nothing: a bulk action that did part of its work would leave the user
+        # guessing which rows changed.
+        messages.error(
+            request,
+            f"Nothing was changed: {refused} of the selected traces "
+            f"{'is' if refused == 1 else 'are'} in experiments you may not edit.",
+        )
+    elif not trace_ids:
         messages.info(request, "No traces were selected.")
     elif action == "tag":
         key = request.POST.get("tag_key", "").strip()
@@ -150,6 +166,15 @@ def trace_bulk(request: HttpRequest) -> HttpResponse:
     else:
         return HttpResponseBadRequest("Unknown bulk action.")
     return redirect(next_url)
+
+
+def _not_editable(access: Access, traces) -> int:
+    """How many of the selected traces are in experiments where the caller lacks EDIT (no
+    experiment named: some may be ones it may not even read)."""
+    if access.can_everywhere(Level.EDIT):
+        return 0
+    experiment_ids = traces.order_by().values_list("experiment_id", flat=True)
+    return sum(1 for e in experiment_ids if not access.can(Level.EDIT, e))
 
 
 def _tag_traces(traces, key: str, value: str) -> int:
@@ -177,16 +202,16 @@ def _delete_traces(traces) -> int:
 # --- Helpers of this page -------------------------------------------------------------------
 
 
-def _get_experiment(experiment_id: str) -> Experiment | None:
+def _get_experiment(access: Access, experiment_id: str) -> Experiment | None:
     if not experiment_id:
         return None
-    if not experiment_id.isdigit():
+    if not experiment_id.isdigit() or not access.can(Level.READ, int(experiment_id)):
         raise Http404("No such experiment.")
     return get_object_or_404(Experiment, pk=int(experiment_id))
 
 
-def _scoped(experiment: Experiment | None, model_id: str, columns: list[str]):
-    traces = traces_for_list()
+def _scoped(access: Access, experiment: Experiment | None, model_id: str, columns: list[str]):
+    traces = access.readable(traces_for_list())
     shown = [field for column, field in _COLUMN_FIELDS.items() if column in columns]
     if shown:
         traces = traces.defer(None).defer(
@@ -262,7 +287,8 @@ def _quick_filters(request: HttpRequest, query: str) -> list[tuple[str, list]]:
     """Per field (state, model, time): (label, link, active) options, each link the query
     with that field's top-level clause replaced, so that the bar and the links agree."""
     present = search.top_level_clauses(query)
-    models = LoggedModel.objects.order_by("name").values_list("name", flat=True).distinct()
+    models = access_for(request).readable(LoggedModel.objects.order_by("name"))
+    models = models.values_list("name", flat=True).distinct()
     clauses = {
         "state": [(STATE_LABELS[s], f"state = {s}") for s in TraceState.values],
         "model": [(m, search.clause("model", "=", m)) for m in models[:MODEL_CHOICES]],
@@ -290,7 +316,8 @@ def _experiment_filter(
     # Not only those holding traces: PostgreSQL estimates "has a trace" per experiment from
     # the column's average and would scan every trace for an empty one (the Default, often).
     found = list(
-        Experiment.objects.filter(lifecycle_stage=LifecycleStage.ACTIVE)
+        access_for(request)
+        .readable(Experiment.objects.filter(lifecycle_stage=LifecycleStage.ACTIVE), "pk")
         .order_by(Lower("name"), "pk")
         .values_list("pk", "name")[:EXPERIMENT_CHOICES]
     )
