@@ -41,7 +41,7 @@ from drf_spectacular.utils import (
 )
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import APIException, NotFound, ValidationError
+from rest_framework.exceptions import APIException, NotFound, ParseError, ValidationError
 from rest_framework.pagination import CursorPagination
 from rest_framework.parsers import JSONParser
 from rest_framework.request import Request
@@ -55,6 +55,7 @@ from tracking import ingest, search
 from tracking import serializers as s
 from tracking.mlflow_api.traces import traces_json_path
 from tracking.models import Experiment, LoggedModel, Span, Trace
+from webapp import json_limits
 
 # A trace's detail carries this many spans at most; the spans endpoint pages through the rest.
 SPANS_INLINE_MAX = 1_000
@@ -120,6 +121,17 @@ class BadRequest(APIException):
     status_code = status.HTTP_400_BAD_REQUEST
     default_detail = "Bad request."
     default_code = "bad_request"
+
+
+class LimitedJSONParser(JSONParser):
+    """DRF's JSON parser, parsing under webapp.json_limits' depth limit: a body nested too
+    deep is a 400 that names the limit, not a RecursionError."""
+
+    def parse(self, stream: Any, media_type: Any = None, parser_context: Any = None) -> Any:
+        try:
+            return json_limits.loads(stream.read())
+        except json_limits.JsonError as error:
+            raise ParseError(f"JSON parse error - {error.message}") from None
 
 
 def query_filters(
@@ -337,7 +349,7 @@ class ExperimentViewSet(
     queryset = Experiment.objects.all()
     serializer_class = s.ExperimentSerializer
     pagination_class = NewestFirstPagination
-    parser_classes = [JSONParser]
+    parser_classes = [LimitedJSONParser]
     lookup_url_kwarg = "experiment_id"
     lookup_value_regex = "[0-9]{1,18}"  # fits a bigint: no overflow on the lookup
 
@@ -429,7 +441,7 @@ class TraceViewSet(
     queryset = Trace.objects.all()
     serializer_class = s.TraceSerializer
     pagination_class = TracePagination
-    parser_classes = [JSONParser]
+    parser_classes = [LimitedJSONParser]
     lookup_field = "trace_id"
 
     def get_queryset(self) -> QuerySet[Trace]:
