@@ -131,7 +131,7 @@ class LimitedJSONParser(JSONParser):
         try:
             return json_limits.loads(stream.read())
         except json_limits.JsonError as error:
-            raise ParseError(f"JSON parse error - {error.message}") from None
+            raise ParseError(f"JSON parse error - the body is {error.message}.") from None
 
 
 def query_filters(

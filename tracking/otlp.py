@@ -320,7 +320,7 @@ def parse_json(body: bytes) -> ExportTraceServiceRequest:
     try:
         data = json_limits.loads(body)
     except json_limits.JsonError as exc:
-        raise OtlpError(f"The body is not accepted: {exc.message}") from None
+        raise OtlpError(f"The body is {exc.message}.") from None
     _hex_ids_to_base64(data)
     try:
         # Unknown fields must be ignored (OTLP spec): newer clients add fields.

@@ -32,7 +32,8 @@ _NON_FINITE_TOKENS = (b"NaN", b"Infinity")
 
 
 class JsonError(ValueError):
-    """A body that is not JSON or is over a limit; `message` is safe to show to the client."""
+    """A body that is not JSON or is over a limit. `message` completes "The body is ...",
+    and is safe to show to the client."""
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -40,7 +41,7 @@ class JsonError(ValueError):
 
 
 def too_deep_message(max_depth: int = MAX_DEPTH) -> str:
-    return f"JSON nested deeper than {max_depth} levels is refused."
+    return f"JSON nested deeper than {max_depth} levels, which is refused"
 
 
 def loads(body: bytes, *, max_depth: int = MAX_DEPTH, allow_nan: bool = False) -> Any:
@@ -52,7 +53,7 @@ def loads(body: bytes, *, max_depth: int = MAX_DEPTH, allow_nan: bool = False) -
     if not 0 < max_depth <= ORJSON_MAX_DEPTH:
         raise ValueError(f"max_depth must be from 1 to {ORJSON_MAX_DEPTH}")
     if not body.strip():
-        raise JsonError("Invalid JSON: the body is empty.")
+        raise JsonError("empty, not JSON")
     pad = ORJSON_MAX_DEPTH - max_depth
     try:
         value = orjson.loads(b"[" * pad + body + b"]" * pad)
@@ -61,12 +62,12 @@ def loads(body: bytes, *, max_depth: int = MAX_DEPTH, allow_nan: bool = False) -
             raise JsonError(too_deep_message(max_depth)) from None
         if allow_nan and any(token in body for token in _NON_FINITE_TOKENS):
             return _loads_with_nan(body, max_depth)
-        raise JsonError(f"Invalid JSON: {exc.msg} at character {max(exc.pos - pad, 0)}.") from None
+        raise JsonError(f"not valid JSON: {exc.msg} at character {max(exc.pos - pad, 0)}") from None
     for _ in range(pad):
         # Each level is our one-element array, unless the body itself was not one value
         # (`1, 2` or `1], [2` parse once wrapped).
         if len(value) != 1:
-            raise JsonError("Invalid JSON: the body is not a single JSON value.")
+            raise JsonError("not valid JSON: it holds more than one value")
         value = value[0]
     return value
 
@@ -77,7 +78,7 @@ def _loads_with_nan(body: bytes, max_depth: int) -> Any:
     except RecursionError:
         raise JsonError(too_deep_message(max_depth)) from None
     except (ValueError, UnicodeDecodeError) as exc:
-        raise JsonError(f"Invalid JSON: {exc}.") from None
+        raise JsonError(f"not valid JSON: {exc}") from None
     if deeper_than(value, max_depth):
         raise JsonError(too_deep_message(max_depth))
     return value

@@ -120,11 +120,11 @@ def _expectation(value: Any) -> Any:
         text = serialized.get("value")
         try:
             if not isinstance(text, str):
-                raise json_limits.JsonError("it is not a string")
+                raise json_limits.JsonError("not a string")
             expected = json_limits.loads(text.encode("utf-8", "surrogatepass"), allow_nan=True)
         except json_limits.JsonError as error:
             raise invalid(
-                f"assessment.expectation.serialized_value.value is not JSON: {error.message}"
+                f"assessment.expectation.serialized_value.value is {error.message}."
             ) from None
     else:
         expected = value.get("value")

@@ -35,7 +35,7 @@ def json_body(request: HttpRequest) -> dict[str, Any]:
     try:  # Python's json writes NaN/Infinity for float metrics: they are allowed
         data = json_limits.loads(raw, allow_nan=True)
     except json_limits.JsonError as error:
-        raise invalid(f"The request body is not accepted: {error.message}") from None
+        raise invalid(f"The request body is {error.message}.") from None
     if not isinstance(data, dict):
         raise invalid("The request body must be a JSON object.")
     return data

@@ -60,7 +60,7 @@ def store_spans_document(experiment_pk: int, trace_id: str, content: bytes) -> N
     try:  # Python's json, which the client writes with, allows NaN; so does this
         document = json_limits.loads(content, allow_nan=True)
     except json_limits.JsonError as error:
-        raise invalid(f"{TRACES_JSON} is not accepted: {error.message}") from None
+        raise invalid(f"{TRACES_JSON} is {error.message}.") from None
     if not isinstance(document, dict) or not isinstance(document.get("spans"), list):
         raise invalid(f"{TRACES_JSON} must be a JSON object with a list of 'spans'.")
     spans = [ingest.parse_span(s, f"spans[{i}]") for i, s in enumerate(document["spans"])]
