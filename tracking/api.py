@@ -92,6 +92,8 @@ _MODEL_LIST_FIELDS = (
 # Query parameters that any list takes besides its filters.
 _PAGING_PARAMS = {"cursor", "page_size", api_settings.URL_FORMAT_OVERRIDE}
 
+INVALID_CURSOR = "Invalid cursor: use a `next` or `previous` link."
+NO_PAGE = OpenApiResponse(s.ErrorSerializer, description=INVALID_CURSOR)
 BAD_REQUEST = OpenApiResponse(s.BAD_REQUEST_SCHEMA, description="A parameter or the body is bad.")
 TRACE_NOT_FOUND = OpenApiResponse(s.ErrorSerializer, description="No trace with this id.")
 TRACE_ID_PATH = OpenApiParameter(
@@ -113,6 +115,14 @@ class HeaderAuthenticationScheme(OpenApiAuthenticationExtension):
 
     def get_security_requirement(self, auto_schema: Any) -> list[dict[str, list[str]]]:
         return [{"basicAuth": []}, {"bearerAuth": []}]  # either one, not both
+
+
+class Conflict(APIException):
+    """409: the request is well formed but conflicts with what is stored (a taken name)."""
+
+    status_code = status.HTTP_409_CONFLICT
+    default_detail = "Conflict."
+    default_code = "conflict"
 
 
 class BadRequest(APIException):
@@ -243,9 +253,8 @@ class KeysetPagination(CursorPagination):
             ]
             return _Cursor(position, reverse=bool(data.get("r")))
         except (ValueError, TypeError, KeyError, binascii.Error, DjangoValidationError):
-            raise ValidationError(
-                {self.cursor_query_param: ["Invalid cursor: use a `next` or `previous` link."]}
-            ) from None
+            # As DRF's own cursors answer: a page that no link names does not exist.
+            raise NotFound(INVALID_CURSOR) from None
 
     def _link(self, row: Model, reverse: bool) -> str:
         values = [getattr(row, name.lstrip("-")) for name in self.ordering]
@@ -327,7 +336,7 @@ class SpanPagination(KeysetPagination):
     list=extend_schema(
         summary="List experiments, newest first",
         parameters=[s.ExperimentFilters],
-        responses={200: s.ExperimentSerializer(many=True), 400: BAD_REQUEST},
+        responses={200: s.ExperimentSerializer(many=True), 400: BAD_REQUEST, 404: NO_PAGE},
     ),
     retrieve=extend_schema(
         summary="Get an experiment",
@@ -336,7 +345,13 @@ class SpanPagination(KeysetPagination):
     ),
     create=extend_schema(
         summary="Create an experiment",
-        responses={201: s.ExperimentSerializer, 400: BAD_REQUEST},
+        responses={
+            201: s.ExperimentSerializer,
+            400: BAD_REQUEST,
+            409: OpenApiResponse(
+                s.BAD_REQUEST_SCHEMA, description="An experiment with this name exists."
+            ),
+        },
     ),
 )
 @extend_schema(tags=["experiments"])
@@ -351,7 +366,15 @@ class ExperimentViewSet(
     pagination_class = NewestFirstPagination
     parser_classes = [LimitedJSONParser]
     lookup_url_kwarg = "experiment_id"
-    lookup_value_regex = "[0-9]{1,18}"  # fits a bigint: no overflow on the lookup
+    lookup_value_regex = "[^/]+"  # checked by get_object
+
+    def get_object(self) -> Experiment:
+        # Any path segment reaches here (not only digits, so that a wrong one is a JSON 404
+        # rather than Django's HTML page); one past a bigint is no experiment either.
+        raw = self.kwargs[self.lookup_url_kwarg]
+        if not (raw.isascii() and raw.isdigit() and len(raw) <= 18):
+            raise NotFound(f"No experiment with id {raw!r}.")
+        return super().get_object()
 
     def filter_queryset(self, queryset: QuerySet[Experiment]) -> QuerySet[Experiment]:
         if self.action != "list":
@@ -359,14 +382,15 @@ class ExperimentViewSet(
         return queryset.filter(**query_filters(s.ExperimentFilters, self.request))
 
     def perform_create(self, serializer: s.ExperimentSerializer) -> None:
+        name = serializer.validated_data["name"]
+        taken = Conflict({"name": [f"An experiment named {name!r} already exists."]})
+        if Experiment.objects.filter(name=name).exists():
+            raise taken
         try:
             with transaction.atomic():
                 serializer.save()
-        except IntegrityError:  # created concurrently, after validate_name looked
-            name = serializer.validated_data["name"]
-            raise ValidationError(
-                {"name": [f"An experiment named {name!r} already exists."]}
-            ) from None
+        except IntegrityError:  # created concurrently, after the check above
+            raise taken from None
 
 
 # --- Traces -------------------------------------------------------------------------------
@@ -418,7 +442,7 @@ _INGEST_EXAMPLE = {
                 "An invalid one is a 400 giving the position of the error.",
             ),
         ],
-        responses={200: s.TraceListSerializer(many=True), 400: BAD_REQUEST},
+        responses={200: s.TraceListSerializer(many=True), 400: BAD_REQUEST, 404: NO_PAGE},
     ),
     retrieve=extend_schema(
         summary="Get a trace with its metadata, tags and spans",
@@ -443,6 +467,7 @@ class TraceViewSet(
     pagination_class = TracePagination
     parser_classes = [LimitedJSONParser]
     lookup_field = "trace_id"
+    lookup_value_regex = "[^/]+"  # a wrong id is a JSON 404, not Django's HTML page
 
     def get_queryset(self) -> QuerySet[Trace]:
         if self.action == "list":
@@ -605,7 +630,7 @@ class SpanViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     list=extend_schema(
         summary="List logged models (agent versions), newest first",
         parameters=[s.LoggedModelFilters],
-        responses={200: s.LoggedModelListSerializer(many=True), 400: BAD_REQUEST},
+        responses={200: s.LoggedModelListSerializer(many=True), 400: BAD_REQUEST, 404: NO_PAGE},
     ),
     retrieve=extend_schema(
         summary="Get a logged model with params, config, latest metrics and trace count",
@@ -621,6 +646,7 @@ class LoggedModelViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, views
     serializer_class = s.LoggedModelSerializer
     pagination_class = NewestFirstPagination
     lookup_field = "model_id"
+    lookup_value_regex = "[^/]+"  # a wrong id is a JSON 404, not Django's HTML page
 
     def get_queryset(self) -> QuerySet[LoggedModel]:
         models = LoggedModel.objects.select_related("source_run")
@@ -648,5 +674,5 @@ class LoggedModelViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, views
 router = DefaultRouter()
 router.register("experiments", ExperimentViewSet, basename="api-experiment")
 router.register("traces", TraceViewSet, basename="api-trace")
-router.register(r"traces/(?P<trace_id>[^/.]+)/spans", SpanViewSet, basename="api-span")
+router.register(r"traces/(?P<trace_id>[^/]+)/spans", SpanViewSet, basename="api-span")
 router.register("models", LoggedModelViewSet, basename="api-model")

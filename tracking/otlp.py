@@ -321,6 +321,8 @@ def parse_json(body: bytes) -> ExportTraceServiceRequest:
         data = json_limits.loads(body)
     except json_limits.JsonError as exc:
         raise OtlpError(f"The body is {exc.message}.") from None
+    if not isinstance(data, dict):
+        raise OtlpError("The body must be a JSON object (an ExportTraceServiceRequest).")
     _hex_ids_to_base64(data)
     try:
         # Unknown fields must be ignored (OTLP spec): newer clients add fields.
@@ -356,6 +358,10 @@ def _items(obj: Any, *keys: str) -> list[Any]:
         for key in keys:
             value = obj.get(key)
             if isinstance(value, list):
+                # protobuf's JSON parser reads a string in place of a message as an empty
+                # message: a malformed export would be acknowledged as one of nothing.
+                if not all(isinstance(item, dict) for item in value):
+                    raise OtlpError(f"Each item of {key} must be a JSON object.")
                 return value
     return []
 

@@ -129,15 +129,33 @@ BAD_REQUEST_SCHEMA = {
 # --- Experiments --------------------------------------------------------------------------
 
 
+# A key is what _checked_tag_keys takes: 1 to 250 characters, not all whitespace, no NUL
+# (nor unpaired surrogates, which JSON text cannot carry to the parser anyway).
+_TAG_KEY = {"maxLength": TAG_KEY_MAX_CHARS, "pattern": r"^[^\x00]*[^\s\x00][^\x00]*$"}
+_TAG_VALUE = {"maxLength": TAG_VALUE_MAX_CHARS, "pattern": r"^[^\x00]*$"}  # DRF refuses NUL
+
+
+@extend_schema_field(
+    {
+        "type": "object",
+        "propertyNames": _TAG_KEY,
+        "additionalProperties": {**_TAG_VALUE, "type": "string"},
+    }
+)
+class TagsField(serializers.DictField):
+    """Tags sent to the API: string values, keys as _checked_tag_keys takes them."""
+
+    child = serializers.CharField(
+        allow_blank=True, trim_whitespace=False, max_length=TAG_VALUE_MAX_CHARS
+    )
+
+
 class ExperimentSerializer(serializers.ModelSerializer):
     # MLflow's experiment ids are numeric strings; they stay strings here too.
     experiment_id = serializers.CharField(read_only=True)
-    tags = serializers.DictField(
-        child=serializers.CharField(
-            allow_blank=True, trim_whitespace=False, max_length=TAG_VALUE_MAX_CHARS
-        ),
-        required=False,
-    )
+    # Not blank once trimmed (DRF trims), no NUL: a pattern says so in the schema.
+    name = serializers.RegexField(r"^[^\x00]*[^\s\x00][^\x00]*$", max_length=500)
+    tags = TagsField(required=False)
 
     class Meta:
         model = Experiment
@@ -151,13 +169,8 @@ class ExperimentSerializer(serializers.ModelSerializer):
             "updated_at",
         ]
         read_only_fields = ["lifecycle_stage", "artifact_location", "created_at", "updated_at"]
-        # The uniqueness check is validate_name's, with a message that names the experiment.
+        # The uniqueness check is the view's: a taken name is a 409 that names it.
         extra_kwargs = {"name": {"validators": []}}
-
-    def validate_name(self, name: str) -> str:
-        if Experiment.objects.filter(name=name).exists():
-            raise serializers.ValidationError(f"An experiment named {name!r} already exists.")
-        return name
 
     def validate_tags(self, tags: dict[str, str]) -> dict[str, str]:
         return _checked_tag_keys(tags)
@@ -299,7 +312,9 @@ class TraceFilters(serializers.Serializer):
         required=False, min_value=0, max_value=DURATION_MS_MAX, help_text="At most this long."
     )
     tag = serializers.ListField(
-        child=serializers.CharField(max_length=TAG_KEY_MAX_CHARS + TAG_VALUE_MAX_CHARS + 1),
+        child=serializers.RegexField(
+            r"^[^:\x00]+:[^\x00]*$", max_length=TAG_KEY_MAX_CHARS + TAG_VALUE_MAX_CHARS + 1
+        ),
         required=False,
         max_length=TAG_FILTERS_MAX,
         help_text="`key:value`, repeatable; a trace must carry every tag given.",
@@ -324,7 +339,9 @@ class TraceInfoV3Serializer(serializers.Serializer):
         help_text='{"type": "MLFLOW_EXPERIMENT", "mlflow_experiment": {"experiment_id": "0"}}',
     )
     request_time = serializers.DateTimeField(required=False)
-    execution_duration = serializers.CharField(required=False, help_text='e.g. "0.085s".')
+    execution_duration = serializers.RegexField(
+        r"^[0-9]{1,12}(\.[0-9]{1,9})?s$", required=False, help_text='e.g. "0.085s".'
+    )
     state = TraceStateField(required=False)
     request_preview = serializers.CharField(required=False)
     response_preview = serializers.CharField(required=False)
@@ -383,18 +400,26 @@ class TraceIngestSerializer(serializers.Serializer):
     spans = SpanDictsField(required=False, default=list)
 
 
+@extend_schema_field(
+    {
+        "type": "object",
+        "maxProperties": TAG_CHANGES_MAX,
+        "propertyNames": _TAG_KEY,
+        "additionalProperties": {**_TAG_VALUE, "type": "string", "nullable": True},
+    }
+)
+class TagChangesField(serializers.DictField):
+    """Tag changes: a string value sets the tag, null deletes it."""
+
+    child = serializers.CharField(
+        allow_null=True, allow_blank=True, trim_whitespace=False, max_length=TAG_VALUE_MAX_CHARS
+    )
+
+
 class TraceTagsSerializer(serializers.Serializer):
     """Tag changes: a string sets a tag, null deletes it; tags not named are left alone."""
 
-    tags = serializers.DictField(
-        child=serializers.CharField(
-            allow_null=True,
-            allow_blank=True,
-            trim_whitespace=False,
-            max_length=TAG_VALUE_MAX_CHARS,
-        ),
-        help_text='e.g. {"reviewed": "yes", "draft": null}',
-    )
+    tags = TagChangesField(help_text='e.g. {"reviewed": "yes", "draft": null}')
 
     def validate_tags(self, tags: dict[str, str | None]) -> dict[str, str | None]:
         if len(tags) > TAG_CHANGES_MAX:

@@ -153,10 +153,10 @@ def test_experiment_create_returns_it(client):
     assert experiment.tags == {"team": "search"}
 
 
-def test_experiment_create_with_a_taken_name_is_400_naming_it(client, experiment):
+def test_experiment_create_with_a_taken_name_is_409_naming_it(client, experiment):
     response = client.post("/api/v1/experiments/", {"name": "support"}, format="json")
 
-    assert response.status_code == 400
+    assert response.status_code == 409  # a conflict with what is stored, not a bad request
     assert response.json() == {"name": ["An experiment named 'support' already exists."]}
     assert Experiment.objects.filter(name="support").count() == 1
 
@@ -307,8 +307,6 @@ def test_trace_list_filters_by_experiment(client, experiment):
         ({"max_duration_ms": "1e300"}, "max_duration_ms"),
         ({"tag": "env"}, "tag"),
         ({"tag": ":prod"}, "tag"),
-        ({"cursor": "not-a-cursor"}, "cursor"),
-        ({"cursor": "eyJwIjpbbnVsbCwxXSwiciI6MH0"}, "cursor"),  # {"p":[null,1],"r":0}
         ({"page_size": "0"}, "page_size"),
         ({"page_size": "many"}, "page_size"),
         ({"page_size": "100000"}, "page_size"),
@@ -797,3 +795,16 @@ def test_api_root_lists_the_endpoints(client):
 
     assert response.status_code == 200
     assert set(response.json()) == {"experiments", "traces", "models"}
+
+
+@pytest.mark.parametrize(
+    "cursor",
+    ["not-a-cursor", "eyJwIjpbbnVsbCwxXSwiciI6MH0"],  # {"p":[null,1],"r":0}
+)
+def test_a_cursor_that_no_link_gave_is_a_404_as_drf_answers(client, experiment, cursor):
+    make_trace(experiment, 1)
+
+    response = client.get("/api/v1/traces/", {"cursor": cursor})
+
+    assert response.status_code == 404
+    assert "Invalid cursor" in response.json()["detail"]

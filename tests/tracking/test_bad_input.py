@@ -198,9 +198,7 @@ def test_nan_bodies_are_depth_checked_too(client, stored):
     before = snapshot()
     body = b'{"run_id": "x", "key": "m", "value": NaN, "extra": ' + b"[" * 200 + b"]" * 200 + b"}"
 
-    response = client.post(
-        "/api/2.0/mlflow/runs/log-metric", body, content_type="application/json"
-    )
+    response = client.post("/api/2.0/mlflow/runs/log-metric", body, content_type="application/json")
 
     assert response.status_code == 400
     assert TOO_DEEP in response.json()["message"]
