@@ -218,9 +218,15 @@ def make_span(*, where: str = "span", **values: Any) -> SpanData:
 def _limit(span: SpanData, where: str) -> SpanData:
     if span.end_ns is not None and span.end_ns < span.start_ns:
         raise IngestError(f"{where} ends before it starts.")
-    span.name = storable_text(span.name)[:NAME_MAX_CHARS]
-    span.status_message = storable_text(span.status_message)
-    span.span_type = storable_text(span.span_type or "UNKNOWN")[:SPAN_TYPE_MAX_CHARS]
+    # Checked inline first: this runs for every span, and nearly every text is plain ASCII.
+    name, message, span_type = span.name, span.status_message, span.span_type or "UNKNOWN"
+    if len(name) > NAME_MAX_CHARS or "\x00" in name or not name.isascii():
+        span.name = storable_text(name)[:NAME_MAX_CHARS]
+    if message and ("\x00" in message or not message.isascii()):
+        span.status_message = storable_text(message)
+    if len(span_type) > SPAN_TYPE_MAX_CHARS or "\x00" in span_type or not span_type.isascii():
+        span_type = storable_text(span_type)[:SPAN_TYPE_MAX_CHARS]
+    span.span_type = span_type
     usage = span.attributes.get(TOKEN_USAGE_ATTRIBUTE)
     if isinstance(usage, dict) and "total_tokens" in usage:
         total = usage["total_tokens"]
