@@ -129,16 +129,14 @@ BAD_REQUEST_SCHEMA = {
 # --- Experiments --------------------------------------------------------------------------
 
 
-# A key is what _checked_tag_keys takes: 1 to 250 characters, not all whitespace, no NUL
-# (nor unpaired surrogates, which JSON text cannot carry to the parser anyway).
-_TAG_KEY = {"maxLength": TAG_KEY_MAX_CHARS, "pattern": r"^[^\x00]*[^\s\x00][^\x00]*$"}
+# Keys are what _checked_tag_keys takes (1 to 250 characters, not all whitespace, no NUL);
+# OpenAPI 3.0 has no `propertyNames` to say so.
 _TAG_VALUE = {"maxLength": TAG_VALUE_MAX_CHARS, "pattern": r"^[^\x00]*$"}  # DRF refuses NUL
 
 
 @extend_schema_field(
     {
         "type": "object",
-        "propertyNames": _TAG_KEY,
         "additionalProperties": {**_TAG_VALUE, "type": "string"},
     }
 )
@@ -404,7 +402,6 @@ class TraceIngestSerializer(serializers.Serializer):
     {
         "type": "object",
         "maxProperties": TAG_CHANGES_MAX,
-        "propertyNames": _TAG_KEY,
         "additionalProperties": {**_TAG_VALUE, "type": "string", "nullable": True},
     }
 )

@@ -157,7 +157,8 @@ class Message:
             return default
         if isinstance(value, str) and value.isdigit():
             value = int(value)
-        if isinstance(value, bool) or value not in choices:
+        # A list or an object is no enum value (and cannot be looked up: unhashable).
+        if isinstance(value, bool) or not isinstance(value, str | int) or value not in choices:
             names = ", ".join(v for k, v in choices.items() if isinstance(k, str))
             raise invalid(f"Parameter '{name}' must be one of {names}, got {value!r}.")
         return choices[value]
