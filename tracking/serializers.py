@@ -65,7 +65,10 @@ class LoggedModelStatusField(serializers.ChoiceField):
         super().__init__(choices=LoggedModelStatus.choices, **kwargs)
 
 
-@extend_schema_field(OpenApiTypes.DATETIME)
+@extend_schema_field(
+    # Blank means "not given" (a form's empty field), as for every filter.
+    {"type": "string", "anyOf": [{"format": "date-time"}, {"format": "date"}, {"maxLength": 0}]}
+)
 class SinceUntilField(serializers.Field):
     """An ISO 8601 date or date-time; naive values are UTC.
 
@@ -175,7 +178,9 @@ class ExperimentSerializer(serializers.ModelSerializer):
 
 
 class ExperimentFilters(serializers.Serializer):
-    name = serializers.CharField(required=False, max_length=500, help_text="Exact name.")
+    name = serializers.CharField(
+        required=False, allow_blank=True, max_length=500, help_text="Exact name."
+    )
 
 
 # --- Spans --------------------------------------------------------------------------------
@@ -215,9 +220,13 @@ class SpanSerializer(serializers.Serializer):
 
 
 class SpanFilters(serializers.Serializer):
-    span_type = serializers.CharField(required=False, max_length=32, help_text="e.g. LLM, TOOL.")
-    status = SpanStatusField(required=False)
-    name = serializers.CharField(required=False, max_length=500, help_text="Exact span name.")
+    span_type = serializers.CharField(
+        required=False, allow_blank=True, max_length=32, help_text="e.g. LLM, TOOL."
+    )
+    status = SpanStatusField(required=False, allow_blank=True)
+    name = serializers.CharField(
+        required=False, allow_blank=True, max_length=500, help_text="Exact span name."
+    )
 
 
 # --- Traces -------------------------------------------------------------------------------
@@ -290,12 +299,20 @@ class TraceFilters(serializers.Serializer):
         required=False, min_value=0, max_value=BIGINT_MAX, help_text="Experiment id."
     )
     model = serializers.CharField(
-        required=False, max_length=64, help_text="Logged model id (m-...) the trace ran."
+        required=False,
+        allow_blank=True,
+        max_length=64,
+        help_text="Logged model id (m-...) the trace ran.",
     )
-    state = TraceStateField(required=False)
-    name = serializers.CharField(required=False, max_length=500, help_text="Exact trace name.")
+    state = TraceStateField(required=False, allow_blank=True)
+    name = serializers.CharField(
+        required=False, allow_blank=True, max_length=500, help_text="Exact trace name."
+    )
     name__contains = serializers.CharField(
-        required=False, max_length=500, help_text="Part of the trace name, case-insensitive."
+        required=False,
+        allow_blank=True,
+        max_length=500,
+        help_text="Part of the trace name, case-insensitive.",
     )
     since = SinceUntilField(
         required=False, help_text="Requested at or after this ISO 8601 time (naive = UTC)."
@@ -338,7 +355,7 @@ class TraceInfoV3Serializer(serializers.Serializer):
     )
     request_time = serializers.DateTimeField(required=False)
     execution_duration = serializers.RegexField(
-        r"^[0-9]{1,12}(\.[0-9]{1,9})?s$", required=False, help_text='e.g. "0.085s".'
+        r"^[0-9]{1,9}(\.[0-9]{1,9})?s$", required=False, help_text='e.g. "0.085s".'
     )
     state = TraceStateField(required=False)
     request_preview = serializers.CharField(required=False)
@@ -352,12 +369,20 @@ class TraceInfoV3Serializer(serializers.Serializer):
 class SpanDictSerializer(serializers.Serializer):
     """One span as in MLflow's `traces.json` (OpenTelemetry's span, MLflow attributes)."""
 
-    trace_id = serializers.CharField(help_text="16 bytes, base64 or hex.")
-    span_id = serializers.CharField(help_text="8 bytes, base64 or hex.")
-    parent_span_id = serializers.CharField(required=False, allow_null=True)
+    trace_id = serializers.RegexField(
+        r"^([0-9a-fA-F]{32}|[A-Za-z0-9+/]{22}==)$", help_text="16 bytes, base64 or hex."
+    )
+    span_id = serializers.RegexField(
+        r"^([0-9a-fA-F]{16}|[A-Za-z0-9+/]{11}=)$", help_text="8 bytes, base64 or hex."
+    )
+    parent_span_id = serializers.RegexField(
+        r"^([0-9a-fA-F]{16}|[A-Za-z0-9+/]{11}=)?$", required=False, allow_null=True
+    )
     name = serializers.CharField()
-    start_time_unix_nano = serializers.IntegerField()
-    end_time_unix_nano = serializers.IntegerField(required=False, allow_null=True)
+    start_time_unix_nano = serializers.IntegerField(min_value=0, max_value=BIGINT_MAX)
+    end_time_unix_nano = serializers.IntegerField(
+        required=False, allow_null=True, min_value=0, max_value=BIGINT_MAX
+    )
     status = JsonObjectField(required=False, help_text='{"code": "STATUS_CODE_OK", ...}')
     attributes = JsonObjectField(
         required=False,
@@ -416,7 +441,11 @@ class TagChangesField(serializers.DictField):
 class TraceTagsSerializer(serializers.Serializer):
     """Tag changes: a string sets a tag, null deletes it; tags not named are left alone."""
 
-    tags = TagChangesField(help_text='e.g. {"reviewed": "yes", "draft": null}')
+    # Optional: a PATCH without it changes nothing (drf-spectacular documents PATCH bodies
+    # as partial, and a PATCH is one).
+    tags = TagChangesField(
+        required=False, default=dict, help_text='e.g. {"reviewed": "yes", "draft": null}'
+    )
 
     def validate_tags(self, tags: dict[str, str | None]) -> dict[str, str | None]:
         if len(tags) > TAG_CHANGES_MAX:
@@ -511,11 +540,13 @@ class LoggedModelSerializer(LoggedModelListSerializer):
 
 
 class LoggedModelFilters(serializers.Serializer):
-    name = serializers.CharField(required=False, max_length=500, help_text="Exact model name.")
+    name = serializers.CharField(
+        required=False, allow_blank=True, max_length=500, help_text="Exact model name."
+    )
     experiment = serializers.IntegerField(
         required=False, min_value=0, max_value=BIGINT_MAX, help_text="Experiment id."
     )
-    status = LoggedModelStatusField(required=False)
+    status = LoggedModelStatusField(required=False, allow_blank=True)
 
 
 def _checked_tag_keys(tags: dict[str, Any]) -> dict[str, Any]:

@@ -29,14 +29,14 @@ from tracking.models import Experiment
 from webapp.models import ApiToken
 
 EXAMPLES = 15
-# The conformance checks still find gaps (see CONFORMANCE_GAPS); fewer examples keep their
-# cost down until they pass.
-CONFORMANCE_EXAMPLES = 5
+# Every check, on fewer examples: the native API's run still finds the gaps in
+# CONFORMANCE_GAPS and is expected to fail until they are closed.
+CONFORMANCE_EXAMPLES = 10
 CONFORMANCE_GAPS = (
-    "schema and server still disagree: POST /api/v1/traces/ spans (id formats, a span of "
-    "another trace, end before start: cross-field rules JSON Schema cannot state), `q` "
-    "(a query language, not a pattern), tag keys that propertyNames does not keep from being "
-    "generated, PATCH tags without `tags`, OTLP KeyValue without a value"
+    "the native API still refuses some schema-valid requests: POST /api/v1/traces/ with a "
+    "span of another trace or one that ends before it starts (rules across fields, which "
+    "JSON Schema cannot state), tags with an empty key (OpenAPI 3.0 has no propertyNames), "
+    "and `q` strings that are not valid queries (a language, not a pattern)"
 )
 _ANY_VALUE_KINDS = ("stringValue", "boolValue", "intValue", "doubleValue")
 
@@ -89,8 +89,7 @@ OTLP_SCHEMA: dict[str, Any] = {
                 },
             },
             "KeyValue": {
-                "type": "object",
-                "required": ["key"],
+                "type": "object",  # `key` may be left out: proto3 reads it as ""
                 "properties": {
                     "key": {"type": "string"},
                     "value": {"$ref": "#/components/schemas/AnyValue"},
@@ -231,8 +230,9 @@ def test_no_generated_request_is_a_server_error(bearer, api) -> None:
 
 @pytest.mark.django_db
 @pytest.mark.usefixtures("keep_the_test_connection")
-@pytest.mark.xfail(reason=CONFORMANCE_GAPS, strict=False)
-@pytest.mark.parametrize("api", ["native", "otlp"])
+@pytest.mark.parametrize(
+    "api", [pytest.param("native", marks=pytest.mark.xfail(reason=CONFORMANCE_GAPS)), "otlp"]
+)
 def test_every_check_passes(bearer, api) -> None:
     schema = native_schema(bearer) if api == "native" else otlp_schema()
 

@@ -467,7 +467,7 @@ def test_nul_in_a_url_is_a_400_never_a_500(client, stored, url):
         ("execution_duration", "NaNs", "execution_duration must be a duration such as"),
         ("execution_duration", "Infinitys", "execution_duration must be a duration such as"),
         ("execution_duration", "-1s", "execution_duration must be a duration such as"),
-        ("execution_duration", "999999999999s", "execution_duration must be under"),
+        ("execution_duration", "9999999999s", "execution_duration must be a duration such as"),
         ("execution_duration", 5, "execution_duration must be a duration"),
         ("state", [None], "state must be OK, ERROR or IN_PROGRESS"),
         ("state", {"a": 1}, "state must be OK, ERROR or IN_PROGRESS"),
