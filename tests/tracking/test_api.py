@@ -593,7 +593,7 @@ def test_setting_the_trace_name_tag_renames_the_trace(client, experiment):
 
 @pytest.mark.parametrize(
     "body",
-    [{}, {"tags": "reviewed"}, {"tags": {"": "x"}}, {"tags": {"k": True}}, {"tags": {"k": ["x"]}}],
+    [{"tags": "reviewed"}, {"tags": {"": "x"}}, {"tags": {"k": True}}, {"tags": {"k": ["x"]}}],
 )
 def test_bad_tag_changes_are_400(client, experiment, body):
     trace = make_trace(experiment, 1, tags={"keep": "1"})
@@ -808,3 +808,14 @@ def test_a_cursor_that_no_link_gave_is_a_404_as_drf_answers(client, experiment, 
 
     assert response.status_code == 404
     assert "Invalid cursor" in response.json()["detail"]
+
+
+def test_a_tag_change_without_tags_changes_nothing(client, experiment):
+    trace = make_trace(experiment, 1)
+    before = Trace.objects.get(pk=trace.pk).tags
+
+    response = client.patch(f"/api/v1/traces/{trace.trace_id}/tags/", {}, format="json")
+
+    assert response.status_code == 200
+    assert response.json() == {"tags": before}
+    assert Trace.objects.get(pk=trace.pk).tags == before
