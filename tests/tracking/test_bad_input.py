@@ -548,3 +548,27 @@ def test_an_artifact_path_too_long_for_a_filesystem_is_a_400(client, stored):
 
     assert response.status_code == 400
     assert "255 bytes a segment" in response.json()["message"]
+
+
+def test_the_span_panel_shows_a_value_nested_past_its_depth_as_text():
+    from tracking import json_tree
+
+    value: Any = "leaf"
+    for _ in range(250):  # as deep as ingest keeps JSON (orjson writes up to 254 levels)
+        value = {"a": value}
+
+    html = json_tree.render(value, "/full/", "s")
+
+    assert html.count('<details class="jt"') == json_tree.MAX_DEPTH
+    assert "{&quot;a&quot;:{&quot;a&quot;:" in html  # the rest, as its JSON text
+
+
+def test_text_of_writes_what_orjson_refuses():
+    deep: Any = [2**70]
+    for _ in range(2000):
+        deep = [deep]
+
+    text = json_limits.text_of({"deep": deep, "bad": "\ud800", 1: float("nan")})
+
+    assert text.startswith('{"deep":' + "[" * 2001 + str(2**70))
+    assert text.endswith('"bad":"\ufffd","1":null}')
