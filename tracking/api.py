@@ -46,7 +46,13 @@ from drf_spectacular.utils import (
 )
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import APIException, NotFound, PermissionDenied, ValidationError
+from rest_framework.exceptions import (
+    APIException,
+    NotFound,
+    ParseError,
+    PermissionDenied,
+    ValidationError,
+)
 from rest_framework.pagination import CursorPagination
 from rest_framework.parsers import JSONParser
 from rest_framework.request import Request
@@ -63,6 +69,7 @@ from tracking import serializers as s
 from tracking.mlflow_api.traces import traces_json_path
 from tracking.models import Experiment, LoggedModel, Span, Trace
 from tracking.permissions import ExperimentObjectAccess, require_for_api
+from webapp import json_limits
 from webapp.auth import IsAuthenticatedWhenAuthOn
 
 # A trace's detail carries this many spans at most; the spans endpoint pages through the rest.
@@ -100,6 +107,8 @@ _MODEL_LIST_FIELDS = (
 # Query parameters that any list takes besides its filters.
 _PAGING_PARAMS = {"cursor", "page_size", api_settings.URL_FORMAT_OVERRIDE}
 
+INVALID_CURSOR = "Invalid cursor: use a `next` or `previous` link."
+NO_PAGE = OpenApiResponse(s.ErrorSerializer, description=INVALID_CURSOR)
 BAD_REQUEST = OpenApiResponse(s.BAD_REQUEST_SCHEMA, description="A parameter or the body is bad.")
 TRACE_NOT_FOUND = OpenApiResponse(s.ErrorSerializer, description="No trace with this id.")
 TRACE_ID_PATH = OpenApiParameter(
@@ -123,12 +132,31 @@ class HeaderAuthenticationScheme(OpenApiAuthenticationExtension):
         return [{"basicAuth": []}, {"bearerAuth": []}]  # either one, not both
 
 
+class Conflict(APIException):
+    """409: the request is well formed but conflicts with what is stored (a taken name)."""
+
+    status_code = status.HTTP_409_CONFLICT
+    default_detail = "Conflict."
+    default_code = "conflict"
+
+
 class BadRequest(APIException):
     """A 400 about the request as a whole: `{"detail": "..."}`."""
 
     status_code = status.HTTP_400_BAD_REQUEST
     default_detail = "Bad request."
     default_code = "bad_request"
+
+
+class LimitedJSONParser(JSONParser):
+    """DRF's JSON parser, parsing under webapp.json_limits' depth limit: a body nested too
+    deep is a 400 that names the limit, not a RecursionError."""
+
+    def parse(self, stream: Any, media_type: Any = None, parser_context: Any = None) -> Any:
+        try:
+            return json_limits.loads(stream.read())
+        except json_limits.JsonError as error:
+            raise ParseError(f"JSON parse error - the body is {error.message}.") from None
 
 
 def query_filters(
@@ -240,9 +268,8 @@ class KeysetPagination(CursorPagination):
             ]
             return _Cursor(position, reverse=bool(data.get("r")))
         except (ValueError, TypeError, KeyError, binascii.Error, DjangoValidationError):
-            raise ValidationError(
-                {self.cursor_query_param: ["Invalid cursor: use a `next` or `previous` link."]}
-            ) from None
+            # As DRF's own cursors answer: a page that no link names does not exist.
+            raise NotFound(INVALID_CURSOR) from None
 
     def _link(self, row: Model, reverse: bool) -> str:
         values = [getattr(row, name.lstrip("-")) for name in self.ordering]
@@ -336,7 +363,7 @@ class ReadableViewSet(viewsets.GenericViewSet):
     list=extend_schema(
         summary="List experiments, newest first",
         parameters=[s.ExperimentFilters],
-        responses={200: s.ExperimentSerializer(many=True), 400: BAD_REQUEST},
+        responses={200: s.ExperimentSerializer(many=True), 400: BAD_REQUEST, 404: NO_PAGE},
     ),
     retrieve=extend_schema(
         summary="Get an experiment",
@@ -345,7 +372,13 @@ class ReadableViewSet(viewsets.GenericViewSet):
     ),
     create=extend_schema(
         summary="Create an experiment",
-        responses={201: s.ExperimentSerializer, 400: BAD_REQUEST},
+        responses={
+            201: s.ExperimentSerializer,
+            400: BAD_REQUEST,
+            409: OpenApiResponse(
+                s.BAD_REQUEST_SCHEMA, description="An experiment with this name exists."
+            ),
+        },
     ),
 )
 @extend_schema(tags=["experiments"])
@@ -359,9 +392,17 @@ class ExperimentViewSet(
     experiment_field = "pk"
     serializer_class = s.ExperimentSerializer
     pagination_class = NewestFirstPagination
-    parser_classes = [JSONParser]
+    parser_classes = [LimitedJSONParser]
     lookup_url_kwarg = "experiment_id"
-    lookup_value_regex = "[0-9]{1,18}"  # fits a bigint: no overflow on the lookup
+    lookup_value_regex = "[^/]+"  # checked by get_object
+
+    def get_object(self) -> Experiment:
+        # Any path segment reaches here (not only digits, so that a wrong one is a JSON 404
+        # rather than Django's HTML page); one past a bigint is no experiment either.
+        raw = self.kwargs[self.lookup_url_kwarg]
+        if not (raw.isascii() and raw.isdigit() and len(raw) <= 18):
+            raise NotFound(f"No experiment with id {raw!r}.")
+        return super().get_object()
 
     def get_queryset(self) -> QuerySet[Experiment]:
         return self.readable(Experiment.objects.all())
@@ -378,15 +419,16 @@ class ExperimentViewSet(
         return super().create(request, *args, **kwargs)
 
     def perform_create(self, serializer: s.ExperimentSerializer) -> None:
+        name = serializer.validated_data["name"]
+        taken = Conflict({"name": [f"An experiment named {name!r} already exists."]})
+        if Experiment.objects.filter(name=name).exists():
+            raise taken
         try:
             with transaction.atomic():
                 experiment = serializer.save()
                 grant_creator(experiment, access_for(self.request._request))
-        except IntegrityError:  # created concurrently, after validate_name looked
-            name = serializer.validated_data["name"]
-            raise ValidationError(
-                {"name": [f"An experiment named {name!r} already exists."]}
-            ) from None
+        except IntegrityError:  # created concurrently, after the check above
+            raise taken from None
 
 
 # --- Traces -------------------------------------------------------------------------------
@@ -438,7 +480,7 @@ _INGEST_EXAMPLE = {
                 "An invalid one is a 400 giving the position of the error.",
             ),
         ],
-        responses={200: s.TraceListSerializer(many=True), 400: BAD_REQUEST},
+        responses={200: s.TraceListSerializer(many=True), 400: BAD_REQUEST, 404: NO_PAGE},
     ),
     retrieve=extend_schema(
         summary="Get a trace with its metadata, tags and spans",
@@ -462,8 +504,9 @@ class TraceViewSet(
     write_levels = {"destroy": Level.EDIT, "tags": Level.EDIT}
     serializer_class = s.TraceSerializer
     pagination_class = TracePagination
-    parser_classes = [JSONParser]
+    parser_classes = [LimitedJSONParser]
     lookup_field = "trace_id"
+    lookup_value_regex = "[^/]+"  # a wrong id is a JSON 404, not Django's HTML page
 
     def get_queryset(self) -> QuerySet[Trace]:
         if self.action == "list":
@@ -646,7 +689,7 @@ class SpanViewSet(mixins.ListModelMixin, ReadableViewSet):
     list=extend_schema(
         summary="List logged models (agent versions), newest first",
         parameters=[s.LoggedModelFilters],
-        responses={200: s.LoggedModelListSerializer(many=True), 400: BAD_REQUEST},
+        responses={200: s.LoggedModelListSerializer(many=True), 400: BAD_REQUEST, 404: NO_PAGE},
     ),
     retrieve=extend_schema(
         summary="Get a logged model with params, config, latest metrics and trace count",
@@ -662,6 +705,7 @@ class LoggedModelViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Reada
     serializer_class = s.LoggedModelSerializer
     pagination_class = NewestFirstPagination
     lookup_field = "model_id"
+    lookup_value_regex = "[^/]+"  # a wrong id is a JSON 404, not Django's HTML page
 
     def get_queryset(self) -> QuerySet[LoggedModel]:
         models = self.readable(LoggedModel.objects.select_related("source_run"))
@@ -690,5 +734,5 @@ class LoggedModelViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Reada
 router = DefaultRouter()
 router.register("experiments", ExperimentViewSet, basename="api-experiment")
 router.register("traces", TraceViewSet, basename="api-trace")
-router.register(r"traces/(?P<trace_id>[^/.]+)/spans", SpanViewSet, basename="api-span")
+router.register(r"traces/(?P<trace_id>[^/]+)/spans", SpanViewSet, basename="api-span")
 router.register("models", LoggedModelViewSet, basename="api-model")

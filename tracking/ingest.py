@@ -23,7 +23,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 import orjson
@@ -31,13 +31,17 @@ from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 
 from tracking.models import DEFAULT_EXPERIMENT_ID, Experiment, Span, Trace, TraceState
+from webapp import json_limits
 
 TRACE_ID_RE = re.compile(r"tr-[0-9a-f]{32}")
+# A protobuf Duration in JSON, as MLflow writes it ("0.085s"); no sign, exponent or NaN.
+DURATION_RE = re.compile(r"([0-9]{1,9}(?:\.[0-9]{1,9})?)s")  # under 32 years
 _HEX_RE = re.compile(r"[0-9a-f]+")
 
 PREVIEW_MAX_CHARS = 1000
 NAME_MAX_CHARS = 500
 SPAN_TYPE_MAX_CHARS = 32
+INT64_MAX = 2**63 - 1  # the integer columns are signed 64-bit
 
 # Attributes that have columns of their own, so they are not kept twice in `attributes`.
 _ATTR_TYPE = "mlflow.spanType"
@@ -123,7 +127,7 @@ def parse_trace_info(data: Any) -> TraceInfo:
     experiment_id = _experiment_id(experiment.get("experiment_id", DEFAULT_EXPERIMENT_ID))
 
     state = data.get("state") or TraceState.IN_PROGRESS
-    if state not in _TRACE_STATES:
+    if not isinstance(state, str) or state not in _TRACE_STATES:
         raise IngestError(f"trace_info.state must be OK, ERROR or IN_PROGRESS, got {state!r}.")
     if state == "STATE_UNSPECIFIED":
         state = TraceState.IN_PROGRESS
@@ -197,7 +201,7 @@ def parse_span(data: Any, where: str = "span") -> SpanData:
         end_ns=end_ns,
         span_type=span_type if type(span_type) is str else "UNKNOWN",
         status=_STATUS_CODES[code],
-        status_message=message if type(message) is str else str(message),
+        status_message=message if type(message) is str else _json_text(message),
         inputs=attrs.pop(_ATTR_INPUTS, None),
         outputs=attrs.pop(_ATTR_OUTPUTS, None),
         attributes=attrs,
@@ -214,11 +218,15 @@ def make_span(*, where: str = "span", **values: Any) -> SpanData:
 def _limit(span: SpanData, where: str) -> SpanData:
     if span.end_ns is not None and span.end_ns < span.start_ns:
         raise IngestError(f"{where} ends before it starts.")
-    if len(span.name) > NAME_MAX_CHARS or "\x00" in span.name:
-        span.name = span.name.replace("\x00", "")[:NAME_MAX_CHARS]
-    if "\x00" in span.status_message:
-        span.status_message = span.status_message.replace("\x00", "")
-    span.span_type = (span.span_type or "UNKNOWN")[:SPAN_TYPE_MAX_CHARS]
+    # Checked inline first: this runs for every span, and nearly every text is plain ASCII.
+    name, message, span_type = span.name, span.status_message, span.span_type or "UNKNOWN"
+    if len(name) > NAME_MAX_CHARS or "\x00" in name or not name.isascii():
+        span.name = storable_text(name)[:NAME_MAX_CHARS]
+    if message and ("\x00" in message or not message.isascii()):
+        span.status_message = storable_text(message)
+    if len(span_type) > SPAN_TYPE_MAX_CHARS or "\x00" in span_type or not span_type.isascii():
+        span_type = storable_text(span_type)[:SPAN_TYPE_MAX_CHARS]
+    span.span_type = span_type
     usage = span.attributes.get(TOKEN_USAGE_ATTRIBUTE)
     if isinstance(usage, dict) and "total_tokens" in usage:
         total = usage["total_tokens"]
@@ -549,7 +557,7 @@ def _span_params(span: SpanData, trace_pk: int) -> tuple[Any, ...]:
         None if span.inputs is None else _capped_json(span.inputs, cap),
         None if span.outputs is None else _capped_json(span.outputs, cap),
         _capped_attributes(span.attributes, cap),
-        _capped_json(span.events, cap),
+        _capped_json(span.events, cap, levels=3),  # [ {"attributes": {key: value}} ]
     )
 
 
@@ -567,8 +575,8 @@ def truncation_marker(text: str) -> dict[str, Any]:
     }
 
 
-def _capped_json(value: Any, cap: int) -> str:
-    text = _json_text(value)
+def _capped_json(value: Any, cap: int, levels: int = 0) -> str:
+    text = _json_text(value, levels)
     # Characters bound bytes from below: only a text this long can be over the cap.
     if len(text) > cap // 4 and len(text.encode()) > cap:
         return _json_text(truncation_marker(text))
@@ -578,7 +586,7 @@ def _capped_json(value: Any, cap: int) -> str:
 def _capped_attributes(attributes: dict[str, Any], cap: int) -> str:
     """Attributes are capped value by value, so small ones (token usage, model names) stay
     whole beside a huge one."""
-    text = _json_text(attributes)
+    text = _json_text(attributes, levels=1)
     if len(text) <= cap // 4 or len(text.encode()) <= cap:
         return text
     capped = {}
@@ -635,9 +643,12 @@ def _recount_sql(vendor: str) -> str:
 
 def _experiment_id(value: Any) -> int:
     try:
-        return int(str(value))
+        number = int(str(value))
     except ValueError:
         raise IngestError(f"experiment_id must be a number, got {value!r}.") from None
+    if not 0 <= number <= INT64_MAX:
+        raise IngestError(f"experiment_id is out of range, got {value!r}.")
+    return number
 
 
 def timestamp(value: Any, where: str) -> datetime | None:
@@ -661,17 +672,18 @@ def timestamp(value: Any, where: str) -> datetime | None:
 
 def _duration_ns(value: Any, where: str) -> int | None:
     """A protobuf Duration as JSON ("0.085s") to integer nanoseconds."""
-    if value in (None, ""):
+    if value is None or value == "":
         return None
-    if isinstance(value, str) and value.endswith("s"):
-        try:
-            seconds = Decimal(value[:-1])
-        except InvalidOperation:
-            pass
-        else:
-            if seconds >= 0:
-                return int(seconds * 1_000_000_000)
-    raise IngestError(f"{where} must be a duration such as '0.085s', got {value!r}.")
+    if isinstance(value, str) and (match := DURATION_RE.fullmatch(value)):
+        # At most 9 digits of seconds: far inside the signed 64-bit count of nanoseconds.
+        return int(Decimal(match.group(1)) * 1_000_000_000)
+    raise IngestError(f"{where} must be a duration such as '0.085s', got {_short(value)}.")
+
+
+def _short(value: Any) -> str:
+    """A value for an error message: long or deeply nested ones cut short."""
+    text = value if isinstance(value, str) else _json_text(value)
+    return repr(text[:40] + "..." if len(text) > 40 else text)
 
 
 def _nanos(value: Any, where: str, field: str = "") -> int | None:
@@ -684,9 +696,9 @@ def _nanos(value: Any, where: str, field: str = "") -> int | None:
         raise IngestError(f"{label} must be an integer of nanoseconds.")
     try:
         nanos = int(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: an infinite float
         raise IngestError(f"{label} must be an integer of nanoseconds.") from None
-    if nanos < 0 or nanos >= 2**63:
+    if nanos < 0 or nanos > INT64_MAX:
         raise IngestError(f"{label} is out of range.")
     return nanos
 
@@ -724,15 +736,56 @@ def _json_value(value: Any) -> Any:
         pass
     try:  # Python's json.dumps writes NaN and Infinity, which strict parsers refuse
         return json.loads(value)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than orjson reads
         return value
 
 
-def _json_text(value: Any) -> str:
+def _json_text(value: Any, levels: int = 0) -> str:
     """JSON text for a JSON column. orjson writes NaN as null and stringifies what JSON has
-    no type for; NUL is dropped because PostgreSQL's jsonb and text refuse it."""
-    text = orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
-    return text.replace("\\u0000", "") if "\\u0000" in text else text
+    no type for; NUL is dropped because PostgreSQL's jsonb and text refuse it.
+
+    What orjson cannot write (nesting past 255 levels, integers past 64 bits, unpaired
+    surrogates) is stored as its JSON text, a string that pages and APIs show as text,
+    rather than failing the whole batch. `levels` keeps that many levels of containers
+    around such a part: 1 for attributes (one value becomes text, not all of them).
+    """
+    try:
+        text = orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
+    except orjson.JSONEncodeError:
+        writable = _writable(value, levels)
+        text = orjson.dumps(writable, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
+    return _NUL_ESCAPE.sub(r"\1", text) if "\\u0000" in text else text
+
+
+# `\u0000` escapes, but not the text `\\u0000` (an escaped backslash before "u0000").
+_NUL_ESCAPE = re.compile(r"(?<!\\)((?:\\\\)*)\\u0000")
+
+
+def _writable(value: Any, levels: int) -> Any:
+    """`value` with what orjson cannot write replaced by its JSON text, below `levels`."""
+    if levels and isinstance(value, dict):
+        return {storable_text(str(k)): _writable(v, levels - 1) for k, v in value.items()}
+    if levels and isinstance(value, list):
+        return [_writable(item, levels - 1) for item in value]
+    try:
+        orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS)
+    except orjson.JSONEncodeError:
+        return json_limits.text_of(value)
+    # Written alone, but maybe not under `levels` more containers: orjson's limit is 255.
+    return json_limits.text_of(value) if json_limits.deeper_than(value, 200) else value
+
+
+def storable_text(text: str) -> str:
+    """Text that both databases store alike: PostgreSQL refuses NUL in text and jsonb, and
+    UTF-8 cannot hold unpaired surrogates; NUL is dropped, a surrogate becomes U+FFFD."""
+    if "\x00" in text:
+        text = text.replace("\x00", "")
+    if not text.isascii():
+        try:
+            text.encode()
+        except UnicodeEncodeError:
+            text = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    return text
 
 
 def _text(value: Any, where: str) -> str:
@@ -740,7 +793,7 @@ def _text(value: Any, where: str) -> str:
         return ""
     if not isinstance(value, str):
         raise IngestError(f"{where} must be a string.")
-    return value
+    return storable_text(value)
 
 
 def _string_map(value: Any, where: str) -> dict[str, str]:
@@ -753,24 +806,28 @@ def _string_map(value: Any, where: str) -> dict[str, str]:
             raise IngestError(f"{where} must map strings to strings.") from None
     if not isinstance(value, Mapping):
         raise IngestError(f"{where} must map strings to strings.")
-    return {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in value.items()}
+    return {
+        storable_text(str(k)): storable_text(v if isinstance(v, str) else _json_text(v))
+        for k, v in value.items()
+    }
 
 
 def _total_tokens(usage: str | None) -> int | None:
     if not usage:
         return None
     try:
-        total = json.loads(usage).get("total_tokens")
+        total = orjson.loads(usage).get("total_tokens")
     except (ValueError, AttributeError):
         return None
-    return total if isinstance(total, int) and not isinstance(total, bool) else None
+    # Summed and stored in a bigint column: a count past it is no count.
+    return total if type(total) is int and 0 <= total < 2**62 else None
 
 
 def _preview(value: Any) -> str:
     if value is None:
         return ""
-    text = value if isinstance(value, str) else orjson.dumps(value, default=str).decode()
-    return text[:PREVIEW_MAX_CHARS].replace("\x00", "")
+    text = value if isinstance(value, str) else _json_text(value)
+    return storable_text(text[:PREVIEW_MAX_CHARS])
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

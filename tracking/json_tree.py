@@ -7,7 +7,9 @@ goes through `escape`; the markup around it is ours.
 Caps keep a huge value from freezing the panel, and none of them drops anything silently:
 - a string longer than STRING_PREVIEW shows its start, with the rest behind an "expand"
   (up to STRING_MAX characters, then a link to the full value) and its size shown;
-- after MAX_NODES nodes the rest of the tree is replaced by a note and the same link.
+- after MAX_NODES nodes the rest of the tree is replaced by a note and the same link;
+- an object or list nested deeper than MAX_DEPTH is shown as its JSON text (a long string),
+  so no value recurses this function past Python's stack.
 """
 
 from __future__ import annotations
@@ -17,11 +19,14 @@ from typing import Any
 from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 
+from webapp.json_limits import text_of
+
 STRING_PREVIEW = 300
 STRING_MAX = 20_000
 MAX_NODES = 2_000
 # Objects and lists deeper than this start closed.
 OPEN_DEPTH = 4
+MAX_DEPTH = 40
 
 
 class _Budget:
@@ -48,7 +53,9 @@ def _node(value: Any, depth: int, out: list[str], budget: _Budget, url: str, pre
     budget.nodes -= 1
     if budget.nodes < 0:
         return
-    if isinstance(value, dict):
+    if depth >= MAX_DEPTH and isinstance(value, dict | list):
+        _string(text_of(value), out, budget, url, prefix)
+    elif isinstance(value, dict):
         _container(value.items(), len(value), "{", "}", "key", depth, out, budget, url, prefix)
     elif isinstance(value, list):
         items = enumerate(value)

@@ -47,6 +47,7 @@ import orjson
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse
+from django.utils.log import log_response
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 from google.protobuf import descriptor_pb2, descriptor_pool, json_format, message_factory
@@ -63,6 +64,8 @@ from access.rules import Denied, access_for
 from tracking.ingest import TOKEN_USAGE_ATTRIBUTE, TRACE_ID_RE, IngestError, SpanData, make_span
 from tracking.ingest import store as ingest_store
 from tracking.models import DEFAULT_EXPERIMENT_ID, Experiment, Trace
+from webapp import json_limits
+from webapp.errors import RETRY_AFTER_SECONDS, database_unavailable
 
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
@@ -76,6 +79,10 @@ MAX_NANOS = 2**63 - 1  # the span columns are signed 64-bit
 # google.rpc.Code values carried in the error Status (informational per the OTLP spec).
 _INVALID_ARGUMENT = 3
 _RESOURCE_EXHAUSTED = 8
+_INTERNAL = 13
+_UNAVAILABLE_CODE = 14
+_CODES = {413: _RESOURCE_EXHAUSTED, 500: _INTERNAL, 503: _UNAVAILABLE_CODE}
+_UNAVAILABLE = "The database is busy or unreachable; nothing was stored. Retry shortly."
 
 _STATUS = {0: "UNSET", 1: "OK", 2: "ERROR"}
 # INTERNAL is the default kind and says nothing; the others (a server handling a request, a
@@ -168,6 +175,18 @@ def export_traces(request: HttpRequest) -> HttpResponse:
         return _error(exc, encoding)
     except IngestError as exc:
         return _error(OtlpError(exc.message), encoding)
+    except Exception as exc:
+        # Still a Status, which exporters read: 503 (retried, after Retry-After) when the
+        # database is busy or down, else 500 with the error logged as Django logs one.
+        if database_unavailable(exc):
+            response = _error(OtlpError(_UNAVAILABLE, 503), encoding)
+            response["Retry-After"] = str(RETRY_AFTER_SECONDS)
+            return response
+        log_response(
+            "Internal Server Error: %s", request.path, response=HttpResponse(status=500),
+            request=request, exception=exc,
+        )  # fmt: skip
+        return _error(OtlpError("The server failed; the error is logged.", 500), encoding)
     if encoding == JSON:
         return HttpResponse(b"{}", content_type=JSON)
     return HttpResponse(ExportTraceServiceResponse().SerializeToString(), content_type=PROTOBUF)
@@ -304,7 +323,7 @@ Status = _status_class()
 
 
 def _error(exc: OtlpError, encoding: str) -> HttpResponse:
-    code = _RESOURCE_EXHAUSTED if exc.status == 413 else _INVALID_ARGUMENT
+    code = _CODES.get(exc.status, _INVALID_ARGUMENT)
     status = Status(code=code, message=exc.message)
     if encoding == JSON:
         body = json_format.MessageToJson(status, indent=None).encode()
@@ -327,9 +346,11 @@ def parse_json(body: bytes) -> ExportTraceServiceRequest:
     """OTLP/JSON: protobuf's JSON mapping, except that trace and span ids are hex strings
     (OTLP spec, "JSON Protobuf Encoding"); they are turned into base64 before parsing."""
     try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise OtlpError(f"The body is not valid JSON: {exc}.") from None
+        data = json_limits.loads(body)
+    except json_limits.JsonError as exc:
+        raise OtlpError(f"The body is {exc.message}.") from None
+    if not isinstance(data, dict):
+        raise OtlpError("The body must be a JSON object (an ExportTraceServiceRequest).")
     _hex_ids_to_base64(data)
     try:
         # Unknown fields must be ignored (OTLP spec): newer clients add fields.
@@ -365,6 +386,10 @@ def _items(obj: Any, *keys: str) -> list[Any]:
         for key in keys:
             value = obj.get(key)
             if isinstance(value, list):
+                # protobuf's JSON parser reads a string in place of a message as an empty
+                # message: a malformed export would be acknowledged as one of nothing.
+                if not all(isinstance(item, dict) for item in value):
+                    raise OtlpError(f"Each item of {key} must be a JSON object.")
                 return value
     return []
 

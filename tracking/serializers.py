@@ -65,7 +65,10 @@ class LoggedModelStatusField(serializers.ChoiceField):
         super().__init__(choices=LoggedModelStatus.choices, **kwargs)
 
 
-@extend_schema_field(OpenApiTypes.DATETIME)
+@extend_schema_field(
+    # Blank means "not given" (a form's empty field), as for every filter.
+    {"type": "string", "anyOf": [{"format": "date-time"}, {"format": "date"}, {"maxLength": 0}]}
+)
 class SinceUntilField(serializers.Field):
     """An ISO 8601 date or date-time; naive values are UTC.
 
@@ -129,15 +132,31 @@ BAD_REQUEST_SCHEMA = {
 # --- Experiments --------------------------------------------------------------------------
 
 
+# Keys are what _checked_tag_keys takes (1 to 250 characters, not all whitespace, no NUL);
+# OpenAPI 3.0 has no `propertyNames` to say so.
+_TAG_VALUE = {"maxLength": TAG_VALUE_MAX_CHARS, "pattern": r"^[^\x00]*$"}  # DRF refuses NUL
+
+
+@extend_schema_field(
+    {
+        "type": "object",
+        "additionalProperties": {**_TAG_VALUE, "type": "string"},
+    }
+)
+class TagsField(serializers.DictField):
+    """Tags sent to the API: string values, keys as _checked_tag_keys takes them."""
+
+    child = serializers.CharField(
+        allow_blank=True, trim_whitespace=False, max_length=TAG_VALUE_MAX_CHARS
+    )
+
+
 class ExperimentSerializer(serializers.ModelSerializer):
     # MLflow's experiment ids are numeric strings; they stay strings here too.
     experiment_id = serializers.CharField(read_only=True)
-    tags = serializers.DictField(
-        child=serializers.CharField(
-            allow_blank=True, trim_whitespace=False, max_length=TAG_VALUE_MAX_CHARS
-        ),
-        required=False,
-    )
+    # Not blank once trimmed (DRF trims), no NUL: a pattern says so in the schema.
+    name = serializers.RegexField(r"^[^\x00]*[^\s\x00][^\x00]*$", max_length=500)
+    tags = TagsField(required=False)
 
     class Meta:
         model = Experiment
@@ -151,20 +170,17 @@ class ExperimentSerializer(serializers.ModelSerializer):
             "updated_at",
         ]
         read_only_fields = ["lifecycle_stage", "artifact_location", "created_at", "updated_at"]
-        # The uniqueness check is validate_name's, with a message that names the experiment.
+        # The uniqueness check is the view's: a taken name is a 409 that names it.
         extra_kwargs = {"name": {"validators": []}}
-
-    def validate_name(self, name: str) -> str:
-        if Experiment.objects.filter(name=name).exists():
-            raise serializers.ValidationError(f"An experiment named {name!r} already exists.")
-        return name
 
     def validate_tags(self, tags: dict[str, str]) -> dict[str, str]:
         return _checked_tag_keys(tags)
 
 
 class ExperimentFilters(serializers.Serializer):
-    name = serializers.CharField(required=False, max_length=500, help_text="Exact name.")
+    name = serializers.CharField(
+        required=False, allow_blank=True, max_length=500, help_text="Exact name."
+    )
 
 
 # --- Spans --------------------------------------------------------------------------------
@@ -204,9 +220,13 @@ class SpanSerializer(serializers.Serializer):
 
 
 class SpanFilters(serializers.Serializer):
-    span_type = serializers.CharField(required=False, max_length=32, help_text="e.g. LLM, TOOL.")
-    status = SpanStatusField(required=False)
-    name = serializers.CharField(required=False, max_length=500, help_text="Exact span name.")
+    span_type = serializers.CharField(
+        required=False, allow_blank=True, max_length=32, help_text="e.g. LLM, TOOL."
+    )
+    status = SpanStatusField(required=False, allow_blank=True)
+    name = serializers.CharField(
+        required=False, allow_blank=True, max_length=500, help_text="Exact span name."
+    )
 
 
 # --- Traces -------------------------------------------------------------------------------
@@ -279,12 +299,20 @@ class TraceFilters(serializers.Serializer):
         required=False, min_value=0, max_value=BIGINT_MAX, help_text="Experiment id."
     )
     model = serializers.CharField(
-        required=False, max_length=64, help_text="Logged model id (m-...) the trace ran."
+        required=False,
+        allow_blank=True,
+        max_length=64,
+        help_text="Logged model id (m-...) the trace ran.",
     )
-    state = TraceStateField(required=False)
-    name = serializers.CharField(required=False, max_length=500, help_text="Exact trace name.")
+    state = TraceStateField(required=False, allow_blank=True)
+    name = serializers.CharField(
+        required=False, allow_blank=True, max_length=500, help_text="Exact trace name."
+    )
     name__contains = serializers.CharField(
-        required=False, max_length=500, help_text="Part of the trace name, case-insensitive."
+        required=False,
+        allow_blank=True,
+        max_length=500,
+        help_text="Part of the trace name, case-insensitive.",
     )
     since = SinceUntilField(
         required=False, help_text="Requested at or after this ISO 8601 time (naive = UTC)."
@@ -299,7 +327,9 @@ class TraceFilters(serializers.Serializer):
         required=False, min_value=0, max_value=DURATION_MS_MAX, help_text="At most this long."
     )
     tag = serializers.ListField(
-        child=serializers.CharField(max_length=TAG_KEY_MAX_CHARS + TAG_VALUE_MAX_CHARS + 1),
+        child=serializers.RegexField(
+            r"^[^:\x00]+:[^\x00]*$", max_length=TAG_KEY_MAX_CHARS + TAG_VALUE_MAX_CHARS + 1
+        ),
         required=False,
         max_length=TAG_FILTERS_MAX,
         help_text="`key:value`, repeatable; a trace must carry every tag given.",
@@ -324,7 +354,9 @@ class TraceInfoV3Serializer(serializers.Serializer):
         help_text='{"type": "MLFLOW_EXPERIMENT", "mlflow_experiment": {"experiment_id": "0"}}',
     )
     request_time = serializers.DateTimeField(required=False)
-    execution_duration = serializers.CharField(required=False, help_text='e.g. "0.085s".')
+    execution_duration = serializers.RegexField(
+        r"^[0-9]{1,9}(\.[0-9]{1,9})?s$", required=False, help_text='e.g. "0.085s".'
+    )
     state = TraceStateField(required=False)
     request_preview = serializers.CharField(required=False)
     response_preview = serializers.CharField(required=False)
@@ -337,12 +369,20 @@ class TraceInfoV3Serializer(serializers.Serializer):
 class SpanDictSerializer(serializers.Serializer):
     """One span as in MLflow's `traces.json` (OpenTelemetry's span, MLflow attributes)."""
 
-    trace_id = serializers.CharField(help_text="16 bytes, base64 or hex.")
-    span_id = serializers.CharField(help_text="8 bytes, base64 or hex.")
-    parent_span_id = serializers.CharField(required=False, allow_null=True)
+    trace_id = serializers.RegexField(
+        r"^([0-9a-fA-F]{32}|[A-Za-z0-9+/]{22}==)$", help_text="16 bytes, base64 or hex."
+    )
+    span_id = serializers.RegexField(
+        r"^([0-9a-fA-F]{16}|[A-Za-z0-9+/]{11}=)$", help_text="8 bytes, base64 or hex."
+    )
+    parent_span_id = serializers.RegexField(
+        r"^([0-9a-fA-F]{16}|[A-Za-z0-9+/]{11}=)?$", required=False, allow_null=True
+    )
     name = serializers.CharField()
-    start_time_unix_nano = serializers.IntegerField()
-    end_time_unix_nano = serializers.IntegerField(required=False, allow_null=True)
+    start_time_unix_nano = serializers.IntegerField(min_value=0, max_value=BIGINT_MAX)
+    end_time_unix_nano = serializers.IntegerField(
+        required=False, allow_null=True, min_value=0, max_value=BIGINT_MAX
+    )
     status = JsonObjectField(required=False, help_text='{"code": "STATUS_CODE_OK", ...}')
     attributes = JsonObjectField(
         required=False,
@@ -383,17 +423,28 @@ class TraceIngestSerializer(serializers.Serializer):
     spans = SpanDictsField(required=False, default=list)
 
 
+@extend_schema_field(
+    {
+        "type": "object",
+        "maxProperties": TAG_CHANGES_MAX,
+        "additionalProperties": {**_TAG_VALUE, "type": "string", "nullable": True},
+    }
+)
+class TagChangesField(serializers.DictField):
+    """Tag changes: a string value sets the tag, null deletes it."""
+
+    child = serializers.CharField(
+        allow_null=True, allow_blank=True, trim_whitespace=False, max_length=TAG_VALUE_MAX_CHARS
+    )
+
+
 class TraceTagsSerializer(serializers.Serializer):
     """Tag changes: a string sets a tag, null deletes it; tags not named are left alone."""
 
-    tags = serializers.DictField(
-        child=serializers.CharField(
-            allow_null=True,
-            allow_blank=True,
-            trim_whitespace=False,
-            max_length=TAG_VALUE_MAX_CHARS,
-        ),
-        help_text='e.g. {"reviewed": "yes", "draft": null}',
+    # Optional: a PATCH without it changes nothing (drf-spectacular documents PATCH bodies
+    # as partial, and a PATCH is one).
+    tags = TagChangesField(
+        required=False, default=dict, help_text='e.g. {"reviewed": "yes", "draft": null}'
     )
 
     def validate_tags(self, tags: dict[str, str | None]) -> dict[str, str | None]:
@@ -489,11 +540,13 @@ class LoggedModelSerializer(LoggedModelListSerializer):
 
 
 class LoggedModelFilters(serializers.Serializer):
-    name = serializers.CharField(required=False, max_length=500, help_text="Exact model name.")
+    name = serializers.CharField(
+        required=False, allow_blank=True, max_length=500, help_text="Exact model name."
+    )
     experiment = serializers.IntegerField(
         required=False, min_value=0, max_value=BIGINT_MAX, help_text="Experiment id."
     )
-    status = LoggedModelStatusField(required=False)
+    status = LoggedModelStatusField(required=False, allow_blank=True)
 
 
 def _checked_tag_keys(tags: dict[str, Any]) -> dict[str, Any]:

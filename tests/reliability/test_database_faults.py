@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from django.db import OperationalError, ProgrammingError
 from django.test import RequestFactory
+from google.rpc.status_pb2 import Status
 
 from tests.reliability.conftest import migrate, query, server_env
 from tests.reliability.payloads import mlflow_info, otlp_body
@@ -61,8 +62,11 @@ def test_an_unreachable_database_answers_503_on_every_kind_of_path(
     server = gunicorn(server_env(tmp_path, down, CONN_MAX_AGE="0"))
     trace_id = os.urandom(16)
 
-    status, headers, _ = server.request("POST", "/v1/traces", otlp_body(trace_id, 3), PROTOBUF)
+    status, headers, answer = server.request("POST", "/v1/traces", otlp_body(trace_id, 3), PROTOBUF)
     assert (status, headers.get("Retry-After")) == (503, "5")
+    # OTLP's own error shape, a google.rpc.Status in the request's encoding: UNAVAILABLE.
+    assert headers["Content-Type"] == "application/x-protobuf"
+    assert Status.FromString(answer).code == 14
     status, _, answer = server.request(
         "POST", "/api/3.0/mlflow/traces", mlflow_info(trace_id, 0), JSON
     )

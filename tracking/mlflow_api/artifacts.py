@@ -59,6 +59,9 @@ def clean_path(path: str, *, allow_root: bool = False) -> str:
     segments = path.rstrip("/").split("/") if allow_root else path.split("/")
     if any(segment in ("", ".", "..") for segment in segments):
         raise invalid(f"Invalid artifact path {path!r}.")
+    # Past these a filesystem refuses the name (ENAMETOOLONG), which was a 500.
+    if len(path) > 1024 or any(len(segment.encode()) > 255 for segment in segments):
+        raise invalid("Artifact paths are limited to 1024 characters, 255 bytes a segment.")
     return "/".join(segments)
 
 

@@ -11,7 +11,6 @@ Everything is checked before anything is written, so a refused request changes n
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from typing import Any
@@ -28,6 +27,7 @@ from tracking.mlflow_api.entities import assessment_json
 from tracking.mlflow_api.errors import invalid, mlflow_endpoint, not_found
 from tracking.mlflow_api.requests import Message, check_key, check_value, enum_choices, storable
 from tracking.models import Assessment, AssessmentKind, AssessmentSourceType, Trace
+from webapp import json_limits
 
 ASSESSMENT_ID_RE = re.compile(r"a-[0-9a-f]{32}")
 SPAN_ID_RE = re.compile(r"[0-9a-f]{16}")
@@ -117,10 +117,15 @@ def _expectation(value: Any) -> Any:
             "JSON_FORMAT",
         ):
             raise invalid("assessment.expectation.serialized_value must be in JSON_FORMAT.")
+        text = serialized.get("value")
         try:
-            expected = json.loads(serialized.get("value"))
-        except (TypeError, ValueError):
-            raise invalid("assessment.expectation.serialized_value.value is not JSON.") from None
+            if not isinstance(text, str):
+                raise json_limits.JsonError("not a string")
+            expected = json_limits.loads(text.encode("utf-8", "surrogatepass"), allow_nan=True)
+        except json_limits.JsonError as error:
+            raise invalid(
+                f"assessment.expectation.serialized_value.value is {error.message}."
+            ) from None
     else:
         expected = value.get("value")
     if expected is None:

@@ -10,17 +10,16 @@ of the wrong type.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-import orjson
 from django.http import HttpRequest, QueryDict
 
 from tracking.mlflow_api.entities import from_ms
 from tracking.mlflow_api.errors import invalid
+from webapp import json_limits
 
 _TRUE = {"true", "1"}
 _FALSE = {"false", "0", ""}
@@ -33,13 +32,10 @@ def json_body(request: HttpRequest) -> dict[str, Any]:
     raw = request.body
     if not raw.strip():
         return {}
-    try:
-        data = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        try:  # Python's json writes NaN/Infinity for float metrics; orjson refuses them
-            data = json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as error:
-            raise invalid(f"The request body is not valid JSON: {error}") from None
+    try:  # Python's json writes NaN/Infinity for float metrics: they are allowed
+        data = json_limits.loads(raw, allow_nan=True)
+    except json_limits.JsonError as error:
+        raise invalid(f"The request body is {error.message}.") from None
     if not isinstance(data, dict):
         raise invalid("The request body must be a JSON object.")
     return data
@@ -161,7 +157,8 @@ class Message:
             return default
         if isinstance(value, str) and value.isdigit():
             value = int(value)
-        if isinstance(value, bool) or value not in choices:
+        # A list or an object is no enum value (and cannot be looked up: unhashable).
+        if isinstance(value, bool) or not isinstance(value, str | int) or value not in choices:
             names = ", ".join(v for k, v in choices.items() if isinstance(k, str))
             raise invalid(f"Parameter '{name}' must be one of {names}, got {value!r}.")
         return choices[value]

@@ -13,7 +13,6 @@ TRACKING_STORE.
 
 from __future__ import annotations
 
-import json
 import re
 from collections import defaultdict
 from typing import Any
@@ -36,6 +35,7 @@ from tracking.mlflow_api.entities import (
 from tracking.mlflow_api.errors import invalid, mlflow_endpoint, not_found
 from tracking.mlflow_api.requests import Message, check_key, check_value, to_datetime
 from tracking.models import Assessment, Span, Trace
+from webapp import json_limits
 
 SEARCH_DEFAULT = 100
 SEARCH_MAX = 500
@@ -58,13 +58,10 @@ def store_spans_document(experiment_pk: int, trace_id: str, content: bytes) -> N
     """Parse an uploaded `traces.json` into span rows. Every span must belong to the trace
     whose path it was uploaded to, and the trace (if known) to the path's experiment; a trace
     not seen yet is filed under that experiment until its info arrives."""
-    try:
-        document = orjson.loads(content)
-    except orjson.JSONDecodeError:
-        try:  # Python's json, which the client writes with, allows NaN; orjson does not
-            document = json.loads(content)
-        except (ValueError, UnicodeDecodeError):
-            document = None
+    try:  # Python's json, which the client writes with, allows NaN; so does this
+        document = json_limits.loads(content, allow_nan=True)
+    except json_limits.JsonError as error:
+        raise invalid(f"{TRACES_JSON} is {error.message}.") from None
     if not isinstance(document, dict) or not isinstance(document.get("spans"), list):
         raise invalid(f"{TRACES_JSON} must be a JSON object with a list of 'spans'.")
     spans = [ingest.parse_span(s, f"spans[{i}]") for i, s in enumerate(document["spans"])]
