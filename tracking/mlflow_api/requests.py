@@ -50,7 +50,15 @@ class Message:
 
     @classmethod
     def of(cls, request: HttpRequest) -> Message:
-        return cls(request.GET if request.method in ("GET", "HEAD") else json_body(request))
+        if request.method in ("GET", "HEAD"):
+            return cls(request.GET)
+        # The permission check (mlflow_api/permissions.py) and the view both read the
+        # message: the body is parsed once per request.
+        data = getattr(request, "_mlflow_message", None)
+        if data is None:
+            data = json_body(request)
+            request._mlflow_message = data  # type: ignore[attr-defined]
+        return cls(data)
 
     def _raw(self, names: tuple[str, ...]) -> tuple[str, Any]:
         """The first of `names` that has a non-empty value (legacy and new names)."""
