@@ -107,6 +107,14 @@ def _publish(task: Any, run: Run, options: dict[str, Any]) -> None:
             f"Could not queue the answer: the task broker is unreachable ({exc}). "
             "Your message is saved; send it again when the broker is back."
         )
+    except Exception as exc:
+        # Whatever else publishing raises (a result backend, a serializer), the run must say
+        # so now rather than wait queued for the reaper, and the request must not fail.
+        logger.exception("Could not queue run %s", run.pk)
+        run.fail(
+            f"Could not queue the answer ({type(exc).__name__}: {exc}). "
+            "Your message is saved; send it again."
+        )
 
 
 def reap_stale_runs(

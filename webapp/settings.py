@@ -287,6 +287,14 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # instead of hanging it in reconnect loops.
 CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.5}
 CELERY_RESULT_EXPIRES = 3600
+# While Redis is down, whatever still talks to the result backend gives up within a second
+# instead of Celery's default of 20 retries a second apart (a request held for 19 s).
+CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS["retry_policy"] = {
+    "max_retries": 1,
+    "interval_start": 0,
+    "interval_step": 0.2,
+    "interval_max": 0.2,
+}
 # Periodic work, run by `celery -A webapp beat` (or, under `make run`, a beat thread beside
 # the embedded worker). Each task is safe to run twice, so two beats only waste a little work.
 CELERY_BEAT_SCHEDULE = {

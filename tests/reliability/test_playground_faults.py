@@ -16,6 +16,7 @@ import pytest
 
 from playground import runs
 from playground.models import Message, Run, RunStatus
+from tests.conftest import make_celery_app
 from tests.playground.conftest import chat, wait_until_finished
 from tests.reliability.conftest import fast_failing_app, start_worker, stop_worker
 
@@ -32,14 +33,18 @@ def test_a_message_sent_while_redis_is_down_is_kept_and_can_be_sent_again(
     queue = f"outage-{uuid.uuid4().hex[:8]}"
     conversation = chat(echo_agent)
     private_redis.stop()
-    app = fast_failing_app(private_redis.url)
+    # Configured as production is: Redis is the broker and the result backend.
+    app = make_celery_app(private_redis.url, private_redis.url)
     try:
+        started = time.monotonic()
         message = runs.send(conversation, "are you there?", app=app, queue=queue)
+        took = time.monotonic() - started
 
         run = Run.objects.get(message=message)
-        assert run.status == RunStatus.FAILED
+        assert run.status == RunStatus.FAILED  # at once, not after the reaper's 10 minutes
         assert "broker is unreachable" in run.error
         assert "send it again" in run.error
+        assert took < 2.0, f"sending took {took:.1f} s while Redis was down"
         assert Message.objects.get(pk=message.pk).content == "are you there?"
 
         private_redis.start()
