@@ -14,11 +14,12 @@ import uuid
 
 import pytest
 
-from playground import runs
+from playground import runs, tracing
 from playground.models import Message, Run, RunStatus
 from tests.conftest import make_celery_app
 from tests.playground.conftest import chat, wait_until_finished
 from tests.reliability.conftest import fast_failing_app, start_worker, stop_worker
+from tracking.models import Trace
 
 pytestmark = [
     pytest.mark.services,
@@ -117,3 +118,12 @@ def test_a_worker_killed_mid_answer_ends_failed_and_explained_not_stuck(
     assert "worker stopped while answering" in run.error
     assert run.content == ""  # no half answer presented as one
     assert Run.objects.filter(message=message).count() == 1  # and no second answer
+    # Its trace was stored when the answer started, and ends as an error with the reason.
+    trace = Trace.objects.get(trace_id=tracing.trace_id_for_task(run.task_id))
+    assert trace.state == "ERROR"
+    assert "worker stopped while answering" in trace.response_preview
+    spans = {span.name: span for span in trace.spans.all()}
+    assert spans["playground"].status == "ERROR"
+    assert "worker stopped while answering" in spans["playground"].status_message
+    assert spans["playground"].end_ns is not None
+    assert spans[run.agent.name].end_ns is not None  # the agent call, open when it died
