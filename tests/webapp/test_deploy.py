@@ -41,6 +41,13 @@ def test_long_running_services_restart_and_the_worker_is_health_checked(compose)
     assert "inspect ping" in check and "$$HOSTNAME" in check
 
 
+def test_web_takes_as_many_requests_at_once_as_the_memory_plan_holds(compose):
+    # README: six maximal OTLP requests fit in the 4 GiB planned for the web container.
+    env = compose["services"]["web"]["environment"]
+
+    assert int(env["WEB_CONCURRENCY"]) * int(env["GUNICORN_THREADS"]) == 6
+
+
 def test_the_client_address_is_read_from_the_proxy_only(compose):
     proxy_address = compose["services"]["proxy"]["networks"]["spyglass"]["ipv4_address"]
 
