@@ -25,8 +25,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.harness import REPO, answers, bench_env, free_port, scratch, server  # noqa: E402
-from tests.reliability.payloads import otlp_body  # noqa: E402
+from bench.harness import REPO, answers, bench_env, free_port, scratch, server
+from tests.reliability.payloads import otlp_body
 
 
 def big_body(trace_id: bytes, megabytes: int) -> bytes:
@@ -64,7 +64,9 @@ def peak_kib(pid: int) -> int:
 
 
 def worker_pid(master: int) -> int:
-    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(master)], capture_output=True, text=True)
+    out = subprocess.run(
+        ["ps", "-o", "pid=", "--ppid", str(master)], capture_output=True, text=True
+    )
     return int(out.stdout.split()[0])
 
 
