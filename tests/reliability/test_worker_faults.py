@@ -17,6 +17,7 @@ from playground import runs
 from playground.models import Agent, Run, RunStatus
 from tests.playground.conftest import chat, wait_until_finished
 from tests.reliability.conftest import fast_failing_app, start_worker, stop_worker
+from webapp import health
 
 pytestmark = [
     pytest.mark.services,
@@ -38,7 +39,7 @@ def _wait_for_ping(app, hostname: str, timeout: float) -> bool:
 
 @pytest.mark.parametrize("production_shape", [True, False], ids=["prefork", "threads"])
 def test_a_worker_survives_redis_restarting_while_it_answers(
-    private_redis, tmp_path, production_shape
+    private_redis, tmp_path, production_shape, client, monkeypatch
 ):
     queue = f"survive-{uuid.uuid4().hex[:8]}"
     hostname = f"{queue}@{socket.gethostname()}"
@@ -78,6 +79,11 @@ def test_a_worker_survives_redis_restarting_while_it_answers(
         assert worker.poll() is None, log.read_text()[-4000:]
         assert _wait_for_ping(app, hostname, 10), log.read_text()[-4000:]
         assert "Unrecoverable error" not in log.read_text()
+        # /healthz, asked through this Redis, finds the worker.
+        monkeypatch.setattr(health, "celery_app", app)
+        response = client.get("/healthz")
+        assert response.status_code == 200, response.json()
+        assert hostname in response.json()["checks"]["worker"]["workers"]
         # And it still takes new work.
         again = runs.send(chat(slow), "again", app=app, queue=queue)
         answered = wait_until_finished(again.runs.get().pk, timeout=30)
