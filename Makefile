@@ -1,4 +1,5 @@
-# Two commands: `make run` serves Spyglass, `make test` runs the whole suite.
+# Two commands: `make run` serves Spyglass (DEBUG off; `DEBUG=1 make run` for debug pages),
+# `make test` runs the whole suite.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin

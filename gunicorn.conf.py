@@ -1,7 +1,7 @@
 """gunicorn reads this file from the working directory: `gunicorn webapp.wsgi`.
 
-It enforces the same rule as `manage.py serve`: SPYGLASS_AUTH may be off only when every
-address gunicorn binds is loopback.
+It enforces the same rules as `manage.py serve`: SPYGLASS_AUTH may be off, and SECRET_KEY
+unset (generated into var/), only when every address gunicorn binds is loopback.
 """
 
 import os
@@ -23,3 +23,9 @@ def on_starting(server):
             "Refusing to serve on a non-loopback address with SPYGLASS_AUTH off. "
             "Unset SPYGLASS_AUTH or bind 127.0.0.1."
         )
+    # Without SECRET_KEY the settings generate one into var/: fine for one machine's loopback,
+    # wrong for servers that must share it (sessions and CSRF tokens would not validate).
+    if not os.environ.get("SECRET_KEY") and not all(
+        is_loopback_bind(address) for address in server.cfg.bind
+    ):
+        raise SystemExit("Set SECRET_KEY (the same on every server) to bind a public address.")

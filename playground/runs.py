@@ -17,6 +17,7 @@ from django.db.models import F
 from django.utils import timezone
 from kombu.exceptions import OperationalError
 
+from playground import tracing
 from playground.models import Agent, Conversation, Message, Role, Run, RunStatus
 from webapp.celery import app as default_app
 
@@ -107,6 +108,14 @@ def _publish(task: Any, run: Run, options: dict[str, Any]) -> None:
             f"Could not queue the answer: the task broker is unreachable ({exc}). "
             "Your message is saved; send it again when the broker is back."
         )
+    except Exception as exc:
+        # Whatever else publishing raises (a result backend, a serializer), the run must say
+        # so now rather than wait queued for the reaper, and the request must not fail.
+        logger.exception("Could not queue run %s", run.pk)
+        run.fail(
+            f"Could not queue the answer ({type(exc).__name__}: {exc}). "
+            "Your message is saved; send it again."
+        )
 
 
 def reap_stale_runs(
@@ -125,14 +134,18 @@ def reap_stale_runs(
         queued_for = timedelta(seconds=settings.SPYGLASS_PLAYGROUND_QUEUED_TIMEOUT_S)
     now = timezone.now()
     stale = Run.objects.stale(running_for, queued_for)
+    lost_error = (
+        f"The worker stopped while answering (no progress for over "
+        f"{int(running_for.total_seconds())} s): it was restarted or lost. Send again."
+    )
+    lost_tasks = stale.filter(status=RunStatus.RUNNING).values_list("task_id", flat=True)
+    lost_traces = [t for t in map(tracing.trace_id_for_task, lost_tasks) if t]
     lost = stale.filter(status=RunStatus.RUNNING).update(
-        status=RunStatus.FAILED,
-        error=(
-            f"The worker stopped while answering (no progress for over "
-            f"{int(running_for.total_seconds())} s): it was restarted or lost. Send again."
-        ),
+        status=RunStatus.FAILED, error=lost_error,
         finished_at=now, heartbeat_at=now, seq=F("seq") + 1,
     )  # fmt: skip
+    # Their traces were stored when the answers started: they end as errors, not in progress.
+    tracing.fail_unfinished(lost_traces, lost_error)
     never = stale.filter(status=RunStatus.QUEUED).update(
         status=RunStatus.FAILED,
         error=(

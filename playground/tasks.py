@@ -24,7 +24,7 @@ from django.utils import timezone
 from playground.agents.base import AgentError, Answer, ChatRequest, client_for, consume
 from playground.models import Run, RunStatus
 from playground.runs import reap_stale_runs
-from playground.tracing import Span, TraceRecorder
+from playground.tracing import Span, TraceRecorder, trace_id_for_task
 from tracking.ingest import TraceInfo, store
 from tracking.models import Experiment
 
@@ -37,7 +37,10 @@ class Cancelled(Exception):
     """The run left the running state (cancelled or reaped) while the agent was answering."""
 
 
-@shared_task(name="playground.answer")
+# ignore_result: the row is the outcome and nobody reads a result. It also keeps sending
+# off the result backend: with one, publishing first subscribes to the result in Redis, and
+# while Redis is down that retried for 19 s and then raised past the broker error handling.
+@shared_task(name="playground.answer", ignore_result=True)
 def answer(run_id: int) -> str:
     return answer_run(run_id)
 
@@ -126,11 +129,12 @@ def _answer_claimed(run_id: int) -> str:
     run = Run.objects.select_related("agent").get(pk=run_id)
     agent = run.agent
     request = ChatRequest(**run.request)
-    trace = TraceRecorder()
+    trace = TraceRecorder(trace_id_for_task(run.task_id))
     root = trace.root("playground", "CHAIN", inputs=request.body())
     root.attributes.update({"spyglass.playground.run_id": run.pk, "spyglass.agent": agent.name})
     call = root.child(agent.name, "AGENT", inputs=request.body())
     call.attributes["spyglass.agent.kind"] = agent.kind
+    _record_started(trace, run, root)
     writer = _Writer(run_id, settings.SPYGLASS_PLAYGROUND_WRITE_INTERVAL_S)
     started = time.monotonic()
     result: Answer | None = None
@@ -207,10 +211,20 @@ def _finish(run_id: int, result: Answer | None, error: str, latency_ms: int, tra
     return "done" if result is not None else "failed"
 
 
-def _record(trace: TraceRecorder, run: Run, root: Span, call: Span, result: Answer | None) -> str:
-    """Store the trace; answers its id, or "" when it could not be stored (logged)."""
-    root.end()
-    call.end()
+def _record_started(trace: TraceRecorder, run: Run, root: Span) -> None:
+    """Store the trace as in progress before the agent is called: a worker killed mid-answer
+    leaves it for the reaper to end as an error (runs.py), not nothing. The row names the
+    trace once it is finished, as before. A failure here is logged; the answer goes on."""
+    try:
+        experiment, _ = Experiment.objects.get_or_create(name=PLAYGROUND_EXPERIMENT)
+        info = _trace_info(trace, run, root, None, experiment.pk, "IN_PROGRESS")
+        store([info], trace.span_data(close_open=False), default_experiment_id=experiment.pk)
+    except Exception:
+        logger.exception("Could not store the start of the trace of run %s", run.pk)
+
+
+def _trace_info(trace: TraceRecorder, run: Run, root: Span, result: Answer | None,
+                experiment_id: int, state: str) -> TraceInfo:  # fmt: skip
     usage = result.usage() if result else {}
     metadata = {"spyglass.playground.run": str(run.pk)}
     if run.agent.model_id:
@@ -219,19 +233,27 @@ def _record(trace: TraceRecorder, run: Run, root: Span, call: Span, result: Answ
         metadata["mlflow.trace.tokenUsage"] = json.dumps(usage)
     users = [m.get("content", "") for m in run.request["messages"] if m.get("role") == "user"]
     last_user = users[-1] if users else ""
+    return TraceInfo(
+        trace_id=trace.trace_id,
+        experiment_id=experiment_id,
+        state=state,
+        request_time=datetime.fromtimestamp(root.start_ns / 1e9, tz=UTC),
+        duration_ns=None if root.end_ns is None else root.end_ns - root.start_ns,
+        request_preview=str(last_user)[:1000],
+        response_preview=(result.content if result else root.status_message)[:1000],
+        metadata=metadata,
+        tags={"mlflow.traceName": "playground", "spyglass.agent": run.agent.name},
+    )
+
+
+def _record(trace: TraceRecorder, run: Run, root: Span, call: Span, result: Answer | None) -> str:
+    """Store the trace; answers its id, or "" when it could not be stored (logged)."""
+    root.end()
+    call.end()
     try:
         experiment, _ = Experiment.objects.get_or_create(name=PLAYGROUND_EXPERIMENT)
-        info = TraceInfo(
-            trace_id=trace.trace_id,
-            experiment_id=experiment.pk,
-            state="OK" if root.status == "OK" else "ERROR",
-            request_time=datetime.fromtimestamp(root.start_ns / 1e9, tz=UTC),
-            duration_ns=(root.end_ns or root.start_ns) - root.start_ns,
-            request_preview=str(last_user)[:1000],
-            response_preview=(result.content if result else root.status_message)[:1000],
-            metadata=metadata,
-            tags={"mlflow.traceName": "playground", "spyglass.agent": run.agent.name},
-        )
+        state = "OK" if root.status == "OK" else "ERROR"
+        info = _trace_info(trace, run, root, result, experiment.pk, state)
         store([info], trace.span_data(), default_experiment_id=experiment.pk)
     except Exception:
         # The answer matters more than its trace: the run still ends done or failed.

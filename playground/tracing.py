@@ -9,14 +9,26 @@ from __future__ import annotations
 import secrets
 import time
 import traceback
+import uuid
 from types import TracebackType
 from typing import Any
 
 from tracking.ingest import TOKEN_USAGE_ATTRIBUTE, SpanData, make_span
+from tracking.models import Span as SpanRow
+from tracking.models import Trace, TraceState
 
 
 def new_trace_id() -> str:
     return f"tr-{secrets.token_hex(16)}"
+
+
+def trace_id_for_task(task_id: str) -> str | None:
+    """The trace id of a run's answer, from its task id (a UUID): the reaper finds the trace
+    of a run whose worker died without the task ever writing it on the row."""
+    try:
+        return f"tr-{uuid.UUID(task_id).hex}"
+    except ValueError:
+        return None
 
 
 class Span:
@@ -88,15 +100,18 @@ class Span:
             self.fail(exc)
         self.end()
 
-    def to_span_data(self) -> SpanData:
+    def to_span_data(self, close_open: bool = True) -> SpanData:
+        end_ns = self.end_ns
+        if end_ns is None and close_open:
+            # A span left open (a worker stopped mid-answer) is closed where the trace is.
+            end_ns = time.time_ns()
         return make_span(
             trace_id=self.trace.trace_id,
             span_id=self.span_id,
             parent_span_id=self.parent_id,
             name=self.name,
             start_ns=self.start_ns,
-            # A span left open (a worker stopped mid-answer) is closed where the trace is.
-            end_ns=self.end_ns if self.end_ns is not None else time.time_ns(),
+            end_ns=end_ns,
             span_type=self.span_type,
             status=self.status,
             status_message=self.status_message,
@@ -115,5 +130,26 @@ class TraceRecorder:
     def root(self, name: str, span_type: str = "CHAIN", inputs: Any = None) -> Span:
         return Span(self, name, span_type, "", inputs)
 
-    def span_data(self) -> list[SpanData]:
-        return [span.to_span_data() for span in self.spans]
+    def span_data(self, close_open: bool = True) -> list[SpanData]:
+        """The spans as ingest takes them; `close_open=False` stores open ones as open (the
+        trace of an answer that has just started)."""
+        return [span.to_span_data(close_open) for span in self.spans]
+
+
+def fail_unfinished(trace_ids: list[str], error: str) -> int:
+    """End the stored traces of answers whose worker was lost (SIGKILL, OOM): state ERROR,
+    the root span failed with `error`, spans left open closed now. Answers how many.
+
+    Their spans are already stored (the task records the trace when it starts), so this is
+    a state change, made like the run's own: conditional UPDATEs, a no-op on a trace that
+    finished meanwhile.
+    """
+    if not trace_ids:
+        return 0
+    now = time.time_ns()
+    traces = Trace.objects.filter(trace_id__in=trace_ids, state=TraceState.IN_PROGRESS)
+    SpanRow.objects.filter(trace__in=traces, parent_span_id="").update(
+        status="ERROR", status_message=error
+    )
+    SpanRow.objects.filter(trace__in=traces, end_ns__isnull=True).update(end_ns=now)
+    return traces.update(state=TraceState.ERROR, response_preview=error[:1000])

@@ -27,6 +27,7 @@ from rest_framework import authentication, permissions
 from rest_framework.request import Request
 
 from tracking.mlflow_api.urls import READ_ONLY_POSTS
+from webapp import login_limits
 from webapp.models import ApiToken, hash_token
 
 # Paths whose callers are programs: they get 401 JSON, never a login redirect.
@@ -50,10 +51,18 @@ def auth_enabled() -> bool:
 class Credentials:
     """The outcome of reading an Authorization header."""
 
-    def __init__(self, user: AbstractBaseUser | None, can_write: bool = True, error: str = ""):
+    def __init__(
+        self,
+        user: AbstractBaseUser | None,
+        can_write: bool = True,
+        error: str = "",
+        retry_after: int = 0,
+    ):
         self.user = user
         self.can_write = can_write
         self.error = error
+        # Seconds to wait: the password was not checked (webapp/login_limits.py).
+        self.retry_after = retry_after
 
 
 # Checking a Basic password runs Django's password hasher (hundreds of milliseconds by
@@ -63,7 +72,7 @@ _basic_cache: dict[str, tuple[int, float]] = {}
 _basic_lock = threading.Lock()
 
 
-def _basic_user(header_value: str) -> Credentials:
+def _basic_user(request: HttpRequest, header_value: str) -> Credentials:
     key = hashlib.sha256(header_value.encode()).hexdigest()
     cached = _basic_cache.get(key)
     now = time.monotonic()
@@ -76,8 +85,16 @@ def _basic_user(header_value: str) -> Credentials:
     except (binascii.Error, UnicodeDecodeError):
         return Credentials(None, error="Malformed Basic credentials.")
     username, sep, password = decoded.partition(":")
-    user = authenticate(username=username, password=password) if sep else None
+    if not sep:
+        return Credentials(None, error="Invalid username or password.")
+    # The login form's limit, counted on the same username and address.
+    wait = login_limits.pause_for(request, username)
+    if wait:
+        message = f"Too many failed sign-ins; wait {wait} s, then try again."
+        return Credentials(None, error=message, retry_after=wait)
+    user = authenticate(username=username, password=password)
     if user is None:
+        login_limits.record_failure(request, username)
         return Credentials(None, error="Invalid username or password.")
     with _basic_lock:
         if len(_basic_cache) >= BASIC_CACHE_SIZE:
@@ -108,7 +125,7 @@ def credentials_from_header(request: HttpRequest) -> Credentials | None:
     scheme, _, value = header.partition(" ")
     scheme, value = scheme.lower(), value.strip()
     if scheme == "basic" and value:
-        return _basic_user(value)
+        return _basic_user(request, value)
     if scheme == "bearer" and value:
         return _bearer_user(value)
     if header:
@@ -116,9 +133,12 @@ def credentials_from_header(request: HttpRequest) -> Credentials | None:
     return None
 
 
+_MLFLOW_CODES = {401: "UNAUTHENTICATED", 429: "REQUEST_LIMIT_EXCEEDED"}
+
+
 def _api_error(request: HttpRequest, status: int, message: str) -> JsonResponse:
     if request.path.startswith(MLFLOW_PREFIXES):
-        code = "UNAUTHENTICATED" if status == 401 else "PERMISSION_DENIED"
+        code = _MLFLOW_CODES.get(status, "PERMISSION_DENIED")
         body = {"error_code": code, "message": message}
     else:
         body = {"detail": message}
@@ -157,6 +177,10 @@ class AuthRequiredMiddleware:
             ):
                 return None
             return _api_error(request, 401, "Authentication required: use Basic or Bearer.")
+        if credentials.retry_after:
+            response = _api_error(request, 429, credentials.error)
+            response["Retry-After"] = str(credentials.retry_after)
+            return response
         if credentials.user is None:
             return _api_error(request, 401, credentials.error)
         if writes and not credentials.can_write:

@@ -3,6 +3,10 @@
 It checks the three things a request may need: the database, the Celery broker, and at least
 one worker that answers a ping sent through that broker. Every check is bounded in time and
 catches its own failure, so the answer is always JSON: 200 when all are ok, 503 otherwise.
+
+Anyone may ask (load balancers, uptime checks): they get the status alone. What each check
+found (database vendor, broker, worker host names, error texts) describes the deployment, so
+only a signed-in user (a session, Basic or a token) sees it, or anyone while auth is off.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
+from webapp.auth import auth_enabled, credentials_from_header
 from webapp.celery import app as celery_app
 
 PING_TIMEOUT_S = 2.0
@@ -64,4 +69,14 @@ def healthz(request: HttpRequest) -> JsonResponse:
     else:
         checks["worker"] = {"ok": False, "error": "broker unreachable"}
     ok = all(c["ok"] for c in checks.values())
-    return JsonResponse({"ok": ok, "checks": checks}, status=200 if ok else 503)
+    body: dict[str, Any] = {"ok": ok}
+    if _may_see_details(request):
+        body["checks"] = checks
+    return JsonResponse(body, status=200 if ok else 503)
+
+
+def _may_see_details(request: HttpRequest) -> bool:
+    if not auth_enabled() or request.user.is_authenticated:
+        return True
+    credentials = credentials_from_header(request)
+    return bool(credentials and credentials.user)

@@ -87,3 +87,16 @@ class UserPreferences(models.Model):
 
     def __str__(self) -> str:
         return f"preferences of {self.user}"
+
+
+class LoginFailure(models.Model):
+    """Failed password attempts of one key (a username or a client address) in the current
+    window; webapp/login_limits.py reads and counts them. The key is stored hashed: people
+    type passwords into the username field."""
+
+    key_hash = models.CharField(max_length=64, unique=True)
+    count = models.PositiveIntegerField(default=0)
+    window_start = models.DateTimeField(db_index=True)
+
+    def __str__(self) -> str:
+        return f"{self.count} failures since {self.window_start:%Y-%m-%d %H:%M}"

@@ -1,8 +1,8 @@
 """Spyglass settings: one file, every value from the environment (see README.md for the table).
 
 The defaults run a fresh clone on one machine: SQLite under var/, no Redis (an embedded Celery
-worker inside the web process), DEBUG on. Production sets DATABASE_URL, REDIS_URL, SECRET_KEY
-and DEBUG=0.
+worker inside the web process), DEBUG off (DEBUG=1 asks for it). Production sets DATABASE_URL,
+REDIS_URL and SECRET_KEY.
 """
 
 from __future__ import annotations
@@ -22,19 +22,20 @@ env = environ.Env()
 VAR_DIR = Path(env.str("SPYGLASS_VAR_DIR", default=str(BASE_DIR / "var")))
 VAR_DIR.mkdir(parents=True, exist_ok=True)
 
-DEBUG = env.bool("DEBUG", default=True)
+# --- DEBUG and the secret key --------------------------------------------------------------
+# Off unless asked (DEBUG=1): the debug page shows settings and code to whoever triggers an
+# error, and turns outages into 500s (webapp/errors.py answers them whatever DEBUG is).
+DEBUG = env.bool("DEBUG", default=False)
+# Without SECRET_KEY a key is generated once into var/ (sessions survive restarts of `make
+# run`). `manage.py serve` and gunicorn.conf.py refuse to listen beyond loopback on such a key:
+# every server of a deployment needs the same one, set in the environment.
+SPYGLASS_SECRET_KEY_GENERATED = not env.str("SECRET_KEY", default="")
 
 
 def _secret_key() -> str:
-    """SECRET_KEY from the environment; in DEBUG, a key generated once into var/ instead.
-
-    Keeping the generated key on disk means sessions survive restarts of `make run`.
-    """
     key = env.str("SECRET_KEY", default="")
     if key:
         return key
-    if not DEBUG:
-        raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off.")
     path = VAR_DIR / "secret_key"
     if not path.exists():
         path.write_text(secrets.token_urlsafe(50))
@@ -68,6 +69,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # Outermost, so it sees every 500: a database outage answers 503 + Retry-After even in
+    # DEBUG, where Django would show its debug page (webapp/errors.py).
+    "webapp.errors.DatabaseUnavailableMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "csp.middleware.CSPMiddleware",
     # Before anything reads a body (sessions, CSRF): oversized ones are refused unread.
@@ -124,6 +128,10 @@ if SPYGLASS_HTTPS:
     SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=False)
 # Failed logins allowed per client address, and per username, before a pause (429).
 SPYGLASS_LOGIN_RATE = env.str("SPYGLASS_LOGIN_RATE", default="10/10m")
+# --- Client addresses behind a proxy -------------------------------------------------------
+# The reverse proxies (addresses or networks) whose X-Forwarded-For names the client, for the
+# login limits; from anyone else the header is ignored, or a client could pick its address.
+SPYGLASS_TRUSTED_PROXIES = env.list("SPYGLASS_TRUSTED_PROXIES", default=[])
 
 ROOT_URLCONF = "webapp.urls"
 WSGI_APPLICATION = "webapp.wsgi.application"
@@ -218,16 +226,21 @@ STORAGES = {
         "BACKEND": "django.core.files.storage.FileSystemStorage",
         "OPTIONS": {"location": ARTIFACT_ROOT},
     },
-    # Plain storage in DEBUG so a fresh clone needs no collectstatic; hashed and compressed
-    # files (served by whitenoise) in production.
+    # Plain storage in DEBUG; hashed and compressed files (served by whitenoise) otherwise.
     "staticfiles": {
         "BACKEND": (
             "django.contrib.staticfiles.storage.StaticFilesStorage"
             if DEBUG
-            else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+            else "webapp.static_storage.StaticFilesStorage"
         ),
     },
 }
+# --- Static files without collectstatic ------------------------------------------------------
+# `make run` keeps DEBUG off on a fresh clone that never ran collectstatic: a file missing
+# from the manifest is linked by its plain name (webapp/static_storage.py), and whitenoise
+# finds it in the source folders. Production collects (Dockerfile, Procfile's release) and
+# gets the hashed names.
+WHITENOISE_USE_FINDERS = True
 # Artifacts on S3-compatible object storage (AWS, MinIO, R2, ...) instead of the local disk,
 # so that web processes and workers on several machines share them. Needs the `s3` extra
 # (`pip install '.[s3]'`); credentials come the usual boto3 way (AWS_ACCESS_KEY_ID, ...).
@@ -296,6 +309,14 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # instead of hanging it in reconnect loops.
 CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.5}
 CELERY_RESULT_EXPIRES = 3600
+# While Redis is down, whatever still talks to the result backend gives up within a second
+# instead of Celery's default of 20 retries a second apart (a request held for 19 s).
+CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS["retry_policy"] = {
+    "max_retries": 1,
+    "interval_start": 0,
+    "interval_step": 0.2,
+    "interval_max": 0.2,
+}
 # Periodic work, run by `celery -A webapp beat` (or, under `make run`, a beat thread beside
 # the embedded worker). Each task is safe to run twice, so two beats only waste a little work.
 CELERY_BEAT_SCHEDULE = {
@@ -322,8 +343,9 @@ LOGGING = {
     "loggers": {"django.db.backends": {"level": "INFO"}},
 }
 
-# Login rate limits (and any other cache use) count in Redis when there is one, so every web
-# process shares the counts; otherwise in each process's memory.
+# Any cache use is shared through Redis when there is one. Nothing a login needs is cached:
+# the login limits count in the database (webapp/login_limits.py), so they hold while Redis
+# is down.
 CACHES = {
     "default": (
         {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
@@ -331,7 +353,6 @@ CACHES = {
         else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
     )
 }
-RATELIMIT_USE_CACHE = "default"
 
 REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.CursorPagination",
@@ -381,11 +402,12 @@ SPYGLASS_AGENT_ENV_ALLOW = env.list("SPYGLASS_AGENT_ENV_ALLOW", default=[])
 
 
 def _secrets_keys() -> list[str]:
-    """Fernet keys for stored API keys (the first encrypts, all decrypt: rotation). In DEBUG,
-    a key generated once into var/, like SECRET_KEY; otherwise none until set, and storing a
-    key says so (agents that use api_key_env still work)."""
+    """Fernet keys for stored API keys (the first encrypts, all decrypt: rotation). Where
+    SECRET_KEY is generated (`make run`, loopback only), a key generated once into var/ as
+    well; a deployment that sets SECRET_KEY sets this too, or storing a key says it is missing
+    (agents that use api_key_env still work)."""
     keys = env.list("SPYGLASS_SECRETS_KEY", default=[])
-    if keys or not DEBUG:
+    if keys or not SPYGLASS_SECRET_KEY_GENERATED:
         return keys
     path = VAR_DIR / "secrets_key"
     try:

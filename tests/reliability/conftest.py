@@ -7,6 +7,7 @@ from __future__ import annotations
 import http.client
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -17,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import database_url_for_another_process, make_celery_app, service_unavailable
 
 REPO = Path(__file__).resolve().parent.parent.parent
 GUNICORN = Path(sys.executable).parent / "gunicorn"
@@ -148,6 +151,105 @@ def query(database_url: str, sql: str) -> list[tuple]:
 
     with psycopg.connect(database_url.replace("postgres://", "postgresql://", 1)) as db:
         return db.execute(sql).fetchall()
+
+
+class PrivateRedis:
+    """A redis-server on a free port, with its append-only file in a folder of its own."""
+
+    def __init__(self, folder: Path) -> None:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = sock.getsockname()[1]
+        self.folder = folder
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "yes", "--appendfsync", "always", "--dir", str(self.folder)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("redis-server did not start") from None
+                time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()  # SIGTERM: Redis writes its append-only file and exits
+            self.proc.wait(timeout=10)
+            self.proc = None
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
+    if shutil.which("redis-server") is None:
+        service_unavailable("redis-server is not installed (apt-get install redis-server)")
+    redis = PrivateRedis(tmp_path)
+    redis.start()
+    yield redis
+    redis.stop()
+
+
+def start_worker(
+    broker: str,
+    queue: str,
+    log: Path | None = None,
+    result_backend: str = "",
+    production_shape: bool = False,
+) -> subprocess.Popen:
+    """A `celery -A webapp worker` process on `broker`, on the test database; its output
+    goes to `log` when given (the tests that read what the worker said).
+
+    `production_shape` runs it as compose.yaml and the Procfile do: the default prefork pool
+    with its event loop, gossip, mingle and heartbeats, and more than one process (so the
+    consumer keeps waiting on Redis for a next message while one runs); otherwise one
+    thread, quiet."""
+    database_url = database_url_for_another_process()
+    env = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": broker,
+           "CELERY_BROKER_URL": broker, "CELERY_RESULT_BACKEND": result_backend}  # fmt: skip
+    shape = (
+        ["--concurrency", "2"]
+        if production_shape
+        else ["--pool", "threads", "--concurrency", "1", "--without-gossip", "--without-mingle"]
+    )
+    out = log.open("ab") if log else subprocess.DEVNULL
+    try:
+        return subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "webapp", "worker", *shape,
+             "--queues", queue, "--hostname", f"{queue}@%h",
+             "--loglevel", "INFO" if log else "WARNING"],
+            cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    finally:
+        if log:
+            out.close()
+
+
+def stop_worker(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def fast_failing_app(broker: str):
+    app = make_celery_app(broker, "")
+    app.conf.broker_connection_timeout = 0.5
+    app.conf.task_publish_retry_policy = {"max_retries": 0}
+    return app
 
 
 # The playground's fixtures (a real agent HTTP server, agents, SQLite read settings), for the

@@ -74,6 +74,8 @@ def test_strangers_get_nothing_from_any_route(client, settings, method):
 @pytest.mark.django_db
 def test_wrong_credentials_get_nothing_either(client, settings):
     settings.SPYGLASS_AUTH = True
+    # One guess per path: past the login limit they would be 429s (tests/webapp/test_login_limits).
+    settings.SPYGLASS_LOGIN_RATE = "10000/10m"
     User.objects.create_user("alice", password="wonder-land-42")
     wrong = base64.b64encode(b"alice:guess").decode()
     for path in PATHS:

@@ -21,11 +21,13 @@ PROTOBUF = {"Content-Type": "application/x-protobuf"}
 JSON = {"Content-Type": "application/json"}
 
 
+# DEBUG too: Django's debug page would make it a 500, which OTLP exporters do not retry.
+@pytest.mark.parametrize("debug", ["0", "1"], ids=["production", "debug"])
 def test_a_locked_sqlite_database_answers_503_then_the_retry_is_stored(
-    tmp_path: Path, gunicorn
+    tmp_path: Path, gunicorn, debug: str
 ) -> None:
     url = f"sqlite:///{tmp_path / 'spyglass.sqlite3'}"
-    env = server_env(tmp_path, url, SQLITE_BUSY_TIMEOUT="1")
+    env = server_env(tmp_path, url, SQLITE_BUSY_TIMEOUT="1", DEBUG=debug)
     migrate(env)
     server = gunicorn(env)
     trace_id = bytes.fromhex("5b8efff798038103d269b633813fc60c")

@@ -9,27 +9,17 @@ reaper fails with an explanation within seconds (its heartbeat stopped), never a
 
 from __future__ import annotations
 
-import os
-import shutil
-import socket
-import subprocess
-import sys
 import time
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from playground import runs
+from playground import runs, tracing
 from playground.models import Message, Run, RunStatus
-from tests.conftest import (
-    REPO,
-    database_url_for_another_process,
-    make_celery_app,
-    service_unavailable,
-)
+from tests.conftest import make_celery_app
 from tests.playground.conftest import chat, wait_until_finished
+from tests.reliability.conftest import fast_failing_app, start_worker, stop_worker
+from tracking.models import Trace
 
 pytestmark = [
     pytest.mark.services,
@@ -38,97 +28,24 @@ pytestmark = [
 ]
 
 
-class PrivateRedis:
-    """A redis-server on a free port, with its append-only file in a folder of its own."""
-
-    def __init__(self, folder: Path) -> None:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            self.port = sock.getsockname()[1]
-        self.folder = folder
-        self.proc: subprocess.Popen | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "yes", "--appendfsync", "always", "--dir", str(self.folder)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError("redis-server did not start") from None
-                time.sleep(0.05)
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.terminate()  # SIGTERM: Redis writes its append-only file and exits
-            self.proc.wait(timeout=10)
-            self.proc = None
-
-
-@pytest.fixture
-def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
-    if shutil.which("redis-server") is None:
-        service_unavailable("redis-server is not installed (apt-get install redis-server)")
-    redis = PrivateRedis(tmp_path)
-    redis.start()
-    yield redis
-    redis.stop()
-
-
-def start_worker(broker: str, queue: str) -> subprocess.Popen:
-    """A `celery -A webapp worker` process on `broker`, on the test database."""
-    database_url = database_url_for_another_process()
-    env = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": broker,
-           "CELERY_BROKER_URL": broker, "CELERY_RESULT_BACKEND": ""}  # fmt: skip
-    return subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "webapp", "worker", "--pool", "threads",
-         "--concurrency", "1", "--queues", queue, "--hostname", f"{queue}@%h",
-         "--without-gossip", "--without-mingle", "--loglevel", "WARNING"],
-        cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-
-
-def stop_worker(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
-def fast_failing_app(broker: str):
-    app = make_celery_app(broker, "")
-    app.conf.broker_connection_timeout = 0.5
-    app.conf.task_publish_retry_policy = {"max_retries": 0}
-    return app
-
-
 def test_a_message_sent_while_redis_is_down_is_kept_and_can_be_sent_again(
     private_redis, echo_agent
 ):
     queue = f"outage-{uuid.uuid4().hex[:8]}"
     conversation = chat(echo_agent)
     private_redis.stop()
-    app = fast_failing_app(private_redis.url)
+    # Configured as production is: Redis is the broker and the result backend.
+    app = make_celery_app(private_redis.url, private_redis.url)
     try:
+        started = time.monotonic()
         message = runs.send(conversation, "are you there?", app=app, queue=queue)
+        took = time.monotonic() - started
 
         run = Run.objects.get(message=message)
-        assert run.status == RunStatus.FAILED
+        assert run.status == RunStatus.FAILED  # at once, not after the reaper's 10 minutes
         assert "broker is unreachable" in run.error
         assert "send it again" in run.error
+        assert took < 2.0, f"sending took {took:.1f} s while Redis was down"
         assert Message.objects.get(pk=message.pk).content == "are you there?"
 
         private_redis.start()
@@ -201,3 +118,12 @@ def test_a_worker_killed_mid_answer_ends_failed_and_explained_not_stuck(
     assert "worker stopped while answering" in run.error
     assert run.content == ""  # no half answer presented as one
     assert Run.objects.filter(message=message).count() == 1  # and no second answer
+    # Its trace was stored when the answer started, and ends as an error with the reason.
+    trace = Trace.objects.get(trace_id=tracing.trace_id_for_task(run.task_id))
+    assert trace.state == "ERROR"
+    assert "worker stopped while answering" in trace.response_preview
+    spans = {span.name: span for span in trace.spans.all()}
+    assert spans["playground"].status == "ERROR"
+    assert "worker stopped while answering" in spans["playground"].status_message
+    assert spans["playground"].end_ns is not None
+    assert spans[run.agent.name].end_ns is not None  # the agent call, open when it died

@@ -73,3 +73,47 @@ def test_it_answers_503_when_no_worker_listens(client, use_app, memory_celery_ap
 
 def test_it_refuses_other_methods(client):
     assert client.post("/healthz").status_code == 405
+
+
+@pytest.mark.django_db
+def test_strangers_see_the_status_alone_when_auth_is_on(client, settings, use_app, embedded_worker):
+    settings.SPYGLASS_AUTH = True
+    use_app(embedded_worker)
+
+    response = client.get("/healthz")
+
+    assert response.status_code == 200
+    assert response.json() == {"ok": True}
+    assert b"embedded-" not in response.content
+
+
+@pytest.mark.django_db
+def test_a_signed_in_user_or_a_token_sees_the_details(client, settings, use_app, embedded_worker):
+    from django.contrib.auth.models import User
+
+    from webapp.models import ApiToken
+
+    settings.SPYGLASS_AUTH = True
+    use_app(embedded_worker)
+    alice = User.objects.create_user("alice", password="wonder-land-42")
+    _, token = ApiToken.issue(alice, "monitoring")
+
+    by_token = client.get("/healthz", HTTP_AUTHORIZATION=f"Bearer {token}")
+    client.force_login(alice)
+    by_session = client.get("/healthz")
+
+    for response in (by_token, by_session):
+        workers = response.json()["checks"]["worker"]["workers"]
+        assert workers[0].startswith("embedded-")
+
+
+@pytest.mark.django_db
+def test_a_stranger_learns_only_that_it_is_down(client, settings, use_app):
+    settings.SPYGLASS_AUTH = True
+    app = use_app(make_celery_app("redis://127.0.0.1:1/0", "redis://127.0.0.1:1/0"))
+
+    response = client.get("/healthz")
+
+    assert response.status_code == 503
+    assert response.json() == {"ok": False}
+    app.close()

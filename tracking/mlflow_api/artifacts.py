@@ -19,7 +19,6 @@ Two uploads mean more than a file:
 from __future__ import annotations
 
 import logging
-import posixpath
 import re
 import tempfile
 from typing import IO
@@ -28,9 +27,10 @@ import yaml
 from django.conf import settings
 from django.core.files import File
 from django.core.files.storage import default_storage
-from django.http import FileResponse, HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from access.rules import access_for
+from tracking import downloads
 from tracking.mlflow_api import traces
 from tracking.mlflow_api.errors import invalid, mlflow_endpoint, not_found, too_large
 from tracking.mlflow_api.requests import Message
@@ -165,7 +165,7 @@ def _download(path: str) -> HttpResponse:
         handle = default_storage.open(path, "rb")
     except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError):
         raise _missing(path) from None
-    return FileResponse(handle, as_attachment=True, filename=posixpath.basename(path))
+    return downloads.download(handle, path)
 
 
 def _remove(path: str) -> None:

@@ -13,10 +13,11 @@ import posixpath
 
 import yaml
 from django.core.files.storage import default_storage
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_safe
 
+from tracking import downloads
 from tracking.models import LoggedModel
 from tracking.permissions import page_reads
 
@@ -133,7 +134,7 @@ def _crumbs(path: str) -> list[tuple[str, str]]:
 
 @page_reads("model", "model_id")
 @require_safe
-def model_artifact_download(request: HttpRequest, model_id: str) -> FileResponse:
+def model_artifact_download(request: HttpRequest, model_id: str) -> HttpResponse:
     model = get_object_or_404(LoggedModel, model_id=model_id)
     path = relative_path(request.GET.get("path", ""))
     if not path:
@@ -142,4 +143,4 @@ def model_artifact_download(request: HttpRequest, model_id: str) -> FileResponse
         handle = default_storage.open(f"{artifact_root(model)}/{path}", "rb")
     except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError):
         raise Http404("No such artifact.") from None
-    return FileResponse(handle, as_attachment=True, filename=posixpath.basename(path))
+    return downloads.download(handle, path)

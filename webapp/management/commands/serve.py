@@ -29,6 +29,11 @@ class Command(BaseCommand):
         host, _, port = addrport.rpartition(":")
         host = host or "127.0.0.1"
         self._settle_auth(host)
+        if settings.SPYGLASS_SECRET_KEY_GENERATED and not is_loopback(host):
+            raise CommandError(
+                f"Refusing to serve on {host} with a generated SECRET_KEY: set SECRET_KEY in "
+                "the environment (the same on every server), or listen on 127.0.0.1."
+            )
         if settings.SPYGLASS_EMBEDDED_WORKER:
             embedded_worker.ensure_started(celery_app, settings.SPYGLASS_EMBEDDED_CONCURRENCY)
             embedded_worker.start_beat(celery_app)
