@@ -408,6 +408,15 @@ def _rewrite_ids(obj: Any) -> None:
 
 def decode_request(export: ExportTraceServiceRequest) -> Batch:
     """Turn an export request into SpanData and per-trace tags. Needs no database."""
+    count = sum(len(scope.spans) for rs in export.resource_spans for scope in rs.scope_spans)
+    limit = settings.SPYGLASS_OTLP_MAX_SPANS
+    if count > limit:
+        # Refused before any span becomes Python objects: those, not the body, are what a
+        # request of many tiny spans costs in memory (README, "Memory per web worker").
+        raise OtlpError(
+            f"The request holds {count} spans, over the limit of {limit} per request: "
+            "export in smaller batches.", 413,
+        )  # fmt: skip
     batch = Batch()
     for r, resource_spans in enumerate(export.resource_spans):
         tags = resource_tags(resource_spans.resource.attributes)

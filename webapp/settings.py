@@ -262,6 +262,10 @@ SPYGLASS_MAX_PAGE_BYTES = env.int("SPYGLASS_MAX_PAGE_BYTES", default=2 * 1024 * 
 # A span's inputs, outputs, events (and each attribute value) are stored up to this many
 # bytes of JSON; a bigger one is replaced by a marker with its size and its beginning.
 SPYGLASS_MAX_SPAN_FIELD_BYTES = env.int("SPYGLASS_MAX_SPAN_FIELD_BYTES", default=1024 * 1024)
+# Spans one OTLP request may carry (exporters send batches of 512 by default). Their Python
+# objects, not the body, are what a request of many tiny spans costs: with this cap and the
+# 32 MB body cap, six concurrent maximal requests fit the memory README.md plans per web worker.
+SPYGLASS_OTLP_MAX_SPANS = env.int("SPYGLASS_OTLP_MAX_SPANS", default=20_000)
 # Artifacts (models, code) are uploaded through the MLflow API and can be large.
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=32 * 1024 * 1024)
 

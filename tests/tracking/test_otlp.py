@@ -686,6 +686,21 @@ def test_a_body_over_the_upload_limit_is_413(client, settings):
 
 
 @pytest.mark.django_db
+def test_more_spans_than_one_request_may_carry_is_413_and_stores_none(client, settings):
+    settings.SPYGLASS_OTLP_MAX_SPANS = 3
+    ok = export(*(span(f"s{i}", span_id=os.urandom(8)) for i in range(3)))
+    over = export(*(span(f"s{i}", trace_id=os.urandom(16), span_id=os.urandom(8))
+                    for i in range(4)))  # fmt: skip
+
+    assert post(client, ok.SerializeToString()).status_code == 200
+    response = post(client, over.SerializeToString())
+
+    code, message = status_of(response)
+    assert (code, "holds 4 spans, over the limit of 3 per request" in message) == (413, True)
+    assert Span.objects.count() == 3
+
+
+@pytest.mark.django_db
 def test_a_gzip_bomb_is_413_without_inflating_it(client, settings):
     settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 100_000
     bomb = gzip.compress(bytes(50_000_000), compresslevel=9)  # ~50 KB that inflate to 50 MB

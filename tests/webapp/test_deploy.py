@@ -42,7 +42,7 @@ def test_long_running_services_restart_and_the_worker_is_health_checked(compose)
 
 
 def test_web_takes_as_many_requests_at_once_as_the_memory_plan_holds(compose):
-    # README: six maximal OTLP requests fit in the 4 GiB planned for the web container.
+    # README: six maximal OTLP requests fit in the 1.5 GiB planned for the web container.
     env = compose["services"]["web"]["environment"]
 
     assert int(env["WEB_CONCURRENCY"]) * int(env["GUNICORN_THREADS"]) == 6
