@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from django.contrib.auth.models import Group, User
 
@@ -14,23 +12,9 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture
-def page(browser) -> Iterator:
-    """tests/e2e/conftest.py's page, but a 422 (a refusal shown in place, which these tests
-    provoke on purpose) is not a failure. Any other console error still is."""
-    context = browser.new_context(color_scheme="light")
-    context.set_default_timeout(10_000)
-    page = context.new_page()
-    errors: list[str] = []
-
-    def on_console(message) -> None:
-        if message.type == "error" and "status of 422" not in message.text:
-            errors.append(f"console: {message.text} ({message.location})")
-
-    page.on("console", on_console)
-    page.on("pageerror", lambda error: errors.append(f"page error: {error}"))
-    yield page
-    context.close()
-    assert errors == [], "the browser reported errors:\n" + "\n".join(errors)
+def page(page_with_refusals):
+    """These tests provoke 422s on purpose (refusals shown in place)."""
+    return page_with_refusals
 
 
 @pytest.fixture

@@ -30,16 +30,8 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture(autouse=True)
-def artifact_root(tmp_path: Path, settings) -> Path:
-    root = tmp_path / "artifacts"
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "default": {
-            "BACKEND": "django.core.files.storage.FileSystemStorage",
-            "OPTIONS": {"location": root},
-        },
-    }
-    return root
+def _artifacts_of_its_own(artifact_root: Path) -> Path:
+    return artifact_root
 
 
 @pytest.fixture

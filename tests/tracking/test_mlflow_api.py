@@ -7,7 +7,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,19 +17,6 @@ from tracking.mlflow_api.errors import MlflowError
 from tracking.models import Experiment, LoggedModel, Metric, Run, Span, Trace
 
 T0 = 1_795_294_591_376_191_837
-
-
-@pytest.fixture
-def artifact_root(tmp_path: Path, settings) -> Path:
-    root = tmp_path / "artifacts"
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "default": {
-            "BACKEND": "django.core.files.storage.FileSystemStorage",
-            "OPTIONS": {"location": root},
-        },
-    }
-    return root
 
 
 @pytest.fixture
