@@ -217,7 +217,10 @@ def make_span(*, where: str = "span", **values: Any) -> SpanData:
 
 def _limit(span: SpanData, where: str) -> SpanData:
     if span.end_ns is not None and span.end_ns < span.start_ns:
-        raise IngestError(f"{where} ends before it starts.")
+        # A wall clock stepped back between start and end (NTP): the span happened, and
+        # refusing it would refuse its whole batch (OTLP exporters drop a 400 for good).
+        # Kept, as lasting no time, rather than with a negative duration.
+        span.end_ns = span.start_ns
     # Checked inline first: this runs for every span, and nearly every text is plain ASCII.
     name, message, span_type = span.name, span.status_message, span.span_type or "UNKNOWN"
     if len(name) > NAME_MAX_CHARS or "\x00" in name or not name.isascii():

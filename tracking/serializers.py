@@ -132,14 +132,23 @@ BAD_REQUEST_SCHEMA = {
 # --- Experiments --------------------------------------------------------------------------
 
 
-# Keys are what _checked_tag_keys takes (1 to 250 characters, not all whitespace, no NUL);
-# OpenAPI 3.0 has no `propertyNames` to say so.
 _TAG_VALUE = {"maxLength": TAG_VALUE_MAX_CHARS, "pattern": r"^[^\x00]*$"}  # DRF refuses NUL
+# Keys as _checked_tag_keys takes them: 1 to 250 characters, no NUL, not all whitespace.
+# "Whitespace" is what Python's str.strip() removes, spelt out: JSON Schema's `\s` (ECMA
+# 262) is another set (it lacks \x1c-\x1f and \x85, and has \ufeff).
+_NOT_SPACE = r"[^\x00\t-\r\x1c- \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
+_TAG_KEY = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": TAG_KEY_MAX_CHARS,
+    "pattern": rf"^[^\x00]*{_NOT_SPACE}[^\x00]*$",
+}
 
 
 @extend_schema_field(
     {
         "type": "object",
+        "propertyNames": _TAG_KEY,
         "additionalProperties": {**_TAG_VALUE, "type": "string"},
     }
 )
@@ -204,8 +213,10 @@ class SpanSerializer(serializers.Serializer):
         source="end_ns", read_only=True, allow_null=True, help_text="Null while the span is open."
     )
     duration_ms = serializers.SerializerMethodField()
-    inputs = serializers.JSONField(read_only=True, allow_null=True)
-    outputs = serializers.JSONField(read_only=True, allow_null=True)
+    # Any JSON value, null too. Not allow_null: in OpenAPI 3.1 drf-spectacular writes that as
+    # oneOf [{}, {"type": "null"}], which null matches twice and so fails.
+    inputs = serializers.JSONField(read_only=True)
+    outputs = serializers.JSONField(read_only=True)
     attributes = JsonObjectField(read_only=True)
     events = serializers.ListField(child=JsonObjectField(), read_only=True)
 
@@ -367,11 +378,12 @@ class TraceInfoV3Serializer(serializers.Serializer):
 
 
 class SpanDictSerializer(serializers.Serializer):
-    """One span as in MLflow's `traces.json` (OpenTelemetry's span, MLflow attributes)."""
+    """One span as in MLflow's `traces.json` (OpenTelemetry's span, MLflow attributes).
 
-    trace_id = serializers.RegexField(
-        r"^([0-9a-fA-F]{32}|[A-Za-z0-9+/]{22}==)$", help_text="16 bytes, base64 or hex."
-    )
+    No `trace_id`: the spans of a request belong to its `trace_info.trace_id`, so a span's
+    own trace id (the mlflow client sends one) is ignored.
+    """
+
     span_id = serializers.RegexField(
         r"^([0-9a-fA-F]{16}|[A-Za-z0-9+/]{11}=)$", help_text="8 bytes, base64 or hex."
     )
@@ -427,7 +439,8 @@ class TraceIngestSerializer(serializers.Serializer):
     {
         "type": "object",
         "maxProperties": TAG_CHANGES_MAX,
-        "additionalProperties": {**_TAG_VALUE, "type": "string", "nullable": True},
+        "propertyNames": _TAG_KEY,
+        "additionalProperties": {**_TAG_VALUE, "type": ["string", "null"]},
     }
 )
 class TagChangesField(serializers.DictField):
