@@ -126,7 +126,9 @@ def parse_trace_info(data: Any) -> TraceInfo:
         experiment = {}
     experiment_id = _experiment_id(experiment.get("experiment_id", DEFAULT_EXPERIMENT_ID))
 
-    state = data.get("state") or TraceState.IN_PROGRESS
+    state = data.get("state")
+    if state is None or state == "":  # unset; a 0 or a false is no state
+        state = TraceState.IN_PROGRESS
     if not isinstance(state, str) or state not in _TRACE_STATES:
         raise IngestError(f"trace_info.state must be OK, ERROR or IN_PROGRESS, got {state!r}.")
     if state == "STATE_UNSPECIFIED":

@@ -32,7 +32,7 @@ from webapp.models import ApiToken
 
 EXAMPLES = 15
 # Every check, on fewer examples (they cost more: each check is a request or two more).
-CONFORMANCE_EXAMPLES = 10
+CONFORMANCE_EXAMPLES = 20
 # The trace list's `q` is a query language, which no pattern states: a schema-valid string
 # that is not a query gets the 400 the schema documents for it. So the trace list's valid
 # requests may get a 400; any other operation's still may not.
