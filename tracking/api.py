@@ -279,6 +279,16 @@ class KeysetPagination(CursorPagination):
             self.base_url, self.cursor_query_param, token.rstrip(b"=").decode()
         )
 
+    def get_paginated_response_schema(self, schema: dict[str, Any]) -> dict[str, Any]:
+        paged = super().get_paginated_response_schema(schema)
+        # DRF writes OpenAPI 3.0's `nullable`, which 3.1 (JSON Schema) does not know: there
+        # a null link has to be one of the types.
+        for link in ("next", "previous"):
+            prop = paged["properties"][link]
+            if prop.pop("nullable", False):
+                prop["type"] = [prop["type"], "null"]
+        return paged
+
     def get_schema_operation_parameters(self, view: Any) -> list[dict[str, Any]]:
         parameters = super().get_schema_operation_parameters(view)
         for parameter in parameters:
@@ -563,8 +573,9 @@ class TraceViewSet(
     @extend_schema(
         summary="Store a trace (MLflow's TraceInfoV3 and traces.json spans)",
         description="Idempotent: sending a trace again updates it and never duplicates a "
-        "span. 201 when the trace is new, 200 when it existed. Every span must belong to "
-        "`trace_info.trace_id`.",
+        "span. 201 when the trace is new, 200 when it existed. The spans are spans of "
+        "`trace_info.trace_id`: a span's own `trace_id`, if sent, is ignored. A span that "
+        "ends before it starts (a clock stepped back) is stored as ending when it starts.",
         request=s.TraceIngestSerializer,
         responses={
             201: s.TraceSerializer,
@@ -579,14 +590,9 @@ class TraceViewSet(
         try:
             info = ingest.parse_trace_info(body.validated_data["trace_info"])
             spans = [
-                ingest.parse_span(span, f"spans[{i}]")
+                _span_of(info.trace_id, span, f"spans[{i}]")
                 for i, span in enumerate(body.validated_data["spans"])
             ]
-            for i, span in enumerate(spans):
-                if span.trace_id != info.trace_id:
-                    raise ingest.IngestError(
-                        f"spans[{i}] belongs to trace {span.trace_id}, not {info.trace_id}."
-                    )
             self._require_edit(info)
             result = ingest.store([info], spans)
         except ingest.IngestError as exc:
@@ -654,6 +660,16 @@ class TraceViewSet(
         trace.spans_truncated = len(loaded) > SPANS_INLINE_MAX
         trace.loaded_spans = loaded[:SPANS_INLINE_MAX]
         return s.TraceSerializer(trace, context=self.get_serializer_context()).data
+
+
+def _span_of(trace_id: str, data: Any, where: str) -> ingest.SpanData:
+    """A span posted with a trace, as a span of that trace whatever trace id it carries."""
+    if isinstance(data, dict):
+        # parse_span needs a well-formed id; the request's trace is the one that counts.
+        data = {**data, "trace_id": trace_id.removeprefix("tr-")}
+    span = ingest.parse_span(data, where)
+    span.trace_id = trace_id  # also over an `mlflow.traceRequestId` attribute
+    return span
 
 
 @extend_schema_view(

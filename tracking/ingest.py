@@ -126,7 +126,9 @@ def parse_trace_info(data: Any) -> TraceInfo:
         experiment = {}
     experiment_id = _experiment_id(experiment.get("experiment_id", DEFAULT_EXPERIMENT_ID))
 
-    state = data.get("state") or TraceState.IN_PROGRESS
+    state = data.get("state")
+    if state is None or state == "":  # unset; a 0 or a false is no state
+        state = TraceState.IN_PROGRESS
     if not isinstance(state, str) or state not in _TRACE_STATES:
         raise IngestError(f"trace_info.state must be OK, ERROR or IN_PROGRESS, got {state!r}.")
     if state == "STATE_UNSPECIFIED":
@@ -217,7 +219,10 @@ def make_span(*, where: str = "span", **values: Any) -> SpanData:
 
 def _limit(span: SpanData, where: str) -> SpanData:
     if span.end_ns is not None and span.end_ns < span.start_ns:
-        raise IngestError(f"{where} ends before it starts.")
+        # A wall clock stepped back between start and end (NTP): the span happened, and
+        # refusing it would refuse its whole batch (OTLP exporters drop a 400 for good).
+        # Kept, as lasting no time, rather than with a negative duration.
+        span.end_ns = span.start_ns
     # Checked inline first: this runs for every span, and nearly every text is plain ASCII.
     name, message, span_type = span.name, span.status_message, span.span_type or "UNKNOWN"
     if len(name) > NAME_MAX_CHARS or "\x00" in name or not name.isascii():

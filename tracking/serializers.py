@@ -2,7 +2,9 @@
 
 Query parameters are validated by serializers too, so that one declaration both refuses a bad
 value with a 400 naming the parameter and documents the parameter in the OpenAPI schema
-(`extend_schema(parameters=[TraceFilters])`).
+(`extend_schema(parameters=[TraceFilters])`). Text filters are compared as sent, untrimmed:
+DRF's trimming would check `max_length` on the trimmed text, not on what the schema's
+`maxLength` is about, and would find "foo" for " foo" where the filter says exact.
 """
 
 from __future__ import annotations
@@ -132,14 +134,24 @@ BAD_REQUEST_SCHEMA = {
 # --- Experiments --------------------------------------------------------------------------
 
 
-# Keys are what _checked_tag_keys takes (1 to 250 characters, not all whitespace, no NUL);
-# OpenAPI 3.0 has no `propertyNames` to say so.
 _TAG_VALUE = {"maxLength": TAG_VALUE_MAX_CHARS, "pattern": r"^[^\x00]*$"}  # DRF refuses NUL
+# Keys as _checked_tag_keys takes them: 1 to 250 characters, no NUL, not all whitespace.
+# "Whitespace" is what Python's str.strip() removes, spelt out: JSON Schema's `\s` (ECMA
+# 262) is another set (it lacks \x1c-\x1f and \x85, and has \ufeff).
+_NOT_SPACE = r"[^\x00\t-\r\x1c- \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
+_NOT_BLANK = rf"^[^\x00]*{_NOT_SPACE}[^\x00]*$"  # no NUL, and not blank once stripped
+_TAG_KEY = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": TAG_KEY_MAX_CHARS,
+    "pattern": _NOT_BLANK,
+}
 
 
 @extend_schema_field(
     {
         "type": "object",
+        "propertyNames": _TAG_KEY,
         "additionalProperties": {**_TAG_VALUE, "type": "string"},
     }
 )
@@ -154,8 +166,9 @@ class TagsField(serializers.DictField):
 class ExperimentSerializer(serializers.ModelSerializer):
     # MLflow's experiment ids are numeric strings; they stay strings here too.
     experiment_id = serializers.CharField(read_only=True)
-    # Not blank once trimmed (DRF trims), no NUL: a pattern says so in the schema.
-    name = serializers.RegexField(r"^[^\x00]*[^\s\x00][^\x00]*$", max_length=500)
+    # Not blank once trimmed, no NUL: a pattern says so in the schema. Trimmed by
+    # validate_name, after the length check, so that maxLength is of what is sent.
+    name = serializers.RegexField(_NOT_BLANK, max_length=500, trim_whitespace=False)
     tags = TagsField(required=False)
 
     class Meta:
@@ -173,13 +186,20 @@ class ExperimentSerializer(serializers.ModelSerializer):
         # The uniqueness check is the view's: a taken name is a 409 that names it.
         extra_kwargs = {"name": {"validators": []}}
 
+    def validate_name(self, name: str) -> str:
+        return name.strip()
+
     def validate_tags(self, tags: dict[str, str]) -> dict[str, str]:
         return _checked_tag_keys(tags)
 
 
 class ExperimentFilters(serializers.Serializer):
     name = serializers.CharField(
-        required=False, allow_blank=True, max_length=500, help_text="Exact name."
+        required=False,
+        allow_blank=True,
+        trim_whitespace=False,
+        max_length=500,
+        help_text="Exact name.",
     )
 
 
@@ -204,8 +224,10 @@ class SpanSerializer(serializers.Serializer):
         source="end_ns", read_only=True, allow_null=True, help_text="Null while the span is open."
     )
     duration_ms = serializers.SerializerMethodField()
-    inputs = serializers.JSONField(read_only=True, allow_null=True)
-    outputs = serializers.JSONField(read_only=True, allow_null=True)
+    # Any JSON value, null too. Not allow_null: in OpenAPI 3.1 drf-spectacular writes that as
+    # oneOf [{}, {"type": "null"}], which null matches twice and so fails.
+    inputs = serializers.JSONField(read_only=True)
+    outputs = serializers.JSONField(read_only=True)
     attributes = JsonObjectField(read_only=True)
     events = serializers.ListField(child=JsonObjectField(), read_only=True)
 
@@ -221,11 +243,19 @@ class SpanSerializer(serializers.Serializer):
 
 class SpanFilters(serializers.Serializer):
     span_type = serializers.CharField(
-        required=False, allow_blank=True, max_length=32, help_text="e.g. LLM, TOOL."
+        required=False,
+        allow_blank=True,
+        trim_whitespace=False,
+        max_length=32,
+        help_text="e.g. LLM, TOOL.",
     )
     status = SpanStatusField(required=False, allow_blank=True)
     name = serializers.CharField(
-        required=False, allow_blank=True, max_length=500, help_text="Exact span name."
+        required=False,
+        allow_blank=True,
+        trim_whitespace=False,
+        max_length=500,
+        help_text="Exact span name.",
     )
 
 
@@ -301,16 +331,22 @@ class TraceFilters(serializers.Serializer):
     model = serializers.CharField(
         required=False,
         allow_blank=True,
+        trim_whitespace=False,
         max_length=64,
         help_text="Logged model id (m-...) the trace ran.",
     )
     state = TraceStateField(required=False, allow_blank=True)
     name = serializers.CharField(
-        required=False, allow_blank=True, max_length=500, help_text="Exact trace name."
+        required=False,
+        allow_blank=True,
+        trim_whitespace=False,
+        max_length=500,
+        help_text="Exact trace name.",
     )
     name__contains = serializers.CharField(
         required=False,
         allow_blank=True,
+        trim_whitespace=False,
         max_length=500,
         help_text="Part of the trace name, case-insensitive.",
     )
@@ -328,7 +364,9 @@ class TraceFilters(serializers.Serializer):
     )
     tag = serializers.ListField(
         child=serializers.RegexField(
-            r"^[^:\x00]+:[^\x00]*$", max_length=TAG_KEY_MAX_CHARS + TAG_VALUE_MAX_CHARS + 1
+            r"^[^:\x00]+:[^\x00]*$",
+            max_length=TAG_KEY_MAX_CHARS + TAG_VALUE_MAX_CHARS + 1,
+            trim_whitespace=False,
         ),
         required=False,
         max_length=TAG_FILTERS_MAX,
@@ -345,33 +383,70 @@ class TraceFilters(serializers.Serializer):
         return pairs
 
 
+@extend_schema_field(
+    {
+        "oneOf": [
+            {"type": "string", "format": "date-time"},
+            {"type": "string", "maxLength": 0, "description": "Unset."},
+            {
+                "type": "number",
+                "description": "Milliseconds since the epoch.",
+                # 0001-01-01T00:00:01Z to 9999-12-31T23:59:59Z: Python's datetimes.
+                "minimum": -62_135_596_799_000,
+                "maximum": 253_402_300_799_000,
+            },
+        ]
+    }
+)
+class RequestTimeField(serializers.DateTimeField):
+    """When the trace started: RFC 3339, or epoch milliseconds (as ingest.timestamp reads
+    it). Documentation only: ingest validates it."""
+
+
+@extend_schema_field(
+    {
+        "type": ["string", "null"],
+        "enum": [*TraceState.values, "STATE_UNSPECIFIED", "", None],
+        "description": "Unset, empty or STATE_UNSPECIFIED: IN_PROGRESS.",
+    }
+)
+class TraceInfoStateField(serializers.CharField):
+    """A trace's state as MLflow sends it (protobuf's JSON: its unset values too)."""
+
+
 class TraceInfoV3Serializer(serializers.Serializer):
-    """MLflow's TraceInfoV3, as the mlflow client's StartTraceV3 sends it."""
+    """MLflow's TraceInfoV3, as the mlflow client's StartTraceV3 sends it. As in protobuf's
+    JSON mapping, null is a field's default: the same as leaving the field out."""
 
     trace_id = serializers.RegexField(r"^tr-[0-9a-f]{32}$", help_text="`tr-` and 32 hex.")
     trace_location = JsonObjectField(
         required=False,
+        allow_null=True,
         help_text='{"type": "MLFLOW_EXPERIMENT", "mlflow_experiment": {"experiment_id": "0"}}',
     )
-    request_time = serializers.DateTimeField(required=False)
+    request_time = RequestTimeField(required=False, allow_null=True)
     execution_duration = serializers.RegexField(
-        r"^[0-9]{1,9}(\.[0-9]{1,9})?s$", required=False, help_text='e.g. "0.085s".'
+        r"^([0-9]{1,9}(\.[0-9]{1,9})?s)?$",
+        required=False,
+        allow_null=True,
+        help_text='e.g. "0.085s"; empty is unset.',
     )
-    state = TraceStateField(required=False)
-    request_preview = serializers.CharField(required=False)
-    response_preview = serializers.CharField(required=False)
+    state = TraceInfoStateField(required=False, allow_null=True)
+    request_preview = serializers.CharField(required=False, allow_null=True)
+    response_preview = serializers.CharField(required=False, allow_null=True)
     trace_metadata = StringMapField(
-        required=False, help_text="`mlflow.modelId` links a logged model."
+        required=False, allow_null=True, help_text="`mlflow.modelId` links a logged model."
     )
-    tags = StringMapField(required=False)
+    tags = StringMapField(required=False, allow_null=True)
 
 
 class SpanDictSerializer(serializers.Serializer):
-    """One span as in MLflow's `traces.json` (OpenTelemetry's span, MLflow attributes)."""
+    """One span as in MLflow's `traces.json` (OpenTelemetry's span, MLflow attributes).
 
-    trace_id = serializers.RegexField(
-        r"^([0-9a-fA-F]{32}|[A-Za-z0-9+/]{22}==)$", help_text="16 bytes, base64 or hex."
-    )
+    No `trace_id`: the spans of a request belong to its `trace_info.trace_id`, so a span's
+    own trace id (the mlflow client sends one) is ignored.
+    """
+
     span_id = serializers.RegexField(
         r"^([0-9a-fA-F]{16}|[A-Za-z0-9+/]{11}=)$", help_text="8 bytes, base64 or hex."
     )
@@ -427,7 +502,8 @@ class TraceIngestSerializer(serializers.Serializer):
     {
         "type": "object",
         "maxProperties": TAG_CHANGES_MAX,
-        "additionalProperties": {**_TAG_VALUE, "type": "string", "nullable": True},
+        "propertyNames": _TAG_KEY,
+        "additionalProperties": {**_TAG_VALUE, "type": ["string", "null"]},
     }
 )
 class TagChangesField(serializers.DictField):
@@ -541,7 +617,11 @@ class LoggedModelSerializer(LoggedModelListSerializer):
 
 class LoggedModelFilters(serializers.Serializer):
     name = serializers.CharField(
-        required=False, allow_blank=True, max_length=500, help_text="Exact model name."
+        required=False,
+        allow_blank=True,
+        trim_whitespace=False,
+        max_length=500,
+        help_text="Exact model name.",
     )
     experiment = serializers.IntegerField(
         required=False, min_value=0, max_value=BIGINT_MAX, help_text="Experiment id."
