@@ -28,12 +28,14 @@ def traces_for_list() -> QuerySet[Trace]:
     return Trace.objects.for_list().defer(*_LIST_DEFERRED)
 
 
-def with_model_names(traces: Sequence[Trace]) -> Sequence[Trace]:
-    """Set `model_name` on each trace from its logged model, in one query for all of them."""
+def with_model_names(
+    traces: Sequence[Trace], models: QuerySet[LoggedModel] | None = None
+) -> Sequence[Trace]:
+    """Set `model_name` on each trace from its logged model, in one query for all of them.
+    `models`: the versions the caller may read (`Access.readable`); others stay nameless."""
     ids = {t.model_id for t in traces if t.model_id}
-    names = dict(
-        LoggedModel.objects.filter(model_id__in=ids).values_list("model_id", "name") if ids else ()
-    )
+    models = LoggedModel.objects.all() if models is None else models
+    names = dict(models.filter(model_id__in=ids).values_list("model_id", "name") if ids else ())
     for trace in traces:
         trace.model_name = names.get(trace.model_id, "")
     return traces

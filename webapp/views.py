@@ -39,7 +39,10 @@ def home(request: HttpRequest) -> HttpResponse:
         "trace_count": trace_count,
         "more_traces": more_traces,
         "models": list(model_name_summaries(versions)[:RECENT_MODEL_NAMES]),
-        "traces": with_model_names(list(access.readable(traces_for_list())[:RECENT_TRACES])),
+        "traces": with_model_names(
+            list(access.readable(traces_for_list())[:RECENT_TRACES]),
+            access.readable(LoggedModel.objects.all()),
+        ),
         # What to put in MLFLOW_TRACKING_URI to log to this very server.
         "tracking_uri": request.build_absolute_uri("/").rstrip("/"),
     }

@@ -168,3 +168,20 @@ def test_the_trace_list_costs_no_query_per_row_for_an_editor(
     assert response.status_code == 200
     assert response.content.count(b"/traces/tr-") >= 30
     assert hidden.trace_id.encode() not in response.content
+
+
+def test_a_trace_row_does_not_name_a_model_of_a_hidden_experiment(client, alice, mine, private):
+    secret = LoggedModel.objects.create(experiment=private, name="bobs-secret-agent")
+    Trace.objects.create(
+        trace_id="tr-" + uuid.uuid4().hex, experiment=mine, model_id=secret.model_id,
+        request_time=timezone.now(), state="OK",
+    )  # fmt: skip
+    client.force_login(alice)
+
+    for page in ("/traces/", "/"):
+        response = client.get(page)
+        assert response.status_code == 200
+        assert b"bobs-secret-agent" not in response.content, page
+
+    ExperimentGrant.objects.create(experiment=private, user=alice, level=Level.READ)
+    assert b"bobs-secret-agent" in client.get("/traces/").content

@@ -79,7 +79,7 @@ def trace_list(request: HttpRequest) -> HttpResponse:
         return HttpResponseBadRequest("Malformed 'before' cursor.")
     context = _context(request, experiment, model_id, query, sort, columns)
     context.update(
-        traces=_for_rows(page),
+        traces=_for_rows(access, page),
         older_query=_query_with(request, before=next_cursor) if next_cursor else None,
         newest_query=_query_with(request, before=None) if before else None,
     )
@@ -104,7 +104,7 @@ def _live_rows(request: HttpRequest, traces, columns: list[str]) -> HttpResponse
     if not rows:
         return HttpResponse(status=204)
     context = {
-        "traces": _for_rows(rows),
+        "traces": _for_rows(access_for(request), rows),
         "columns": columns,
         "more_newer": more,
         "live_query": _query_with(request, after=Sort("time", True).format_cursor(rows[0])),
@@ -238,8 +238,8 @@ def _columns_for(request: HttpRequest) -> list[str]:
     return [c for c in COLUMNS if c in chosen]
 
 
-def _for_rows(traces: list[Trace]) -> list[Trace]:
-    with_model_names(traces)
+def _for_rows(access: Access, traces: list[Trace]) -> list[Trace]:
+    with_model_names(traces, access.readable(LoggedModel.objects.all()))
     for trace in traces:
         tags = trace.__dict__.get("tags") or {}  # deferred unless the tags column is shown
         # MLflow's own tags (trace name, user, source) are noise in a list row.
