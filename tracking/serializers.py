@@ -49,6 +49,11 @@ def _enum(choices: type[Any]) -> dict[str, Any]:
     return {"allOf": [{"type": "string", "enum": list(choices.values)}]}
 
 
+def _filter_enum(choices: type[Any]) -> dict[str, Any]:
+    # A filter's blank value means "not given" (a form's empty field), as for every filter.
+    return {"type": "string", "enum": [*choices.values, ""]}
+
+
 @extend_schema_field(_enum(TraceState))
 class TraceStateField(serializers.ChoiceField):
     def __init__(self, **kwargs: Any) -> None:
@@ -65,6 +70,21 @@ class SpanStatusField(serializers.ChoiceField):
 class LoggedModelStatusField(serializers.ChoiceField):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(choices=LoggedModelStatus.choices, **kwargs)
+
+
+@extend_schema_field(_filter_enum(TraceState))
+class TraceStateFilter(TraceStateField):
+    pass
+
+
+@extend_schema_field(_filter_enum(SpanStatus))
+class SpanStatusFilter(SpanStatusField):
+    pass
+
+
+@extend_schema_field(_filter_enum(LoggedModelStatus))
+class LoggedModelStatusFilter(LoggedModelStatusField):
+    pass
 
 
 @extend_schema_field(
@@ -249,7 +269,7 @@ class SpanFilters(serializers.Serializer):
         max_length=32,
         help_text="e.g. LLM, TOOL.",
     )
-    status = SpanStatusField(required=False, allow_blank=True)
+    status = SpanStatusFilter(required=False, allow_blank=True)
     name = serializers.CharField(
         required=False,
         allow_blank=True,
@@ -335,7 +355,7 @@ class TraceFilters(serializers.Serializer):
         max_length=64,
         help_text="Logged model id (m-...) the trace ran.",
     )
-    state = TraceStateField(required=False, allow_blank=True)
+    state = TraceStateFilter(required=False, allow_blank=True)
     name = serializers.CharField(
         required=False,
         allow_blank=True,
@@ -626,7 +646,7 @@ class LoggedModelFilters(serializers.Serializer):
     experiment = serializers.IntegerField(
         required=False, min_value=0, max_value=BIGINT_MAX, help_text="Experiment id."
     )
-    status = LoggedModelStatusField(required=False, allow_blank=True)
+    status = LoggedModelStatusFilter(required=False, allow_blank=True)
 
 
 def _checked_tag_keys(tags: dict[str, Any]) -> dict[str, Any]:

@@ -815,6 +815,21 @@ def test_schema_is_served(client):
     assert "/api/v1/traces/{trace_id}/spans/" in response.json()["paths"]
 
 
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("path", "name"),
+    [("/api/v1/models/", "status"), ("/api/v1/traces/", "state"),
+     ("/api/v1/traces/{trace_id}/spans/", "status")],
+)  # fmt: skip
+def test_a_blank_choice_filter_means_not_given_and_the_schema_says_so(client, path, name):
+    schema = client.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
+    params = {p["name"]: p["schema"] for p in schema["paths"][path]["get"]["parameters"]}
+
+    assert "" in params[name]["enum"]
+    if "{" not in path:
+        assert client.get(f"{path}?{name}=").status_code == 200
+
+
 def test_docs_render_from_local_static_files(client):
     response = client.get("/api/docs/")
 
