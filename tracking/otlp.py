@@ -352,6 +352,7 @@ def parse_json(body: bytes) -> ExportTraceServiceRequest:
     if not isinstance(data, dict):
         raise OtlpError("The body must be a JSON object (an ExportTraceServiceRequest).")
     _hex_ids_to_base64(data)
+    _refuse_inexact_integers(data)
     try:
         # Unknown fields must be ignored (OTLP spec): newer clients add fields.
         return json_format.ParseDict(data, ExportTraceServiceRequest(), ignore_unknown_fields=True)
@@ -379,6 +380,26 @@ def _hex_ids_to_base64(data: Any) -> None:
                 _rewrite_ids(span)
                 for link in _items(span, "links"):
                     _rewrite_ids(link)
+
+
+_INT_FIELDS = frozenset({"intValue", "int_value"})
+
+
+def _refuse_inexact_integers(data: Any) -> None:
+    """A JSON integer past 64 bits reaches us as a rounded float (orjson), which protobuf
+    would take as the nearest int64: refuse it instead of storing another number. (Smaller
+    integral floats, `5.0`, are exact and stay accepted, as protobuf's JSON mapping says.)"""
+    stack = [data]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            for key, value in item.items():
+                if key in _INT_FIELDS and isinstance(value, float) and abs(value) >= 2**53:
+                    raise OtlpError(f"{key} {value!r} is not a 64-bit integer.")
+                if isinstance(value, dict | list):
+                    stack.append(value)
+        elif isinstance(item, list):
+            stack.extend(v for v in item if isinstance(v, dict | list))
 
 
 def _items(obj: Any, *keys: str) -> list[Any]:

@@ -692,6 +692,20 @@ def test_a_body_over_the_upload_limit_is_413(client, settings):
 
 
 @pytest.mark.django_db
+@pytest.mark.parametrize("number", ["-9223372036854775809", "18446744073709551616"])
+def test_an_int_attribute_past_64_bits_is_refused_not_rounded(client, number):
+    body = json.loads(json_format.MessageToJson(export(span(attributes={"n": 1}))))
+    attributes = body["resourceSpans"][0]["scopeSpans"][0]["spans"][0]["attributes"]
+    text = json.dumps(body).replace(json.dumps(attributes[0]["value"]), f'{{"intValue": {number}}}')
+
+    response = post(client, text.encode(), otlp.JSON)
+
+    code, message = status_of(response)
+    assert (code, "is not a 64-bit integer" in message) == (400, True)
+    assert not Span.objects.exists()
+
+
+@pytest.mark.django_db
 def test_more_spans_than_one_request_may_carry_is_413_and_stores_none(client, settings):
     settings.SPYGLASS_OTLP_MAX_SPANS = 3
     ok = export(*(span(f"s{i}", span_id=os.urandom(8)) for i in range(3)))
