@@ -24,6 +24,7 @@ from webapp.auth import auth_enabled, credentials_from_header
 from webapp.celery import app as celery_app
 
 PING_TIMEOUT_S = 2.0
+PING_ATTEMPTS = 2
 
 
 def check_database() -> dict[str, Any]:
@@ -41,8 +42,13 @@ def check_broker() -> dict[str, Any]:
 
 
 def check_workers() -> dict[str, Any]:
-    # limit=1: return at the first answer instead of waiting out the timeout for more.
-    replies = celery_app.control.ping(timeout=PING_TIMEOUT_S, limit=1)
+    # limit=1: return at the first answer instead of waiting out the timeout for more. A
+    # second ping when the first gets no answer: a worker whose threads are all busy on a
+    # loaded machine can miss one reply, which is not an outage (at most 2 x the timeout).
+    for _ in range(PING_ATTEMPTS):
+        replies = celery_app.control.ping(timeout=PING_TIMEOUT_S, limit=1)
+        if replies:
+            break
     workers = sorted(name for reply in replies for name in reply)
     if not workers:
         raise RuntimeError("no worker answered a ping through the broker")
