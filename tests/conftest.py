@@ -171,3 +171,17 @@ def redis_worker(redis_url: str, redis_celery_app: Celery) -> Iterator[tuple[Cel
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@pytest.fixture
+def artifact_root(tmp_path: Path, settings) -> Path:
+    """Artifacts of the test in a folder of its own (default storage follows STORAGES)."""
+    root = tmp_path / "artifacts"
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "default": {
+            "BACKEND": "django.core.files.storage.FileSystemStorage",
+            "OPTIONS": {"location": root},
+        },
+    }
+    return root

@@ -49,6 +49,15 @@ def _enum(choices: type[Any]) -> dict[str, Any]:
     return {"allOf": [{"type": "string", "enum": list(choices.values)}]}
 
 
+def _text_filter(max_length: int, help_text: str) -> serializers.CharField:
+    """A text filter of a list: optional, blank means "not given", and compared exactly as
+    sent (not trimmed), so that the length checked is the length of what is matched."""
+    return serializers.CharField(
+        required=False, allow_blank=True, trim_whitespace=False, max_length=max_length,
+        help_text=help_text,
+    )  # fmt: skip
+
+
 def _filter_enum(choices: type[Any]) -> dict[str, Any]:
     # A filter's blank value means "not given" (a form's empty field), as for every filter.
     return {"type": "string", "enum": [*choices.values, ""]}
@@ -214,13 +223,7 @@ class ExperimentSerializer(serializers.ModelSerializer):
 
 
 class ExperimentFilters(serializers.Serializer):
-    name = serializers.CharField(
-        required=False,
-        allow_blank=True,
-        trim_whitespace=False,
-        max_length=500,
-        help_text="Exact name.",
-    )
+    name = _text_filter(500, "Exact name.")
 
 
 # --- Spans --------------------------------------------------------------------------------
@@ -262,21 +265,9 @@ class SpanSerializer(serializers.Serializer):
 
 
 class SpanFilters(serializers.Serializer):
-    span_type = serializers.CharField(
-        required=False,
-        allow_blank=True,
-        trim_whitespace=False,
-        max_length=32,
-        help_text="e.g. LLM, TOOL.",
-    )
+    span_type = _text_filter(32, "e.g. LLM, TOOL.")
     status = SpanStatusFilter(required=False, allow_blank=True)
-    name = serializers.CharField(
-        required=False,
-        allow_blank=True,
-        trim_whitespace=False,
-        max_length=500,
-        help_text="Exact span name.",
-    )
+    name = _text_filter(500, "Exact span name.")
 
 
 # --- Traces -------------------------------------------------------------------------------
@@ -348,28 +339,10 @@ class TraceFilters(serializers.Serializer):
     experiment = serializers.IntegerField(
         required=False, min_value=0, max_value=BIGINT_MAX, help_text="Experiment id."
     )
-    model = serializers.CharField(
-        required=False,
-        allow_blank=True,
-        trim_whitespace=False,
-        max_length=64,
-        help_text="Logged model id (m-...) the trace ran.",
-    )
+    model = _text_filter(64, "Logged model id (m-...) the trace ran.")
     state = TraceStateFilter(required=False, allow_blank=True)
-    name = serializers.CharField(
-        required=False,
-        allow_blank=True,
-        trim_whitespace=False,
-        max_length=500,
-        help_text="Exact trace name.",
-    )
-    name__contains = serializers.CharField(
-        required=False,
-        allow_blank=True,
-        trim_whitespace=False,
-        max_length=500,
-        help_text="Part of the trace name, case-insensitive.",
-    )
+    name = _text_filter(500, "Exact trace name.")
+    name__contains = _text_filter(500, "Part of the trace name, case-insensitive.")
     since = SinceUntilField(
         required=False, help_text="Requested at or after this ISO 8601 time (naive = UTC)."
     )
@@ -636,13 +609,7 @@ class LoggedModelSerializer(LoggedModelListSerializer):
 
 
 class LoggedModelFilters(serializers.Serializer):
-    name = serializers.CharField(
-        required=False,
-        allow_blank=True,
-        trim_whitespace=False,
-        max_length=500,
-        help_text="Exact model name.",
-    )
+    name = _text_filter(500, "Exact model name.")
     experiment = serializers.IntegerField(
         required=False, min_value=0, max_value=BIGINT_MAX, help_text="Experiment id."
     )

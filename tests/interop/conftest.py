@@ -45,20 +45,6 @@ def result(value):
 
 
 @pytest.fixture
-def artifact_root(tmp_path: Path, settings) -> Path:
-    """Artifacts of the test in a folder of its own (default storage follows STORAGES)."""
-    root = tmp_path / "artifacts"
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "default": {
-            "BACKEND": "django.core.files.storage.FileSystemStorage",
-            "OPTIONS": {"location": root},
-        },
-    }
-    return root
-
-
-@pytest.fixture
 def mlflow_server(live_server, transactional_db, artifact_root: Path) -> str:
     # transactional_db empties the tables after each test, migrations' rows included; the
     # client expects the Default experiment to exist.
