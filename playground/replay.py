@@ -9,8 +9,11 @@ from typing import Any
 from access.models import Level
 from access.rules import ADMIN, Access
 from playground.models import Agent
+from tracking import chat
 from tracking.models import Span, Trace
 from tracking.permissions import may
+
+REPLAYED_ROLES = frozenset({"system", "user", "assistant"})
 
 
 @dataclass
@@ -30,31 +33,19 @@ def chat_of(inputs: Any) -> tuple[list[dict[str, str]], dict[str, Any] | None, d
     """(messages, custom_inputs, params) from a root span's inputs, in any chat shape:
     chat completions / ChatAgent (`messages`), ResponsesAgent (`input`), ChatModel.predict
     (`messages` + `params`), or a bare list of messages."""
-    if isinstance(inputs, list):
-        inputs = {"messages": inputs}
+    # Only text turns can be sent again: tool calls and their results are left out.
+    messages = [
+        {"role": m.role, "content": m.content}
+        for m in chat.request_messages(inputs)
+        if m.role in REPLAYED_ROLES and m.content
+    ]
     if not isinstance(inputs, dict):
-        return [], None, {}
-    raw = inputs.get("messages", inputs.get("input"))
-    if isinstance(raw, str):
-        raw = [{"role": "user", "content": raw}]
-    items = raw if isinstance(raw, list) else []
-    messages = [m for m in (_message(item) for item in items) if m]
+        return messages, None, {}
     nested = inputs.get("params") if isinstance(inputs.get("params"), dict) else {}
     custom_inputs = inputs.get("custom_inputs", nested.get("custom_inputs"))
     params = {k: v for k, v in {**nested, **inputs}.items()
               if k in ("temperature", "max_tokens", "stop")}  # fmt: skip
     return messages, custom_inputs if isinstance(custom_inputs, dict) else None, params
-
-
-def _message(item: Any) -> dict[str, str] | None:
-    if not isinstance(item, dict) or item.get("role") not in ("system", "user", "assistant"):
-        return None
-    content = item.get("content")
-    if isinstance(content, list):  # content parts: input_text, output_text, text
-        content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
-    if not isinstance(content, str):
-        return None
-    return {"role": item["role"], "content": content}
 
 
 def from_trace(trace_id: str, access: Access = ADMIN) -> Prefill:

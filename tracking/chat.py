@@ -1,4 +1,6 @@
-"""Chat messages found in a span's inputs and outputs, normalised for the conversation view.
+"""Chat messages found in a span's inputs and outputs: the one reader of messages and their
+content parts, for the conversation view, the trace page, the playground's replay and the answers
+agents give.
 
 The shapes our users log (see the MLflow ChatModel / ChatAgent / ResponsesAgent docs):
 
@@ -11,8 +13,9 @@ The shapes our users log (see the MLflow ChatModel / ChatAgent / ResponsesAgent 
 - A bare list of messages.
 
 Content may be a string or a list of parts (`{"type": "text"|"input_text"|"output_text",
-"text"}`); other parts are kept as JSON text. Nothing here renders: the template escapes names
-and the markdown module sanitises content.
+"text"}`, or bare strings), joined by blank lines; other parts (images, refusals, ...) and other
+values are kept as fenced JSON text, so nothing is silently dropped. Nothing here renders: the
+template escapes names and the markdown module sanitises content.
 """
 
 from __future__ import annotations
@@ -56,6 +59,55 @@ def conversation(inputs: Any, outputs: Any) -> Conversation | None:
         return None
     omitted = max(0, len(messages) - MAX_MESSAGES)
     return Conversation(messages=messages[:MAX_MESSAGES], omitted=omitted)
+
+
+def request_messages(inputs: Any) -> list[Message]:
+    """The messages of a request, as an agent would be sent them again: `messages`
+    (chat completions, ChatAgent, ChatModel) or `input` (ResponsesAgent, where a bare string is
+    one user message), or a bare list. Items that are not messages are skipped."""
+    if isinstance(inputs, list):
+        inputs = {"messages": inputs}
+    if not isinstance(inputs, dict):
+        return []
+    raw = inputs.get("messages", inputs.get("input"))
+    if isinstance(raw, str):
+        raw = [{"role": "user", "content": raw}]
+    return read(raw) if isinstance(raw, list) else []
+
+
+def preview_has_user_message(preview: str) -> bool:
+    """Whether a trace's request preview (its root span's inputs as JSON) holds a user message.
+    A preview cut at its size limit is no longer JSON; then a `"role"` key in it is the hint."""
+    try:
+        inputs = json.loads(preview)
+    except ValueError:
+        return '"role"' in preview
+    return any(m.role == "user" for m in request_messages(inputs))
+
+
+def read(items: list[Any], source: str = "inputs") -> list[Message]:
+    """The messages among `items` (chat messages or Responses items); anything else is skipped."""
+    return _convert([i for i in items if isinstance(i, dict) and _is_item(i)], source)
+
+
+def content_text(content: Any) -> str:
+    """A message's content as text: a string as is, text parts joined by blank lines, anything
+    else as fenced JSON (a tool call's missing content is "")."""
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        parts = []
+        for part in content:
+            if isinstance(part, dict) and isinstance(part.get("text"), str):
+                parts.append(part["text"])
+            elif isinstance(part, str):
+                parts.append(part)
+            elif part is not None:
+                parts.append(f"```json\n{_json(part)}\n```")
+        return "\n\n".join(p for p in parts if p)
+    return f"```json\n{_json(content)}\n```"
 
 
 def _messages_in(value: Any, source: str) -> list[Message]:
@@ -103,7 +155,7 @@ def _convert(items: list[dict], source: str) -> list[Message]:
             out.append(
                 Message(
                     role="tool",
-                    content=_content(item.get("output")),
+                    content=content_text(item.get("output")),
                     tool_call_id=_text(item.get("call_id")),
                     source=source,
                 )
@@ -113,7 +165,7 @@ def _convert(items: list[dict], source: str) -> list[Message]:
             out.append(
                 Message(
                     role=role if role in ROLES else "assistant",
-                    content=_content(item.get("content")),
+                    content=content_text(item.get("content")),
                     name=_text(item.get("name")),
                     tool_calls=[_tool_call(c) for c in item.get("tool_calls") or [] if c],
                     tool_call_id=_text(item.get("tool_call_id")),
@@ -132,24 +184,6 @@ def _tool_call(call: Any) -> ToolCall:
         arguments=_arguments(function.get("arguments")),
         call_id=_text(call.get("id")),
     )
-
-
-def _content(content: Any) -> str:
-    if content is None:
-        return ""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        parts = []
-        for part in content:
-            if isinstance(part, dict) and isinstance(part.get("text"), str):
-                parts.append(part["text"])
-            elif isinstance(part, str):
-                parts.append(part)
-            else:
-                parts.append(f"```json\n{_json(part)}\n```")
-        return "\n\n".join(parts)
-    return f"```json\n{_json(content)}\n```"
 
 
 def _arguments(arguments: Any) -> str:

@@ -21,6 +21,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from playground.agents.base import AgentError, Answer, ChatRequest, Json, Stream
+from tracking import chat
 
 if TYPE_CHECKING:
     from playground.models import Agent
@@ -184,7 +185,7 @@ class Client:
         }
 
     def _answer(self, request: ChatRequest, prompt: str, text: str) -> Answer:
-        usage = self._usage(" ".join(m.get("content", "") for m in request.messages), text)
+        usage = self._usage(" ".join(m.content for m in chat.read(request.messages)), text)
         custom_outputs = None
         if request.custom_inputs is not None:
             custom_outputs = {"custom_inputs": request.custom_inputs}
@@ -198,10 +199,9 @@ class Client:
 
 
 def _last_user_message(messages: list[Json]) -> str:
-    for message in reversed(messages):
-        if message.get("role") == "user":
-            content = message.get("content")
-            return content if isinstance(content, str) else str(content)
+    for message in reversed(chat.read(messages)):
+        if message.role == "user":
+            return message.content
     raise AgentError("There is no user message to answer.")
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from playground.agents.base import AgentError, Answer, Json, answer_from_usage
+from tracking import chat
 
 CHAT_COMPLETIONS = "chat-completions"
 CHAT_AGENT = "chat-agent"
@@ -75,42 +76,26 @@ def _choice_content(data: Json) -> str:
     message = first.get("message") if isinstance(first, dict) else None
     if not isinstance(message, dict):
         raise AgentError(f"The agent's answer has no choices[0].message: {_excerpt(data)}")
-    content = message.get("content")
-    if content is None:
-        return ""  # a tool call with no text
-    if isinstance(content, list):  # content parts
-        return "".join(p.get("text", "") for p in content if isinstance(p, dict))
-    if not isinstance(content, str):
-        raise AgentError(f"choices[0].message.content is not text: {_excerpt(content)}")
-    return content
+    return chat.content_text(message.get("content"))
 
 
 def _chat_agent_content(data: Json) -> str:
     messages = data.get("messages")
     if not isinstance(messages, list):
         raise AgentError(f"The agent's messages are not a list: {_excerpt(messages)}")
-    texts = [
-        m["content"]
-        for m in messages
-        if isinstance(m, dict)
-        and m.get("role") == "assistant"
-        and isinstance(m.get("content"), str)
-    ]
-    return "\n\n".join(t for t in texts if t)
+    return _assistant_text(chat.read(messages))
 
 
 def _responses_content(data: Json) -> str:
     output = data.get("output")
     if not isinstance(output, list):
         raise AgentError(f"The agent's output is not a list of items: {_excerpt(output)}")
-    texts = []
-    for item in output:
-        if not isinstance(item, dict) or item.get("type") != "message":
-            continue  # function calls and their outputs are not the answer's text
-        for part in item.get("content") or []:
-            if isinstance(part, dict) and isinstance(part.get("text"), str):
-                texts.append(part["text"])
-    return "\n\n".join(t for t in texts if t)
+    # Function calls (assistant turns with no text) and their outputs are not the answer's text.
+    return _assistant_text(chat.read(output))
+
+
+def _assistant_text(messages: list[chat.Message]) -> str:
+    return "\n\n".join(m.content for m in messages if m.role == "assistant" and m.content)
 
 
 def _excerpt(value: Any) -> str:

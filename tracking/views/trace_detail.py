@@ -52,7 +52,7 @@ def trace_detail(request: HtmxHttpRequest, trace_id: str) -> HttpResponse:
         "selected_span": request.GET.get("span", ""),
         # The playground replays a root span's chat messages. The preview (the root's inputs)
         # tells without loading the span; the playground explains when it cannot replay.
-        "replayable": '"role"' in trace.request_preview,
+        "replayable": chat.preview_has_user_message(trace.request_preview),
         # (assessment, its value as JSON text); overridden ones are folded away, struck out.
         "assessments": [(a, shown[a.pk]) for a in assessments if a.valid],
         "overridden": [(a, shown[a.pk]) for a in assessments if not a.valid],
