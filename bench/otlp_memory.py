@@ -26,7 +26,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.harness import REPO, answers, bench_env, free_port, scratch, server
-from tests.reliability.payloads import otlp_body
+from tests.payloads import otlp_body
 
 
 def big_body(trace_id: bytes, megabytes: int) -> bytes:

@@ -19,6 +19,11 @@ from pathlib import Path
 
 import pytest
 from celery import Celery, shared_task
+from django.contrib.auth.models import User
+
+from access.models import Role
+from tests.users import PASSWORD, with_role
+from tracking.models import Experiment
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -40,6 +45,47 @@ def _auth_off_unless_a_test_turns_it_on() -> Iterator[None]:
 
     with override_settings(SPYGLASS_AUTH=False):
         yield
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _fast_password_hashing() -> Iterator[None]:
+    # Django's hasher is slow on purpose; no test here is about hashing itself. Servers the
+    # tests start in subprocesses (tests/reliability) keep the real one.
+    from django.test import override_settings
+
+    with override_settings(PASSWORD_HASHERS=["django.contrib.auth.hashers.MD5PasswordHasher"]):
+        yield
+
+
+@pytest.fixture
+def auth_on(settings) -> None:
+    settings.SPYGLASS_AUTH = True
+
+
+# The cast: one user per role, all with the password tests.users.PASSWORD.
+
+
+@pytest.fixture
+def alice(db) -> User:
+    """The admin."""
+    return with_role(User.objects.create_user("alice", password=PASSWORD), Role.ADMIN)
+
+
+@pytest.fixture
+def bob(db) -> User:
+    """An editor."""
+    return with_role(User.objects.create_user("bob", password=PASSWORD), Role.EDITOR)
+
+
+@pytest.fixture
+def charlie(db) -> User:
+    """A viewer."""
+    return with_role(User.objects.create_user("charlie", password=PASSWORD), Role.VIEWER)
+
+
+@pytest.fixture
+def experiment(db) -> Experiment:
+    return Experiment.objects.create(name="support")
 
 
 def services_required() -> bool:

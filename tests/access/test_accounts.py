@@ -12,7 +12,7 @@ from django.db import connection, connections, transaction
 
 from access import accounts
 from access.models import Role, UserRole
-from tests.access.conftest import with_role
+from tests.users import with_role
 
 
 @pytest.mark.django_db(transaction=True)

@@ -11,7 +11,7 @@ from django.core.management import CommandError, call_command
 
 from access.models import ExperimentGrant, Level, Role, UserRole
 from access.rules import access_for_user
-from tests.access.conftest import PASSWORD, with_role
+from tests.users import PASSWORD, with_role
 from tracking.models import Experiment
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("auth_on")]

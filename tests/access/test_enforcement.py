@@ -14,13 +14,8 @@ from access.models import ExperimentGrant, Level, Role, UserRole
 from tracking.models import Experiment, LoggedModel, Run, Span, Trace
 from webapp.models import ApiToken
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("auth_on")]
 V2, V3 = "/api/2.0/mlflow/", "/api/3.0/mlflow/"
-
-
-@pytest.fixture(autouse=True)
-def auth_on(settings):
-    settings.SPYGLASS_AUTH = True
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ from django.contrib.auth.models import Group, User
 
 from access.models import ExperimentGrant, Level, Role, UserRole
 from access.rules import access_for_user
-from tests.access.conftest import PASSWORD, with_role
+from tests.users import PASSWORD, with_role
 from tracking.models import Experiment
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("auth_on")]

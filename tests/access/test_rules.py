@@ -10,12 +10,7 @@ from access.models import ExperimentGrant, Level, Role, UserRole
 from access.rules import ADMIN, Denied, access_for_user, grant_creator
 from tracking.models import Experiment, Trace
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def auth_on(settings):
-    settings.SPYGLASS_AUTH = True
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("auth_on")]
 
 
 @pytest.fixture

@@ -14,11 +14,6 @@ HX = {"HTTP_HX_REQUEST": "true"}
 
 
 @pytest.fixture
-def auth_on(settings):
-    settings.SPYGLASS_AUTH = True
-
-
-@pytest.fixture
 def alice(db) -> User:
     return User.objects.create_user("alice")
 

@@ -14,7 +14,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from tests.reliability.payloads import (
+from tests.payloads import (
     mlflow_info,
     mlflow_spans,
     otlp_body,

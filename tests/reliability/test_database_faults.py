@@ -13,8 +13,8 @@ from django.db import OperationalError, ProgrammingError
 from django.test import RequestFactory
 from google.rpc.status_pb2 import Status
 
+from tests.payloads import mlflow_info, otlp_body
 from tests.reliability.conftest import migrate, query, server_env
-from tests.reliability.payloads import mlflow_info, otlp_body
 from webapp.errors import database_unavailable, server_error
 
 PROTOBUF = {"Content-Type": "application/x-protobuf"}

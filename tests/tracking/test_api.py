@@ -3,7 +3,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -14,11 +14,12 @@ from django.core.files.storage import default_storage
 from django.core.management import call_command
 from rest_framework.test import APIClient
 
+from tests import rows
+from tests.rows import T0, make_model
 from tracking import api
 from tracking.mlflow_api.traces import traces_json_path
 from tracking.models import (
     Experiment,
-    LoggedModel,
     LoggedModelStatus,
     Metric,
     Run,
@@ -27,7 +28,6 @@ from tracking.models import (
     TraceState,
 )
 
-T0 = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
 T0_NS = int(T0.timestamp()) * 1_000_000_000
 
 pytestmark = pytest.mark.django_db
@@ -38,23 +38,15 @@ def client() -> APIClient:
     return APIClient()
 
 
-@pytest.fixture
-def experiment() -> Experiment:
-    return Experiment.objects.create(name="support")
-
-
 def make_trace(experiment: Experiment, n: int = 0, **fields: Any) -> Trace:
+    """tests.rows.make_trace with the values these tests read back through the API."""
     defaults = {
-        "trace_id": f"tr-{n:032x}",
-        "name": f"trace {n}",
-        "state": TraceState.OK,
-        "request_time": T0 + timedelta(seconds=n),
         "duration_ns": 1_500_000_000,
         "span_count": 0,
-        "request_preview": '{"question": "hi"}',
+        "total_tokens": None,
         "metadata": {"mlflow.trace.sizeBytes": "1234"},
     }
-    return Trace.objects.create(experiment=experiment, **{**defaults, **fields})
+    return rows.make_trace(experiment, n, **{**defaults, **fields})
 
 
 def make_span(trace: Trace, n: int, parent: str = "", **fields: Any) -> Span:
@@ -68,10 +60,6 @@ def make_span(trace: Trace, n: int, parent: str = "", **fields: Any) -> Span:
     return Span.objects.create(
         trace=trace, span_id=f"{n:016x}", parent_span_id=parent, **{**defaults, **fields}
     )
-
-
-def make_model(experiment: Experiment, name: str = "support-agent", **fields: Any) -> LoggedModel:
-    return LoggedModel.objects.create(experiment=experiment, name=name, **fields)
 
 
 def span_dict(trace_hex: str, n: int, parent: int | None = None, **fields: Any) -> dict:

@@ -10,7 +10,7 @@ import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
-from tests.tracking.test_ingest import make_trace
+from tests.payloads import mlflow_trace
 from tracking.models import Span, Trace
 
 
@@ -66,7 +66,7 @@ def test_a_trace_sent_both_ways_twice_is_stored_once(client, order, tmp_path, se
             "OPTIONS": {"location": tmp_path},
         },
     }
-    trace = make_trace(12)
+    trace = mlflow_trace(12)
     senders = [send_otlp, send_mlflow] if order == "otlp-first" else [send_mlflow, send_otlp]
 
     for send in senders * 2:

@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 
-from tests.tracking.rows import T0, XSS, XSS_ESCAPED, make_model, make_trace
+from tests.rows import T0, XSS, XSS_ESCAPED, make_model, make_trace
 from tracking.compare import (
     MISSING,
     best_index,

@@ -2,96 +2,18 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 from datetime import UTC, datetime
 
 import pytest
 
+from tests.payloads import T0, mlflow_trace
 from tracking import ingest
 from tracking.models import Experiment, Span, Trace
-
-T0 = 1_795_294_591_376_191_837  # ns, as the mlflow client sends them
-
-
-def b64(raw: bytes) -> str:
-    return base64.b64encode(raw).decode()
-
-
-def make_trace(n_spans: int, *, error: bool = False, seed: bytes | None = None) -> dict:
-    """An MLflow-shaped trace: TraceInfoV3 plus `traces.json` span dicts (protocol §5, §6.1).
-
-    Span i's parent is span (i - 1) // 4, so the tree is a few levels deep.
-    """
-    otel_trace_id = seed or os.urandom(16)
-    trace_id = f"tr-{otel_trace_id.hex()}"
-    span_ids = [os.urandom(8) for _ in range(n_spans)]
-    spans = []
-    for i, span_id in enumerate(span_ids):
-        failed = error and i == 0
-        spans.append(
-            {
-                "trace_id": b64(otel_trace_id),
-                "span_id": b64(span_id),
-                "parent_span_id": None if i == 0 else b64(span_ids[(i - 1) // 4]),
-                "name": "agent" if i == 0 else f"step-{i}",
-                "start_time_unix_nano": T0 + i * 1_000,
-                "end_time_unix_nano": T0 + (n_spans * 1_000 + 500 if i == 0 else i * 1_000 + 900),
-                "events": [
-                    {
-                        "name": "exception",
-                        "time_unix_nano": T0 + 10,
-                        "attributes": {
-                            "exception.type": "ValueError",
-                            "exception.message": "kaboom",
-                            "exception.stacktrace": "Traceback ...",
-                        },
-                    }
-                ]
-                if failed
-                else [],
-                "status": {
-                    "code": "STATUS_CODE_ERROR" if failed else "STATUS_CODE_OK",
-                    "message": "ValueError: kaboom" if failed else "",
-                },
-                "attributes": {
-                    "mlflow.traceRequestId": json.dumps(trace_id),
-                    "mlflow.spanType": json.dumps("AGENT" if i == 0 else "LLM"),
-                    "mlflow.spanInputs": json.dumps(
-                        {"messages": [{"role": "user", "content": f"question {i}"}]}
-                    ),
-                    "mlflow.spanOutputs": json.dumps({"answer": f"answer {i}"}),
-                    "mlflow.spanLogLevel": "20",
-                    "agent.version": json.dumps("1.2"),
-                },
-                "links": [],
-            }
-        )
-    info = {
-        "trace_id": trace_id,
-        "trace_location": {
-            "type": "MLFLOW_EXPERIMENT",
-            "mlflow_experiment": {"experiment_id": "0"},
-        },
-        "request_time": "2026-11-21T20:56:31.376Z",
-        "execution_duration": "0.085s",
-        "state": "ERROR" if error else "OK",
-        "trace_metadata": {
-            "mlflow.trace_schema.version": "3",
-            "mlflow.modelId": "m-" + "a" * 32,
-            "mlflow.trace.tokenUsage": json.dumps(
-                {"input_tokens": 10, "output_tokens": 5, "total_tokens": 15}
-            ),
-        },
-        "tags": {"mlflow.traceName": "agent", "session": "s-1"},
-        "request_preview": "question 0",
-        "response_preview": "answer 0",
-    }
-    return {"trace_id": trace_id, "info": info, "spans": spans}
 
 
 @pytest.mark.django_db
 def test_the_same_1000_span_trace_sent_three_times_is_stored_once():
-    trace = make_trace(1000)
+    trace = mlflow_trace(1000)
 
     for _ in range(3):
         ingest.store_trace(trace["info"], trace["spans"])
@@ -104,7 +26,7 @@ def test_the_same_1000_span_trace_sent_three_times_is_stored_once():
 
 @pytest.mark.django_db
 def test_ingest_uses_a_constant_number_of_queries(django_assert_max_num_queries):
-    small, large = make_trace(10), make_trace(1000)
+    small, large = mlflow_trace(10), mlflow_trace(1000)
 
     with django_assert_max_num_queries(12) as small_queries:
         ingest.store_trace(small["info"], small["spans"])
@@ -116,7 +38,7 @@ def test_ingest_uses_a_constant_number_of_queries(django_assert_max_num_queries)
 
 @pytest.mark.django_db
 def test_many_traces_in_one_call_cost_no_more_queries(django_assert_max_num_queries):
-    traces = [make_trace(20) for _ in range(50)]
+    traces = [mlflow_trace(20) for _ in range(50)]
 
     with django_assert_max_num_queries(12):
         result = ingest.store_traces([(t["info"], t["spans"]) for t in traces])
@@ -127,7 +49,7 @@ def test_many_traces_in_one_call_cost_no_more_queries(django_assert_max_num_quer
 
 @pytest.mark.django_db
 def test_trace_info_columns_are_copied_out_for_lists():
-    trace = make_trace(3)
+    trace = mlflow_trace(3)
 
     ingest.store_trace(trace["info"], trace["spans"])
 
@@ -145,7 +67,7 @@ def test_trace_info_columns_are_copied_out_for_lists():
 
 @pytest.mark.django_db
 def test_span_attributes_are_decoded_into_columns():
-    trace = make_trace(2)
+    trace = mlflow_trace(2)
 
     ingest.store_trace(None, trace["spans"])
 
@@ -165,7 +87,7 @@ def test_span_attributes_are_decoded_into_columns():
 
 @pytest.mark.django_db
 def test_spans_before_info_create_the_trace_and_the_info_then_wins():
-    trace = make_trace(5)
+    trace = mlflow_trace(5)
 
     ingest.store_trace(None, trace["spans"])
     derived = Trace.objects.get(trace_id=trace["trace_id"])
@@ -186,7 +108,7 @@ def test_spans_before_info_create_the_trace_and_the_info_then_wins():
 
 @pytest.mark.django_db
 def test_spans_after_info_do_not_overwrite_it():
-    trace = make_trace(5)
+    trace = mlflow_trace(5)
 
     ingest.store_trace(trace["info"], None)
     ingest.store_trace(None, trace["spans"])
@@ -199,7 +121,7 @@ def test_spans_after_info_do_not_overwrite_it():
 
 @pytest.mark.django_db
 def test_a_more_complete_version_updates_the_trace():
-    trace = make_trace(6)
+    trace = mlflow_trace(6)
     open_root = dict(trace["spans"][0], end_time_unix_nano=None)
     in_progress = {**trace["info"], "state": "IN_PROGRESS"}
     del in_progress["execution_duration"]
@@ -218,7 +140,7 @@ def test_a_more_complete_version_updates_the_trace():
 
 @pytest.mark.django_db
 def test_tags_added_later_survive_a_resent_info():
-    trace = make_trace(1)
+    trace = mlflow_trace(1)
     ingest.store_trace(trace["info"], trace["spans"])
     Trace.objects.filter(trace_id=trace["trace_id"]).update(
         tags={"mlflow.traceName": "agent", "session": "s-1", "reviewed": "yes"}
@@ -231,7 +153,7 @@ def test_tags_added_later_survive_a_resent_info():
 
 @pytest.mark.django_db
 def test_an_error_trace_keeps_its_exception_event():
-    trace = make_trace(3, error=True)
+    trace = mlflow_trace(3, error=True)
 
     ingest.store_trace(None, trace["spans"])
 
@@ -246,7 +168,7 @@ def test_an_error_trace_keeps_its_exception_event():
 
 @pytest.mark.django_db
 def test_hex_ids_are_accepted_like_base64_ones():
-    trace = make_trace(2)
+    trace = mlflow_trace(2)
     for span in trace["spans"]:
         span["trace_id"] = base64.b64decode(span["trace_id"]).hex()
         span["span_id"] = base64.b64decode(span["span_id"]).hex().upper()
@@ -259,7 +181,7 @@ def test_hex_ids_are_accepted_like_base64_ones():
 
 @pytest.mark.django_db
 def test_hostile_values_are_stored_without_breaking_the_batch():
-    trace = make_trace(2)
+    trace = mlflow_trace(2)
     trace["spans"][1]["name"] = "nul\x00byte" + "x" * 5000
     trace["spans"][1]["attributes"]["mlflow.spanOutputs"] = '{"score": NaN, "t": "a\\u0000b"}'
     trace["spans"][1]["attributes"]["not-json"] = "{oops"
@@ -276,7 +198,7 @@ def test_hostile_values_are_stored_without_breaking_the_batch():
 @pytest.mark.django_db
 def test_trace_info_for_another_experiment():
     experiment = Experiment.objects.create(name="support")
-    trace = make_trace(1)
+    trace = mlflow_trace(1)
     trace["info"]["trace_location"]["mlflow_experiment"]["experiment_id"] = str(experiment.pk)
 
     ingest.store_trace(trace["info"], trace["spans"])
@@ -286,7 +208,7 @@ def test_trace_info_for_another_experiment():
 
 @pytest.mark.django_db
 def test_a_span_ending_before_it_starts_is_kept_lasting_no_time():
-    trace = make_trace(2)
+    trace = mlflow_trace(2)
     trace["spans"][1]["end_time_unix_nano"] = 1  # a wall clock stepped back
 
     ingest.store_trace(trace["info"], trace["spans"])
@@ -297,7 +219,7 @@ def test_a_span_ending_before_it_starts_is_kept_lasting_no_time():
 
 
 def _bad(mutate):
-    trace = make_trace(2)
+    trace = mlflow_trace(2)
     mutate(trace)
     return trace
 
@@ -339,7 +261,7 @@ BAD_INPUTS = {
 @pytest.mark.django_db
 @pytest.mark.parametrize("case", BAD_INPUTS, ids=list(BAD_INPUTS))
 def test_bad_input_raises_one_clear_error_and_stores_nothing(case):
-    good = make_trace(3)
+    good = mlflow_trace(3)
     ingest.store_trace(good["info"], good["spans"])
     mutate, message = BAD_INPUTS[case]
     bad = _bad(mutate)
@@ -353,7 +275,7 @@ def test_bad_input_raises_one_clear_error_and_stores_nothing(case):
 
 
 def test_parsing_needs_no_database():
-    trace = make_trace(1)
+    trace = mlflow_trace(1)
 
     info = ingest.parse_trace_info(trace["info"])
     span = ingest.parse_span(trace["spans"][0])
@@ -365,7 +287,7 @@ def test_parsing_needs_no_database():
 
 @pytest.mark.django_db
 def test_tokens_of_a_trace_without_info_are_summed_from_its_spans_once():
-    trace = make_trace(3)
+    trace = mlflow_trace(3)
     for span in trace["spans"][1:]:
         span["attributes"]["mlflow.chat.tokenUsage"] = json.dumps(
             {"input_tokens": 7, "output_tokens": 3, "total_tokens": 10}
@@ -379,7 +301,7 @@ def test_tokens_of_a_trace_without_info_are_summed_from_its_spans_once():
 
 @pytest.mark.django_db
 def test_the_token_total_a_client_sent_wins_over_the_spans():
-    trace = make_trace(2)
+    trace = mlflow_trace(2)
     trace["spans"][1]["attributes"]["mlflow.chat.tokenUsage"] = json.dumps({"total_tokens": 99})
 
     ingest.store_trace(trace["info"], trace["spans"])
@@ -389,7 +311,7 @@ def test_the_token_total_a_client_sent_wins_over_the_spans():
 
 @pytest.mark.django_db
 def test_trace_tags_merge_without_freezing_derived_columns():
-    trace = make_trace(2)
+    trace = mlflow_trace(2)
     spans = [ingest.parse_span(s) for s in trace["spans"]]
 
     ingest.store([], spans[1:], trace_tags={trace["trace_id"]: {"service.name": "agent-svc"}})
@@ -404,7 +326,7 @@ def test_trace_tags_merge_without_freezing_derived_columns():
 @pytest.mark.django_db
 @pytest.mark.parametrize("total", ["abc", 1.5, 2**64, True, -3])
 def test_a_token_count_that_is_not_a_count_is_dropped_not_a_500(total):
-    trace = make_trace(2)
+    trace = mlflow_trace(2)
     trace["spans"][1]["attributes"]["mlflow.chat.tokenUsage"] = json.dumps(
         {"input_tokens": 1, "total_tokens": total}
     )
@@ -421,7 +343,7 @@ def test_a_token_count_that_is_not_a_count_is_dropped_not_a_500(total):
 @pytest.mark.django_db
 def test_values_over_the_cap_are_replaced_by_a_visible_marker(settings):
     settings.SPYGLASS_MAX_SPAN_FIELD_BYTES = 1000
-    trace = make_trace(2)
+    trace = mlflow_trace(2)
     root, child = trace["spans"]
     root["attributes"]["mlflow.spanInputs"] = json.dumps({"document": "é" * 2000})
     child["attributes"]["big"] = json.dumps("x" * 5000)
@@ -444,7 +366,7 @@ def test_values_over_the_cap_are_replaced_by_a_visible_marker(settings):
 @pytest.mark.django_db
 def test_request_times_are_stored_in_utc_whatever_their_offset():
     # Found by schemathesis: PostgreSQL refuses offsets past 15:59, which Python accepts.
-    trace = make_trace(1)
+    trace = mlflow_trace(1)
     trace["info"]["request_time"] = "2026-03-27T11:51:17-16:19"
 
     ingest.store_trace(trace["info"], trace["spans"])
@@ -455,7 +377,7 @@ def test_request_times_are_stored_in_utc_whatever_their_offset():
 
 @pytest.mark.parametrize("value", [10**30, -(10**20), float("inf")])
 def test_an_epoch_time_out_of_range_is_a_clear_error(value):
-    trace = make_trace(1)
+    trace = mlflow_trace(1)
     trace["info"]["request_time"] = value
 
     with pytest.raises(ingest.IngestError, match="out of range"):

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.tracking.rows import XSS, XSS_ESCAPED, make_trace
+from tests.rows import XSS, XSS_ESCAPED, make_trace
 from tracking.models import Assessment, Experiment, Trace
 
 BASE = "/api/3.0/mlflow/traces/"

@@ -14,7 +14,7 @@ from django.contrib.auth.models import User
 from django.db import connection, connections
 from django.test import Client
 
-from tests.tracking.rows import make_model
+from tests.rows import make_model
 from tracking.models import LoggedModel, ModelVersion, RegisteredModel, Run
 from webapp.models import ApiToken
 

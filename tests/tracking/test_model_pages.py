@@ -4,7 +4,7 @@ from datetime import timedelta
 
 import pytest
 
-from tests.tracking.rows import T0, XSS, XSS_ESCAPED, make_model, make_trace
+from tests.rows import T0, XSS, XSS_ESCAPED, make_model, make_trace
 from tracking.models import Metric, ModelVersion, RegisteredModel
 from tracking.views import logged_models
 

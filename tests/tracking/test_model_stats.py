@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.tracking.rows import make_model, make_trace
+from tests.rows import make_model, make_trace
 from tracking import svg
 from tracking.model_stats import latest_metrics, rank_offsets, trace_counts, trace_stats
 from tracking.models import Metric, TraceState

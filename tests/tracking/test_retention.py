@@ -5,7 +5,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from tests.tracking.rows import make_span, make_trace
+from tests.rows import make_span, make_trace
 from tracking.models import Span, Trace
 from tracking.retention import delete_traces_before
 from tracking.tasks import delete_old_traces

@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.db import connection
 
-from tests.tracking.rows import T0, make_model, make_span, make_trace
+from tests.rows import T0, make_model, make_span, make_trace
 from tracking import search
 from tracking.models import Trace, TraceState
 from tracking.search import (

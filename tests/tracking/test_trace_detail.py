@@ -8,7 +8,7 @@ from html.parser import HTMLParser
 
 import pytest
 
-from tests.tracking.rows import XSS, XSS_ESCAPED, make_model, make_span, make_trace
+from tests.rows import XSS, XSS_ESCAPED, make_model, make_span, make_trace
 
 IMG_XSS = '<img src=x onerror="alert(1)">'
 XSS_PAYLOADS = [XSS, IMG_XSS]

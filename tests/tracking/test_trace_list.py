@@ -6,7 +6,7 @@ import pytest
 from django.contrib.auth.models import User
 from django.test import Client
 
-from tests.tracking.rows import T0, XSS, XSS_ESCAPED, make_model, make_span, make_trace
+from tests.rows import T0, XSS, XSS_ESCAPED, make_model, make_span, make_trace
 from tracking.models import Experiment, Span, Trace
 from tracking.views import trace_list
 from webapp.models import UserPreferences

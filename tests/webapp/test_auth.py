@@ -15,16 +15,6 @@ from webapp.management.commands.serve import Command as ServeCommand
 from webapp.models import ApiToken, hash_token
 
 
-@pytest.fixture
-def auth_on(settings):
-    settings.SPYGLASS_AUTH = True
-
-
-@pytest.fixture
-def alice(db):
-    return User.objects.create_user("alice", password="wonder-land-42")
-
-
 def basic(username: str, password: str) -> dict[str, str]:
     value = base64.b64encode(f"{username}:{password}".encode()).decode()
     return {"HTTP_AUTHORIZATION": f"Basic {value}"}

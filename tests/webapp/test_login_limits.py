@@ -7,16 +7,10 @@ import base64
 from datetime import timedelta
 
 import pytest
-from django.contrib.auth.models import User
 from django.test import RequestFactory
 
 from webapp import auth, login_limits
 from webapp.models import LoginFailure
-
-
-@pytest.fixture
-def alice(db):
-    return User.objects.create_user("alice", password="wonder-land-42")
 
 
 @pytest.fixture(autouse=True)

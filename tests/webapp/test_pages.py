@@ -1,32 +1,13 @@
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 from django.contrib.staticfiles import finders
 
-from tracking.models import Experiment, LoggedModel, Trace, TraceState
-
-T0 = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
-XSS = "<script>alert(1)</script>"
-XSS_ESCAPED = "&lt;script&gt;alert(1)&lt;/script&gt;"
-
-
-@pytest.fixture
-def experiment() -> Experiment:
-    return Experiment.objects.create(name="support")
-
-
-def make_trace(experiment: Experiment, n: int, **fields) -> Trace:
-    defaults = {
-        "trace_id": f"tr-{n:032x}",
-        "name": f"trace {n}",
-        "state": TraceState.OK,
-        "request_time": T0 + timedelta(seconds=n),
-        "duration_ns": 45_000_000,
-    }
-    return Trace.objects.create(experiment=experiment, **{**defaults, **fields})
+from tests.rows import T0, XSS, XSS_ESCAPED, make_trace
+from tracking.models import LoggedModel, TraceState
 
 
 @pytest.mark.django_db
@@ -53,6 +34,7 @@ def test_home_shows_recent_models_and_traces(client, experiment):
         model_id=newest.model_id,
         state=TraceState.ERROR,
         total_tokens=4321,
+        duration_ns=45_000_000,
     )
 
     response = client.get("/")
