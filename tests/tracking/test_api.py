@@ -15,7 +15,7 @@ from django.core.management import call_command
 from rest_framework.test import APIClient
 
 from tracking import api
-from tracking.mlflow_api.traces import traces_json_path
+from tracking.storage import traces_json_path
 from tracking.models import (
     Experiment,
     LoggedModel,
@@ -573,7 +573,12 @@ def test_post_form_data_is_415(client):
 
 
 def test_delete_trace_removes_it_its_spans_and_its_uploaded_spans(
-    client, experiment, settings, tmp_path, django_assert_max_num_queries
+    client,
+    experiment,
+    settings,
+    tmp_path,
+    django_assert_max_num_queries,
+    django_capture_on_commit_callbacks,
 ):
     settings.STORAGES = {
         **settings.STORAGES,
@@ -590,8 +595,8 @@ def test_delete_trace_removes_it_its_spans_and_its_uploaded_spans(
         traces_json_path(experiment.pk, trace.trace_id), ContentFile(b"{}")
     )
 
-    # The trace, then its spans, its assessments and its row deleted.
-    with django_assert_max_num_queries(4):
+    # The trace, then its spans, its assessments and its row deleted; the document on commit.
+    with django_assert_max_num_queries(4), django_capture_on_commit_callbacks(execute=True):
         response = client.delete(f"/api/v1/traces/{trace.trace_id}/")
 
     assert response.status_code == 204
