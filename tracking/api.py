@@ -10,8 +10,9 @@
     /api/v1/models/<model_id>/               retrieve, with latest metrics and trace count
 
 Lists are keyset-paginated (`next`/`previous` links), filters are query parameters validated
-by the serializers in tracking/serializers.py (a bad value is a 400 naming the parameter), and
-every write of traces or spans goes through `tracking.ingest`.
+by the serializers in tracking/serializers.py (a bad value is a 400 naming the parameter),
+every write of traces or spans goes through `tracking.ingest`, and tag changes and deletes
+through the Trace model's methods.
 
 Access (access/rules.py, applied through tracking/permissions.py): lists hold the rows of
 readable experiments only, an object the caller may not read is a 404, a write without EDIT

@@ -15,7 +15,6 @@ from django.core.management import call_command
 from rest_framework.test import APIClient
 
 from tracking import api
-from tracking.storage import traces_json_path
 from tracking.models import (
     Experiment,
     LoggedModel,
@@ -26,6 +25,7 @@ from tracking.models import (
     Trace,
     TraceState,
 )
+from tracking.storage import traces_json_path
 
 T0 = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
 T0_NS = int(T0.timestamp()) * 1_000_000_000
