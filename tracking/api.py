@@ -10,8 +10,9 @@
     /api/v1/models/<model_id>/               retrieve, with latest metrics and trace count
 
 Lists are keyset-paginated (`next`/`previous` links), filters are query parameters validated
-by the serializers in tracking/serializers.py (a bad value is a 400 naming the parameter), and
-every write of traces or spans goes through `tracking.ingest`.
+by the serializers in tracking/serializers.py (a bad value is a 400 naming the parameter),
+every write of traces or spans goes through `tracking.ingest`, and tag changes and deletes
+through the Trace model's methods.
 
 Access (access/rules.py, applied through tracking/permissions.py): lists hold the rows of
 readable experiments only, an object the caller may not read is a 404, a write without EDIT
@@ -30,7 +31,6 @@ from typing import Any
 
 import orjson
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
 from django.db.models import Field, Model, Q, QuerySet
 from django.db.models.fields.json import KeyTextTransform
@@ -66,7 +66,6 @@ from access.models import Level
 from access.rules import access_for, grant_creator
 from tracking import ingest, search
 from tracking import serializers as s
-from tracking.mlflow_api.traces import traces_json_path
 from tracking.models import Experiment, LoggedModel, Span, Trace
 from tracking.permissions import ExperimentObjectAccess, require_for_api
 from webapp import json_limits
@@ -74,7 +73,6 @@ from webapp.auth import IsAuthenticatedWhenAuthOn
 
 # A trace's detail carries this many spans at most; the spans endpoint pages through the rest.
 SPANS_INLINE_MAX = 1_000
-NAME_TAG = "mlflow.traceName"  # the tag that the `name` column copies
 
 # What a trace list row shows; `metadata` (token usage, client details) stays behind.
 _TRACE_LIST_FIELDS = (
@@ -522,10 +520,7 @@ class TraceViewSet(
         if self.action == "list":
             traces = Trace.objects.only(*_TRACE_LIST_FIELDS)
         elif self.action == "tags":
-            # Two tag changes at once must not lose one: the second waits for the first.
-            traces = Trace.objects.select_for_update().only(
-                "trace_id", "name", "tags", "experiment"
-            )
+            traces = Trace.objects.for_tag_change()
         elif self.action == "destroy":
             traces = Trace.objects.only("trace_id", "experiment")
         else:
@@ -620,11 +615,7 @@ class TraceViewSet(
             require_for_api(access, Level.EDIT, stored_in)
 
     def perform_destroy(self, instance: Trace) -> None:
-        instance.delete()  # its spans go in one DELETE (no signals, nothing refers to them)
-        # ...and the `traces.json` an mlflow client may have uploaded for it.
-        path = traces_json_path(instance.experiment_id, instance.trace_id)
-        if default_storage.exists(path):
-            default_storage.delete(path)
+        instance.delete_with_documents()
 
     @extend_schema(
         summary="Set and delete tags of a trace",
@@ -639,19 +630,10 @@ class TraceViewSet(
         body = s.TraceTagsSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         changes: dict[str, str | None] = body.validated_data["tags"]
-        with transaction.atomic():
+        with transaction.atomic():  # get_object locks the row (for_tag_change)
             trace = self.get_object()
-            tags = dict(trace.tags or {})
-            for key, value in changes.items():
-                if value is None:
-                    tags.pop(key, None)
-                else:
-                    tags[key] = value
-            trace.tags = tags
-            if NAME_TAG in changes:  # the list column follows the tag it copies
-                trace.name = tags.get(NAME_TAG, "")[: ingest.NAME_MAX_CHARS]
-            trace.save(update_fields=["tags", "name", "updated_at"])
-        return Response({"tags": tags})
+            trace.change_tags(changes)
+        return Response({"tags": trace.tags})
 
     def _detail(self, trace: Trace) -> dict[str, Any]:
         # Span.objects, not trace.spans: each related row would read its trace back.

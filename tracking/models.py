@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import math
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
-from django.db import models
+from django.db import models, transaction
 from django.db.models import F, Window
 from django.db.models.functions import RowNumber
 from django.urls import reverse
 from django.utils import timezone
+
+from tracking import storage
 
 DEFAULT_EXPERIMENT_ID = 0
 
@@ -235,6 +237,30 @@ class TraceState(models.TextChoices):
     IN_PROGRESS = "IN_PROGRESS"
 
 
+# MLflow's own limits for a trace tag (`_validate_trace_tag`: 250 and 8,000 characters), so
+# that a tag set here can be set on an MLflow server too, whichever interface sets it.
+TRACE_TAG_KEY_MAX_CHARS = 250
+TRACE_TAG_VALUE_MAX_CHARS = 8_000
+TRACE_NAME_TAG = "mlflow.traceName"  # the tag that the `name` column copies
+# Rows deleted per DELETE: SQLite caps the parameters of one statement.
+TRACE_DELETE_CHUNK = 1000
+
+
+class TraceTagTooLong(ValueError):
+    def __init__(self) -> None:
+        super().__init__(
+            f"Trace tag keys are limited to {TRACE_TAG_KEY_MAX_CHARS} characters "
+            f"and values to {TRACE_TAG_VALUE_MAX_CHARS:,}."
+        )
+
+
+def check_trace_tags(changes: Mapping[str, str | None]) -> None:
+    """Raise TraceTagTooLong for a key or value past the limits (None deletes a tag)."""
+    for key, value in changes.items():
+        if len(key) > TRACE_TAG_KEY_MAX_CHARS or len(value or "") > TRACE_TAG_VALUE_MAX_CHARS:
+            raise TraceTagTooLong
+
+
 class TraceQuerySet(models.QuerySet["Trace"]):
     def for_list(self) -> TraceQuerySet:
         """What a trace list row shows, newest first; never the heavy metadata of spans.
@@ -246,6 +272,31 @@ class TraceQuerySet(models.QuerySet["Trace"]):
 
     def for_model(self, model_id: str) -> TraceQuerySet:
         return self.filter(model_id=model_id)
+
+    def for_tag_change(self) -> TraceQuerySet:
+        """The rows locked until the transaction ends, so that two tag changes at once (API,
+        another tab) cannot lose one: the second waits for the first. Inside an atomic block."""
+        return self.select_for_update().only("pk", "trace_id", "experiment", "name", "tags")
+
+    def change_tags(self, changes: Mapping[str, str | None]) -> int:
+        """Set (a string) or delete (None) tags on every trace here, under one lock; tags not
+        named are left alone. Returns how many traces there were."""
+        check_trace_tags(changes)
+        with transaction.atomic():
+            traces = list(self.for_tag_change())
+            for trace in traces:
+                trace.change_tags(changes)
+        return len(traces)
+
+    def delete_with_documents(self) -> int:
+        """Delete these traces, their spans and assessments, and (once the deletion commits)
+        the `traces.json` uploaded for them. Returns how many traces were deleted."""
+        rows = list(self.values_list("pk", "experiment_id", "trace_id"))
+        for start in range(0, len(rows), TRACE_DELETE_CHUNK):
+            chunk = rows[start : start + TRACE_DELETE_CHUNK]
+            Trace.objects.filter(pk__in=[pk for pk, _, _ in chunk]).delete()
+            _delete_documents_on_commit([(experiment, trace) for _, experiment, trace in chunk])
+        return len(rows)
 
 
 class Trace(models.Model):
@@ -309,6 +360,33 @@ class Trace(models.Model):
     @property
     def duration_ms(self) -> float | None:
         return None if self.duration_ns is None else self.duration_ns / 1e6
+
+    def change_tags(self, changes: Mapping[str, str | None]) -> None:
+        """Set (a string) or delete (None) tags, keeping `name` on `mlflow.traceName`. The
+        caller holds the row locked (`Trace.objects.for_tag_change()`), as
+        `TraceQuerySet.change_tags` does."""
+        check_trace_tags(changes)
+        tags = dict(self.tags or {})
+        for key, value in changes.items():
+            if value is None:
+                tags.pop(key, None)
+            else:
+                tags[key] = value
+        self.tags = tags
+        if TRACE_NAME_TAG in changes:  # the list column follows the tag it copies
+            self.name = tags.get(TRACE_NAME_TAG, "")[: self._meta.get_field("name").max_length]
+        self.save(update_fields=["tags", "name", "updated_at"])
+
+    def delete_with_documents(self) -> None:
+        """Delete this trace, its spans and assessments, and (once the deletion commits) the
+        `traces.json` uploaded for it."""
+        self.delete()
+        _delete_documents_on_commit([(self.experiment_id, self.trace_id)])
+
+
+def _delete_documents_on_commit(traces: list[tuple[int, str]]) -> None:
+    # After the commit: a rolled-back delete keeps its trace, so it must keep its document.
+    transaction.on_commit(lambda: storage.delete_traces_json(traces))
 
 
 class SpanStatus(models.TextChoices):

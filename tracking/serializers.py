@@ -21,6 +21,8 @@ from rest_framework import serializers
 from rest_framework.reverse import reverse
 
 from tracking.models import (
+    TRACE_TAG_KEY_MAX_CHARS,
+    TRACE_TAG_VALUE_MAX_CHARS,
     Experiment,
     LoggedModel,
     LoggedModelStatus,
@@ -495,15 +497,22 @@ class TraceIngestSerializer(serializers.Serializer):
     {
         "type": "object",
         "maxProperties": TAG_CHANGES_MAX,
-        "propertyNames": _TAG_KEY,
-        "additionalProperties": {**_TAG_VALUE, "type": ["string", "null"]},
+        "propertyNames": {**_TAG_KEY, "maxLength": TRACE_TAG_KEY_MAX_CHARS},
+        "additionalProperties": {
+            **_TAG_VALUE,
+            "maxLength": TRACE_TAG_VALUE_MAX_CHARS,
+            "type": ["string", "null"],
+        },
     }
 )
 class TagChangesField(serializers.DictField):
-    """Tag changes: a string value sets the tag, null deletes it."""
+    """Trace tag changes: a string value sets the tag, null deletes it."""
 
     child = serializers.CharField(
-        allow_null=True, allow_blank=True, trim_whitespace=False, max_length=TAG_VALUE_MAX_CHARS
+        allow_null=True,
+        allow_blank=True,
+        trim_whitespace=False,
+        max_length=TRACE_TAG_VALUE_MAX_CHARS,
     )
 
 
@@ -519,7 +528,7 @@ class TraceTagsSerializer(serializers.Serializer):
     def validate_tags(self, tags: dict[str, str | None]) -> dict[str, str | None]:
         if len(tags) > TAG_CHANGES_MAX:
             raise serializers.ValidationError(f"At most {TAG_CHANGES_MAX} tags per request.")
-        return _checked_tag_keys(tags)
+        return _checked_tag_keys(tags, TRACE_TAG_KEY_MAX_CHARS)
 
 
 class TraceTagsResultSerializer(serializers.Serializer):
@@ -616,11 +625,11 @@ class LoggedModelFilters(serializers.Serializer):
     status = LoggedModelStatusFilter(required=False, allow_blank=True)
 
 
-def _checked_tag_keys(tags: dict[str, Any]) -> dict[str, Any]:
+def _checked_tag_keys(tags: dict[str, Any], max_chars: int = TAG_KEY_MAX_CHARS) -> dict[str, Any]:
     for key in tags:
-        if not key.strip() or len(key) > TAG_KEY_MAX_CHARS:
+        if not key.strip() or len(key) > max_chars:
             raise serializers.ValidationError(
-                f"Tag keys must be 1 to {TAG_KEY_MAX_CHARS} characters, got {key!r}."
+                f"Tag keys must be 1 to {max_chars} characters, got {key!r}."
             )
         # DRF checks values for these but not dict keys; PostgreSQL refuses both in jsonb.
         if "\x00" in key or any("\ud800" <= c <= "\udfff" for c in key):

@@ -17,7 +17,6 @@ from rest_framework.test import APIClient
 from tests import rows
 from tests.rows import T0, make_model
 from tracking import api
-from tracking.mlflow_api.traces import traces_json_path
 from tracking.models import (
     Experiment,
     LoggedModelStatus,
@@ -27,6 +26,7 @@ from tracking.models import (
     Trace,
     TraceState,
 )
+from tracking.storage import traces_json_path
 
 T0_NS = int(T0.timestamp()) * 1_000_000_000
 
@@ -561,7 +561,12 @@ def test_post_form_data_is_415(client):
 
 
 def test_delete_trace_removes_it_its_spans_and_its_uploaded_spans(
-    client, experiment, settings, tmp_path, django_assert_max_num_queries
+    client,
+    experiment,
+    settings,
+    tmp_path,
+    django_assert_max_num_queries,
+    django_capture_on_commit_callbacks,
 ):
     settings.STORAGES = {
         **settings.STORAGES,
@@ -578,8 +583,8 @@ def test_delete_trace_removes_it_its_spans_and_its_uploaded_spans(
         traces_json_path(experiment.pk, trace.trace_id), ContentFile(b"{}")
     )
 
-    # The trace, then its spans, its assessments and its row deleted.
-    with django_assert_max_num_queries(4):
+    # The trace, then its spans, its assessments and its row deleted; the document on commit.
+    with django_assert_max_num_queries(4), django_capture_on_commit_callbacks(execute=True):
         response = client.delete(f"/api/v1/traces/{trace.trace_id}/")
 
     assert response.status_code == 204

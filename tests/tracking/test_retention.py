@@ -3,11 +3,14 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
 from django.utils import timezone
 
 from tests.rows import make_span, make_trace
 from tracking.models import Span, Trace
 from tracking.retention import delete_traces_before
+from tracking.storage import traces_json_path
 from tracking.tasks import delete_old_traces
 
 
@@ -27,6 +30,26 @@ def test_old_traces_go_with_their_spans_in_batches(experiment, django_assert_max
     assert deleted == 7
     assert list(Trace.objects.values_list("trace_id", flat=True)) == [keep.trace_id]
     assert Span.objects.get().trace_id == keep.pk
+
+
+@pytest.mark.django_db
+def test_old_traces_go_with_their_uploaded_documents(
+    experiment, artifact_root, django_capture_on_commit_callbacks
+):
+    now = timezone.now()
+    old = [make_trace(experiment, n, request_time=now - timedelta(days=40)) for n in range(3)]
+    kept = make_trace(experiment, 99, request_time=now - timedelta(days=2))
+    documents = {
+        trace.trace_id: default_storage.save(
+            traces_json_path(experiment.pk, trace.trace_id), ContentFile(b'{"spans": []}')
+        )
+        for trace in [*old, kept]
+    }
+
+    with django_capture_on_commit_callbacks(execute=True):
+        assert delete_traces_before(now - timedelta(days=30), batch_size=2) == 3
+
+    assert [t for t, path in documents.items() if default_storage.exists(path)] == [kept.trace_id]
 
 
 @pytest.mark.django_db

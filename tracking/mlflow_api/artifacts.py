@@ -19,7 +19,6 @@ Two uploads mean more than a file:
 from __future__ import annotations
 
 import logging
-import re
 import tempfile
 from typing import IO
 
@@ -35,13 +34,13 @@ from tracking.mlflow_api import traces
 from tracking.mlflow_api.errors import invalid, mlflow_endpoint, not_found, too_large
 from tracking.mlflow_api.requests import Message
 from tracking.models import LoggedModel, Trace
+from tracking.storage import MLMODEL_RE, TRACES_JSON_RE
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_ARTIFACT_BYTES = 1024**3
 CHUNK_BYTES = 1024 * 1024
 MLMODEL_MAX_BYTES = 10 * 1024 * 1024
-MLMODEL_RE = re.compile(r"[0-9]{1,18}/models/(m-[0-9a-f]{32})/artifacts/MLmodel")
 
 
 def max_artifact_bytes() -> int:
@@ -133,7 +132,7 @@ def _model_config(path: str, content: IO[bytes]) -> None:
 
 def _upload(request: HttpRequest, path: str) -> HttpResponse:
     with _spool_body(request) as content:
-        if match := traces.TRACES_JSON_RE.fullmatch(path):
+        if match := TRACES_JSON_RE.fullmatch(path):
             document = _read_small(content, settings.DATA_UPLOAD_MAX_MEMORY_SIZE, "traces.json")
             traces.store_spans_document(int(match.group(1)), match.group(2), document)
             # The spans are rows now and a download writes the document from them: a copy
@@ -153,7 +152,7 @@ def _missing(path: str) -> Exception:
 
 
 def _download(path: str) -> HttpResponse:
-    if match := traces.TRACES_JSON_RE.fullmatch(path):
+    if match := TRACES_JSON_RE.fullmatch(path):
         trace = Trace.objects.filter(
             trace_id=match.group(2), experiment_id=int(match.group(1))
         ).first()

@@ -28,9 +28,14 @@ from tracking.models import (
     Span,
     Trace,
 )
+from tracking.storage import (
+    ARTIFACT_SCHEME,
+    model_artifact_path,
+    run_artifact_path,
+    trace_artifact_path,
+)
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-ARTIFACT_SCHEME = "mlflow-artifacts:/"
 ARTIFACT_LOCATION_TAG = "mlflow.artifactLocation"
 
 _SPAN_STATUS = {"UNSET": "STATUS_CODE_UNSET", "OK": "STATUS_CODE_OK", "ERROR": "STATUS_CODE_ERROR"}
@@ -77,16 +82,11 @@ def experiment_artifact_location(experiment: Experiment) -> str:
 
 
 def run_artifact_uri(run: Run) -> str:
-    return f"{ARTIFACT_SCHEME}{run.experiment_id}/{run.run_id}/artifacts"
+    return ARTIFACT_SCHEME + run_artifact_path(run.experiment_id, run.run_id)
 
 
 def model_artifact_uri(experiment_id: int, model_id: str) -> str:
-    return f"{ARTIFACT_SCHEME}{experiment_id}/models/{model_id}/artifacts"
-
-
-def trace_artifact_path(experiment_id: int, trace_id: str) -> str:
-    """Where the client PUTs and GETs `traces.json`, relative to the artifact root."""
-    return f"{experiment_id}/traces/{trace_id}/artifacts"
+    return ARTIFACT_SCHEME + model_artifact_path(experiment_id, model_id)
 
 
 # --- Experiments and runs ------------------------------------------------------------------

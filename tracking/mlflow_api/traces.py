@@ -13,12 +13,10 @@ TRACKING_STORE.
 
 from __future__ import annotations
 
-import re
 from collections import defaultdict
 from typing import Any
 
 import orjson
-from django.core.files.storage import default_storage
 from django.db import transaction
 from django.db.models import Prefetch, QuerySet
 from django.http import HttpRequest, JsonResponse
@@ -26,29 +24,22 @@ from django.http import HttpRequest, JsonResponse
 from access.rules import access_for
 from tracking import ingest
 from tracking.mlflow_api import filters, ids, pages
-from tracking.mlflow_api.entities import (
-    otel_span_json,
-    span_dict,
-    trace_artifact_path,
-    trace_info_json,
-)
+from tracking.mlflow_api.entities import otel_span_json, span_dict, trace_info_json
 from tracking.mlflow_api.errors import invalid, mlflow_endpoint, not_found
 from tracking.mlflow_api.requests import Message, check_key, check_value, to_datetime
-from tracking.models import Assessment, Span, Trace
+from tracking.models import (
+    TRACE_TAG_KEY_MAX_CHARS,
+    TRACE_TAG_VALUE_MAX_CHARS,
+    Assessment,
+    Span,
+    Trace,
+)
+from tracking.storage import TRACES_JSON
 from webapp import json_limits
 
 SEARCH_DEFAULT = 100
 SEARCH_MAX = 500
 BATCH_MAX = 100
-DELETE_CHUNK = 1000
-MAX_TAG_VALUE = 8000
-TRACES_JSON = "traces.json"
-# `<exp>/traces/<trace_id>/artifacts/traces.json`, relative to the artifact root.
-TRACES_JSON_RE = re.compile(r"([0-9]{1,18})/traces/(tr-[0-9a-f]{32})/artifacts/traces\.json")
-
-
-def traces_json_path(experiment_pk: int, trace_id: str) -> str:
-    return f"{trace_artifact_path(experiment_pk, trace_id)}/{TRACES_JSON}"
 
 
 # --- The traces.json document --------------------------------------------------------------
@@ -203,21 +194,13 @@ def search(request: HttpRequest) -> JsonResponse:
 def tags(request: HttpRequest, trace_id: str) -> JsonResponse:
     """PATCH sets one tag (`set_trace_tag`), DELETE removes one (its body names the key)."""
     message = Message.of(request)
-    key = check_key(message.string("key", required=True), "key")
-    value = check_value(message.string("value"), "value", MAX_TAG_VALUE)
+    key = check_key(message.string("key", required=True), "key", TRACE_TAG_KEY_MAX_CHARS)
+    value = check_value(message.string("value"), "value", TRACE_TAG_VALUE_MAX_CHARS)
     with transaction.atomic():
         trace = ids.trace(trace_id, for_update=True)
-        tags = dict(trace.tags or {})
-        if request.method == "DELETE":
-            if key not in tags:
-                raise not_found(f"No trace tag with key '{key}' for trace with ID '{trace_id}'")
-            del tags[key]
-        else:
-            tags[key] = value
-        trace.tags = tags
-        if key == "mlflow.traceName":  # the list column follows the tag it copies
-            trace.name = tags.get(key, "")[: ingest.NAME_MAX_CHARS]
-        trace.save(update_fields=["tags", "name", "updated_at"])
+        if request.method == "DELETE" and key not in (trace.tags or {}):
+            raise not_found(f"No trace tag with key '{key}' for trace with ID '{trace_id}'")
+        trace.change_tags({key: None if request.method == "DELETE" else value})
     return JsonResponse({})
 
 
@@ -239,12 +222,4 @@ def delete_traces(request: HttpRequest) -> JsonResponse:
         traces = oldest_first.order_by("request_time", "pk")
         if max_traces := message.integer("max_traces"):
             traces = traces[:max_traces]
-    doomed = list(traces.values_list("pk", "trace_id"))
-    for start in range(0, len(doomed), DELETE_CHUNK):
-        chunk = doomed[start : start + DELETE_CHUNK]
-        Trace.objects.filter(pk__in=[pk for pk, _ in chunk]).delete()
-        for _, trace_id in chunk:
-            path = traces_json_path(experiment.pk, trace_id)
-            if default_storage.exists(path):
-                default_storage.delete(path)
-    return JsonResponse({"traces_deleted": len(doomed)})
+    return JsonResponse({"traces_deleted": traces.delete_with_documents()})

@@ -20,8 +20,8 @@ from django.views.decorators.http import require_safe
 from tracking import downloads
 from tracking.models import LoggedModel
 from tracking.permissions import page_reads
+from tracking.storage import ARTIFACT_SCHEME, model_artifact_path
 
-ARTIFACT_SCHEME = "mlflow-artifacts:/"
 PREVIEW_BYTES = 256 * 1024
 
 
@@ -30,7 +30,7 @@ def artifact_root(model: LoggedModel) -> str:
     location = model.artifact_location
     if location.startswith(ARTIFACT_SCHEME):
         return relative_path(location.removeprefix(ARTIFACT_SCHEME))
-    return f"{model.experiment_id}/models/{model.model_id}/artifacts"
+    return model_artifact_path(model.experiment_id, model.model_id)
 
 
 def relative_path(raw: str) -> str:

@@ -7,8 +7,6 @@ order, so every view of the list is a shareable URL.
 from __future__ import annotations
 
 from django.contrib import messages
-from django.core.files.storage import default_storage
-from django.db import transaction
 from django.db.models.functions import Lower
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, redirect, render
@@ -19,11 +17,15 @@ from django.views.decorators.vary import vary_on_headers
 from access.models import Level
 from access.rules import Access, access_for, declares
 from tracking import search
-from tracking.ingest import NAME_MAX_CHARS
-from tracking.mlflow_api.traces import traces_json_path
-from tracking.models import Experiment, LifecycleStage, LoggedModel, Trace, TraceState
+from tracking.models import (
+    Experiment,
+    LifecycleStage,
+    LoggedModel,
+    Trace,
+    TraceState,
+    TraceTagTooLong,
+)
 from tracking.queries import Sort, keyset_page, newer_traces, traces_for_list, with_model_names
-from tracking.serializers import TAG_KEY_MAX_CHARS, TAG_VALUE_MAX_CHARS
 from webapp.models import UserPreferences
 
 TRACES_PER_PAGE = 50
@@ -151,13 +153,15 @@ def trace_bulk(request: HttpRequest) -> HttpResponse:
         value = request.POST.get("tag_value", "")
         if not key or "\x00" in key + value:
             messages.error(request, "A tag needs a key, and neither may hold a NUL character.")
-        elif len(key) > TAG_KEY_MAX_CHARS or len(value) > TAG_VALUE_MAX_CHARS:
-            messages.error(request, "That tag is too long (as the API, 250 and 20,000 characters).")
         else:
-            count = _tag_traces(traces, key, value)
-            messages.success(request, f"Tagged {count} trace{'s' if count != 1 else ''}.")
+            try:
+                count = traces.change_tags({key: value})
+            except TraceTagTooLong as error:
+                messages.error(request, f"That tag is too long. {error}")
+            else:
+                messages.success(request, f"Tagged {count} trace{'s' if count != 1 else ''}.")
     elif action == "delete" and request.POST.get("confirm") == "yes":
-        count = _delete_traces(traces)
+        count = traces.delete_with_documents()
         messages.success(request, f"Deleted {count} trace{'s' if count != 1 else ''}.")
     elif action == "delete":
         selected = list(traces.only("trace_id", "name").order_by("-request_time", "-pk"))
@@ -175,28 +179,6 @@ def _not_editable(access: Access, traces) -> int:
         return 0
     experiment_ids = traces.order_by().values_list("experiment_id", flat=True)
     return sum(1 for e in experiment_ids if not access.can(Level.EDIT, e))
-
-
-def _tag_traces(traces, key: str, value: str) -> int:
-    with transaction.atomic():
-        # Locked so that a concurrent tag change (API, another tab) is not lost.
-        rows = list(traces.select_for_update().only("pk", "tags", "name"))
-        for trace in rows:
-            trace.tags = {**(trace.tags or {}), key: value}
-            if key == "mlflow.traceName":  # the name column copies this tag
-                trace.name = value[:NAME_MAX_CHARS]
-            trace.save(update_fields=["tags", "name", "updated_at"])
-    return len(rows)
-
-
-def _delete_traces(traces) -> int:
-    rows = list(traces.values_list("pk", "experiment_id", "trace_id"))
-    Trace.objects.filter(pk__in=[pk for pk, _, _ in rows]).delete()
-    for _, experiment_id, trace_id in rows:  # and the traces.json an mlflow client uploaded
-        path = traces_json_path(experiment_id, trace_id)
-        if default_storage.exists(path):
-            default_storage.delete(path)
-    return len(rows)
 
 
 # --- Helpers of this page -------------------------------------------------------------------
