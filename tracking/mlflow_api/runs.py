@@ -39,7 +39,6 @@ SEARCH_DEFAULT = 1000
 SEARCH_MAX = 1000
 HISTORY_DEFAULT = 25_000
 HISTORY_MAX = 25_000
-RUN_NAME_TAG = Run.NAME_TAG
 RUN_STATUSES = enum_choices("RUNNING", "SCHEDULED", "FINISHED", "FAILED", "KILLED")
 VIEW_TYPES = enum_choices("ACTIVE_ONLY", "DELETED_ONLY", "ALL")
 _VIEW_FILTERS = {
@@ -92,7 +91,7 @@ def create(request: HttpRequest) -> JsonResponse:
     message = Message.of(request)
     experiment = ids.active_experiment(message.string("experiment_id", default="0"))
     tags = message.key_values("tags", max_value=MAX_TAG_VALUE)
-    name = message.string("run_name", max_length=500) or tags.get(RUN_NAME_TAG, "")[:500]
+    name = message.string("run_name", max_length=500) or tags.get(Run.NAME_TAG, "")[:500]
     name = name or generate_run_name()
     run = Run.objects.start(
         experiment,
