@@ -433,8 +433,10 @@ class ExperimentViewSet(
             raise taken
         try:
             with transaction.atomic():
-                experiment = serializer.save()
+                data = serializer.validated_data
+                experiment = Experiment.objects.create_named(name, tags=data.get("tags"))
                 grant_creator(experiment, access_for(self.request._request))
+                serializer.instance = experiment
         except IntegrityError:  # created concurrently, after the check above
             raise taken from None
 

@@ -8,11 +8,14 @@ which keeps foreign keys and indexes on the span table narrow.
 
 from __future__ import annotations
 
+import json
 import math
 import uuid
 from collections.abc import Iterable, Mapping
+from datetime import datetime
 from typing import Any
 
+from django.core.exceptions import ObjectDoesNotExist
 from django.db import models, transaction
 from django.db.models import F, Window
 from django.db.models.functions import RowNumber
@@ -37,6 +40,32 @@ class LifecycleStage(models.TextChoices):
     DELETED = "deleted"
 
 
+def _lock(row: models.Model) -> bool:
+    """Re-read `row`, locked until the caller's transaction ends, so that a change merged into
+    its JSON columns starts from what the last writer saved. False if the row is gone: a change
+    to a row deleted meanwhile is one that came just before the delete, and writes nothing."""
+    try:
+        rows = type(row)._default_manager.select_for_update(of=("self",))
+        row.refresh_from_db(from_queryset=rows)
+    except ObjectDoesNotExist:
+        return False
+    return True
+
+
+def _without(mapping: dict[str, Any], key: str) -> dict[str, Any]:
+    return {k: v for k, v in mapping.items() if k != key}
+
+
+class ExperimentQuerySet(models.QuerySet["Experiment"]):
+    def create_named(
+        self, name: str, *, artifact_location: str = "", tags: dict[str, str] | None = None
+    ) -> Experiment:
+        """A new experiment; IntegrityError if the name was taken meanwhile (the caller
+        checked it first), raised from a savepoint so that the caller's transaction goes on."""
+        with transaction.atomic():
+            return self.create(name=name, artifact_location=artifact_location, tags=tags or {})
+
+
 class Experiment(models.Model):
     # The primary key is the MLflow experiment id; "0" (Default) is made by a migration.
     name = models.CharField(max_length=500, unique=True)
@@ -48,6 +77,8 @@ class Experiment(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
 
+    objects = ExperimentQuerySet.as_manager()
+
     class Meta:
         ordering = ["-created_at"]
 
@@ -58,6 +89,37 @@ class Experiment(models.Model):
     def experiment_id(self) -> str:
         return str(self.pk)
 
+    def rename(self, name: str) -> None:
+        """IntegrityError if another experiment has the name (the unique column decides)."""
+        self.name = name
+        with transaction.atomic():
+            self.save(update_fields=["name", "updated_at"])
+
+    def soft_delete(self) -> None:
+        self._set_stage(LifecycleStage.DELETED)
+
+    def restore(self) -> None:
+        self._set_stage(LifecycleStage.ACTIVE)
+
+    def _set_stage(self, stage: str) -> None:
+        self.lifecycle_stage = stage
+        self.save(update_fields=["lifecycle_stage", "updated_at"])
+
+    def set_tags(self, tags: dict[str, str]) -> None:
+        with transaction.atomic():
+            if _lock(self):
+                self.tags = {**self.tags, **tags}
+                self.save(update_fields=["tags", "updated_at"])
+
+    def delete_tag(self, key: str) -> bool:
+        """Whether the experiment had the tag."""
+        with transaction.atomic():
+            if not _lock(self) or key not in self.tags:
+                return False
+            self.tags = _without(self.tags, key)
+            self.save(update_fields=["tags", "updated_at"])
+        return True
+
 
 class RunStatus(models.TextChoices):
     RUNNING = "RUNNING"
@@ -67,7 +129,40 @@ class RunStatus(models.TextChoices):
     KILLED = "KILLED"
 
 
+class ParamChanged(ValueError):
+    """A run param logged again with another value: MLflow params are written once."""
+
+    def __init__(self, run: Run, key: str, value: str) -> None:
+        super().__init__(
+            f"Changing param values is not allowed. Param with key='{key}' was already "
+            f"logged with value='{run.params[key]}' for run ID='{run.run_id}'. "
+            f"Attempted logging new value '{value}'."
+        )
+
+
+class RunQuerySet(models.QuerySet["Run"]):
+    def start(
+        self,
+        experiment: Experiment,
+        *,
+        name: str,
+        user_id: str,
+        start_time: datetime,
+        tags: dict[str, str],
+    ) -> Run:
+        """A new run, named both in its column and in its `mlflow.runName` tag."""
+        return self.create(
+            experiment=experiment,
+            name=name,
+            user_id=user_id,
+            start_time=start_time,
+            tags={**tags, Run.NAME_TAG: name},
+        )
+
+
 class Run(models.Model):
+    NAME_TAG = "mlflow.runName"
+
     run_id = models.CharField(max_length=32, unique=True, default=new_run_id)
     experiment = models.ForeignKey(Experiment, on_delete=models.CASCADE, related_name="runs")
     name = models.CharField(max_length=500, blank=True)
@@ -85,12 +180,100 @@ class Run(models.Model):
     # MLflow's run inputs (LogInputs): {"dataset_inputs": [...], "model_inputs": [...]}.
     inputs = models.JSONField(default=dict, blank=True)
 
+    objects = RunQuerySet.as_manager()
+
     class Meta:
         ordering = ["-start_time"]
         indexes = [models.Index(fields=["experiment", "-start_time"])]
 
     def __str__(self) -> str:
         return self.name or self.run_id
+
+    def update_info(
+        self, *, status: str = "", end_time: datetime | None = None, name: str = ""
+    ) -> None:
+        """MLflow's UpdateRun: what is given changes (a status, an end, a new name)."""
+        with transaction.atomic():
+            if not _lock(self):
+                return
+            if status:
+                self.status = status
+            if end_time is not None:
+                self.end_time = end_time
+            if name:
+                self.name = name
+                self.tags = {**self.tags, self.NAME_TAG: name}
+            self.save(update_fields=["status", "end_time", "name", "tags"])
+
+    def soft_delete(self) -> None:
+        self._set_stage(LifecycleStage.DELETED)
+
+    def restore(self) -> None:
+        self._set_stage(LifecycleStage.ACTIVE)
+
+    def _set_stage(self, stage: str) -> None:
+        Run.objects.filter(pk=self.pk).update(lifecycle_stage=stage)
+
+    def log_batch(
+        self,
+        metrics: Iterable[Metric] = (),
+        params: dict[str, str] | None = None,
+        tags: dict[str, str] | None = None,
+    ) -> None:
+        """Metric rows, params and tags in one transaction. ParamChanged (and nothing written)
+        if a param was logged before with another value; `mlflow.runName` renames the run."""
+        params, tags = params or {}, tags or {}
+        with transaction.atomic():
+            if not _lock(self):
+                return
+            fields = []
+            if params:
+                for key, value in params.items():
+                    if key in self.params and self.params[key] != value:
+                        raise ParamChanged(self, key, value)
+                self.params = {**self.params, **params}
+                fields.append("params")
+            if tags:
+                self.tags = {**self.tags, **tags}
+                if tags.get(self.NAME_TAG):
+                    self.name = tags[self.NAME_TAG][:500]
+                fields += ["tags", "name"]
+            if fields:
+                self.save(update_fields=fields)
+            Metric.objects.bulk_create(metrics)
+
+    def delete_tag(self, key: str) -> bool:
+        """Whether the run had the tag."""
+        with transaction.atomic():
+            if not _lock(self) or key not in self.tags:
+                return False
+            self.tags = _without(self.tags, key)
+            self.save(update_fields=["tags"])
+        return True
+
+    def log_inputs(self, datasets: list[dict[str, Any]], model_ids: list[str]) -> None:
+        """Datasets ({"dataset": {name, digest, ...}, ...}) and models the run used; one
+        already logged (same dataset name and digest, same model id) is not added again."""
+        with transaction.atomic():
+            if not _lock(self):
+                return
+            inputs = dict(self.inputs or {})
+            known = {_dataset_key(d) for d in inputs.get("dataset_inputs", [])}
+            new_datasets = [d for d in datasets if _dataset_key(d) not in known]
+            known_models = {m.get("model_id") for m in inputs.get("model_inputs", [])}
+            new_models = [
+                {"model_id": m} for m in dict.fromkeys(model_ids) if m not in known_models
+            ]
+            if new_datasets or new_models:
+                inputs["dataset_inputs"] = [*inputs.get("dataset_inputs", []), *new_datasets]
+                inputs["model_inputs"] = [*inputs.get("model_inputs", []), *new_models]
+                self.inputs = {k: v for k, v in inputs.items() if v}
+                self.save(update_fields=["inputs"])
+
+
+def _dataset_key(item: dict[str, Any]) -> tuple[str, str]:
+    dataset = item.get("dataset") or {}
+    return str(dataset.get("name", "")), str(dataset.get("digest", ""))
 
 
 class LoggedModelStatus(models.TextChoices):
@@ -102,6 +285,34 @@ class LoggedModelStatus(models.TextChoices):
 class LoggedModelQuerySet(models.QuerySet["LoggedModel"]):
     def versions_of(self, name: str) -> LoggedModelQuerySet:
         return self.filter(name=name).order_by("-created_at", "-pk")
+
+    def initialize(
+        self,
+        experiment: Experiment,
+        *,
+        model_id: str,
+        name: str,
+        model_type: str,
+        source_run: Run | None,
+        params: dict[str, str],
+        tags: dict[str, str],
+        artifact_location: str,
+    ) -> LoggedModel:
+        """A new model, PENDING until its client finalizes it (MLflow's create_logged_model)."""
+        return self.create(
+            experiment=experiment,
+            model_id=model_id,
+            name=name,
+            model_type=model_type,
+            source_run=source_run,
+            params=params,
+            tags=tags,
+            artifact_location=artifact_location,
+        )
+
+    def link_source_run(self, run: Run) -> None:
+        """Make `run` the source run of these models, of those that have none yet."""
+        self.filter(source_run__isnull=True).update(source_run=run, updated_at=timezone.now())
 
 
 class LoggedModel(models.Model):
@@ -152,6 +363,52 @@ class LoggedModel(models.Model):
     @property
     def git_repo_url(self) -> str:
         return self.tags.get("mlflow.source.git.repoURL", "")
+
+    # The registry versions made from this model, as MLflow lists them: JSON [{name, version}].
+    MODEL_VERSIONS_TAG = "mlflow.modelVersions"
+
+    def finalize(self, status: str) -> None:
+        with transaction.atomic():
+            if _lock(self):
+                self.status = status
+                self.save(update_fields=["status", "updated_at"])
+
+    def log_params(self, params: dict[str, str]) -> None:
+        with transaction.atomic():
+            if _lock(self):
+                self.params = {**self.params, **params}
+                self.save(update_fields=["params", "updated_at"])
+
+    def set_tags(self, tags: dict[str, str]) -> None:
+        with transaction.atomic():
+            if _lock(self):
+                self.tags = {**self.tags, **tags}
+                self.save(update_fields=["tags", "updated_at"])
+
+    def delete_tag(self, key: str) -> bool:
+        """Whether the model had the tag."""
+        with transaction.atomic():
+            if not _lock(self) or key not in self.tags:
+                return False
+            self.tags = _without(self.tags, key)
+            self.save(update_fields=["tags", "updated_at"])
+        return True
+
+    def record_version(self, name: str, version: int) -> None:
+        """Add {name, version} to the `mlflow.modelVersions` tag, once."""
+        with transaction.atomic():
+            if not _lock(self):
+                return
+            try:
+                recorded = json.loads(self.tags.get(self.MODEL_VERSIONS_TAG) or "[]")
+            except ValueError:
+                recorded = []
+            if not isinstance(recorded, list):
+                recorded = []
+            entry = {"name": name, "version": version}
+            if entry not in recorded:
+                self.tags = {**self.tags, self.MODEL_VERSIONS_TAG: json.dumps([*recorded, entry])}
+                self.save(update_fields=["tags", "updated_at"])
 
 
 class NaNFloatField(models.FloatField):
@@ -446,12 +703,13 @@ class ModelVersionStage(models.TextChoices):
 
 
 class RegisteredModelQuerySet(models.QuerySet["RegisteredModel"]):
-    def named(self, name: str, *, for_update: bool = False) -> RegisteredModel | None:
-        """The registered model called `name`; with `for_update`, locked until the caller's
-        transaction ends, so that merges into its JSON columns and version numbering apply
-        one request at a time."""
-        models_ = self.select_for_update() if for_update else self
-        return models_.filter(name=name).first()
+    def named(self, name: str) -> RegisteredModel | None:
+        return self.filter(name=name).first()
+
+    def register(self, name: str, *, description: str, tags: dict[str, str]) -> RegisteredModel:
+        """IntegrityError if the name is taken, also by a client registering it at once."""
+        with transaction.atomic():
+            return self.create(name=name, description=description, tags=tags)
 
 
 class RegisteredModel(models.Model):
@@ -474,13 +732,95 @@ class RegisteredModel(models.Model):
         return self.name
 
     def next_version_number(self) -> int:
-        """The number a new version gets. Call it with this row locked (`named(...,
-        for_update=True)`): two creates would otherwise both read the same maximum."""
+        """The number a new version gets. Call it with this row locked (as `add_version`
+        does): two creates would otherwise both read the same maximum."""
         highest = self.versions.aggregate(highest=models.Max("version"))["highest"]
         return (highest or 0) + 1
 
     def aliases_of(self, version: int) -> list[str]:
         return sorted(alias for alias, number in self.aliases.items() if number == version)
+
+    # Every change below locks the row first: merges into its JSON columns and the numbering
+    # of its versions apply one request at a time.
+
+    def set_description(self, description: str) -> None:
+        with transaction.atomic():
+            if _lock(self):
+                self.description = description
+                self.save(update_fields=["description", "updated_at"])
+
+    def rename(self, name: str) -> None:
+        """IntegrityError if another registered model has the name."""
+        with transaction.atomic():
+            if _lock(self):
+                self.name = name
+                self.save(update_fields=["name", "updated_at"])
+
+    def set_tags(self, tags: dict[str, str]) -> None:
+        with transaction.atomic():
+            if _lock(self):
+                self.tags = {**self.tags, **tags}
+                self.save(update_fields=["tags", "updated_at"])
+
+    def delete_tag(self, key: str) -> None:
+        """A tag the model does not have is no error, as in MLflow's registry."""
+        with transaction.atomic():
+            if _lock(self) and key in self.tags:
+                self.tags = _without(self.tags, key)
+                self.save(update_fields=["tags", "updated_at"])
+
+    def set_alias(self, alias: str, version: int) -> None:
+        """Point `alias` at one of the model's versions; ModelVersion.DoesNotExist if it has
+        no such version (checked under the lock that delete_version takes too)."""
+        with transaction.atomic():
+            if not _lock(self) or not self.versions.filter(version=version).exists():
+                raise ModelVersion.DoesNotExist
+            self.aliases = {**self.aliases, alias: version}
+            self.save(update_fields=["aliases", "updated_at"])
+
+    def delete_alias(self, alias: str) -> None:
+        with transaction.atomic():
+            if _lock(self) and alias in self.aliases:
+                self.aliases = _without(self.aliases, alias)
+                self.save(update_fields=["aliases", "updated_at"])
+
+    def add_version(
+        self,
+        *,
+        source: str,
+        run_id: str,
+        model_id: str,
+        description: str,
+        tags: dict[str, str],
+        logged_model: LoggedModel | None,
+    ) -> ModelVersion:
+        """The next numbered version; recorded on `logged_model` too when it is made from
+        one. RegisteredModel.DoesNotExist if this model was deleted meanwhile."""
+        with transaction.atomic():
+            if not _lock(self):
+                raise RegisteredModel.DoesNotExist
+            version = ModelVersion.objects.create(
+                registered_model=self,
+                version=self.next_version_number(),
+                source=source,
+                run_id=run_id,
+                model_id=model_id,
+                description=description,
+                tags=tags,
+            )
+            self.save(update_fields=["updated_at"])
+            if logged_model is not None:
+                logged_model.record_version(self.name, version.version)
+        return version
+
+    def delete_version(self, version: int) -> None:
+        """Aliases that pointed at the version go with it, as in MLflow."""
+        with transaction.atomic():
+            if not _lock(self):
+                return
+            self.versions.filter(version=version).delete()
+            self.aliases = {a: v for a, v in self.aliases.items() if v != version}
+            self.save(update_fields=["aliases", "updated_at"])
 
 
 class ModelVersionQuerySet(models.QuerySet["ModelVersion"]):
@@ -563,6 +903,38 @@ class ModelVersion(models.Model):
     def aliases(self) -> list[str]:
         return self.registered_model.aliases_of(self.version)
 
+    def set_description(self, description: str) -> None:
+        with transaction.atomic():
+            if _lock(self):
+                self.description = description
+                self.save(update_fields=["description", "updated_at"])
+
+    def set_tags(self, tags: dict[str, str]) -> None:
+        with transaction.atomic():
+            if _lock(self):
+                self.tags = {**self.tags, **tags}
+                self.save(update_fields=["tags", "updated_at"])
+
+    def delete_tag(self, key: str) -> None:
+        """A tag the version does not have is no error, as in MLflow's registry."""
+        with transaction.atomic():
+            if _lock(self) and key in self.tags:
+                self.tags = _without(self.tags, key)
+                self.save(update_fields=["tags", "updated_at"])
+
+    def transition(self, stage: str, *, archive_existing: bool = False) -> None:
+        """Move to a legacy stage; with `archive_existing`, the model's other versions in that
+        stage move to Archived."""
+        with transaction.atomic():
+            if not _lock(self):
+                return
+            if archive_existing:
+                self.registered_model.versions.filter(current_stage=stage).exclude(
+                    pk=self.pk
+                ).update(current_stage=ModelVersionStage.ARCHIVED, updated_at=timezone.now())
+            self.current_stage = stage
+            self.save(update_fields=["current_stage", "updated_at"])
+
 
 # --- Trace assessments -----------------------------------------------------------------------
 
@@ -590,6 +962,16 @@ class AssessmentQuerySet(models.QuerySet["Assessment"]):
 
     def of_trace(self, trace: Trace) -> AssessmentQuerySet:
         return self.filter(trace=trace).in_order()
+
+    def record(self, trace: Trace, **fields: Any) -> Assessment:
+        """A new assessment; one that `overrides` another marks it not valid. With the trace
+        locked, so that overrides on one trace apply one at a time. Trace.DoesNotExist if
+        the trace was deleted meanwhile."""
+        with transaction.atomic():
+            Trace.objects.select_for_update().only("pk").get(pk=trace.pk)
+            if fields.get("overrides"):
+                self.filter(trace=trace, assessment_id=fields["overrides"]).update(valid=False)
+            return self.create(trace=trace, **fields)
 
 
 class Assessment(models.Model):
@@ -638,6 +1020,29 @@ class Assessment(models.Model):
     @property
     def is_feedback(self) -> bool:
         return self.kind == AssessmentKind.FEEDBACK
+
+    def amend(self, changes: dict[str, Any], metadata: dict[str, str]) -> None:
+        """Set the fields in `changes` and merge `metadata` into the assessment's; its kind
+        (feedback or expectation) is not one of them (the caller refuses that)."""
+        with transaction.atomic():
+            if not _lock(self):
+                return
+            for name, value in changes.items():
+                setattr(self, name, value)
+            self.metadata = {**(self.metadata or {}), **metadata}
+            self.updated_at = timezone.now()
+            self.save()
+
+    def retract(self) -> None:
+        """Delete it; the assessment it overrode, if any, is valid again."""
+        with transaction.atomic():
+            if not _lock(self):
+                return
+            if self.overrides:
+                Assessment.objects.filter(
+                    trace_id=self.trace_id, assessment_id=self.overrides
+                ).update(valid=True)
+            self.delete()
 
     # How the trace page shows the value: a pass/fail badge for booleans, numbers and short
     # text as they are, JSON for anything else.

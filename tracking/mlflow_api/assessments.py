@@ -17,7 +17,6 @@ from typing import Any
 
 import orjson
 from django.conf import settings
-from django.db import transaction
 from django.http import HttpRequest, JsonResponse
 from django.utils import timezone
 
@@ -224,12 +223,9 @@ def _update_paths(value: Any) -> list[str]:
 # --- Rows ----------------------------------------------------------------------------------
 
 
-def _assessment(trace: Trace, assessment_id: str, *, for_update: bool = False) -> Assessment:
+def _assessment(trace: Trace, assessment_id: str) -> Assessment:
     check_assessment_id(assessment_id)
-    assessments = Assessment.objects.filter(trace=trace, assessment_id=assessment_id)
-    if for_update:
-        assessments = assessments.select_for_update()
-    found = assessments.first()
+    found = Assessment.objects.filter(trace=trace, assessment_id=assessment_id).first()
     if found is None:
         raise not_found(
             f"Assessment with ID '{assessment_id}' not found for trace '{trace.trace_id}'"
@@ -250,13 +246,13 @@ def create(request: HttpRequest, trace_id: str) -> JsonResponse:
     ids.check_trace_id(trace_id)
     data, message = _assessment_message(Message.of(request), trace_id)
     fields = _new_assessment(data, message)
-    with transaction.atomic():
-        trace = ids.trace(trace_id, for_update=True)
-        if fields["overrides"]:
-            replaced = _assessment(trace, fields["overrides"], for_update=True)
-            replaced.valid = False
-            replaced.save(update_fields=["valid"])
-        assessment = Assessment.objects.create(trace=trace, **fields)
+    trace = ids.trace(trace_id)
+    if fields["overrides"]:
+        _assessment(trace, fields["overrides"])  # a 404 when there is none to override
+    try:
+        assessment = Assessment.objects.record(trace, **fields)
+    except Trace.DoesNotExist:  # deleted since it was read above
+        raise not_found(f"Trace with ID '{trace_id}' not found.") from None
     return _response(assessment, trace)
 
 
@@ -288,33 +284,19 @@ def _update(request: HttpRequest, trace_id: str, assessment_id: str) -> JsonResp
     if "valid" in paths:
         changes["valid"] = message.boolean("valid", default=False)
     metadata = _metadata(message) if "metadata" in paths else {}
-    with transaction.atomic():
-        trace = ids.trace(trace_id)
-        assessment = _assessment(trace, assessment_id, for_update=True)
-        if changes.get("kind", assessment.kind) != assessment.kind:
-            raise invalid(f"Cannot update a {assessment.kind} assessment with a {changes['kind']}.")
-        for name, value in changes.items():
-            setattr(assessment, name, value)
-        assessment.metadata = {**(assessment.metadata or {}), **metadata}
-        assessment.updated_at = timezone.now()
-        assessment.save()
+    trace = ids.trace(trace_id)
+    assessment = _assessment(trace, assessment_id)
+    if changes.get("kind", assessment.kind) != assessment.kind:  # a kind is never changed
+        raise invalid(f"Cannot update a {assessment.kind} assessment with a {changes['kind']}.")
+    assessment.amend(changes, metadata)
     return _response(assessment, trace)
 
 
 def _delete(trace_id: str, assessment_id: str) -> JsonResponse:
     """Idempotent, as in MLflow: an id already gone is not an error (an unknown trace is).
     Deleting an override makes the assessment it overrode valid again."""
-    with transaction.atomic():
-        trace = ids.trace(trace_id)
-        assessment = (
-            Assessment.objects.select_for_update()
-            .filter(trace=trace, assessment_id=assessment_id)
-            .first()
-        )
-        if assessment is not None:
-            if assessment.overrides:
-                Assessment.objects.filter(trace=trace, assessment_id=assessment.overrides).update(
-                    valid=True
-                )
-            assessment.delete()
+    trace = ids.trace(trace_id)
+    assessment = Assessment.objects.filter(trace=trace, assessment_id=assessment_id).first()
+    if assessment is not None:
+        assessment.retract()
     return JsonResponse({})

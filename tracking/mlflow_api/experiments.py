@@ -36,6 +36,10 @@ def _name(message: Message, field: str) -> str:
     return name
 
 
+def _experiment(message: Message) -> Experiment:
+    return ids.experiment(message.string("experiment_id", required=True))
+
+
 @mlflow_endpoint(["POST"])
 def create(request: HttpRequest) -> JsonResponse:
     message = Message.of(request)
@@ -46,7 +50,9 @@ def create(request: HttpRequest) -> JsonResponse:
         raise already_exists(f"Experiment(name={name}) already exists.")
     try:
         with transaction.atomic():
-            experiment = Experiment.objects.create(name=name, artifact_location=location, tags=tags)
+            experiment = Experiment.objects.create_named(
+                name, artifact_location=location, tags=tags
+            )
             grant_creator(experiment, access_for(request))  # as MLflow: its creator manages it
     except IntegrityError:  # created concurrently: the client looks it up again on this code
         raise already_exists(f"Experiment(name={name}) already exists.") from None
@@ -55,7 +61,7 @@ def create(request: HttpRequest) -> JsonResponse:
 
 @mlflow_endpoint(["GET"])
 def get(request: HttpRequest) -> JsonResponse:
-    experiment = ids.experiment(Message.of(request).string("experiment_id", required=True))
+    experiment = _experiment(Message.of(request))
     return JsonResponse({"experiment": experiment_json(experiment)})
 
 
@@ -84,36 +90,30 @@ def search(request: HttpRequest) -> JsonResponse:
 @mlflow_endpoint(["POST"])
 def update(request: HttpRequest) -> JsonResponse:
     message = Message.of(request)
-    experiment = ids.experiment(message.string("experiment_id", required=True))
+    experiment = _experiment(message)
     name = _name(message, "new_name")
     if Experiment.objects.filter(name=name).exclude(pk=experiment.pk).exists():
         raise already_exists(f"Experiment(name={name}) already exists.")
-    experiment.name = name
     try:
-        with transaction.atomic():
-            experiment.save(update_fields=["name", "updated_at"])
+        experiment.rename(name)
     except IntegrityError:
         raise already_exists(f"Experiment(name={name}) already exists.") from None
     return JsonResponse({})
 
 
-def _set_stage(request: HttpRequest, stage: str) -> JsonResponse:
-    experiment = ids.experiment(Message.of(request).string("experiment_id", required=True))
-    if experiment.pk == DEFAULT_EXPERIMENT_ID and stage == LifecycleStage.DELETED:
+@mlflow_endpoint(["POST"])
+def delete(request: HttpRequest) -> JsonResponse:
+    experiment = _experiment(Message.of(request))
+    if experiment.pk == DEFAULT_EXPERIMENT_ID:
         raise invalid("The Default experiment (id 0) cannot be deleted.")
-    experiment.lifecycle_stage = stage
-    experiment.save(update_fields=["lifecycle_stage", "updated_at"])
+    experiment.soft_delete()
     return JsonResponse({})
 
 
 @mlflow_endpoint(["POST"])
-def delete(request: HttpRequest) -> JsonResponse:
-    return _set_stage(request, LifecycleStage.DELETED)
-
-
-@mlflow_endpoint(["POST"])
 def restore(request: HttpRequest) -> JsonResponse:
-    return _set_stage(request, LifecycleStage.ACTIVE)
+    _experiment(Message.of(request)).restore()
+    return JsonResponse({})
 
 
 @mlflow_endpoint(["POST"])
@@ -121,10 +121,7 @@ def set_tag(request: HttpRequest) -> JsonResponse:
     message = Message.of(request)
     key = check_key(message.string("key", required=True), "key")
     value = check_value(message.string("value"), "value", MAX_TAG_VALUE)
-    with transaction.atomic():
-        experiment = _locked(message)
-        experiment.tags = {**experiment.tags, key: value}
-        experiment.save(update_fields=["tags", "updated_at"])
+    _experiment(message).set_tags({key: value})
     return JsonResponse({})
 
 
@@ -132,18 +129,7 @@ def set_tag(request: HttpRequest) -> JsonResponse:
 def delete_tag(request: HttpRequest) -> JsonResponse:
     message = Message.of(request)
     key = message.string("key", required=True)
-    with transaction.atomic():
-        experiment = _locked(message)
-        if key not in experiment.tags:
-            raise not_found(f"No tag with name: {key} in experiment with id {experiment.pk}")
-        experiment.tags = {k: v for k, v in experiment.tags.items() if k != key}
-        experiment.save(update_fields=["tags", "updated_at"])
+    experiment = _experiment(message)
+    if not experiment.delete_tag(key):
+        raise not_found(f"No tag with name: {key} in experiment with id {experiment.pk}")
     return JsonResponse({})
-
-
-def _locked(message: Message) -> Experiment:
-    pk = ids.experiment_pk(message.string("experiment_id", required=True))
-    experiment = Experiment.objects.select_for_update().filter(pk=pk).first()
-    if experiment is None:
-        raise not_found(f"No Experiment with id={pk} exists")
-    return experiment

@@ -47,21 +47,17 @@ def check_run_id(value: object, field: str = "run_id") -> str:
     return value
 
 
-def run(value: str, field: str = "run_id", *, for_update: bool = False) -> Run:
+def run(value: str, field: str = "run_id") -> Run:
     check_run_id(value, field)
-    runs: QuerySet[Run] = Run.objects.select_related("experiment")
-    if for_update:
-        runs = runs.select_for_update(of=("self",))
-    found = runs.filter(run_id=value).first()
+    found = Run.objects.select_related("experiment").filter(run_id=value).first()
     if found is None:
         raise not_found(f"Run with id={value} not found")
     return found
 
 
 def active_run(value: str, field: str = "run_id") -> Run:
-    """A run that may be written to; locked for the rest of the caller's transaction, so that
-    two requests merging params or tags into it apply one after the other."""
-    found = run(value, field, for_update=True)
+    """A run that may be written to (its methods lock it while they write)."""
+    found = run(value, field)
     if found.lifecycle_stage != LifecycleStage.ACTIVE:
         raise invalid(f"The run {value} must be in the 'active' state. Current state is deleted.")
     return found
@@ -73,12 +69,9 @@ def check_model_id(value: object, field: str = "model_id") -> str:
     return value
 
 
-def logged_model(value: str, field: str = "model_id", *, for_update: bool = False) -> LoggedModel:
+def logged_model(value: str, field: str = "model_id") -> LoggedModel:
     check_model_id(value, field)
-    models: QuerySet[LoggedModel] = LoggedModel.objects.select_related("source_run")
-    if for_update:
-        models = models.select_for_update(of=("self",))
-    found = models.filter(model_id=value).first()
+    found = LoggedModel.objects.select_related("source_run").filter(model_id=value).first()
     if found is None:
         raise not_found(f"Logged model with ID '{value}' not found.")
     return found

@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
-from django.db import transaction
 from django.db.models import Exists, OuterRef, Q
 from django.http import HttpRequest, JsonResponse
 
@@ -20,7 +19,7 @@ from tracking.mlflow_api.entities import logged_model_json, model_artifact_uri
 from tracking.mlflow_api.errors import invalid, mlflow_endpoint, not_found
 from tracking.mlflow_api.requests import Message, check_value, enum_choices
 from tracking.mlflow_api.runs import generate_run_name, latest_metrics
-from tracking.models import LoggedModel, Metric
+from tracking.models import LoggedModel, Metric, new_model_id
 
 MAX_PARAM_VALUE = 6000
 MAX_TAG_VALUE = 8000
@@ -61,16 +60,17 @@ def create(request: HttpRequest) -> JsonResponse:
     experiment = ids.active_experiment(message.string("experiment_id", required=True))
     source_run_id = message.string("source_run_id")
     source_run = ids.run(source_run_id, "source_run_id") if source_run_id else None
-    model = LoggedModel(
-        experiment=experiment,
+    model_id = new_model_id()
+    model = LoggedModel.objects.initialize(
+        experiment,
+        model_id=model_id,
         name=message.string("name", max_length=500) or generate_run_name(),
         model_type=message.string("model_type", max_length=200),
         source_run=source_run,
         params=message.key_values("params", max_items=MAX_PARAMS, max_value=MAX_PARAM_VALUE),
         tags=message.key_values("tags", max_value=MAX_TAG_VALUE),
+        artifact_location=model_artifact_uri(experiment.pk, model_id),
     )
-    model.artifact_location = model_artifact_uri(experiment.pk, model.model_id)
-    model.save()
     return _model_json(model)
 
 
@@ -86,10 +86,8 @@ def detail(request: HttpRequest, model_id: str) -> JsonResponse:
     status = message.enum("status", STATUSES, "")
     if not status:
         raise invalid("Missing value for required parameter 'status'.")
-    with transaction.atomic():
-        model = ids.logged_model(model_id, for_update=True)
-        model.status = status
-        model.save(update_fields=["status", "updated_at"])
+    model = ids.logged_model(model_id)
+    model.finalize(status)
     return _model_json(model)
 
 
@@ -98,31 +96,21 @@ def log_params(request: HttpRequest, model_id: str) -> JsonResponse:
     params = Message.of(request).key_values(
         "params", max_items=MAX_PARAMS, max_value=MAX_PARAM_VALUE
     )
-    with transaction.atomic():
-        model = ids.logged_model(model_id, for_update=True)
-        model.params = {**model.params, **params}
-        model.save(update_fields=["params", "updated_at"])
+    ids.logged_model(model_id).log_params(params)
     return JsonResponse({})
 
 
 @mlflow_endpoint(["PATCH"])
 def set_tags(request: HttpRequest, model_id: str) -> JsonResponse:
     tags = Message.of(request).key_values("tags", max_value=MAX_TAG_VALUE)
-    with transaction.atomic():
-        model = ids.logged_model(model_id, for_update=True)
-        model.tags = {**model.tags, **tags}
-        model.save(update_fields=["tags", "updated_at"])
+    ids.logged_model(model_id).set_tags(tags)
     return JsonResponse({})
 
 
 @mlflow_endpoint(["DELETE"])
 def delete_tag(request: HttpRequest, model_id: str, key: str) -> JsonResponse:
-    with transaction.atomic():
-        model = ids.logged_model(model_id, for_update=True)
-        if key not in model.tags:
-            raise not_found(f"No tag with key '{key}' on logged model '{model_id}'.")
-        model.tags = {k: v for k, v in model.tags.items() if k != key}
-        model.save(update_fields=["tags", "updated_at"])
+    if not ids.logged_model(model_id).delete_tag(key):
+        raise not_found(f"No tag with key '{key}' on logged model '{model_id}'.")
     return JsonResponse({})
 
 

@@ -15,14 +15,12 @@ a row, so a bad request changes nothing.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError
 from django.db.models import Q, lookups
 from django.http import HttpRequest, JsonResponse
-from django.utils import timezone
 
 from tracking.mlflow_api import filters, ids, pages
 from tracking.mlflow_api.entities import (
@@ -48,7 +46,6 @@ MAX_VERSION = 2**31 - 1
 MODELS_SEARCH_DEFAULT = 100
 VERSIONS_SEARCH_DEFAULT = 1000
 SEARCH_MAX = 1000
-MODEL_VERSIONS_TAG = "mlflow.modelVersions"
 # `models:/` sources nest (a version of a version); the client never sends deep chains.
 MAX_SOURCE_DEPTH = 5
 _STAGES = {stage.value.lower(): stage.value for stage in ModelVersionStage}
@@ -155,18 +152,15 @@ def _stage(value: str) -> str:
 # --- Rows ----------------------------------------------------------------------------------
 
 
-def _registered(name: str, *, for_update: bool = False) -> RegisteredModel:
-    found = RegisteredModel.objects.named(name, for_update=for_update)
+def _registered(name: str) -> RegisteredModel:
+    found = RegisteredModel.objects.named(name)
     if found is None:
         raise not_found(f"Registered Model with name={name} not found")
     return found
 
 
-def _version(name: str, number: int, *, for_update: bool = False) -> ModelVersion:
-    versions = ModelVersion.objects.of(name, number)
-    if for_update:
-        versions = versions.select_for_update(of=("self",))
-    found = versions.first()
+def _version(name: str, number: int) -> ModelVersion:
+    found = ModelVersion.objects.of(name, number).first()
     if found is None:
         raise not_found(f"Model Version (name={name}, version={number}) not found")
     return found
@@ -198,14 +192,10 @@ def _version_response(version: ModelVersion) -> JsonResponse:
 def create_model(request: HttpRequest) -> JsonResponse:
     message = Message.of(request)
     name = _new_name(message)
-    model = RegisteredModel(
-        name=name,
-        description=_description(message),
-        tags=message.key_values("tags", max_value=MAX_TAG_VALUE),
-    )
+    description = _description(message)
+    tags = message.key_values("tags", max_value=MAX_TAG_VALUE)
     try:
-        with transaction.atomic():
-            model.save()
+        model = RegisteredModel.objects.register(name, description=description, tags=tags)
     except IntegrityError:
         # The unique name, also when two clients register the same name at once.
         raise already_exists(f"Registered Model (name={name}) already exists.") from None
@@ -221,10 +211,8 @@ def get_model(request: HttpRequest) -> JsonResponse:
 def update_model(request: HttpRequest) -> JsonResponse:
     message = Message.of(request)
     description = _description(message)
-    with transaction.atomic():
-        model = _registered(_name(message), for_update=True)
-        model.description = description
-        model.save(update_fields=["description", "updated_at"])
+    model = _registered(_name(message))
+    model.set_description(description)
     return _model_response(model)
 
 
@@ -232,11 +220,9 @@ def update_model(request: HttpRequest) -> JsonResponse:
 def rename_model(request: HttpRequest) -> JsonResponse:
     message = Message.of(request)
     name, new_name = _name(message), _new_name(message, "new_name")
+    model = _registered(name)
     try:
-        with transaction.atomic():
-            model = _registered(name, for_update=True)
-            model.name = new_name
-            model.save(update_fields=["name", "updated_at"])
+        model.rename(new_name)
     except IntegrityError:
         raise already_exists(f"Registered Model (name={new_name}) already exists.") from None
     return _model_response(model)
@@ -264,10 +250,7 @@ def search_models(request: HttpRequest) -> JsonResponse:
 def set_model_tag(request: HttpRequest) -> JsonResponse:
     message = Message.of(request)
     key, value = _tag(message)
-    with transaction.atomic():
-        model = _registered(_name(message), for_update=True)
-        model.tags = {**model.tags, key: value}
-        model.save(update_fields=["tags", "updated_at"])
+    _registered(_name(message)).set_tags({key: value})
     return JsonResponse({})
 
 
@@ -276,11 +259,7 @@ def delete_model_tag(request: HttpRequest) -> JsonResponse:
     """Deleting a tag the model does not have is not an error, as in MLflow's registry."""
     message = Message.of(request)
     key = check_key(message.string("key", required=True), "key")
-    with transaction.atomic():
-        model = _registered(_name(message), for_update=True)
-        if key in model.tags:
-            model.tags = {k: v for k, v in model.tags.items() if k != key}
-            model.save(update_fields=["tags", "updated_at"])
+    _registered(_name(message)).delete_tag(key)
     return JsonResponse({})
 
 
@@ -295,22 +274,16 @@ def alias(request: HttpRequest) -> JsonResponse:
             raise not_found(f"Registered model alias {alias_name} not found.")
         return _version_response(_version(name, number))
     if request.method == "DELETE":
-        with transaction.atomic():
-            model = _registered(name, for_update=True)
-            if alias_name in model.aliases:
-                model.aliases = {a: v for a, v in model.aliases.items() if a != alias_name}
-                model.save(update_fields=["aliases", "updated_at"])
+        _registered(name).delete_alias(alias_name)
         return JsonResponse({})
     if alias_name.lower() == "latest" or _VERSION_ALIAS_RE.fullmatch(alias_name):
         # `models:/name@latest` and `@v3` mean something else to the client.
         raise invalid(f"Alias name '{alias_name}' is reserved.")
     number = _version_number(message)
-    with transaction.atomic():
-        model = _registered(name, for_update=True)
-        if not model.versions.filter(version=number).exists():
-            raise not_found(f"Model Version (name={name}, version={number}) not found")
-        model.aliases = {**model.aliases, alias_name: number}
-        model.save(update_fields=["aliases", "updated_at"])
+    try:
+        _registered(name).set_alias(alias_name, number)
+    except ModelVersion.DoesNotExist:
+        raise not_found(f"Model Version (name={name}, version={number}) not found") from None
     return JsonResponse({})
 
 
@@ -355,9 +328,9 @@ def _resolve_source(
     logged = None
     if inherited:
         # The other version's logged model may be gone since; the copy stays valid.
-        logged = LoggedModel.objects.select_for_update().filter(model_id=model_id).first()
+        logged = LoggedModel.objects.filter(model_id=model_id).first()
     elif model_id:
-        logged = ids.logged_model(model_id, for_update=True)
+        logged = ids.logged_model(model_id)
     if logged is not None and not run_id and logged.source_run_id:
         run_id = logged.source_run.run_id
     return source, run_id, model_id, logged
@@ -375,20 +348,6 @@ def _source_version(match: re.Match[str]) -> ModelVersion:
     return _version(name, int(match["version"]))
 
 
-def _record_on_logged_model(logged: LoggedModel, version: ModelVersion) -> None:
-    """Add {name, version} to the logged model's `mlflow.modelVersions` tag (MLflow's list)."""
-    try:
-        recorded = json.loads(logged.tags.get(MODEL_VERSIONS_TAG) or "[]")
-    except ValueError:
-        recorded = []
-    if not isinstance(recorded, list):
-        recorded = []
-    entry = {"name": version.registered_model.name, "version": version.version}
-    if entry not in recorded:
-        logged.tags = {**logged.tags, MODEL_VERSIONS_TAG: json.dumps([*recorded, entry])}
-        logged.save(update_fields=["tags", "updated_at"])
-
-
 @mlflow_endpoint(["POST"])
 def create_version(request: HttpRequest) -> JsonResponse:
     message = Message.of(request)
@@ -400,22 +359,19 @@ def create_version(request: HttpRequest) -> JsonResponse:
     tags = message.key_values("tags", max_value=MAX_TAG_VALUE)
     if model_id:
         ids.check_model_id(model_id)
-    with transaction.atomic():
-        # Locked first: concurrent creates for one name then number their versions in turn.
-        registered = _registered(name, for_update=True)
-        source, run_id, model_id, logged = _resolve_source(source, run_id, model_id)
-        version = ModelVersion.objects.create(
-            registered_model=registered,
-            version=registered.next_version_number(),
+    registered = _registered(name)
+    source, run_id, model_id, logged = _resolve_source(source, run_id, model_id)
+    try:
+        version = registered.add_version(
             source=source,
             run_id=run_id,
             model_id=model_id,
             description=description,
             tags=tags,
+            logged_model=logged,
         )
-        registered.save(update_fields=["updated_at"])
-        if logged is not None:
-            _record_on_logged_model(logged, version)
+    except RegisteredModel.DoesNotExist:  # deleted since it was read above
+        raise not_found(f"Registered Model with name={name} not found") from None
     return _version_response(version)
 
 
@@ -429,10 +385,8 @@ def get_version(request: HttpRequest) -> JsonResponse:
 def update_version(request: HttpRequest) -> JsonResponse:
     message = Message.of(request)
     name, number, description = _name(message), _version_number(message), _description(message)
-    with transaction.atomic():
-        version = _version(name, number, for_update=True)
-        version.description = description
-        version.save(update_fields=["description", "updated_at"])
+    version = _version(name, number)
+    version.set_description(description)
     return _version_response(version)
 
 
@@ -441,12 +395,9 @@ def delete_version(request: HttpRequest) -> JsonResponse:
     """Aliases that pointed at the version go with it, as in MLflow."""
     message = Message.of(request)
     name, number = _name(message), _version_number(message)
-    with transaction.atomic():
-        model = _registered(name, for_update=True)
-        version = _version(name, number)
-        version.delete()
-        model.aliases = {a: v for a, v in model.aliases.items() if v != number}
-        model.save(update_fields=["aliases", "updated_at"])
+    model = _registered(name)
+    _version(name, number)  # a 404 when the model has no such version
+    model.delete_version(number)
     return JsonResponse({})
 
 
@@ -469,10 +420,7 @@ def set_version_tag(request: HttpRequest) -> JsonResponse:
     message = Message.of(request)
     name, number = _name(message), _version_number(message)
     key, value = _tag(message)
-    with transaction.atomic():
-        version = _version(name, number, for_update=True)
-        version.tags = {**version.tags, key: value}
-        version.save(update_fields=["tags", "updated_at"])
+    _version(name, number).set_tags({key: value})
     return JsonResponse({})
 
 
@@ -481,11 +429,7 @@ def delete_version_tag(request: HttpRequest) -> JsonResponse:
     message = Message.of(request)
     name, number = _name(message), _version_number(message)
     key = check_key(message.string("key", required=True), "key")
-    with transaction.atomic():
-        version = _version(name, number, for_update=True)
-        if key in version.tags:
-            version.tags = {k: v for k, v in version.tags.items() if k != key}
-            version.save(update_fields=["tags", "updated_at"])
+    _version(name, number).delete_tag(key)
     return JsonResponse({})
 
 
@@ -501,15 +445,8 @@ def transition_stage(request: HttpRequest) -> JsonResponse:
             f"Model version transition cannot archive existing model versions because "
             f"'{stage}' is not an Active stage. Valid stages are Staging and Production."
         )
-    with transaction.atomic():
-        version = _version(name, number, for_update=True)
-        now = timezone.now()
-        if archive:
-            version.registered_model.versions.filter(current_stage=stage).exclude(
-                pk=version.pk
-            ).update(current_stage=ModelVersionStage.ARCHIVED, updated_at=now)
-        version.current_stage = stage
-        version.save(update_fields=["current_stage", "updated_at"])
+    version = _version(name, number)
+    version.transition(stage, archive_existing=archive)
     return _version_response(version)
 
 

@@ -13,7 +13,6 @@ from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
 
-from django.db import transaction
 from django.db.models import F, QuerySet, Window
 from django.db.models.functions import RowNumber
 from django.http import HttpRequest, JsonResponse
@@ -30,7 +29,7 @@ from tracking.mlflow_api.requests import (
     to_integer,
     to_number,
 )
-from tracking.models import LifecycleStage, LoggedModel, Metric, Run
+from tracking.models import LifecycleStage, LoggedModel, Metric, ParamChanged, Run
 
 MAX_PARAM_VALUE = 6000
 MAX_TAG_VALUE = 8000
@@ -40,7 +39,6 @@ SEARCH_DEFAULT = 1000
 SEARCH_MAX = 1000
 HISTORY_DEFAULT = 25_000
 HISTORY_MAX = 25_000
-RUN_NAME_TAG = "mlflow.runName"
 RUN_STATUSES = enum_choices("RUNNING", "SCHEDULED", "FINISHED", "FAILED", "KILLED")
 VIEW_TYPES = enum_choices("ACTIVE_ONLY", "DELETED_ONLY", "ALL")
 _VIEW_FILTERS = {
@@ -93,14 +91,14 @@ def create(request: HttpRequest) -> JsonResponse:
     message = Message.of(request)
     experiment = ids.active_experiment(message.string("experiment_id", default="0"))
     tags = message.key_values("tags", max_value=MAX_TAG_VALUE)
-    name = message.string("run_name", max_length=500) or tags.get(RUN_NAME_TAG, "")[:500]
+    name = message.string("run_name", max_length=500) or tags.get(Run.NAME_TAG, "")[:500]
     name = name or generate_run_name()
-    run = Run.objects.create(
-        experiment=experiment,
+    run = Run.objects.start(
+        experiment,
         name=name,
         user_id=message.string("user_id", max_length=200),
         start_time=message.time_ms("start_time") or timezone.now(),
-        tags={**tags, RUN_NAME_TAG: name},
+        tags=tags,
     )
     return JsonResponse({"run": run_json(run)})
 
@@ -117,33 +115,21 @@ def update(request: HttpRequest) -> JsonResponse:
     status = message.enum("status", RUN_STATUSES, "")
     end_time = message.time_ms("end_time")
     name = message.string("run_name", max_length=500)
-    with transaction.atomic():
-        run = ids.active_run(_run_id(message))
-        if status:
-            run.status = status
-        if end_time is not None:
-            run.end_time = end_time
-        if name:
-            run.name = name
-            run.tags = {**run.tags, RUN_NAME_TAG: name}
-        run.save(update_fields=["status", "end_time", "name", "tags"])
+    run = ids.active_run(_run_id(message))
+    run.update_info(status=status, end_time=end_time, name=name)
     return JsonResponse({"run_info": run_info_json(run)})
-
-
-def _set_stage(request: HttpRequest, stage: str) -> JsonResponse:
-    run = ids.run(_run_id(Message.of(request)))
-    Run.objects.filter(pk=run.pk).update(lifecycle_stage=stage)
-    return JsonResponse({})
 
 
 @mlflow_endpoint(["POST"])
 def delete(request: HttpRequest) -> JsonResponse:
-    return _set_stage(request, LifecycleStage.DELETED)
+    ids.run(_run_id(Message.of(request))).soft_delete()
+    return JsonResponse({})
 
 
 @mlflow_endpoint(["POST"])
 def restore(request: HttpRequest) -> JsonResponse:
-    return _set_stage(request, LifecycleStage.ACTIVE)
+    ids.run(_run_id(Message.of(request))).restore()
+    return JsonResponse({})
 
 
 # --- Params, metrics, tags -----------------------------------------------------------------
@@ -181,21 +167,16 @@ def _models_of(items: Iterable[dict[str, Any]]) -> dict[str, LoggedModel]:
     return found
 
 
-def _merge_params(run: Run, params: dict[str, str]) -> None:
-    for key, value in params.items():
-        if key in run.params and run.params[key] != value:
-            raise invalid(
-                f"Changing param values is not allowed. Param with key='{key}' was already "
-                f"logged with value='{run.params[key]}' for run ID='{run.run_id}'. "
-                f"Attempted logging new value '{value}'."
-            )
-    run.params = {**run.params, **params}
-
-
-def _merge_tags(run: Run, tags: dict[str, str]) -> None:
-    run.tags = {**run.tags, **tags}
-    if tags.get(RUN_NAME_TAG):
-        run.name = tags[RUN_NAME_TAG][:500]
+def _log_batch(
+    run: Run,
+    metrics: list[Metric] | None = None,
+    params: dict[str, str] | None = None,
+    tags: dict[str, str] | None = None,
+) -> None:
+    try:
+        run.log_batch(metrics or [], params, tags)
+    except ParamChanged as error:
+        raise invalid(str(error)) from None
 
 
 def _params(items: list[dict[str, Any]]) -> dict[str, str]:
@@ -214,10 +195,7 @@ def log_parameter(request: HttpRequest) -> JsonResponse:
     message = Message.of(request)
     params = _params([{"key": message.string("key", required=True),
                        "value": message.string("value")}])  # fmt: skip
-    with transaction.atomic():
-        run = ids.active_run(_run_id(message))
-        _merge_params(run, params)
-        run.save(update_fields=["params"])
+    _log_batch(ids.active_run(_run_id(message)), params=params)
     return JsonResponse({})
 
 
@@ -228,9 +206,8 @@ def log_metric(request: HttpRequest) -> JsonResponse:
         "key", "value", "timestamp", "step", "model_id", "dataset_name", "dataset_digest"
     )
     models = _models_of([item])
-    with transaction.atomic():
-        run = ids.active_run(_run_id(message))
-        _metric(item, "metric", run, models).save()
+    run = ids.active_run(_run_id(message))
+    _log_batch(run, [_metric(item, "metric", run, models)])
     return JsonResponse({})
 
 
@@ -241,14 +218,9 @@ def log_batch(request: HttpRequest) -> JsonResponse:
     params = _params(message.objects("params", MAX_BATCH_PARAMS_TAGS))
     tags = message.key_values("tags", max_items=MAX_BATCH_PARAMS_TAGS, max_value=MAX_TAG_VALUE)
     models = _models_of(metric_items)
-    with transaction.atomic():
-        run = ids.active_run(_run_id(message))
-        metrics = [_metric(m, f"metrics[{i}]", run, models) for i, m in enumerate(metric_items)]
-        if params or tags:
-            _merge_params(run, params)
-            _merge_tags(run, tags)
-            run.save(update_fields=["params", "tags", "name"])
-        Metric.objects.bulk_create(metrics)
+    run = ids.active_run(_run_id(message))
+    metrics = [_metric(m, f"metrics[{i}]", run, models) for i, m in enumerate(metric_items)]
+    _log_batch(run, metrics, params, tags)
     return JsonResponse({})
 
 
@@ -257,10 +229,7 @@ def set_tag(request: HttpRequest) -> JsonResponse:
     message = Message.of(request)
     key = check_key(message.string("key", required=True), "key")
     value = check_value(message.string("value"), "value", MAX_TAG_VALUE)
-    with transaction.atomic():
-        run = ids.active_run(_run_id(message))
-        _merge_tags(run, {key: value})
-        run.save(update_fields=["tags", "name"])
+    _log_batch(ids.active_run(_run_id(message)), tags={key: value})
     return JsonResponse({})
 
 
@@ -268,12 +237,9 @@ def set_tag(request: HttpRequest) -> JsonResponse:
 def delete_tag(request: HttpRequest) -> JsonResponse:
     message = Message.of(request)
     key = message.string("key", required=True)
-    with transaction.atomic():
-        run = ids.active_run(_run_id(message))
-        if key not in run.tags:
-            raise not_found(f"No tag with name: {key} in run with id {run.run_id}")
-        run.tags = {k: v for k, v in run.tags.items() if k != key}
-        run.save(update_fields=["tags"])
+    run = ids.active_run(_run_id(message))
+    if not run.delete_tag(key):
+        raise not_found(f"No tag with name: {key} in run with id {run.run_id}")
     return JsonResponse({})
 
 
@@ -287,12 +253,11 @@ def log_outputs(request: HttpRequest) -> JsonResponse:
         ids.check_model_id(item.get("model_id"), f"models[{i}].model_id")
         for i, item in enumerate(message.objects("models"))
     ]
-    with transaction.atomic():
-        run = ids.active_run(_run_id(message))
-        found = LoggedModel.objects.filter(model_id__in=model_ids)
-        if missing := sorted(set(model_ids) - set(found.values_list("model_id", flat=True))):
-            raise not_found(f"Logged model with ID '{missing[0]}' not found.")
-        found.filter(source_run__isnull=True).update(source_run=run, updated_at=timezone.now())
+    run = ids.active_run(_run_id(message))
+    found = LoggedModel.objects.filter(model_id__in=model_ids)
+    if missing := sorted(set(model_ids) - set(found.values_list("model_id", flat=True))):
+        raise not_found(f"Logged model with ID '{missing[0]}' not found.")
+    found.link_source_run(run)
     return JsonResponse({})
 
 
@@ -314,24 +279,8 @@ def log_inputs(request: HttpRequest) -> JsonResponse:
         ids.check_model_id(item.get("model_id"), f"models[{i}].model_id")
         for i, item in enumerate(message.objects("models", MAX_INPUTS))
     ]
-    with transaction.atomic():
-        run = ids.active_run(_run_id(message))
-        inputs = dict(run.inputs or {})
-        known = {_dataset_key(d) for d in inputs.get("dataset_inputs", [])}
-        new_datasets = [d for d in datasets if _dataset_key(d) not in known]
-        known_models = {m.get("model_id") for m in inputs.get("model_inputs", [])}
-        new_models = [{"model_id": m} for m in dict.fromkeys(model_ids) if m not in known_models]
-        if new_datasets or new_models:
-            inputs["dataset_inputs"] = [*inputs.get("dataset_inputs", []), *new_datasets]
-            inputs["model_inputs"] = [*inputs.get("model_inputs", []), *new_models]
-            run.inputs = {k: v for k, v in inputs.items() if v}
-            run.save(update_fields=["inputs"])
+    ids.active_run(_run_id(message)).log_inputs(datasets, model_ids)
     return JsonResponse({})
-
-
-def _dataset_key(item: dict) -> tuple[str, str]:
-    dataset = item.get("dataset") or {}
-    return str(dataset.get("name", "")), str(dataset.get("digest", ""))
 
 
 # --- Search and history --------------------------------------------------------------------
