@@ -15,7 +15,8 @@ from django.db import transaction
 from django.db.models import Exists, OuterRef, Q
 from django.http import HttpRequest, JsonResponse
 
-from tracking.mlflow_api import filters, ids, pages
+from tracking import filters
+from tracking.mlflow_api import ids, pages
 from tracking.mlflow_api.entities import logged_model_json, model_artifact_uri
 from tracking.mlflow_api.errors import invalid, mlflow_endpoint, not_found
 from tracking.mlflow_api.requests import Message, check_value, enum_choices

@@ -19,7 +19,8 @@ from django.db.models.functions import RowNumber
 from django.http import HttpRequest, JsonResponse
 from django.utils import timezone
 
-from tracking.mlflow_api import filters, ids, pages
+from tracking import filters
+from tracking.mlflow_api import ids, pages
 from tracking.mlflow_api.entities import metric_json, run_info_json, run_json, to_ms
 from tracking.mlflow_api.errors import invalid, mlflow_endpoint, not_found
 from tracking.mlflow_api.requests import (

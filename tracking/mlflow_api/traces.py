@@ -24,8 +24,8 @@ from django.db.models import Prefetch, QuerySet
 from django.http import HttpRequest, JsonResponse
 
 from access.rules import access_for
-from tracking import ingest
-from tracking.mlflow_api import filters, ids, pages
+from tracking import filters, ingest
+from tracking.mlflow_api import ids, pages
 from tracking.mlflow_api.entities import (
     otel_span_json,
     span_dict,
