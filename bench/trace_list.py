@@ -244,8 +244,8 @@ def copy_rows(cursor, table: str, columns: str, rows: list[tuple]) -> None:
 def measure(args: argparse.Namespace) -> None:
     from django.conf import settings
     from django.test import Client, override_settings
-    from tracking.keyset import Sort
 
+    from tracking.keyset import Sort
     from tracking.models import Trace
 
     # DEBUG off (no query log), but static URLs without a collectstatic manifest.

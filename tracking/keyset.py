@@ -6,6 +6,9 @@ Every order ends on the primary key, so that rows with equal values have one ord
 cursor can point between them. Two cursor formats use it: the trace list page's `value|pk`
 (Sort below, in its `?before=`/`?after=` links) and the native API's opaque `cursor`
 (tracking/api.py's KeysetPagination, which carries every ordering value).
+
+The MLflow endpoints page by offset instead (mlflow_api/pages.py): their clients order by any
+column or JSON key they like, where no index could serve a keyset.
 """
 
 from __future__ import annotations
