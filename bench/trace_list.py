@@ -245,8 +245,8 @@ def measure(args: argparse.Namespace) -> None:
     from django.conf import settings
     from django.test import Client, override_settings
 
+    from tracking.keyset import Sort
     from tracking.models import Trace
-    from tracking.queries import Sort
 
     # DEBUG off (no query log), but static URLs without a collectstatic manifest.
     storages = {

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -32,7 +31,7 @@ from typing import Any
 import orjson
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import Field, Model, Q, QuerySet
+from django.db.models import Field, Model, QuerySet
 from django.db.models.fields.json import KeyTextTransform
 from django.db.models.lookups import Exact
 from django.http import QueryDict
@@ -64,7 +63,7 @@ from rest_framework.utils.urls import replace_query_param
 
 from access.models import Level
 from access.rules import access_for, grant_creator
-from tracking import ingest, search
+from tracking import ingest, keyset, search
 from tracking import serializers as s
 from tracking.models import Experiment, LoggedModel, Span, Trace
 from tracking.permissions import ExperimentObjectAccess, require_for_api
@@ -192,7 +191,7 @@ class _Cursor:
 
 
 class KeysetPagination(CursorPagination):
-    """Pages that start after the last row shown: `WHERE (a, b) < (:a, :b) ORDER BY a, b`.
+    """Pages that start after the last row shown (tracking/keyset.py).
 
     DRF's CursorPagination keys on the first ordering column alone and steps over ties with
     an OFFSET; traces stored by one bulk ingest share a request_time, so pages there cost more
@@ -213,13 +212,11 @@ class KeysetPagination(CursorPagination):
         self.page_size = self.get_page_size(request)
         self.cursor = self.decode_cursor(request, queryset.model)
         reverse_page = self.cursor is not None and self.cursor.reverse
-        order = [_flip(name) for name in self.ordering] if reverse_page else list(self.ordering)
-        if self.cursor is not None:
-            queryset = queryset.filter(_after(order, self.cursor.position))
-        # One row more than a page says whether there is a page beyond.
-        rows = list(queryset.order_by(*order)[: self.page_size + 1])
-        more = len(rows) > self.page_size
-        self.page = rows[: self.page_size]
+        order = list(self.ordering)
+        if reverse_page:
+            order = [keyset.reverse_order(name) for name in order]
+        condition = None if self.cursor is None else keyset.after(order, self.cursor.position)
+        self.page, more = keyset.page(queryset, order, condition, self.page_size)
         if reverse_page:
             self.page.reverse()
             self.has_next, self.has_previous = True, more
@@ -297,10 +294,6 @@ class KeysetPagination(CursorPagination):
         return parameters
 
 
-def _flip(name: str) -> str:
-    return name[1:] if name.startswith("-") else f"-{name}"
-
-
 def _ordering_field(model: type[Model], name: str) -> Field:
     name = name.lstrip("-")
     return model._meta.pk if name == "pk" else model._meta.get_field(name)
@@ -316,25 +309,6 @@ def _cursor_value(field: Field, value: Any) -> Any:
     if isinstance(parsed, int) and not -(2**63) <= parsed < 2**63:
         raise ValueError("out of range")  # a bigint column; SQLite would raise OverflowError
     return parsed
-
-
-def _after(ordering: Sequence[str], position: Sequence[Any]) -> Q:
-    """Rows strictly after `position` in `ordering`: (a, b) > (x, y), spelled as
-    `a >= x AND (a > x OR (a = x AND b > y))` (direction by direction).
-
-    The redundant first term is what makes it a keyset: the database turns it into an index
-    range condition and starts reading at the cursor; without it, PostgreSQL reads the index
-    from the top and filters, which costs as much as an OFFSET on deep pages.
-    """
-    condition: Q | None = None
-    for name, value in reversed(list(zip(ordering, position, strict=True))):
-        column = name.lstrip("-")
-        beyond = Q(**{f"{column}__{'lt' if name.startswith('-') else 'gt'}": value})
-        condition = beyond if condition is None else beyond | (Q(**{column: value}) & condition)
-    assert condition is not None
-    first = ordering[0]
-    bound = Q(**{f"{first.lstrip('-')}__{'lte' if first.startswith('-') else 'gte'}": position[0]})
-    return bound & condition
 
 
 class NewestFirstPagination(KeysetPagination):

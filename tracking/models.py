@@ -11,13 +11,15 @@ from __future__ import annotations
 import json
 import math
 import uuid
-from collections.abc import Iterable, Mapping
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from django.core.exceptions import ObjectDoesNotExist
 from django.db import models, transaction
-from django.db.models import F, Window
+from django.db.models import Count, F, Max, OuterRef, Q, Subquery, Window
 from django.db.models.functions import RowNumber
 from django.urls import reverse
 from django.utils import timezone
@@ -25,6 +27,10 @@ from django.utils import timezone
 from tracking import storage
 
 DEFAULT_EXPERIMENT_ID = 0
+# Counting every row of a large table is slow on PostgreSQL; past this, pages say "N+".
+COUNT_CAP = 100_000
+# Trace columns that lists never show unless asked; some (metadata, tags) are large JSON.
+LIST_DEFERRED = ("metadata", "tags", "response_preview")
 
 
 def new_run_id() -> str:
@@ -282,6 +288,19 @@ class LoggedModelStatus(models.TextChoices):
     UPLOAD_FAILED = "LOGGED_MODEL_UPLOAD_FAILED"
 
 
+@dataclass
+class ModelGroup:
+    """One model name of the list: how many versions it has, and the newest of them."""
+
+    name: str
+    version_count: int
+    versions: list[LoggedModel] = field(default_factory=list)
+
+    @property
+    def hidden_versions(self) -> int:
+        return self.version_count - len(self.versions)
+
+
 class LoggedModelQuerySet(models.QuerySet["LoggedModel"]):
     def versions_of(self, name: str) -> LoggedModelQuerySet:
         return self.filter(name=name).order_by("-created_at", "-pk")
@@ -313,6 +332,77 @@ class LoggedModelQuerySet(models.QuerySet["LoggedModel"]):
     def link_source_run(self, run: Run) -> None:
         """Make `run` the source run of these models, of those that have none yet."""
         self.filter(source_run__isnull=True).update(source_run=run, updated_at=timezone.now())
+
+    def numbered(self) -> LoggedModelQuerySet:
+        """Annotate `number`: 1 for the first version of a name, n for the nth (by time, then pk).
+
+        A correlated count on the (name, created_at) index rather than a window, so that the
+        number stays right when the outer query is filtered by a search.
+        """
+        earlier = (
+            LoggedModel.objects.filter(name=OuterRef("name"))
+            .filter(
+                Q(created_at__lt=OuterRef("created_at"))
+                | Q(created_at=OuterRef("created_at"), pk__lte=OuterRef("pk"))
+            )
+            .order_by()
+            .values("name")
+            .annotate(n=Count("pk"))
+            .values("n")
+        )
+        return self.annotate(number=Subquery(earlier))
+
+    def name_summaries(self) -> models.QuerySet:
+        """One row per model name among these versions: version count, newest version and
+        when it was logged; the most recently active names first."""
+        newest = self.filter(name=OuterRef("name")).order_by("-created_at", "-pk")
+        return (
+            self.order_by()
+            .values("name")
+            .annotate(
+                versions=Count("pk"),
+                latest_created_at=Max("created_at"),
+                newest_model_id=Subquery(newest.values("model_id")[:1]),
+            )
+            .order_by("-latest_created_at", "name")
+        )
+
+    def grouped(self, limit: int, per_name: int) -> tuple[list[ModelGroup], bool]:
+        """The `limit` most recently active names among these versions, each with its
+        `per_name` newest versions (numbered), in two queries.
+
+        Returns (groups, more) where `more` says names beyond `limit` exist.
+        """
+        summaries = list(self.name_summaries()[: limit + 1])
+        groups = {s["name"]: ModelGroup(s["name"], s["versions"]) for s in summaries[:limit]}
+        # A window rank keeps the query bounded even for a name with thousands of versions.
+        ranked = (
+            self.filter(name__in=groups)
+            .numbered()
+            .select_related("source_run")
+            .defer("model_config", "status_message", "source_run__params", "source_run__tags")
+            .annotate(
+                rank=Window(
+                    RowNumber(),
+                    partition_by=[F("name")],
+                    order_by=[F("created_at").desc(), F("pk").desc()],
+                )
+            )
+            .filter(rank__lte=per_name)
+            .order_by("name", "-created_at", "-pk")
+        )
+        for version in ranked:
+            groups[version.name].versions.append(version)
+        return list(groups.values()), len(summaries) > limit
+
+    def name_traces(self, traces: Sequence[Trace]) -> Sequence[Trace]:
+        """Set `model_name` on each trace from its version among these, in one query for all
+        of them. Pass the versions the caller may read: the others stay nameless."""
+        ids = {t.model_id for t in traces if t.model_id}
+        names = dict(self.filter(model_id__in=ids).values_list("model_id", "name") if ids else ())
+        for trace in traces:
+            trace.model_name = names.get(trace.model_id, "")
+        return traces
 
 
 class LoggedModel(models.Model):
@@ -428,23 +518,42 @@ class NaNFloatField(models.FloatField):
 
 
 class MetricQuerySet(models.QuerySet["Metric"]):
+    def latest(self, *partition: str) -> MetricQuerySet:
+        """The last logged value (highest step, then newest) of each group of `partition`
+        columns in this queryset, in one query however many steps were logged."""
+        return self.annotate(
+            key_rank=Window(
+                RowNumber(),
+                partition_by=[F(name) for name in partition],
+                order_by=[F("step").desc(), F("timestamp_ms").desc(), F("pk").desc()],
+            )
+        ).filter(key_rank=1)
+
     def latest_per_key(self) -> MetricQuerySet:
-        """The last logged value of each key in this queryset (highest step, then newest).
+        """The last logged value of each key in this queryset.
 
         Filter to one owner (a run or a logged model) first: keys are ranked across the
-        whole queryset. One query; one row per key however many steps were logged.
+        whole queryset. One row per key.
         """
-        return (
-            self.annotate(
-                key_rank=Window(
-                    RowNumber(),
-                    partition_by=[F("key")],
-                    order_by=[F("step").desc(), F("timestamp_ms").desc(), F("pk").desc()],
-                )
-            )
-            .filter(key_rank=1)
-            .order_by("key")
+        return self.latest("key").order_by("key")
+
+    def latest_of_models(
+        self, model_pks: Iterable[int]
+    ) -> dict[int, dict[tuple[str, str], Metric]]:
+        """The last value of each (key, dataset) per logged model, in one query:
+        {model pk: {(key, dataset_name): metric}}."""
+        pks = set(model_pks)
+        if not pks:
+            return {}
+        rows = (
+            self.filter(logged_model__in=pks)
+            .latest("logged_model", "key", "dataset_name")
+            .order_by("key", "dataset_name")
         )
+        latest: dict[int, dict[tuple[str, str], Metric]] = defaultdict(dict)
+        for metric in rows:
+            latest[metric.logged_model_id][(metric.key, metric.dataset_name)] = metric
+        return latest
 
 
 class Metric(models.Model):
@@ -519,13 +628,21 @@ def check_trace_tags(changes: Mapping[str, str | None]) -> None:
 
 
 class TraceQuerySet(models.QuerySet["Trace"]):
-    def for_list(self) -> TraceQuerySet:
-        """What a trace list row shows, newest first; never the heavy metadata of spans.
+    def for_list(self, shown: Iterable[str] = ()) -> TraceQuerySet:
+        """What a trace list row shows, newest first: LIST_DEFERRED columns only when named
+        in `shown`, and never the heavy metadata of spans.
 
         No join: a row does not show its experiment, and on SQLite the join led the planner
         away from the (state, time) index to sorting every match of a filter.
         """
-        return self.order_by("-request_time", "-pk")
+        shown = set(shown)
+        deferred = [name for name in LIST_DEFERRED if name not in shown]
+        return self.order_by("-request_time", "-pk").defer(*deferred)
+
+    def capped_count(self, cap: int = COUNT_CAP) -> tuple[int, bool]:
+        """Count at most `cap` rows; returns (count, True) when there are more."""
+        count = self.order_by()[: cap + 1].count()
+        return min(count, cap), count > cap
 
     def for_model(self, model_id: str) -> TraceQuerySet:
         return self.filter(model_id=model_id)

@@ -6,10 +6,11 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 
 from tracking import otlp
 from tracking.api import router as api_router
+from tracking.views import home
 from webapp import health, login, views
 
 urlpatterns = [
-    path("", views.home, name="home"),
+    path("", home.home, name="home"),
     path("healthz", health.healthz, name="healthz"),
     path("accounts/login/", login.login, name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),

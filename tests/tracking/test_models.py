@@ -1,137 +1,110 @@
+"""The QuerySet methods of tracking/models.py that the pages and the APIs read through."""
+
 from __future__ import annotations
 
-import json
+from datetime import timedelta
 
 import pytest
-from django.core.files.base import ContentFile
-from django.core.files.storage import default_storage
-from django.db import transaction
 
-from tests.tracking.rows import make_span, make_trace
-from tracking.models import TRACE_TAG_KEY_MAX_CHARS, TRACE_TAG_VALUE_MAX_CHARS, Span, Trace
-from tracking.storage import traces_json_path
-
-# --- One tag limit, whichever interface sets the tag ------------------------------------------
-
-
-def _mlflow_api(client, trace_id: str, key: str, value: str):
-    body = json.dumps({"key": key, "value": value})
-    return client.patch(
-        f"/api/2.0/mlflow/traces/{trace_id}/tags", body, content_type="application/json"
-    )
-
-
-def _mlflow_api_refused(response) -> bool:
-    error = response.json()
-    return response.status_code == 400 and error["error_code"] == "INVALID_PARAMETER_VALUE"
-
-
-def _native_api(client, trace_id: str, key: str, value: str):
-    body = json.dumps({"tags": {key: value}})
-    return client.patch(f"/api/v1/traces/{trace_id}/tags/", body, content_type="application/json")
-
-
-def _native_api_refused(response) -> bool:
-    return response.status_code == 400 and "tags" in response.json()
-
-
-def _trace_list_page(client, trace_id: str, key: str, value: str):
-    form = {"action": "tag", "trace": [trace_id], "tag_key": key, "tag_value": value}
-    return client.post("/traces/bulk/", form, follow=True)
-
-
-def _trace_list_page_refused(response) -> bool:
-    shown = [(m.level_tag, str(m)) for m in response.context["messages"]]
-    return response.status_code == 200 and any(
-        level == "error" and "too long" in text for level, text in shown
-    )
-
-
-INTERFACES = {
-    "mlflow-api": (_mlflow_api, _mlflow_api_refused),
-    "native-api": (_native_api, _native_api_refused),
-    "trace-list-page": (_trace_list_page, _trace_list_page_refused),
-}
+from tests.rows import T0, make_model, make_trace
+from tracking.models import LoggedModel, Metric, Trace
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("interface", INTERFACES)
-def test_every_interface_takes_a_trace_tag_up_to_the_same_limit(client, experiment, interface):
-    send, refused = INTERFACES[interface]
-    trace = make_trace(experiment, 1, tags={"keep": "1"})
-    longest_key = "k" * TRACE_TAG_KEY_MAX_CHARS
-    longest_value = "v" * TRACE_TAG_VALUE_MAX_CHARS
+def test_versions_are_numbered_per_name_even_when_filtered(experiment):
+    for n in range(3):
+        make_model(experiment, "a", created_at=T0 + timedelta(minutes=n))
+    make_model(experiment, "b", created_at=T0)
+    newest = LoggedModel.objects.filter(name="a").order_by("-created_at")[:1]
 
-    too_long_key = send(client, trace.trace_id, longest_key + "k", "v")
-    too_long_value = send(client, trace.trace_id, "reviewed", longest_value + "v")
+    numbered = LoggedModel.objects.filter(pk__in=newest).numbered()
 
-    assert refused(too_long_key)
-    assert refused(too_long_value)
-    trace.refresh_from_db()
-    assert trace.tags == {"keep": "1"}
-
-    at_the_limit = send(client, trace.trace_id, longest_key, longest_value)
-
-    assert at_the_limit.status_code == 200 and not refused(at_the_limit)
-    trace.refresh_from_db()
-    assert trace.tags == {"keep": "1", longest_key: longest_value}
+    assert [v.number for v in numbered] == [3]
+    assert [v.number for v in LoggedModel.objects.filter(name="b").numbered()] == [1]
 
 
 @pytest.mark.django_db
-def test_changing_the_name_tag_renames_the_traces(experiment):
-    a = make_trace(experiment, 1, tags={"mlflow.traceName": "old"})
-    b = make_trace(experiment, 2)
+def test_name_summaries_count_versions_and_point_at_the_newest(experiment):
+    make_model(experiment, "a", created_at=T0)
+    newest_a = make_model(experiment, "a", created_at=T0 + timedelta(minutes=5))
+    b = make_model(experiment, "b", created_at=T0 + timedelta(minutes=1))
 
-    assert Trace.objects.filter(pk__in=[a.pk, b.pk]).change_tags({"mlflow.traceName": "new"}) == 2
-    assert set(Trace.objects.values_list("name", flat=True)) == {"new"}
+    summaries = list(LoggedModel.objects.name_summaries())
 
-    a.refresh_from_db()
-    a.change_tags({"mlflow.traceName": None})
-    a.refresh_from_db()
-    assert (a.name, a.tags) == ("", {})
-
-
-# --- Deleting traces with their documents ------------------------------------------------------
+    assert [(s["name"], s["versions"], s["newest_model_id"]) for s in summaries] == [
+        ("a", 2, newest_a.model_id),
+        ("b", 1, b.model_id),
+    ]
 
 
 @pytest.mark.django_db
-def test_deleted_traces_take_their_documents_once_the_delete_commits(
-    experiment, artifact_root, django_capture_on_commit_callbacks
+def test_grouped_keeps_the_newest_versions_of_the_newest_names(
+    experiment, django_assert_num_queries
 ):
-    doomed = make_trace(experiment, 1)
-    make_span(doomed, "s1", 0)
-    kept = make_trace(experiment, 2)
-    doomed_document = traces_json_path(experiment.pk, doomed.trace_id)
-    kept_document = traces_json_path(experiment.pk, kept.trace_id)
-    for path in (doomed_document, kept_document):
-        default_storage.save(path, ContentFile(b"{}"))
+    for n in range(4):
+        make_model(experiment, "a", created_at=T0 + timedelta(minutes=n))
+    make_model(experiment, "b", created_at=T0 + timedelta(minutes=9))
+    make_model(experiment, "c", created_at=T0 - timedelta(minutes=9))
 
-    with django_capture_on_commit_callbacks(execute=True):
-        assert Trace.objects.filter(pk=doomed.pk).delete_with_documents() == 1
-        assert default_storage.exists(doomed_document)  # not before the commit
+    with django_assert_num_queries(2):
+        groups, more = LoggedModel.objects.grouped(limit=2, per_name=2)
 
-    assert list(Trace.objects.all()) == [kept]
-    assert not Span.objects.exists()
-    assert not default_storage.exists(doomed_document)
-    assert default_storage.exists(kept_document)
+    assert more
+    assert [(g.name, g.version_count, g.hidden_versions) for g in groups] == [
+        ("b", 1, 0),
+        ("a", 4, 2),
+    ]
+    assert [v.number for v in groups[1].versions] == [4, 3]
 
 
 @pytest.mark.django_db
-def test_a_rolled_back_delete_keeps_the_trace_and_its_document(
-    experiment, artifact_root, django_capture_on_commit_callbacks
-):
-    trace = make_trace(experiment, 1)
-    pk = trace.pk
-    document = traces_json_path(experiment.pk, trace.trace_id)
-    default_storage.save(document, ContentFile(b"{}"))
+def test_name_traces_names_only_from_the_given_versions(experiment):
+    shown, hidden = make_model(experiment, "shown"), make_model(experiment, "hidden")
+    traces = [
+        make_trace(experiment, 1, model_id=shown.model_id),
+        make_trace(experiment, 2, model_id=hidden.model_id),
+        make_trace(experiment, 3),
+    ]
 
-    with (
-        django_capture_on_commit_callbacks(execute=True),
-        pytest.raises(RuntimeError),
-        transaction.atomic(),
-    ):
-        trace.delete_with_documents()
-        raise RuntimeError("the request failed after the delete")
+    LoggedModel.objects.exclude(pk=hidden.pk).name_traces(traces)
 
-    assert Trace.objects.filter(pk=pk).exists()
-    assert default_storage.exists(document)
+    assert [t.model_name for t in traces] == ["shown", "", ""]
+
+
+@pytest.mark.django_db
+def test_capped_count_says_when_there_are_more(experiment):
+    for n in range(3):
+        make_trace(experiment, n)
+
+    assert Trace.objects.capped_count(cap=5) == (3, False)
+    assert Trace.objects.capped_count(cap=2) == (2, True)
+
+
+@pytest.mark.django_db
+def test_for_list_defers_the_large_columns_unless_shown(experiment):
+    make_trace(experiment, 1)
+    make_trace(experiment, 2)
+
+    plain = Trace.objects.for_list().first()
+    with_tags = Trace.objects.for_list(shown=["tags"]).first()
+
+    assert plain.trace_id == f"tr-{2:032x}"  # newest first
+    assert plain.get_deferred_fields() == {"metadata", "tags", "response_preview"}
+    assert with_tags.get_deferred_fields() == {"metadata", "response_preview"}
+
+
+@pytest.mark.django_db
+def test_latest_metrics_per_key_and_dataset(experiment):
+    a, b = make_model(experiment), make_model(experiment)
+    Metric.objects.create(logged_model=a, key="acc", value=0.1, timestamp_ms=1, step=0)
+    Metric.objects.create(logged_model=a, key="acc", value=0.5, timestamp_ms=1, step=3)
+    Metric.objects.create(logged_model=a, key="acc", value=0.4, timestamp_ms=9, step=1)
+    Metric.objects.create(
+        logged_model=a, key="acc", value=0.9, timestamp_ms=1, step=0, dataset_name="eval"
+    )
+    Metric.objects.create(logged_model=b, key="acc", value=0.7, timestamp_ms=1)
+
+    latest = Metric.objects.latest_of_models([a.pk, b.pk])
+
+    assert {k: m.value for k, m in latest[a.pk].items()} == {("acc", ""): 0.5, ("acc", "eval"): 0.9}
+    assert latest[b.pk][("acc", "")].value == 0.7

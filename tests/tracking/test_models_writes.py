@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import pytest
 from django.db import IntegrityError
 
-from tests.tracking.rows import make_model, make_trace
+from tests.rows import make_model, make_trace
 from tracking.models import (
     Assessment,
     AssessmentKind,

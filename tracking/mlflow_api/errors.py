@@ -17,6 +17,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse, UnreadablePostE
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
+from tracking.filters import FilterError
 from tracking.ingest import IngestError
 
 INVALID_PARAMETER_VALUE = "INVALID_PARAMETER_VALUE"
@@ -65,7 +66,7 @@ def mlflow_errors(view: Callable[..., HttpResponse]) -> Callable[..., HttpRespon
             return view(request, *args, **kwargs)
         except MlflowError as error:
             return error_response(error.code, error.message, error.status)
-        except IngestError as error:
+        except (IngestError, FilterError) as error:
             return error_response(INVALID_PARAMETER_VALUE, error.message, 400)
         except RequestDataTooBig:
             # Raised by `request.body` past DATA_UPLOAD_MAX_MEMORY_SIZE; 413 is not retried.

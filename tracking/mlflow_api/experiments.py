@@ -11,7 +11,8 @@ from django.db import IntegrityError, transaction
 from django.http import HttpRequest, JsonResponse
 
 from access.rules import access_for, grant_creator
-from tracking.mlflow_api import filters, ids, pages
+from tracking import filters
+from tracking.mlflow_api import ids, pages
 from tracking.mlflow_api.entities import experiment_json
 from tracking.mlflow_api.errors import already_exists, invalid, mlflow_endpoint, not_found
 from tracking.mlflow_api.requests import Message, check_key, check_value, enum_choices

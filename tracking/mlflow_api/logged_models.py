@@ -14,11 +14,12 @@ from typing import Any
 from django.db.models import Exists, OuterRef, Q
 from django.http import HttpRequest, JsonResponse
 
-from tracking.mlflow_api import filters, ids, pages
+from tracking import filters
+from tracking.mlflow_api import ids, pages
 from tracking.mlflow_api.entities import logged_model_json, model_artifact_uri
 from tracking.mlflow_api.errors import invalid, mlflow_endpoint, not_found
 from tracking.mlflow_api.requests import Message, check_value, enum_choices
-from tracking.mlflow_api.runs import generate_run_name, latest_metrics
+from tracking.mlflow_api.runs import generate_run_name
 from tracking.models import LoggedModel, Metric, new_model_id
 
 MAX_PARAM_VALUE = 6000
@@ -35,12 +36,8 @@ def models_json(models: list[LoggedModel]) -> list[dict[str, Any]]:
     """Models with their latest metrics per key and dataset, in one query for the page."""
     metrics: dict[int, list[Metric]] = defaultdict(list)
     if models:
-        rows = latest_metrics(
-            Metric.objects.filter(logged_model__in=[m.pk for m in models]),
-            "logged_model_id",
-            "key",
-            "dataset_name",
-            "dataset_digest",
+        rows = Metric.objects.filter(logged_model__in=[m.pk for m in models]).latest(
+            "logged_model_id", "key", "dataset_name", "dataset_digest"
         )
         for metric in rows:
             metrics[metric.logged_model_id].append(metric)

@@ -22,7 +22,8 @@ from django.db import IntegrityError
 from django.db.models import Q, lookups
 from django.http import HttpRequest, JsonResponse
 
-from tracking.mlflow_api import filters, ids, pages
+from tracking import filters
+from tracking.mlflow_api import ids, pages
 from tracking.mlflow_api.entities import (
     model_artifact_uri,
     model_version_json,

@@ -13,12 +13,11 @@ from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
 
-from django.db.models import F, QuerySet, Window
-from django.db.models.functions import RowNumber
 from django.http import HttpRequest, JsonResponse
 from django.utils import timezone
 
-from tracking.mlflow_api import filters, ids, pages
+from tracking import filters
+from tracking.mlflow_api import ids, pages
 from tracking.mlflow_api.entities import metric_json, run_info_json, run_json, to_ms
 from tracking.mlflow_api.errors import invalid, mlflow_endpoint, not_found
 from tracking.mlflow_api.requests import (
@@ -55,24 +54,13 @@ def generate_run_name() -> str:
     return f"{random.choice(_ADJECTIVES)}-{random.choice(_ANIMALS)}-{random.randint(0, 999)}"
 
 
-def latest_metrics(metrics: QuerySet[Metric], *partition: str) -> QuerySet[Metric]:
-    """The latest value of each metric: highest step, then newest timestamp (MLflow's rule).
-    One query for any number of owners; `partition` names the owner and key columns."""
-    rank = Window(
-        RowNumber(),
-        partition_by=[F(name) for name in partition],
-        order_by=[F("step").desc(), F("timestamp_ms").desc(), F("pk").desc()],
-    )
-    return metrics.annotate(rank=rank).filter(rank=1).order_by()
-
-
 def runs_json(runs: list[Run]) -> list[dict[str, Any]]:
     """Runs with their latest metrics and model outputs, in two queries for the whole page."""
     metrics: dict[int, list[Metric]] = defaultdict(list)
     outputs: dict[int, list[str]] = defaultdict(list)
     if runs:
         pks = [run.pk for run in runs]
-        for metric in latest_metrics(Metric.objects.filter(run__in=pks), "run_id", "key"):
+        for metric in Metric.objects.filter(run__in=pks).latest("run_id", "key"):
             metrics[metric.run_id].append(metric)
         models = LoggedModel.objects.filter(source_run__in=pks).order_by("created_at", "pk")
         for run_pk, model_id in models.values_list("source_run_id", "model_id"):

@@ -22,8 +22,8 @@ from django.db.models import Prefetch, QuerySet
 from django.http import HttpRequest, JsonResponse
 
 from access.rules import access_for
-from tracking import ingest
-from tracking.mlflow_api import filters, ids, pages
+from tracking import filters, ingest
+from tracking.mlflow_api import ids, pages
 from tracking.mlflow_api.entities import otel_span_json, span_dict, trace_info_json
 from tracking.mlflow_api.errors import invalid, mlflow_endpoint, not_found
 from tracking.mlflow_api.requests import Message, check_key, check_value, to_datetime

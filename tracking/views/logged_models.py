@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from django.db.models import Count, F, Max, OuterRef, Q, QuerySet, Subquery, Window
-from django.db.models.functions import RowNumber
+from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
@@ -18,12 +17,9 @@ from django.views.decorators.http import require_safe
 from access.rules import access_for, declares
 from tracking import svg
 from tracking.compare import git_commit_url
-from tracking.mlflow_api.errors import MlflowError
-from tracking.mlflow_api.filters import LOGGED_MODELS
-from tracking.model_stats import TraceCounts, latest_metrics, trace_counts, trace_stats
-from tracking.models import LoggedModel, LoggedModelStatus, ModelVersion, Trace
+from tracking.filters import LOGGED_MODELS, FilterError
+from tracking.models import LoggedModel, LoggedModelStatus, Metric, ModelVersion, Trace
 from tracking.permissions import page_reads
-from tracking.queries import RECENT_TRACES, capped_count, traces_for_list
 from tracking.templatetags.tracking_format import (
     json_value,
     metric,
@@ -31,8 +27,10 @@ from tracking.templatetags.tracking_format import (
     percent,
     short_sha,
 )
+from tracking.trace_stats import TraceCounts, trace_counts, trace_stats
 
 MODEL_NAMES_PER_PAGE = 100
+RECENT_TRACES = 20
 # The overview lists each name's newest versions; `?name=` lists one name's versions in full
 # (up to ONE_NAME_VERSIONS), so that any version can be ticked for a comparison.
 VERSIONS_PER_NAME = 10
@@ -46,85 +44,6 @@ STATUS_LABELS = {
     LoggedModelStatus.UPLOAD_FAILED: "Upload failed",
 }
 MAX_QUERY = 2000
-
-
-def numbered(versions: QuerySet[LoggedModel]) -> QuerySet[LoggedModel]:
-    """Annotate `number`: 1 for the first version of a name, n for the nth (by time, then pk).
-
-    A correlated count on the (name, created_at) index rather than a window, so that the
-    number stays right when the outer query is filtered by a search.
-    """
-    earlier = (
-        LoggedModel.objects.filter(name=OuterRef("name"))
-        .filter(
-            Q(created_at__lt=OuterRef("created_at"))
-            | Q(created_at=OuterRef("created_at"), pk__lte=OuterRef("pk"))
-        )
-        .order_by()
-        .values("name")
-        .annotate(n=Count("pk"))
-        .values("n")
-    )
-    return versions.annotate(number=Subquery(earlier))
-
-
-def model_name_summaries(versions: QuerySet[LoggedModel] | None = None) -> QuerySet:
-    """One row per model name among `versions` (all by default): version count, newest
-    version and when it was logged. The home page shows these too."""
-    versions = LoggedModel.objects.all() if versions is None else versions
-    newest = versions.filter(name=OuterRef("name")).order_by("-created_at", "-pk")
-    return (
-        versions.order_by()
-        .values("name")
-        .annotate(
-            versions=Count("pk"),
-            latest_created_at=Max("created_at"),
-            newest_model_id=Subquery(newest.values("model_id")[:1]),
-        )
-        .order_by("-latest_created_at", "name")
-    )
-
-
-@dataclass
-class ModelGroup:
-    name: str
-    version_count: int
-    versions: list[LoggedModel] = field(default_factory=list)
-
-    @property
-    def hidden_versions(self) -> int:
-        return self.version_count - len(self.versions)
-
-
-def model_groups(
-    versions: QuerySet[LoggedModel],
-    limit: int = MODEL_NAMES_PER_PAGE,
-    per_name: int | None = None,
-) -> tuple[list[ModelGroup], bool]:
-    """The most recently active names among `versions` with their newest versions.
-
-    Returns (groups, more) where `more` says names beyond `limit` exist.
-    """
-    summaries = list(model_name_summaries(versions)[: limit + 1])
-    groups = {s["name"]: ModelGroup(s["name"], s["versions"]) for s in summaries[:limit]}
-    # A window rank keeps the query bounded even for a name with thousands of versions.
-    ranked = (
-        numbered(versions.filter(name__in=groups))
-        .select_related("source_run")
-        .defer("model_config", "status_message", "source_run__params", "source_run__tags")
-        .annotate(
-            rank=Window(
-                RowNumber(),
-                partition_by=[F("name")],
-                order_by=[F("created_at").desc(), F("pk").desc()],
-            )
-        )
-        .filter(rank__lte=per_name or VERSIONS_PER_NAME)
-        .order_by("name", "-created_at", "-pk")
-    )
-    for version in ranked:
-        groups[version.name].versions.append(version)
-    return list(groups.values()), len(summaries) > limit
 
 
 @dataclass(frozen=True)
@@ -197,16 +116,18 @@ def model_list(request: HttpRequest) -> HttpResponse:
     error = ""
     try:
         versions = versions.filter(LOGGED_MODELS.q(query)) if query else versions
-    except MlflowError as exc:
+    except FilterError as exc:
         error, versions = exc.message, versions.none()
     name = request.GET.get("name", "")
     if name:
         versions = versions.filter(name=name)
-    groups, more = model_groups(versions, per_name=ONE_NAME_VERSIONS if name else None)
+    groups, more = versions.grouped(
+        MODEL_NAMES_PER_PAGE, ONE_NAME_VERSIONS if name else VERSIONS_PER_NAME
+    )
     listed = [v for g in groups for v in g.versions]
     counts = trace_counts((v.model_id for v in listed), _readable_traces(request))
     registrations = _registrations(v.model_id for v in listed) if listed else {}
-    metrics = latest_metrics(v.pk for v in listed)
+    metrics = Metric.objects.latest_of_models(v.pk for v in listed)
     metric_keys = Counter(key for m in metrics.values() for key, _ in m)
     columns = _columns(request, listed, metric_keys)
     for version in listed:
@@ -243,7 +164,7 @@ def _readable_traces(request: HttpRequest) -> QuerySet[Trace]:
 
 def _version(model_id: str) -> LoggedModel:
     return get_object_or_404(
-        numbered(LoggedModel.objects.select_related("experiment", "source_run")),
+        LoggedModel.objects.select_related("experiment", "source_run").numbered(),
         model_id=model_id,
     )
 
@@ -265,7 +186,7 @@ def _tree(value: Any) -> list[dict[str, Any]]:
 @require_safe
 def model_detail(request: HttpRequest, model_id: str) -> HttpResponse:
     model = _version(model_id)
-    trace_count, more_traces = capped_count(_readable_traces(request).for_model(model.model_id))
+    trace_count, more_traces = _readable_traces(request).for_model(model.model_id).capped_count()
     metrics = model.metrics.order_by("key", "dataset_name", "step", "timestamp_ms")
     versions = access_for(request).readable(LoggedModel.objects.versions_of(model.name))
     versions = versions.only("model_id", "status", "created_at")
@@ -294,7 +215,9 @@ def model_traces(request: HttpRequest, model_id: str) -> HttpResponse:
     readable = _readable_traces(request)
     stats = trace_stats([model.model_id], traces=readable)[model.model_id]
     recent = list(
-        access_for(request).readable(traces_for_list()).for_model(model.model_id)[:RECENT_TRACES]
+        access_for(request)
+        .readable(Trace.objects.for_list())
+        .for_model(model.model_id)[:RECENT_TRACES]
     )
     for trace in recent:
         trace.model_name = model.name  # all of them are this version's

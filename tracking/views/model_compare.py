@@ -16,10 +16,9 @@ from django_htmx.middleware import HtmxDetails
 from access.rules import access_for, declares
 from tracking import svg
 from tracking.compare import Row, diff_rows, direction, flatten, git_commit_url, git_compare_url
-from tracking.model_stats import TraceStats, latest_metrics, trace_stats
-from tracking.models import LoggedModel, Trace
+from tracking.models import LoggedModel, Metric, Trace
 from tracking.templatetags.tracking_format import duration, metric
-from tracking.views.logged_models import numbered
+from tracking.trace_stats import TraceStats, trace_stats
 
 MIN_VERSIONS = 2
 MAX_VERSIONS = 4
@@ -81,7 +80,7 @@ def _stat_rows(stats: list[TraceStats]) -> list[Row]:
 
 
 def _metric_columns(versions: list[LoggedModel]) -> list[dict[str, float]]:
-    metrics = latest_metrics(v.pk for v in versions)
+    metrics = Metric.objects.latest_of_models(v.pk for v in versions)
     return [
         {
             f"{key} ({dataset})" if dataset else key: m.value
@@ -135,9 +134,10 @@ def model_compare(request: HtmxHttpRequest) -> HttpResponse:
     lookup = [i for i in ids if len(i) <= MAX_ID_LENGTH][: MAX_VERSIONS + 1]
     found = {
         v.model_id: v
-        for v in numbered(
-            access_for(request).readable(LoggedModel.objects.filter(model_id__in=lookup))
-        ).select_related("source_run")
+        for v in access_for(request)
+        .readable(LoggedModel.objects.filter(model_id__in=lookup))
+        .numbered()
+        .select_related("source_run")
     }
     error, status = _problem(ids, found)
     context: dict[str, Any] = {"ids": ids, "error": error, "only_diff": only_diff}

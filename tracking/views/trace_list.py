@@ -17,6 +17,7 @@ from django.views.decorators.vary import vary_on_headers
 from access.models import Level
 from access.rules import Access, access_for, declares
 from tracking import search
+from tracking.keyset import Sort, newer_traces
 from tracking.models import (
     Experiment,
     LifecycleStage,
@@ -25,7 +26,6 @@ from tracking.models import (
     TraceState,
     TraceTagTooLong,
 )
-from tracking.queries import Sort, keyset_page, newer_traces, traces_for_list, with_model_names
 from webapp.models import UserPreferences
 
 TRACES_PER_PAGE = 50
@@ -76,7 +76,7 @@ def trace_list(request: HttpRequest) -> HttpResponse:
     if request.GET.get("after"):  # the live poll: its rows only, nothing else queried
         return _live_rows(request, traces, columns)
     try:
-        page, next_cursor = keyset_page(traces, sort, before, TRACES_PER_PAGE)
+        page, next_cursor = sort.page(traces, before, TRACES_PER_PAGE)
     except ValueError:
         return HttpResponseBadRequest("Malformed 'before' cursor.")
     context = _context(request, experiment, model_id, query, sort, columns)
@@ -193,12 +193,8 @@ def _get_experiment(access: Access, experiment_id: str) -> Experiment | None:
 
 
 def _scoped(access: Access, experiment: Experiment | None, model_id: str, columns: list[str]):
-    traces = access.readable(traces_for_list())
     shown = [field for column, field in _COLUMN_FIELDS.items() if column in columns]
-    if shown:
-        traces = traces.defer(None).defer(
-            *(f for f in ("metadata", "tags", "response_preview") if f not in shown)
-        )
+    traces = access.readable(Trace.objects.for_list(shown))
     if experiment:
         traces = traces.filter(experiment=experiment)
     if model_id:
@@ -221,7 +217,7 @@ def _columns_for(request: HttpRequest) -> list[str]:
 
 
 def _for_rows(access: Access, traces: list[Trace]) -> list[Trace]:
-    with_model_names(traces, access.readable(LoggedModel.objects.all()))
+    access.readable(LoggedModel.objects.all()).name_traces(traces)
     for trace in traces:
         tags = trace.__dict__.get("tags") or {}  # deferred unless the tags column is shown
         # MLflow's own tags (trace name, user, source) are noise in a list row.

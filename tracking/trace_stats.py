@@ -1,4 +1,4 @@
-"""Trace statistics and latest metrics of model versions, computed by the database.
+"""Trace statistics of model versions, computed by the database.
 
 Every function takes a set of versions and answers with a fixed number of grouped queries,
 whatever the number of traces: counts and sums are aggregates, percentiles are the rows at
@@ -28,7 +28,7 @@ from django.db.models import (
 )
 from django.db.models.functions import Least, RowNumber
 
-from tracking.models import Metric, Trace, TraceState
+from tracking.models import Trace, TraceState
 
 PERCENTILES = (0.5, 0.95, 0.99)
 HISTOGRAM_BUCKETS = 24
@@ -175,27 +175,3 @@ def _add_histograms(traces, stats: dict[str, TraceStats], buckets: int, width: i
         s.histogram, s.bucket_ns = [0] * buckets, width
     for row in rows:
         stats[row["model_id"]].histogram[int(row["bucket"])] += row["n"]
-
-
-def latest_metrics(model_pks: Iterable[int]) -> dict[int, dict[tuple[str, str], Metric]]:
-    """The last value (highest step, then newest) of each (key, dataset) per model, in one
-    query: {model pk: {(key, dataset_name): metric}}."""
-    pks = set(model_pks)
-    if not pks:
-        return {}
-    rows = (
-        Metric.objects.filter(logged_model__in=pks)
-        .annotate(
-            key_rank=Window(
-                RowNumber(),
-                partition_by=[F("logged_model"), F("key"), F("dataset_name")],
-                order_by=[F("step").desc(), F("timestamp_ms").desc(), F("pk").desc()],
-            )
-        )
-        .filter(key_rank=1)
-        .order_by("key", "dataset_name")
-    )
-    latest: dict[int, dict[tuple[str, str], Metric]] = defaultdict(dict)
-    for metric in rows:
-        latest[metric.logged_model_id][(metric.key, metric.dataset_name)] = metric
-    return latest

@@ -1,5 +1,9 @@
 """The filter and order-by strings of MLflow's search calls, as Django Q objects and orderings.
 
+The MLflow API compiles its search filters here, and the model list page its search box: one
+language for both. A bad string raises FilterError; the API answers it as a 400
+INVALID_PARAMETER_VALUE (mlflow_api/errors.py), the page shows its message.
+
 Filters are comparisons joined by AND (OR is not part of MLflow's language):
 
     request_metadata.`mlflow.modelId` = 'm-...' AND trace.status = 'OK'
@@ -10,7 +14,7 @@ An identifier is `prefix.key` or a bare attribute name; keys with dots or other 
 are quoted with back-ticks or double quotes. Values are 'single-quoted' (or "double-quoted")
 strings, numbers, or (lists) for IN. Parsing is shared; each searchable entity maps
 identifiers onto its columns. Anything that does not parse or names an unknown field is a
-400 INVALID_PARAMETER_VALUE that says what and where.
+FilterError that says what and where.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.db.models import (
@@ -33,12 +38,20 @@ from django.db.models import (
 )
 from django.db.models.fields.json import KeyTextTransform
 
-from tracking.mlflow_api.entities import from_ms
-from tracking.mlflow_api.errors import invalid
 from tracking.models import Metric, Span
 
 MAX_FILTER_LENGTH = 10_000
 MAX_COMPARISONS = 50
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+class FilterError(ValueError):
+    """A filter or order-by string that does not parse or names an unknown field."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
 
 _PREFIXES = {
     "attribute": "attribute",
@@ -96,7 +109,7 @@ def _tokenize(text: str) -> list[_Token]:
             break
         match = _TOKEN_RE.match(text, position)
         if not match or match.end() == position:
-            raise invalid(f"Invalid filter {text!r}: unexpected character at {position + 1}.")
+            raise FilterError(f"Invalid filter {text!r}: unexpected character at {position + 1}.")
         kind = match.lastgroup or ""
         tokens.append(_Token(kind, match.group(kind), match.start(kind)))
         position = match.end()
@@ -121,7 +134,7 @@ class _Parser:
     def error(self, message: str) -> Exception:
         token = self.peek()
         where = f"at {token.at + 1}" if token else "at the end"
-        return invalid(f"Invalid filter {self.text!r}: {message} {where}.")
+        return FilterError(f"Invalid filter {self.text!r}: {message} {where}.")
 
     def peek(self) -> _Token | None:
         return self.tokens[self.i] if self.i < len(self.tokens) else None
@@ -147,7 +160,7 @@ class _Parser:
             return "attribute", parts[0]
         prefix = _PREFIXES.get(parts[0].lower())
         if prefix is None:
-            raise invalid(
+            raise FilterError(
                 f"Invalid filter {self.text!r}: unknown prefix {parts[0]!r}; expected one of "
                 "attributes, tags, params, metrics, metadata."
             )
@@ -199,7 +212,7 @@ class _Parser:
             op = self.comparator()
             value = self.value()
             if (op in ("IN", "NOT IN")) != isinstance(value, tuple):
-                raise invalid(
+                raise FilterError(
                     f"Invalid filter {self.text!r}: IN takes a (list) and other comparators "
                     "a single value."
                 )
@@ -212,14 +225,14 @@ class _Parser:
                 raise self.error("expected AND")
             self.i += 1
             if len(result) >= MAX_COMPARISONS:
-                raise invalid(f"Invalid filter: at most {MAX_COMPARISONS} comparisons.")
+                raise FilterError(f"Invalid filter: at most {MAX_COMPARISONS} comparisons.")
 
 
 def parse(text: str | None) -> list[Comparison]:
     if not text or not text.strip():
         return []
     if len(text) > MAX_FILTER_LENGTH:
-        raise invalid(f"The filter is longer than {MAX_FILTER_LENGTH} characters.")
+        raise FilterError(f"The filter is longer than {MAX_FILTER_LENGTH} characters.")
     return _Parser(text).comparisons()
 
 
@@ -231,7 +244,7 @@ def parse_order(text: str) -> tuple[str, str, bool]:
     if parser.word_is("ASC", "DESC"):
         ascending = parser.take().text.upper() == "ASC"
     if parser.peek() is not None:
-        raise invalid(f"Invalid order_by clause {text!r}: expected 'field [ASC|DESC]'.")
+        raise FilterError(f"Invalid order_by clause {text!r}: expected 'field [ASC|DESC]'.")
     return prefix, key, ascending
 
 
@@ -264,7 +277,7 @@ def compare(lhs: Expression | F, op: str, value: Any) -> Q:
         return Q(lookups.IsNull(lhs, False)) & ~Q(lookups.Exact(lhs, value))
     if op in ("LIKE", "ILIKE", "NOT LIKE", "NOT ILIKE"):
         if not isinstance(value, str):
-            raise invalid(f"{op} needs a 'quoted string' pattern.")
+            raise FilterError(f"{op} needs a 'quoted string' pattern.")
         lookup = lookups.IRegex if "ILIKE" in op else lookups.Regex
         matched = Q(lookup(lhs, _like_regex(value)))
         return Q(lookups.IsNull(lhs, False)) & ~matched if op.startswith("NOT") else matched
@@ -272,7 +285,7 @@ def compare(lhs: Expression | F, op: str, value: Any) -> Q:
         return Q(lookups.In(lhs, list(value)))
     if op == "NOT IN":
         return Q(lookups.IsNull(lhs, False)) & ~Q(lookups.In(lhs, list(value)))
-    raise invalid(f"Unsupported comparator {op}.")  # pragma: no cover - the parser refuses it
+    raise FilterError(f"Unsupported comparator {op}.")  # pragma: no cover - the parser refuses it
 
 
 # How a searchable attribute reads its value: converters turn the filter's value into the
@@ -283,7 +296,7 @@ def as_text(value: Any, where: str) -> Any:
     if isinstance(value, tuple):
         return tuple(as_text(v, where) for v in value)
     if not isinstance(value, str):
-        raise invalid(f"{where} is compared with a 'quoted string', got {value!r}.")
+        raise FilterError(f"{where} is compared with a 'quoted string', got {value!r}.")
     return value
 
 
@@ -295,7 +308,7 @@ def as_number(value: Any, where: str) -> Any:
     except (TypeError, ValueError):
         number = math.nan
     if not math.isfinite(number):
-        raise invalid(f"{where} is compared with a number, got {value!r}.")
+        raise FilterError(f"{where} is compared with a number, got {value!r}.")
     return number
 
 
@@ -305,9 +318,9 @@ def as_time_ms(value: Any, where: str) -> Any:
         return tuple(as_time_ms(v, where) for v in value)
     number = as_number(value, where)
     try:
-        return from_ms(int(number))
+        return _EPOCH + timedelta(milliseconds=int(number))
     except (OverflowError, ValueError):
-        raise invalid(f"{where} is out of range: {value!r}.") from None
+        raise FilterError(f"{where} is out of range: {value!r}.") from None
 
 
 def as_duration_ns(value: Any, where: str) -> Any:
@@ -323,7 +336,9 @@ def as_choice(choices: set[str]) -> Callable[[Any, str], Any]:
         values = text if isinstance(text, tuple) else (text,)
         for v in values:
             if v.upper() not in choices:
-                raise invalid(f"{where} must be one of {', '.join(sorted(choices))}, got {v!r}.")
+                raise FilterError(
+                    f"{where} must be one of {', '.join(sorted(choices))}, got {v!r}."
+                )
         return tuple(v.upper() for v in values) if isinstance(text, tuple) else text.upper()
 
     return convert
@@ -381,7 +396,7 @@ class Entity:
             field = self.attributes.get(c.key.lower())
             if field is None:
                 names = ", ".join(sorted(self.attributes))
-                raise invalid(
+                raise FilterError(
                     f"Invalid filter: {self.name} have no attribute {c.key!r} "
                     f"(searchable: {names})."
                 )
@@ -398,17 +413,17 @@ class Entity:
             return compare(json_key(self.metadata, c.key), c.op, as_text(c.value, where))
         if c.prefix == "metric" and self.metric_owner:
             if c.op in ("LIKE", "ILIKE", "NOT LIKE", "NOT ILIKE"):
-                raise invalid(f"Invalid filter: metrics are compared with numbers, not {c.op}.")
+                raise FilterError(f"Invalid filter: metrics are compared with numbers, not {c.op}.")
             return compare(latest_metric(self.metric_owner, c.key), c.op, as_number(c.value, where))
         if c.prefix == "span" and self.spans:
             return self._span_q(c, where)
-        raise invalid(f"Invalid filter: {self.name} cannot be filtered on {c.prefix}s.")
+        raise FilterError(f"Invalid filter: {self.name} cannot be filtered on {c.prefix}s.")
 
     def _span_q(self, c: Comparison, where: str) -> Q:
         columns = {"name": "name", "type": "span_type", "status": "status"}
         if c.key not in columns or c.op.startswith("NOT") or c.op == "!=":
             names = ", ".join(f"span.{key}" for key in columns)
-            raise invalid(f"Invalid filter: {names} match with =, LIKE, ILIKE or IN.")
+            raise FilterError(f"Invalid filter: {names} match with =, LIKE, ILIKE or IN.")
         matching = Span.objects.filter(
             compare(F(columns[c.key]), c.op, as_text(c.value, where)), trace=OuterRef("pk")
         )
@@ -427,7 +442,7 @@ class Entity:
         elif prefix == "metric" and self.metric_owner:
             expression = latest_metric(self.metric_owner, key)
         else:
-            raise invalid(f"Invalid order_by: {self.name} cannot be ordered by {prefix}.{key}.")
+            raise FilterError(f"Invalid order_by: {self.name} cannot be ordered by {prefix}.{key}.")
         if ascending:
             return expression.asc(nulls_last=True)
         return expression.desc(nulls_last=True)

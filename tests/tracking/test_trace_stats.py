@@ -6,8 +6,8 @@ import pytest
 
 from tests.rows import make_model, make_trace
 from tracking import svg
-from tracking.model_stats import latest_metrics, rank_offsets, trace_counts, trace_stats
-from tracking.models import Metric, TraceState
+from tracking.models import TraceState
+from tracking.trace_stats import rank_offsets, trace_counts, trace_stats
 
 MS = 1_000_000
 
@@ -112,23 +112,6 @@ def test_trace_counts_count_errors_per_model(experiment):
 
     assert (counts[model.model_id].count, counts[model.model_id].errors) == (2, 1)
     assert "m-unknown" not in counts
-
-
-@pytest.mark.django_db
-def test_latest_metrics_per_key_and_dataset(experiment):
-    a, b = make_model(experiment), make_model(experiment)
-    Metric.objects.create(logged_model=a, key="acc", value=0.1, timestamp_ms=1, step=0)
-    Metric.objects.create(logged_model=a, key="acc", value=0.5, timestamp_ms=1, step=3)
-    Metric.objects.create(logged_model=a, key="acc", value=0.4, timestamp_ms=9, step=1)
-    Metric.objects.create(
-        logged_model=a, key="acc", value=0.9, timestamp_ms=1, step=0, dataset_name="eval"
-    )
-    Metric.objects.create(logged_model=b, key="acc", value=0.7, timestamp_ms=1)
-
-    latest = latest_metrics([a.pk, b.pk])
-
-    assert {k: m.value for k, m in latest[a.pk].items()} == {("acc", ""): 0.5, ("acc", "eval"): 0.9}
-    assert latest[b.pk][("acc", "")].value == 0.7
 
 
 def test_histogram_geometry_scales_bars_to_the_tallest():
