@@ -13,12 +13,10 @@ from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db.models import Count, Prefetch
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import get_object_or_404, redirect
 from django.urls import reverse
-from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 from django_htmx.http import HttpResponseClientRedirect
-from django_htmx.middleware import HtmxDetails
 
 from access import accounts, grants
 from access.forms import (
@@ -35,12 +33,9 @@ from access.forms import (
 from access.models import ExperimentGrant, Level, Role
 from access.rules import access_for, declares
 from tracking.models import Experiment, LifecycleStage
+from webapp.htmx import HtmxHttpRequest, render_page
 
 EXPERIMENTS_PER_PAGE = 50
-
-
-class HtmxHttpRequest(HttpRequest):
-    htmx: HtmxDetails
 
 
 def admin_only(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
@@ -51,17 +46,6 @@ def admin_only(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]
         return view(request, *args, **kwargs)
 
     return declares("admins only (role admin), else 403")(wrapped)
-
-
-def _render(request: HtmxHttpRequest, template: str, partial: str | None,
-            context: dict[str, Any], status: int = 200) -> HttpResponse:  # fmt: skip
-    """The page, or for htmx its `partial` only (422 when it shows a form's errors). htmx
-    restoring a page missing from its history cache asks for the whole page."""
-    fragment = request.htmx and not request.htmx.history_restore_request and partial
-    name = f"{template}#{partial}" if fragment else template
-    response = render(request, name, context, status=status)
-    patch_vary_headers(response, ["HX-Request"])
-    return response
 
 
 def _users() -> Any:
@@ -103,7 +87,7 @@ def _users_page(request: HtmxHttpRequest, form: NewUserForm, errors: dict[int, s
         "roles": Role.choices,
         "tab": "users",
     }
-    return _render(request, "access/users.html", None, context, status)
+    return render_page(request, "access/users.html", context, status=status)
 
 
 @admin_only
@@ -123,7 +107,7 @@ def _user_page(request: HtmxHttpRequest, person: AbstractUser, form: PasswordFor
         "grants": held.order_by("experiment__name"),
         "tab": "users",
     }
-    return _render(request, "access/user.html", None, context, status)
+    return render_page(request, "access/user.html", context, status=status)
 
 
 @admin_only
@@ -167,7 +151,9 @@ def _user_changed(request: HtmxHttpRequest, person: AbstractUser, error: str) ->
     if request.htmx:
         row = _with_role(get_object_or_404(_users(), pk=person.pk), error)
         context = {"u": row, "roles": Role.choices}
-        return _render(request, "access/users.html", "user-row", context, status)
+        return render_page(
+            request, "access/users.html", context, fragment="user-row", status=status
+        )
     if error:
         return _users_page(request, NewUserForm(), {person.pk: error}, status)
     return redirect(reverse("access:users") + f"#user-{person.pk}")
@@ -204,7 +190,8 @@ def groups(request: HtmxHttpRequest) -> HttpResponse:
         .annotate(grant_count=Count("experiment_grants")),
         "tab": "groups",
     }
-    return _render(request, "access/groups.html", None, context, 422 if form.errors else 200)
+    status = 422 if form.errors else 200
+    return render_page(request, "access/groups.html", context, status=status)
 
 
 @admin_only
@@ -237,7 +224,7 @@ def _group_page(request: HtmxHttpRequest, team: Group, rename: GroupForm | None 
         "grants": team.experiment_grants.select_related("experiment").order_by("experiment__name"),
         "tab": "groups",
     }
-    return _render(request, "access/group.html", "members", context, status)
+    return render_page(request, "access/group.html", context, fragment="members", status=status)
 
 
 @admin_only
@@ -290,7 +277,7 @@ def experiments(request: HtmxHttpRequest) -> HttpResponse:
     for experiment in page:
         experiment.audience = grants.audience_of(experiment.everyone_level)
     context = {"page": page, "q": query, "tab": "experiments"}
-    return _render(request, "access/experiments.html", "experiment-rows", context)
+    return render_page(request, "access/experiments.html", context, fragment="experiment-rows")
 
 
 @admin_only
@@ -318,7 +305,7 @@ def _experiment_page(request: HtmxHttpRequest, target: Experiment, form: GrantFo
         "levels": [(level.value, level.label) for level in Level],
         "tab": "experiments",
     }
-    return _render(request, "access/experiment.html", "grants", context, status)
+    return render_page(request, "access/experiment.html", context, fragment="grants", status=status)
 
 
 def _grants_changed(request: HtmxHttpRequest, target: Experiment) -> HttpResponse:

@@ -12,10 +12,8 @@ from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
-from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 from django_htmx.http import HttpResponseClientRedirect
-from django_htmx.middleware import HtmxDetails
 
 from access.rules import access_for
 from playground import replay, runs
@@ -24,23 +22,11 @@ from playground.forms import AgentForm, NewChatForm, SendForm
 from playground.models import Agent, Conversation, Run
 from tracking import waterfall
 from tracking.models import Span
+from webapp.htmx import HtmxHttpRequest, render_page
 
 CONVERSATIONS_SHOWN = 50
 # The inline waterfall of an answer is a summary; the trace page shows everything.
 INLINE_SPANS_MAX = 100
-
-
-class HtmxHttpRequest(HttpRequest):
-    htmx: HtmxDetails
-
-
-def _page(request: HtmxHttpRequest, template: str, partial: str, context: dict[str, Any],
-          status: int = 200) -> HttpResponse:  # fmt: skip
-    """The whole page, or for htmx only its `partial`; 422 re-renders a form with its errors."""
-    name = f"{template}#{partial}" if request.htmx else template
-    response = render(request, name, context, status=status)
-    patch_vary_headers(response, ["HX-Request"])
-    return response
 
 
 def _conversations(request: HttpRequest) -> list[Conversation]:
@@ -98,7 +84,9 @@ def _index(request: HtmxHttpRequest, form: NewChatForm, prefill: replay.Prefill 
         "history": _turns(form["history"].value()),
         "conversations": _conversations(request),
     }
-    return _page(request, "playground/index.html", "new-chat", context, status)
+    return render_page(
+        request, "playground/index.html", context, fragment="new-chat", status=status
+    )
 
 
 def _turns(text: str | None) -> list[dict[str, str]]:
@@ -158,7 +146,9 @@ def _chat(request: HtmxHttpRequest, chat: Conversation, form: SendForm,
         for agent in agents
     ]
     context = {"chat": chat, "panes": panes, "form": form, "conversations": _conversations(request)}
-    return _page(request, "playground/conversation.html", "chat", context, status)
+    return render_page(
+        request, "playground/conversation.html", context, fragment="chat", status=status
+    )
 
 
 @require_POST

@@ -16,17 +16,18 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import timedelta
+from typing import TypeVar
 
 from django.conf import settings
 from django.contrib.auth import authenticate, get_user_model
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.contrib.auth.views import redirect_to_login
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.urls import Resolver404, resolve
 from django.utils import timezone
 from rest_framework import authentication, permissions
 from rest_framework.request import Request
 
-from tracking.mlflow_api.urls import READ_ONLY_POSTS
 from webapp import login_limits
 from webapp.models import ApiToken, hash_token
 
@@ -43,9 +44,28 @@ BASIC_CACHE_SECONDS = 60
 BASIC_CACHE_SIZE = 1024
 LAST_USED_RESOLUTION = timedelta(minutes=1)
 
+View = TypeVar("View", bound=Callable[..., HttpResponse])
+
 
 def auth_enabled() -> bool:
     return bool(getattr(settings, "SPYGLASS_AUTH", True))
+
+
+def read_only_post(view: View) -> View:
+    """Mark a view whose POST only reads (MLflow sends some reads as POST: their request
+    messages do not fit a query string), so a read-only token may call it."""
+    view.read_only_post = True  # type: ignore[attr-defined]
+    return view
+
+
+def _writes(request: HttpRequest) -> bool:
+    if request.method in SAFE_METHODS:
+        return False
+    try:
+        view = resolve(request.path_info).func
+    except Resolver404:
+        return True
+    return not getattr(view, "read_only_post", False)
 
 
 class Credentials:
@@ -167,13 +187,12 @@ class AuthRequiredMiddleware:
 
     def _check_api(self, request: HttpRequest) -> HttpResponse | None:
         credentials = credentials_from_header(request)
-        writes = request.method not in SAFE_METHODS and request.path not in READ_ONLY_POSTS
         if credentials is None:
             # A browser session (the API docs page) counts. DRF enforces CSRF for it, but
             # the MLflow and OTLP views are csrf_exempt (clients send no token), so there a
             # session may only read: another site cannot make a logged-in browser write.
             if request.user.is_authenticated and not (
-                writes and request.path.startswith(MLFLOW_PREFIXES)
+                request.path.startswith(MLFLOW_PREFIXES) and _writes(request)
             ):
                 return None
             return _api_error(request, 401, "Authentication required: use Basic or Bearer.")
@@ -183,7 +202,8 @@ class AuthRequiredMiddleware:
             return response
         if credentials.user is None:
             return _api_error(request, 401, credentials.error)
-        if writes and not credentials.can_write:
+        # Resolved only for a read-only token: an ingest client's writes skip the URL lookup.
+        if not credentials.can_write and _writes(request):
             return _api_error(request, 403, "This token is read-only.")
         request.user = credentials.user
         # DRF re-runs authentication on its own request object; tell it the answer.

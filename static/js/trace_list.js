@@ -1,13 +1,6 @@
-// The trace list: live polling only while the tab is visible, and "select all" for the
-// bulk actions. No inline scripts (CSP).
+// The trace list: the live rows' arrival, and "select all" for the bulk actions. No inline
+// scripts (CSP); its live polling pauses in a hidden tab through polling.js (data-poll).
 "use strict";
-
-document.addEventListener("htmx:beforeRequest", (event) => {
-  // A hidden tab does not poll; the next tick after it shows again catches up.
-  if (document.hidden && event.detail.elt.matches("[data-live]")) {
-    event.preventDefault();
-  }
-});
 
 document.addEventListener("htmx:afterSwap", (event) => {
   // Rows arrived: the "no traces yet" row no longer says the truth.

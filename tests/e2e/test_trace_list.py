@@ -120,3 +120,19 @@ def test_new_traces_do_not_move_the_rows_being_read(page, server):
     )
 
     assert abs(reading.bounding_box()["y"] - y_before) < 2
+
+
+def test_a_hidden_tab_does_not_poll_and_catches_up_when_shown(page, server, traces):
+    page.goto(server + "/traces/")
+    polls: list[str] = []
+    page.on("request", lambda request: "after=" in request.url and polls.append(request.url))
+    page.evaluate("Object.defineProperty(document, 'hidden', {value: true, configurable: true})")
+
+    make(Experiment.objects.get(name="support"), 9, "brand_new", TraceState.OK, 1.0)
+    page.wait_for_timeout(6_000)  # more than one tick of the 5 s poll
+    assert polls == []
+    assert "brand_new" not in row_names(page)
+
+    page.evaluate("Object.defineProperty(document, 'hidden', {value: false, configurable: true})")
+    page.locator("#trace-list a.trace-link", has_text="brand_new").wait_for(timeout=12_000)
+    assert polls

@@ -354,7 +354,7 @@ def test_older_pages_and_other_sorts_do_not_poll(client, experiment, monkeypatch
 
     assert second.context["live_query"] is None
     assert by_tokens.context["live_query"] is None
-    assert "data-live" not in second.content.decode()
+    assert "data-poll" not in second.content.decode()
 
 
 # --- Columns -------------------------------------------------------------------------------

@@ -32,32 +32,20 @@ from tracking.mlflow_api import (
     traces,
 )
 from tracking.mlflow_api.errors import endpoint_not_found
+from webapp.auth import read_only_post
 
 app_name = "mlflow"
 
 V2 = "api/2.0/mlflow/"
 V3 = "api/3.0/mlflow/"
 
-# Reads that MLflow sends as POST (their request messages do not fit a query string): a
-# read-only API token should be allowed these too.
-READ_ONLY_POSTS = frozenset(
-    "/" + p
-    for p in (
-        V2 + "experiments/search",
-        V2 + "runs/search",
-        V2 + "logged-models/search",
-        V2 + "registered-models/get-latest-versions",
-        V3 + "traces/search",
-        V3 + "traces/batchGetInfos",
-    )
-)
-
+# The reads MLflow sends as POST are marked `read_only_post`: a read-only token may call them.
 urlpatterns = [
     # Experiments
     path(V2 + "experiments/create", experiments.create, name="experiments-create"),
     path(V2 + "experiments/get", experiments.get, name="experiments-get"),
     path(V2 + "experiments/get-by-name", experiments.get_by_name, name="experiments-get-by-name"),
-    path(V2 + "experiments/search", experiments.search, name="experiments-search"),
+    path(V2 + "experiments/search", read_only_post(experiments.search), name="experiments-search"),
     path(V2 + "experiments/update", experiments.update, name="experiments-update"),
     path(V2 + "experiments/delete", experiments.delete, name="experiments-delete"),
     path(V2 + "experiments/restore", experiments.restore, name="experiments-restore"),
@@ -80,11 +68,15 @@ urlpatterns = [
     path(V2 + "runs/delete-tag", runs.delete_tag, name="runs-delete-tag"),
     path(V2 + "runs/outputs", runs.log_outputs, name="runs-outputs"),
     path(V2 + "runs/log-inputs", runs.log_inputs, name="runs-log-inputs"),
-    path(V2 + "runs/search", runs.search, name="runs-search"),
+    path(V2 + "runs/search", read_only_post(runs.search), name="runs-search"),
     path(V2 + "metrics/get-history", runs.metric_history, name="metrics-get-history"),
     # Logged models
     path(V2 + "logged-models", logged_models.create, name="logged-models-create"),
-    path(V2 + "logged-models/search", logged_models.search, name="logged-models-search"),
+    path(
+        V2 + "logged-models/search",
+        read_only_post(logged_models.search),
+        name="logged-models-search",
+    ),
     path(V2 + "logged-models/<str:model_id>", logged_models.detail, name="logged-model"),
     path(
         V2 + "logged-models/<str:model_id>/params",
@@ -117,7 +109,7 @@ urlpatterns = [
     path(V2 + "registered-models/alias", registry.alias, name="registered-models-alias"),
     path(
         V2 + "registered-models/get-latest-versions",
-        registry.get_latest_versions,
+        read_only_post(registry.get_latest_versions),
         name="registered-models-get-latest-versions",
     ),
     path(V2 + "model-versions/create", registry.create_version, name="model-versions-create"),
@@ -143,10 +135,14 @@ urlpatterns = [
     ),
     # Traces: the V3 API, and the V2 endpoints the V3 client still uses for tags and deletes
     path(V3 + "traces", traces.start_trace, name="traces-start"),
-    path(V3 + "traces/search", traces.search, name="traces-search"),
+    path(V3 + "traces/search", read_only_post(traces.search), name="traces-search"),
     path(V3 + "traces/get", traces.get_trace, name="traces-get"),
     path(V3 + "traces/batchGet", traces.batch_get, name="traces-batch-get"),
-    path(V3 + "traces/batchGetInfos", traces.batch_get_infos, name="traces-batch-get-infos"),
+    path(
+        V3 + "traces/batchGetInfos",
+        read_only_post(traces.batch_get_infos),
+        name="traces-batch-get-infos",
+    ),
     path(V3 + "traces/delete-traces", traces.delete_traces, name="traces-delete-v3"),
     path(V3 + "traces/<str:trace_id>/assessments", assessments.create, name="trace-assessments"),
     path(

@@ -8,10 +8,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.contrib.humanize.templatetags.humanize import intcomma
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
+from django.http import HttpResponse
 from django.views.decorators.http import require_safe
-from django_htmx.middleware import HtmxDetails
 
 from access.rules import access_for, declares
 from tracking import svg
@@ -19,14 +17,11 @@ from tracking.compare import Row, diff_rows, direction, flatten, git_commit_url,
 from tracking.models import LoggedModel, Metric, Trace
 from tracking.templatetags.tracking_format import duration, metric
 from tracking.trace_stats import TraceStats, trace_stats
+from webapp.htmx import HtmxHttpRequest, render_page
 
 MIN_VERSIONS = 2
 MAX_VERSIONS = 4
 MAX_ID_LENGTH = 64
-
-
-class HtmxHttpRequest(HttpRequest):
-    htmx: HtmxDetails
 
 
 def requested_ids(values: list[str]) -> list[str]:
@@ -155,9 +150,6 @@ def model_compare(request: HtmxHttpRequest) -> HttpResponse:
             "sections": _sections(versions, stats, only_diff),
             "ids_param": ",".join(v.model_id for v in versions),
         }
-    template = "tracking/model_compare.html"
-    if request.htmx:
-        template += "#compare-body"
-    response = render(request, template, context, status=status)
-    response["Vary"] = "HX-Request"
-    return response
+    return render_page(
+        request, "tracking/model_compare.html", context, fragment="compare-body", status=status
+    )

@@ -17,22 +17,18 @@ from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_safe
-from django_htmx.middleware import HtmxDetails
 
 from tracking import chat, json_tree, waterfall
 from tracking.ingest import TRUNCATED
 from tracking.models import Assessment, LoggedModel, Span, Trace
 from tracking.permissions import page_reads
+from webapp.htmx import HtmxHttpRequest, render_page, wants_fragment
 
 # What the layout needs; inputs, outputs, attributes and events stay in the database.
 LAYOUT_COLUMNS = ("span_id", "parent_span_id", "name", "span_type", "start_ns", "end_ns", "status")
 # The parts of a span that can be opened whole (the caps of the details panel link here).
 SPAN_VALUE_FIELDS = ("inputs", "outputs", "attributes", "events")
 _ACCEPTS_GZIP = re.compile(r"\bgzip\b")
-
-
-class HtmxHttpRequest(HttpRequest):
-    htmx: HtmxDetails
 
 
 @page_reads("trace", "trace_id")
@@ -121,12 +117,9 @@ def span_detail(request: HtmxHttpRequest, trace_id: str, span_id: str) -> HttpRe
         "attributes_html": tree("attributes"),
         "events": [_event(e, span.start_ns) for e in events if isinstance(e, dict)],
         "truncated": _truncated(span),
-        "partial": bool(request.htmx),
+        "partial": wants_fragment(request),
     }
-    template = "tracking/span_detail.html"
-    response = render(request, f"{template}#span-detail" if request.htmx else template, context)
-    patch_vary_headers(response, ["HX-Request"])
-    return response
+    return render_page(request, "tracking/span_detail.html", context, fragment="span-detail")
 
 
 @page_reads("trace", "trace_id")

@@ -12,7 +12,6 @@ from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadReque
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST, require_safe
-from django.views.decorators.vary import vary_on_headers
 
 from access.models import Level
 from access.rules import Access, access_for, declares
@@ -26,6 +25,7 @@ from tracking.models import (
     TraceState,
     TraceTagTooLong,
 )
+from webapp.htmx import HtmxHttpRequest, render_page
 from webapp.models import UserPreferences
 
 TRACES_PER_PAGE = 50
@@ -53,7 +53,6 @@ _COLUMN_FIELDS = {"response": "response_preview", "tags": "tags"}
 
 @declares("lists the rows of readable experiments; ?experiment= needs READ, else 404")
 @require_safe
-@vary_on_headers("HX-Request")
 def trace_list(request: HttpRequest) -> HttpResponse:
     access = access_for(request)
     experiment = _get_experiment(access, request.GET.get("experiment", ""))
@@ -90,11 +89,8 @@ def trace_list(request: HttpRequest) -> HttpResponse:
     return _render_list(request, context)
 
 
-def _render_list(request: HttpRequest, context: dict) -> HttpResponse:
-    template = "tracking/trace_list.html"
-    if request.htmx and not request.htmx.boosted:
-        template += "#trace-list"
-    return render(request, template, context)
+def _render_list(request: HtmxHttpRequest, context: dict) -> HttpResponse:
+    return render_page(request, "tracking/trace_list.html", context, fragment="trace-list")
 
 
 def _live_rows(request: HttpRequest, traces, columns: list[str]) -> HttpResponse:
