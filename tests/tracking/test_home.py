@@ -34,6 +34,7 @@ def test_home_shows_recent_models_and_traces(client, experiment):
         model_id=newest.model_id,
         state=TraceState.ERROR,
         total_tokens=4321,
+        duration_ns=45_000_000,
     )
 
     response = client.get("/")
