@@ -30,7 +30,14 @@ import orjson
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 
-from tracking.models import DEFAULT_EXPERIMENT_ID, Experiment, Span, Trace, TraceState
+from tracking.models import (
+    DEFAULT_EXPERIMENT_ID,
+    TRACE_NAME_TAG,
+    Experiment,
+    Span,
+    Trace,
+    TraceState,
+)
 from webapp import json_limits
 
 TRACE_ID_RE = re.compile(r"tr-[0-9a-f]{32}")
@@ -468,7 +475,7 @@ def _apply_info(trace: Trace, info: TraceInfo) -> None:
     # Merge rather than replace: tags set later through the API survive a re-sent info.
     trace.metadata = {**(trace.metadata or {}), **info.metadata}
     trace.tags = {**(trace.tags or {}), **info.tags}
-    trace.name = (trace.tags.get("mlflow.traceName") or trace.name or "")[:NAME_MAX_CHARS]
+    trace.name = (trace.tags.get(TRACE_NAME_TAG) or trace.name or "")[:NAME_MAX_CHARS]
     trace.model_id = trace.metadata.get("mlflow.modelId", "")[:64]
     trace.total_tokens = _total_tokens(trace.metadata.get("mlflow.trace.tokenUsage"))
     trace.has_info = True
@@ -500,7 +507,7 @@ def _derive_from_spans(trace: Trace, spans: list[SpanData]) -> None:
         trace.state = TraceState.IN_PROGRESS
     trace.request_preview = _preview(root.inputs)
     trace.response_preview = _preview(root.outputs)
-    trace.tags = {**(trace.tags or {}), "mlflow.traceName": root.name}
+    trace.tags = {**(trace.tags or {}), TRACE_NAME_TAG: root.name}
 
 
 _SPAN_COLUMNS = ["trace", "span_id", *_SPAN_FIELDS]

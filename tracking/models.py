@@ -333,6 +333,11 @@ class LoggedModelQuerySet(models.QuerySet["LoggedModel"]):
         """Make `run` the source run of these models, of those that have none yet."""
         self.filter(source_run__isnull=True).update(source_run=run, updated_at=timezone.now())
 
+    def set_model_config(self, config: dict[str, Any]) -> None:
+        """Keep the `python_function` config of an uploaded MLmodel, which the model pages show
+        and compare (the last upload wins, as the file it comes from is replaced)."""
+        self.update(model_config=config)
+
     def numbered(self) -> LoggedModelQuerySet:
         """Annotate `number`: 1 for the first version of a name, n for the nth (by time, then pk).
 

@@ -127,7 +127,7 @@ def _model_config(path: str, content: IO[bytes]) -> None:
     pyfunc = flavors.get("python_function") if isinstance(flavors, dict) else None
     config = pyfunc.get("config") if isinstance(pyfunc, dict) else None
     if isinstance(config, dict):
-        LoggedModel.objects.filter(model_id=match.group(1)).update(model_config=config)
+        LoggedModel.objects.filter(model_id=match.group(1)).set_model_config(config)
 
 
 def _upload(request: HttpRequest, path: str) -> HttpResponse:
