@@ -14,8 +14,7 @@ from types import TracebackType
 from typing import Any
 
 from tracking.ingest import TOKEN_USAGE_ATTRIBUTE, SpanData, make_span
-from tracking.models import Span as SpanRow
-from tracking.models import Trace, TraceState
+from tracking.models import Trace
 
 
 def new_trace_id() -> str:
@@ -137,19 +136,9 @@ class TraceRecorder:
 
 
 def fail_unfinished(trace_ids: list[str], error: str) -> int:
-    """End the stored traces of answers whose worker was lost (SIGKILL, OOM): state ERROR,
-    the root span failed with `error`, spans left open closed now. Answers how many.
-
-    Their spans are already stored (the task records the trace when it starts), so this is
-    a state change, made like the run's own: conditional UPDATEs, a no-op on a trace that
-    finished meanwhile.
-    """
+    """End the stored traces of answers whose worker was lost (SIGKILL, OOM). Their spans are
+    already stored (the task records the trace when it starts), so this is a state change of
+    the tracking tables, made by the method that owns it."""
     if not trace_ids:
         return 0
-    now = time.time_ns()
-    traces = Trace.objects.filter(trace_id__in=trace_ids, state=TraceState.IN_PROGRESS)
-    SpanRow.objects.filter(trace__in=traces, parent_span_id="").update(
-        status="ERROR", status_message=error
-    )
-    SpanRow.objects.filter(trace__in=traces, end_ns__isnull=True).update(end_ns=now)
-    return traces.update(state=TraceState.ERROR, response_preview=error[:1000])
+    return Trace.objects.filter(trace_id__in=trace_ids).fail_unfinished(error)

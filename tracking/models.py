@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
@@ -676,6 +677,17 @@ class TraceQuerySet(models.QuerySet["Trace"]):
             Trace.objects.filter(pk__in=[pk for pk, _, _ in chunk]).delete()
             _delete_documents_on_commit([(experiment, trace) for _, experiment, trace in chunk])
         return len(rows)
+
+    def fail_unfinished(self, error: str) -> int:
+        """End those of these traces still IN_PROGRESS whose writer is gone (a worker killed
+        mid-answer): state ERROR, the root span failed with `error`, spans left open closed
+        now. Conditional UPDATEs, so a trace that finished meanwhile is left alone. Answers
+        how many."""
+        open_traces = self.filter(state=TraceState.IN_PROGRESS)
+        spans = Span.objects.filter(trace__in=open_traces)
+        spans.filter(parent_span_id="").update(status=SpanStatus.ERROR, status_message=error)
+        spans.filter(end_ns__isnull=True).update(end_ns=time.time_ns())
+        return open_traces.update(state=TraceState.ERROR, response_preview=error[:1000])
 
 
 class Trace(models.Model):

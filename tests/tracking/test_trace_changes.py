@@ -138,3 +138,24 @@ def test_a_rolled_back_delete_keeps_the_trace_and_its_document(
 
     assert Trace.objects.filter(pk=pk).exists()
     assert default_storage.exists(document)
+
+
+@pytest.mark.django_db
+def test_a_lost_writers_traces_fail_and_finished_ones_stay_as_they_are(experiment):
+    lost = make_trace(experiment, 1, state="IN_PROGRESS")
+    make_span(lost, "a" * 16, 0, end_ns=None)
+    make_span(lost, "b" * 16, 10, parent="a" * 16, end_ns=None)
+    done = make_trace(experiment, 2, response_preview="fine")
+    make_span(done, "c" * 16, 0)
+
+    failed = Trace.objects.filter(pk__in=[lost.pk, done.pk]).fail_unfinished("worker lost")
+
+    assert failed == 1
+    lost.refresh_from_db()
+    done.refresh_from_db()
+    assert (lost.state, lost.response_preview) == ("ERROR", "worker lost")
+    assert (done.state, done.response_preview) == ("OK", "fine")
+    root = lost.spans.get(parent_span_id="")
+    assert (root.status, root.status_message) == ("ERROR", "worker lost")
+    assert not lost.spans.filter(end_ns__isnull=True).exists()
+    assert done.spans.get().status == "UNSET"
