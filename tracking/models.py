@@ -63,6 +63,36 @@ def _without(mapping: dict[str, Any], key: str) -> dict[str, Any]:
     return {k: v for k, v in mapping.items() if k != key}
 
 
+class TaggedRow:
+    """`set_tags` / `delete_tag` for the tables with a `tags` JSON column (experiments, runs,
+    logged models, registered models and their versions), merged under the row's lock.
+    Traces are not among them: their tags have MLflow's limits and a column that copies one
+    (`Trace.change_tags`)."""
+
+    tags: dict[str, str]
+
+    def _tag_fields(self) -> list[str]:
+        # Runs have no updated_at: MLflow's run has no "last updated" time.
+        names = {f.name for f in self._meta.concrete_fields}  # type: ignore[attr-defined]
+        return ["tags", "updated_at"] if "updated_at" in names else ["tags"]
+
+    def set_tags(self, tags: dict[str, str]) -> None:
+        with transaction.atomic():
+            if _lock(self):  # type: ignore[arg-type]
+                self.tags = {**self.tags, **tags}
+                self.save(update_fields=self._tag_fields())  # type: ignore[attr-defined]
+
+    def delete_tag(self, key: str) -> bool:
+        """Whether the row had the tag (a missing tag is an error in some of MLflow's APIs and
+        not in the registry's: the caller decides)."""
+        with transaction.atomic():
+            if not _lock(self) or key not in self.tags:  # type: ignore[arg-type]
+                return False
+            self.tags = _without(self.tags, key)
+            self.save(update_fields=self._tag_fields())  # type: ignore[attr-defined]
+        return True
+
+
 class ExperimentQuerySet(models.QuerySet["Experiment"]):
     def create_named(
         self, name: str, *, artifact_location: str = "", tags: dict[str, str] | None = None
@@ -73,7 +103,7 @@ class ExperimentQuerySet(models.QuerySet["Experiment"]):
             return self.create(name=name, artifact_location=artifact_location, tags=tags or {})
 
 
-class Experiment(models.Model):
+class Experiment(TaggedRow, models.Model):
     # The primary key is the MLflow experiment id; "0" (Default) is made by a migration.
     name = models.CharField(max_length=500, unique=True)
     artifact_location = models.CharField(max_length=1000, blank=True)
@@ -111,21 +141,6 @@ class Experiment(models.Model):
     def _set_stage(self, stage: str) -> None:
         self.lifecycle_stage = stage
         self.save(update_fields=["lifecycle_stage", "updated_at"])
-
-    def set_tags(self, tags: dict[str, str]) -> None:
-        with transaction.atomic():
-            if _lock(self):
-                self.tags = {**self.tags, **tags}
-                self.save(update_fields=["tags", "updated_at"])
-
-    def delete_tag(self, key: str) -> bool:
-        """Whether the experiment had the tag."""
-        with transaction.atomic():
-            if not _lock(self) or key not in self.tags:
-                return False
-            self.tags = _without(self.tags, key)
-            self.save(update_fields=["tags", "updated_at"])
-        return True
 
 
 class RunStatus(models.TextChoices):
@@ -167,7 +182,7 @@ class RunQuerySet(models.QuerySet["Run"]):
         )
 
 
-class Run(models.Model):
+class Run(TaggedRow, models.Model):
     NAME_TAG = "mlflow.runName"
 
     run_id = models.CharField(max_length=32, unique=True, default=new_run_id)
@@ -248,15 +263,6 @@ class Run(models.Model):
             if fields:
                 self.save(update_fields=fields)
             Metric.objects.bulk_create(metrics)
-
-    def delete_tag(self, key: str) -> bool:
-        """Whether the run had the tag."""
-        with transaction.atomic():
-            if not _lock(self) or key not in self.tags:
-                return False
-            self.tags = _without(self.tags, key)
-            self.save(update_fields=["tags"])
-        return True
 
     def log_inputs(self, datasets: list[dict[str, Any]], model_ids: list[str]) -> None:
         """Datasets ({"dataset": {name, digest, ...}, ...}) and models the run used; one
@@ -411,7 +417,7 @@ class LoggedModelQuerySet(models.QuerySet["LoggedModel"]):
         return traces
 
 
-class LoggedModel(models.Model):
+class LoggedModel(TaggedRow, models.Model):
     """One version of an agent: MLflow's LoggedModel. Versions share a name."""
 
     model_id = models.CharField(max_length=64, unique=True, default=new_model_id)
@@ -474,21 +480,6 @@ class LoggedModel(models.Model):
             if _lock(self):
                 self.params = {**self.params, **params}
                 self.save(update_fields=["params", "updated_at"])
-
-    def set_tags(self, tags: dict[str, str]) -> None:
-        with transaction.atomic():
-            if _lock(self):
-                self.tags = {**self.tags, **tags}
-                self.save(update_fields=["tags", "updated_at"])
-
-    def delete_tag(self, key: str) -> bool:
-        """Whether the model had the tag."""
-        with transaction.atomic():
-            if not _lock(self) or key not in self.tags:
-                return False
-            self.tags = _without(self.tags, key)
-            self.save(update_fields=["tags", "updated_at"])
-        return True
 
     def record_version(self, name: str, version: int) -> None:
         """Add {name, version} to the `mlflow.modelVersions` tag, once."""
@@ -846,7 +837,7 @@ class RegisteredModelQuerySet(models.QuerySet["RegisteredModel"]):
             return self.create(name=name, description=description, tags=tags)
 
 
-class RegisteredModel(models.Model):
+class RegisteredModel(TaggedRow, models.Model):
     """A name in MLflow's model registry; its versions point at logged models or artifacts."""
 
     name = models.CharField(max_length=256, unique=True)
@@ -889,19 +880,6 @@ class RegisteredModel(models.Model):
             if _lock(self):
                 self.name = name
                 self.save(update_fields=["name", "updated_at"])
-
-    def set_tags(self, tags: dict[str, str]) -> None:
-        with transaction.atomic():
-            if _lock(self):
-                self.tags = {**self.tags, **tags}
-                self.save(update_fields=["tags", "updated_at"])
-
-    def delete_tag(self, key: str) -> None:
-        """A tag the model does not have is no error, as in MLflow's registry."""
-        with transaction.atomic():
-            if _lock(self) and key in self.tags:
-                self.tags = _without(self.tags, key)
-                self.save(update_fields=["tags", "updated_at"])
 
     def set_alias(self, alias: str, version: int) -> None:
         """Point `alias` at one of the model's versions; ModelVersion.DoesNotExist if it has
@@ -992,7 +970,7 @@ class ModelVersionQuerySet(models.QuerySet["ModelVersion"]):
         )
 
 
-class ModelVersion(models.Model):
+class ModelVersion(TaggedRow, models.Model):
     """One numbered version of a registered model (MLflow's ModelVersion)."""
 
     registered_model = models.ForeignKey(
@@ -1042,19 +1020,6 @@ class ModelVersion(models.Model):
             if _lock(self):
                 self.description = description
                 self.save(update_fields=["description", "updated_at"])
-
-    def set_tags(self, tags: dict[str, str]) -> None:
-        with transaction.atomic():
-            if _lock(self):
-                self.tags = {**self.tags, **tags}
-                self.save(update_fields=["tags", "updated_at"])
-
-    def delete_tag(self, key: str) -> None:
-        """A tag the version does not have is no error, as in MLflow's registry."""
-        with transaction.atomic():
-            if _lock(self) and key in self.tags:
-                self.tags = _without(self.tags, key)
-                self.save(update_fields=["tags", "updated_at"])
 
     def transition(self, stage: str, *, archive_existing: bool = False) -> None:
         """Move to a legacy stage; with `archive_existing`, the model's other versions in that
