@@ -4,13 +4,9 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
-from tracking import otlp
-from tracking.api import router as api_router
-from tracking.views import home
 from webapp import health, login, views
 
 urlpatterns = [
-    path("", home.home, name="home"),
     path("healthz", health.healthz, name="healthz"),
     path("accounts/login/", login.login, name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
@@ -18,9 +14,7 @@ urlpatterns = [
     path("settings/tokens/<int:token_id>/revoke", views.revoke_token, name="revoke-token"),
     path("settings/access/", include("access.urls")),
     # The MLflow REST API and OTLP paths are a public contract: clients call them literally.
-    path("", include("tracking.mlflow_api.urls")),
-    path("v1/traces", otlp.export_traces, name="otlp-traces"),
-    path("api/v1/", include(api_router.urls)),
+    path("", include("tracking.public_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     # The split view serves Swagger UI's start-up script as a file: the CSP allows no inline JS.
     # Swagger UI adds <style> elements as it renders; this page shows only our own schema.
