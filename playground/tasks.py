@@ -42,7 +42,7 @@ from playground.models import Run, RunStatus
 from playground.runs import reap_stale_runs
 from playground.tracing import Span, TraceRecorder, trace_id_for_task
 from tracking.ingest import TraceInfo, store
-from tracking.models import Experiment
+from tracking.models import CANCELLED_TAG, Experiment
 
 logger = logging.getLogger(__name__)
 
@@ -50,8 +50,6 @@ PLAYGROUND_EXPERIMENT = "Playground"
 # How often a running answer's row is read for a cancel: a stop within this, plus the time to
 # tear the call down. One primary-key SELECT per running answer per interval.
 CANCEL_POLL_S = 0.25
-# On a cancelled answer's trace: the trace state stays one MLflow knows (OK: nothing failed).
-CANCELLED_TAG = "spyglass.cancelled"
 
 
 class Cancelled(Exception):

@@ -58,7 +58,7 @@ def test_cancel_stops_an_answer_mid_stream(worker_app, http_agent, agent_server)
     trace = Trace.objects.get(trace_id=run.trace_id)
     # A cancel is not an error: the partial trace is kept, marked cancelled.
     assert trace.state == "OK" and "Cancelled" in trace.response_preview
-    assert trace.tags["spyglass.cancelled"] == "true"
+    assert trace.cancelled
     assert not trace.spans.filter(status="ERROR").exists()
 
 
@@ -86,7 +86,7 @@ def test_cancel_aborts_an_answer_that_does_not_stream_and_frees_the_worker(
     assert run.status == RunStatus.CANCELLED and run.error == "Cancelled."
     assert run.content == ""
     trace = Trace.objects.get(trace_id=run.trace_id)
-    assert trace.state == "OK" and trace.tags["spyglass.cancelled"] == "true"
+    assert trace.state == "OK" and trace.cancelled
     spans = {s.name: s for s in trace.spans.all()}
     path = "/slow-answer/v1/chat/completions" if kind == "openai" else "/slow-answer/invocations"
     call = spans[f"POST {path}"]
