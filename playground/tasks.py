@@ -183,10 +183,17 @@ def _answer_claimed(run_id: int, stop: Stop) -> str:
         result = consume(stream, on_chunk)
     except (Cancelled, Stopped):
         _stop(stream)
-        call.cancel()
-        root.cancel()
+        ended = Run.objects.filter(pk=run_id).values_list("status", "error").first()
+        if ended is None or ended[0] == RunStatus.CANCELLED:
+            call.cancel()
+            root.cancel()
+            error = "Cancelled."
+        else:  # reaped meanwhile: the trace says what the row says
+            error = ended[1] or "The answer was stopped."
+            call.fail(error)
+            root.fail(error)
         latency_ms = int((time.monotonic() - started) * 1000)
-        return _record_and_finish(trace, run, root, call, None, "Cancelled.", latency_ms)
+        return _record_and_finish(trace, run, root, call, None, error, latency_ms)
     except AgentError as exc:
         error = str(exc)
     except SoftTimeLimitExceeded:

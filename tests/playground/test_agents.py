@@ -313,3 +313,56 @@ def test_a_stop_hook_runs_once_and_not_after_its_block():
     assert calls == ["interrupt", "late"]
     with pytest.raises(Stopped):
         stop.check()
+
+
+class _InProcessModel:
+    """A python model as a logged-model agent holds it once loaded (`logged_model._models`)."""
+
+    def __init__(self, predict_s: float = 0.0) -> None:
+        self.predict_s = predict_s
+
+    def predict_stream(self, body):
+        for word in ("one", " two", " three"):
+            yield {"choices": [{"index": 0, "delta": {"content": word}}]}
+
+    def predict(self, body):
+        time.sleep(self.predict_s)
+        return {"choices": [{"index": 0, "message": {"role": "assistant", "content": "whole"}}]}
+
+
+def logged(monkeypatch, settings, model: object, **config) -> Agent:
+    settings.SPYGLASS_PLAYGROUND_LOGGED_MODELS = True
+    monkeypatch.setitem(logged_model._models, "models:/in-process/1", model)
+    return Agent(name="in process", kind="logged-model",
+                 config={"model_uri": "models:/in-process/1", **config})  # fmt: skip
+
+
+def test_a_stop_ends_a_streaming_in_process_model_at_its_next_chunk(monkeypatch, settings):
+    from playground.agents import client_for
+
+    stop = Stop()
+    chunks: list[str] = []
+    trace = TraceRecorder()
+    stream = client_for(logged(monkeypatch, settings, _InProcessModel()), stop).stream(
+        ChatRequest(MESSAGES), trace.root("in process", "AGENT")
+    )
+
+    with pytest.raises(Stopped):
+        consume(stream, lambda chunk: (chunks.append(chunk), stop.request()))
+
+    assert chunks == ["one"]
+    (predict,) = [s for s in trace.spans if s.name.startswith("predict")]
+    assert predict.cancelled and predict.status == "UNSET"
+
+
+def test_a_stop_during_predict_drops_its_answer_when_predict_returns(monkeypatch, settings):
+    agent = logged(monkeypatch, settings, _InProcessModel(predict_s=0.5), stream=False)
+    stop = Stop()
+    threading.Timer(0.1, stop.request).start()
+    started = time.monotonic()
+
+    with pytest.raises(Stopped):
+        run(agent, stop=stop)
+
+    # In-process code cannot be interrupted: it stops at the boundary after predict.
+    assert 0.5 <= time.monotonic() - started < 2
