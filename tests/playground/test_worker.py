@@ -154,6 +154,25 @@ def test_a_message_is_answered_by_a_worker_process_on_redis(redis_playground_wor
     assert Trace.objects.filter(trace_id=run.trace_id).exists()
 
 
+@pytest.mark.services
+def test_cancel_aborts_a_slow_answer_in_a_worker_process_on_redis(
+    redis_playground_worker, http_agent, agent_server
+):
+    app, queue = redis_playground_worker
+    message = runs.send(chat(http_agent("slow-answer", stream=False)), "slow", app=app,
+                        queue=queue)  # fmt: skip
+    run = message.runs.get()
+    wait_for(lambda: agent_server.requests, timeout=20, what="the agent called")
+
+    assert Run.objects.get(pk=run.pk).cancel()
+
+    wait_for(lambda: Run.objects.get(pk=run.pk).trace_id, timeout=2, what="the task's end")
+    assert agent_server.hangups
+    run.refresh_from_db()
+    assert run.status == RunStatus.CANCELLED
+    assert Trace.objects.get(trace_id=run.trace_id).cancelled
+
+
 def test_the_reaper_runs_every_minute_from_beat(settings, worker_app):
     entry = settings.CELERY_BEAT_SCHEDULE["reap-stale-playground-runs"]
 
