@@ -38,7 +38,7 @@ from playground.agents.base import (
     client_for,
     consume,
 )
-from playground.models import Run, RunStatus
+from playground.models import UNFINISHED, Run, RunStatus
 from playground.runs import reap_stale_runs
 from playground.tracing import Span, TraceRecorder, trace_id_for_task
 from tracking.ingest import TraceInfo, store
@@ -124,17 +124,18 @@ class _Heartbeat:
         next_beat = time.monotonic() + self.every
         try:
             while not self.stopped.wait(min(CANCEL_POLL_S, self.every)):
-                running = Run.objects.filter(pk=self.run_id, status=RunStatus.RUNNING)
+                run = Run.objects.filter(pk=self.run_id)
                 try:
                     if time.monotonic() >= next_beat:
                         next_beat = time.monotonic() + self.every
-                        alive = running.update(heartbeat_at=timezone.now()) == 1
-                    else:
-                        alive = running.exists()
+                        run.filter(status=RunStatus.RUNNING).update(heartbeat_at=timezone.now())
+                    status = run.values_list("status", flat=True).first()
                 except Exception:  # a busy database: the next beat tries again
                     logger.warning("Heartbeat of run %s not written", self.run_id, exc_info=True)
                     continue
-                if not alive:
+                # Only a run seen finished: a row this connection cannot see (deleted, or not
+                # committed yet) stops nothing; the task's own writes notice a deleted one.
+                if status is not None and status not in UNFINISHED:
                     self.stop.request()
                     return
         finally:
