@@ -4,10 +4,17 @@
 finds it claimed and does nothing. It streams the agent's chunks into the row (throttled:
 one write per interval, not per token), records the trace through `tracking.ingest`, and
 ends the row done or failed with the reason. The page reads the row, never a result backend.
+
+A cancel is a stop: the row turns cancelled at once (`Run.cancel`, from the page), and the
+task's watcher thread, which reads the row every CANCEL_POLL_S, requests the agent call's
+`Stop`: an HTTP call is aborted (its socket shut down), streaming or not, and an in-process
+model stops at its next boundary. The partial trace is stored with its spans marked
+cancelled (not failed), and the worker is free for the next answer.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import threading
@@ -21,16 +28,28 @@ from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from playground.agents.base import AgentError, Answer, ChatRequest, client_for, consume
-from playground.models import Run, RunStatus
+from playground.agents.base import (
+    AgentError,
+    Answer,
+    ChatRequest,
+    Stop,
+    Stopped,
+    Stream,
+    client_for,
+    consume,
+)
+from playground.models import UNFINISHED, Run, RunStatus
 from playground.runs import reap_stale_runs
 from playground.tracing import Span, TraceRecorder, trace_id_for_task
 from tracking.ingest import TraceInfo, store
-from tracking.models import Experiment
+from tracking.models import CANCELLED_TAG, Experiment
 
 logger = logging.getLogger(__name__)
 
 PLAYGROUND_EXPERIMENT = "Playground"
+# How often a running answer's row is read for a cancel: a stop within this, plus the time to
+# tear the call down. One primary-key SELECT per running answer per interval.
+CANCEL_POLL_S = 0.25
 
 
 class Cancelled(Exception):
@@ -81,11 +100,15 @@ class _Heartbeat:
     """Marks the run alive every few seconds from a thread of its own while the agent
     answers, streaming or not. A run whose heartbeat stops (its worker was killed) is failed
     by the reaper within SPYGLASS_PLAYGROUND_STALE_AFTER_S instead of after the task's whole
-    time limit. The beat never bumps `seq`: pollers see nothing new in it."""
+    time limit. The beat never bumps `seq`: pollers see nothing new in it.
 
-    def __init__(self, run_id: int, every: float) -> None:
+    Between beats it watches the row: once the run is no longer running (cancelled, or
+    reaped), it requests `stop`, which aborts the agent call the task thread is blocked in."""
+
+    def __init__(self, run_id: int, every: float, stop: Stop) -> None:
         self.run_id = run_id
         self.every = every
+        self.stop = stop
         self.stopped = threading.Event()
         self.thread = threading.Thread(target=self._beat, name=f"heartbeat-{run_id}", daemon=True)
 
@@ -98,14 +121,23 @@ class _Heartbeat:
         self.thread.join()
 
     def _beat(self) -> None:
+        next_beat = time.monotonic() + self.every
         try:
-            while not self.stopped.wait(self.every):
+            while not self.stopped.wait(min(CANCEL_POLL_S, self.every)):
+                run = Run.objects.filter(pk=self.run_id)
                 try:
-                    Run.objects.filter(pk=self.run_id, status=RunStatus.RUNNING).update(
-                        heartbeat_at=timezone.now()
-                    )
+                    if time.monotonic() >= next_beat:
+                        next_beat = time.monotonic() + self.every
+                        run.filter(status=RunStatus.RUNNING).update(heartbeat_at=timezone.now())
+                    status = run.values_list("status", flat=True).first()
                 except Exception:  # a busy database: the next beat tries again
                     logger.warning("Heartbeat of run %s not written", self.run_id, exc_info=True)
+                    continue
+                # Only a run seen finished: a row this connection cannot see (deleted, or not
+                # committed yet) stops nothing; the task's own writes notice a deleted one.
+                if status is not None and status not in UNFINISHED:
+                    self.stop.request()
+                    return
         finally:
             connection.close()  # this thread's own connection
 
@@ -114,9 +146,10 @@ def answer_run(run_id: int) -> str:
     """Answer one run; the outcome is in the row. Answers a word for logs and tests."""
     if not Run.objects.claim(run_id):
         return "not-queued"
+    stop = Stop()
     try:
-        with _Heartbeat(run_id, settings.SPYGLASS_PLAYGROUND_HEARTBEAT_S):
-            return _answer_claimed(run_id)
+        with _Heartbeat(run_id, settings.SPYGLASS_PLAYGROUND_HEARTBEAT_S, stop):
+            return _answer_claimed(run_id, stop)
     except Exception as exc:
         # Whatever broke (the database, a bug), the run must not stay "running" until the
         # reaper: say so now if the database lets us.
@@ -125,7 +158,7 @@ def answer_run(run_id: int) -> str:
         raise
 
 
-def _answer_claimed(run_id: int) -> str:
+def _answer_claimed(run_id: int, stop: Stop) -> str:
     run = Run.objects.select_related("agent").get(pk=run_id)
     agent = run.agent
     request = ChatRequest(**run.request)
@@ -140,16 +173,28 @@ def _answer_claimed(run_id: int) -> str:
     result: Answer | None = None
     error = ""
     stream = None
+
+    def on_chunk(chunk: str) -> None:
+        stop.check()
+        writer.add(chunk)
+
     try:
-        stream = client_for(agent).stream(request, call)
+        stream = client_for(agent, stop).stream(request, call)
         # No last flush: the finishing UPDATE writes the whole answer anyway.
-        result = consume(stream, writer.add)
-    except Cancelled:
-        _close(stream)
-        call.fail("Cancelled.")
-        root.fail("Cancelled.")
+        result = consume(stream, on_chunk)
+    except (Cancelled, Stopped):
+        _stop(stream)
+        ended = Run.objects.filter(pk=run_id).values_list("status", "error").first()
+        if ended is None or ended[0] == RunStatus.CANCELLED:
+            call.cancel()
+            root.cancel()
+            error = "Cancelled."
+        else:  # reaped meanwhile: the trace says what the row says
+            error = ended[1] or "The answer was stopped."
+            call.fail(error)
+            root.fail(error)
         latency_ms = int((time.monotonic() - started) * 1000)
-        return _record_and_finish(trace, run, root, call, None, "Cancelled.", latency_ms)
+        return _record_and_finish(trace, run, root, call, None, error, latency_ms)
     except AgentError as exc:
         error = str(exc)
     except SoftTimeLimitExceeded:
@@ -178,7 +223,16 @@ def _record_and_finish(trace: TraceRecorder, run: Run, root: Span, call: Span,
     # answer waits for one durable write instead of two.
     with transaction.atomic():
         trace_id = _record(trace, run, root, call, result)
-        return _finish(run.pk, result, error, latency_ms, trace_id)
+        return _finish(run.pk, result, error, latency_ms, trace_id, cancelled=root.cancelled)
+
+
+def _stop(stream: Stream | None) -> None:
+    # Raising Stopped where the generator waits unwinds it as a cancel: its spans end
+    # cancelled, its connection closes. A stream that stopped itself has ended already.
+    if stream is not None:
+        with contextlib.suppress(Stopped, StopIteration, AgentError):
+            stream.throw(Stopped())
+        stream.close()
 
 
 def _close(stream: object) -> None:
@@ -188,14 +242,15 @@ def _close(stream: object) -> None:
         close()
 
 
-def _finish(run_id: int, result: Answer | None, error: str, latency_ms: int, trace_id: str) -> str:
+def _finish(run_id: int, result: Answer | None, error: str, latency_ms: int, trace_id: str,
+            cancelled: bool = False) -> str:  # fmt: skip
     now = timezone.now()
     fields: dict[str, object] = {
         "finished_at": now, "heartbeat_at": now, "latency_ms": latency_ms,
         "trace_id": trace_id, "seq": F("seq") + 1,
     }  # fmt: skip
     if result is None:
-        fields.update(status=RunStatus.FAILED, error=error)
+        fields.update(status=RunStatus.CANCELLED if cancelled else RunStatus.FAILED, error=error)
     else:
         fields.update(
             status=RunStatus.DONE, content=result.content, custom_outputs=result.custom_outputs,
@@ -252,8 +307,12 @@ def _record(trace: TraceRecorder, run: Run, root: Span, call: Span, result: Answ
     call.end()
     try:
         experiment, _ = Experiment.objects.get_or_create(name=PLAYGROUND_EXPERIMENT)
-        state = "OK" if root.status == "OK" else "ERROR"
+        # A cancelled answer failed in nothing: its trace is not an error, its tag says why
+        # it ends early.
+        state = "OK" if root.status == "OK" or root.cancelled else "ERROR"
         info = _trace_info(trace, run, root, result, experiment.pk, state)
+        if root.cancelled:
+            info.tags[CANCELLED_TAG] = "true"
         store([info], trace.span_data(), default_experiment_id=experiment.pk)
     except Exception:
         # The answer matters more than its trace: the run still ends done or failed.

@@ -13,6 +13,7 @@ import uuid
 from types import TracebackType
 from typing import Any
 
+from playground.agents.base import Stopped
 from tracking.ingest import TOKEN_USAGE_ATTRIBUTE, SpanData, make_span
 from tracking.models import Trace
 
@@ -30,9 +31,12 @@ def trace_id_for_task(task_id: str) -> str | None:
         return None
 
 
+CANCELLED_ATTRIBUTE = "spyglass.cancelled"
+
+
 class Span:
     """A span being recorded. As a context manager it ends itself and records an exception
-    that escapes it (and lets it propagate)."""
+    that escapes it (and lets it propagate); a `Stopped` one marks it cancelled."""
 
     def __init__(
         self, trace: TraceRecorder, name: str, span_type: str, parent_id: str, inputs: Any
@@ -48,6 +52,7 @@ class Span:
         self.events: list[dict[str, Any]] = []
         self.status = "UNSET"
         self.status_message = ""
+        self.cancelled = False
         self.start_ns = time.time_ns()
         self.end_ns: int | None = None
         trace.spans.append(self)
@@ -78,12 +83,22 @@ class Span:
             message = error
         self.status_message = message
 
+    def cancel(self, message: str = "Cancelled.") -> None:
+        """Stopped by a cancel, which is not an error: the status stays UNSET (neither OK nor
+        ERROR, in OpenTelemetry's terms), the message and an attribute say why it ended."""
+        if self.status == "ERROR":
+            return  # it had failed before the cancel came: that is what it says
+        self.cancelled = True
+        self.status_message = message
+        self.attributes[CANCELLED_ATTRIBUTE] = True
+        self.events.append({"name": "cancelled", "timestamp_ns": time.time_ns(), "attributes": {}})
+
     def end(self, outputs: Any = None) -> None:
         if outputs is not None:
             self.outputs = outputs
         if self.end_ns is None:
             self.end_ns = time.time_ns()
-        if self.status == "UNSET":
+        if self.status == "UNSET" and not self.cancelled:
             self.status = "OK"
 
     def __enter__(self) -> Span:
@@ -95,7 +110,9 @@ class Span:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if exc is not None:
+        if isinstance(exc, Stopped):
+            self.cancel()
+        elif exc is not None:
             self.fail(exc)
         self.end()
 

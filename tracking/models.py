@@ -594,6 +594,10 @@ class Metric(models.Model):
         return f"{self.key}={self.value}@{self.step}"
 
 
+# Set by a client that stopped the trace on purpose (the playground's cancel); not an error.
+CANCELLED_TAG = "spyglass.cancelled"
+
+
 class TraceState(models.TextChoices):
     OK = "OK"
     ERROR = "ERROR"
@@ -742,6 +746,12 @@ class Trace(models.Model):
     @property
     def duration_ms(self) -> float | None:
         return None if self.duration_ns is None else self.duration_ns / 1e6
+
+    @property
+    def cancelled(self) -> bool:
+        """Stopped on purpose (a cancelled playground answer): its state stays one MLflow
+        knows, OK, and pages say "Cancelled" instead. Reads `tags`: not for list rows."""
+        return (self.tags or {}).get(CANCELLED_TAG) == "true"
 
     def change_tags(self, changes: Mapping[str, str | None]) -> None:
         """Set (a string) or delete (None) tags, keeping `name` on `mlflow.traceName`. The

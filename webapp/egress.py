@@ -44,7 +44,7 @@ import socket
 import ssl
 import urllib.error
 import urllib.request
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import urljoin, urlsplit
@@ -267,11 +267,17 @@ def _literal_address(host: str) -> IPAddress | None:
 # --- Sending ----------------------------------------------------------------------------------
 
 
-def open(request: urllib.request.Request, timeout: float) -> http.client.HTTPResponse:
+def open(
+    request: urllib.request.Request,
+    timeout: float,
+    on_socket: Callable[[socket.socket], None] | None = None,
+) -> http.client.HTTPResponse:
     """Send `request` through the gate; like `urllib.request.urlopen`: the response (2xx),
     `urllib.error.HTTPError` for 4xx/5xx, OSError (TimeoutError, ConnectionError, ...) when
     the host cannot be reached, and EgressRefused for a URL or redirect the gate refuses.
-    `timeout` applies to the connection and to each read."""
+    `timeout` applies to the connection and to each read. `on_socket` is handed every socket
+    before it connects: a caller that must abort the call from another thread (a cancelled
+    answer) shuts it down, which wakes a read blocked on it at once."""
     url = request.full_url
     method = request.get_method()
     body = request.data
@@ -280,7 +286,7 @@ def open(request: urllib.request.Request, timeout: float) -> http.client.HTTPRes
     headers = {"User-Agent": "Spyglass", **dict(request.header_items())}
     target = _target(url, resolve=True)
     for hop in range(MAX_REDIRECTS + 1):
-        response = _send(target, method, body, headers, timeout)
+        response = _send(target, method, body, headers, timeout, on_socket)
         location = response.headers.get("Location")
         if response.status not in _REDIRECT_STATUSES or not location:
             break
@@ -307,9 +313,11 @@ def open(request: urllib.request.Request, timeout: float) -> http.client.HTTPRes
 
 
 def _send(target: Target, method: str, body: bytes | None, headers: Mapping[str, str],
-          timeout: float) -> http.client.HTTPResponse:  # fmt: skip
+          timeout: float, on_socket: Callable[[socket.socket], None] | None = None,
+          ) -> http.client.HTTPResponse:  # fmt: skip
     connection_class = _PinnedHTTPSConnection if target.scheme == "https" else _PinnedHTTPConnection
     connection = connection_class(target, timeout)
+    connection.on_socket = on_socket
     try:
         connection.request(method, target.path, body=body, headers=dict(headers))
         response = connection.getresponse()
@@ -323,12 +331,16 @@ def _send(target: Target, method: str, body: bytes | None, headers: Mapping[str,
     return response
 
 
-def _connect(target: Target, timeout: float | None) -> socket.socket:
+def _connect(
+    target: Target, timeout: float | None, on_socket: Callable[[socket.socket], None] | None = None
+) -> socket.socket:
     """A socket connected to one of the target's checked addresses, never to a fresh lookup."""
     last_error: OSError | None = None
     for family, sockaddr in target.addresses:
         sock = socket.socket(family, socket.SOCK_STREAM)
         try:
+            if on_socket is not None:
+                on_socket(sock)
             sock.settimeout(timeout)
             sock.connect(sockaddr)
             # Belt and braces: the peer is the address that was checked.
@@ -344,16 +356,20 @@ def _connect(target: Target, timeout: float | None) -> socket.socket:
 
 
 class _PinnedHTTPConnection(http.client.HTTPConnection):
+    on_socket: Callable[[socket.socket], None] | None = None
+
     def __init__(self, target: Target, timeout: float) -> None:
         super().__init__(target.host, target.port, timeout=timeout)
         self.target = target
 
     def connect(self) -> None:
-        self.sock = _connect(self.target, self.timeout)
+        self.sock = _connect(self.target, self.timeout, self.on_socket)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 class _PinnedHTTPSConnection(http.client.HTTPSConnection):
+    on_socket: Callable[[socket.socket], None] | None = None
+
     def __init__(self, target: Target, timeout: float) -> None:
         super().__init__(
             target.host, target.port, timeout=timeout, context=ssl.create_default_context()
@@ -361,10 +377,12 @@ class _PinnedHTTPSConnection(http.client.HTTPSConnection):
         self.target = target
 
     def connect(self) -> None:
-        sock = _connect(self.target, self.timeout)
+        sock = _connect(self.target, self.timeout, self.on_socket)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         # The certificate is checked against the name in the URL, not the address.
         self.sock = self._context.wrap_socket(sock, server_hostname=self.host)
+        if self.on_socket is not None:  # the plain socket handed over its descriptor
+            self.on_socket(self.sock)
 
 
 def _cut(text: str, limit: int = 200) -> str:

@@ -9,12 +9,19 @@ final answer.
 given (`tracing.SpanRecorder`), raises `AgentError` with a message for the user when the
 agent cannot answer, and stops cleanly (closing its connection) when the generator is closed:
 that is how a cancelled run stops an answer mid-stream.
+
+A client is made with a `Stop` (`client_for(agent, stop)`), which another thread requests when
+the run is cancelled while the agent is still thinking: an HTTP call shuts its socket down and
+raises `Stopped` at once; an in-process model cannot be interrupted, so it raises `Stopped` at
+its next boundary (before `predict`, between streamed chunks).
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
-from collections.abc import Callable, Generator
+import threading
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -32,6 +39,65 @@ _MODULES = {
     "logged-model": "playground.agents.logged_model",
     "builtin": "playground.agents.builtin",
 }
+
+
+class Stopped(Exception):
+    """The call was stopped because its run was cancelled: not an error of the agent."""
+
+
+class Stop:
+    """A cancelled run's request to stop its agent call, made from another thread (the task's
+    watcher). A client blocked in I/O adds a hook that interrupts it (shuts its socket down);
+    a client that cannot be interrupted checks `requested` at its boundaries."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self._lock = threading.Lock()
+        self._hooks: list[Callable[[], None]] = []
+
+    @property
+    def requested(self) -> bool:
+        return self._event.is_set()
+
+    def request(self) -> None:
+        with self._lock:
+            if self._event.is_set():
+                return
+            self._event.set()
+            hooks, self._hooks = self._hooks, []
+        for hook in hooks:
+            _run_hook(hook)
+
+    def check(self) -> None:
+        """Raise Stopped when a stop was requested: a boundary of an uninterruptible call."""
+        if self.requested:
+            raise Stopped
+
+    def sleep(self, seconds: float) -> None:
+        """Wait `seconds`, or raise Stopped as soon as a stop is requested."""
+        if self._event.wait(max(0.0, seconds)):
+            raise Stopped
+
+    @contextlib.contextmanager
+    def hook(self, interrupt: Callable[[], None]) -> Iterator[None]:
+        """While inside, a request calls `interrupt` (at once if it came already)."""
+        with self._lock:
+            requested = self._event.is_set()
+            if not requested:
+                self._hooks.append(interrupt)
+        if requested:
+            _run_hook(interrupt)
+        try:
+            yield
+        finally:
+            with self._lock, contextlib.suppress(ValueError):
+                self._hooks.remove(interrupt)
+
+
+def _run_hook(hook: Callable[[], None]) -> None:
+    # An interrupt races the call it interrupts (a socket already closed): nothing to do then.
+    with contextlib.suppress(OSError):
+        hook()
 
 
 class AgentError(Exception):
@@ -93,9 +159,10 @@ class Client(Protocol):
     def stream(self, request: ChatRequest, parent: Span) -> Stream: ...
 
 
-def client_for(agent: Agent) -> Client:
+def client_for(agent: Agent, stop: Stop | None = None) -> Client:
+    """The client of the agent's kind; `stop` (a fresh one by default) stops its call."""
     module = importlib.import_module(_MODULES[agent.kind])
-    return module.Client(agent)
+    return module.Client(agent, stop or Stop())
 
 
 def consume(stream: Stream, on_chunk: Callable[[str], None]) -> Answer:

@@ -20,7 +20,7 @@ import re
 import time
 from typing import TYPE_CHECKING, Any
 
-from playground.agents.base import AgentError, Answer, ChatRequest, Json, Stream
+from playground.agents.base import AgentError, Answer, ChatRequest, Json, Stop, Stream
 from tracking import chat
 
 if TYPE_CHECKING:
@@ -86,8 +86,9 @@ def count_tokens(text: str) -> int:
 
 
 class Client:
-    def __init__(self, agent: Agent) -> None:
+    def __init__(self, agent: Agent, stop: Stop | None = None) -> None:
         self.agent = agent
+        self.stop = stop or Stop()
         self.config: Json = agent.config or {}
         self.kind = self.config.get("agent", ECHO)
         if self.kind not in (ECHO, ORACLE_JUDGE):
@@ -104,7 +105,7 @@ class Client:
         else:
             answer = yield from self._oracle_judge(request, parent)
         if self.latency is not None:
-            time.sleep(max(0.0, float(self.latency) / 1000 - (time.monotonic() - started)))
+            self.stop.sleep(float(self.latency) / 1000 - (time.monotonic() - started))
         return answer
 
     def _echo(self, request: ChatRequest, parent: Span) -> Stream:
@@ -143,7 +144,7 @@ class Client:
         with parent.child(name, "CHAIN", inputs={"prompt": prompt}) as chain:
             with chain.child("generate", "LLM", inputs=self._llm_inputs(role, prompt)) as llm:
                 text = self._generate(role, prompt, request)
-                time.sleep(self.word_delay * 2)
+                self.stop.sleep(self.word_delay * 2)
                 llm.set_usage(self._usage(prompt, text))
                 llm.end({"text": text})
             chain.end({"text": text})
@@ -173,7 +174,7 @@ class Client:
         for i, word in enumerate(words):
             yield word if i == 0 else f" {word}"
             if self.word_delay:
-                time.sleep(self.word_delay)
+                self.stop.sleep(self.word_delay)
         return None
 
     def _usage(self, prompt: str, text: str) -> Json:

@@ -6,20 +6,26 @@ streams. A read timeout applies to each read, so a stream that stalls fails as s
 server that never answers. Every request goes through `webapp.egress` (the outbound gate:
 http/https only, allowed hosts, checked redirects) and every key through `egress.secret_for`;
 request headers are never recorded on spans, so a key stays out of traces.
+
+A `Stop` aborts a call from another thread: its sockets are shut down, which wakes the read
+that waits for the answer (streaming or not), and the call raises `Stopped` instead of the
+broken connection's error.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from http.client import HTTPException, HTTPResponse
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from playground.agents.base import AgentError, Json
+from playground.agents.base import AgentError, Json, Stop, Stopped
 from playground.tracing import Span
 from webapp import egress
 
@@ -47,11 +53,15 @@ def post(
     timeout: float,
     headers: dict[str, str] | None = None,
     span_type: str = "CHAT_MODEL",
+    stop: Stop | None = None,
 ) -> Iterator[tuple[HTTPResponse, Span]]:
-    """POST `body` as JSON inside an HTTP span; yields the open response (status 2xx)."""
+    """POST `body` as JSON inside an HTTP span; yields the open response (status 2xx).
+    Raises Stopped, whatever the connection did, once `stop` is requested."""
     span = parent.child(f"POST {urlsplit(url).path or '/'}", span_type, inputs=body)
     span.attributes.update({"http.method": "POST", "http.url": url})
-    with span:
+    stop = stop or Stop()
+    sockets: list[socket.socket] = []
+    with span, _stopped_as_such(stop), stop.hook(lambda: _shut_down(sockets)):
         headers = {
             "Content-Type": "application/json",
             "Accept": "application/json, text/event-stream",
@@ -61,7 +71,7 @@ def post(
             request = urllib.request.Request(
                 url, data=json.dumps(body).encode(), method="POST", headers=headers
             )
-            response = egress.open(request, timeout)
+            response = egress.open(request, timeout, _on_socket(sockets, stop))
         except egress.EgressRefused as exc:
             raise AgentError(f"Spyglass refused to call {_shown(url)}: {exc}") from None
         except urllib.error.HTTPError as exc:
@@ -78,6 +88,34 @@ def post(
         span.attributes["http.status_code"] = response.status
         with response:
             yield response, span
+
+
+def _on_socket(sockets: list[socket.socket], stop: Stop) -> Callable[[socket.socket], None]:
+    def on_socket(sock: socket.socket) -> None:
+        sockets.append(sock)
+        if stop.requested:  # requested before this socket existed: the hook missed it
+            _shut_down([sock])
+
+    return on_socket
+
+
+def _shut_down(sockets: list[socket.socket]) -> None:
+    for sock in list(sockets):
+        # shutdown, not close: it wakes a recv blocked on the socket in the calling thread.
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+
+
+@contextmanager
+def _stopped_as_such(stop: Stop) -> Iterator[None]:
+    """The errors of a connection shut down by `stop` are a stop, not the agent's failure."""
+    try:
+        yield
+    except (AgentError, OSError, HTTPException) as exc:
+        if stop.requested:
+            raise Stopped from exc
+        raise
+    stop.check()  # an answer read whole just as the stop came is not used either
 
 
 def is_event_stream(response: HTTPResponse) -> bool:

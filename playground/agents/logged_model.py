@@ -10,6 +10,10 @@ outbound gate of `webapp.egress`),
 `stream` (default true). Models are loaded once per worker process and URI. The answer streams
 from `predict_stream` when the model implements it (chat-completions chunks); otherwise, and
 for ChatAgent and ResponsesAgent answers, `predict` answers whole, read like the serving kind's.
+
+A cancelled run stops at the next boundary (after loading, between streamed chunks, after
+`predict`): the model's code runs in the worker's thread, which nothing can interrupt safely,
+so a long `predict` keeps the worker until it returns and its answer is then dropped.
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ from playground.agents.base import (
     Answer,
     ChatRequest,
     Json,
+    Stop,
+    Stopped,
     Stream,
     answer_from_usage,
 )
@@ -99,7 +105,8 @@ def load(uri: str) -> Any:
 
 
 class Client:
-    def __init__(self, agent: Agent) -> None:
+    def __init__(self, agent: Agent, stop: Stop | None = None) -> None:
+        self.stop = stop or Stop()
         if not enabled():
             raise AgentError(
                 "Logged-model agents are off: they run the model's logged code in the worker. "
@@ -117,11 +124,13 @@ class Client:
     def stream(self, request: ChatRequest, parent: Span) -> Stream:
         with parent.child(f"predict {self.uri}", "AGENT", inputs=request.body()) as span:
             model = load(self.uri)
+            self.stop.check()
             answer = None
             if self.streaming and hasattr(model, "predict_stream"):
                 answer = yield from self._stream(model, request)
             if answer is None:
                 answer = self._predict(model, request)
+                self.stop.check()
                 if answer.content:
                     yield answer.content
             span.set_usage(answer.usage())
@@ -134,12 +143,15 @@ class Client:
         last: Json = {}
         try:
             for chunk in model.predict_stream(request_body(request, CHAT_COMPLETIONS)):
+                self.stop.check()
                 if isinstance(chunk, dict):
                     last = chunk
                     text = chunk_text(chunk)
                     if text:
                         parts.append(text)
                         yield text
+        except Stopped:
+            raise
         except Exception as exc:
             # ChatModel and ResponsesAgent refuse to stream unless the model implements it;
             # such a refusal comes before any chunk, a break mid-answer after some.

@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from playground.agents import http
-from playground.agents.base import AgentError, ChatRequest, Json, Stream
+from playground.agents.base import AgentError, ChatRequest, Json, Stop, Stream
 from playground.agents.schemas import (
     CHAT_AGENT,
     CHAT_COMPLETIONS,
@@ -45,8 +45,9 @@ def request_body(request: ChatRequest, shape: str) -> Json:
 
 
 class Client:
-    def __init__(self, agent: Agent) -> None:
+    def __init__(self, agent: Agent, stop: Stop | None = None) -> None:
         self.agent = agent
+        self.stop = stop or Stop()
         self.config: Json = agent.config or {}
         if not self.config.get("url"):
             raise AgentError(f"Agent {agent.name} has no url in its config.")
@@ -76,10 +77,8 @@ class Client:
         streaming = self.config.get("stream") is True
         if streaming:
             body["stream"] = True
-        with http.post(parent, self.url, body, self.timeout, self.headers(), "AGENT") as (
-            response,
-            span,
-        ):
+        with http.post(parent, self.url, body, self.timeout, self.headers(), "AGENT",
+                       stop=self.stop) as (response, span):  # fmt: skip
             if streaming and http.is_event_stream(response):
                 parts: list[str] = []
                 last: Json = {}

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from playground.agents import http
-from playground.agents.base import AgentError, ChatRequest, Json, Stream, answer_from_usage
+from playground.agents.base import AgentError, ChatRequest, Json, Stop, Stream, answer_from_usage
 from playground.agents.schemas import chunk_text, parse_answer
 
 if TYPE_CHECKING:
@@ -26,8 +26,9 @@ def chat_completions_url(url: str) -> str:
 
 
 class Client:
-    def __init__(self, agent: Agent) -> None:
+    def __init__(self, agent: Agent, stop: Stop | None = None) -> None:
         self.agent = agent
+        self.stop = stop or Stop()
         self.config: Json = agent.config or {}
         if not self.config.get("url"):
             raise AgentError(f"Agent {agent.name} has no url in its config.")
@@ -45,7 +46,8 @@ class Client:
         if streaming:
             body["stream"] = True
             body["stream_options"] = {"include_usage": True}
-        with http.post(parent, self.url, body, self.timeout, self.headers()) as (response, span):
+        with http.post(parent, self.url, body, self.timeout, self.headers(),
+                       stop=self.stop) as (response, span):  # fmt: skip
             if not (streaming and http.is_event_stream(response)):
                 answer = parse_answer(http.read_json(response, self.timeout))
                 if answer.content:

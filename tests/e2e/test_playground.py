@@ -5,6 +5,7 @@ two agents answer side by side. The live server enqueues on an embedded Celery w
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -101,3 +102,48 @@ def test_two_agents_answer_side_by_side(page, playground):
     waterfall.wait_for()
     assert waterfall.locator("li").count() == 4
     assert "LLM" in waterfall.inner_text()
+
+
+def test_cancel_stops_a_slow_answer_that_does_not_stream(page, playground):
+    from tests.playground.agent_server import AgentServer
+
+    agent_server = AgentServer().start()
+    try:
+        Agent.objects.create(name="Slow", kind="openai", config={
+            "url": f"{agent_server.url}/slow-answer/v1", "stream": False})  # fmt: skip
+        page.goto(f"{playground}/playground/")
+        page.get_by_label("Echo").uncheck()
+        page.get_by_label("Slow").check()
+        page.get_by_placeholder("Ask something…").fill("Take your time")
+        page.get_by_role("button", name="Send").click()
+        page.wait_for_url(re.compile(r"/playground/c/\d+/$"))
+        page.locator("[data-status=running]").wait_for()
+
+        page.locator("[data-cancel]").click()
+        cancelled = page.locator("[data-status=cancelled]")
+        cancelled.wait_for(timeout=2_000)
+        # The worker let go of the agent: the call is hung up and the trace stored.
+        run = Run.objects.get()
+        deadline = time.monotonic() + 2
+        while not (agent_server.hangups and Run.objects.get(pk=run.pk).trace_id):
+            assert time.monotonic() < deadline, "the agent call was not stopped within 2 s"
+            time.sleep(0.05)
+    finally:
+        agent_server.stop()
+
+    badge = cancelled.locator("[data-run-status]")
+    assert badge.inner_text() == "Cancelled"
+    assert "stopped" in cancelled.locator("[data-cancelled]").inner_text()
+    assert cancelled.locator("[data-error]").count() == 0
+    # Its own colour: neither the error's nor the done answer's.
+    error_colour = page.evaluate(
+        "() => getComputedStyle(document.body).getPropertyValue('--error-fg').trim()"
+    )
+    colour = badge.evaluate("b => getComputedStyle(b).color")
+    assert colour not in ("rgb(180, 35, 35)", error_colour)
+
+    page.reload()
+    cancelled = page.locator("[data-status=cancelled]")
+    cancelled.get_by_role("link", name="Trace").click()
+    page.wait_for_url(re.compile(r"/traces/tr-[0-9a-f]{32}/$"))
+    assert page.locator("[data-trace-state]").inner_text() == "Cancelled"

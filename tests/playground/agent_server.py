@@ -9,6 +9,8 @@ The first path segment picks the behaviour, the rest is the path the agent kind 
     /responses/invocations            MLflow ResponsesAgent: refuses `messages` with 400
     /fail/...                         HTTP 500 with an OpenAI-style error
     /hang/...                         answers nothing for HANG_S
+    /slow-answer/...                  chat completions JSON, never streamed, after SLOW_ANSWER_S;
+                                      a client that hangs up first is noted in `hangups`
     /malformed/...                    200 with a body that is not JSON
     /stall/...                        streams one chunk, then nothing for HANG_S
     /slow-stream/...                  streams SLOW_WORDS words, one per SLOW_WORD_S
@@ -25,6 +27,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import select
+import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -32,6 +36,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 HANG_S = 2.0
+SLOW_ANSWER_S = 15.0
 SLOW_WORDS = 40
 SLOW_WORD_S = 0.05
 
@@ -137,6 +142,18 @@ class Handler(BaseHTTPRequestHandler):
         time.sleep(HANG_S)
         self._json(200, self._completion(body))
 
+    def mode_slow_answer(self, body: dict[str, Any]) -> None:
+        # Waits watching the connection: a client that gives up closes it, which makes the
+        # socket readable with nothing to read.
+        deadline = time.monotonic() + SLOW_ANSWER_S
+        while (left := deadline - time.monotonic()) > 0:
+            readable, _, _ = select.select([self.connection], [], [], min(left, 0.05))
+            if readable and not self.connection.recv(1, socket.MSG_PEEK):
+                self.server.hangups.append(self.path)
+                self.close_connection = True
+                return
+        self._json(200, self._completion(body))
+
     def mode_malformed(self, body: dict[str, Any]) -> None:
         data = b"<html>not json</html>"
         self.send_response(200)
@@ -208,6 +225,7 @@ class AgentServer(ThreadingHTTPServer):
     def __init__(self, host: str = "127.0.0.1") -> None:
         super().__init__((host, 0), Handler)
         self.requests: list[dict[str, Any]] = []
+        self.hangups: list[str] = []  # paths of /slow-answer requests the client gave up on
         self.url = f"http://{host}:{self.server_address[1]}"
 
     def start(self) -> AgentServer:

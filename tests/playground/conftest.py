@@ -20,6 +20,7 @@ def _agent_server() -> Iterator[AgentServer]:
 def agent_server(_agent_server: AgentServer) -> AgentServer:
     """The test agent server, with the requests of earlier tests forgotten."""
     _agent_server.requests.clear()
+    _agent_server.hangups.clear()
     return _agent_server
 
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import threading
+import time
+
 import pytest
 
 from playground.agents import logged_model
-from playground.agents.base import AgentError, ChatRequest, consume
+from playground.agents.base import AgentError, ChatRequest, Stop, Stopped, consume
 from playground.agents.builtin import LocalGenerator
 from playground.models import Agent
 from playground.tracing import TraceRecorder
@@ -14,14 +17,14 @@ from tracking.models import RegisteredModel
 MESSAGES = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "hi there"}]
 
 
-def run(agent: Agent, request: ChatRequest | None = None):
+def run(agent: Agent, request: ChatRequest | None = None, stop: Stop | None = None):
     from playground.agents import client_for
 
     request = request or ChatRequest(messages=MESSAGES)
     trace = TraceRecorder()
     parent = trace.root(agent.name, "AGENT")
     chunks: list[str] = []
-    answer = consume(client_for(agent).stream(request, parent), chunks.append)
+    answer = consume(client_for(agent, stop).stream(request, parent), chunks.append)
     return answer, chunks, trace
 
 
@@ -232,3 +235,134 @@ def test_mlflow_serving_streams_sse_when_configured(agent_server):
     assert answer.custom_outputs == {"received_custom_inputs": {"x": 1}}
     assert answer.total_tokens == 10
     assert agent_server.requests[0]["body"]["stream"] is True
+
+
+@pytest.mark.parametrize(
+    ("kind", "path", "config"),
+    [("openai", "/slow-answer/v1", {"stream": False}), ("openai", "/slow-answer/v1", {}),
+     ("mlflow-serving", "/slow-answer/invocations", {})],
+)  # fmt: skip
+def test_a_stop_aborts_an_http_call_waiting_for_its_answer(agent_server, kind, path, config):
+    agent = Agent(name="slow", kind=kind, config={"url": agent_server.url + path, **config})
+    stop = Stop()
+    threading.Timer(0.3, stop.request).start()
+    started = time.monotonic()
+
+    with pytest.raises(Stopped):
+        run(agent, stop=stop)
+
+    assert time.monotonic() - started < 1.5  # not the server's 15 s
+    deadline = time.monotonic() + 1
+    while not agent_server.hangups and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert agent_server.hangups == [path + ("/chat/completions" if kind == "openai" else "")]
+
+
+def test_a_stopped_http_call_records_a_cancelled_span_not_an_error(agent_server):
+    from playground.agents import client_for
+
+    agent = openai(f"{agent_server.url}/slow-answer/v1", stream=False)
+    stop = Stop()
+    trace = TraceRecorder()
+    parent = trace.root("slow", "AGENT")
+    threading.Timer(0.2, stop.request).start()
+
+    with pytest.raises(Stopped):
+        consume(client_for(agent, stop).stream(ChatRequest(MESSAGES), parent), lambda _: None)
+
+    (call,) = [s for s in trace.spans if s.name.startswith("POST")]
+    assert call.cancelled and call.status == "UNSET" and call.end_ns is not None
+    assert call.attributes["spyglass.cancelled"] is True
+    assert call.status_message == "Cancelled."
+
+
+def test_a_stop_requested_before_the_call_never_reaches_the_agent(agent_server):
+    stop = Stop()
+    stop.request()
+
+    with pytest.raises(Stopped):
+        run(openai(f"{agent_server.url}/plain/v1"), stop=stop)
+
+    assert agent_server.requests == []
+
+
+def test_a_stop_ends_the_demo_agents_wait_at_once():
+    agent = Agent(name="slow demo", kind="builtin",
+                  config={"agent": "echo", "word_delay_ms": 0, "latency_ms": 10_000})  # fmt: skip
+    stop = Stop()
+    threading.Timer(0.2, stop.request).start()
+    started = time.monotonic()
+
+    with pytest.raises(Stopped):
+        run(agent, stop=stop)
+
+    assert time.monotonic() - started < 2
+
+
+def test_a_stop_hook_runs_once_and_not_after_its_block():
+    stop = Stop()
+    calls: list[str] = []
+    with stop.hook(lambda: calls.append("inside")):
+        pass
+    with stop.hook(lambda: calls.append("interrupt")):
+        stop.request()
+        stop.request()
+    with stop.hook(lambda: calls.append("late")):  # requested already: runs at once
+        pass
+
+    assert calls == ["interrupt", "late"]
+    with pytest.raises(Stopped):
+        stop.check()
+
+
+class _InProcessModel:
+    """A python model as a logged-model agent holds it once loaded (`logged_model._models`)."""
+
+    def __init__(self, predict_s: float = 0.0) -> None:
+        self.predict_s = predict_s
+
+    def predict_stream(self, body):
+        for word in ("one", " two", " three"):
+            yield {"choices": [{"index": 0, "delta": {"content": word}}]}
+
+    def predict(self, body):
+        time.sleep(self.predict_s)
+        return {"choices": [{"index": 0, "message": {"role": "assistant", "content": "whole"}}]}
+
+
+def logged(monkeypatch, settings, model: object, **config) -> Agent:
+    settings.SPYGLASS_PLAYGROUND_LOGGED_MODELS = True
+    monkeypatch.setitem(logged_model._models, "models:/in-process/1", model)
+    return Agent(name="in process", kind="logged-model",
+                 config={"model_uri": "models:/in-process/1", **config})  # fmt: skip
+
+
+def test_a_stop_ends_a_streaming_in_process_model_at_its_next_chunk(monkeypatch, settings):
+    from playground.agents import client_for
+
+    stop = Stop()
+    chunks: list[str] = []
+    trace = TraceRecorder()
+    stream = client_for(logged(monkeypatch, settings, _InProcessModel()), stop).stream(
+        ChatRequest(MESSAGES), trace.root("in process", "AGENT")
+    )
+
+    with pytest.raises(Stopped):
+        consume(stream, lambda chunk: (chunks.append(chunk), stop.request()))
+
+    assert chunks == ["one"]
+    (predict,) = [s for s in trace.spans if s.name.startswith("predict")]
+    assert predict.cancelled and predict.status == "UNSET"
+
+
+def test_a_stop_during_predict_drops_its_answer_when_predict_returns(monkeypatch, settings):
+    agent = logged(monkeypatch, settings, _InProcessModel(predict_s=0.5), stream=False)
+    stop = Stop()
+    threading.Timer(0.1, stop.request).start()
+    started = time.monotonic()
+
+    with pytest.raises(Stopped):
+        run(agent, stop=stop)
+
+    # In-process code cannot be interrupted: it stops at the boundary after predict.
+    assert 0.5 <= time.monotonic() - started < 2

@@ -56,7 +56,49 @@ def test_cancel_stops_an_answer_mid_stream(worker_app, http_agent, agent_server)
     assert run.status == RunStatus.CANCELLED
     assert 0 < len(run.content.split()) < 40  # stopped part-way
     trace = Trace.objects.get(trace_id=run.trace_id)
-    assert trace.state == "ERROR" and "Cancelled" in trace.response_preview
+    # A cancel is not an error: the partial trace is kept, marked cancelled.
+    assert trace.state == "OK" and "Cancelled" in trace.response_preview
+    assert trace.cancelled
+    assert not trace.spans.filter(status="ERROR").exists()
+
+
+@pytest.mark.parametrize(
+    ("kind", "config"),
+    [("openai", {"stream": False}), ("openai", {}), ("mlflow-serving", {})],
+    ids=["openai-json", "openai-asked-to-stream", "mlflow-invocations"],
+)
+def test_cancel_aborts_an_answer_that_does_not_stream_and_frees_the_worker(
+    worker_app, http_agent, agent_server, echo_agent, kind, config
+):
+    message = runs.send(chat(http_agent("slow-answer", kind, **config)), "take your time",
+                        app=worker_app)  # fmt: skip
+    run = message.runs.get()
+    wait_for(lambda: agent_server.requests, what="the agent called")
+
+    assert Run.objects.get(pk=run.pk).cancel()
+    cancelled_at = time.monotonic()
+
+    # The task ends (it writes the trace's id last) and the agent sees the call hung up.
+    wait_for(lambda: Run.objects.get(pk=run.pk).trace_id, timeout=2, what="the task's end")
+    wait_for(lambda: agent_server.hangups, timeout=2 - (time.monotonic() - cancelled_at),
+             what="the HTTP call aborted")  # fmt: skip
+    run.refresh_from_db()
+    assert run.status == RunStatus.CANCELLED and run.error == "Cancelled."
+    assert run.content == ""
+    trace = Trace.objects.get(trace_id=run.trace_id)
+    assert trace.state == "OK" and trace.cancelled
+    spans = {s.name: s for s in trace.spans.all()}
+    path = "/slow-answer/v1/chat/completions" if kind == "openai" else "/slow-answer/invocations"
+    call = spans[f"POST {path}"]
+    assert call.status == "UNSET" and call.attributes["spyglass.cancelled"] is True
+    assert call.end_ns is not None
+    root = spans["playground"]
+    assert root.status == "UNSET" and root.status_message == "Cancelled."
+    assert not trace.spans.filter(status="ERROR").exists()
+
+    # The worker (one thread on in-memory SQLite) is free for the next answer.
+    after = runs.send(chat(echo_agent), "next", app=worker_app)
+    assert wait_until_finished(after.runs.get().pk, timeout=5).status == RunStatus.DONE
 
 
 def test_an_unreachable_broker_fails_the_run_and_keeps_the_message(echo_agent):
@@ -110,6 +152,25 @@ def test_a_message_is_answered_by_a_worker_process_on_redis(redis_playground_wor
     assert run.content == "Echo: over redis"
     assert run.custom_outputs == {"received_custom_inputs": {"a": [1]}}
     assert Trace.objects.filter(trace_id=run.trace_id).exists()
+
+
+@pytest.mark.services
+def test_cancel_aborts_a_slow_answer_in_a_worker_process_on_redis(
+    redis_playground_worker, http_agent, agent_server
+):
+    app, queue = redis_playground_worker
+    message = runs.send(chat(http_agent("slow-answer", stream=False)), "slow", app=app,
+                        queue=queue)  # fmt: skip
+    run = message.runs.get()
+    wait_for(lambda: agent_server.requests, timeout=20, what="the agent called")
+
+    assert Run.objects.get(pk=run.pk).cancel()
+
+    wait_for(lambda: Run.objects.get(pk=run.pk).trace_id, timeout=2, what="the task's end")
+    assert agent_server.hangups
+    run.refresh_from_db()
+    assert run.status == RunStatus.CANCELLED
+    assert Trace.objects.get(trace_id=run.trace_id).cancelled
 
 
 def test_the_reaper_runs_every_minute_from_beat(settings, worker_app):
