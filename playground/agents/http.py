@@ -56,6 +56,9 @@ def post(
             "Content-Type": "application/json",
             "Accept": "application/json, text/event-stream",
             **(headers or {}),
+            # The HTTP span is the caller's span of this request: the agent's own spans
+            # nest under it, inside the agent call, in the playground's trace.
+            **span.propagation_headers(),
         }
         try:
             request = urllib.request.Request(
