@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Generator
+from collections.abc import Generator, Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -98,6 +99,23 @@ def load(uri: str) -> Any:
         return _models[uri]
 
 
+@contextmanager
+def nested_under(span: Span) -> Iterator[None]:
+    """Run the model's code as a callee of `span`: the spans its `@mlflow.trace` and
+    `mlflow.start_span` record join the playground's trace under `span`, not a trace of their
+    own. This is MLflow's distributed tracing (3.9+), in process: the same `traceparent` the
+    HTTP kinds send. MLflow then exports those spans (only spans: the trace is not its own)
+    to its tracking server, which must be this Spyglass (MLFLOW_TRACKING_URI); ingest merges
+    them into the trace the playground records, whichever arrives first."""
+    try:
+        from mlflow.tracing import set_tracing_context_from_http_request_headers
+    except ImportError:  # an mlflow before 3.9: the model's spans stay a trace of their own
+        yield
+        return
+    with set_tracing_context_from_http_request_headers(span.propagation_headers()):
+        yield
+
+
 class Client:
     def __init__(self, agent: Agent) -> None:
         if not enabled():
@@ -118,12 +136,13 @@ class Client:
         with parent.child(f"predict {self.uri}", "AGENT", inputs=request.body()) as span:
             model = load(self.uri)
             answer = None
-            if self.streaming and hasattr(model, "predict_stream"):
-                answer = yield from self._stream(model, request)
-            if answer is None:
-                answer = self._predict(model, request)
-                if answer.content:
-                    yield answer.content
+            with nested_under(span):
+                if self.streaming and hasattr(model, "predict_stream"):
+                    answer = yield from self._stream(model, request)
+                if answer is None:
+                    answer = self._predict(model, request)
+                    if answer.content:
+                        yield answer.content
             span.set_usage(answer.usage())
             span.end(answer.as_output())
         return answer
