@@ -101,11 +101,18 @@ class Span:
         exports to Spyglass puts its spans in this trace, under this span.
 
         MLflow (3.9+) defines no headers of its own: `mlflow.tracing.distributed` reads and
-        writes this same `traceparent` (OTel's TraceContextTextMapPropagator). A served MLflow
-        agent joins when its handler wraps `predict` in
-        `mlflow.tracing.set_tracing_context_from_http_request_headers(headers)` and its
-        client logs to this Spyglass (MLFLOW_TRACKING_URI); the callee then exports only
-        spans, which ingest merges into the playground's trace whatever the order.
+        writes this same `traceparent` (OTel's TraceContextTextMapPropagator). What a served
+        MLflow agent needs to join (checked against mlflow 3.17):
+        - code that reads the header: `mlflow models serve` and mlflow's agent server do not,
+          and `predict` never sees the request, so the app serving it wraps `predict` in
+          `mlflow.tracing.set_tracing_context_from_http_request_headers(request.headers)`;
+        - an exporter that sends the callee's spans to Spyglass over OTLP:
+          `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=<spyglass>/v1/traces` with
+          `OTEL_EXPORTER_OTLP_TRACES_PROTOCOL=http/protobuf`. MLflow's default exporter sends
+          a callee's spans (a trace it did not start) only through `/v1/traces`, and only to
+          a server that answers `GET /version`, which Spyglass does not
+          (tracking/mlflow_api/urls.py): it would drop them with a warning.
+        Ingest then merges those spans into the playground's trace, whichever comes first.
 
         No `tracestate`: the playground starts the trace, so no vendor has state to carry.
         """

@@ -14,6 +14,7 @@ for ChatAgent and ResponsesAgent answers, `predict` answers whole, read like the
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 from collections.abc import Generator, Iterator
@@ -103,10 +104,14 @@ def load(uri: str) -> Any:
 def nested_under(span: Span) -> Iterator[None]:
     """Run the model's code as a callee of `span`: the spans its `@mlflow.trace` and
     `mlflow.start_span` record join the playground's trace under `span`, not a trace of their
-    own. This is MLflow's distributed tracing (3.9+), in process: the same `traceparent` the
-    HTTP kinds send. MLflow then exports those spans (only spans: the trace is not its own)
-    to its tracking server, which must be this Spyglass (MLFLOW_TRACKING_URI); ingest merges
-    them into the trace the playground records, whichever arrives first."""
+    own. This is MLflow's distributed tracing (3.9+), in process, with the `traceparent` the
+    HTTP kinds send. MLflow exports only those spans (the trace is not its own), and only over
+    OTLP: the worker's mlflow needs OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=<spyglass>/v1/traces
+    (see `Span.propagation_headers`). Ingest merges them into the playground's trace.
+    Without it they would be dropped, so they stay a trace of their own, as before."""
+    if not any(os.environ.get(name) for name in _OTLP_ENDPOINT_VARIABLES):
+        yield
+        return
     try:
         from mlflow.tracing import set_tracing_context_from_http_request_headers
     except ImportError:  # an mlflow before 3.9: the model's spans stay a trace of their own
@@ -114,6 +119,10 @@ def nested_under(span: Span) -> Iterator[None]:
         return
     with set_tracing_context_from_http_request_headers(span.propagation_headers()):
         yield
+
+
+# What makes mlflow export over OTLP (mlflow/tracing/provider.py), traces and endpoint alike.
+_OTLP_ENDPOINT_VARIABLES = ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
 
 
 class Client:
