@@ -5,7 +5,9 @@ The standard library is enough here: one request per answer, read line by line w
 streams. A read timeout applies to each read, so a stream that stalls fails as surely as a
 server that never answers. Every request goes through `webapp.egress` (the outbound gate:
 http/https only, allowed hosts, checked redirects) and every key through `egress.secret_for`;
-request headers are never recorded on spans, so a key stays out of traces.
+request headers are never recorded on spans, so a key stays out of traces. Every request
+carries the W3C `traceparent` of its HTTP span (`Span.propagation_headers`), so an
+instrumented agent's own spans join the playground's trace.
 """
 
 from __future__ import annotations
