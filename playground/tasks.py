@@ -40,9 +40,9 @@ from playground.agents.base import (
 )
 from playground.models import UNFINISHED, Run, RunStatus
 from playground.runs import reap_stale_runs
-from playground.tracing import Span, TraceRecorder, trace_id_for_task
+from playground.tracing import Span, TraceRecorder, agent_version, trace_id_for_task, trace_name
 from tracking.ingest import TraceInfo, store
-from tracking.models import CANCELLED_TAG, Experiment
+from tracking.models import CANCELLED_TAG, TRACE_NAME_TAG, Experiment
 
 logger = logging.getLogger(__name__)
 
@@ -282,8 +282,9 @@ def _trace_info(trace: TraceRecorder, run: Run, root: Span, result: Answer | Non
                 experiment_id: int, state: str) -> TraceInfo:  # fmt: skip
     usage = result.usage() if result else {}
     metadata = {"spyglass.playground.run": str(run.pk)}
-    if run.agent.model_id:
-        metadata["mlflow.modelId"] = run.agent.model_id
+    model_id, version = agent_version(run.agent)
+    if model_id:
+        metadata["mlflow.modelId"] = model_id
     if usage:
         metadata["mlflow.trace.tokenUsage"] = json.dumps(usage)
     users = [m.get("content", "") for m in run.request["messages"] if m.get("role") == "user"]
@@ -297,7 +298,10 @@ def _trace_info(trace: TraceRecorder, run: Run, root: Span, result: Answer | Non
         request_preview=str(last_user)[:1000],
         response_preview=(result.content if result else root.status_message)[:1000],
         metadata=metadata,
-        tags={"mlflow.traceName": "playground", "spyglass.agent": run.agent.name},
+        tags={
+            TRACE_NAME_TAG: trace_name(run.agent.name, version),
+            "spyglass.agent": run.agent.name,
+        },
     )
 
 

@@ -6,20 +6,60 @@ that the MLflow and OTLP paths build, and `store()` turns them into rows.
 
 from __future__ import annotations
 
+import re
 import secrets
 import time
 import traceback
 import uuid
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from playground.agents.base import Stopped
 from tracking.ingest import TOKEN_USAGE_ATTRIBUTE, SpanData, make_span
-from tracking.models import Trace
+from tracking.models import LoggedModel, Trace
+
+if TYPE_CHECKING:
+    from playground.models import Agent
+
+
+# W3C Trace Context, version 00, "sampled" flag: the playground records every answer.
+TRACEPARENT_FORMAT = "00-{trace_id}-{span_id}-01"
+TRACE_NAME_PREFIX = "playground"
 
 
 def new_trace_id() -> str:
     return f"tr-{secrets.token_hex(16)}"
+
+
+def otel_trace_id(trace_id: str) -> str:
+    """The OpenTelemetry trace id (32 hex) of an MLflow trace id: MLflow's `tr-<32 hex>` is
+    the OTel id in hex, so spans that an agent exports over OTLP with it land in this trace."""
+    return trace_id.removeprefix("tr-")
+
+
+def agent_version(agent: Agent) -> tuple[str, str]:
+    """The model version an agent answers as: (model id, "<name> v<n>"), the label empty
+    when the version is not (yet) logged here, ("", "") when the agent has none. The id is
+    the agent's own, or the one its `models:/m-...` model_uri names (a logged-model agent
+    made from a URI)."""
+    model_id = agent.model_id
+    if not model_id:
+        match = _MODEL_URI_ID.fullmatch(str((agent.config or {}).get("model_uri") or ""))
+        model_id = match.group(1) if match else ""
+    if not model_id:
+        return "", ""
+    model = LoggedModel.objects.numbered().filter(model_id=model_id).first()
+    return model_id, f"{model.name} v{model.number}" if model else ""
+
+
+_MODEL_URI_ID = re.compile(r"models:/(m-[0-9a-f]{32})")
+
+
+def trace_name(agent_name: str, version: str = "") -> str:
+    """What the trace list shows: agents compared side by side are told apart by name, and
+    by version when the agent is linked to one."""
+    name = f"{TRACE_NAME_PREFIX}: {agent_name}"
+    return f"{name} ({version})" if version else name
 
 
 def trace_id_for_task(task_id: str) -> str | None:
@@ -59,6 +99,32 @@ class Span:
 
     def child(self, name: str, span_type: str = "UNKNOWN", inputs: Any = None) -> Span:
         return Span(self.trace, name, span_type, self.span_id, inputs)
+
+    def propagation_headers(self) -> dict[str, str]:
+        """W3C Trace Context headers that make this span the parent of what the callee
+        records: an OpenTelemetry-instrumented agent (its SDK's default propagator) that
+        exports to Spyglass puts its spans in this trace, under this span.
+
+        MLflow (3.9+) defines no headers of its own: `mlflow.tracing.distributed` reads and
+        writes this same `traceparent` (OTel's TraceContextTextMapPropagator). What a served
+        MLflow agent needs to join (checked against mlflow 3.17):
+        - code that reads the header: `mlflow models serve` and mlflow's agent server do not,
+          and `predict` never sees the request, so the app serving it wraps `predict` in
+          `mlflow.tracing.set_tracing_context_from_http_request_headers(request.headers)`;
+        - an exporter that sends the callee's spans to Spyglass over OTLP:
+          `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=<spyglass>/v1/traces` with
+          `OTEL_EXPORTER_OTLP_TRACES_PROTOCOL=http/protobuf`. MLflow's default exporter sends
+          a callee's spans (a trace it did not start) only through `/v1/traces`, and only to
+          a server that answers `GET /version`, which Spyglass does not
+          (tracking/mlflow_api/urls.py): it would drop them with a warning.
+        Ingest then merges those spans into the playground's trace, whichever comes first.
+
+        No `tracestate`: the playground starts the trace, so no vendor has state to carry.
+        """
+        traceparent = TRACEPARENT_FORMAT.format(
+            trace_id=otel_trace_id(self.trace.trace_id), span_id=self.span_id
+        )
+        return {"traceparent": traceparent}
 
     def set_usage(self, usage: dict[str, int]) -> None:
         if usage:

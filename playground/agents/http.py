@@ -5,7 +5,9 @@ The standard library is enough here: one request per answer, read line by line w
 streams. A read timeout applies to each read, so a stream that stalls fails as surely as a
 server that never answers. Every request goes through `webapp.egress` (the outbound gate:
 http/https only, allowed hosts, checked redirects) and every key through `egress.secret_for`;
-request headers are never recorded on spans, so a key stays out of traces.
+request headers are never recorded on spans, so a key stays out of traces. Every request
+carries the W3C `traceparent` of its HTTP span (`Span.propagation_headers`), so an
+instrumented agent's own spans join the playground's trace.
 
 A `Stop` aborts a call from another thread: its sockets are shut down, which wakes the read
 that waits for the answer (streaming or not), and the call raises `Stopped` instead of the
@@ -66,6 +68,9 @@ def post(
             "Content-Type": "application/json",
             "Accept": "application/json, text/event-stream",
             **(headers or {}),
+            # The HTTP span is the caller's span of this request: the agent's own spans
+            # nest under it, inside the agent call, in the playground's trace.
+            **span.propagation_headers(),
         }
         try:
             request = urllib.request.Request(

@@ -18,9 +18,11 @@ so a long `predict` keeps the worker until it returns and its answer is then dro
 
 from __future__ import annotations
 
+import os
 import re
 import threading
-from collections.abc import Generator
+from collections.abc import Generator, Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -104,6 +106,31 @@ def load(uri: str) -> Any:
         return _models[uri]
 
 
+@contextmanager
+def nested_under(span: Span) -> Iterator[None]:
+    """Run the model's code as a callee of `span`: the spans its `@mlflow.trace` and
+    `mlflow.start_span` record join the playground's trace under `span`, not a trace of their
+    own. This is MLflow's distributed tracing (3.9+), in process, with the `traceparent` the
+    HTTP kinds send. MLflow exports only those spans (the trace is not its own), and only over
+    OTLP: the worker's mlflow needs OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=<spyglass>/v1/traces
+    (see `Span.propagation_headers`). Ingest merges them into the playground's trace.
+    Without it they would be dropped, so they stay a trace of their own, as before."""
+    if not any(os.environ.get(name) for name in _OTLP_ENDPOINT_VARIABLES):
+        yield
+        return
+    try:
+        from mlflow.tracing import set_tracing_context_from_http_request_headers
+    except ImportError:  # an mlflow before 3.9: the model's spans stay a trace of their own
+        yield
+        return
+    with set_tracing_context_from_http_request_headers(span.propagation_headers()):
+        yield
+
+
+# What makes mlflow export over OTLP (mlflow/tracing/provider.py), traces and endpoint alike.
+_OTLP_ENDPOINT_VARIABLES = ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
+
+
 class Client:
     def __init__(self, agent: Agent, stop: Stop | None = None) -> None:
         self.stop = stop or Stop()
@@ -126,13 +153,14 @@ class Client:
             model = load(self.uri)
             self.stop.check()
             answer = None
-            if self.streaming and hasattr(model, "predict_stream"):
-                answer = yield from self._stream(model, request)
-            if answer is None:
-                answer = self._predict(model, request)
-                self.stop.check()
-                if answer.content:
-                    yield answer.content
+            with nested_under(span):
+                if self.streaming and hasattr(model, "predict_stream"):
+                    answer = yield from self._stream(model, request)
+                if answer is None:
+                    answer = self._predict(model, request)
+                    self.stop.check()
+                    if answer.content:
+                        yield answer.content
             span.set_usage(answer.usage())
             span.end(answer.as_output())
         return answer

@@ -18,6 +18,12 @@ The first path segment picks the behaviour, the rest is the path the agent kind 
     /fail-long/...                    HTTP 500 with a 5,000-character text body
     /redirect/...?to=URL&status=302   answers `status` (default 302) with Location: URL
     /redirect-loop/...                307 to itself, forever
+    /traced/...                       chat completions by an agent instrumented with the
+                                      OpenTelemetry SDK: its spans (predict > lookup_sources)
+                                      join the caller's `traceparent` and are exported over
+                                      OTLP to `otlp_url` before it answers, each batch twice
+    /traced-late/...                  the same, but its spans wait in `pending` until the
+                                      test calls `export_pending()` (an exporter's late batch)
 
 Every request body is kept in `requests` (path, body, headers) for assertions. `host` binds
 another loopback address (127.0.0.2: a second server, for redirects across hosts).
@@ -31,9 +37,17 @@ import select
 import socket
 import threading
 import time
+from collections.abc import Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.trace import Tracer
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 HANG_S = 2.0
 SLOW_ANSWER_S = 15.0
@@ -171,6 +185,26 @@ class Handler(BaseHTTPRequestHandler):
         words = [f"word{i}" for i in range(SLOW_WORDS)]
         self._stream_words(words, body, delay=SLOW_WORD_S)
 
+    def mode_traced(self, body: dict[str, Any]) -> None:
+        self._traced_answer(body, self.server.exporter)
+
+    def mode_traced_late(self, body: dict[str, Any]) -> None:
+        self._traced_answer(body, self.server.pending)
+
+    def _traced_answer(self, body: dict[str, Any], exporter: SpanExporter) -> None:
+        # What an instrumented agent does with the W3C headers it is sent: its spans
+        # continue the caller's trace, under the caller's span.
+        # (Header names lowercased, as WSGI and ASGI servers hand them to an app.)
+        headers = {name.lower(): value for name, value in self.headers.items()}
+        context = TraceContextTextMapPropagator().extract(headers)
+        tracer = self.server.tracer_for(exporter)
+        with tracer.start_as_current_span("predict", context=context) as predict:
+            predict.set_attribute("mlflow.spanType", '"AGENT"')
+            with tracer.start_as_current_span("lookup_sources") as lookup:
+                lookup.set_attribute("mlflow.spanType", '"RETRIEVER"')
+            completion = self._completion(body)
+        self._json(200, completion)
+
     # --- wire ---
 
     def _completion(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -219,6 +253,36 @@ class Handler(BaseHTTPRequestHandler):
         self._event("[DONE]")
 
 
+class _Twice(SpanExporter):
+    """The OTLP exporter, sending every batch twice: an exporter retries a batch whose
+    answer it did not get, so a receiver sees the same spans again."""
+
+    def __init__(self, server: AgentServer) -> None:
+        self.server = server
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        exporter = OTLPSpanExporter(endpoint=self.server.otlp_url)
+        try:
+            results = [exporter.export(spans), exporter.export(spans)]
+        finally:
+            exporter.shutdown()
+        self.server.export_results.extend(results)
+        return results[-1]
+
+
+class _Pending(SpanExporter):
+    """Keeps finished spans until the test sends them (`AgentServer.export_pending`)."""
+
+    def __init__(self) -> None:
+        self.spans: list[ReadableSpan] = []
+        self.lock = threading.Lock()
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        with self.lock:
+            self.spans.extend(spans)
+        return SpanExportResult.SUCCESS
+
+
 class AgentServer(ThreadingHTTPServer):
     daemon_threads = True
 
@@ -227,11 +291,46 @@ class AgentServer(ThreadingHTTPServer):
         self.requests: list[dict[str, Any]] = []
         self.hangups: list[str] = []  # paths of /slow-answer requests the client gave up on
         self.url = f"http://{host}:{self.server_address[1]}"
+        # Where the traced modes export their spans (the test's live server), and how that went.
+        self.otlp_url = ""
+        self.export_results: list[SpanExportResult] = []
+        self.exporter = _Twice(self)
+        self.pending = _Pending()
+        self._providers: dict[int, TracerProvider] = {}
+        self._providers_lock = threading.Lock()
+
+    def tracer_for(self, exporter: SpanExporter) -> Tracer:
+        with self._providers_lock:
+            return self._tracer_for(exporter)
+
+    def _tracer_for(self, exporter: SpanExporter) -> Tracer:
+        provider = self._providers.get(id(exporter))
+        if provider is None:
+            # A provider of its own, never the global one: tests do not see each other's spans.
+            provider = TracerProvider(resource=Resource.create({"service.name": "test-agent"}))
+            provider.add_span_processor(SimpleSpanProcessor(exporter))
+            self._providers[id(exporter)] = provider
+        return provider.get_tracer("tests.playground.agent_server")
+
+    def export_pending(self) -> SpanExportResult:
+        with self.pending.lock:
+            spans, self.pending.spans = self.pending.spans, []
+        return self.exporter.export(spans)
+
+    def forget(self) -> None:
+        """Forget the requests and spans of earlier tests."""
+        self.requests.clear()
+        self.hangups.clear()
+        self.export_results.clear()
+        with self.pending.lock:
+            self.pending.spans.clear()
 
     def start(self) -> AgentServer:
         threading.Thread(target=self.serve_forever, name="agent-server", daemon=True).start()
         return self
 
     def stop(self) -> None:
+        for provider in self._providers.values():
+            provider.shutdown()
         self.shutdown()
         self.server_close()

@@ -19,8 +19,7 @@ def _agent_server() -> Iterator[AgentServer]:
 @pytest.fixture
 def agent_server(_agent_server: AgentServer) -> AgentServer:
     """The test agent server, with the requests of earlier tests forgotten."""
-    _agent_server.requests.clear()
-    _agent_server.hangups.clear()
+    _agent_server.forget()
     return _agent_server
 
 

@@ -11,7 +11,7 @@ from playground import runs
 from playground.models import Message, Run, RunStatus
 from playground.tasks import answer_run
 from tests.playground.conftest import chat
-from tracking.models import Span, Trace
+from tracking.models import LoggedModel, Span, Trace
 
 pytestmark = pytest.mark.django_db
 
@@ -55,6 +55,24 @@ def test_a_run_streams_its_answer_and_records_a_linked_trace(http_agent):
     assert root.inputs["temperature"] == 0.3
     assert root.outputs["choices"][0]["message"]["content"] == "Echo: hi there"
     assert http.attributes["mlflow.chat.tokenUsage"]["total_tokens"] == 10
+
+
+def test_a_trace_is_named_for_its_agent_and_linked_to_its_version(http_agent, experiment):
+    model = LoggedModel.objects.create(experiment=experiment, name="support_agent")
+    agent = http_agent("openai")
+    agent.model_id = model.model_id
+    agent.save()
+    plain = http_agent("plain")
+    run, other = queued_run(agent), queued_run(plain)
+
+    answer_run(run.pk), answer_run(other.pk)
+
+    trace = Trace.objects.get(trace_id=Run.objects.get(pk=run.pk).trace_id)
+    assert trace.name == f"playground: {agent.name} (support_agent v1)"
+    assert trace.model_id == model.model_id
+    trace = Trace.objects.get(trace_id=Run.objects.get(pk=other.pk).trace_id)
+    assert (trace.name, trace.model_id) == (f"playground: {plain.name}", "")
+    assert trace.tags["spyglass.agent"] == plain.name
 
 
 def test_a_redelivered_message_does_nothing(http_agent, agent_server):
