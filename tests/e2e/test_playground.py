@@ -68,7 +68,7 @@ def test_the_oracle_judge_answer_streams_in_with_custom_inputs_and_a_trace(page,
     done.wait_for(timeout=15_000)
     answer = done.locator("[data-answer]").inner_text()
     assert partial and len(partial) < len(answer)
-    assert "Improved" in answer
+    assert "Improved answer:" in answer
     assert '"tier": "gold"' in done.locator("[data-custom-outputs]").inner_text()
     assert re.fullmatch(r"\d+ ms", done.locator("[data-latency]").inner_text())
     assert "tokens" in done.locator("[data-tokens]").inner_text()
