@@ -10,8 +10,8 @@ from urllib.parse import parse_qs, urlsplit
 from django import forms
 from django.db import transaction
 
-from playground.agents.base import AgentError
 from playground.agents import logged_model
+from playground.agents.base import AgentError
 from playground.agents.logged_model import check_model_uri
 from playground.models import Agent, AgentKind, AgentSecret, Role
 from webapp import egress, vault

@@ -146,9 +146,14 @@ def _chat(request: HtmxHttpRequest, chat: Conversation, form: SendForm, status: 
         {"agent": agent, "turns": [(m, by_turn.get((m.pk, agent.pk))) for m in messages]}
         for agent in agents
     ]
-    context = {"chat": chat, "panes": panes, "form": form, "conversations": _conversations(request),
-               "may_change": chat.changeable_by(access_for(request)),
-               "title_form": title_form or ConversationTitleForm(initial={"title": chat.title})}  # fmt: skip
+    context = {
+        "chat": chat,
+        "panes": panes,
+        "form": form,
+        "conversations": _conversations(request),
+        "may_change": chat.changeable_by(access_for(request)),
+        "title_form": title_form or ConversationTitleForm(initial={"title": chat.title}),
+    }
     return render_page(
         request, "playground/conversation.html", context, fragment="chat", status=status
     )

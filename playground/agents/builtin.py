@@ -48,14 +48,16 @@ DEFAULT_ROLES: Json = {
 
 _WORDS = re.compile(r"[A-Za-z][A-Za-z'-]*")
 # Words that carry no topic: a question's "what", "how", "does", "good"...
-_STOPWORDS = frozenset(
-    """about above after again also because been before being best better between both could
-    does doing done each even every from have having here into just know least less like make
-    many more most much must need only other over same should some such than that their them
-    then there these they thing things this those through very want what when where which while
-    whom whose will with without would your good does doesn't don't isn't aren't can't won't
-    require requires tell explain give please really""".split()
-)
+_STOPWORDS = frozenset({
+    "about", "above", "after", "again", "also", "aren't", "because", "been", "before", "being",
+    "best", "better", "between", "both", "can't", "could", "does", "doesn't", "doing", "don't",
+    "done", "each", "even", "every", "explain", "from", "give", "good", "have", "having", "here",
+    "into", "isn't", "just", "know", "least", "less", "like", "make", "many", "more", "most",
+    "much", "must", "need", "only", "other", "over", "please", "really", "require", "requires",
+    "same", "should", "some", "such", "tell", "than", "that", "their", "them", "then", "there",
+    "these", "they", "thing", "things", "this", "those", "through", "very", "want", "what", "when",
+    "where", "which", "while", "whom", "whose", "will", "with", "without", "won't", "would", "your"
+})  # fmt: skip
 _CLAIMS = [
     "The short answer is that it comes down to {a} and {b}.",
     "Most of what matters here is {a}, and then {b}.",
@@ -109,7 +111,7 @@ class LocalGenerator:
         rng = _seeded(instructions, prompt, temperature)
         a, b = topics(prompt)
         count = 1 + int(temperature * 3)
-        sentences = [rng.choice(_CLAIMS)] + rng.sample(_DETAILS, k=min(count, len(_DETAILS)))
+        sentences = [rng.choice(_CLAIMS), *rng.sample(_DETAILS, k=min(count, len(_DETAILS)))]
         return _words_up_to(" ".join(t.format(a=a, b=b) for t in sentences), max_tokens)
 
     def review(self, instructions: str, prompt: str, draft: str, temperature: float,
@@ -120,8 +122,7 @@ class LocalGenerator:
         count = 1 + int(temperature * 2)
         verdict = rng.choice(_VERDICTS).format(a=a, b=b)
         additions = [
-            t.format(a=a, b=b)
-            for t in rng.sample(_ADDITIONS, k=min(count, len(_ADDITIONS)))
+            t.format(a=a, b=b) for t in rng.sample(_ADDITIONS, k=min(count, len(_ADDITIONS)))
         ]
         text = f"{verdict}\n\n**Improved answer:** {draft} {' '.join(additions)}"
         return _words_up_to(text, max_tokens)
