@@ -1,43 +1,38 @@
-// "Copy" buttons: <button data-copy="#id"> copies the text of the element #id. A static file,
-// not inline JS, so that the page's Content-Security-Policy can forbid inline scripts.
+// Copy buttons: <button data-copy-target="some-id"> copies the text of the element #some-id.
+// A static file, not inline JS, so that the Content-Security-Policy forbids inline scripts.
 (function () {
   "use strict";
 
   function selectText(element) {
-    var range = document.createRange();
+    // Without clipboard access (plain HTTP), select the text so that Ctrl+C copies it.
+    const range = document.createRange();
     range.selectNodeContents(element);
-    var selection = window.getSelection();
+    const selection = window.getSelection();
     selection.removeAllRanges();
     selection.addRange(range);
   }
 
-  function copied(button, ok) {
-    var label = button.dataset.label || button.textContent;
-    button.dataset.label = label;
-    button.textContent = ok ? "Copied" : "Press Ctrl+C to copy";
-    button.classList.toggle("copy-failed", !ok);
-    window.setTimeout(function () {
-      button.textContent = label;
-      button.classList.remove("copy-failed");
-    }, 2000);
+  function say(button, text) {
+    if (!button.dataset.label) button.dataset.label = button.textContent;
+    button.textContent = text;
+    clearTimeout(button._copyTimer);
+    button._copyTimer = setTimeout(() => (button.textContent = button.dataset.label), 1500);
   }
 
-  document.addEventListener("click", function (event) {
-    var button = event.target.closest("button[data-copy]");
+  document.addEventListener("click", (event) => {
+    const button = event.target.closest && event.target.closest("[data-copy-target]");
     if (!button) return;
-    var source = document.querySelector(button.dataset.copy);
+    const source = document.getElementById(button.dataset.copyTarget);
     if (!source) return;
-    var text = source.textContent.trim();
-    // The clipboard API needs a secure context (https or localhost); elsewhere, select the
-    // text so that the user can copy it by hand.
-    if (navigator.clipboard && window.isSecureContext) {
-      navigator.clipboard.writeText(text).then(
-        function () { copied(button, true); },
-        function () { selectText(source); copied(button, false); }
-      );
-    } else {
+    const text = source.textContent.trim();
+    const byHand = () => {
       selectText(source);
-      copied(button, false);
+      say(button, "Press Ctrl+C");
+    };
+    if (navigator.clipboard && window.isSecureContext) {
+      navigator.clipboard.writeText(text).then(() => say(button, "Copied"), byHand);
+    } else {
+      byHand();
     }
   });
 })();

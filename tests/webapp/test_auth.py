@@ -160,8 +160,8 @@ def test_the_issued_token_has_copy_buttons_from_a_static_script(client, auth_on,
 
     page = client.post("/settings/tokens/", {"name": "ci", "scope": "write"}).content.decode()
 
-    assert '<button type="button" class="button" data-copy="#issued-token">' in page
-    assert 'data-copy="#issued-env"' in page and 'id="issued-env"' in page
+    assert '<button type="button" class="button" data-copy-target="issued-token">' in page
+    assert 'data-copy-target="issued-env"' in page and 'id="issued-env"' in page
     assert '<script src="/static/js/copy_button.js" defer></script>' in page
     assert "onclick" not in page
 
