@@ -8,6 +8,7 @@ import re
 from collections.abc import Iterator
 
 import pytest
+from playwright.sync_api import expect
 
 from playground.models import Agent, Run
 from tests.playground.conftest import sqlite_reads_without_table_locks
@@ -101,3 +102,48 @@ def test_two_agents_answer_side_by_side(page, playground):
     waterfall.wait_for()
     assert waterfall.locator("li").count() == 4
     assert "LLM" in waterfall.inner_text()
+
+
+def padding_of(locator) -> list[float]:
+    style = "getComputedStyle(el)"
+    return locator.evaluate(f"el => ['paddingTop', 'paddingLeft'].map(p => parseFloat({style}[p]))")
+
+
+def test_the_agents_page_shows_urls_pads_its_cards_and_deletes_an_agent(page, server):
+    Agent.objects.create(name="served", kind="mlflow-serving",
+                         config={"url": "http://127.0.0.1:5001/invocations"})  # fmt: skip
+    echo = Agent.objects.create(name="Echo", kind="builtin", config={"agent": "echo"})
+    page.goto(f"{server}/playground/agents/")
+
+    where = page.locator("[data-where]").all_inner_texts()
+    assert where == ["built-in: echo", "http://127.0.0.1:5001/invocations"]
+    form_card = page.locator("section.card", has_text="Add an agent")
+    assert all(p >= 12 for p in padding_of(form_card))
+
+    page.get_by_role("link", name="Echo").click()
+    page.get_by_text("Delete this agent").click()
+    page.get_by_role("button", name="Delete Echo").click()
+    page.wait_for_url(f"{server}/playground/agents/")
+
+    assert page.locator("[data-where]").all_inner_texts() == ["http://127.0.0.1:5001/invocations"]
+    assert not Agent.objects.filter(pk=echo.pk).exists()
+
+
+def test_a_conversation_is_renamed_and_deleted(page, playground):
+    page.goto(f"{playground}/playground/")
+    page.get_by_label("Echo").check()
+    page.get_by_placeholder("Ask something…").fill("first words")
+    page.get_by_role("button", name="Send").click()
+    page.wait_for_url(re.compile(r"/playground/c/\d+/$"))
+    page.locator("[data-status=done]").wait_for(timeout=15_000)
+
+    page.get_by_text("Rename or delete").click()
+    page.get_by_label("Title").fill("Scones plan")
+    page.get_by_role("button", name="Rename").click()
+
+    expect(page.locator("h1")).to_have_text("Scones plan")
+    expect(page.locator(".pg-conversations li.current")).to_contain_text("Scones plan")
+    page.get_by_text("Rename or delete").click()
+    page.get_by_role("button", name="Delete this conversation").click()
+    page.wait_for_url(f"{playground}/playground/")
+    assert "Scones plan" not in page.locator(".pg-sidebar").inner_text()
