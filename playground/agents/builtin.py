@@ -204,23 +204,12 @@ class Client:
         return text
 
     def _generate(self, role: Json, prompt: str, request: ChatRequest) -> str:
-        # A temperature or max_tokens sent with the message overrides the role's own.
-        temperature = float(request.params.get("temperature", role.get("temperature", 0.7)))
-        max_tokens = int(request.params.get("max_tokens", role.get("max_tokens", 200)))
-        instructions = role.get("instructions", "")
-        text = self.generator.generate(instructions, prompt, temperature, max_tokens)
-        for stop in _stops(request.params.get("stop")):
-            text = text.split(stop, 1)[0]
-        return text
+        text = self.generator.generate(prompt=prompt, **_sampling(role, request))
+        return _stopped(text, request)
 
     def _review(self, role: Json, prompt: str, draft: str, request: ChatRequest) -> str:
-        temperature = float(request.params.get("temperature", role.get("temperature", 0.7)))
-        max_tokens = int(request.params.get("max_tokens", role.get("max_tokens", 200)))
-        instructions = role.get("instructions", "")
-        text = self.generator.review(instructions, prompt, draft, temperature, max_tokens)
-        for stop in _stops(request.params.get("stop")):
-            text = text.split(stop, 1)[0]
-        return text
+        text = self.generator.review(prompt=prompt, draft=draft, **_sampling(role, request))
+        return _stopped(text, request)
 
     def _llm_inputs(self, role: Json, prompt: str) -> Json:
         return {
@@ -266,6 +255,21 @@ def _last_user_message(messages: list[Json]) -> str:
         if message.role == "user":
             return message.content
     raise AgentError("There is no user message to answer.")
+
+
+def _sampling(role: Json, request: ChatRequest) -> Json:
+    # A temperature or max_tokens sent with the message overrides the role's own.
+    return {
+        "instructions": role.get("instructions", ""),
+        "temperature": float(request.params.get("temperature", role.get("temperature", 0.7))),
+        "max_tokens": int(request.params.get("max_tokens", role.get("max_tokens", 200))),
+    }
+
+
+def _stopped(text: str, request: ChatRequest) -> str:
+    for stop in _stops(request.params.get("stop")):
+        text = text.split(stop, 1)[0]
+    return text
 
 
 def _stops(stop: Any) -> list[str]:
