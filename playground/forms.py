@@ -10,6 +10,7 @@ from urllib.parse import parse_qs, urlsplit
 from django import forms
 from django.db import transaction
 
+from playground.agents import logged_model
 from playground.agents.base import AgentError
 from playground.agents.logged_model import check_model_uri
 from playground.models import Agent, AgentKind, AgentSecret, Role
@@ -117,6 +118,10 @@ class NewChatForm(SendForm):
         return agents
 
 
+class ConversationTitleForm(forms.Form):
+    title = forms.CharField(max_length=200, strip=True)
+
+
 class JSONObjectField(forms.CharField):
     widget = forms.Textarea(attrs={"rows": 4, "spellcheck": "false"})
 
@@ -192,6 +197,12 @@ class AgentForm(forms.ModelForm):
         builtin = config.get("agent", "echo")
         if kind == AgentKind.BUILTIN and builtin not in ("echo", "oracle-judge"):
             self.add_error("config", 'A built-in agent is "echo" or "oracle-judge".')
+        if kind == AgentKind.LOGGED_MODEL and not logged_model.enabled():
+            # Refused here, not at the first message: the worker would only fail later.
+            self.add_error("kind", "Logged-model agents are off: they run the model's logged "
+                           "code in the worker. Set SPYGLASS_PLAYGROUND_LOGGED_MODELS=1 in the "
+                           "environment of the web server and the workers, restart them, and "
+                           "save again.")  # fmt: skip
         if kind == AgentKind.LOGGED_MODEL and not (config.get("model_uri") or data.get("model_id")):
             self.add_error("model_id", "A logged-model agent needs a model id or a model_uri.")
         if kind == AgentKind.LOGGED_MODEL and config.get("model_uri"):

@@ -120,6 +120,18 @@ class Conversation(models.Model):
     def __str__(self) -> str:
         return self.title or f"Conversation {self.pk}"
 
+    def changeable_by(self, access: Access) -> bool:
+        """Only who started it renames or deletes it (admins read others' chats, no more);
+        with logins off, the one local user owns the chats started without a login."""
+        user = access.user
+        if user is not None and user.is_authenticated:
+            return self.owner_id == user.pk
+        return self.owner_id is None and access.is_admin
+
+    def rename(self, title: str) -> None:
+        self.title = title
+        self.save(update_fields=["title"])
+
 
 class Role(models.TextChoices):
     USER = "user"

@@ -10,9 +10,12 @@ urlpatterns = [
     path("new", views.new_chat, name="new-chat"),
     path("c/<int:pk>/", views.conversation, name="conversation"),
     path("c/<int:pk>/send", views.send, name="send"),
+    path("c/<int:pk>/rename", views.rename_conversation, name="conversation-rename"),
+    path("c/<int:pk>/delete", views.delete_conversation, name="conversation-delete"),
     path("runs/<int:pk>/", views.run, name="run"),
     path("runs/<int:pk>/cancel", views.cancel, name="cancel"),
     path("runs/<int:pk>/trace", views.run_trace, name="run-trace"),
     path("agents/", views.agents, name="agents"),
     path("agents/<int:pk>/", views.agent, name="agent"),
+    path("agents/<int:pk>/delete", views.delete_agent, name="agent-delete"),
 ]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
@@ -18,8 +19,8 @@ from django_htmx.http import HttpResponseClientRedirect
 from access.rules import access_for
 from playground import replay, runs
 from playground.agents.builtin import ensure_demo_agents
-from playground.forms import AgentForm, NewChatForm, SendForm
-from playground.models import Agent, Conversation, Run
+from playground.forms import AgentForm, ConversationTitleForm, NewChatForm, SendForm
+from playground.models import Agent, AgentKind, Conversation, Run
 from tracking import waterfall
 from tracking.models import Span
 from webapp.htmx import HtmxHttpRequest, render_page
@@ -136,8 +137,8 @@ def _carried_over(chat: Conversation) -> dict[str, Any]:
     }
 
 
-def _chat(request: HtmxHttpRequest, chat: Conversation, form: SendForm,
-          status: int = 200) -> HttpResponse:  # fmt: skip
+def _chat(request: HtmxHttpRequest, chat: Conversation, form: SendForm, status: int = 200,
+          title_form: ConversationTitleForm | None = None) -> HttpResponse:  # fmt: skip
     agents = list(chat.agents.all())
     messages = list(chat.messages.all())
     by_turn = {(r.message_id, r.agent_id): r for r in chat.runs.select_related("agent")}
@@ -145,7 +146,14 @@ def _chat(request: HtmxHttpRequest, chat: Conversation, form: SendForm,
         {"agent": agent, "turns": [(m, by_turn.get((m.pk, agent.pk))) for m in messages]}
         for agent in agents
     ]
-    context = {"chat": chat, "panes": panes, "form": form, "conversations": _conversations(request)}
+    context = {
+        "chat": chat,
+        "panes": panes,
+        "form": form,
+        "conversations": _conversations(request),
+        "may_change": chat.changeable_by(access_for(request)),
+        "title_form": title_form or ConversationTitleForm(initial={"title": chat.title}),
+    }
     return render_page(
         request, "playground/conversation.html", context, fragment="chat", status=status
     )
@@ -162,6 +170,32 @@ def send(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     if not request.htmx:
         return redirect("playground:conversation", pk=chat.pk)
     return _chat(request, chat, SendForm(initial=form.carried_over()))
+
+
+def _changeable_conversation(request: HtmxHttpRequest, pk: int) -> Conversation:
+    chat = get_object_or_404(_own_conversations(request), pk=pk)
+    if not chat.changeable_by(access_for(request)):
+        raise PermissionDenied("Only who started a conversation can rename or delete it.")
+    return chat
+
+
+@require_POST
+def rename_conversation(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+    chat = _changeable_conversation(request, pk)
+    form = ConversationTitleForm(request.POST)
+    if not form.is_valid():
+        return _chat(request, chat, SendForm(initial=_carried_over(chat)), status=400,
+                     title_form=form)  # fmt: skip
+    chat.rename(form.cleaned_data["title"])
+    url = reverse("playground:conversation", args=[chat.pk])
+    return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
+
+
+@require_POST
+def delete_conversation(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+    _changeable_conversation(request, pk).delete()
+    url = reverse("playground:index")
+    return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
 
 
 @require_safe
@@ -214,8 +248,11 @@ def run_trace(request: HtmxHttpRequest, pk: int) -> HttpResponse:
 
 def _agents_page(request: HtmxHttpRequest, form: AgentForm | None,
                  editing: Agent | None) -> HttpResponse:  # fmt: skip
+    agents = list(Agent.objects.for_list())
+    for item in agents:
+        item.where = _where(item)
     context = {"form": form, "may_manage": form is not None, "editing": editing,
-               "agents": Agent.objects.for_list()}  # fmt: skip
+               "agents": agents}  # fmt: skip
     status = 422 if form is not None and form.errors else 200
     return render(request, "playground/agents.html", context, status=status)
 
@@ -246,3 +283,24 @@ def agent(request: HtmxHttpRequest, pk: int) -> HttpResponse:
         form.save()
         return redirect("playground:agents")
     return _agents_page(request, form, editing)
+
+
+def _where(agent: Agent) -> str:
+    """Where the agent is reached, for the list: its URL (never a user:password in it), the
+    model it loads, or the demo agent it is."""
+    config = agent.config or {}
+    if agent.kind in (AgentKind.OPENAI, AgentKind.MLFLOW_SERVING):
+        parts = urlsplit(str(config.get("url", "")))
+        return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+    if agent.kind == AgentKind.LOGGED_MODEL:
+        return str(config.get("model_uri") or f"models:/{agent.model_id}")
+    return f"built-in: {config.get('agent', 'echo')}"
+
+
+@require_POST
+def delete_agent(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+    """Delete an agent, its stored key and its answers (conversations keep their messages)."""
+    if not access_for(request).can_manage_agents:
+        raise PermissionDenied("Only admins can delete agents.")
+    get_object_or_404(Agent, pk=pk).delete()
+    return redirect("playground:agents")

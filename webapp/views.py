@@ -10,6 +10,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from access.models import Role
 from access.rules import access_for, declares
+from webapp.auth import auth_enabled
 from webapp.models import ApiToken, TokenScope
 
 
@@ -19,10 +20,21 @@ class TokenForm(forms.Form):
 
 
 @declares("the caller's own tokens")
-@login_required
 @require_http_methods(["GET", "POST"])
 def tokens(request: HttpRequest) -> HttpResponse:
-    """The user's API tokens; a POST issues one and shows its plaintext this once."""
+    """The user's API tokens; with logins off and nobody signed in, why there are none."""
+    if not auth_enabled() and not request.user.is_authenticated:
+        # A token belongs to a user; login_required would send to a login page that logins
+        # off does not need. Say what to do instead (a POST cannot issue one: 400).
+        context = {"tracking_uri": request.build_absolute_uri("/").rstrip("/")}
+        status = 400 if request.method == "POST" else 200
+        return render(request, "webapp/tokens_logins_off.html", context, status=status)
+    return _tokens(request)
+
+
+@login_required
+def _tokens(request: HttpRequest) -> HttpResponse:
+    """A POST issues a token and shows its plaintext this once."""
     form = TokenForm(request.POST or None)
     issued = None
     status = 200

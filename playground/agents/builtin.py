@@ -46,39 +46,95 @@ DEFAULT_ROLES: Json = {
     },
 }
 
-_WORDS = re.compile(r"[A-Za-z][A-Za-z'-]{3,}")
-_OPENERS = ["In short", "Put simply", "To answer directly", "The key point", "Briefly"]
+_WORDS = re.compile(r"[A-Za-z][A-Za-z'-]*")
+# Words that carry no topic: a question's "what", "how", "does", "good"...
+_STOPWORDS = frozenset({
+    "about", "above", "after", "again", "also", "aren't", "because", "been", "before", "being",
+    "best", "better", "between", "both", "can't", "could", "does", "doesn't", "doing", "don't",
+    "done", "each", "even", "every", "explain", "from", "give", "good", "have", "having", "here",
+    "into", "isn't", "just", "know", "least", "less", "like", "make", "many", "more", "most",
+    "much", "must", "need", "only", "other", "over", "please", "really", "require", "requires",
+    "same", "should", "some", "such", "tell", "than", "that", "their", "them", "then", "there",
+    "these", "they", "thing", "things", "this", "those", "through", "very", "want", "what", "when",
+    "where", "which", "while", "whom", "whose", "will", "with", "without", "won't", "would", "your"
+})  # fmt: skip
 _CLAIMS = [
-    "depends on {t}",
-    "comes down to how {t} is measured",
-    "is best understood through {t}",
-    "starts with a clear picture of {t}",
-    "changes once {t} is taken into account",
+    "The short answer is that it comes down to {a} and {b}.",
+    "Most of what matters here is {a}, and then {b}.",
+    "A good answer starts with {a} and builds up to {b}.",
+    "It depends mostly on {a}, with {b} as the second thing to get right.",
 ]
-_ADVICE = [
-    "check the inputs first",
-    "compare two versions on the same prompt",
-    "look at the slowest span",
-    "keep the prompt short and specific",
-    "log the parameters with every run",
-    "measure before changing anything",
+_DETAILS = [
+    "Begin with the simplest version of {a} that works, then refine it.",
+    "Keep {b} in view, because small changes there have the largest effect.",
+    "Check each step against a clear example before you move on.",
+    "If something goes wrong, look at {a} first: it is the usual cause.",
+    "Write down what you tried, so that you can compare the results later.",
+    "Take one change at a time, so that you know what made the difference.",
 ]
+_VERDICTS = [
+    "The oracle's answer is right about {a}, but it can be clearer.",
+    "The oracle's answer is a fair start on {a}.",
+    "The oracle's answer points the right way, though it is brief about {b}.",
+]
+_ADDITIONS = [
+    "It helps to add a concrete example of {a}.",
+    "It should say more about {b}, since that is where most mistakes happen.",
+    "It is worth saying that {a} and {b} affect each other.",
+    "A quick check at the end confirms that {a} came out as expected.",
+]
+
+
+def topics(prompt: str) -> tuple[str, str]:
+    """Two phrases naming a prompt's topic ("the recipe", "the baking"): its longest words
+    that are not question words, in the order the prompt uses them."""
+    words = [w.lower() for w in _WORDS.findall(prompt)]
+    seen: list[str] = []
+    for word in words:
+        if len(word) > 3 and word not in _STOPWORDS and word not in seen:
+            seen.append(word)
+    if not seen:
+        return "the question", "the details"
+    ranked = sorted(seen, key=lambda w: (-len(w), seen.index(w)))[:2]
+    ranked.sort(key=seen.index)
+    if len(ranked) == 1:
+        return f"the {ranked[0]}", "the details"
+    return f"the {ranked[0]}", f"the {ranked[1]}"
 
 
 class LocalGenerator:
-    """Deterministic text from a prompt: a seeded choice among phrases, shaped by the
-    topic words of the prompt. Higher temperature, more varied choices and more words."""
+    """Deterministic text from a prompt: a seeded choice among sentences about the topic
+    words of the prompt. Higher temperature, more varied choices and more sentences; the
+    text stops after `max_tokens` words, as a model's would."""
 
     def generate(self, instructions: str, prompt: str, temperature: float, max_tokens: int) -> str:
-        digest = hashlib.sha256(f"{instructions}\n{prompt}\n{temperature:.2f}".encode()).digest()
-        rng = random.Random(digest)
-        topics = [w.lower() for w in _WORDS.findall(prompt)] or ["the question"]
-        topic = rng.choice(topics[: max(1, int(len(topics) * min(1.0, 0.3 + temperature)))])
-        points = 2 + int(temperature * 2)
-        lines = [f"{rng.choice(_OPENERS)}, it {rng.choice(_CLAIMS).format(t=f'**{topic}**')}."]
-        lines += [f"- {advice}" for advice in rng.sample(_ADVICE, k=min(points, len(_ADVICE)))]
-        words = "\n".join(lines).split(" ")
-        return " ".join(words[:max_tokens])
+        rng = _seeded(instructions, prompt, temperature)
+        a, b = topics(prompt)
+        count = 1 + int(temperature * 3)
+        sentences = [rng.choice(_CLAIMS), *rng.sample(_DETAILS, k=min(count, len(_DETAILS)))]
+        return _words_up_to(" ".join(t.format(a=a, b=b) for t in sentences), max_tokens)
+
+    def review(self, instructions: str, prompt: str, draft: str, temperature: float,
+               max_tokens: int) -> str:  # fmt: skip
+        """The judge's answer: a verdict on the draft, then the draft improved."""
+        rng = _seeded(instructions, f"{prompt}\n{draft}", temperature)
+        a, b = topics(prompt)
+        count = 1 + int(temperature * 2)
+        verdict = rng.choice(_VERDICTS).format(a=a, b=b)
+        additions = [
+            t.format(a=a, b=b) for t in rng.sample(_ADDITIONS, k=min(count, len(_ADDITIONS)))
+        ]
+        text = f"{verdict}\n\n**Improved answer:** {draft} {' '.join(additions)}"
+        return _words_up_to(text, max_tokens)
+
+
+def _seeded(instructions: str, prompt: str, temperature: float) -> random.Random:
+    digest = hashlib.sha256(f"{instructions}\n{prompt}\n{temperature:.2f}".encode()).digest()
+    return random.Random(digest)
+
+
+def _words_up_to(text: str, max_tokens: int) -> str:
+    return " ".join(text.split(" ")[:max_tokens])
 
 
 def count_tokens(text: str) -> int:
@@ -127,9 +183,7 @@ class Client:
         judge_prompt = f"Question: {prompt}\nOracle's answer: {draft}"
         judge = roles["judge"]
         with parent.child("judge", "CHAIN", inputs={"prompt": judge_prompt}) as chain:
-            # The judge's topics come from the question; the draft is what it improves on.
-            kept = draft.split("\n", 1)[0]
-            text = f"{kept}\n\n**Improved:** {self._generate(judge, prompt, request)}"
+            text = self._review(judge, prompt, draft, request)
             inputs = self._llm_inputs(judge, judge_prompt)
             with chain.child("generate", "LLM", inputs=inputs) as llm:
                 yield from self._words(text)
@@ -151,14 +205,12 @@ class Client:
         return text
 
     def _generate(self, role: Json, prompt: str, request: ChatRequest) -> str:
-        # A temperature or max_tokens sent with the message overrides the role's own.
-        temperature = float(request.params.get("temperature", role.get("temperature", 0.7)))
-        max_tokens = int(request.params.get("max_tokens", role.get("max_tokens", 200)))
-        instructions = role.get("instructions", "")
-        text = self.generator.generate(instructions, prompt, temperature, max_tokens)
-        for stop in _stops(request.params.get("stop")):
-            text = text.split(stop, 1)[0]
-        return text
+        text = self.generator.generate(prompt=prompt, **_sampling(role, request))
+        return _stopped(text, request)
+
+    def _review(self, role: Json, prompt: str, draft: str, request: ChatRequest) -> str:
+        text = self.generator.review(prompt=prompt, draft=draft, **_sampling(role, request))
+        return _stopped(text, request)
 
     def _llm_inputs(self, role: Json, prompt: str) -> Json:
         return {
@@ -204,6 +256,21 @@ def _last_user_message(messages: list[Json]) -> str:
         if message.role == "user":
             return message.content
     raise AgentError("There is no user message to answer.")
+
+
+def _sampling(role: Json, request: ChatRequest) -> Json:
+    # A temperature or max_tokens sent with the message overrides the role's own.
+    return {
+        "instructions": role.get("instructions", ""),
+        "temperature": float(request.params.get("temperature", role.get("temperature", 0.7))),
+        "max_tokens": int(request.params.get("max_tokens", role.get("max_tokens", 200))),
+    }
+
+
+def _stopped(text: str, request: ChatRequest) -> str:
+    for stop in _stops(request.params.get("stop")):
+        text = text.split(stop, 1)[0]
+    return text
 
 
 def _stops(stop: Any) -> list[str]:

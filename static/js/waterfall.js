@@ -54,6 +54,7 @@
   let visible = new Int32Array(0); // display indexes of the rows, top to bottom
   let rowOf = new Int32Array(0); // display index -> row number in `visible`, -1 if hidden
   let selected = -1;
+  let findTimer = 0;
   let matches = [];
   let matchAt = -1;
   let isMatch = new Uint8Array(0);
@@ -397,6 +398,16 @@
     else findCount.textContent = fmt.format(matchAt + 1) + " of " + fmt.format(matches.length);
   }
 
+  function clearFind() {
+    // Esc empties find and everything it showed: the count, the marks, the "only matches" cut.
+    clearTimeout(findTimer);
+    findInput.value = "";
+    computeMatches(false);
+    computeFilter();
+    refresh();
+    redrawAll();
+  }
+
   function goToMatch(at) {
     if (!matches.length) return;
     matchAt = (at + matches.length) % matches.length;
@@ -450,6 +461,18 @@
     url.searchParams.set("span", L.ids[i]);
     history.replaceState(null, "", url);
     if (options.open) openDetails(i);
+  }
+
+  function firstFailure() {
+    // An error trace opens on the span where it failed: the first failed span, or the
+    // deepest failed span under it (a failed agent usually failed because a tool did).
+    let found = -1;
+    for (let i = 0; i < n; i++) {
+      if (L.status[i] !== 2) continue;
+      if (found >= 0 && i >= found + L.size[found]) break;
+      found = i;
+    }
+    return found;
   }
 
   function ensureVisible(i) {
@@ -527,7 +550,6 @@
       else collapseToDepth(Number(depthSelect.value));
       refresh();
     });
-    let findTimer = 0;
     findInput.addEventListener("input", () => {
       clearTimeout(findTimer);
       findTimer = setTimeout(() => {
@@ -542,6 +564,8 @@
         event.preventDefault();
         goToMatch(matchAt + (event.shiftKey ? -1 : 1));
       } else if (event.key === "Escape") {
+        event.preventDefault();
+        clearFind();
         findInput.blur();
         viewport.focus({ preventScroll: true });
       }
@@ -551,7 +575,6 @@
     onlyMatches.addEventListener("change", applyFilter);
     document.addEventListener("keydown", onKey);
     panel.addEventListener("click", onPanelClick);
-    document.addEventListener("click", onCopy);
     document.addEventListener("visibilitychange", schedulePoll);
   }
 
@@ -652,7 +675,7 @@
     .then(() => {
       performance.mark("wf-rows");
       const wanted = root.dataset.selected;
-      const i = wanted ? L.ids.indexOf(wanted) : -1;
+      const i = wanted ? L.ids.indexOf(wanted) : L.state === "ERROR" ? firstFailure() : -1;
       if (i >= 0) {
         revealAncestors(i);
         refresh();
@@ -671,30 +694,3 @@
       statusLine.classList.add("error-text");
     });
 })();
-
-// Copy buttons anywhere on the page: `data-copy-target` names the element whose text is copied.
-function onCopy(event) {
-  const button = event.target.closest && event.target.closest("[data-copy-target]");
-  if (!button) return;
-  const source = document.getElementById(button.dataset.copyTarget);
-  if (!source) return;
-  const done = () => {
-    const label = button.textContent;
-    button.textContent = "Copied";
-    setTimeout(() => (button.textContent = label), 1200);
-  };
-  if (navigator.clipboard && window.isSecureContext) {
-    navigator.clipboard.writeText(source.textContent).then(done, () => selectText(source));
-  } else {
-    selectText(source);
-  }
-}
-
-function selectText(element) {
-  // Without clipboard access (plain HTTP), select the text so that Ctrl+C copies it.
-  const range = document.createRange();
-  range.selectNodeContents(element);
-  const selection = window.getSelection();
-  selection.removeAllRanges();
-  selection.addRange(range);
-}

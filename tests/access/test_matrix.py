@@ -64,6 +64,9 @@ NOT_EXPERIMENT_ROUTES = {
     "playground:run-trace": "redirects to the trace page, which applies READ (here)",
     "playground:agents": "playground agents, admins only (tests/playground)",
     "playground:agent": "playground agents, admins only (tests/playground)",
+    "playground:agent-delete": "playground agents, admins only (tests/playground)",
+    "playground:conversation-rename": "playground conversations, their owner (tests/playground)",
+    "playground:conversation-delete": "playground conversations, their owner (tests/playground)",
 }
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
+from playwright.sync_api import expect
 
 from tracking.models import Experiment, LoggedModel, Span, Trace, TraceState
 
@@ -156,3 +157,42 @@ def test_the_api_docs_render_without_a_policy_violation(page, server):
 
     page.get_by_text("/api/v1/traces/", exact=True).first.wait_for()
     # The page fixture fails the test on any console error, CSP reports included.
+
+
+def signed_in(page, server, username: str) -> None:
+    """The browser carries a session of `username` (logins are off in these tests, so the
+    login form is not the point here)."""
+    from django.contrib.auth.models import User
+    from django.test import Client
+
+    client = Client()
+    client.force_login(User.objects.create_user(username))
+    page.context.add_cookies(
+        [{"name": "sessionid", "value": client.cookies["sessionid"].value, "url": server}]
+    )
+
+
+def test_a_new_token_is_copied_with_one_click(page, server):
+    signed_in(page, server, "alice")
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=server)
+    page.goto(f"{server}/settings/tokens/")
+    card = page.locator("#new-token")
+    padding = card.evaluate("el => parseFloat(getComputedStyle(el).paddingLeft)")
+    assert padding >= 12
+
+    page.get_by_label("Name").fill("ci-evals")
+    page.get_by_role("button", name="Create token").click()
+    token = page.locator("#issued-token").inner_text().strip()
+    page.get_by_role("button", name="Copy token").click()
+
+    expect(page.get_by_role("button", name="Copied")).to_be_visible()
+    assert page.evaluate("navigator.clipboard.readText()") == token
+    page.locator("[data-copy-target=issued-env]").click()
+    assert page.evaluate("navigator.clipboard.readText()").endswith(f"TRACKING_TOKEN={token}")
+
+
+def test_with_logins_off_the_tokens_page_explains_instead_of_redirecting(page, server):
+    page.goto(f"{server}/settings/tokens/")
+
+    assert page.url == f"{server}/settings/tokens/"
+    assert "Logins are off" in page.locator("#logins-off").inner_text()

@@ -9,6 +9,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from playwright.sync_api import expect
 
 from playground.models import Agent, Run
 from tests.playground.conftest import sqlite_reads_without_table_locks
@@ -69,7 +70,7 @@ def test_the_oracle_judge_answer_streams_in_with_custom_inputs_and_a_trace(page,
     done.wait_for(timeout=15_000)
     answer = done.locator("[data-answer]").inner_text()
     assert partial and len(partial) < len(answer)
-    assert "Improved" in answer
+    assert "Improved answer:" in answer
     assert '"tier": "gold"' in done.locator("[data-custom-outputs]").inner_text()
     assert re.fullmatch(r"\d+ ms", done.locator("[data-latency]").inner_text())
     assert "tokens" in done.locator("[data-tokens]").inner_text()
@@ -147,3 +148,48 @@ def test_cancel_stops_a_slow_answer_that_does_not_stream(page, playground):
     cancelled.get_by_role("link", name="Trace").click()
     page.wait_for_url(re.compile(r"/traces/tr-[0-9a-f]{32}/$"))
     assert page.locator("[data-trace-state]").inner_text() == "Cancelled"
+
+
+def padding_of(locator) -> list[float]:
+    style = "getComputedStyle(el)"
+    return locator.evaluate(f"el => ['paddingTop', 'paddingLeft'].map(p => parseFloat({style}[p]))")
+
+
+def test_the_agents_page_shows_urls_pads_its_cards_and_deletes_an_agent(page, server):
+    Agent.objects.create(name="served", kind="mlflow-serving",
+                         config={"url": "http://127.0.0.1:5001/invocations"})  # fmt: skip
+    echo = Agent.objects.create(name="Echo", kind="builtin", config={"agent": "echo"})
+    page.goto(f"{server}/playground/agents/")
+
+    where = page.locator("[data-where]").all_inner_texts()
+    assert where == ["built-in: echo", "http://127.0.0.1:5001/invocations"]
+    form_card = page.locator("section.card", has_text="Add an agent")
+    assert all(p >= 12 for p in padding_of(form_card))
+
+    page.get_by_role("link", name="Echo").click()
+    page.get_by_text("Delete this agent").click()
+    page.get_by_role("button", name="Delete Echo").click()
+    page.wait_for_url(f"{server}/playground/agents/")
+
+    assert page.locator("[data-where]").all_inner_texts() == ["http://127.0.0.1:5001/invocations"]
+    assert not Agent.objects.filter(pk=echo.pk).exists()
+
+
+def test_a_conversation_is_renamed_and_deleted(page, playground):
+    page.goto(f"{playground}/playground/")
+    page.get_by_label("Echo").check()
+    page.get_by_placeholder("Ask something…").fill("first words")
+    page.get_by_role("button", name="Send").click()
+    page.wait_for_url(re.compile(r"/playground/c/\d+/$"))
+    page.locator("[data-status=done]").wait_for(timeout=15_000)
+
+    page.get_by_text("Rename or delete").click()
+    page.get_by_label("Title").fill("Scones plan")
+    page.get_by_role("button", name="Rename").click()
+
+    expect(page.locator("h1")).to_have_text("Scones plan")
+    expect(page.locator(".pg-conversations li.current")).to_contain_text("Scones plan")
+    page.get_by_text("Rename or delete").click()
+    page.get_by_role("button", name="Delete this conversation").click()
+    page.wait_for_url(f"{playground}/playground/")
+    assert "Scones plan" not in page.locator(".pg-sidebar").inner_text()

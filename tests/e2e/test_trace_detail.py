@@ -274,3 +274,66 @@ def test_hostile_span_contents_stay_inert_in_the_details(page, server):
     assert page.locator("a[href^='javascript:']").count() == 0
     assert "[x](javascript:alert(3))" in panel.get_by_role("tabpanel", name="Chat").inner_text()
     assert dialogs == []
+
+
+def test_escape_in_find_empties_it_with_its_count_and_outlines(page, server, agent_trace):
+    trace = agent_trace["trace"]
+    open_waterfall(page, f"{server}/traces/{trace.trace_id}/")
+    page.locator("#wf-find").fill("order")
+    expect(page.locator("#wf-find-count")).to_have_text("1 of 2")
+    page.locator("#wf-only-matches").check()
+    expect(page.locator(".wf-row:not([hidden])")).to_have_count(3)
+
+    page.locator("#wf-find").press("Escape")
+
+    assert page.locator("#wf-find").input_value() == ""
+    expect(page.locator("#wf-find-count")).to_have_text("")
+    expect(page.locator(".wf-row.is-match")).to_have_count(0)
+    expect(page.locator(".wf-row.is-current-match")).to_have_count(0)
+    expect(page.locator(".wf-row:not([hidden])")).to_have_count(5)
+    assert page.evaluate("document.activeElement.id") == "wf-viewport"
+
+
+def test_an_error_trace_opens_on_its_first_failed_span(page, server):
+    experiment = Experiment.objects.create(name="support")
+    spans = [
+        {"span_id": "a" * 16, "name": "answer_question", "span_type": "AGENT",
+         "start_ns": 0, "end_ns": 900 * MS, "status": "ERROR"},
+        {"span_id": "b" * 16, "parent_span_id": "a" * 16, "name": "plan", "span_type": "LLM",
+         "start_ns": 10 * MS, "end_ns": 100 * MS, "status": "OK"},
+        {"span_id": "c" * 16, "parent_span_id": "b" * 16, "name": "ranker", "span_type": "TOOL",
+         "start_ns": 20 * MS, "end_ns": 90 * MS, "status": "ERROR",
+         "status_message": "TimeoutError: ranker timed out"},
+    ]  # fmt: skip
+    trace = make_trace(experiment, "tr-" + "ef" * 16, spans, state=TraceState.ERROR)
+    open_waterfall(page, f"{server}/traces/{trace.trace_id}/")
+
+    # The agent failed because its tool did: the tool is where the reader starts.
+    expect(page.locator(".wf-row.is-selected")).to_have_count(1)
+    assert "ranker" in page.locator(".wf-row.is-selected").inner_text()
+    page.locator("#span-panel .span-detail-name", has_text="ranker").wait_for()
+    assert "span=" + "c" * 16 in page.url
+    assert "ranker timed out" in page.locator("#span-panel").inner_text()
+
+
+def test_an_ok_trace_opens_with_nothing_selected(page, server, agent_trace):
+    trace = agent_trace["trace"]  # OK, although one of its tools failed (and was retried)
+    open_waterfall(page, f"{server}/traces/{trace.trace_id}/")
+
+    expect(page.locator(".wf-row.is-selected")).to_have_count(0)
+
+
+def test_a_span_without_inputs_says_so(page, server, agent_trace):
+    trace = agent_trace["trace"]
+    open_waterfall(page, f"{server}/traces/{trace.trace_id}/")
+
+    row(page, "orders_db_query").click()
+    panel = page.locator("#span-panel")
+    panel.locator(".span-detail-name", has_text="orders_db_query").wait_for()
+
+    inputs = panel.get_by_role("tabpanel", name="Inputs")
+    assert inputs.inner_text().strip() == "No inputs."
+    panel.get_by_role("tab", name="Outputs").click()
+    outputs = panel.get_by_role("tabpanel", name="Outputs")
+    assert outputs.inner_text().strip() == "No outputs."
+    assert "null" not in panel.inner_text()

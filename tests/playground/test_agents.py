@@ -366,3 +366,21 @@ def test_a_stop_during_predict_drops_its_answer_when_predict_returns(monkeypatch
 
     # In-process code cannot be interrupted: it stops at the boundary after predict.
     assert 0.5 <= time.monotonic() - started < 2
+
+
+def test_the_oracle_judge_answers_in_sentences_about_the_question():
+    agent = Agent(name="oracle", kind="builtin",
+                  config={"agent": "oracle-judge", "word_delay_ms": 0})  # fmt: skip
+    question = "What is a good recipe for baking scones that doesn't require a lot of skill?"
+
+    answer, _, _ = run(agent, ChatRequest([{"role": "user", "content": question}]))
+
+    verdict, improved = answer.content.split("\n\n")
+    assert verdict.startswith("The oracle's answer ") and verdict.endswith(".")
+    assert improved.startswith("**Improved answer:** ")
+    body = improved.removeprefix("**Improved answer:** ")
+    sentences = [s for s in body.replace(": ", ". ").split(". ") if s]
+    assert len(sentences) >= 3
+    assert all(s[0].isupper() and "**" not in s and "\n" not in s for s in sentences)
+    assert body.endswith(".")
+    assert "the recipe" in body and answer.custom_outputs["oracle_draft"] in body

@@ -134,3 +134,86 @@ def test_with_auth_off_a_chat_has_no_owner_and_everyone_sees_it(client, worker, 
     assert conversation.owner is None
     assert client.get(f"/playground/c/{conversation.pk}/").status_code == 200
     wait_until_finished(conversation.runs.get().pk)
+
+
+@pytest.mark.django_db
+def test_alice_renames_her_conversation(client, auth_on, alice, agent):
+    mine = chat_of(alice, agent, "first words")
+    client.force_login(alice)
+
+    response = client.post(f"/playground/c/{mine.pk}/rename", {"title": "  Scones plan  "})
+
+    assert response.status_code == 302
+    assert Conversation.objects.get().title == "Scones plan"
+    page = client.get(f"/playground/c/{mine.pk}/").content.decode()
+    assert "<h1>Scones plan</h1>" in page and "Rename or delete" in page
+
+
+@pytest.mark.django_db
+def test_an_empty_title_is_refused_inline(client, auth_on, alice, agent):
+    mine = chat_of(alice, agent, "kept")
+    client.force_login(alice)
+
+    response = client.post(f"/playground/c/{mine.pk}/rename", {"title": "   "})
+
+    assert response.status_code == 400
+    assert 'role="alert">This field is required.' in response.content.decode()
+    assert Conversation.objects.get().title == "kept"
+
+
+@pytest.mark.django_db
+def test_alice_deletes_her_conversation_with_its_answers(client, auth_on, alice, agent):
+    mine = chat_of(alice, agent, "to go")
+    answered(mine, agent)
+    client.force_login(alice)
+
+    response = client.post(f"/playground/c/{mine.pk}/delete")
+
+    assert response.status_code == 302 and response["Location"] == "/playground/"
+    assert not Conversation.objects.exists()
+    assert not Run.objects.exists() and not Message.objects.exists()
+    assert Agent.objects.filter(pk=agent.pk).exists()
+
+
+@pytest.mark.django_db
+def test_bob_cannot_rename_or_delete_alices_conversation(client, auth_on, alice, bob, agent):
+    mine = chat_of(alice, agent, "alice's")
+    client.force_login(bob)
+
+    assert client.post(f"/playground/c/{mine.pk}/rename", {"title": "bob's"}).status_code == 404
+    assert client.post(f"/playground/c/{mine.pk}/delete").status_code == 404
+
+    assert Conversation.objects.get().title == "alice's"
+
+
+@pytest.mark.django_db
+def test_an_admin_reads_but_does_not_rename_or_delete_others_conversations(
+    client, auth_on, alice, charlie, agent
+):
+    mine = chat_of(alice, agent, "alice's")
+    client.force_login(charlie)
+
+    assert "Rename or delete" not in client.get(f"/playground/c/{mine.pk}/").content.decode()
+    assert client.post(f"/playground/c/{mine.pk}/rename", {"title": "x"}).status_code == 403
+    assert client.post(f"/playground/c/{mine.pk}/delete").status_code == 403
+
+    assert Conversation.objects.get().title == "alice's"
+
+
+@pytest.mark.django_db
+def test_with_logins_off_the_local_user_renames_and_deletes_its_chats(client, agent):
+    local = chat_of(None, agent, "local")
+
+    assert client.post(f"/playground/c/{local.pk}/rename", {"title": "renamed"},
+                       **HX).status_code == 200  # fmt: skip
+    assert Conversation.objects.get().title == "renamed"
+    response = client.post(f"/playground/c/{local.pk}/delete", **HX)
+    assert response["HX-Redirect"] == "/playground/"
+    assert not Conversation.objects.exists()
+
+
+def test_rename_and_delete_take_only_post(client, db, agent):
+    local = chat_of(None, agent, "local")
+
+    assert client.get(f"/playground/c/{local.pk}/rename").status_code == 405
+    assert client.get(f"/playground/c/{local.pk}/delete").status_code == 405

@@ -365,3 +365,55 @@ def test_the_conversation_page_costs_the_same_queries_however_long_the_chat(clie
 
     assert response.content.decode().count("<strong>a</strong>") == 22
     assert len(long) == len(short)
+
+
+def test_the_agent_list_shows_where_each_agent_is_reached(client):
+    Agent.objects.create(name="served", kind="mlflow-serving",
+                         config={"url": "http://user:pw@10.0.0.5:5001/invocations"})  # fmt: skip
+    Agent.objects.create(name="logged", kind="logged-model", model_id="m-" + "a" * 32)
+    Agent.objects.create(name="demo", kind="builtin", config={"agent": "oracle-judge"})
+
+    page = client.get("/playground/agents/").content.decode()
+
+    assert "http://10.0.0.5:5001/invocations" in page and "pw" not in page
+    assert f"models:/m-{'a' * 32}" in page
+    assert "built-in: oracle-judge" in page
+
+
+def test_an_admin_deletes_an_agent_with_its_answers(client, echo_agent):
+    conversation = Conversation.objects.create(title="kept")
+    conversation.agents.add(echo_agent)
+    message = Message.objects.create(conversation=conversation, content="hi")
+    Run.objects.create(conversation=conversation, message=message, agent=echo_agent)
+    assert "Delete echo" in client.get(f"/playground/agents/{echo_agent.pk}/").content.decode()
+
+    response = client.post(f"/playground/agents/{echo_agent.pk}/delete")
+
+    assert response.status_code == 302 and response["Location"] == "/playground/agents/"
+    assert not Agent.objects.exists() and not Run.objects.exists()
+    assert Conversation.objects.get().messages.get().content == "hi"
+    assert client.post(f"/playground/agents/{echo_agent.pk}/delete").status_code == 404
+    assert client.get(f"/playground/agents/{echo_agent.pk}/delete").status_code == 405
+
+
+def test_only_admins_delete_agents(client, auth_on, bob, echo_agent):
+    client.force_login(bob)
+
+    assert client.post(f"/playground/agents/{echo_agent.pk}/delete").status_code == 403
+
+    assert Agent.objects.filter(pk=echo_agent.pk).exists()
+
+
+def test_a_logged_model_agent_is_refused_while_its_kind_is_off(client, db, settings):
+    settings.SPYGLASS_PLAYGROUND_LOGGED_MODELS = False
+    form = {"name": "lm", "kind": "logged-model", "config": "{}", "model_id": "m-" + "b" * 32}
+
+    response = client.post("/playground/agents/", form)
+
+    assert response.status_code == 422
+    assert "Set SPYGLASS_PLAYGROUND_LOGGED_MODELS=1" in response.content.decode()
+    assert not Agent.objects.exists()
+
+    settings.SPYGLASS_PLAYGROUND_LOGGED_MODELS = True
+    assert client.post("/playground/agents/", form).status_code == 302
+    assert Agent.objects.get().kind == "logged-model"

@@ -266,6 +266,21 @@ def test_span_details_show_inputs_outputs_attributes_and_chat(client, experiment
 
 
 @pytest.mark.django_db
+def test_span_details_say_no_inputs_rather_than_null(client, experiment):
+    trace = make_trace(experiment, 1)
+    make_span(trace, "a", 1, name="tool", inputs=None, outputs=0, attributes={})
+
+    html = client.get(f"/traces/{trace.trace_id}/spans/a/", headers={"HX-Request": "true"})
+    html = html.content.decode()
+
+    assert "No inputs." in html and "No attributes." in html
+    assert f'href="/traces/{trace.trace_id}/spans/a/inputs/"' not in html
+    assert "null" not in html
+    assert "No outputs." not in html  # 0 is a value, shown as one
+    assert f'href="/traces/{trace.trace_id}/spans/a/outputs/"' in html
+
+
+@pytest.mark.django_db
 def test_span_details_without_htmx_are_a_whole_page(client, experiment):
     trace = make_trace(experiment, 1)
     make_span(trace, "a", 1, name="llm", inputs={"q": "hi"})

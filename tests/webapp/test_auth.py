@@ -155,6 +155,46 @@ def test_the_tokens_page_issues_a_token_once_and_revokes_it(client, auth_on, ali
     assert token.revoked_at is not None
 
 
+def test_the_issued_token_has_copy_buttons_from_a_static_script(client, auth_on, alice):
+    client.force_login(alice)
+
+    page = client.post("/settings/tokens/", {"name": "ci", "scope": "write"}).content.decode()
+
+    assert '<button type="button" class="button" data-copy-target="issued-token">' in page
+    assert 'data-copy-target="issued-env"' in page and 'id="issued-env"' in page
+    assert '<script src="/static/js/copy_button.js" defer></script>' in page
+    assert "onclick" not in page
+
+
+def test_with_logins_off_the_tokens_page_says_tokens_need_logins(client, db, settings):
+    settings.SPYGLASS_AUTH = False
+
+    response = client.get("/settings/tokens/")
+
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert "Logins are off" in page and "SPYGLASS_AUTH=1" in page
+    assert "export MLFLOW_TRACKING_URI=http://testserver" in page
+    response = client.post("/settings/tokens/", {"name": "ci", "scope": "write"})
+    assert response.status_code == 400 and "Logins are off" in response.content.decode()
+    assert not ApiToken.objects.exists()
+
+
+def test_with_logins_off_a_signed_in_user_still_manages_tokens(client, settings, alice):
+    settings.SPYGLASS_AUTH = False
+    client.force_login(alice)
+
+    response = client.post("/settings/tokens/", {"name": "ci", "scope": "write"})
+
+    assert response.status_code == 200 and alice.api_tokens.count() == 1
+
+
+def test_with_logins_on_the_tokens_page_still_asks_for_a_login(client, auth_on, db):
+    response = client.get("/settings/tokens/")
+
+    assert response.status_code == 302 and response["Location"].startswith("/accounts/login/")
+
+
 def test_the_tokens_page_refuses_a_blank_name_inline(client, auth_on, alice):
     client.force_login(alice)
 
