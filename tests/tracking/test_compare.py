@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
+from access.models import ExperimentGrant, Level
 from tests.rows import T0, XSS, XSS_ESCAPED, make_model, make_trace
 from tracking.compare import (
     MISSING,
@@ -22,7 +23,7 @@ from tracking.compare import (
     request_key,
     same,
 )
-from tracking.models import Metric, TraceState
+from tracking.models import Experiment, Metric, TraceState
 from tracking.views import model_compare
 
 # --- flatten / diff (pure) ------------------------------------------------------------------
@@ -582,3 +583,29 @@ def test_compare_with_answers_runs_a_fixed_number_of_queries(
 
     with django_assert_num_queries(6 + 4):  # one more per shortened id
         assert client.get(f"/models/compare/?ids={short_ids}").status_code == 200
+
+
+@pytest.mark.django_db
+def test_compare_resolves_short_ids_and_answers_among_readable_rows_only(
+    client, experiment, auth_on, charlie
+):
+    hidden = Experiment.objects.create(name="private")
+    ExperimentGrant.objects.create(experiment=hidden, level=Level.NONE)
+    a = make_model(experiment, model_id="m-" + "e" * 32, created_at=T0)
+    b = make_model(experiment, model_id="m-" + "f" * 32, created_at=T0 + timedelta(hours=1))
+    secret = make_model(hidden, model_id="m-" + "e" * 16 + "0" * 16)
+    answer_trace(experiment, 1, a, "Hours?", "9 to 5.")
+    answer_trace(experiment, 2, b, "Hours?", "9 to 6.")
+    answer_trace(hidden, 3, b, "Secret question", "Secret answer.")
+    answer_trace(hidden, 4, a, "Secret question", "Secret answer.")
+    client.force_login(charlie)
+
+    response = client.get("/models/compare/?ids=m-eee,m-fff")
+
+    assert response.status_code == 200  # the private version does not make m-eee ambiguous
+    assert [row.request for row in response.context["answer_rows"]] == ["Hours?"]
+    html = response.content.decode()
+    assert secret.model_id not in html
+    assert "Secret" not in html
+    only_private = client.get(f"/models/compare/?ids={secret.model_id[:19]},m-fff")
+    assert only_private.status_code == 404
