@@ -85,6 +85,48 @@ def preview_has_user_message(preview: str) -> bool:
     return any(m.role == "user" for m in request_messages(inputs))
 
 
+def request_text(preview: str) -> str:
+    """A trace's request preview as a person reads it: the last user message of a chat request
+    (whichever shape it was logged in), any other JSON string as its text, anything else as is.
+    MLflow's client and the playground already store the user's text; OTLP and span-derived
+    previews hold the inputs' JSON, which the trace list would otherwise show raw."""
+    inputs = _loads(preview)
+    if inputs is _NOT_JSON:
+        return preview
+    users = [m.content for m in request_messages(inputs) if m.role == "user" and m.content]
+    if users:
+        return users[-1]
+    return inputs if isinstance(inputs, str) else preview
+
+
+def answer_text(preview: str) -> str:
+    """A trace's response preview as a person reads it: the last assistant message with text of
+    a chat answer (chat completions, ChatAgent, Responses), a JSON string as its text, anything
+    else as is."""
+    outputs = _loads(preview)
+    if outputs is _NOT_JSON:
+        return preview
+    said = [
+        m.content for m in _messages_in(outputs, "outputs") if m.role == "assistant" and m.content
+    ]
+    if said:
+        return said[-1]
+    return outputs if isinstance(outputs, str) else preview
+
+
+_NOT_JSON = object()
+
+
+def _loads(preview: str) -> Any:
+    """The JSON in a preview, or _NOT_JSON: plain text, or JSON cut at the preview's size limit."""
+    if not preview or preview[0] not in '[{"':
+        return _NOT_JSON
+    try:
+        return json.loads(preview)
+    except ValueError:
+        return _NOT_JSON
+
+
 def read(items: list[Any], source: str = "inputs") -> list[Message]:
     """The messages among `items` (chat messages or Responses items); anything else is skipped."""
     return _convert([i for i in items if isinstance(i, dict) and _is_item(i)], source)

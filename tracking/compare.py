@@ -1,5 +1,6 @@
-"""Side-by-side comparison of model versions: flatten nested configs, diff values per key, and
-say which value is better when the direction of a metric is known. Pure functions, no database.
+"""Side-by-side comparison of model versions: flatten nested configs, diff values per key, say
+which value is better when the direction of a metric is known, and line up the versions' answers
+to the same requests. Pure functions, no database.
 
 A nested `model_config` becomes one row per leaf: `{"llm": {"temperature": 0.2}}` is the row
 `llm.temperature`, list items are `tools[0]`, `tools[1]`. Empty dicts and lists are leaves of
@@ -8,11 +9,15 @@ their own, so a config that empties a list still shows a row that changed.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from datetime import datetime
+from typing import Any, Protocol
+
+from tracking.chat import answer_text, request_text
 
 
 class _Missing:
@@ -171,3 +176,97 @@ def git_compare_url(repo_url: str, base: str, head: str) -> str:
     if "github" in repo or "gitea" in repo or "codeberg" in repo:
         return f"{repo}/compare/{base}...{head}"
     return ""
+
+
+# --- Answers: each version's answer to the same request, side by side --------------------------
+
+ANSWER_ROWS = 20
+
+
+class AnsweredTrace(Protocol):
+    trace_id: str
+    state: str
+    request_time: datetime
+    duration_ns: int | None
+    request_preview: str
+    response_preview: str
+
+
+@dataclass(frozen=True)
+class Answer:
+    trace_id: str
+    text: str
+    state: str
+    duration_ns: int | None
+    changed: bool  # reads differently from the row's first answer
+
+
+@dataclass(frozen=True)
+class AnswerRow:
+    request: str
+    answers: list[Answer | None]  # one per version; None where it has not answered it
+    changed: bool
+
+
+@dataclass(frozen=True)
+class Answers:
+    rows: list[AnswerRow]
+    more: int  # requests several versions answered, beyond the rows shown
+    single: int  # requests only one version answered
+
+
+def request_key(preview: str) -> str:
+    """What makes two requests the same: the text a person asked (the last user message of a
+    chat, whatever shape it was logged in: the playground stores the text, MLflow's client
+    extracts it, OTLP sends the messages' JSON), other JSON in a canonical form, whitespace runs
+    as one space. A request cut at the preview's size limit matches only the same cut text."""
+    text = request_text(preview)
+    if text == preview and text[:1] in ("{", "["):
+        with contextlib.suppress(ValueError):  # cut JSON: compared as the text it is
+            text = json.dumps(json.loads(text), sort_keys=True, ensure_ascii=False)
+    return " ".join(text.split())
+
+
+def match_answers(columns: Sequence[Sequence[AnsweredTrace]], limit: int = ANSWER_ROWS) -> Answers:
+    """Rows of the requests that at least two versions answered, the most recently asked first,
+    each with every version's newest answer to it. `columns` holds each version's traces,
+    newest first."""
+    newest: list[dict[str, AnsweredTrace]] = []
+    for traces in columns:
+        answered: dict[str, AnsweredTrace] = {}
+        for trace in traces:
+            key = request_key(trace.request_preview)
+            if key and key not in answered:
+                answered[key] = trace
+        newest.append(answered)
+    asked: dict[str, list[AnsweredTrace]] = {}
+    for answered in newest:
+        for key, trace in answered.items():
+            asked.setdefault(key, []).append(trace)
+    shared = [key for key, traces in asked.items() if len(traces) > 1]
+    shared.sort(key=lambda key: (max(t.request_time for t in asked[key]), key), reverse=True)
+    rows = [_answer_row([answered.get(key) for answered in newest]) for key in shared[:limit]]
+    return Answers(rows=rows, more=max(0, len(shared) - limit), single=len(asked) - len(shared))
+
+
+def _answer_row(traces: list[AnsweredTrace | None]) -> AnswerRow:
+    texts = [answer_text(t.response_preview) if t else "" for t in traces]
+    base = next(text for t, text in zip(traces, texts, strict=True) if t)
+    answers = [
+        Answer(
+            trace_id=t.trace_id,
+            text=text,
+            state=t.state,
+            duration_ns=t.duration_ns,
+            changed=text != base,
+        )
+        if t
+        else None
+        for t, text in zip(traces, texts, strict=True)
+    ]
+    first = next(t for t in traces if t)
+    return AnswerRow(
+        request=request_text(first.request_preview),
+        answers=answers,
+        changed=any(a.changed for a in answers if a),
+    )

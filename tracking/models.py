@@ -32,6 +32,11 @@ DEFAULT_EXPERIMENT_ID = 0
 COUNT_CAP = 100_000
 # Trace columns that lists never show unless asked; some (metadata, tags) are large JSON.
 LIST_DEFERRED = ("metadata", "tags", "response_preview")
+# What a version's answer shows on the compare page.
+ANSWER_FIELDS = (
+    "trace_id", "model_id", "state", "request_time", "duration_ns",
+    "request_preview", "response_preview",
+)  # fmt: skip
 
 
 def new_run_id() -> str:
@@ -647,6 +652,24 @@ class TraceQuerySet(models.QuerySet["Trace"]):
 
     def for_model(self, model_id: str) -> TraceQuerySet:
         return self.filter(model_id=model_id)
+
+    def recent_of_models(self, model_ids: Iterable[str], per_model: int) -> TraceQuerySet:
+        """The `per_model` newest of these traces of each model version, newest first, with
+        what an answer shows (request and response previews, state, latency), in one query:
+        a window rank keeps it bounded however many traces a version has."""
+        return (
+            self.filter(model_id__in=list(model_ids))
+            .only(*ANSWER_FIELDS)
+            .annotate(
+                rank=Window(
+                    RowNumber(),
+                    partition_by=[F("model_id")],
+                    order_by=[F("request_time").desc(), F("pk").desc()],
+                )
+            )
+            .filter(rank__lte=per_model)
+            .order_by("-request_time", "-pk")
+        )
 
     def for_tag_change(self) -> TraceQuerySet:
         """The rows locked until the transaction ends, so that two tag changes at once (API,

@@ -3,6 +3,7 @@ differences, and follow a version to its traces and artifacts."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -92,8 +93,82 @@ def test_compare_two_versions_from_the_list(page, server, versions):
     page.locator(".model-tabs").get_by_role("link", name="Artifacts").click()
     page.wait_for_url(f"{server}/models/{new.model_id}/artifacts/")
     assert "No artifacts stored for this version" in page.locator("main").inner_text()
+    assert page.locator(".breadcrumbs").inner_text().endswith("/ v2")
+    assert page.locator(".page-header .version-tag").inner_text() == "v2"
 
     page.locator(".model-tabs").get_by_role("link", name="Overview").click()
     page.wait_for_url(f"{server}/models/{new.model_id}/")
     assert "max_tokens" in page.locator(".config-card").inner_text()
     assert old.model_id in page.locator(".version-list").inner_text()
+
+
+def test_compare_shows_the_versions_answers_side_by_side(page, server, versions):
+    old, new = versions
+    experiment = old.experiment
+    questions = ["Where is my order?", "Can I get a refund?"]
+    for i, model in enumerate(versions):
+        for n, question in enumerate(questions):
+            # The old version logged through OTLP (the messages' JSON), the new one through the
+            # playground (the text): the same question either way.
+            request = json.dumps([{"role": "user", "content": question}]) if i == 0 else question
+            Trace.objects.create(
+                experiment=experiment,
+                trace_id=f"tr-{i + 10:02x}{n:030x}",
+                name="playground",
+                state=TraceState.OK,
+                request_time=T0 + timedelta(days=3, minutes=10 * n + i),
+                duration_ns=(i + 1) * 1_000_000_000,
+                model_id=model.model_id,
+                request_preview=request,
+                response_preview="Within 30 days." if n == 1 else f"Answer of v{i + 1}.",
+            )
+    page.goto(server + "/models/")
+    shown = (
+        page.get_by_title(old.model_id).inner_text(),
+        page.get_by_title(new.model_id).inner_text(),
+    )
+    assert shown[0] != old.model_id  # the list shows short ids: compare takes them
+
+    page.goto(f"{server}/models/compare/?ids={shown[0]},{shown[1]}")
+
+    rows = page.locator("tr.answer-row")
+    assert rows.count() == 2
+    first = rows.nth(0)
+    assert first.locator("th").inner_text() == "Can I get a refund?"  # most recently asked
+    assert first.locator("td").all_inner_texts()[0].startswith("Within 30 days.")
+    assert "row-same" in first.get_attribute("class")
+    second = rows.nth(1)
+    cells = second.locator("td.answer")
+    assert cells.nth(0).locator(".answer-text").inner_text() == "Answer of v1."
+    assert cells.nth(1).locator(".answer-text").inner_text() == "Answer of v2."
+    assert "cell-changed" in cells.nth(1).get_attribute("class")
+    assert "2.00 s" in cells.nth(1).inner_text()
+    commit = page.locator("tr", has=page.locator("th", has_text="git commit"))
+    assert "row-changed" in commit.get_attribute("class")
+    assert commit.locator("td.cell-changed").count() == 1
+
+    cells.nth(1).get_by_role("link", name="trace").click()
+
+    page.wait_for_url(f"{server}/traces/tr-{11:02x}{0:030x}/")
+
+
+def test_model_list_param_columns_fit_their_card(page, server, versions):
+    long = "You are a helpful support agent who answers questions about orders. " * 3
+    for model in versions:
+        model.params = {
+            **model.params,
+            "system_prompt": long,
+            "retriever_endpoint_url": "https://retriever.example.com/" + "a-long-path/" * 6,
+        }
+        model.save()
+    other = LoggedModel.objects.create(
+        experiment=versions[0].experiment, name="router", params={"routes": "3"}
+    )
+    page.set_viewport_size({"width": 1100, "height": 800})
+
+    page.goto(server + "/models/?cols=1&col=param:system_prompt&col=param:retriever_endpoint_url")
+
+    for wrap in page.locator(".model-group .table-wrap").all():
+        assert wrap.evaluate("e => e.scrollWidth <= e.clientWidth")
+    router = page.locator("section.model-group", has_text=other.name)
+    assert "system_prompt" not in router.locator("thead").inner_text()

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import re
 from datetime import UTC, datetime, timedelta
 
@@ -136,3 +137,17 @@ def test_a_hidden_tab_does_not_poll_and_catches_up_when_shown(page, server, trac
     page.evaluate("Object.defineProperty(document, 'hidden', {value: false, configurable: true})")
     page.locator("#trace-list a.trace-link", has_text="brand_new").wait_for(timeout=12_000)
     assert polls
+
+
+def test_a_chat_request_reads_as_text_in_the_list(page, server, traces):
+    chat = make(traces[0].experiment, 5, "chat_answer", TraceState.OK, 0.3)
+    chat.request_preview = json.dumps(
+        [{"role": "user", "content": "Where is my order?", "refusal": None}]
+    )
+    chat.save()
+
+    page.goto(server + "/traces/")
+
+    row = page.locator("#trace-list tbody tr", has_text="chat_answer")
+    assert row.locator("td.preview").first.inner_text() == "Where is my order?"
+    assert "refusal" not in page.locator("#trace-list").inner_text()

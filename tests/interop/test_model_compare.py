@@ -101,3 +101,42 @@ def test_compare_page_shows_two_logged_versions_and_their_trace_statistics(run_m
     artifacts = client.get(f"/models/{new}/artifacts/", {"path": "MLmodel"})
     assert artifacts.status_code == 200
     assert "python_function" in artifacts.context["file"]["mlmodel"]["flavors"]
+
+
+def test_compare_page_lines_up_the_answers_the_mlflow_client_traced(run_mlflow, client):
+    (versions,) = run_mlflow(
+        """
+        mlflow.set_experiment("compare-answers")
+
+        ids = []
+        for number in (1, 2):
+            model_id = mlflow.create_external_model(name="support-agent").model_id
+            mlflow.set_active_model(model_id=model_id)
+
+            @mlflow.trace(span_type="CHAT_MODEL")
+            def answer(messages):
+                question = messages[-1]["content"]
+                return {"choices": [{"message": {
+                    "role": "assistant", "content": f"v{number} says: {question.upper()}",
+                }}]}
+
+            for question in ["hi", "where is my order"]:
+                answer([{"role": "system", "content": "Be brief."},
+                        {"role": "user", "content": question}])
+            ids.append(model_id)
+        mlflow.flush_trace_async_logging()
+        result(ids)
+        """
+    )
+    old, new = versions
+
+    response = client.get(f"/models/compare/?ids={old},{new}")
+
+    assert response.status_code == 200
+    rows = response.context["answer_rows"]
+    assert [row.request for row in rows] == ["where is my order", "hi"]
+    assert [a.text for a in rows[0].answers] == [
+        "v1 says: WHERE IS MY ORDER",
+        "v2 says: WHERE IS MY ORDER",
+    ]
+    assert all(row.changed for row in rows)

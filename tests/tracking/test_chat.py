@@ -5,6 +5,8 @@ answer shapes read through it, so the tests of where they used to differ live he
 
 from __future__ import annotations
 
+import json
+
 from playground.agents import client_for
 from playground.agents.base import ChatRequest, consume
 from playground.agents.schemas import parse_answer
@@ -214,6 +216,49 @@ def test_a_preview_holds_a_user_message_when_its_json_says_so():
     assert not chat.preview_has_user_message("what is MLflow?")
     # A preview cut at its size limit is no JSON: a role key is the hint.
     assert chat.preview_has_user_message('{"messages": [{"role": "user", "content": "lo')
+
+
+def test_a_chat_request_preview_reads_as_its_last_user_message():
+    openai = json.dumps(
+        [
+            {"role": "system", "content": "Be brief.", "refusal": None},
+            {"role": "user", "content": "First?", "refusal": None},
+            {"role": "assistant", "content": "Yes."},
+            {"role": "user", "content": [{"type": "text", "text": "Where is my order?"}]},
+        ]
+    )
+    assert chat.request_text(openai) == "Where is my order?"
+    agent = {"messages": [{"role": "user", "content": "Where is my order?"}]}
+    assert chat.request_text(json.dumps(agent)) == "Where is my order?"
+    assert chat.request_text('{"input": "Where is my order?"}') == "Where is my order?"
+    assert chat.request_text('"Where is my order?"') == "Where is my order?"
+
+
+def test_a_request_preview_that_is_not_chat_stays_as_it_is():
+    for preview in ("Where is my order?", '{"question": "hi"}', "[1, 2]", '[{"role": "us', ""):
+        assert chat.request_text(preview) == preview
+
+
+def test_a_chat_answer_preview_reads_as_the_assistant_text():
+    completion = {"choices": [{"message": {"role": "assistant", "content": "Tomorrow."}}]}
+    assert chat.answer_text(json.dumps(completion)) == "Tomorrow."
+    chat_agent = {
+        "messages": [
+            {"role": "assistant", "content": "", "tool_calls": [{"id": "1", "function": {}}]},
+            {"role": "tool", "content": "{}", "tool_call_id": "1"},
+            {"role": "assistant", "content": "Tomorrow."},
+        ]
+    }
+    assert chat.answer_text(json.dumps(chat_agent)) == "Tomorrow."
+    responses = {
+        "output": [
+            {"type": "message", "role": "assistant",
+             "content": [{"type": "output_text", "text": "Tomorrow."}]},
+        ]
+    }  # fmt: skip
+    assert chat.answer_text(json.dumps(responses)) == "Tomorrow."
+    assert chat.answer_text("Tomorrow.") == "Tomorrow."
+    assert chat.answer_text('{"answer": 42}') == '{"answer": 42}'
 
 
 def test_markdown_is_rendered():

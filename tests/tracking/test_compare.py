@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import math
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 import pytest
 
+from access.models import ExperimentGrant, Level
 from tests.rows import T0, XSS, XSS_ESCAPED, make_model, make_trace
 from tracking.compare import (
     MISSING,
@@ -16,9 +19,12 @@ from tracking.compare import (
     flatten,
     git_commit_url,
     git_compare_url,
+    match_answers,
+    request_key,
     same,
 )
-from tracking.models import Metric, TraceState
+from tracking.models import Experiment, Metric, TraceState
+from tracking.views import model_compare
 
 # --- flatten / diff (pure) ------------------------------------------------------------------
 
@@ -112,6 +118,100 @@ def test_git_links_for_known_hosts():
     assert git_compare_url(repo, "abc", "abc") == ""
     assert git_commit_url("javascript:alert(1)", "abc") == ""
     assert git_commit_url("", "abc") == ""
+
+
+# --- answers (pure) -------------------------------------------------------------------------
+
+
+@dataclass
+class Answered:
+    trace_id: str
+    request_preview: str
+    response_preview: str
+    request_time: datetime
+    state: str = "OK"
+    duration_ns: int | None = 1_000_000
+
+
+def answered(n: int, request: str, answer: str, **fields) -> Answered:
+    return Answered(f"tr-{n}", request, answer, T0 + timedelta(minutes=n), **fields)
+
+
+def chat_request(text: str) -> str:
+    return json.dumps([{"role": "user", "content": text, "refusal": None}])
+
+
+def test_a_request_is_the_same_whichever_client_logged_it():
+    # The playground stores the text, MLflow's client extracts it, OTLP sends the messages.
+    same_question = {
+        request_key("Where is my order?"),
+        request_key(" Where is\nmy order? "),
+        request_key(chat_request("Where is my order?")),
+        request_key(json.dumps({"messages": [{"role": "user", "content": "Where is my order?"}]})),
+        request_key(json.dumps({"input": "Where is my order?"})),
+    }
+    assert same_question == {"Where is my order?"}
+    assert request_key('{"b": 1, "a": 2}') == request_key('{"a": 2,  "b": 1}')
+    assert request_key('{"a": 1}') != request_key('{"a": 2}')
+    assert request_key("") == ""
+
+
+def test_answers_line_up_the_requests_several_versions_answered_latest_first():
+    old = [
+        answered(3, "Refund?", "No refunds."),
+        answered(1, chat_request("Hours?"), "9 to 5."),
+        answered(0, "Only asked the old one", "Sure."),
+    ]
+    new = [
+        answered(4, chat_request("Hours?"), json.dumps(
+            {"choices": [{"message": {"role": "assistant", "content": "9 to 6."}}]}
+        )),
+        answered(2, "Refund?", "No refunds.", state="ERROR", duration_ns=None),
+    ]  # fmt: skip
+
+    answers = match_answers([old, new])
+
+    assert [row.request for row in answers.rows] == ["Hours?", "Refund?"]  # asked at 4, then 3
+    hours, refund = answers.rows
+    assert [a.text for a in hours.answers] == ["9 to 5.", "9 to 6."]
+    assert [a.changed for a in hours.answers] == [False, True]
+    assert hours.changed
+    assert [a.trace_id for a in refund.answers] == ["tr-3", "tr-2"]
+    assert [a.state for a in refund.answers] == ["OK", "ERROR"]
+    assert not refund.changed
+    assert answers.single == 1
+    assert answers.more == 0
+
+
+def test_each_version_shows_its_newest_answer_to_a_request():
+    old = [answered(5, "Hours?", "9 to 5, today"), answered(1, "Hours?", "9 to 5")]
+    new = [answered(2, "Hours?", "9 to 6")]
+
+    (row,) = match_answers([old, new]).rows
+
+    assert [a.trace_id for a in row.answers] == ["tr-5", "tr-2"]
+
+
+def test_a_version_that_did_not_answer_a_request_has_an_empty_cell():
+    a = [answered(1, "Hours?", "9 to 5")]
+    b: list[Answered] = []
+    c = [answered(2, "Hours?", "9 to 5")]
+
+    (row,) = match_answers([a, b, c]).rows
+
+    assert row.answers[1] is None
+    assert not row.changed
+
+
+def test_answers_are_bounded_and_say_how_many_more():
+    a = [answered(n, f"Question {n}", "A") for n in range(30)]
+    b = [answered(n, f"Question {n}", "B") for n in range(30)]
+
+    answers = match_answers([a, b], limit=20)
+
+    assert len(answers.rows) == 20
+    assert answers.rows[0].request == "Question 29"
+    assert answers.more == 10
 
 
 # --- /models/compare/ -----------------------------------------------------------------------
@@ -312,3 +412,200 @@ def test_a_nan_metric_is_shown_and_never_the_better_value(client, experiment):
     assert [c.best for c in accuracy.cells] == [False, True, False]
     for url in ("/models/", f"/models/{a.model_id}/"):
         assert client.get(url, {"cols": "1", "col": "metric:accuracy"}).status_code == 200
+
+
+# --- /models/compare/: answers, commits, short ids -----------------------------------------
+
+
+def answer_trace(experiment, n: int, model, request: str, answer: str, **fields):
+    return make_trace(
+        experiment,
+        n,
+        model_id=model.model_id,
+        request_preview=request,
+        response_preview=answer,
+        **fields,
+    )
+
+
+@pytest.mark.django_db
+def test_compare_shows_the_versions_answers_to_the_same_requests(client, experiment):
+    a, b = versions(experiment, 2)
+    completion = {"choices": [{"message": {"role": "assistant", "content": "9 to 6."}}]}
+    answer_trace(experiment, 1, a, "Hours?", "9 to 5.")
+    answer_trace(experiment, 2, b, chat_request("Hours?"), json.dumps(completion))
+    answer_trace(experiment, 3, a, "Refund?", "No.", duration_ns=2_000_000_000)
+    answer_trace(experiment, 4, b, "Refund?", "No.", state=TraceState.ERROR)
+    answer_trace(experiment, 5, b, "Asked once", "Once.")
+    other = make_model(experiment, name="other")  # not compared: its answers stay out
+    answer_trace(experiment, 6, other, "Hours?", "Never.")
+
+    response = client.get(f"/models/compare/?ids={a.model_id},{b.model_id}")
+
+    assert response.status_code == 200
+    rows = response.context["answer_rows"]
+    assert [row.request for row in rows] == ["Refund?", "Hours?"]
+    assert [a.text for a in rows[1].answers] == ["9 to 5.", "9 to 6."]
+    html = response.content.decode()
+    assert html.count('class="answer-row') == 2
+    assert 'href="/traces/tr-00000000000000000000000000000002/"' in html
+    assert "2.00 s" in html
+    assert "1 request answered by one version only" in html
+    assert "Never." not in html
+
+    only_diff = client.get(f"/models/compare/?ids={a.model_id},{b.model_id}&diff=1")
+
+    assert [row.request for row in only_diff.context["answer_rows"]] == ["Hours?"]
+    assert "1 identical row hidden" in only_diff.content.decode()
+
+
+@pytest.mark.django_db
+def test_compare_says_when_no_request_was_answered_by_two_versions(client, experiment):
+    a, b = versions(experiment, 2)
+    answer_trace(experiment, 1, a, "Hours?", "9 to 5.")
+
+    response = client.get(f"/models/compare/?ids={a.model_id},{b.model_id}")
+
+    assert "No request was answered by two of these versions yet" in response.content.decode()
+
+
+@pytest.mark.django_db
+def test_compare_reads_only_the_newest_traces_of_each_version(client, experiment, monkeypatch):
+    monkeypatch.setattr(model_compare, "ANSWER_TRACES", 2)
+    a, b = versions(experiment, 2)
+    answer_trace(experiment, 1, a, "Old question", "Old answer.")
+    answer_trace(experiment, 2, b, "Old question", "Old answer.")
+    answer_trace(experiment, 3, a, "Question 1", "A")
+    answer_trace(experiment, 4, b, "Question 1", "B")
+    answer_trace(experiment, 5, a, "Question 2", "A")
+    answer_trace(experiment, 6, b, "Question 2", "B")
+
+    response = client.get(f"/models/compare/?ids={a.model_id},{b.model_id}")
+
+    assert [row.request for row in response.context["answer_rows"]] == ["Question 2", "Question 1"]
+
+
+@pytest.mark.django_db
+def test_compare_answers_render_user_content_inert(client, experiment):
+    a, b = versions(experiment, 2)
+    answer_trace(experiment, 1, a, XSS, XSS)
+    answer_trace(experiment, 2, b, chat_request(XSS), XSS)
+
+    response = client.get(f"/models/compare/?ids={a.model_id},{b.model_id}")
+
+    html = response.content.decode()
+    assert XSS not in html
+    assert html.count(XSS_ESCAPED) >= 3
+
+
+@pytest.mark.django_db
+def test_compare_highlights_the_git_commit_only_when_it_differs(client, experiment):
+    a, b = versions(experiment, 2)
+    c = make_model(experiment, tags={"mlflow.source.git.commit": a.git_commit})
+
+    response = client.get(f"/models/compare/?ids={a.model_id},{b.model_id}")
+
+    assert [v.commit_changed for v in response.context["versions"]] == [False, True]
+    html = response.content.decode()
+    commit_row = html[
+        html.rindex("<tr", 0, html.index(">git commit<")) : html.index(">source run<")
+    ]
+    assert 'class="row-changed"' in commit_row
+    assert commit_row.count('class="cell-changed"') == 1
+
+    same = client.get(f"/models/compare/?ids={a.model_id},{c.model_id}")
+
+    assert not same.context["commit_changed"]
+    html = same.content.decode()
+    commit_row = html[
+        html.rindex("<tr", 0, html.index(">git commit<")) : html.index(">source run<")
+    ]
+    assert 'class="row-same"' in commit_row
+    assert "cell-changed" not in commit_row
+
+
+@pytest.mark.django_db
+def test_compare_takes_the_short_ids_the_pages_show(client, experiment):
+    a = make_model(experiment, model_id="m-" + "a1" * 16, created_at=T0)
+    b = make_model(experiment, model_id="m-" + "b2" * 16, created_at=T0 + timedelta(hours=1))
+    listed = client.get("/models/").context["groups"][0].versions
+    short = {v.model_id: v.short_id for v in listed}
+
+    response = client.get(f"/models/compare/?ids={short[a.model_id]},{short[b.model_id]}")
+
+    assert response.status_code == 200
+    assert [v.model_id for v in response.context["versions"]] == [a.model_id, b.model_id]
+    assert response.context["ids_param"] == f"{a.model_id},{b.model_id}"
+    # The trace list cuts ids with an ellipsis; a copied one still works.
+    truncated = client.get(f"/models/compare/?ids={a.model_id[:11]}…,{b.model_id}")
+    assert truncated.status_code == 200
+
+
+@pytest.mark.django_db
+def test_compare_refuses_a_short_id_that_starts_several_versions(client, experiment):
+    a = make_model(experiment, model_id="m-" + "c" * 32)
+    make_model(experiment, model_id="m-" + "c" * 31 + "d")
+    b = make_model(experiment)
+
+    response = client.get(f"/models/compare/?ids=m-ccc,{b.model_id}")
+
+    assert response.status_code == 400
+    html = response.content.decode()
+    assert "m-ccc starts more than one version&#x27;s id" in html
+    assert a.model_id in html
+    assert client.get(f"/models/compare/?ids=m-ccc,{a.model_id}").status_code == 400
+
+
+@pytest.mark.django_db
+def test_compare_refuses_one_version_named_twice(client, experiment):
+    a, _ = versions(experiment, 2)
+
+    response = client.get(f"/models/compare/?ids={a.model_id[:14]},{a.model_id}")
+
+    assert response.status_code == 400
+    assert "the same version more than once" in response.content.decode()
+
+
+@pytest.mark.django_db
+def test_compare_with_answers_runs_a_fixed_number_of_queries(
+    client, experiment, django_assert_num_queries
+):
+    models = versions(experiment, 4)
+    for i, model in enumerate(models):
+        for n in range(30):
+            answer_trace(experiment, i * 100 + n, model, f"Question {n}", f"Answer {i}")
+    ids = ",".join(m.model_id for m in models)
+    short_ids = ",".join(m.model_id[:14] for m in models)
+
+    with django_assert_num_queries(6):
+        response = client.get(f"/models/compare/?ids={ids}")
+    assert len(response.context["answer_rows"]) == 20
+
+    with django_assert_num_queries(6 + 4):  # one more per shortened id
+        assert client.get(f"/models/compare/?ids={short_ids}").status_code == 200
+
+
+@pytest.mark.django_db
+def test_compare_resolves_short_ids_and_answers_among_readable_rows_only(
+    client, experiment, auth_on, charlie
+):
+    hidden = Experiment.objects.create(name="private")
+    ExperimentGrant.objects.create(experiment=hidden, level=Level.NONE)
+    a = make_model(experiment, model_id="m-" + "e" * 32, created_at=T0)
+    b = make_model(experiment, model_id="m-" + "f" * 32, created_at=T0 + timedelta(hours=1))
+    secret = make_model(hidden, model_id="m-" + "e" * 16 + "0" * 16)
+    answer_trace(experiment, 1, a, "Hours?", "9 to 5.")
+    answer_trace(experiment, 2, b, "Hours?", "9 to 6.")
+    answer_trace(hidden, 3, b, "Secret question", "Secret answer.")
+    answer_trace(hidden, 4, a, "Secret question", "Secret answer.")
+    client.force_login(charlie)
+
+    response = client.get("/models/compare/?ids=m-eee,m-fff")
+
+    assert response.status_code == 200  # the private version does not make m-eee ambiguous
+    assert [row.request for row in response.context["answer_rows"]] == ["Hours?"]
+    html = response.content.decode()
+    assert secret.model_id not in html
+    assert "Secret" not in html
+    only_private = client.get(f"/models/compare/?ids={secret.model_id[:19]},m-fff")
+    assert only_private.status_code == 404

@@ -223,6 +223,22 @@ def test_model_list_shows_chosen_param_and_metric_columns_and_error_rate(client,
 
 
 @pytest.mark.django_db
+def test_model_list_shows_a_param_column_only_on_groups_that_have_it(client, experiment):
+    make_model(experiment, name="rag", params={"retriever_endpoint_url": "https://x.test/search"})
+    make_model(experiment, name="router", params={"routes": "3"}, created_at=T0)
+
+    response = client.get("/models/")
+
+    groups = {g.name: g for g in response.context["groups"]}
+    assert [c.key for c in groups["rag"].columns] == ["retriever_endpoint_url"]
+    assert [c.key for c in groups["router"].columns] == ["routes"]
+    assert groups["router"].versions[0].cells == [("3", False)]
+    html = response.content.decode()
+    assert html.count("</span>retriever_endpoint_url</th>") == 1
+    assert html.count('<td class="mono small chosen-column">') == 2  # one per version
+
+
+@pytest.mark.django_db
 def test_model_list_links_the_commit_when_the_repo_is_known(client, experiment):
     make_model(
         experiment,
@@ -332,6 +348,19 @@ def test_model_artifacts_lists_the_version_folder(client, experiment, artifact_s
     assert directories == ["code"]
     assert [name for name, _ in files] == ["MLmodel", "input_example.json", "model.pkl"]
     assert "?path=code" in response.content.decode()
+
+
+@pytest.mark.django_db
+def test_model_artifacts_names_the_version_as_the_other_tabs_do(
+    client, experiment, artifact_storage
+):
+    make_model(experiment, created_at=T0 - timedelta(days=1))
+    model = stored_model(experiment, artifact_storage)
+
+    html = client.get(f"/models/{model.model_id}/artifacts/").content.decode()
+
+    assert '<span aria-hidden="true">/</span> v2\n</nav>' in html
+    assert '<span class="version-tag">v2</span>' in html
 
 
 @pytest.mark.django_db

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 import pytest
@@ -575,3 +576,27 @@ def test_one_experiment_needs_no_experiment_filter(client):
     response = client.get("/traces/")
 
     assert "experiment" not in [name for name, _ in response.context["quick"]["choices"]]
+
+
+@pytest.mark.django_db
+def test_trace_lists_show_a_chat_request_and_answer_as_text(client, experiment):
+    model = make_model(experiment)
+    request = [{"role": "user", "content": "Where is my order?", "refusal": None}]
+    answer = {"choices": [{"message": {"role": "assistant", "content": "It ships today."}}]}
+    make_trace(
+        experiment,
+        1,
+        model_id=model.model_id,
+        request_preview=json.dumps(request),
+        response_preview=json.dumps(answer),
+    )
+
+    client.post("/traces/columns/", {"column": ["request", "response"]})
+    listed = client.get("/traces/")
+    recent = client.get(f"/models/{model.model_id}/traces/")
+
+    for response in (listed, recent):
+        html = response.content.decode()
+        assert "Where is my order?" in html
+        assert "refusal" not in html
+    assert "It ships today." in listed.content.decode()

@@ -12,6 +12,7 @@ from typing import Any
 from django import template
 from django.urls import NoReverseMatch, reverse
 
+from tracking import chat
 from tracking.markdown import render as render_markdown
 
 register = template.Library()
@@ -120,6 +121,18 @@ def model_url(model_id: str | None) -> str:
         return reverse("tracking:model-detail", args=[model_id])
     except NoReverseMatch:
         return ""
+
+
+@register.filter
+def request_text(preview: str | None) -> str:
+    """A trace's request preview as text: a chat request shows its user's words, not its JSON."""
+    return chat.request_text(preview or "")
+
+
+@register.filter
+def answer_text(preview: str | None) -> str:
+    """A trace's response preview as text: a chat answer shows the assistant's words."""
+    return chat.answer_text(preview or "")
 
 
 @register.filter

@@ -18,7 +18,14 @@ from access.rules import access_for, declares
 from tracking import svg
 from tracking.compare import git_commit_url
 from tracking.filters import LOGGED_MODELS, FilterError
-from tracking.models import LoggedModel, LoggedModelStatus, Metric, ModelVersion, Trace
+from tracking.models import (
+    LoggedModel,
+    LoggedModelStatus,
+    Metric,
+    ModelGroup,
+    ModelVersion,
+    Trace,
+)
 from tracking.permissions import page_reads
 from tracking.templatetags.tracking_format import (
     json_value,
@@ -87,10 +94,12 @@ def _prepare_row(
     """Everything a list row shows, as plain strings: the list renders up to 2,000 rows and
     template filters and includes per cell would cost more than the queries."""
     by_key = {key: m.value for (key, _), m in metrics.items()}
-    version.cells = [
-        _cell(version.params.get(c.key) if c.kind == "param" else by_key.get(c.key))
+    values = [
+        version.params.get(c.key) if c.kind == "param" else by_key.get(c.key)
         for c in columns["chosen"]
     ]
+    version.cells = [_cell(value) for value in values]
+    version.has_value = [value is not None for value in values]
     version.counts = counts
     # Strings, not ints: the template would localize each number on every one of the rows.
     version.count_label = f"{counts.count:,}" if counts else "0"
@@ -133,6 +142,8 @@ def model_list(request: HttpRequest) -> HttpResponse:
     for version in listed:
         _prepare_row(version, counts.get(version.model_id), metrics.get(version.pk, {}), columns)
         version.registry_labels = registrations.get(version.model_id, [])
+    for group in groups:
+        _group_columns(group, columns["chosen"])
     context = {
         "groups": groups,
         "more_names": more,
@@ -144,6 +155,15 @@ def model_list(request: HttpRequest) -> HttpResponse:
         **columns,
     }
     return render(request, "tracking/model_list.html", context, status=400 if error else 200)
+
+
+def _group_columns(group: ModelGroup, chosen: list[Column]) -> None:
+    """Give a group only the chosen columns that one of its listed versions has a value for:
+    another agent's params would be a column of dashes."""
+    keep = [i for i in range(len(chosen)) if any(v.has_value[i] for v in group.versions)]
+    group.columns = [chosen[i] for i in keep]
+    for version in group.versions:
+        version.cells = [version.cells[i] for i in keep]
 
 
 def _registrations(model_ids: Iterable[str]) -> dict[str, list[str]]:

@@ -100,7 +100,8 @@ def _mlmodel(mlmodel: dict) -> dict:
 @page_reads("model", "model_id")
 @require_safe
 def model_artifacts(request: HttpRequest, model_id: str) -> HttpResponse:
-    model = get_object_or_404(LoggedModel, model_id=model_id)
+    # Numbered, as on the other tabs: the header shows "/ v2" and the version badge.
+    model = get_object_or_404(LoggedModel.objects.numbered(), model_id=model_id)
     root = artifact_root(model)
     path = relative_path(request.GET.get("path", ""))
     full = f"{root}/{path}" if path else root

@@ -1,5 +1,6 @@
-"""Compare 2-4 model versions side by side: params, config, tags, metrics, trace statistics and
-the code between their commits. The URL (`?ids=a,b&diff=1`) is the whole state: shareable."""
+"""Compare 2-4 model versions side by side: their answers to the same requests, params, config,
+tags, metrics, trace statistics and the code between their commits. The URL (`?ids=a,b&diff=1`)
+is the whole state: shareable. Ids may be cut short, as the model list shows them."""
 
 from __future__ import annotations
 
@@ -8,12 +9,22 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.contrib.humanize.templatetags.humanize import intcomma
+from django.db.models import QuerySet
 from django.http import HttpResponse
 from django.views.decorators.http import require_safe
 
 from access.rules import access_for, declares
 from tracking import svg
-from tracking.compare import Row, diff_rows, direction, flatten, git_commit_url, git_compare_url
+from tracking.compare import (
+    Answers,
+    Row,
+    diff_rows,
+    direction,
+    flatten,
+    git_commit_url,
+    git_compare_url,
+    match_answers,
+)
 from tracking.models import LoggedModel, Metric, Trace
 from tracking.templatetags.tracking_format import duration, metric
 from tracking.trace_stats import TraceStats, trace_stats
@@ -22,14 +33,18 @@ from webapp.htmx import HtmxHttpRequest, render_page
 MIN_VERSIONS = 2
 MAX_VERSIONS = 4
 MAX_ID_LENGTH = 64
+# Each version's newest traces read for its answers: enough for the rows shown, bounded however
+# many traces a version has.
+ANSWER_TRACES = 200
 
 
 def requested_ids(values: list[str]) -> list[str]:
-    """Ids from `?ids=a,b` and/or `?ids=a&ids=b`, in order, without repeats or blanks."""
+    """Ids from `?ids=a,b` and/or `?ids=a&ids=b`, in order, without repeats or blanks; an id
+    copied with the ellipsis a truncated one is shown with loses it."""
     ids: list[str] = []
     for value in values:
         for part in value.split(","):
-            part = part.strip()
+            part = part.strip().removesuffix("…").strip()
             if part and part not in ids:
                 ids.append(part)
     return ids
@@ -100,7 +115,10 @@ def _sections(versions: list[LoggedModel], stats: list[TraceStats], only_diff: b
     return sections
 
 
-def _git(versions: list[LoggedModel]) -> None:
+def _git(versions: list[LoggedModel]) -> bool:
+    """Link each commit, and the code between the first one and each other; mark the commits
+    that differ from the first (a version without one differs from a version with one).
+    Answers whether any does."""
     base = versions[0]
     for version in versions:
         version.commit_url = git_commit_url(version.git_repo_url, version.git_commit)
@@ -110,6 +128,34 @@ def _git(versions: list[LoggedModel]) -> None:
             if same_repo and version is not base
             else ""
         )
+    rows = diff_rows([{"commit": v.git_commit} if v.git_commit else {} for v in versions])
+    for i, version in enumerate(versions):
+        version.commit_changed = bool(rows) and rows[0].cells[i].changed
+    return bool(rows) and rows[0].changed
+
+
+def _resolve(request: HtmxHttpRequest, ids: list[str]) -> tuple[dict[str, LoggedModel], str]:
+    """The readable versions of `ids` by the id asked for, each a full id or an unambiguous
+    start of one (the model list shows `m-` and 12 hex digits); and the message for an id that
+    starts several. One query for full ids, one more per shortened id."""
+    readable = (
+        access_for(request)
+        .readable(LoggedModel.objects.all())
+        .numbered()
+        .select_related("source_run")
+    )
+    if len(ids) < MIN_VERSIONS or len(ids) > MAX_VERSIONS:
+        return {}, ""  # _problem() says so, without a query
+    lookup = [i for i in ids if len(i) <= MAX_ID_LENGTH]
+    found = {v.model_id: v for v in readable.filter(model_id__in=lookup)}
+    for short in [i for i in lookup if i not in found]:
+        matches = list(readable.filter(model_id__startswith=short)[:2])
+        if len(matches) > 1:
+            which = " and ".join(m.model_id for m in matches)
+            return found, f"{short} starts more than one version's id ({which}): give more of it."
+        if matches:
+            found[short] = matches[0]
+    return found, ""
 
 
 def _problem(ids: list[str], found: dict[str, LoggedModel]) -> tuple[str, int]:
@@ -118,7 +164,23 @@ def _problem(ids: list[str], found: dict[str, LoggedModel]) -> tuple[str, int]:
     missing = [i for i in ids if i not in found]
     if missing:
         return "No such model version: " + ", ".join(missing) + ".", 404
+    if len({v.pk for v in found.values()}) < len(ids):
+        return "These ids name the same version more than once.", 400
     return "", 200
+
+
+def _answers(versions: list[LoggedModel], traces: QuerySet[Trace]) -> Answers:
+    recent = traces.recent_of_models((v.model_id for v in versions), ANSWER_TRACES)
+    by_model: dict[str, list[Trace]] = {v.model_id: [] for v in versions}
+    for trace in recent:
+        by_model[trace.model_id].append(trace)
+    return match_answers([by_model[v.model_id] for v in versions])
+
+
+def _answer_context(answers: Answers, only_diff: bool) -> dict[str, Any]:
+    rows = [row for row in answers.rows if row.changed] if only_diff else answers.rows
+    hidden = len(answers.rows) - len(rows)
+    return {"answers": answers, "answer_rows": rows, "answers_hidden": hidden}
 
 
 @declares("compares readable versions only; the others are 'no such model version' (404)")
@@ -126,15 +188,8 @@ def _problem(ids: list[str], found: dict[str, LoggedModel]) -> tuple[str, int]:
 def model_compare(request: HtmxHttpRequest) -> HttpResponse:
     ids = requested_ids(request.GET.getlist("ids"))
     only_diff = request.GET.get("diff") == "1"
-    lookup = [i for i in ids if len(i) <= MAX_ID_LENGTH][: MAX_VERSIONS + 1]
-    found = {
-        v.model_id: v
-        for v in access_for(request)
-        .readable(LoggedModel.objects.filter(model_id__in=lookup))
-        .numbered()
-        .select_related("source_run")
-    }
-    error, status = _problem(ids, found)
+    found, ambiguous = _resolve(request, ids)
+    error, status = (ambiguous, 400) if ambiguous else _problem(ids, found)
     context: dict[str, Any] = {"ids": ids, "error": error, "only_diff": only_diff}
     if not error:
         # Oldest first: the first column is the baseline every other column is diffed against.
@@ -142,11 +197,13 @@ def model_compare(request: HtmxHttpRequest) -> HttpResponse:
         readable = access_for(request).readable(Trace.objects.all())
         stats_by_id = trace_stats((v.model_id for v in versions), traces=readable)
         stats = [stats_by_id[v.model_id] for v in versions]
-        _git(versions)
+        commit_changed = _git(versions)
         for version, s in zip(versions, stats, strict=True):
             version.chart = svg.histogram(s.histogram, s.bucket_ns) if s.histogram else None
         context |= {
             "versions": versions,
+            "commit_changed": commit_changed,
+            **_answer_context(_answers(versions, readable), only_diff),
             "sections": _sections(versions, stats, only_diff),
             "ids_param": ",".join(v.model_id for v in versions),
         }
