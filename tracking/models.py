@@ -380,24 +380,25 @@ class LoggedModelQuerySet(models.QuerySet["LoggedModel"]):
         and compare (the last upload wins, as the file it comes from is replaced)."""
         self.update(model_config=config)
 
-    def numbered(self) -> LoggedModelQuerySet:
-        """Annotate `number`: 1 for the first version of a name, n for the nth (by time, then pk).
+    def numbered(self, within: str = "name", as_name: str = "number") -> LoggedModelQuerySet:
+        """Annotate `number`: 1 for the first version of a name, n for the nth (by time, then pk);
+        `within="experiment"` numbers the versions of an experiment instead.
 
         A correlated count on the (name, created_at) index rather than a window, so that the
         number stays right when the outer query is filtered by a search.
         """
         earlier = (
-            LoggedModel.objects.filter(name=OuterRef("name"))
+            LoggedModel.objects.filter(**{within: OuterRef(within)})
             .filter(
                 Q(created_at__lt=OuterRef("created_at"))
                 | Q(created_at=OuterRef("created_at"), pk__lte=OuterRef("pk"))
             )
             .order_by()
-            .values("name")
+            .values(within)
             .annotate(n=Count("pk"))
             .values("n")
         )
-        return self.annotate(number=Subquery(earlier))
+        return self.annotate(**{as_name: Subquery(earlier)})
 
     def name_summaries(self) -> models.QuerySet:
         """One row per model name among these versions: version count, newest version and
@@ -460,7 +461,8 @@ class LoggedModelQuerySet(models.QuerySet["LoggedModel"]):
 
     def grouped_by_experiment(self, limit: int, per_group: int) -> tuple[list[ModelGroup], bool]:
         """Like `grouped`, by experiment: an app's versions as one history, whatever each
-        version is called (`agent-<commit>`), in two queries."""
+        version is called (`agent-<commit>`), in two queries. Each version carries its
+        `experiment_number`, its place in the app's history."""
         summaries = list(
             self.order_by()
             .values("experiment_id", "experiment__name")
@@ -473,7 +475,8 @@ class LoggedModelQuerySet(models.QuerySet["LoggedModel"]):
             )
             for s in summaries[:limit]
         }
-        for version in self._newest_per("experiment_id", groups, per_group):
+        newest = self._newest_per("experiment_id", groups, per_group)
+        for version in newest.numbered("experiment", as_name="experiment_number"):
             groups[version.experiment_id].versions.append(version)
         return list(groups.values()), len(summaries) > limit
 

@@ -441,6 +441,7 @@ def test_model_list_shows_commit_named_versions_as_one_history_of_their_experime
     (group,) = response.context["groups"]
     assert (group.name, group.version_count) == ("support", 2)
     assert [v.model_id for v in group.versions] == [second.model_id, first.model_id]
+    assert [v.number_label for v in group.versions] == ["2", "1"]  # its place in the app
     html = response.content.decode()
     assert "chosen because each logged-model name has one version" in html
     assert "customer_support_agent-bbb2222 v1" in html

@@ -182,6 +182,8 @@ def test_grouped_by_experiment_makes_one_history_of_commit_named_versions(
         ("billing", str(other.pk), 1, 0),
     ]
     assert [v.name for v in groups[0].versions] == ["agent-ccc3333", "agent-bbb2222"]
+    assert [v.experiment_number for v in groups[0].versions] == [3, 2]  # the app's history
+    assert [v.number for v in groups[0].versions] == [1, 1]  # each the first of its name
 
 
 @pytest.mark.django_db

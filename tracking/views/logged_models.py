@@ -102,9 +102,12 @@ def _prepare_row(
     version.counts = counts
     # Strings, not ints: the template would localize each number on every one of the rows.
     version.count_label = f"{counts.count:,}" if counts else "0"
-    # Grouped by registered model, a version is numbered as the registry numbers it.
-    registry_version = getattr(version, "registry_version", None)
-    version.number_label = str(registry_version or version.number)
+    # Grouped by registered model, a version is numbered as the registry numbers it; by
+    # experiment, by its place in the app's history.
+    group_number = getattr(version, "registry_version", None) or getattr(
+        version, "experiment_number", None
+    )
+    version.number_label = str(group_number or version.number)
     version.name_label = f"{version.name} v{version.number}"
     version.error_label = percent(counts.error_rate) if counts else "—"
     version.url = model_url(version.model_id)
