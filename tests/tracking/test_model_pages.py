@@ -529,8 +529,13 @@ def test_model_list_searches_by_registered_model_and_alias(client, experiment):
     assert found("model = 'support_chat_agent/2'") == [second.model_id]
     assert found("model LIKE 'support%'") == sorted([first.model_id, second.model_id])
     assert len(found("model != 'support_chat_agent'")) == 1
-    # MLflow's `name` stays the logged model's name.
+    # MLflow's `name` stays the logged model's name; the page says what was meant.
     assert found("name = 'support_chat_agent'") == []
+    html = client.get("/models/", {"q": "name = 'support_chat_agent'"}).content.decode()
+    assert (
+        "<strong>support_chat_agent</strong> is a registered model: "
+        '<a href="?by=registered&amp;q=model%20%3D%20%27support_chat_agent%27">'
+    ) in html
 
 
 @pytest.mark.django_db
@@ -554,8 +559,8 @@ def test_model_list_escapes_registered_and_experiment_names(client):
     model = make_model(experiment, name="agent")
     register(XSS, model, aliases={XSS: 1})
 
-    for by in ("registered", "experiment"):
-        html = client.get("/models/", {"by": by}).content.decode()
+    for params in ({"by": "registered"}, {"by": "experiment"}, {"q": f"name = '{XSS}'"}):
+        html = client.get("/models/", params).content.decode()
         assert XSS_ESCAPED in html
         assert XSS not in html
 

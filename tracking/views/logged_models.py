@@ -15,7 +15,7 @@ from django.utils.timezone import localtime
 from django.views.decorators.http import require_safe
 
 from access.rules import access_for, declares
-from tracking import svg
+from tracking import filters, svg
 from tracking.compare import git_commit_url
 from tracking.filters import LOGGED_MODELS, FilterError
 from tracking.models import (
@@ -25,7 +25,9 @@ from tracking.models import (
     Metric,
     ModelGrouping,
     ModelVersion,
+    RegisteredModel,
     Trace,
+    VersionShape,
 )
 from tracking.permissions import page_reads
 from tracking.templatetags.tracking_format import (
@@ -134,6 +136,15 @@ WHY_GROUPED = {
 }
 
 
+def _grouping(asked: str, readable: LoggedModelQuerySet) -> tuple[str, VersionShape | None]:
+    """The grouping asked for, else the one that the shape of all readable versions suggests
+    (not of a search's: the grouping stays put while the user narrows the list)."""
+    if asked in ModelGrouping.values:
+        return asked, None
+    shape = readable.shape()
+    return shape.grouping, shape
+
+
 def _one_group(versions: LoggedModelQuerySet, by: str, key: str) -> LoggedModelQuerySet:
     """The versions of one group (`?group=`): a name, an experiment id, a registered name."""
     if by == ModelGrouping.EXPERIMENT:
@@ -154,14 +165,7 @@ def model_list(request: HttpRequest) -> HttpResponse:
     # `?name=` is the by-name group link of earlier versions of this page.
     group_key = request.GET.get("group", "") or request.GET.get("name", "")
     asked = request.GET.get("by", "") or (ModelGrouping.NAME if request.GET.get("name") else "")
-    shape = None
-    if asked in ModelGrouping.values:
-        by = asked
-    else:
-        # The shape of all readable versions, not of a search's: the grouping stays put while
-        # the user narrows the list.
-        shape = readable.shape()
-        by = shape.grouping
+    by, shape = _grouping(asked, readable)
     versions, error = readable, ""
     try:
         if asked not in ("", *ModelGrouping.values):
@@ -186,8 +190,13 @@ def model_list(request: HttpRequest) -> HttpResponse:
     for version in listed:
         _prepare_row(version, counts.get(version.model_id), metrics.get(version.pk, {}), columns)
         version.registry_labels = registrations.get(version.model_id, [])
+    # Asked only of a search that found nothing.
+    searched = query and not listed and not error
+    registered_name = _registered_name_searched(query) if searched else ""
     context = {
         "groups": groups,
+        "registered_name": registered_name,
+        "registered_query": "model = '{}'".format(registered_name.replace("'", "''")),
         "more_names": more,
         "names_limit": MODEL_NAMES_PER_PAGE,
         "q": query,
@@ -200,6 +209,19 @@ def model_list(request: HttpRequest) -> HttpResponse:
         **columns,
     }
     return render(request, "tracking/model_list.html", context, status=400 if error else 200)
+
+
+def _registered_name_searched(query: str) -> str:
+    """A registered model that a search by `name = '...'` meant: MLflow's `name` is the
+    logged model's, which seeds that log `name="agent"` never match."""
+    names = [
+        c.value
+        for c in filters.parse(query)
+        if c.prefix == "attribute" and c.key.lower() == "name" and c.op == "="
+    ]
+    return (
+        RegisteredModel.objects.filter(name__in=names).values_list("name", flat=True).first() or ""
+    )
 
 
 def _registrations(model_ids: Iterable[str]) -> dict[str, list[str]]:
