@@ -8,6 +8,7 @@ Filters are comparisons joined by AND (OR is not part of MLflow's language):
 
     request_metadata.`mlflow.modelId` = 'm-...' AND trace.status = 'OK'
     name='agent-v2'        params.p1 = '1'        metrics.m > 0.5
+    model = 'support-agent@champion'              (logged models: a registered model's versions)
     tags.`mlflow.traceName` LIKE 'chat%'          attributes.status IN ('FINISHED', 'FAILED')
 
 An identifier is `prefix.key` or a bare attribute name; keys with dots or other punctuation
@@ -38,7 +39,7 @@ from django.db.models import (
 )
 from django.db.models.fields.json import KeyTextTransform
 
-from tracking.models import Metric, Span
+from tracking.models import Metric, ModelVersion, Span
 
 MAX_FILTER_LENGTH = 10_000
 MAX_COMPARISONS = 50
@@ -346,10 +347,14 @@ def as_choice(choices: set[str]) -> Callable[[Any, str], Any]:
 
 @dataclass(frozen=True, slots=True)
 class Field:
-    """A searchable attribute: the expression it reads and how its values are typed."""
+    """A searchable attribute: the expression it reads and how its values are typed.
+
+    `matches(op, value)` replaces the comparison of the expression for an attribute that is
+    not one column (the expression then only orders)."""
 
     expression: Callable[[], Expression | F]
     convert: Callable[[Any, str], Any] = as_text
+    matches: Callable[[str, Any], Q] | None = None
 
 
 def column(name: str, convert: Callable[[Any, str], Any] = as_text) -> Field:
@@ -400,7 +405,10 @@ class Entity:
                     f"Invalid filter: {self.name} have no attribute {c.key!r} "
                     f"(searchable: {names})."
                 )
-            return compare(field.expression(), c.op, field.convert(c.value, where))
+            value = field.convert(c.value, where)
+            if field.matches is not None:
+                return field.matches(c.op, value)
+            return compare(field.expression(), c.op, value)
         if c.prefix == "tag" and self.tags:
             if self.tag_columns and c.key in self.tag_columns:
                 return compare(F(self.tag_columns[c.key]), c.op, as_text(c.value, where))
@@ -502,10 +510,33 @@ RUNS = Entity(
     metric_owner="run",
 )
 
+
+def _model_matches(op: str, value: Any) -> Q:
+    """A logged model by its id, its name, or a registered model that has it as a version
+    (`support-agent`, `support-agent@champion`, `support-agent/3`, as in `models:/` URIs):
+    what `model` means in the trace query too. MLflow's own `name` stays the logged model's."""
+    values = list(value) if isinstance(value, tuple) else [value]
+    if op in ("LIKE", "ILIKE", "NOT LIKE", "NOT ILIKE"):
+        positive = op.removeprefix("NOT ")
+        registered = ModelVersion.objects.filter(
+            compare(F("registered_model__name"), positive, value)
+        ).exclude(model_id="")
+        q = compare(F("name"), positive, value) | Q(model_id__in=registered.values("model_id"))
+        return ~q if op.startswith("NOT") else q
+    if op not in ("=", "!=", "IN", "NOT IN"):
+        raise FilterError(
+            f"Invalid filter: model takes =, !=, IN, NOT IN, LIKE or ILIKE, not {op}."
+        )
+    registered = ModelVersion.objects.referenced(*values).values("model_id")
+    q = Q(model_id__in=values) | Q(name__in=values) | Q(model_id__in=registered)
+    return ~q if op in ("!=", "NOT IN") else q
+
+
 LOGGED_MODELS = Entity(
     name="logged models",
     attributes={
         "name": column("name"),
+        "model": Field(lambda: F("name"), as_text, _model_matches),
         "model_id": column("model_id"),
         "model_type": column("model_type"),
         "status": column("status", _MODEL_STATUSES),

@@ -8,6 +8,7 @@ which keeps foreign keys and indexes on the span table narrow.
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import time
@@ -20,8 +21,9 @@ from typing import Any
 
 from django.core.exceptions import ObjectDoesNotExist
 from django.db import models, transaction
-from django.db.models import Count, F, Max, OuterRef, Q, Subquery, Window
-from django.db.models.functions import RowNumber
+from django.db.models import Count, Exists, F, IntegerField, Max, OuterRef, Q, Subquery, Window
+from django.db.models.fields.json import KeyTextTransform
+from django.db.models.functions import Cast, RowNumber
 from django.urls import reverse
 from django.utils import timezone
 
@@ -302,15 +304,48 @@ class LoggedModelStatus(models.TextChoices):
 
 @dataclass
 class ModelGroup:
-    """One model name of the list: how many versions it has, and the newest of them."""
+    """One group of the model list (a name, an experiment or a registered model): how many
+    versions it has, and the newest of them."""
 
     name: str
     version_count: int
     versions: list[LoggedModel] = field(default_factory=list)
+    # What selects this group alone (`?group=`): the name, the experiment id, the registered name.
+    key: str = ""
+    # A registered model's {alias: version number}.
+    aliases: dict[str, int] = field(default_factory=dict)
 
     @property
     def hidden_versions(self) -> int:
         return self.version_count - len(self.versions)
+
+
+class ModelGrouping(models.TextChoices):
+    """How the model list groups versions into histories."""
+
+    REGISTERED = "registered", "Registered model"
+    EXPERIMENT = "experiment", "Experiment"
+    NAME = "name", "Logged-model name"
+
+
+@dataclass(frozen=True)
+class VersionShape:
+    """How a set of versions is named, which decides the model list's default grouping."""
+
+    versions: int
+    names: int
+    registered: int
+
+    @property
+    def grouping(self) -> str:
+        """Registered model when every version is registered (the registry names the history,
+        whatever the logged models are called); experiment when no name has a second version
+        (a commit or date in each name: the app's experiment is the history); else the name."""
+        if self.versions and self.registered == self.versions:
+            return ModelGrouping.REGISTERED
+        if self.versions > 1 and self.names == self.versions:
+            return ModelGrouping.EXPERIMENT
+        return ModelGrouping.NAME
 
 
 class LoggedModelQuerySet(models.QuerySet["LoggedModel"]):
@@ -350,24 +385,25 @@ class LoggedModelQuerySet(models.QuerySet["LoggedModel"]):
         and compare (the last upload wins, as the file it comes from is replaced)."""
         self.update(model_config=config)
 
-    def numbered(self) -> LoggedModelQuerySet:
-        """Annotate `number`: 1 for the first version of a name, n for the nth (by time, then pk).
+    def numbered(self, within: str = "name", as_name: str = "number") -> LoggedModelQuerySet:
+        """Annotate `number`: 1 for the first version of a name, n for the nth (by time, then pk);
+        `within="experiment"` numbers the versions of an experiment instead.
 
         A correlated count on the (name, created_at) index rather than a window, so that the
         number stays right when the outer query is filtered by a search.
         """
         earlier = (
-            LoggedModel.objects.filter(name=OuterRef("name"))
+            LoggedModel.objects.filter(**{within: OuterRef(within)})
             .filter(
                 Q(created_at__lt=OuterRef("created_at"))
                 | Q(created_at=OuterRef("created_at"), pk__lte=OuterRef("pk"))
             )
             .order_by()
-            .values("name")
+            .values(within)
             .annotate(n=Count("pk"))
             .values("n")
         )
-        return self.annotate(number=Subquery(earlier))
+        return self.annotate(**{as_name: Subquery(earlier)})
 
     def name_summaries(self) -> models.QuerySet:
         """One row per model name among these versions: version count, newest version and
@@ -391,25 +427,112 @@ class LoggedModelQuerySet(models.QuerySet["LoggedModel"]):
         Returns (groups, more) where `more` says names beyond `limit` exist.
         """
         summaries = list(self.name_summaries()[: limit + 1])
-        groups = {s["name"]: ModelGroup(s["name"], s["versions"]) for s in summaries[:limit]}
-        # A window rank keeps the query bounded even for a name with thousands of versions.
-        ranked = (
-            self.filter(name__in=groups)
+        groups = {
+            s["name"]: ModelGroup(s["name"], s["versions"], key=s["name"])
+            for s in summaries[:limit]
+        }
+        for version in self._newest_per("name", groups, per_name):
+            groups[version.name].versions.append(version)
+        return list(groups.values()), len(summaries) > limit
+
+    def shape(self) -> VersionShape:
+        """How many versions, distinct names and registered versions these are, in one query."""
+        registered = ModelVersion.objects.filter(model_id=OuterRef("model_id"))
+        counts = self.order_by().aggregate(
+            versions=Count("pk"),
+            names=Count("name", distinct=True),
+            registered=Count("pk", filter=Q(Exists(registered))),
+        )
+        return VersionShape(**counts)
+
+    def _newest_per(self, partition: str, keys: Iterable[Any], per_group: int) -> Any:
+        """The `per_group` newest versions (numbered) of each `partition` value in `keys`."""
+        # A window rank keeps the query bounded even for a group with thousands of versions.
+        return (
+            self.filter(**{f"{partition}__in": list(keys)})
             .numbered()
             .select_related("source_run")
             .defer("model_config", "status_message", "source_run__params", "source_run__tags")
             .annotate(
                 rank=Window(
                     RowNumber(),
-                    partition_by=[F("name")],
+                    partition_by=[F(partition)],
                     order_by=[F("created_at").desc(), F("pk").desc()],
                 )
             )
-            .filter(rank__lte=per_name)
-            .order_by("name", "-created_at", "-pk")
+            .filter(rank__lte=per_group)
+            .order_by(partition, "-created_at", "-pk")
         )
-        for version in ranked:
-            groups[version.name].versions.append(version)
+
+    def grouped_by_experiment(self, limit: int, per_group: int) -> tuple[list[ModelGroup], bool]:
+        """Like `grouped`, by experiment: an app's versions as one history, whatever each
+        version is called (`agent-<commit>`), in two queries. Each version carries its
+        `experiment_number`, its place in the app's history."""
+        summaries = list(
+            self.order_by()
+            .values("experiment_id", "experiment__name")
+            .annotate(versions=Count("pk"), latest_created_at=Max("created_at"))
+            .order_by("-latest_created_at", "experiment__name")[: limit + 1]
+        )
+        groups = {
+            s["experiment_id"]: ModelGroup(
+                s["experiment__name"], s["versions"], key=str(s["experiment_id"])
+            )
+            for s in summaries[:limit]
+        }
+        newest = self._newest_per("experiment_id", groups, per_group)
+        for version in newest.numbered("experiment", as_name="experiment_number"):
+            groups[version.experiment_id].versions.append(version)
+        return list(groups.values()), len(summaries) > limit
+
+    def grouped_by_registered_model(
+        self, limit: int, per_group: int
+    ) -> tuple[list[ModelGroup], bool]:
+        """Like `grouped`, by the registered models these versions are registered as, newest
+        registry version first, in three queries. Each version carries `registry_version`, and
+        each group its registered model's aliases; a version registered twice is in two groups."""
+        registry = ModelVersion.objects.filter(model_id__in=self.values("model_id")).exclude(
+            model_id=""
+        )
+        summaries = list(
+            registry.order_by()
+            .values("registered_model_id", "registered_model__name")
+            .annotate(versions=Count("pk"), latest_created_at=Max("created_at"))
+            .order_by("-latest_created_at", "registered_model__name")[: limit + 1]
+        )
+        groups = {
+            s["registered_model_id"]: ModelGroup(
+                s["registered_model__name"], s["versions"], key=s["registered_model__name"]
+            )
+            for s in summaries[:limit]
+        }
+        ranked = list(
+            registry.filter(registered_model_id__in=list(groups))
+            .select_related("registered_model")
+            .annotate(
+                rank=Window(
+                    RowNumber(),
+                    partition_by=[F("registered_model_id")],
+                    order_by=[F("version").desc()],
+                )
+            )
+            .filter(rank__lte=per_group)
+            .order_by("registered_model_id", "-version")
+        )
+        logged = {
+            m.model_id: m
+            for m in self.filter(model_id__in={r.model_id for r in ranked})
+            .numbered()
+            .select_related("source_run")
+            .defer("model_config", "status_message", "source_run__params", "source_run__tags")
+        }
+        for row in ranked:
+            group = groups[row.registered_model_id]
+            group.aliases = row.registered_model.aliases
+            # A copy per registration: the same logged model may be a version of two names.
+            version = copy.copy(logged[row.model_id])
+            version.registry_version = row.version
+            group.versions.append(version)
         return list(groups.values()), len(summaries) > limit
 
     def name_traces(self, traces: Sequence[Trace]) -> Sequence[Trace]:
@@ -986,6 +1109,26 @@ class ModelVersionQuerySet(models.QuerySet["ModelVersion"]):
             .filter(model_id__in=list(model_ids))
             .order_by("registered_model__name", "version")
         )
+
+    def referenced(self, *references: str) -> ModelVersionQuerySet:
+        """The versions that point at logged models, of the registered models these references
+        name as MLflow's `models:/` URIs do: `name` (every version), `name@alias`, `name/3`
+        (the `models:/` prefix optional). A reference is also tried as a whole name, so that a
+        registered name holding `@` or `/` still matches."""
+        q = Q()
+        for reference in references:
+            whole = reference.removeprefix("models:/")
+            q |= Q(registered_model__name=whole)
+            name, at, alias = whole.rpartition("@")
+            if at and name and alias:
+                pointed = KeyTextTransform(alias, "registered_model__aliases")
+                q |= Q(registered_model__name=name, version=Cast(pointed, IntegerField()))
+            name, slash, number = whole.rpartition("/")
+            if slash and name and number.isdigit() and len(number) < 10:
+                q |= Q(registered_model__name=name, version=int(number))
+        if not q:
+            return self.none()
+        return self.filter(q).exclude(model_id="")
 
     def latest_per_stage(self) -> ModelVersionQuerySet:
         """The highest version of each (registered model, stage) in this queryset: MLflow's

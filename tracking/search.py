@@ -2,6 +2,7 @@
 
     state = ERROR and duration > 2s
     (model = support-agent or tag.env = prod) and not span.type = TOOL
+    model = support-agent@champion   # a registered model, its alias or `/3` its version
     time > -1h and "refund"          # a bare word or quoted string searches the previews
     span.attributes.llm.model ~ gpt and tokens >= 1000
     state in (OK, IN_PROGRESS)
@@ -34,7 +35,7 @@ from django.db.models.fields.json import HasKey, KeyTextTransform
 from django.db.models.functions import Cast
 from django.db.models.lookups import Exact, IContains, In
 
-from tracking.models import LoggedModel, Span, TraceState
+from tracking.models import LoggedModel, ModelVersion, Span, TraceState
 
 MAX_QUERY_CHARS = 2_000
 # Deep nesting would only exhaust Python's stack; no real filter needs this many parentheses.
@@ -477,12 +478,20 @@ def _apply(op: str, column: str, values: list) -> Q:
 
 
 def _model(op: str, values: list[str]) -> Q:
-    """`model` matches a model version id (m-...) or the name of a logged model."""
+    """`model` matches a model version id (m-...), the name of a logged model, or a registered
+    model as MLflow's `models:/` URIs name it: `support-agent` (every registered version),
+    `support-agent@champion`, `support-agent/3`."""
     if op == "~":
         names = LoggedModel.objects.filter(name__icontains=values[0]).values("model_id")
-        return Q(model_id__icontains=values[0]) | Q(model_id__in=names)
+        registered = (
+            ModelVersion.objects.filter(registered_model__name__icontains=values[0])
+            .exclude(model_id="")
+            .values("model_id")
+        )
+        return Q(model_id__icontains=values[0]) | Q(model_id__in=names) | Q(model_id__in=registered)
     by_name = LoggedModel.objects.filter(name__in=values).values("model_id")
-    q = Q(model_id__in=values) | Q(model_id__in=by_name)
+    registered = ModelVersion.objects.referenced(*values).values("model_id")
+    q = Q(model_id__in=values) | Q(model_id__in=by_name) | Q(model_id__in=registered)
     return ~q if op in ("!=", "not in") else q
 
 

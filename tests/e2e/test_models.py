@@ -8,7 +8,15 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tracking.models import Experiment, LoggedModel, Metric, Trace, TraceState
+from tracking.models import (
+    Experiment,
+    LoggedModel,
+    Metric,
+    ModelVersion,
+    RegisteredModel,
+    Trace,
+    TraceState,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -172,3 +180,46 @@ def test_model_list_param_columns_fit_their_card(page, server, versions):
         assert wrap.evaluate("e => e.scrollWidth <= e.clientWidth")
     router = page.locator("section.model-group", has_text=other.name)
     assert "system_prompt" not in router.locator("thead").inner_text()
+
+
+def test_group_by_switches_between_registered_model_experiment_and_name(page, server):
+    experiment = Experiment.objects.create(name="customer-support")
+    for i, commit in enumerate(["aaa1111", "bbb2222"]):
+        LoggedModel.objects.create(
+            experiment=experiment,
+            name=f"customer_support_agent-{commit}",
+            created_at=T0 + timedelta(days=i),
+            tags={"mlflow.source.git.commit": commit + "0" * 33},
+        )
+    registered = RegisteredModel.objects.create(name="support_chat_agent", aliases={"champion": 1})
+    ModelVersion.objects.create(
+        registered_model=registered,
+        version=1,
+        model_id=LoggedModel.objects.get(name="customer_support_agent-bbb2222").model_id,
+    )
+
+    page.goto(server + "/models/")
+    grouping = page.get_by_role("navigation", name="Group versions by")
+    assert "chosen because each logged-model name has one version" in grouping.inner_text()
+    assert page.get_by_role("heading", level=2).all_inner_texts() == ["customer-support"]
+    assert "bbb2222" in page.locator("tbody tr").first.inner_text()
+
+    grouping.get_by_role("link", name="Registered model").click()
+    page.wait_for_url("**/models/?by=registered")
+    assert page.get_by_role("heading", level=2).all_inner_texts() == ["support_chat_agent"]
+    assert "@champion → v1" in page.locator(".model-group-header").inner_text()
+    assert (
+        grouping.get_by_role("link", name="Registered model").get_attribute("aria-current")
+        == "true"
+    )
+
+    page.get_by_label("Search models").fill("model = 'support_chat_agent@champion'")
+    page.get_by_role("button", name="Search").click()
+    page.wait_for_url("**/models/?q=*")
+    assert "by=registered" in page.url  # the search keeps the grouping
+
+    grouping.get_by_role("link", name="Logged-model name").click()
+    page.wait_for_url("**/models/?by=name*")
+    assert page.get_by_role("heading", level=2).all_inner_texts() == [
+        "customer_support_agent-bbb2222"
+    ]

@@ -49,3 +49,9 @@ def test_unknown_attributes_are_refused_per_entity():
         filters.TRACES.q("colour = 'red'")
     with pytest.raises(FilterError, match="cannot be filtered on params"):
         filters.TRACES.q("params.p = '1'")
+
+
+@pytest.mark.parametrize("text", ["model > 'a'", "model <= 'a'"])
+def test_model_of_logged_models_refuses_ordering_comparators(text):
+    with pytest.raises(FilterError, match="model takes"):
+        filters.LOGGED_MODELS.q(text)

@@ -5,7 +5,7 @@ from datetime import timedelta
 import pytest
 
 from tests.rows import T0, XSS, XSS_ESCAPED, make_model, make_trace
-from tracking.models import Metric, ModelVersion, RegisteredModel
+from tracking.models import Experiment, Metric, ModelVersion, RegisteredModel
 from tracking.views import logged_models
 
 # --- /models/ -------------------------------------------------------------------------------
@@ -431,3 +431,187 @@ def test_model_list_shows_every_version_of_one_name_on_request(client, experimen
     assert 'href="?name=support-agent">Show all versions of support-agent</a>' in overview
     (group,) = response.context["groups"]
     assert [v.number for v in group.versions] == [5, 4, 3, 2, 1]
+
+
+# --- /models/ grouped by registered model, experiment or logged-model name ------------------
+
+
+def register(name, *models, aliases=None):
+    registered = RegisteredModel.objects.create(name=name, aliases=aliases or {})
+    for number, model in enumerate(models, start=1):
+        ModelVersion.objects.create(
+            registered_model=registered, version=number, model_id=model.model_id
+        )
+    return registered
+
+
+def commit_named_versions(experiment, commits=("aaa1111", "bbb2222")):
+    """Seed 002's pattern: the commit in each version's name, and in its git tag."""
+    return [
+        make_model(
+            experiment,
+            name=f"customer_support_agent-{commit}",
+            created_at=T0 + timedelta(hours=n),
+            tags={"mlflow.source.git.commit": commit + "0" * 33},
+        )
+        for n, commit in enumerate(commits)
+    ]
+
+
+@pytest.mark.django_db
+def test_model_list_shows_commit_named_versions_as_one_history_of_their_experiment(
+    client, experiment
+):
+    first, second = commit_named_versions(experiment)
+
+    response = client.get("/models/")
+
+    assert response.context["by"] == "experiment"
+    (group,) = response.context["groups"]
+    assert (group.name, group.version_count) == ("support", 2)
+    assert [v.model_id for v in group.versions] == [second.model_id, first.model_id]
+    assert [v.number_label for v in group.versions] == ["2", "1"]  # its place in the app
+    html = response.content.decode()
+    assert "chosen because each logged-model name has one version" in html
+    assert "customer_support_agent-bbb2222 v1" in html
+    assert ">bbb2222<" in html and ">aaa1111<" in html  # the commit of each
+
+
+@pytest.mark.django_db
+def test_model_list_shows_registered_versions_under_their_registered_name_with_aliases(
+    client, experiment
+):
+    first = make_model(experiment, name="agent", created_at=T0)
+    second = make_model(experiment, name="agent", created_at=T0 + timedelta(hours=1))
+    register("support_chat_agent", first, second, aliases={"champion": 2})
+
+    response = client.get("/models/")
+
+    assert response.context["by"] == "registered"
+    (group,) = response.context["groups"]
+    assert group.name == "support_chat_agent"
+    assert [(v.model_id, v.number_label) for v in group.versions] == [
+        (second.model_id, "2"),
+        (first.model_id, "1"),
+    ]
+    html = response.content.decode()
+    assert "@champion → v2" in html
+    assert "chosen because every version is registered" in html
+    assert "agent v2" in html  # the logged model each registry version is
+
+
+@pytest.mark.django_db
+def test_model_list_groups_as_asked_whatever_the_default(client, experiment):
+    other = Experiment.objects.create(name="billing")
+    _, second = commit_named_versions(experiment)
+    make_model(other, name="billing-agent")
+    register("support_chat_agent", second)
+
+    def groups(by):
+        response = client.get("/models/", {"by": by})
+        assert response.context["by"] == by
+        assert "chosen because" not in response.content.decode()
+        return [(g.name, len(g.versions)) for g in response.context["groups"]]
+
+    assert groups("name") == [
+        ("billing-agent", 1),
+        ("customer_support_agent-bbb2222", 1),
+        ("customer_support_agent-aaa1111", 1),
+    ]
+    assert groups("experiment") == [("billing", 1), ("support", 2)]
+    assert groups("registered") == [("support_chat_agent", 1)]
+
+
+@pytest.mark.django_db
+def test_model_list_lists_one_group_in_full_in_each_grouping(client, experiment, monkeypatch):
+    monkeypatch.setattr(logged_models, "VERSIONS_PER_NAME", 1)
+    other = Experiment.objects.create(name="billing")
+    versions = commit_named_versions(experiment, ("aaa1111", "bbb2222", "ccc3333"))
+    make_model(other, name="billing-agent")
+    register("support_chat_agent", *versions)
+
+    overview = client.get("/models/", {"by": "experiment"}).content.decode()
+    by_experiment = client.get("/models/", {"by": "experiment", "group": str(experiment.pk)})
+    by_registry = client.get("/models/", {"by": "registered", "group": "support_chat_agent"})
+
+    assert f'href="?by=experiment&amp;group={experiment.pk}"' in overview
+    (group,) = by_experiment.context["groups"]
+    assert len(group.versions) == 3
+    (group,) = by_registry.context["groups"]
+    assert [v.number_label for v in group.versions] == ["3", "2", "1"]
+
+
+@pytest.mark.django_db
+def test_model_list_searches_by_registered_model_and_alias(client, experiment):
+    first = make_model(experiment, name="agent", created_at=T0)
+    second = make_model(experiment, name="agent", created_at=T0 + timedelta(hours=1))
+    make_model(experiment, name="other")
+    register("support_chat_agent", first, second, aliases={"champion": 1})
+
+    def found(q):
+        response = client.get("/models/", {"q": q, "by": "name"})
+        assert response.status_code == 200
+        return sorted(v.model_id for g in response.context["groups"] for v in g.versions)
+
+    assert found("model = 'support_chat_agent'") == sorted([first.model_id, second.model_id])
+    assert found("model = 'support_chat_agent@champion'") == [first.model_id]
+    assert found("model = 'support_chat_agent/2'") == [second.model_id]
+    assert found("model LIKE 'support%'") == sorted([first.model_id, second.model_id])
+    assert len(found("model != 'support_chat_agent'")) == 1
+    # MLflow's `name` stays the logged model's name; the page says what was meant.
+    assert found("name = 'support_chat_agent'") == []
+    html = client.get("/models/", {"q": "name = 'support_chat_agent'"}).content.decode()
+    assert (
+        "<strong>support_chat_agent</strong> is a registered model: "
+        '<a href="?by=registered&amp;q=model%20%3D%20%27support_chat_agent%27">'
+    ) in html
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "params",
+    [{"by": "bogus"}, {"by": "experiment", "group": "not-a-number"}, {"q": "model > 'a'"}],
+)
+def test_model_list_explains_a_bad_grouping_inline(client, experiment, params):
+    make_model(experiment)
+
+    response = client.get("/models/", params)
+
+    assert response.status_code == 400
+    assert 'role="alert"' in response.content.decode()
+    assert response.context["groups"] == []
+
+
+@pytest.mark.django_db
+def test_model_list_escapes_registered_and_experiment_names(client):
+    experiment = Experiment.objects.create(name=XSS)
+    model = make_model(experiment, name="agent")
+    register(XSS, model, aliases={XSS: 1})
+
+    for params in ({"by": "registered"}, {"by": "experiment"}, {"q": f"name = '{XSS}'"}):
+        html = client.get("/models/", params).content.decode()
+        assert XSS_ESCAPED in html
+        assert XSS not in html
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("by", "queries"), [("experiment", 5), ("registered", 6), ("", 7)])
+def test_model_list_queries_do_not_grow_with_rows_in_any_grouping(
+    client, experiment, django_assert_num_queries, by, queries
+):
+    for i in range(3):
+        versions = [
+            make_model(experiment, name=f"agent-{i}-{hour}", created_at=T0 + timedelta(hours=hour))
+            for hour in range(3)
+        ]
+        for hour, version in enumerate(versions):
+            make_trace(experiment, i * 10 + hour, model_id=version.model_id)
+            Metric.objects.create(logged_model=version, key="accuracy", value=0.5, timestamp_ms=1)
+        register(f"registered-{i}", *versions, aliases={"champion": 1})
+
+    # experiment: groups, versions, trace counts, registry labels, metrics; registered: its
+    # three queries instead of two; the default adds the shape that chooses the grouping.
+    with django_assert_num_queries(queries):
+        response = client.get("/models/", {"by": by} if by else {})
+
+    assert sum(len(g.versions) for g in response.context["groups"]) == 9

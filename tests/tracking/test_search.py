@@ -7,7 +7,7 @@ from django.db import connection
 
 from tests.rows import T0, make_model, make_span, make_trace
 from tracking import search
-from tracking.models import Trace, TraceState
+from tracking.models import ModelVersion, RegisteredModel, Trace, TraceState
 from tracking.search import (
     And,
     Comparison,
@@ -275,6 +275,38 @@ def test_model_matches_a_version_id_or_a_model_name(experiment):
     assert names("model ~ billing") == ["billing"]
     assert names("model != support-agent") == ["billing", "none"]
     assert names("model in (support-agent, billing-agent)") == ["billing", "support"]
+
+
+@pytest.mark.django_db
+def test_model_matches_a_registered_model_its_aliases_and_its_version_numbers(experiment):
+    # Seed 004: every version is logged as "agent" and registered as support_chat_agent.
+    v1, v2 = make_model(experiment, name="agent"), make_model(experiment, name="agent")
+    unregistered = make_model(experiment, name="agent")
+    registered = RegisteredModel.objects.create(
+        name="support_chat_agent", aliases={"champion": 2, "baseline": 1}
+    )
+    for number, model in enumerate([v1, v2], start=1):
+        ModelVersion.objects.create(
+            registered_model=registered, version=number, model_id=model.model_id
+        )
+    ModelVersion.objects.create(registered_model=registered, version=3, model_id="")
+    make_trace(experiment, 1, name="first", model_id=v1.model_id)
+    make_trace(experiment, 2, name="second", model_id=v2.model_id)
+    make_trace(experiment, 3, name="unregistered", model_id=unregistered.model_id)
+    make_trace(experiment, 4, name="none")
+
+    assert names("model = support_chat_agent") == ["first", "second"]
+    assert names("model = support_chat_agent@champion") == ["second"]
+    assert names('model = "models:/support_chat_agent@baseline"') == ["first"]
+    assert names("model = support_chat_agent/1") == ["first"]
+    assert names("model = support_chat_agent@nobody") == []
+    assert names("model != support_chat_agent@champion") == ["first", "none", "unregistered"]
+    assert names("model in (support_chat_agent@champion, support_chat_agent/1)") == [
+        "first",
+        "second",
+    ]
+    assert names("model ~ chat_agent") == ["first", "second"]
+    assert names("model = agent") == ["first", "second", "unregistered"]  # the logged name
 
 
 @pytest.mark.django_db

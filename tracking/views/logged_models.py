@@ -15,16 +15,20 @@ from django.utils.timezone import localtime
 from django.views.decorators.http import require_safe
 
 from access.rules import access_for, declares
-from tracking import svg
+from tracking import filters, svg
 from tracking.compare import git_commit_url
 from tracking.filters import LOGGED_MODELS, FilterError
 from tracking.models import (
     LoggedModel,
+    LoggedModelQuerySet,
     LoggedModelStatus,
     Metric,
     ModelGroup,
+    ModelGrouping,
     ModelVersion,
+    RegisteredModel,
     Trace,
+    VersionShape,
 )
 from tracking.permissions import page_reads
 from tracking.templatetags.tracking_format import (
@@ -103,7 +107,13 @@ def _prepare_row(
     version.counts = counts
     # Strings, not ints: the template would localize each number on every one of the rows.
     version.count_label = f"{counts.count:,}" if counts else "0"
-    version.number_label = str(version.number)
+    # Grouped by registered model, a version is numbered as the registry numbers it; by
+    # experiment, by its place in the app's history.
+    group_number = getattr(version, "registry_version", None) or getattr(
+        version, "experiment_number", None
+    )
+    version.number_label = str(group_number or version.number)
+    version.name_label = f"{version.name} v{version.number}"
     version.error_label = percent(counts.error_rate) if counts else "—"
     version.url = model_url(version.model_id)
     version.short_id = version.model_id[:14]
@@ -117,25 +127,66 @@ def _prepare_row(
     version.run_label = (run.name or run.run_id)[:24] if run else ""
 
 
+GROUPINGS = {
+    ModelGrouping.REGISTERED: LoggedModelQuerySet.grouped_by_registered_model,
+    ModelGrouping.EXPERIMENT: LoggedModelQuerySet.grouped_by_experiment,
+    ModelGrouping.NAME: LoggedModelQuerySet.grouped,
+}
+WHY_GROUPED = {
+    ModelGrouping.REGISTERED: "every version is registered",
+    ModelGrouping.EXPERIMENT: "each logged-model name has one version",
+    ModelGrouping.NAME: "versions share their logged-model names",
+}
+
+
+def _grouping(asked: str, readable: LoggedModelQuerySet) -> tuple[str, VersionShape | None]:
+    """The grouping asked for, else the one that the shape of all readable versions suggests
+    (not of a search's: the grouping stays put while the user narrows the list)."""
+    if asked in ModelGrouping.values:
+        return asked, None
+    shape = readable.shape()
+    return shape.grouping, shape
+
+
+def _one_group(versions: LoggedModelQuerySet, by: str, key: str) -> LoggedModelQuerySet:
+    """The versions of one group (`?group=`): a name, an experiment id, a registered name."""
+    if by == ModelGrouping.EXPERIMENT:
+        if not key.isdigit() or len(key) > 18:
+            raise FilterError(f"No experiment has the id {key!r}.")
+        return versions.filter(experiment_id=int(key))
+    if by == ModelGrouping.REGISTERED:
+        registered = ModelVersion.objects.filter(registered_model__name=key)
+        return versions.filter(model_id__in=registered.exclude(model_id="").values("model_id"))
+    return versions.filter(name=key)
+
+
 @declares("lists the versions of readable experiments")
 @require_safe
 def model_list(request: HttpRequest) -> HttpResponse:
     query = request.GET.get("q", "").strip()[:MAX_QUERY]
-    versions = access_for(request).readable(LoggedModel.objects.all())
-    error = ""
+    readable = access_for(request).readable(LoggedModel.objects.all())
+    # `?name=` is the by-name group link of earlier versions of this page.
+    group_key = request.GET.get("group", "") or request.GET.get("name", "")
+    asked = request.GET.get("by", "") or (ModelGrouping.NAME if request.GET.get("name") else "")
+    by, shape = _grouping(asked, readable)
+    versions, error = readable, ""
     try:
+        if asked not in ("", *ModelGrouping.values):
+            raise FilterError(
+                f"Unknown grouping {asked[:40]!r}: choose one of {', '.join(ModelGrouping.values)}."
+            )
         versions = versions.filter(LOGGED_MODELS.q(query)) if query else versions
+        versions = _one_group(versions, by, group_key) if group_key else versions
     except FilterError as exc:
         error, versions = exc.message, versions.none()
-    name = request.GET.get("name", "")
-    if name:
-        versions = versions.filter(name=name)
-    groups, more = versions.grouped(
-        MODEL_NAMES_PER_PAGE, ONE_NAME_VERSIONS if name else VERSIONS_PER_NAME
+    groups, more = GROUPINGS[by](
+        versions, MODEL_NAMES_PER_PAGE, ONE_NAME_VERSIONS if group_key else VERSIONS_PER_NAME
     )
     listed = [v for g in groups for v in g.versions]
     counts = trace_counts((v.model_id for v in listed), _readable_traces(request))
-    registrations = _registrations(v.model_id for v in listed) if listed else {}
+    # No registry rows to look up when the shape says that no version is registered.
+    registered = listed and (shape is None or shape.registered)
+    registrations = _registrations(v.model_id for v in listed) if registered else {}
     metrics = Metric.objects.latest_of_models(v.pk for v in listed)
     metric_keys = Counter(key for m in metrics.values() for key, _ in m)
     columns = _columns(request, listed, metric_keys)
@@ -144,12 +195,20 @@ def model_list(request: HttpRequest) -> HttpResponse:
         version.registry_labels = registrations.get(version.model_id, [])
     for group in groups:
         _group_columns(group, columns["chosen"])
+    # Asked only of a search that found nothing.
+    searched = query and not listed and not error
+    registered_name = _registered_name_searched(query) if searched else ""
     context = {
         "groups": groups,
+        "registered_name": registered_name,
+        "registered_query": "model = '{}'".format(registered_name.replace("'", "''")),
         "more_names": more,
         "names_limit": MODEL_NAMES_PER_PAGE,
         "q": query,
-        "name": name,
+        "by": by,
+        "groupings": ModelGrouping.choices,
+        "why_grouped": WHY_GROUPED[by] if shape else "",
+        "group_key": group_key,
         "error": error,
         "traces_url": reverse("tracking:trace-list"),
         **columns,
@@ -163,7 +222,22 @@ def _group_columns(group: ModelGroup, chosen: list[Column]) -> None:
     keep = [i for i in range(len(chosen)) if any(v.has_value[i] for v in group.versions)]
     group.columns = [chosen[i] for i in keep]
     for version in group.versions:
-        version.cells = [version.cells[i] for i in keep]
+        # A version registered under two names is listed in two groups: slice its full row.
+        cells = version.__dict__.setdefault("all_cells", version.cells)
+        version.cells = [cells[i] for i in keep]
+
+
+def _registered_name_searched(query: str) -> str:
+    """A registered model that a search by `name = '...'` meant: MLflow's `name` is the
+    logged model's, which seeds that log `name="agent"` never match."""
+    names = [
+        c.value
+        for c in filters.parse(query)
+        if c.prefix == "attribute" and c.key.lower() == "name" and c.op == "="
+    ]
+    return (
+        RegisteredModel.objects.filter(name__in=names).values_list("name", flat=True).first() or ""
+    )
 
 
 def _registrations(model_ids: Iterable[str]) -> dict[str, list[str]]:
