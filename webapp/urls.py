@@ -4,14 +4,13 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
-from webapp import health, login, views
+from webapp import health, login
 
 urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     path("accounts/login/", login.login, name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
-    path("settings/tokens/", views.tokens, name="tokens"),
-    path("settings/tokens/<int:token_id>/revoke", views.revoke_token, name="revoke-token"),
+    path("settings/tokens/", include("access.token_urls")),
     path("settings/access/", include("access.urls")),
     # The MLflow REST API and OTLP paths are a public contract: clients call them literally.
     path("", include("tracking.public_urls")),

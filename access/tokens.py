@@ -1,4 +1,6 @@
-"""The user's settings pages: API tokens."""
+"""The caller's own API tokens (settings/tokens/): issue, list, revoke. Tokens are stored by
+webapp (webapp/models.py, read by its authentication); the pages live with the access rules
+they show, so that the project package imports no app."""
 
 from __future__ import annotations
 
@@ -28,7 +30,7 @@ def tokens(request: HttpRequest) -> HttpResponse:
         # off does not need. Say what to do instead (a POST cannot issue one: 400).
         context = {"tracking_uri": request.build_absolute_uri("/").rstrip("/")}
         status = 400 if request.method == "POST" else 200
-        return render(request, "webapp/tokens_logins_off.html", context, status=status)
+        return render(request, "access/tokens_logins_off.html", context, status=status)
     return _tokens(request)
 
 
@@ -51,7 +53,7 @@ def _tokens(request: HttpRequest) -> HttpResponse:
         "role": Role(access_for(request).role).label,
         "tracking_uri": request.build_absolute_uri("/").rstrip("/"),
     }
-    return render(request, "webapp/tokens.html", context, status=status)
+    return render(request, "access/tokens.html", context, status=status)
 
 
 @declares("the caller's own tokens")
