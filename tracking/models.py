@@ -780,9 +780,10 @@ class TraceQuerySet(models.QuerySet["Trace"]):
         """The `per_model` newest of these traces of each model version, newest first, with
         what an answer shows (request and response previews, state, latency), in one query:
         a window rank keeps it bounded however many traces a version has."""
-        return (
+        # Ranked on the (model_id, request_time) index alone, then only the rows kept are
+        # read whole: ranking rows with their previews read every trace of every version.
+        newest = (
             self.filter(model_id__in=list(model_ids))
-            .only(*ANSWER_FIELDS)
             .annotate(
                 rank=Window(
                     RowNumber(),
@@ -791,8 +792,9 @@ class TraceQuerySet(models.QuerySet["Trace"]):
                 )
             )
             .filter(rank__lte=per_model)
-            .order_by("-request_time", "-pk")
+            .values("pk")
         )
+        return self.filter(pk__in=newest).only(*ANSWER_FIELDS).order_by("-request_time", "-pk")
 
     def for_tag_change(self) -> TraceQuerySet:
         """The rows locked until the transaction ends, so that two tag changes at once (API,
