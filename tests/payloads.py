@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+from typing import Any
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
@@ -58,6 +59,51 @@ def mlflow_info(trace_id: bytes, experiment_id: int) -> bytes:
         "tags": {"mlflow.traceName": "agent"},
     }
     return json.dumps({"trace": {"trace_info": info}}).encode()
+
+
+def mlflow_client_trace(
+    experiment_id: int, names: tuple[str, ...] = ("span-0", "span-1"), **info_fields: Any
+) -> tuple[dict, list[dict]]:
+    """A StartTraceV3 info and its `traces.json` spans as the mlflow client sends them, with
+    fresh random ids: the first name is the root, the others its children. `info_fields`
+    replace fields of the info."""
+    otel_id = os.urandom(16)
+    trace_id = f"tr-{otel_id.hex()}"
+    ids = [os.urandom(8) for _ in names]
+    spans = [
+        {
+            "trace_id": b64(otel_id),
+            "span_id": b64(ids[i]),
+            "parent_span_id": b64(ids[0]) if i else None,
+            "name": name,
+            "start_time_unix_nano": T0 + i,
+            "end_time_unix_nano": T0 + 1000,
+            "events": [],
+            "status": {"code": "STATUS_CODE_OK", "message": ""},
+            "attributes": {
+                "mlflow.traceRequestId": json.dumps(trace_id),
+                "mlflow.spanType": json.dumps("CHAIN"),
+                "mlflow.spanInputs": json.dumps({"i": i}),
+                "mlflow.spanOutputs": json.dumps(f"out-{i}"),
+            },
+            "links": [],
+        }
+        for i, name in enumerate(names)
+    ]
+    info = {
+        "trace_id": trace_id,
+        "trace_location": {
+            "type": "MLFLOW_EXPERIMENT",
+            "mlflow_experiment": {"experiment_id": str(experiment_id)},
+        },
+        "request_time": "2026-11-21T20:56:31.290Z",
+        "execution_duration": "0.085s",
+        "state": "OK",
+        "trace_metadata": {"mlflow.trace_schema.version": "3"},
+        "tags": {"mlflow.traceName": names[0]},
+        **info_fields,
+    }
+    return info, spans
 
 
 def mlflow_spans(trace_id: bytes, n_spans: int) -> bytes:

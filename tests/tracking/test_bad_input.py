@@ -18,6 +18,7 @@ from google.rpc.status_pb2 import Status
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
+from tests.payloads import mlflow_client_trace
 from tracking import ingest
 from tracking.models import Assessment, Experiment, LoggedModel, Run, Span, Trace
 from webapp import json_limits
@@ -63,42 +64,7 @@ def b64(raw: bytes) -> str:
 
 
 def mlflow_trace(experiment_id: int, **info_fields: Any) -> tuple[dict, list[dict]]:
-    """A TraceInfoV3 and its `traces.json` spans, as the mlflow client sends them."""
-    otel_id = os.urandom(16)
-    trace_id = f"tr-{otel_id.hex()}"
-    root, child = os.urandom(8), os.urandom(8)
-    spans = [
-        {
-            "trace_id": b64(otel_id),
-            "span_id": b64(span_id),
-            "parent_span_id": parent,
-            "name": name,
-            "start_time_unix_nano": T0,
-            "end_time_unix_nano": T0 + 1000,
-            "events": [],
-            "status": {"code": "STATUS_CODE_OK", "message": ""},
-            "attributes": {
-                "mlflow.traceRequestId": json.dumps(trace_id),
-                "mlflow.spanType": json.dumps("CHAIN"),
-                "mlflow.spanInputs": json.dumps({"q": name}),
-            },
-        }
-        for span_id, parent, name in ((root, None, "root"), (child, b64(root), "child"))
-    ]
-    info = {
-        "trace_id": trace_id,
-        "trace_location": {
-            "type": "MLFLOW_EXPERIMENT",
-            "mlflow_experiment": {"experiment_id": str(experiment_id)},
-        },
-        "request_time": "2026-11-20T10:00:00Z",
-        "execution_duration": "0.5s",
-        "state": "OK",
-        "trace_metadata": {"mlflow.trace_schema.version": "3"},
-        "tags": {"mlflow.traceName": "root"},
-        **info_fields,
-    }
-    return info, spans
+    return mlflow_client_trace(experiment_id, ("root", "child"), **info_fields)
 
 
 def traces_json_url(experiment_id: int, trace_id: str) -> str:

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 from typing import Any
 
 import pytest
 
+from tests.payloads import mlflow_client_trace
 from tracking import ingest
 from tracking.models import Experiment, LoggedModel, Metric, Run, Span, Trace
 
@@ -41,43 +41,11 @@ def b64(raw: bytes) -> str:
 
 
 def make_trace(experiment_id: int, n_spans: int = 2) -> tuple[dict, list[dict]]:
-    """A TraceInfoV3 and its `traces.json` spans, as the mlflow client sends them."""
-    otel_id = os.urandom(16)
-    trace_id = f"tr-{otel_id.hex()}"
-    span_ids = [os.urandom(8) for _ in range(n_spans)]
-    spans = [
-        {
-            "trace_id": b64(otel_id),
-            "span_id": b64(span_id),
-            "parent_span_id": None if i == 0 else b64(span_ids[0]),
-            "name": f"span-{i}",
-            "start_time_unix_nano": T0 + i,
-            "end_time_unix_nano": T0 + 1000,
-            "events": [],
-            "status": {"code": "STATUS_CODE_OK", "message": ""},
-            "attributes": {
-                "mlflow.traceRequestId": json.dumps(trace_id),
-                "mlflow.spanType": json.dumps("CHAIN"),
-                "mlflow.spanInputs": json.dumps({"i": i}),
-                "mlflow.spanOutputs": json.dumps(f"out-{i}"),
-            },
-            "links": [],
-        }
-        for i, span_id in enumerate(span_ids)
-    ]
-    info = {
-        "trace_id": trace_id,
-        "trace_location": {
-            "type": "MLFLOW_EXPERIMENT",
-            "mlflow_experiment": {"experiment_id": str(experiment_id)},
-        },
-        "request_time": "2026-11-21T20:56:31.290Z",
-        "execution_duration": "0.085s",
-        "state": "OK",
-        "trace_metadata": {"mlflow.modelId": "m-" + "a" * 32},
-        "tags": {"mlflow.traceName": "span-0"},
-    }
-    return info, spans
+    return mlflow_client_trace(
+        experiment_id,
+        tuple(f"span-{i}" for i in range(n_spans)),
+        trace_metadata={"mlflow.modelId": "m-" + "a" * 32},
+    )
 
 
 # --- Malformed requests --------------------------------------------------------------------
