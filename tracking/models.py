@@ -320,6 +320,26 @@ class ModelGroup:
         return self.version_count - len(self.versions)
 
 
+def _group_summaries(
+    rows: models.QuerySet, group_by: str, label: str, url_key: str, limit: int
+) -> tuple[dict[Any, ModelGroup], bool]:
+    """The `limit` most recently active groups of `rows` (versions, or registry versions)
+    by `group_by`, each an empty ModelGroup with its version count, in one query; and whether
+    more groups exist. `url_key` (`group_by` or `label`) is what `?group=` selects it by.
+    The model list's three groupings differ only in these names."""
+    summaries = list(
+        rows.order_by()
+        .values(group_by, label)
+        .annotate(versions=Count("pk"), latest_created_at=Max("created_at"))
+        .order_by("-latest_created_at", label)[: limit + 1]
+    )
+    groups = {
+        s[group_by]: ModelGroup(s[label], s["versions"], key=str(s[url_key]))
+        for s in summaries[:limit]
+    }
+    return groups, len(summaries) > limit
+
+
 class ModelGrouping(models.TextChoices):
     """How the model list groups versions into histories."""
 
@@ -426,14 +446,10 @@ class LoggedModelQuerySet(models.QuerySet["LoggedModel"]):
 
         Returns (groups, more) where `more` says names beyond `limit` exist.
         """
-        summaries = list(self.name_summaries()[: limit + 1])
-        groups = {
-            s["name"]: ModelGroup(s["name"], s["versions"], key=s["name"])
-            for s in summaries[:limit]
-        }
+        groups, more = _group_summaries(self, "name", "name", "name", limit)
         for version in self._newest_per("name", groups, per_name):
             groups[version.name].versions.append(version)
-        return list(groups.values()), len(summaries) > limit
+        return list(groups.values()), more
 
     def shape(self) -> VersionShape:
         """How many versions, distinct names and registered versions these are, in one query."""
@@ -468,22 +484,13 @@ class LoggedModelQuerySet(models.QuerySet["LoggedModel"]):
         """Like `grouped`, by experiment: an app's versions as one history, whatever each
         version is called (`agent-<commit>`), in two queries. Each version carries its
         `experiment_number`, its place in the app's history."""
-        summaries = list(
-            self.order_by()
-            .values("experiment_id", "experiment__name")
-            .annotate(versions=Count("pk"), latest_created_at=Max("created_at"))
-            .order_by("-latest_created_at", "experiment__name")[: limit + 1]
+        groups, more = _group_summaries(
+            self, "experiment_id", "experiment__name", "experiment_id", limit
         )
-        groups = {
-            s["experiment_id"]: ModelGroup(
-                s["experiment__name"], s["versions"], key=str(s["experiment_id"])
-            )
-            for s in summaries[:limit]
-        }
         newest = self._newest_per("experiment_id", groups, per_group)
         for version in newest.numbered("experiment", as_name="experiment_number"):
             groups[version.experiment_id].versions.append(version)
-        return list(groups.values()), len(summaries) > limit
+        return list(groups.values()), more
 
     def grouped_by_registered_model(
         self, limit: int, per_group: int
@@ -494,18 +501,10 @@ class LoggedModelQuerySet(models.QuerySet["LoggedModel"]):
         registry = ModelVersion.objects.filter(model_id__in=self.values("model_id")).exclude(
             model_id=""
         )
-        summaries = list(
-            registry.order_by()
-            .values("registered_model_id", "registered_model__name")
-            .annotate(versions=Count("pk"), latest_created_at=Max("created_at"))
-            .order_by("-latest_created_at", "registered_model__name")[: limit + 1]
-        )
-        groups = {
-            s["registered_model_id"]: ModelGroup(
-                s["registered_model__name"], s["versions"], key=s["registered_model__name"]
-            )
-            for s in summaries[:limit]
-        }
+        groups, more = _group_summaries(
+            registry, "registered_model_id", "registered_model__name", "registered_model__name",
+            limit,
+        )  # fmt: skip
         ranked = list(
             registry.filter(registered_model_id__in=list(groups))
             .select_related("registered_model")
@@ -533,7 +532,7 @@ class LoggedModelQuerySet(models.QuerySet["LoggedModel"]):
             version = copy.copy(logged[row.model_id])
             version.registry_version = row.version
             group.versions.append(version)
-        return list(groups.values()), len(summaries) > limit
+        return list(groups.values()), more
 
     def name_traces(self, traces: Sequence[Trace]) -> Sequence[Trace]:
         """Set `model_name` on each trace from its version among these, in one query for all
