@@ -23,6 +23,11 @@ urlpatterns = [
     path("models/", logged_models.model_list, name="model-list"),
     # Before models/<model_id>/: "compare" is not a model id.
     path("models/compare/", model_compare.model_compare, name="model-compare"),
+    path(
+        "models/compare/answers/",
+        model_compare.model_compare_answers,
+        name="model-compare-answers",
+    ),
     path("models/<str:model_id>/", logged_models.model_detail, name="model-detail"),
     path("models/<str:model_id>/traces/", logged_models.model_traces, name="model-traces"),
     path(

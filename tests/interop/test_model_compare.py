@@ -130,7 +130,7 @@ def test_compare_page_lines_up_the_answers_the_mlflow_client_traced(run_mlflow, 
     )
     old, new = versions
 
-    response = client.get(f"/models/compare/?ids={old},{new}")
+    response = client.get(f"/models/compare/answers/?ids={old},{new}")
 
     assert response.status_code == 200
     rows = response.context["answer_rows"]

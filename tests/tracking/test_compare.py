@@ -6,6 +6,7 @@ import json
 import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from urllib.parse import quote
 
 import pytest
 
@@ -440,7 +441,7 @@ def test_compare_shows_the_versions_answers_to_the_same_requests(client, experim
     other = make_model(experiment, name="other")  # not compared: its answers stay out
     answer_trace(experiment, 6, other, "Hours?", "Never.")
 
-    response = client.get(f"/models/compare/?ids={a.model_id},{b.model_id}")
+    response = client.get(f"/models/compare/answers/?ids={a.model_id},{b.model_id}")
 
     assert response.status_code == 200
     rows = response.context["answer_rows"]
@@ -453,7 +454,7 @@ def test_compare_shows_the_versions_answers_to_the_same_requests(client, experim
     assert "1 request answered by one version only" in html
     assert "Never." not in html
 
-    only_diff = client.get(f"/models/compare/?ids={a.model_id},{b.model_id}&diff=1")
+    only_diff = client.get(f"/models/compare/answers/?ids={a.model_id},{b.model_id}&diff=1")
 
     assert [row.request for row in only_diff.context["answer_rows"]] == ["Hours?"]
     assert "1 identical row hidden" in only_diff.content.decode()
@@ -464,7 +465,7 @@ def test_compare_says_when_no_request_was_answered_by_two_versions(client, exper
     a, b = versions(experiment, 2)
     answer_trace(experiment, 1, a, "Hours?", "9 to 5.")
 
-    response = client.get(f"/models/compare/?ids={a.model_id},{b.model_id}")
+    response = client.get(f"/models/compare/answers/?ids={a.model_id},{b.model_id}")
 
     assert "No request was answered by two of these versions yet" in response.content.decode()
 
@@ -480,7 +481,7 @@ def test_compare_reads_only_the_newest_traces_of_each_version(client, experiment
     answer_trace(experiment, 5, a, "Question 2", "A")
     answer_trace(experiment, 6, b, "Question 2", "B")
 
-    response = client.get(f"/models/compare/?ids={a.model_id},{b.model_id}")
+    response = client.get(f"/models/compare/answers/?ids={a.model_id},{b.model_id}")
 
     assert [row.request for row in response.context["answer_rows"]] == ["Question 2", "Question 1"]
 
@@ -491,7 +492,7 @@ def test_compare_answers_render_user_content_inert(client, experiment):
     answer_trace(experiment, 1, a, XSS, XSS)
     answer_trace(experiment, 2, b, chat_request(XSS), XSS)
 
-    response = client.get(f"/models/compare/?ids={a.model_id},{b.model_id}")
+    response = client.get(f"/models/compare/answers/?ids={a.model_id},{b.model_id}")
 
     html = response.content.decode()
     assert XSS not in html
@@ -577,12 +578,32 @@ def test_compare_with_answers_runs_a_fixed_number_of_queries(
     ids = ",".join(m.model_id for m in models)
     short_ids = ",".join(m.model_id[:14] for m in models)
 
-    with django_assert_num_queries(6):
-        response = client.get(f"/models/compare/?ids={ids}")
+    with django_assert_num_queries(2):
+        response = client.get(f"/models/compare/answers/?ids={ids}")
     assert len(response.context["answer_rows"]) == 20
 
-    with django_assert_num_queries(6 + 4):  # one more per shortened id
-        assert client.get(f"/models/compare/?ids={short_ids}").status_code == 200
+    with django_assert_num_queries(2 + 4):  # one more per shortened id
+        assert client.get(f"/models/compare/answers/?ids={short_ids}").status_code == 200
+
+
+@pytest.mark.django_db
+def test_the_compare_page_leaves_the_answers_to_a_fragment_it_loads_after(client, experiment):
+    a, b = versions(experiment, 2)
+    answer_trace(experiment, 1, a, "Hours?", "9 to 5.")
+    answer_trace(experiment, 2, b, "Hours?", "9 to 6.")
+    ids = f"{a.model_id},{b.model_id}"
+
+    page = client.get(f"/models/compare/?ids={ids}&diff=1")
+
+    html = page.content.decode()
+    assert "answer_rows" not in page.context
+    assert "9 to 5." not in html
+    assert f'hx-get="/models/compare/answers/?ids={quote(ids)}&amp;diff=1"' in html
+    # Without htmx, the link shows them inline.
+    assert f'href="/models/compare/?ids={quote(ids)}&amp;diff=1&amp;answers=1"' in html
+    inline = client.get(f"/models/compare/?ids={ids}&answers=1").content.decode()
+    assert "9 to 5." in inline
+    assert 'hx-trigger="load"' not in inline
 
 
 @pytest.mark.django_db
@@ -600,7 +621,7 @@ def test_compare_resolves_short_ids_and_answers_among_readable_rows_only(
     answer_trace(hidden, 4, a, "Secret question", "Secret answer.")
     client.force_login(charlie)
 
-    response = client.get("/models/compare/?ids=m-eee,m-fff")
+    response = client.get("/models/compare/answers/?ids=m-eee,m-fff")
 
     assert response.status_code == 200  # the private version does not make m-eee ambiguous
     assert [row.request for row in response.context["answer_rows"]] == ["Hours?"]

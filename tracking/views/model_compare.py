@@ -183,17 +183,29 @@ def _answer_context(answers: Answers, only_diff: bool) -> dict[str, Any]:
     return {"answers": answers, "answer_rows": rows, "answers_hidden": hidden}
 
 
+def _versions(request: HtmxHttpRequest, ids: list[str]) -> tuple[list[LoggedModel], str, int]:
+    """The readable versions `ids` name, oldest first (the first column is the baseline every
+    other column is diffed against); or the message and status that say why not."""
+    found, ambiguous = _resolve(request, ids)
+    error, status = (ambiguous, 400) if ambiguous else _problem(ids, found)
+    if error:
+        return [], error, status
+    return sorted(found.values(), key=lambda v: (v.created_at, v.pk)), "", 200
+
+
 @declares("compares readable versions only; the others are 'no such model version' (404)")
 @require_safe
 def model_compare(request: HtmxHttpRequest) -> HttpResponse:
     ids = requested_ids(request.GET.getlist("ids"))
     only_diff = request.GET.get("diff") == "1"
-    found, ambiguous = _resolve(request, ids)
-    error, status = (ambiguous, 400) if ambiguous else _problem(ids, found)
-    context: dict[str, Any] = {"ids": ids, "error": error, "only_diff": only_diff}
+    versions, error, status = _versions(request, ids)
+    # The answers read up to ANSWER_TRACES traces per version: they arrive as their own
+    # fragment after the page, unless asked for inline (`answers=1`, the link without htmx).
+    inline_answers = request.GET.get("answers") == "1"
+    context: dict[str, Any] = {
+        "ids": ids, "error": error, "only_diff": only_diff, "answers_later": not inline_answers,
+    }  # fmt: skip
     if not error:
-        # Oldest first: the first column is the baseline every other column is diffed against.
-        versions = sorted(found.values(), key=lambda v: (v.created_at, v.pk))
         readable = access_for(request).readable(Trace.objects.all())
         stats_by_id = trace_stats((v.model_id for v in versions), traces=readable)
         stats = [stats_by_id[v.model_id] for v in versions]
@@ -203,10 +215,26 @@ def model_compare(request: HtmxHttpRequest) -> HttpResponse:
         context |= {
             "versions": versions,
             "commit_changed": commit_changed,
-            **_answer_context(_answers(versions, readable), only_diff),
             "sections": _sections(versions, stats, only_diff),
             "ids_param": ",".join(v.model_id for v in versions),
         }
+        if inline_answers:
+            context |= _answer_context(_answers(versions, readable), only_diff)
     return render_page(
         request, "tracking/model_compare.html", context, fragment="compare-body", status=status
     )
+
+
+@declares("answers of readable versions from readable traces only")
+@require_safe
+def model_compare_answers(request: HtmxHttpRequest) -> HttpResponse:
+    """The compare page's answers section alone (the `<tbody>` it swaps in)."""
+    ids = requested_ids(request.GET.getlist("ids"))
+    versions, error, status = _versions(request, ids)
+    if error:
+        return HttpResponse(error, status=status, content_type="text/plain; charset=utf-8")
+    readable = access_for(request).readable(Trace.objects.all())
+    only_diff = request.GET.get("diff") == "1"
+    context = {"versions": versions, "answers_later": False,
+               **_answer_context(_answers(versions, readable), only_diff)}  # fmt: skip
+    return render_page(request, "tracking/model_compare.html#compare-answers", context)
