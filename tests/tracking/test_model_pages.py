@@ -240,6 +240,23 @@ def test_model_list_shows_a_param_column_only_on_groups_that_have_it(client, exp
 
 
 @pytest.mark.django_db
+def test_a_version_registered_under_two_names_keeps_its_cells_in_both_groups(client, experiment):
+    shared = make_model(experiment, name="agent", params={"llm": "gpt-4o"})
+    other = make_model(experiment, name="agent", params={"top_k": "5"}, created_at=T0)
+    register("support-bot", shared, other)
+    register("billing-bot", shared)
+
+    response = client.get("/models/", {"by": "registered", "cols": "1", "col": ["param:llm"]})
+
+    groups = {g.name: g for g in response.context["groups"]}
+    assert [v.cells for v in groups["support-bot"].versions] == [
+        [("—", False)],
+        [("gpt-4o", False)],
+    ]
+    assert [v.cells for v in groups["billing-bot"].versions] == [[("gpt-4o", False)]]
+
+
+@pytest.mark.django_db
 def test_model_list_links_the_commit_when_the_repo_is_known(client, experiment):
     make_model(
         experiment,

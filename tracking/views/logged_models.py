@@ -221,10 +221,9 @@ def _group_columns(group: ModelGroup, chosen: list[Column]) -> None:
     another agent's params would be a column of dashes."""
     keep = [i for i in range(len(chosen)) if any(v.has_value[i] for v in group.versions)]
     group.columns = [chosen[i] for i in keep]
+    # Each listed version is a row of its own (grouping copies one registered twice).
     for version in group.versions:
-        # A version registered under two names is listed in two groups: slice its full row.
-        cells = version.__dict__.setdefault("all_cells", version.cells)
-        version.cells = [cells[i] for i in keep]
+        version.cells = [version.cells[i] for i in keep]
 
 
 def _registered_name_searched(query: str) -> str:
