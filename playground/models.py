@@ -15,6 +15,7 @@ from django.db import models
 from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
 
+from playground import cancel_signal
 from webapp import vault
 
 if TYPE_CHECKING:
@@ -240,7 +241,7 @@ class Run(models.Model):
         return self.status not in UNFINISHED
 
     def cancel(self) -> bool:
-        """Cancel if still unfinished; the task notices at its next write and stops."""
+        """Cancel if still unfinished; the task's watcher sees the signal and stops the call."""
         now = timezone.now()
         updated = Run.objects.filter(pk=self.pk, status__in=UNFINISHED).update(
             status=RunStatus.CANCELLED,
@@ -249,6 +250,8 @@ class Run(models.Model):
             heartbeat_at=now,
             seq=F("seq") + 1,
         )
+        if updated:
+            cancel_signal.send(self.pk, self.task_id)
         return updated == 1
 
     def fail(self, error: str) -> bool:

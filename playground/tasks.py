@@ -5,8 +5,9 @@ finds it claimed and does nothing. It streams the agent's chunks into the row (t
 one write per interval, not per token), records the trace through `tracking.ingest`, and
 ends the row done or failed with the reason. The page reads the row, never a result backend.
 
-A cancel is a stop: the row turns cancelled at once (`Run.cancel`, from the page), and the
-task's watcher thread, which reads the row every CANCEL_POLL_S, requests the agent call's
+A cancel is a stop: the row turns cancelled at once (`Run.cancel`, from the page) and a cancel
+signal is set (`cancel_signal`); the task's watcher thread, which looks for the signal every
+CANCEL_POLL_S (and reads the row every ROW_CHECK_S), requests the agent call's
 `Stop`: an HTTP call is aborted (its socket shut down), streaming or not, and an in-process
 model stops at its next boundary. The partial trace is stored with its spans marked
 cancelled (not failed), and the worker is free for the next answer.
@@ -28,6 +29,7 @@ from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from playground import cancel_signal
 from playground.agents.base import (
     AgentError,
     Answer,
@@ -47,9 +49,12 @@ from tracking.models import CANCELLED_TAG, TRACE_NAME_TAG, Experiment
 logger = logging.getLogger(__name__)
 
 PLAYGROUND_EXPERIMENT = "Playground"
-# How often a running answer's row is read for a cancel: a stop within this, plus the time to
-# tear the call down. One primary-key SELECT per running answer per interval.
+# How often a running answer looks for a cancel signal (a cache GET): a stop within this, plus
+# the time to tear the call down.
 CANCEL_POLL_S = 0.25
+# How often it reads its row instead (one primary-key SELECT): what stops a call whose signal
+# was lost, or a run the reaper failed.
+ROW_CHECK_S = 1.0
 
 
 class Cancelled(Exception):
@@ -102,11 +107,13 @@ class _Heartbeat:
     by the reaper within SPYGLASS_PLAYGROUND_STALE_AFTER_S instead of after the task's whole
     time limit. The beat never bumps `seq`: pollers see nothing new in it.
 
-    Between beats it watches the row: once the run is no longer running (cancelled, or
-    reaped), it requests `stop`, which aborts the agent call the task thread is blocked in."""
+    Between beats it watches for a cancel signal, and the row: once the run is cancelled, or
+    no longer running (reaped), it requests `stop`, which aborts the agent call the task
+    thread is blocked in."""
 
     def __init__(self, run_id: int, every: float, stop: Stop) -> None:
         self.run_id = run_id
+        self.task_id = Run.objects.filter(pk=run_id).values_list("task_id", flat=True).first()
         self.every = every
         self.stop = stop
         self.stopped = threading.Event()
@@ -122,12 +129,20 @@ class _Heartbeat:
 
     def _beat(self) -> None:
         next_beat = time.monotonic() + self.every
+        next_row_check = time.monotonic() + ROW_CHECK_S
         try:
             while not self.stopped.wait(min(CANCEL_POLL_S, self.every)):
+                if cancel_signal.received(self.run_id, self.task_id or ""):
+                    self.stop.request()
+                    return
+                now = time.monotonic()
+                if now < next_beat and now < next_row_check:
+                    continue
+                next_row_check = now + ROW_CHECK_S
                 run = Run.objects.filter(pk=self.run_id)
                 try:
-                    if time.monotonic() >= next_beat:
-                        next_beat = time.monotonic() + self.every
+                    if now >= next_beat:
+                        next_beat = now + self.every
                         run.filter(status=RunStatus.RUNNING).update(heartbeat_at=timezone.now())
                     status = run.values_list("status", flat=True).first()
                 except Exception:  # a busy database: the next beat tries again

@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 
-from playground import runs
+from playground import cancel_signal, runs, tasks
 from playground.models import Message, Run, RunStatus
 from tests.conftest import database_url_for_another_process, make_celery_app
 from tests.playground.conftest import chat, wait_for, wait_until_finished
@@ -99,6 +99,27 @@ def test_cancel_aborts_an_answer_that_does_not_stream_and_frees_the_worker(
     # The worker (one thread on in-memory SQLite) is free for the next answer.
     after = runs.send(chat(echo_agent), "next", app=worker_app)
     assert wait_until_finished(after.runs.get().pk, timeout=5).status == RunStatus.DONE
+
+
+@pytest.mark.parametrize("path", ["signal", "row"])
+def test_a_cancel_reaches_the_task_by_its_signal_and_without_it_by_the_row(
+    worker_app, http_agent, agent_server, monkeypatch, path
+):
+    if path == "signal":  # the row alone would take a minute
+        monkeypatch.setattr(tasks, "ROW_CHECK_S", 60.0)
+    else:  # the signal is lost (Redis flushed, a cache not shared): the row check stops it
+        monkeypatch.setattr(cancel_signal, "send", lambda run_id, task_id: None)
+    message = runs.send(chat(http_agent("slow-answer", "openai", stream=False)), "wait",
+                        app=worker_app)  # fmt: skip
+    run = message.runs.get()
+    wait_for(lambda: agent_server.requests, what="the agent called")
+
+    assert Run.objects.get(pk=run.pk).cancel()
+
+    wait_for(lambda: agent_server.hangups, timeout=tasks.ROW_CHECK_S + 1 if path == "row" else 1,
+             what="the HTTP call aborted")  # fmt: skip
+    wait_for(lambda: Run.objects.get(pk=run.pk).trace_id, what="the task's end")
+    assert Run.objects.get(pk=run.pk).status == RunStatus.CANCELLED
 
 
 def test_an_unreachable_broker_fails_the_run_and_keeps_the_message(echo_agent):
