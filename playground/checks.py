@@ -1,4 +1,4 @@
-""" "Test connection": call an agent once, through the worker like every playground call, with
+"""Test connection: call an agent once, through the worker like every playground call, with
 a tiny message, and keep what came back (ok + latency + the first words, or the client's
 error) on an AgentCheck row, which the agents' page reads.
 

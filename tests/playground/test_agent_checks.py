@@ -1,4 +1,4 @@
-""""Test connection": one tiny message to the saved agent, through the worker, against the real
+"""Test connection: one tiny message to the saved agent, through the worker, against the real
 test agent server; the result (ok + latency + first words, or the client's error) is kept on
 the check row that the agents' page shows and polls."""
 
@@ -64,8 +64,8 @@ def test_an_agent_that_answers_an_error_fails_the_check_saying_so(http_agent, mo
 
 
 def test_a_refused_connection_fails_the_check_saying_so():
-    agent = Agent.objects.create(name="down", kind="openai",
-                                 config={"url": f"http://127.0.0.1:{closed_port()}/v1"})  # fmt: skip
+    url = f"http://127.0.0.1:{closed_port()}/v1"
+    agent = Agent.objects.create(name="down", kind="openai", config={"url": url})
 
     check = checked(agent)
 

@@ -103,9 +103,7 @@ def test_a_logged_model_agent_needs_a_model_and_no_remote_uri(client, settings):
     assert "model_uri must be models:/" in field_error(remote.content.decode(), "model_uri")
 
 
-def test_the_logged_model_form_says_the_kind_is_off_and_which_setting_turns_it_on(
-    client, settings
-):
+def test_the_logged_model_form_says_the_kind_is_off_and_which_setting_turns_it_on(client, settings):
     settings.SPYGLASS_PLAYGROUND_LOGGED_MODELS = False
     page = client.get("/playground/agents/?kind=logged-model").content.decode()
     saved = client.post("/playground/agents/", {"name": "lm", "kind": "logged-model",
@@ -137,16 +135,20 @@ def test_a_builtin_agent_that_does_not_exist_is_refused(client):
 
 
 def test_a_key_typed_in_its_field_and_in_the_extra_json_is_refused(client):
-    response = client.post("/playground/agents/", {
-        "name": "x", "kind": "openai", "url": URL, "config": '{"url": "http://other/v1"}'})
+    response = client.post(
+        "/playground/agents/",
+        {"name": "x", "kind": "openai", "url": URL, "config": '{"url": "http://other/v1"}'},
+    )
 
     assert response.status_code == 422
     assert '"url" has its own field above' in field_error(response.content.decode(), "config")
 
 
 def test_a_secret_in_the_extra_json_is_refused(client):
-    response = client.post("/playground/agents/", {
-        "name": "x", "kind": "openai", "url": URL, "config": '{"token": "sk-1"}'})
+    response = client.post(
+        "/playground/agents/",
+        {"name": "x", "kind": "openai", "url": URL, "config": '{"token": "sk-1"}'},
+    )
 
     assert response.status_code == 422
     assert "use the API key field" in field_error(response.content.decode(), "config")
@@ -175,7 +177,7 @@ def test_editing_shows_the_stored_values_and_saving_them_back_loses_nothing(
         if key in KIND_FIELDS[kind] and key != "stream":
             assert f'name="{key}"' in page and f'value="{value}"' in page
     extra = {k: v for k, v in config.items() if k not in KIND_FIELDS[kind]}
-    assert ("<details class=\"pg-extra\" open>" in page) == bool(extra)
+    assert ('<details class="pg-extra" open>' in page) == bool(extra)
     assert saved.status_code == 302, saved.content.decode()
     agent.refresh_from_db()
     assert agent.config == config
@@ -190,9 +192,7 @@ def test_every_field_of_every_kind_shows_an_example(client, settings):
             if bound.widget_type not in ("checkbox", "select"):
                 assert bound.field.widget.attrs.get("placeholder"), (kind, bound.name)
             assert bound.help_text or bound.name in ("model",), (kind, bound.name)
-        assert [b.name for b in form.kind_fields()] == [
-            n for n in names if n != "remove_api_key"
-        ]
+        assert [b.name for b in form.kind_fields()] == [n for n in names if n != "remove_api_key"]
 
 
 def test_a_change_of_kind_swaps_in_that_kinds_fields_keeping_what_was_typed(client):
