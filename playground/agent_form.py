@@ -51,14 +51,14 @@ _PER_KIND: dict[tuple[str, str], tuple[str, str, str]] = {
         "URL", "The chat-completions URL, or a base URL ending in /v1 (vLLM, Ollama, OpenAI, "
         "LiteLLM...).", "http://127.0.0.1:8000/v1"),
     (AgentKind.MLFLOW_SERVING, "url"): (
-        "URL", "The /invocations URL of `mlflow models serve` or a serving endpoint. "
+        "URL", "The /invocations URL of mlflow models serve, or of a serving endpoint. "
         "ChatModel, ChatAgent and ResponsesAgent answers are all read.",
         "http://127.0.0.1:5001/invocations"),
     (AgentKind.OPENAI, "stream"): (
         "Stream the answer", "Ask for server-sent events; a server that answers plain JSON "
         "is read as JSON.", ""),
     (AgentKind.MLFLOW_SERVING, "stream"): (
-        "Stream the answer", 'Send "stream": true. Off for `mlflow models serve`, which does '
+        "Stream the answer", 'Send "stream": true. Off for mlflow models serve, which does '
         "not stream; on for endpoints that do.", ""),
     (AgentKind.LOGGED_MODEL, "stream"): (
         "Stream the answer", "Use the model's predict_stream when it has one; otherwise "
@@ -88,7 +88,7 @@ def _text(label: str, help_text: str, example: str, **kwargs: Any) -> forms.Char
 class AgentForm(forms.ModelForm):
     # --- per kind (KIND_FIELDS); those a kind does not have are removed in __init__ ---
     url = _text("URL", "", "", max_length=2000)
-    model = _text("Model name", "The `model` of the request: what the server serves.",
+    model = _text("Model name", "The model field of the request: what the server serves.",
                   "meta-llama/Llama-3.1-8B-Instruct", max_length=300)  # fmt: skip
     # Write-only: never rendered back, not even after an error (render_value=False).
     api_key = forms.CharField(

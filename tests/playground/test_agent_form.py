@@ -20,7 +20,7 @@ URL = "http://127.0.0.1:8000/v1"
 
 def field_error(page: str, name: str) -> str:
     """The inline error shown under one field ("" when none)."""
-    match = re.search(rf'data-field="{name}">(.*?)</label>', page, re.S)
+    match = re.search(rf'data-field="{name}">(.*?)\n</div>', page, re.S)
     assert match, f"no field {name} on the page"
     error = re.search(r'class="error-text" role="alert">(.*?)</span>', match.group(1), re.S)
     return html.unescape(error.group(1)) if error else ""
