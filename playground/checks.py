@@ -42,19 +42,20 @@ RUNNING_FOR_S = 90
 ANSWER_WORDS = 12
 
 
-def start(agent: Agent, app: Celery | None = None) -> AgentCheck:
+def start(agent: Agent, app: Celery | None = None, queue: str | None = None) -> AgentCheck:
     """A queued check of `agent`, published once committed; its older checks are dropped."""
     with transaction.atomic():
         AgentCheck.objects.filter(agent=agent).delete()
         check = AgentCheck.objects.create(agent=agent, task_id=str(uuid.uuid4()))
-        transaction.on_commit(lambda: _publish(check, app))
+        transaction.on_commit(lambda: _publish(check, app, queue))
     return check
 
 
-def _publish(check: AgentCheck, app: Celery | None) -> None:
+def _publish(check: AgentCheck, app: Celery | None, queue: str | None) -> None:
     task = (app or default_app).tasks[CHECK_TASK]
+    options = {"queue": queue} if queue else {}
     try:
-        task.apply_async((check.pk,), task_id=check.task_id)
+        task.apply_async((check.pk,), task_id=check.task_id, **options)
     except (OperationalError, OSError) as exc:
         logger.warning("Could not queue check %s: %s", check.pk, exc)
         check.fail(f"Could not queue the check: the task broker is unreachable ({exc}).")

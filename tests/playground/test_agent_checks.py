@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from playground import checks
 from playground.models import Agent, AgentCheck, CheckStatus
+from tests.conftest import database_url_for_another_process
 from tests.playground.conftest import wait_for
 
 pytestmark = pytest.mark.django_db
@@ -168,3 +169,21 @@ def test_without_javascript_test_connection_returns_to_the_page(client, check_wo
              what="the check to pass")  # fmt: skip
     page = client.get(f"/playground/agents/{echo_agent.pk}/").content.decode()
     assert "You said: Reply with one short" in page
+
+
+@pytest.fixture
+def redis_check_worker(request, transactional_db, monkeypatch):
+    """A `celery -A webapp worker` process on Redis, on the test database."""
+    monkeypatch.setenv("DATABASE_URL", database_url_for_another_process())
+    return request.getfixturevalue("redis_worker")
+
+
+@pytest.mark.services
+def test_a_check_runs_in_a_worker_process_on_redis(redis_check_worker, http_agent):
+    app, queue = redis_check_worker
+
+    check = checks.start(http_agent("chat-agent", "mlflow-serving"), app=app, queue=queue)
+
+    done = wait_for(lambda: AgentCheck.objects.filter(pk=check.pk, status=CheckStatus.OK).first(),
+                    timeout=20, what="the check to pass in the worker process")  # fmt: skip
+    assert done.answer.startswith("Echo: Reply with one short")
