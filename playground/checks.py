@@ -68,7 +68,9 @@ def run(check_id: int) -> str:
     """Run one check; the outcome is in its row. Answers a word for logs and tests."""
     if not AgentCheck.objects.claim(check_id):
         return "not-queued"  # redelivered, replaced by a newer check, or its agent deleted
-    check = AgentCheck.objects.select_related("agent").get(pk=check_id)
+    check = AgentCheck.objects.select_related("agent").filter(pk=check_id).first()
+    if check is None:
+        return "gone"  # its agent was deleted, or a newer check replaced it, meanwhile
     started = time.monotonic()
     try:
         text = _call(check.agent)

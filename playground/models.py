@@ -7,6 +7,7 @@ and each keeps its own history.
 
 from __future__ import annotations
 
+import contextlib
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
@@ -327,5 +328,7 @@ class AgentCheck(models.Model):
             pk=self.pk, status__in=(CheckStatus.QUEUED, CheckStatus.RUNNING)
         ).update(status=status, finished_at=timezone.now(), **fields)
         if updated:
-            self.refresh_from_db()
+            # Deleted meanwhile (its agent, or a newer check): nothing left to show.
+            with contextlib.suppress(AgentCheck.DoesNotExist):
+                self.refresh_from_db()
         return updated == 1

@@ -187,3 +187,11 @@ def test_a_check_runs_in_a_worker_process_on_redis(redis_check_worker, http_agen
     done = wait_for(lambda: AgentCheck.objects.filter(pk=check.pk, status=CheckStatus.OK).first(),
                     timeout=20, what="the check to pass in the worker process")  # fmt: skip
     assert done.answer.startswith("Echo: Reply with one short")
+
+
+def test_a_check_whose_agent_was_deleted_meanwhile_does_nothing(echo_agent):
+    check = AgentCheck.objects.create(agent=echo_agent)
+    echo_agent.delete()
+
+    assert checks.run(check.pk) == "not-queued"
+    assert not AgentCheck.objects.exists()
