@@ -1,26 +1,16 @@
 """The playground's forms: sending a message (with parameters and custom_inputs), starting a
-chat with 1-4 agents, and an agent's settings."""
+chat with 1-4 agents. The agent's settings are in `agent_form`."""
 
 from __future__ import annotations
 
 import json
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 from django import forms
-from django.db import transaction
 
-from playground.agents import logged_model
-from playground.agents.base import AgentError
-from playground.agents.logged_model import check_model_uri
-from playground.models import Agent, AgentKind, AgentSecret, Role
-from webapp import egress, vault
+from playground.models import Agent, Role
 
 MAX_AGENTS = 4
-# Config keys that would put a secret in the clear in the database: keys go in the API key
-# field (encrypted) or in an allowed environment variable.
-_SECRET_KEYS = {"api_key", "apikey", "key", "token", "access_token", "api_token", "password",
-                "secret", "authorization"}  # fmt: skip
 
 
 def parse_json_object(text: str, what: str) -> dict[str, Any]:
@@ -126,129 +116,10 @@ class JSONObjectField(forms.CharField):
     widget = forms.Textarea(attrs={"rows": 4, "spellcheck": "false"})
 
     def prepare_value(self, value: Any) -> Any:
-        return json.dumps(value, indent=2) if isinstance(value, dict) else value
+        if isinstance(value, dict):
+            return json.dumps(value, indent=2) if value else ""  # empty: the example shows
+        return value
 
     def to_python(self, value: Any) -> dict[str, Any]:
         text = super().to_python(value)
         return parse_json_object(text or "{}", self.label or "The value")
-
-
-class AgentForm(forms.ModelForm):
-    config = JSONObjectField(
-        required=False,
-        label="Config",
-        help_text="url, model, timeout; api_key_env (a variable on SPYGLASS_AGENT_ENV_ALLOW)",
-    )
-    default_params = JSONObjectField(required=False, label="Default parameters")
-    # Write-only: never rendered back, not even after an error (render_value=False).
-    api_key = forms.CharField(
-        required=False,
-        strip=True,
-        label="API key",
-        max_length=4096,
-        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
-    )
-    remove_api_key = forms.BooleanField(required=False, label="Remove the stored API key")
-
-    class Meta:
-        model = Agent
-        fields = ["name", "kind", "config", "default_params", "model_id"]
-        labels = {"model_id": "Logged model version (m-...)"}
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        saved = None
-        if self.instance.pk is not None:
-            saved = (
-                AgentSecret.objects.filter(agent=self.instance)
-                .values_list("updated_at", flat=True)
-                .first()
-            )
-        self.has_api_key = saved is not None
-        key_field = self.fields["api_key"]
-        if saved is not None:
-            key_field.help_text = (
-                f"Set (saved {saved:%Y-%m-%d %H:%M} UTC); it is never shown again. Type a new "
-                "one to replace it."
-            )
-        else:
-            key_field.help_text = "Sent as Authorization: Bearer. Stored encrypted, never shown."
-            del self.fields["remove_api_key"]
-
-    def clean(self) -> dict[str, Any]:
-        data = super().clean()
-        config = data.get("config") or {}
-        kind = data.get("kind")
-        secrets = sorted(k for k in config if k.lower().replace("-", "_") in _SECRET_KEYS)
-        if secrets:
-            self.add_error("config", f"Do not put keys in the config ({', '.join(secrets)}): "
-                           "use the API key field, which stores them encrypted.")  # fmt: skip
-        http_kind = kind in (AgentKind.OPENAI, AgentKind.MLFLOW_SERVING)
-        if http_kind and not config.get("url"):
-            self.add_error("config", "This kind needs a url in its config.")
-        elif http_kind:
-            self._check_url(str(config["url"]))
-        if config.get("api_key_env"):
-            try:
-                egress.check_env_name(str(config["api_key_env"]))
-            except egress.EgressRefused as exc:
-                self.add_error("config", f"api_key_env: {exc}")
-        self._clean_api_key(data, config, http_kind)
-        builtin = config.get("agent", "echo")
-        if kind == AgentKind.BUILTIN and builtin not in ("echo", "oracle-judge"):
-            self.add_error("config", 'A built-in agent is "echo" or "oracle-judge".')
-        if kind == AgentKind.LOGGED_MODEL and not logged_model.enabled():
-            # Refused here, not at the first message: the worker would only fail later.
-            self.add_error("kind", "Logged-model agents are off: they run the model's logged "
-                           "code in the worker. Set SPYGLASS_PLAYGROUND_LOGGED_MODELS=1 in the "
-                           "environment of the web server and the workers, restart them, and "
-                           "save again.")  # fmt: skip
-        if kind == AgentKind.LOGGED_MODEL and not (config.get("model_uri") or data.get("model_id")):
-            self.add_error("model_id", "A logged-model agent needs a model id or a model_uri.")
-        if kind == AgentKind.LOGGED_MODEL and config.get("model_uri"):
-            try:
-                check_model_uri(str(config["model_uri"]))
-            except AgentError as exc:
-                self.add_error("config", str(exc))
-        return data
-
-    def _check_url(self, url: str) -> None:
-        # No DNS here: the web server may not resolve what the workers do. The call checks
-        # again, resolved, whatever is stored.
-        try:
-            egress.check_url(url, resolve=False)
-        except egress.EgressRefused as exc:
-            self.add_error("config", f"url: {exc}")
-            return
-        # The URL is shown on the agent's spans: a key in its query would be on every trace.
-        query = parse_qs(urlsplit(url).query)
-        if any(k.lower().replace("-", "_") in _SECRET_KEYS for k in query):
-            self.add_error("config", "url: do not put keys in the URL's query: use the API "
-                           "key field, which stores them encrypted.")  # fmt: skip
-
-    def _clean_api_key(self, data: dict[str, Any], config: dict[str, Any], http_kind: bool) -> None:
-        key = data.get("api_key")
-        if not key:
-            return
-        if data.get("remove_api_key"):
-            self.add_error("api_key", "Type a new key or remove the stored one, not both.")
-        elif not http_kind:
-            self.add_error("api_key", "Only the openai and mlflow-serving kinds send a key.")
-        elif config.get("api_key_env"):
-            self.add_error("api_key", "Store a key or name api_key_env in the config, not both.")
-        else:
-            try:
-                vault.check()
-            except vault.SealError as exc:
-                self.add_error("api_key", str(exc))
-
-    def save(self, commit: bool = True) -> Agent:
-        if not commit:
-            raise ValueError("AgentForm saves the agent and its key together: commit=True.")
-        with transaction.atomic():
-            agent = super().save()
-            if self.cleaned_data.get("api_key"):
-                agent.set_api_key(self.cleaned_data["api_key"])
-            elif self.cleaned_data.get("remove_api_key"):
-                agent.remove_api_key()
-        return agent

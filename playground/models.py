@@ -7,6 +7,7 @@ and each keeps its own history.
 
 from __future__ import annotations
 
+import contextlib
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
@@ -261,4 +262,76 @@ class Run(models.Model):
             status=RunStatus.FAILED, error=error, finished_at=now, heartbeat_at=now,
             seq=F("seq") + 1,
         )  # fmt: skip
+        return updated == 1
+
+
+class CheckStatus(models.TextChoices):
+    QUEUED = "queued"
+    RUNNING = "running"
+    OK = "ok"
+    FAILED = "failed"
+
+
+class AgentCheckQuerySet(models.QuerySet["AgentCheck"]):
+    def claim(self, pk: int) -> bool:
+        """queued -> running, for one worker only: a redelivered message finds it taken."""
+        claimed = self.filter(pk=pk, status=CheckStatus.QUEUED).update(
+            status=CheckStatus.RUNNING, started_at=timezone.now()
+        )
+        return claimed == 1
+
+    def latest_by_agent(self, agent_ids: list[int]) -> dict[int, AgentCheck]:
+        """The newest check of each of these agents (one query)."""
+        newest: dict[int, AgentCheck] = {}
+        checks = self.filter(agent_id__in=agent_ids).order_by("agent_id", "-created_at", "-pk")
+        for check in checks:
+            newest.setdefault(check.agent_id, check)
+        return newest
+
+
+class AgentCheck(models.Model):
+    """One "Test connection" of an agent: a tiny message sent through the worker, and what
+    came back. The agents' list shows each agent's newest; older ones are deleted when a new
+    one starts."""
+
+    agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="checks")
+    status = models.CharField(max_length=16, choices=CheckStatus.choices,
+                              default=CheckStatus.QUEUED)  # fmt: skip
+    # The agent's own time (the call, not the queue), in milliseconds.
+    latency_ms = models.IntegerField(null=True, blank=True)
+    # The first words of the answer, or why there was none (the agent client's message).
+    answer = models.CharField(max_length=300, blank=True)
+    error = models.TextField(blank=True)
+    task_id = models.CharField(max_length=64, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    objects = AgentCheckQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+
+    def __str__(self) -> str:
+        return f"Check {self.pk} of agent {self.agent_id} ({self.status})"
+
+    @property
+    def finished(self) -> bool:
+        return self.status in (CheckStatus.OK, CheckStatus.FAILED)
+
+    def finish(self, answer: str, latency_ms: int) -> bool:
+        return self._end(CheckStatus.OK, answer=answer, latency_ms=latency_ms)
+
+    def fail(self, error: str, latency_ms: int | None = None) -> bool:
+        """Mark failed unless it already finished (a late failure never hides a result)."""
+        return self._end(CheckStatus.FAILED, error=error, latency_ms=latency_ms)
+
+    def _end(self, status: str, **fields: object) -> bool:
+        updated = AgentCheck.objects.filter(
+            pk=self.pk, status__in=(CheckStatus.QUEUED, CheckStatus.RUNNING)
+        ).update(status=status, finished_at=timezone.now(), **fields)
+        if updated:
+            # Deleted meanwhile (its agent, or a newer check): nothing left to show.
+            with contextlib.suppress(AgentCheck.DoesNotExist):
+                self.refresh_from_db()
         return updated == 1

@@ -29,7 +29,7 @@ from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from playground import cancel_signal
+from playground import cancel_signal, checks
 from playground.agents.base import (
     AgentError,
     Answer,
@@ -40,7 +40,7 @@ from playground.agents.base import (
     client_for,
     consume,
 )
-from playground.models import UNFINISHED, Run, RunStatus
+from playground.models import UNFINISHED, AgentCheck, Run, RunStatus
 from playground.runs import reap_stale_runs
 from playground.tracing import Span, TraceRecorder, agent_version, trace_id_for_task, trace_name
 from tracking.ingest import TraceInfo, store
@@ -67,6 +67,24 @@ class Cancelled(Exception):
 @shared_task(name="playground.answer", ignore_result=True)
 def answer(run_id: int) -> str:
     return answer_run(run_id)
+
+
+# A check's call stops itself at CHECK_TIMEOUT_S; the limits only catch what cannot be
+# interrupted (a logged model's predict), so a check never holds a worker for long.
+@shared_task(
+    name=checks.CHECK_TASK,
+    ignore_result=True,
+    soft_time_limit=checks.CHECK_TIMEOUT_S + 10,
+    time_limit=checks.CHECK_TIMEOUT_S + 20,
+)
+def check_agent(check_id: int) -> str:
+    try:
+        return checks.run(check_id)
+    except SoftTimeLimitExceeded:
+        AgentCheck(pk=check_id).fail(
+            f"The check took longer than {checks.CHECK_TIMEOUT_S + 10:g} s and was stopped."
+        )
+        return "failed"
 
 
 @shared_task(name="playground.reap_stale_runs", acks_late=False)

@@ -18,4 +18,6 @@ urlpatterns = [
     path("agents/", views.agents, name="agents"),
     path("agents/<int:pk>/", views.agent, name="agent"),
     path("agents/<int:pk>/delete", views.delete_agent, name="agent-delete"),
+    path("agents/<int:pk>/check", views.check_agent, name="agent-check-start"),
+    path("agents/<int:pk>/check/", views.agent_check, name="agent-check"),
 ]

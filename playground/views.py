@@ -17,10 +17,11 @@ from django.views.decorators.http import require_http_methods, require_POST, req
 from django_htmx.http import HttpResponseClientRedirect
 
 from access.rules import access_for
-from playground import replay, runs
+from playground import checks, replay, runs
+from playground.agent_form import AgentForm, switch_initial
 from playground.agents.builtin import ensure_demo_agents
-from playground.forms import AgentForm, ConversationTitleForm, NewChatForm, SendForm
-from playground.models import Agent, AgentKind, Conversation, Run
+from playground.forms import ConversationTitleForm, NewChatForm, SendForm
+from playground.models import Agent, AgentCheck, AgentKind, Conversation, Run
 from tracking import waterfall
 from tracking.models import Span
 from webapp.htmx import HtmxHttpRequest, render_page
@@ -246,15 +247,36 @@ def run_trace(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     return render(request, "playground/conversation.html#run-trace", context)
 
 
-def _agents_page(request: HtmxHttpRequest, form: AgentForm | None,
-                 editing: Agent | None) -> HttpResponse:  # fmt: skip
+def _agents_page(request: HtmxHttpRequest, form: AgentForm | None, editing: Agent | None,
+                 status: int | None = None) -> HttpResponse:  # fmt: skip
+    if form is not None and request.htmx and request.method == "GET" and "kind" in request.GET:
+        # htmx swapping in the fields of the kind just picked.
+        return render_page(request, "playground/agents.html", {"form": form},
+                           fragment="kind-fields")  # fmt: skip
     agents = list(Agent.objects.for_list())
+    newest = AgentCheck.objects.latest_by_agent([a.pk for a in agents])
     for item in agents:
         item.where = _where(item)
+        item.check = checks.expire(newest[item.pk]) if item.pk in newest else None
     context = {"form": form, "may_manage": form is not None, "editing": editing,
-               "agents": agents}  # fmt: skip
-    status = 422 if form is not None and form.errors else 200
-    return render(request, "playground/agents.html", context, status=status)
+               "agents": agents, "editing_check": None}  # fmt: skip
+    if editing is not None:
+        context["editing_check"] = next((a.check for a in agents if a.pk == editing.pk), None)
+    if status is None:
+        status = 422 if form is not None and form.errors else 200
+    return render_page(request, "playground/agents.html", context, status=status)
+
+
+def _agent_form(request: HtmxHttpRequest, editing: Agent | None) -> tuple[AgentForm, bool]:
+    """The form, and whether it is to be saved. A GET with ?kind= (htmx, on a change of kind)
+    and a POST by the no-JS "Show its fields" button show the form for another kind,
+    keeping what was typed (never a key), and save nothing."""
+    url = request.path
+    if request.method == "POST" and "show_fields" not in request.POST:
+        return AgentForm(request.POST, instance=editing, fields_url=url), True
+    query = request.POST if request.method == "POST" else request.GET
+    initial = switch_initial(query)
+    return AgentForm(instance=editing, initial=initial, fields_url=url), False
 
 
 @require_http_methods(["GET", "HEAD", "POST"])
@@ -264,8 +286,8 @@ def agents(request: HtmxHttpRequest) -> HttpResponse:
         if request.method == "POST":
             raise PermissionDenied("Only admins can add agents.")
         return _agents_page(request, None, None)
-    form = AgentForm(request.POST or None)
-    if request.method == "POST" and form.is_valid():
+    form, submitted = _agent_form(request, None)
+    if submitted and form.is_valid():
         form.save()
         return redirect("playground:agents")
     return _agents_page(request, form, None)
@@ -278,11 +300,42 @@ def agent(request: HtmxHttpRequest, pk: int) -> HttpResponse:
         if request.method == "POST":
             raise PermissionDenied("Only admins can change agents.")
         return _agents_page(request, None, editing)
-    form = AgentForm(request.POST or None, instance=editing)
-    if request.method == "POST" and form.is_valid():
+    form, submitted = _agent_form(request, editing)
+    if submitted and form.is_valid():
         form.save()
         return redirect("playground:agents")
     return _agents_page(request, form, editing)
+
+
+@require_POST
+def check_agent(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+    """Test connection: one tiny message to the saved agent, through the worker."""
+    if not access_for(request).can_manage_agents:
+        raise PermissionDenied("Only admins can test agents.")
+    agent = get_object_or_404(Agent, pk=pk)
+    check = checks.start(agent)
+    if not request.htmx:
+        return redirect(_back_to(request, agent))
+    check.refresh_from_db()  # a broker that refused it failed it already
+    return render(request, "playground/agents.html#check", {"agent": agent, "check": check})
+
+
+def _back_to(request: HttpRequest, agent: Agent) -> str:
+    if request.POST.get("from") == "edit":
+        return reverse("playground:agent", args=[agent.pk])
+    return reverse("playground:agents")
+
+
+@require_safe
+def agent_check(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+    """The newest check's fragment. A poller sends the status it has: 204 while unchanged."""
+    agent = get_object_or_404(Agent, pk=pk)
+    check = AgentCheck.objects.filter(agent=agent).first()
+    if check is not None:
+        check = checks.expire(check)
+    if check is not None and request.GET.get("status") == check.status:
+        return HttpResponse(status=204)
+    return render(request, "playground/agents.html#check", {"agent": agent, "check": check})
 
 
 def _where(agent: Agent) -> str:

@@ -131,7 +131,7 @@ def test_the_servers_own_secrets_cannot_be_named_even_when_listed(
     response = client.post("/playground/agents/", agent_form(agent_server.url, config=config))
 
     assert response.status_code == 422
-    assert f"api_key_env: {name} holds the server&#x27;s own" in response.content.decode()
+    assert f"{name} holds the server&#x27;s own" in response.content.decode()
     assert not Agent.objects.exists()
 
 
@@ -273,7 +273,7 @@ def test_an_agent_url_that_is_not_http_is_refused_by_the_form(client, admin):
     response = client.post("/playground/agents/", form)
 
     assert response.status_code == 422
-    assert "url: Only http:// and https:// URLs can be called" in response.content.decode()
+    assert "Only http:// and https:// URLs can be called" in response.content.decode()
     assert not Agent.objects.exists()
 
 
@@ -362,7 +362,7 @@ def test_a_key_in_the_urls_query_is_refused(client, admin, agent_server):
     response = client.post("/playground/agents/", agent_form(agent_server.url, config=config))
 
     assert response.status_code == 422
-    assert "do not put keys in the URL" in response.content.decode()
+    assert "Do not put keys in the URL" in response.content.decode()
     assert not Agent.objects.exists()
 
 
