@@ -21,7 +21,19 @@ from typing import Any
 
 from django.core.exceptions import ObjectDoesNotExist
 from django.db import models, transaction
-from django.db.models import Count, Exists, F, IntegerField, Max, OuterRef, Q, Subquery, Window
+from django.db.models import (
+    BooleanField,
+    Count,
+    Exists,
+    F,
+    Func,
+    IntegerField,
+    Max,
+    OuterRef,
+    Q,
+    Subquery,
+    Window,
+)
 from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import Cast, RowNumber
 from django.urls import reverse
@@ -732,6 +744,42 @@ class TraceState(models.TextChoices):
     IN_PROGRESS = "IN_PROGRESS"
 
 
+# What pages and the list's query language call a trace stopped on purpose. Not a TraceState:
+# the column keeps OK, the state MLflow clients know, and the tag says why it stopped.
+CANCELLED_STATE = "CANCELLED"
+SHOWN_STATES = (*TraceState.values, CANCELLED_STATE)
+
+
+class IsCancelled(Func):
+    """Whether a trace is cancelled: state OK and `spyglass.cancelled=true` (never NULL, so
+    that its negation keeps every other trace). The condition of the partial index
+    trace_cancelled_time_idx, which serves `state = CANCELLED` on both databases.
+
+    All literals, no parameters: SQLite uses a partial index only when the query repeats its
+    condition term for term, and it matches a parameter only once it is bound, after the plan
+    was chosen; Django's KeyTextTransform also varies its SQLite form between processes.
+    """
+
+    conditional = True
+    output_field = BooleanField()
+    arity = 2  # state, tags
+
+    def as_sql(self, compiler: Any, connection: Any, **extra: Any) -> tuple[str, tuple]:
+        state_sql, state_params = compiler.compile(self.source_expressions[0])
+        tags_sql, tags_params = compiler.compile(self.source_expressions[1])
+        if connection.vendor == "postgresql":
+            tag = f"({tags_sql} ->> '{CANCELLED_TAG}')"
+        else:
+            tag = f"JSON_EXTRACT({tags_sql}, '$.\"{CANCELLED_TAG}\"')"
+        sql = f"({state_sql} = '{TraceState.OK.value}' AND COALESCE({tag}, '') = 'true')"
+        return sql, (*state_params, *tags_params)
+
+
+def cancelled_condition() -> Q:
+    """The traces stopped on purpose (a cancelled playground answer), from their index."""
+    return Q(IsCancelled(F("state"), F("tags")))
+
+
 # MLflow's own limits for a trace tag (`_validate_trace_tag`: 250 and 8,000 characters), so
 # that a tag set here can be set on an MLflow server too, whichever interface sets it.
 TRACE_TAG_KEY_MAX_CHARS = 250
@@ -766,7 +814,15 @@ class TraceQuerySet(models.QuerySet["Trace"]):
         """
         shown = set(shown)
         deferred = [name for name in LIST_DEFERRED if name not in shown]
-        return self.order_by("-request_time", "-pk").defer(*deferred)
+        return self.order_by("-request_time", "-pk").defer(*deferred).with_cancelled()
+
+    def with_cancelled(self) -> TraceQuerySet:
+        """Annotate `is_cancelled` (read by `Trace.cancelled`) without reading `tags` into
+        Python: an expression in the SELECT, computed only for the rows a page returns."""
+        return self.annotate(is_cancelled=IsCancelled(F("state"), F("tags")))
+
+    def cancelled(self) -> TraceQuerySet:
+        return self.filter(cancelled_condition())
 
     def capped_count(self, cap: int = COUNT_CAP) -> tuple[int, bool]:
         """Count at most `cap` rows; returns (count, True) when there are more."""
@@ -794,7 +850,8 @@ class TraceQuerySet(models.QuerySet["Trace"]):
             .filter(rank__lte=per_model)
             .values("pk")
         )
-        return self.filter(pk__in=newest).only(*ANSWER_FIELDS).order_by("-request_time", "-pk")
+        answers = self.filter(pk__in=newest).only(*ANSWER_FIELDS).with_cancelled()
+        return answers.order_by("-request_time", "-pk")
 
     def for_tag_change(self) -> TraceQuerySet:
         """The rows locked until the transaction ends, so that two tag changes at once (API,
@@ -879,6 +936,13 @@ class Trace(models.Model):
                 fields=["model_id", "state", "duration_ns", "total_tokens"],
                 name="trace_model_stats_idx",
             ),
+            # `state = CANCELLED` on the list: a few rows among millions of OK ones, newest
+            # first from this small index instead of walking every OK trace's tags.
+            models.Index(
+                fields=["-request_time", "-id"],
+                condition=cancelled_condition(),
+                name="trace_cancelled_time_idx",
+            ),
         ]
         # Not declared here because they differ per database, see migrations 0003 and 0004:
         # free text on the previews (SQLite: an FTS5 table kept in sync by triggers, which a
@@ -898,8 +962,16 @@ class Trace(models.Model):
     @property
     def cancelled(self) -> bool:
         """Stopped on purpose (a cancelled playground answer): its state stays one MLflow
-        knows, OK, and pages say "Cancelled" instead. Reads `tags`: not for list rows."""
-        return (self.tags or {}).get(CANCELLED_TAG) == "true"
+        knows, OK, and pages say "Cancelled" instead. List rows read the `is_cancelled`
+        annotation (`with_cancelled()`); a whole row reads its tags."""
+        if "is_cancelled" in self.__dict__:
+            return bool(self.is_cancelled)
+        return self.state == TraceState.OK and (self.tags or {}).get(CANCELLED_TAG) == "true"
+
+    @property
+    def shown_state(self) -> str:
+        """The state as pages name it: CANCELLED for a cancelled trace, else the column."""
+        return CANCELLED_STATE if self.cancelled else self.state
 
     def change_tags(self, changes: Mapping[str, str | None]) -> None:
         """Set (a string) or delete (None) tags, keeping `name` on `mlflow.traceName`. The

@@ -5,7 +5,14 @@ from datetime import timedelta
 import pytest
 
 from tests.rows import T0, XSS, XSS_ESCAPED, make_model, make_trace
-from tracking.models import Experiment, Metric, ModelVersion, RegisteredModel
+from tracking.models import (
+    CANCELLED_TAG,
+    Experiment,
+    Metric,
+    ModelVersion,
+    RegisteredModel,
+    TraceState,
+)
 from tracking.views import logged_models
 
 # --- /models/ -------------------------------------------------------------------------------
@@ -277,6 +284,18 @@ def test_model_traces_shows_statistics_histogram_and_only_its_traces(client, exp
     assert "linked 3" in html and "other trace" not in html
     assert "<svg viewBox" in html and "<rect" in html
     assert "250 ms" in html
+
+
+@pytest.mark.django_db
+def test_model_traces_shows_a_cancelled_answer_as_cancelled(client, experiment):
+    model = make_model(experiment)
+    make_trace(experiment, 1, model_id=model.model_id, tags={CANCELLED_TAG: "true"})
+    make_trace(experiment, 2, model_id=model.model_id, state=TraceState.ERROR)
+
+    html = client.get(f"/models/{model.model_id}/traces/").content.decode()
+
+    assert html.count('class="badge state-cancelled"') == 1
+    assert html.count('class="badge state-error"') == 1
 
 
 @pytest.mark.django_db
