@@ -360,9 +360,55 @@ class VersionShape:
         return ModelGrouping.NAME
 
 
+@dataclass
+class VersionHistory:
+    """The versions a version page lists as its history, grouped as the model list groups
+    them (`/models/?by=<by>&group=<key>`); each version carries `history_number`."""
+
+    by: str
+    key: str
+    title: str
+    versions: list[LoggedModel]
+
+
 class LoggedModelQuerySet(models.QuerySet["LoggedModel"]):
     def versions_of(self, name: str) -> LoggedModelQuerySet:
         return self.filter(name=name).order_by("-created_at", "-pk")
+
+    def history_of(
+        self, model: LoggedModel, registration: ModelVersion | None, limit: int
+    ) -> VersionHistory:
+        """The newest `limit` versions of `model`'s app among these: its registered model's
+        versions (numbered by the registry) when it is registered, else those of its name,
+        else (a name per version: `agent-<commit>`) those of its experiment. One to two
+        queries."""
+        if registration is not None:
+            registered = registration.registered_model
+            rows = list(
+                registered.versions.exclude(model_id="")
+                .order_by("-version")
+                .values_list("model_id", "version")[:limit]
+            )
+            found = {m.model_id: m for m in self.filter(model_id__in=[m for m, _ in rows])}
+            versions = []
+            for model_id, number in rows:
+                if model_id in found:
+                    version = copy.copy(found[model_id])  # a model may be two versions
+                    version.history_number = number
+                    versions.append(version)
+            return VersionHistory(
+                ModelGrouping.REGISTERED, registered.name, registered.name, versions
+            )
+        versions = list(self.versions_of(model.name).numbered(as_name="history_number")[:limit])
+        if len(versions) > 1:
+            return VersionHistory(ModelGrouping.NAME, model.name, model.name, versions)
+        by_experiment = self.filter(experiment_id=model.experiment_id).order_by(
+            "-created_at", "-pk"
+        )
+        versions = list(by_experiment.numbered("experiment", as_name="history_number")[:limit])
+        return VersionHistory(
+            ModelGrouping.EXPERIMENT, str(model.experiment_id), model.experiment.name, versions
+        )
 
     def initialize(
         self,
@@ -608,6 +654,20 @@ class LoggedModel(TaggedRow, models.Model):
 
     # The registry versions made from this model, as MLflow lists them: JSON [{name, version}].
     MODEL_VERSIONS_TAG = "mlflow.modelVersions"
+    # Where MLflow keeps a logged model's description (its UI edits this tag), markdown.
+    DESCRIPTION_TAG = "mlflow.note.content"
+    DESCRIPTION_MAX_CHARS = 8000  # MLflow's limit for a tag value
+
+    @property
+    def description(self) -> str:
+        return str(self.tags.get(self.DESCRIPTION_TAG) or "")
+
+    def set_description(self, text: str) -> None:
+        """Write the description where MLflow reads it; a blank one removes the tag."""
+        if text.strip():
+            self.set_tags({self.DESCRIPTION_TAG: text})
+        else:
+            self.delete_tag(self.DESCRIPTION_TAG)
 
     def finalize(self, status: str) -> None:
         with transaction.atomic():
