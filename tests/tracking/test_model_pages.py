@@ -636,3 +636,51 @@ def test_model_list_queries_do_not_grow_with_rows_in_any_grouping(
         response = client.get("/models/", {"by": by} if by else {})
 
     assert sum(len(g.versions) for g in response.context["groups"]) == 9
+
+
+# --- a version's history on its page ---------------------------------------------------------
+
+
+def history(client, model) -> list[tuple[str, int]]:
+    response = client.get(f"/models/{model.model_id}/")
+    assert response.status_code == 200
+    return [(v.model_id, v.history_number) for v in response.context["history"].versions]
+
+
+@pytest.mark.django_db
+def test_version_page_lists_the_registered_models_versions_by_registry_number(client, experiment):
+    # Seed 004: logged as "agent" / "model", registered as one name.
+    first = make_model(experiment, name="agent", created_at=T0)
+    second = make_model(experiment, name="model", created_at=T0 + timedelta(hours=1))
+    make_model(experiment, name="agent", created_at=T0 + timedelta(hours=2))  # not registered
+    register("support_chat_agent", first, second, aliases={"champion": 2})
+
+    assert history(client, first) == [(second.model_id, 2), (first.model_id, 1)]
+    html = client.get(f"/models/{first.model_id}/").content.decode()
+    assert "Versions of support_chat_agent" in html
+    assert 'href="/models/?by=registered&amp;group=support_chat_agent"' in html
+    assert '<span class="version-tag">v2</span>' in html
+
+
+@pytest.mark.django_db
+def test_version_page_lists_commit_named_versions_as_their_experiments_history(client):
+    # Seed 002: a name per commit; the app is the experiment.
+    app, other = Experiment.objects.create(name="support-app"), Experiment.objects.create(name="b")
+    old = make_model(app, name="customer_support_agent-aaa111", created_at=T0)
+    new = make_model(app, name="customer_support_agent-bbb222", created_at=T0 + timedelta(hours=1))
+    make_model(other, name="customer_support_agent-ccc333")
+
+    assert history(client, old) == [(new.model_id, 2), (old.model_id, 1)]
+    html = client.get(f"/models/{old.model_id}/").content.decode()
+    assert "Versions of support-app" in html
+    assert f'href="/models/?by=experiment&amp;group={app.pk}"' in html
+
+
+@pytest.mark.django_db
+def test_version_page_lists_the_versions_of_its_name_when_names_repeat(client, experiment):
+    first = make_model(experiment, created_at=T0)
+    second = make_model(experiment, created_at=T0 + timedelta(hours=1))
+    make_model(experiment, name="billing-agent", created_at=T0 + timedelta(hours=2))
+
+    assert history(client, first) == [(second.model_id, 2), (first.model_id, 1)]
+    assert "Versions of support-agent" in client.get(f"/models/{first.model_id}/").content.decode()
