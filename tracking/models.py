@@ -384,18 +384,14 @@ class LoggedModelQuerySet(models.QuerySet["LoggedModel"]):
         queries."""
         if registration is not None:
             registered = registration.registered_model
-            rows = list(
-                registered.versions.exclude(model_id="")
-                .order_by("-version")
-                .values_list("model_id", "version")[:limit]
+            # One query: a logged model registered twice under the name shows its newest number.
+            numbers = registered.versions.filter(model_id=OuterRef("model_id"))
+            newest = numbers.order_by("-version").values("version")[:1]
+            versions = list(
+                self.filter(model_id__in=registered.versions.values("model_id"))
+                .annotate(history_number=Subquery(newest))
+                .order_by("-history_number")[:limit]
             )
-            found = {m.model_id: m for m in self.filter(model_id__in=[m for m, _ in rows])}
-            versions = []
-            for model_id, number in rows:
-                if model_id in found:
-                    version = copy.copy(found[model_id])  # a model may be two versions
-                    version.history_number = number
-                    versions.append(version)
             return VersionHistory(
                 ModelGrouping.REGISTERED, registered.name, registered.name, versions
             )
