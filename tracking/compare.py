@@ -190,6 +190,7 @@ class AnsweredTrace(Protocol):
     duration_ns: int | None
     request_preview: str
     response_preview: str
+    cancelled: bool  # stopped on purpose: shown as such, not as its OK state
 
 
 @dataclass(frozen=True)
@@ -197,6 +198,7 @@ class Answer:
     trace_id: str
     text: str
     state: str
+    cancelled: bool
     duration_ns: int | None
     changed: bool  # reads differently from the row's first answer
 
@@ -257,6 +259,7 @@ def _answer_row(traces: list[AnsweredTrace | None]) -> AnswerRow:
             trace_id=t.trace_id,
             text=text,
             state=t.state,
+            cancelled=t.cancelled,
             duration_ns=t.duration_ns,
             changed=text != base,
         )

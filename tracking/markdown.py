@@ -7,6 +7,8 @@ cleans the result against an allow-list anyway, so that a parser bug cannot reac
 
 from __future__ import annotations
 
+import re
+
 import nh3
 from django.utils.safestring import SafeString, mark_safe
 from markdown_it import MarkdownIt
@@ -42,3 +44,17 @@ def render(text: str) -> SafeString:
         link_rel="noopener noreferrer nofollow",
     )
     return mark_safe(cleaned)  # sanitised by nh3 just above
+
+
+_LINK = re.compile(r"!?\[([^\]]*)\]\([^)]*\)")
+_LEADING_MARKS = re.compile(r"^\s*(?:#{1,6}\s+|>\s*|[-*+]\s+|\d+[.)]\s+)+")
+_INLINE_MARKS = re.compile(r"[*_`~]+")
+
+
+def excerpt(text: str, limit: int = 90) -> str:
+    """The first line of a markdown text as plain words, for one line of a list: link
+    targets, heading and list marks and emphasis dropped (the template escapes the rest)."""
+    line = next((line for line in text.splitlines() if line.strip()), "")
+    line = _INLINE_MARKS.sub("", _LEADING_MARKS.sub("", _LINK.sub(r"\1", line))).strip()
+    more = len(line) > limit or len([ln for ln in text.splitlines() if ln.strip()]) > 1
+    return line[:limit].rstrip() + ("…" if more else "")

@@ -21,7 +21,19 @@ from typing import Any
 
 from django.core.exceptions import ObjectDoesNotExist
 from django.db import models, transaction
-from django.db.models import Count, Exists, F, IntegerField, Max, OuterRef, Q, Subquery, Window
+from django.db.models import (
+    BooleanField,
+    Count,
+    Exists,
+    F,
+    Func,
+    IntegerField,
+    Max,
+    OuterRef,
+    Q,
+    Subquery,
+    Window,
+)
 from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import Cast, RowNumber
 from django.urls import reverse
@@ -368,9 +380,51 @@ class VersionShape:
         return ModelGrouping.NAME
 
 
+@dataclass
+class VersionHistory:
+    """The versions a version page lists as its history, grouped as the model list groups
+    them (`/models/?by=<by>&group=<key>`); each version carries `history_number`."""
+
+    by: str
+    key: str
+    title: str
+    versions: list[LoggedModel]
+
+
 class LoggedModelQuerySet(models.QuerySet["LoggedModel"]):
     def versions_of(self, name: str) -> LoggedModelQuerySet:
         return self.filter(name=name).order_by("-created_at", "-pk")
+
+    def history_of(
+        self, model: LoggedModel, registration: ModelVersion | None, limit: int
+    ) -> VersionHistory:
+        """The newest `limit` versions of `model`'s app among these: its registered model's
+        versions (numbered by the registry) when it is registered, else those of its name,
+        else (a name per version: `agent-<commit>`) those of its experiment. One to two
+        queries."""
+        if registration is not None:
+            registered = registration.registered_model
+            # One query: a logged model registered twice under the name shows its newest number.
+            numbers = registered.versions.filter(model_id=OuterRef("model_id"))
+            newest = numbers.order_by("-version").values("version")[:1]
+            versions = list(
+                self.filter(model_id__in=registered.versions.values("model_id"))
+                .annotate(history_number=Subquery(newest))
+                .order_by("-history_number")[:limit]
+            )
+            return VersionHistory(
+                ModelGrouping.REGISTERED, registered.name, registered.name, versions
+            )
+        versions = list(self.versions_of(model.name).numbered(as_name="history_number")[:limit])
+        if len(versions) > 1:
+            return VersionHistory(ModelGrouping.NAME, model.name, model.name, versions)
+        by_experiment = self.filter(experiment_id=model.experiment_id).order_by(
+            "-created_at", "-pk"
+        )
+        versions = list(by_experiment.numbered("experiment", as_name="history_number")[:limit])
+        return VersionHistory(
+            ModelGrouping.EXPERIMENT, str(model.experiment_id), model.experiment.name, versions
+        )
 
     def initialize(
         self,
@@ -595,6 +649,20 @@ class LoggedModel(TaggedRow, models.Model):
 
     # The registry versions made from this model, as MLflow lists them: JSON [{name, version}].
     MODEL_VERSIONS_TAG = "mlflow.modelVersions"
+    # Where MLflow keeps a logged model's description (its UI edits this tag), markdown.
+    DESCRIPTION_TAG = "mlflow.note.content"
+    DESCRIPTION_MAX_CHARS = 8000  # MLflow's limit for a tag value
+
+    @property
+    def description(self) -> str:
+        return str(self.tags.get(self.DESCRIPTION_TAG) or "")
+
+    def set_description(self, text: str) -> None:
+        """Write the description where MLflow reads it; a blank one removes the tag."""
+        if text.strip():
+            self.set_tags({self.DESCRIPTION_TAG: text})
+        else:
+            self.delete_tag(self.DESCRIPTION_TAG)
 
     def finalize(self, status: str) -> None:
         with transaction.atomic():
@@ -731,6 +799,42 @@ class TraceState(models.TextChoices):
     IN_PROGRESS = "IN_PROGRESS"
 
 
+# What pages and the list's query language call a trace stopped on purpose. Not a TraceState:
+# the column keeps OK, the state MLflow clients know, and the tag says why it stopped.
+CANCELLED_STATE = "CANCELLED"
+SHOWN_STATES = (*TraceState.values, CANCELLED_STATE)
+
+
+class IsCancelled(Func):
+    """Whether a trace is cancelled: state OK and `spyglass.cancelled=true` (never NULL, so
+    that its negation keeps every other trace). The condition of the partial index
+    trace_cancelled_time_idx, which serves `state = CANCELLED` on both databases.
+
+    All literals, no parameters: SQLite uses a partial index only when the query repeats its
+    condition term for term, and it matches a parameter only once it is bound, after the plan
+    was chosen; Django's KeyTextTransform also varies its SQLite form between processes.
+    """
+
+    conditional = True
+    output_field = BooleanField()
+    arity = 2  # state, tags
+
+    def as_sql(self, compiler: Any, connection: Any, **extra: Any) -> tuple[str, tuple]:
+        state_sql, state_params = compiler.compile(self.source_expressions[0])
+        tags_sql, tags_params = compiler.compile(self.source_expressions[1])
+        if connection.vendor == "postgresql":
+            tag = f"({tags_sql} ->> '{CANCELLED_TAG}')"
+        else:
+            tag = f"JSON_EXTRACT({tags_sql}, '$.\"{CANCELLED_TAG}\"')"
+        sql = f"({state_sql} = '{TraceState.OK.value}' AND COALESCE({tag}, '') = 'true')"
+        return sql, (*state_params, *tags_params)
+
+
+def cancelled_condition() -> Q:
+    """The traces stopped on purpose (a cancelled playground answer), from their index."""
+    return Q(IsCancelled(F("state"), F("tags")))
+
+
 # MLflow's own limits for a trace tag (`_validate_trace_tag`: 250 and 8,000 characters), so
 # that a tag set here can be set on an MLflow server too, whichever interface sets it.
 TRACE_TAG_KEY_MAX_CHARS = 250
@@ -765,7 +869,15 @@ class TraceQuerySet(models.QuerySet["Trace"]):
         """
         shown = set(shown)
         deferred = [name for name in LIST_DEFERRED if name not in shown]
-        return self.order_by("-request_time", "-pk").defer(*deferred)
+        return self.order_by("-request_time", "-pk").defer(*deferred).with_cancelled()
+
+    def with_cancelled(self) -> TraceQuerySet:
+        """Annotate `is_cancelled` (read by `Trace.cancelled`) without reading `tags` into
+        Python: an expression in the SELECT, computed only for the rows a page returns."""
+        return self.annotate(is_cancelled=IsCancelled(F("state"), F("tags")))
+
+    def cancelled(self) -> TraceQuerySet:
+        return self.filter(cancelled_condition())
 
     def capped_count(self, cap: int = COUNT_CAP) -> tuple[int, bool]:
         """Count at most `cap` rows; returns (count, True) when there are more."""
@@ -793,7 +905,8 @@ class TraceQuerySet(models.QuerySet["Trace"]):
             .filter(rank__lte=per_model)
             .values("pk")
         )
-        return self.filter(pk__in=newest).only(*ANSWER_FIELDS).order_by("-request_time", "-pk")
+        answers = self.filter(pk__in=newest).only(*ANSWER_FIELDS).with_cancelled()
+        return answers.order_by("-request_time", "-pk")
 
     def for_tag_change(self) -> TraceQuerySet:
         """The rows locked until the transaction ends, so that two tag changes at once (API,
@@ -878,6 +991,13 @@ class Trace(models.Model):
                 fields=["model_id", "state", "duration_ns", "total_tokens"],
                 name="trace_model_stats_idx",
             ),
+            # `state = CANCELLED` on the list: a few rows among millions of OK ones, newest
+            # first from this small index instead of walking every OK trace's tags.
+            models.Index(
+                fields=["-request_time", "-id"],
+                condition=cancelled_condition(),
+                name="trace_cancelled_time_idx",
+            ),
         ]
         # Not declared here because they differ per database, see migrations 0003 and 0004:
         # free text on the previews (SQLite: an FTS5 table kept in sync by triggers, which a
@@ -897,8 +1017,16 @@ class Trace(models.Model):
     @property
     def cancelled(self) -> bool:
         """Stopped on purpose (a cancelled playground answer): its state stays one MLflow
-        knows, OK, and pages say "Cancelled" instead. Reads `tags`: not for list rows."""
-        return (self.tags or {}).get(CANCELLED_TAG) == "true"
+        knows, OK, and pages say "Cancelled" instead. List rows read the `is_cancelled`
+        annotation (`with_cancelled()`); a whole row reads its tags."""
+        if "is_cancelled" in self.__dict__:
+            return bool(self.is_cancelled)
+        return self.state == TraceState.OK and (self.tags or {}).get(CANCELLED_TAG) == "true"
+
+    @property
+    def shown_state(self) -> str:
+        """The state as pages name it: CANCELLED for a cancelled trace, else the column."""
+        return CANCELLED_STATE if self.cancelled else self.state
 
     def change_tags(self, changes: Mapping[str, str | None]) -> None:
         """Set (a string) or delete (None) tags, keeping `name` on `mlflow.traceName`. The

@@ -6,6 +6,7 @@
     time > -1h and "refund"          # a bare word or quoted string searches the previews
     span.attributes.llm.model ~ gpt and tokens >= 1000
     state in (OK, IN_PROGRESS)
+    state = CANCELLED                # stopped on purpose (OK + spyglass.cancelled); `status` too
 
 Grammar (keywords are case-insensitive; `and` binds tighter than `or`; two terms side by
 side are joined by `and`):
@@ -35,7 +36,15 @@ from django.db.models.fields.json import HasKey, KeyTextTransform
 from django.db.models.functions import Cast
 from django.db.models.lookups import Exact, IContains, In
 
-from tracking.models import LoggedModel, ModelVersion, Span, TraceState
+from tracking.models import (
+    CANCELLED_STATE,
+    SHOWN_STATES,
+    LoggedModel,
+    ModelVersion,
+    Span,
+    TraceState,
+    cancelled_condition,
+)
 
 MAX_QUERY_CHARS = 2_000
 # Deep nesting would only exhaust Python's stack; no real filter needs this many parentheses.
@@ -365,6 +374,8 @@ def _field_name(token: Token) -> str:
             if len(name) == len(prefix):
                 raise SearchError(f"{prefix}<key> needs a key", token.position)
             return prefix + name[len(prefix) :]  # keys keep their case
+    if lowered == "status":  # MLflow's filters spell the trace's state `trace.status` too
+        return "state"
     # MLflow spells these `tags.x`, `attributes.x`; accept its spellings too.
     for alias, prefix in (("tags.", "tag."), ("request_metadata.", "metadata.")):
         if lowered.startswith(alias) and len(name) > len(alias):
@@ -442,7 +453,7 @@ def _text(value: str) -> Q:
 def _comparison(node: Comparison, now: datetime) -> Q:
     field, op = node.field, node.op
     if field == "state":
-        return _apply(op, "state", [_state(v, p) for v, p in _pairs(node)])
+        return _states(op, [_state(v, p) for v, p in _pairs(node)])
     if field == "name":
         return _apply(op, "name", list(node.values))
     if field == "duration":
@@ -475,6 +486,20 @@ def _apply(op: str, column: str, values: list) -> Q:
     if op == "!=":
         return ~Q(**{column: values[0]})
     return Q(**{f"{column}__{_LOOKUPS[op]}": values[0]})
+
+
+def _states(op: str, states: list[str]) -> Q:
+    """A cancelled trace is stored OK with a tag: `state = CANCELLED` finds those (from their
+    partial index) and `state = OK` the others. Other states stay one indexed column test."""
+    plain = [s for s in states if s not in (TraceState.OK, CANCELLED_STATE)]
+    q = Q(state__in=plain) if len(plain) > 1 else (Q(state=plain[0]) if plain else Q())
+    if TraceState.OK in states and CANCELLED_STATE in states:
+        q |= Q(state=TraceState.OK)
+    elif TraceState.OK in states:
+        q |= Q(state=TraceState.OK) & ~cancelled_condition()
+    elif CANCELLED_STATE in states:
+        q |= cancelled_condition()
+    return ~q if op in ("!=", "not in") else q
 
 
 def _model(op: str, values: list[str]) -> Q:
@@ -548,10 +573,8 @@ def _span(node: Comparison) -> Q:
 
 def _state(value: str, position: int) -> str:
     state = value.upper()
-    if state not in TraceState.values:
-        raise SearchError(
-            f"unknown state '{value}' (states: {', '.join(TraceState.values)})", position
-        )
+    if state not in SHOWN_STATES:
+        raise SearchError(f"unknown state '{value}' (states: {', '.join(SHOWN_STATES)})", position)
     return state
 
 

@@ -1,6 +1,13 @@
 from django.urls import path
 
-from tracking.views import logged_models, model_artifacts, model_compare, trace_detail, trace_list
+from tracking.views import (
+    logged_models,
+    model_artifacts,
+    model_compare,
+    model_description,
+    trace_detail,
+    trace_list,
+)
 
 app_name = "tracking"
 
@@ -30,6 +37,11 @@ urlpatterns = [
     ),
     path("models/<str:model_id>/", logged_models.model_detail, name="model-detail"),
     path("models/<str:model_id>/traces/", logged_models.model_traces, name="model-traces"),
+    path(
+        "models/<str:model_id>/description/",
+        model_description.model_description,
+        name="model-description",
+    ),
     path(
         "models/<str:model_id>/artifacts/",
         model_artifacts.model_artifacts,

@@ -665,7 +665,8 @@
     const badge = document.querySelector("[data-trace-state] .badge");
     if (!badge) return;
     badge.className = "badge state-" + state.toLowerCase();
-    badge.textContent = { OK: "OK", ERROR: "Error", IN_PROGRESS: "In progress" }[state] || state;
+    const labels = { OK: "OK", ERROR: "Error", IN_PROGRESS: "In progress", CANCELLED: "Cancelled" };
+    badge.textContent = labels[state] || state;
   }
 
   // --- Start ----------------------------------------------------------------------------------

@@ -180,6 +180,9 @@ SAMPLES: dict[str, Sample] = {
     ],
     "tracking:model-detail": lambda e, o: [Call("GET", f"/models/{o['model']}/", R)],
     "tracking:model-traces": lambda e, o: [Call("GET", f"/models/{o['model']}/traces/", R)],
+    "tracking:model-description": lambda e, o: [
+        Call("POST", f"/models/{o['model']}/description/", E, {"description": "Fixes refunds."})
+    ],
     "tracking:model-artifacts": lambda e, o: [Call("GET", f"/models/{o['model']}/artifacts/", R)],
     "tracking:model-artifact-download": lambda e, o: [
         Call("GET", f"/models/{o['model']}/artifacts/download/?path=MLmodel", R)
@@ -796,6 +799,7 @@ def _example_path(name: str) -> str:
         "tracking:span-value": {"trace_id": "x", "span_id": "y", "field": "inputs"},
         "tracking:model-detail": {"model_id": "m"},
         "tracking:model-traces": {"model_id": "m"},
+        "tracking:model-description": {"model_id": "m"},
         "tracking:model-artifacts": {"model_id": "m"},
         "tracking:model-artifact-download": {"model_id": "m"},
         "revoke-token": {"token_id": 1},

@@ -149,6 +149,14 @@ def test_cancel_stops_a_slow_answer_that_does_not_stream(page, playground):
     page.wait_for_url(re.compile(r"/traces/tr-[0-9a-f]{32}/$"))
     assert page.locator("[data-trace-state]").inner_text() == "Cancelled"
 
+    # The trace list shows it as cancelled too, and its State filter finds it.
+    trace_id = Run.objects.get(pk=run.pk).trace_id
+    page.goto(f"{playground}/traces/")
+    page.get_by_role("group", name="State").get_by_role("link", name="Cancelled").click()
+    page.wait_for_url(re.compile(r"q=state\+%3D\+CANCELLED"))
+    assert page.locator("#trace-list a.trace-link").count() == 1
+    assert page.locator(f"#trace-{trace_id} .badge").inner_text() == "Cancelled"
+
 
 def padding_of(locator) -> list[float]:
     style = "getComputedStyle(el)"

@@ -203,3 +203,27 @@ def test_a_models_from_code_agent_is_logged_loaded_and_called(run_mlflow):
     trace = Trace.objects.filter(model_id=model.model_id).first()
     root = Span.objects.get(trace=trace, name="Audit Agent")
     assert root.attributes["custom_inputs"] == {"session": "s-1"}
+
+
+def test_a_description_set_by_the_client_shows_and_one_edited_here_reads_back(run_mlflow, client):
+    # MLflow keeps a logged model's description in the `mlflow.note.content` tag.
+    (logged,) = run_mlflow(
+        """
+        mlflow.set_experiment("described")
+        model = mlflow.create_external_model(name="support-agent")
+        mlflow.set_logged_model_tags(model.model_id, {"mlflow.note.content": "Uses **RAG**."})
+        result(model.model_id)
+        """
+    )
+
+    page = client.get(f"/models/{logged}/").content.decode()
+    saved = client.post(f"/models/{logged}/description/", {"description": "Answers *briefly*."})
+    (read_back,) = run_mlflow(
+        f"""
+        result(mlflow.get_logged_model("{logged}").tags.get("mlflow.note.content"))
+        """
+    )
+
+    assert "Uses <strong>RAG</strong>." in page
+    assert saved.status_code == 302
+    assert read_back == "Answers *briefly*."

@@ -24,7 +24,7 @@ from tracking.compare import (
     request_key,
     same,
 )
-from tracking.models import Experiment, Metric, TraceState
+from tracking.models import CANCELLED_TAG, Experiment, Metric, TraceState
 from tracking.views import model_compare
 
 # --- flatten / diff (pure) ------------------------------------------------------------------
@@ -132,6 +132,7 @@ class Answered:
     request_time: datetime
     state: str = "OK"
     duration_ns: int | None = 1_000_000
+    cancelled: bool = False
 
 
 def answered(n: int, request: str, answer: str, **fields) -> Answered:
@@ -458,6 +459,19 @@ def test_compare_shows_the_versions_answers_to_the_same_requests(client, experim
 
     assert [row.request for row in only_diff.context["answer_rows"]] == ["Hours?"]
     assert "1 identical row hidden" in only_diff.content.decode()
+
+
+@pytest.mark.django_db
+def test_compare_shows_a_cancelled_answer_as_cancelled(client, experiment):
+    a, b = versions(experiment, 2)
+    answer_trace(experiment, 1, a, "Hours?", "9 to", tags={CANCELLED_TAG: "true"})
+    answer_trace(experiment, 2, b, "Hours?", "9 to 6.")
+
+    response = client.get(f"/models/compare/?ids={a.model_id},{b.model_id}")
+
+    (row,) = response.context["answer_rows"]
+    assert [answer.cancelled for answer in row.answers] == [True, False]
+    assert response.content.decode().count('class="badge state-cancelled"') == 1
 
 
 @pytest.mark.django_db

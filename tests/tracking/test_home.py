@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 
 from tests.rows import T0, XSS, XSS_ESCAPED, make_trace
-from tracking.models import LoggedModel, TraceState
+from tracking.models import CANCELLED_TAG, LoggedModel, TraceState
 
 
 @pytest.mark.django_db
@@ -87,3 +87,13 @@ def test_home_runs_a_fixed_number_of_queries(client, experiment, django_assert_m
         response = client.get("/")
 
     assert len(response.context["traces"]) == 20
+
+
+@pytest.mark.django_db
+def test_home_shows_a_cancelled_answer_as_cancelled(client, experiment):
+    make_trace(experiment, 1, name="stopped answer", tags={CANCELLED_TAG: "true"})
+
+    html = client.get("/").content.decode()
+
+    assert 'class="badge state-cancelled"' in html
+    assert "badge state-ok" not in html

@@ -5,7 +5,14 @@ from datetime import timedelta
 import pytest
 
 from tests.rows import T0, XSS, XSS_ESCAPED, make_model, make_trace
-from tracking.models import Experiment, Metric, ModelVersion, RegisteredModel
+from tracking.models import (
+    CANCELLED_TAG,
+    Experiment,
+    Metric,
+    ModelVersion,
+    RegisteredModel,
+    TraceState,
+)
 from tracking.views import logged_models
 
 # --- /models/ -------------------------------------------------------------------------------
@@ -160,7 +167,8 @@ def test_model_detail_runs_a_fixed_number_of_queries(
         make_trace(experiment, n, model_id=model.model_id)
         Metric.objects.create(logged_model=model, key=f"m{n}", value=n, timestamp_ms=n)
 
-    with django_assert_max_num_queries(5):
+    # One of them looks for its history by name, then (a name with one version) by experiment.
+    with django_assert_max_num_queries(6):
         response = client.get(f"/models/{model.model_id}/")
 
     assert response.status_code == 200
@@ -294,6 +302,18 @@ def test_model_traces_shows_statistics_histogram_and_only_its_traces(client, exp
     assert "linked 3" in html and "other trace" not in html
     assert "<svg viewBox" in html and "<rect" in html
     assert "250 ms" in html
+
+
+@pytest.mark.django_db
+def test_model_traces_shows_a_cancelled_answer_as_cancelled(client, experiment):
+    model = make_model(experiment)
+    make_trace(experiment, 1, model_id=model.model_id, tags={CANCELLED_TAG: "true"})
+    make_trace(experiment, 2, model_id=model.model_id, state=TraceState.ERROR)
+
+    html = client.get(f"/models/{model.model_id}/traces/").content.decode()
+
+    assert html.count('class="badge state-cancelled"') == 1
+    assert html.count('class="badge state-error"') == 1
 
 
 @pytest.mark.django_db
@@ -633,3 +653,51 @@ def test_model_list_queries_do_not_grow_with_rows_in_any_grouping(
         response = client.get("/models/", {"by": by} if by else {})
 
     assert sum(len(g.versions) for g in response.context["groups"]) == 9
+
+
+# --- a version's history on its page ---------------------------------------------------------
+
+
+def history(client, model) -> list[tuple[str, int]]:
+    response = client.get(f"/models/{model.model_id}/")
+    assert response.status_code == 200
+    return [(v.model_id, v.history_number) for v in response.context["history"].versions]
+
+
+@pytest.mark.django_db
+def test_version_page_lists_the_registered_models_versions_by_registry_number(client, experiment):
+    # Seed 004: logged as "agent" / "model", registered as one name.
+    first = make_model(experiment, name="agent", created_at=T0)
+    second = make_model(experiment, name="model", created_at=T0 + timedelta(hours=1))
+    make_model(experiment, name="agent", created_at=T0 + timedelta(hours=2))  # not registered
+    register("support_chat_agent", first, second, aliases={"champion": 2})
+
+    assert history(client, first) == [(second.model_id, 2), (first.model_id, 1)]
+    html = client.get(f"/models/{first.model_id}/").content.decode()
+    assert "Versions of support_chat_agent" in html
+    assert 'href="/models/?by=registered&amp;group=support_chat_agent"' in html
+    assert '<span class="version-tag">v2</span>' in html
+
+
+@pytest.mark.django_db
+def test_version_page_lists_commit_named_versions_as_their_experiments_history(client):
+    # Seed 002: a name per commit; the app is the experiment.
+    app, other = Experiment.objects.create(name="support-app"), Experiment.objects.create(name="b")
+    old = make_model(app, name="customer_support_agent-aaa111", created_at=T0)
+    new = make_model(app, name="customer_support_agent-bbb222", created_at=T0 + timedelta(hours=1))
+    make_model(other, name="customer_support_agent-ccc333")
+
+    assert history(client, old) == [(new.model_id, 2), (old.model_id, 1)]
+    html = client.get(f"/models/{old.model_id}/").content.decode()
+    assert "Versions of support-app" in html
+    assert f'href="/models/?by=experiment&amp;group={app.pk}"' in html
+
+
+@pytest.mark.django_db
+def test_version_page_lists_the_versions_of_its_name_when_names_repeat(client, experiment):
+    first = make_model(experiment, created_at=T0)
+    second = make_model(experiment, created_at=T0 + timedelta(hours=1))
+    make_model(experiment, name="billing-agent", created_at=T0 + timedelta(hours=2))
+
+    assert history(client, first) == [(second.model_id, 2), (first.model_id, 1)]
+    assert "Versions of support-agent" in client.get(f"/models/{first.model_id}/").content.decode()

@@ -9,6 +9,7 @@ from html.parser import HTMLParser
 import pytest
 
 from tests.rows import XSS, XSS_ESCAPED, make_model, make_span, make_trace
+from tracking.models import CANCELLED_TAG
 
 IMG_XSS = '<img src=x onerror="alert(1)">'
 XSS_PAYLOADS = [XSS, IMG_XSS]
@@ -98,6 +99,20 @@ def test_trace_page_escapes_names_tags_and_metadata(client, experiment):
 
     assert XSS_ESCAPED in html
     assert_inert(html)
+
+
+@pytest.mark.django_db
+def test_layout_names_a_cancelled_trace_cancelled_for_the_live_badge(client, experiment):
+    trace = make_trace(experiment, 1, span_count=1, tags={CANCELLED_TAG: "true"})
+    make_span(trace, "a", 1, name="playground")
+
+    data = json.loads(client.get(f"/traces/{trace.trace_id}/layout/").content)
+    known = client.get(f"/traces/{trace.trace_id}/layout/?known=1:CANCELLED")
+
+    assert data["state"] == "CANCELLED"
+    assert known.status_code == 204
+    html = client.get(f"/traces/{trace.trace_id}/").content.decode()
+    assert 'class="badge state-cancelled"' in html
 
 
 @pytest.mark.django_db

@@ -8,7 +8,7 @@ from django.contrib.auth.models import User
 from django.test import Client
 
 from tests.rows import T0, XSS, XSS_ESCAPED, make_model, make_span, make_trace
-from tracking.models import Experiment, Span, Trace
+from tracking.models import CANCELLED_TAG, Experiment, Span, Trace
 from tracking.views import trace_list
 from webapp.models import UserPreferences
 
@@ -600,3 +600,37 @@ def test_trace_lists_show_a_chat_request_and_answer_as_text(client, experiment):
         assert "Where is my order?" in html
         assert "refusal" not in html
     assert "It ships today." in listed.content.decode()
+
+
+@pytest.mark.django_db
+def test_trace_list_shows_a_cancelled_answer_as_cancelled_and_filters_it(
+    client, experiment, django_assert_max_num_queries
+):
+    make_trace(experiment, 1, name="answered")
+    make_trace(experiment, 2, name="stopped answer", tags={CANCELLED_TAG: "true"})
+
+    with django_assert_max_num_queries(3):  # as many as without a cancelled row
+        response = client.get("/traces/")
+
+    html = response.content.decode()
+    assert html.count('class="badge state-cancelled"') == 1
+    assert ">Cancelled</span>" in html
+    assert html.count('class="badge state-ok"') == 1
+    assert "?q=state+%3D+CANCELLED" in html  # a quick filter, as for the other states
+
+    cancelled = client.get("/traces/", {"q": "state = CANCELLED"})
+    ok = client.get("/traces/", {"q": "status = ok"})
+
+    assert [t.name for t in cancelled.context["traces"]] == ["stopped answer"]
+    assert [t.name for t in ok.context["traces"]] == ["answered"]
+
+
+@pytest.mark.django_db
+def test_trace_list_shows_a_cancelled_answer_arriving_live_as_cancelled(client, experiment):
+    make_trace(experiment, 1, name="answered")
+    top = client.get("/traces/").context["live_query"]
+    make_trace(experiment, 2, name="stopped answer", tags={CANCELLED_TAG: "true"})
+
+    response = client.get(f"/traces/?{top}")
+
+    assert 'class="badge state-cancelled"' in response.content.decode()

@@ -14,8 +14,9 @@ from django.urls import reverse
 from django.utils.timezone import localtime
 from django.views.decorators.http import require_safe
 
+from access.models import Level
 from access.rules import access_for, declares
-from tracking import filters, svg
+from tracking import filters, markdown, svg
 from tracking.compare import git_commit_url
 from tracking.filters import LOGGED_MODELS, FilterError
 from tracking.models import (
@@ -117,6 +118,7 @@ def _prepare_row(
     version.error_label = percent(counts.error_rate) if counts else "—"
     version.url = model_url(version.model_id)
     version.short_id = version.model_id[:14]
+    version.description_excerpt = markdown.excerpt(version.description)
     version.status_class = version.status.lower()
     version.status_label = STATUS_LABELS.get(version.status, version.status)
     version.created_iso = version.created_at.isoformat()
@@ -255,7 +257,7 @@ def _readable_traces(request: HttpRequest) -> QuerySet[Trace]:
     return access_for(request).readable(Trace.objects.all())
 
 
-def _version(model_id: str) -> LoggedModel:
+def version_or_404(model_id: str) -> LoggedModel:
     return get_object_or_404(
         LoggedModel.objects.select_related("experiment", "source_run").numbered(),
         model_id=model_id,
@@ -278,11 +280,21 @@ def _tree(value: Any) -> list[dict[str, Any]]:
 @page_reads("model", "model_id")
 @require_safe
 def model_detail(request: HttpRequest, model_id: str) -> HttpResponse:
-    model = _version(model_id)
+    return render_detail(request, version_or_404(model_id))
+
+
+def render_detail(request: HttpRequest, model: LoggedModel, **extra: Any) -> HttpResponse:
+    """The version page; `extra` (a description form's error and draft) and its status 400
+    when the description form failed without htmx."""
+    access = access_for(request)
     trace_count, more_traces = _readable_traces(request).for_model(model.model_id).capped_count()
     metrics = model.metrics.order_by("key", "dataset_name", "step", "timestamp_ms")
-    versions = access_for(request).readable(LoggedModel.objects.versions_of(model.name))
-    versions = versions.only("model_id", "status", "created_at")
+    # With their registered models in the same query: the line shows name and aliases.
+    registrations = list(ModelVersion.objects.of_logged_model(model.model_id))
+    versions = access.readable(LoggedModel.objects.only("model_id", "status", "created_at"))
+    history = versions.history_of(
+        model, registrations[0] if registrations else None, VERSIONS_PER_NAME
+    )
     context = {
         "model": model,
         "tab": "overview",
@@ -294,17 +306,22 @@ def model_detail(request: HttpRequest, model_id: str) -> HttpResponse:
         "trace_count": trace_count,
         "more_traces": more_traces,
         "commit_url": git_commit_url(model.git_repo_url, model.git_commit),
-        "versions": list(versions[:VERSIONS_PER_NAME]),
-        # With their registered models in the same query: the line shows name and aliases.
-        "registrations": list(ModelVersion.objects.of_logged_model(model.model_id)),
+        "history": history,
+        "history_label": dict(ModelGrouping.choices)[history.by],
+        "registrations": registrations,
+        "can_edit": access.can(Level.EDIT, model.experiment_id),
+        "description_error": "",
+        "draft": model.description,
+        **extra,
     }
-    return render(request, "tracking/model_detail.html", context)
+    status = 400 if extra.get("description_error") else 200
+    return render(request, "tracking/model_detail.html", context, status=status)
 
 
 @page_reads("model", "model_id")
 @require_safe
 def model_traces(request: HttpRequest, model_id: str) -> HttpResponse:
-    model = _version(model_id)
+    model = version_or_404(model_id)
     readable = _readable_traces(request)
     stats = trace_stats([model.model_id], traces=readable)[model.model_id]
     recent = list(

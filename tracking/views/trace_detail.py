@@ -63,12 +63,15 @@ def trace_layout(request: HtmxHttpRequest, trace_id: str) -> HttpResponse:
 
     An open page polls this while its trace is in progress: the 204 costs one indexed query.
     """
-    trace = get_object_or_404(Trace.objects.only("state", "span_count"), trace_id=trace_id)
-    if request.GET.get("known") == f"{trace.span_count}:{trace.state}":
+    traces = Trace.objects.only("state", "span_count").with_cancelled()
+    trace = get_object_or_404(traces, trace_id=trace_id)
+    # CANCELLED for a cancelled one, so that the page's badge says so once the answer stops.
+    state = trace.shown_state
+    if request.GET.get("known") == f"{trace.span_count}:{state}":
         return HttpResponse(status=204)
     rows = Span.objects.filter(trace_id=trace.pk).values_list(*LAYOUT_COLUMNS)
     layout = waterfall.build(rows)
-    return _gzipped_json(request, waterfall.to_json_data(layout, trace.state, trace.span_count))
+    return _gzipped_json(request, waterfall.to_json_data(layout, state, trace.span_count))
 
 
 def _gzipped_json(request: HttpRequest, data: dict) -> HttpResponse:

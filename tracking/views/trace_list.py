@@ -18,11 +18,11 @@ from access.rules import Access, access_for, declares
 from tracking import search
 from tracking.keyset import Sort, newer_traces
 from tracking.models import (
+    SHOWN_STATES,
     Experiment,
     LifecycleStage,
     LoggedModel,
     Trace,
-    TraceState,
     TraceTagTooLong,
 )
 from webapp.htmx import HtmxHttpRequest, render_page
@@ -45,7 +45,12 @@ COLUMNS = {
 }
 DEFAULT_COLUMNS = ("time", "request", "state", "duration", "tokens", "model")
 _COLUMNS_SESSION_KEY = "trace_list_columns"
-STATE_LABELS = {"OK": "OK", "ERROR": "Error", "IN_PROGRESS": "In progress"}
+STATE_LABELS = {
+    "OK": "OK",
+    "ERROR": "Error",
+    "IN_PROGRESS": "In progress",
+    "CANCELLED": "Cancelled",
+}
 TIME_RANGES = (("15m", "15 min"), ("1h", "1 hour"), ("24h", "24 hours"), ("7d", "7 days"))
 # Deferred unless their column is shown: JSON and long text that most rows never need.
 _COLUMN_FIELDS = {"response": "response_preview", "tags": "tags"}
@@ -264,7 +269,7 @@ def _quick_filters(request: HttpRequest, query: str) -> list[tuple[str, list]]:
     models = access_for(request).readable(LoggedModel.objects.order_by("name"))
     models = models.values_list("name", flat=True).distinct()
     clauses = {
-        "state": [(STATE_LABELS[s], f"state = {s}") for s in TraceState.values],
+        "state": [(STATE_LABELS[s], f"state = {s}") for s in SHOWN_STATES],
         "model": [(m, search.clause("model", "=", m)) for m in models[:MODEL_CHOICES]],
         "time": [(label, f"time > -{value}") for value, label in TIME_RANGES],
     }
