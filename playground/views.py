@@ -329,7 +329,9 @@ def _back_to(request: HttpRequest, agent: Agent) -> str:
 @require_safe
 def agent_check(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     """The newest check's fragment. A poller sends the status it has: 204 while unchanged."""
-    agent = get_object_or_404(Agent, pk=pk)
+    agent = Agent.objects.filter(pk=pk).first()
+    if agent is None:  # deleted while its check ran: 286 tells htmx to stop polling
+        return HttpResponse(status=286)
     check = AgentCheck.objects.filter(agent=agent).first()
     if check is not None:
         check = checks.expire(check)

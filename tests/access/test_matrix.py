@@ -65,6 +65,8 @@ NOT_EXPERIMENT_ROUTES = {
     "playground:agents": "playground agents, admins only (tests/playground)",
     "playground:agent": "playground agents, admins only (tests/playground)",
     "playground:agent-delete": "playground agents, admins only (tests/playground)",
+    "playground:agent-check-start": "testing an agent, admins only (tests/playground)",
+    "playground:agent-check": "an agent's last check, shown in the agents list (tests/playground)",
     "playground:conversation-rename": "playground conversations, their owner (tests/playground)",
     "playground:conversation-delete": "playground conversations, their owner (tests/playground)",
 }
@@ -177,6 +179,9 @@ SAMPLES: dict[str, Sample] = {
     "tracking:model-list": lambda e, o: [Call("GET", "/models/", LIST, marker=o["model"])],
     "tracking:model-compare": lambda e, o: [
         Call("GET", f"/models/compare/?ids={o['model']},{o['model2']}", R)
+    ],
+    "tracking:model-compare-answers": lambda e, o: [
+        Call("GET", f"/models/compare/answers/?ids={o['model']},{o['model2']}", R)
     ],
     "tracking:model-detail": lambda e, o: [Call("GET", f"/models/{o['model']}/", R)],
     "tracking:model-traces": lambda e, o: [Call("GET", f"/models/{o['model']}/traces/", R)],

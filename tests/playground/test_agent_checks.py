@@ -130,6 +130,13 @@ def test_only_admins_test_agents(client, auth_on, bob, echo_agent):
     assert not AgentCheck.objects.exists()
 
 
+def test_polling_the_check_of_a_deleted_agent_stops(client, echo_agent):
+    url = f"/playground/agents/{echo_agent.pk}/check/?status=running"
+    echo_agent.delete()
+
+    assert client.get(url, headers={"HX-Request": "true"}).status_code == 286  # htmx: stop
+
+
 @pytest.fixture
 def check_worker(worker_app, monkeypatch):
     """Checks enqueue on the embedded worker's app."""

@@ -467,7 +467,7 @@ def test_compare_shows_a_cancelled_answer_as_cancelled(client, experiment):
     answer_trace(experiment, 1, a, "Hours?", "9 to", tags={CANCELLED_TAG: "true"})
     answer_trace(experiment, 2, b, "Hours?", "9 to 6.")
 
-    response = client.get(f"/models/compare/?ids={a.model_id},{b.model_id}")
+    response = client.get(f"/models/compare/answers/?ids={a.model_id},{b.model_id}")
 
     (row,) = response.context["answer_rows"]
     assert [answer.cancelled for answer in row.answers] == [True, False]
