@@ -17,6 +17,7 @@ import base64
 import os
 import sys
 import threading
+from collections.abc import MutableMapping
 from urllib.parse import quote
 
 from django.conf import settings
@@ -39,14 +40,24 @@ def point_mlflow_at_spyglass() -> None:
     with _lock:
         if _done:
             return
-        _configure(os.environ)
+        configure(os.environ)
         if "mlflow.tracing" in sys.modules:
             # mlflow made its span exporter from the environment it had then.
             sys.modules["mlflow.tracing"].reset()
         _done = True
 
 
-def _configure(environ: os._Environ[str]) -> None:
+def reset() -> bool:
+    """Forget that this process is configured (tests: each is a fresh worker); True when it
+    was, so the caller knows the environment changed."""
+    global _done
+    with _lock:
+        was, _done = _done, False
+    return was
+
+
+def configure(environ: MutableMapping[str, str]) -> None:
+    """Fill in `environ` (the process's, in a worker) for a logged model's mlflow client."""
     url = settings.SPYGLASS_INTERNAL_URL.rstrip("/")
     environ.setdefault("MLFLOW_TRACKING_URI", url)
     # mlflow reports usage to its makers unless told not to; the worker reaches only what
@@ -69,7 +80,7 @@ def _configure(environ: os._Environ[str]) -> None:
         environ["OTEL_EXPORTER_OTLP_TRACES_HEADERS"] = f"authorization={quote(authorization)}"
 
 
-def _operator_credentials(environ: os._Environ[str]) -> str | None:
+def _operator_credentials(environ: MutableMapping[str, str]) -> str | None:
     """The Authorization header of the credentials the operator gave mlflow, if any."""
     if environ.get("MLFLOW_TRACKING_TOKEN"):
         return f"Bearer {environ['MLFLOW_TRACKING_TOKEN']}"
