@@ -20,7 +20,19 @@ $(VENV)/.installed-dev: pyproject.toml $(VENV)/.installed
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
 	touch $@
 
-install: $(VENV)/.installed
+# Logged-model agents need mlflow in the worker: with SPYGLASS_PLAYGROUND_LOGGED_MODELS on,
+# `make run` and `make worker` install the `agents` extra too (once; plain `make run` skips it).
+ifneq ($(filter 1 true True TRUE yes on y,$(SPYGLASS_PLAYGROUND_LOGGED_MODELS)),)
+INSTALLED := $(VENV)/.installed-agents
+else
+INSTALLED := $(VENV)/.installed
+endif
+
+$(VENV)/.installed-agents: pyproject.toml $(VENV)/.installed
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[agents]'
+	touch $@
+
+install: $(INSTALLED)
 install-dev: $(VENV)/.installed-dev
 
 migrate: install
@@ -34,8 +46,11 @@ serve: install
 
 run: demo serve
 
+# A worker beside `make serve` on Redis; SPYGLASS_INTERNAL_URL says where it reaches Spyglass
+# (default http://$(HOST):$(PORT)) for logged-model agents.
 worker: install
-	$(BIN)/celery -A webapp worker --loglevel INFO
+	SPYGLASS_INTERNAL_URL=$${SPYGLASS_INTERNAL_URL:-http://$(HOST):$(PORT)} \
+		$(BIN)/celery -A webapp worker --loglevel INFO
 
 lint: install-dev
 	$(BIN)/ruff check .

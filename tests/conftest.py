@@ -7,6 +7,7 @@ reason, unless SPYGLASS_REQUIRE_SERVICES=1 (CI), where an unreachable service fa
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -55,6 +56,23 @@ def _fast_password_hashing() -> Iterator[None]:
 
     with override_settings(PASSWORD_HASHERS=["django.contrib.auth.hashers.MD5PasswordHasher"]):
         yield
+
+
+@pytest.fixture(autouse=True)
+def _each_test_a_fresh_worker_environment() -> Iterator[None]:
+    """A worker points its mlflow client at Spyglass by setting environment variables, once
+    per process (playground/agents/mlflow_env.py). In this process they would outlive the
+    test that loaded a model and send later tests' mlflow clients elsewhere: put them back."""
+    from playground.agents import mlflow_env
+
+    before = dict(os.environ)
+    yield
+    if mlflow_env.reset():
+        for name in set(os.environ) - set(before):
+            del os.environ[name]
+        os.environ.update(before)
+        if "mlflow.tracing" in sys.modules:  # its exporter was made from that environment
+            sys.modules["mlflow.tracing"].reset()
 
 
 @pytest.fixture
@@ -183,8 +201,21 @@ def redis_worker(redis_url: str, redis_celery_app: Celery) -> Iterator[tuple[Cel
     Yields (app, queue). The private queue keeps this worker from taking anyone else's
     messages on a shared Redis, and anyone else's worker from taking ours.
     """
+    with celery_worker_process(redis_url, redis_celery_app) as queue:
+        yield redis_celery_app, queue
+
+
+@contextlib.contextmanager
+def celery_worker_process(
+    redis_url: str, app: Celery, cwd: Path = REPO, env: dict[str, str] | None = None
+) -> Iterator[str]:
+    """`celery -A webapp worker` on Redis in `cwd` (this checkout's code whatever the cwd),
+    with `env` (default: this process's); yields its private queue once it answers a ping,
+    and stops it on exit."""
     queue = f"test-{uuid.uuid4().hex[:12]}"
-    env = {**os.environ, "REDIS_URL": redis_url, "CELERY_BROKER_URL": redis_url}
+    env = {**(os.environ if env is None else env), "REDIS_URL": redis_url,
+           "CELERY_BROKER_URL": redis_url}  # fmt: skip
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     env.pop("CELERY_RESULT_BACKEND", None)
     proc = subprocess.Popen(
         [
@@ -193,7 +224,7 @@ def redis_worker(redis_url: str, redis_celery_app: Celery) -> Iterator[tuple[Cel
             "--hostname", f"{queue}@{socket.gethostname()}",
             "--without-gossip", "--without-mingle", "--loglevel", "WARNING",
         ],
-        cwd=REPO,
+        cwd=cwd,
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -204,12 +235,11 @@ def redis_worker(redis_url: str, redis_celery_app: Celery) -> Iterator[tuple[Cel
         for _ in range(60):
             if proc.poll() is not None:
                 pytest.fail(f"celery worker exited early:\n{proc.stdout.read()}")
-            if redis_celery_app.control.ping(destination=[f"{queue}@{socket.gethostname()}"],
-                                             timeout=0.5):  # fmt: skip
+            if app.control.ping(destination=[f"{queue}@{socket.gethostname()}"], timeout=0.5):
                 break
         else:
             pytest.fail("celery worker did not answer a ping within 30 s")
-        yield redis_celery_app, queue
+        yield queue
     finally:
         proc.terminate()
         try:

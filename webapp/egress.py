@@ -87,9 +87,10 @@ FORBIDDEN_ENV = frozenset(
     }
 )
 # ...and names that look like them: the server's settings, database, broker and cloud
-# credentials (AWS_* hold the artifact store's keys, MLFLOW_TRACKING_* the worker's own login).
+# credentials (AWS_* hold the artifact store's keys, MLFLOW_TRACKING_* and OTEL_EXPORTER_OTLP_*
+# the worker's own login, playground/agents/mlflow_env.py).
 _FORBIDDEN_ENV_PREFIXES = ("SPYGLASS_", "DJANGO_", "CELERY_", "REDIS", "DATABASE", "POSTGRES",
-                           "PG", "AWS_", "MLFLOW_TRACKING_")  # fmt: skip
+                           "PG", "AWS_", "MLFLOW_TRACKING_", "OTEL_EXPORTER_OTLP_")  # fmt: skip
 _FORBIDDEN_ENV_PARTS = ("SECRET_KEY", "SECRETS_KEY", "DATABASE_URL", "DB_URL", "REDIS_URL",
                         "BROKER_URL", "RESULT_BACKEND")  # fmt: skip
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")

@@ -397,6 +397,12 @@ SPYGLASS_PLAYGROUND_HEARTBEAT_S = env.float("SPYGLASS_PLAYGROUND_HEARTBEAT_S", d
 SPYGLASS_PLAYGROUND_STALE_AFTER_S = env.float("SPYGLASS_PLAYGROUND_STALE_AFTER_S", default=60.0)
 # Logged-model agents load a model's logged code into the worker and run it: off by default.
 SPYGLASS_PLAYGROUND_LOGGED_MODELS = env.bool("SPYGLASS_PLAYGROUND_LOGGED_MODELS", default=False)
+# Where a worker reaches this Spyglass: a logged model's mlflow client reads its registry and
+# artifacts there and exports its spans to <url>/v1/traces (playground/agents/mlflow_env.py).
+# Unset, `manage.py serve` sets it to the address it binds (its embedded worker is in the same
+# process); a separate `celery worker` needs it when Spyglass is not at http://127.0.0.1:8000.
+SPYGLASS_INTERNAL_URL_EXPLICIT = "SPYGLASS_INTERNAL_URL" in env.ENVIRON
+SPYGLASS_INTERNAL_URL = env.str("SPYGLASS_INTERNAL_URL", default="http://127.0.0.1:8000")
 
 # --- Playground: where agents may be called, and their keys (webapp/egress.py, vault.py) ------
 

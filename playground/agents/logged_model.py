@@ -2,7 +2,8 @@
 
 Off unless SPYGLASS_PLAYGROUND_LOGGED_MODELS is on: loading a model runs the code that was
 logged with it, in the worker, with the worker's permissions. `mlflow` must be installed in
-the worker, with MLFLOW_TRACKING_URI pointing at Spyglass for `models:/` URIs.
+the worker (the `agents` extra: `SPYGLASS_PLAYGROUND_LOGGED_MODELS=1 make run` installs it);
+before the first model loads, its client is pointed at this Spyglass (agents/mlflow_env.py).
 
 Config: `model_uri` (default `models:/<the agent's model_id>`; `runs:/...` and a local path
 work too; other URIs (http, s3, ...) are refused: mlflow would fetch them itself, past the
@@ -38,6 +39,7 @@ from playground.agents.base import (
     Stream,
     answer_from_usage,
 )
+from playground.agents.mlflow_env import OTLP_ENDPOINT_VARIABLES, point_mlflow_at_spyglass
 from playground.agents.mlflow_serving import request_body
 from playground.agents.schemas import (
     CHAT_AGENT,
@@ -46,6 +48,7 @@ from playground.agents.schemas import (
     chunk_text,
     parse_answer,
 )
+from playground.service_account import AccountTaken
 from tracking.models import RegisteredModel
 
 if TYPE_CHECKING:
@@ -98,7 +101,15 @@ def load(uri: str) -> Any:
             try:
                 import mlflow.pyfunc
             except ImportError:
-                raise AgentError("mlflow is not installed in the worker.") from None
+                raise AgentError(
+                    "mlflow is not installed in the worker: install the agents extra "
+                    "(SPYGLASS_PLAYGROUND_LOGGED_MODELS=1 make run, or pip install "
+                    "'spyglass[agents]') and restart the worker."
+                ) from None
+            try:
+                point_mlflow_at_spyglass()
+            except AccountTaken as exc:
+                raise AgentError(str(exc)) from None
             try:
                 _models[uri] = mlflow.pyfunc.load_model(uri)
             except Exception as exc:
@@ -112,10 +123,10 @@ def nested_under(span: Span) -> Iterator[None]:
     `mlflow.start_span` record join the playground's trace under `span`, not a trace of their
     own. This is MLflow's distributed tracing (3.9+), in process, with the `traceparent` the
     HTTP kinds send. MLflow exports only those spans (the trace is not its own), and only over
-    OTLP: the worker's mlflow needs OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=<spyglass>/v1/traces
-    (see `Span.propagation_headers`). Ingest merges them into the playground's trace.
-    Without it they would be dropped, so they stay a trace of their own, as before."""
-    if not any(os.environ.get(name) for name in _OTLP_ENDPOINT_VARIABLES):
+    OTLP, to the endpoint `point_mlflow_at_spyglass` sets (<spyglass>/v1/traces) unless the
+    operator chose another. Ingest merges them into the playground's trace. Without any
+    endpoint they would be dropped, so they stay a trace of their own."""
+    if not any(os.environ.get(name) for name in OTLP_ENDPOINT_VARIABLES):
         yield
         return
     try:
@@ -125,10 +136,6 @@ def nested_under(span: Span) -> Iterator[None]:
         return
     with set_tracing_context_from_http_request_headers(span.propagation_headers()):
         yield
-
-
-# What makes mlflow export over OTLP (mlflow/tracing/provider.py), traces and endpoint alike.
-_OTLP_ENDPOINT_VARIABLES = ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
 
 
 class Client:

@@ -219,13 +219,20 @@ def test_the_playground_chats_with_a_chat_model_under_mlflow_models_serve(served
     assert http.inputs["custom_inputs"] == {"city": "Lyon", "days": 3}
 
 
-@pytest.mark.django_db
-@pytest.mark.filterwarnings("ignore:.*ChatModel.*is deprecated:FutureWarning")
-def test_a_logged_model_agent_loads_the_chat_model_in_the_worker(
-    saved_chat_model, settings, tmp_path, monkeypatch
-):
-    monkeypatch.chdir(tmp_path)  # in-process mlflow's default store (mlflow.db) goes here
+@pytest.fixture
+def in_process_worker(live_server, settings, monkeypatch, tmp_path) -> None:
+    """This process as the worker: its mlflow client finds the live server on its own
+    (SPYGLASS_INTERNAL_URL) and exports the model's spans there before the task returns."""
     settings.SPYGLASS_PLAYGROUND_LOGGED_MODELS = True
+    settings.SPYGLASS_INTERNAL_URL = live_server.url
+    monkeypatch.setenv("MLFLOW_USE_BATCH_SPAN_PROCESSOR", "false")
+    monkeypatch.chdir(tmp_path)
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("in_process_worker")
+@pytest.mark.filterwarnings("ignore:.*ChatModel.*is deprecated:FutureWarning")
+def test_a_logged_model_agent_loads_the_chat_model_in_the_worker(saved_chat_model):
     agent = Agent.objects.create(name="oracle (logged)", kind="logged-model",
                                  config={"model_uri": str(saved_chat_model)})  # fmt: skip
     conversation = Conversation.objects.create()
@@ -241,12 +248,9 @@ def test_a_logged_model_agent_loads_the_chat_model_in_the_worker(
     assert run.content == "The oracle streams: Sunny?"  # from predict_stream, chunk by chunk
 
 
-@pytest.mark.django_db
-def test_a_logged_model_that_does_not_stream_answers_through_predict(
-    saved_responses_agent, settings, tmp_path, monkeypatch
-):
-    monkeypatch.chdir(tmp_path)  # in-process mlflow's default store (mlflow.db) goes here
-    settings.SPYGLASS_PLAYGROUND_LOGGED_MODELS = True
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("in_process_worker")
+def test_a_logged_model_that_does_not_stream_answers_through_predict(saved_responses_agent):
     agent = Agent.objects.create(name="echo (logged)", kind="logged-model",
                                  config={"model_uri": str(saved_responses_agent)})  # fmt: skip
     conversation = Conversation.objects.create()

@@ -34,6 +34,8 @@ class Command(BaseCommand):
                 f"Refusing to serve on {host} with a generated SECRET_KEY: set SECRET_KEY in "
                 "the environment (the same on every server), or listen on 127.0.0.1."
             )
+        if not settings.SPYGLASS_INTERNAL_URL_EXPLICIT:
+            settings.SPYGLASS_INTERNAL_URL = internal_url(host, port)
         if settings.SPYGLASS_EMBEDDED_WORKER:
             embedded_worker.ensure_started(celery_app, settings.SPYGLASS_EMBEDDED_CONCURRENCY)
             embedded_worker.start_beat(celery_app)
@@ -72,3 +74,14 @@ class Command(BaseCommand):
                 "Auth: on, and there is no user yet. Create one with\n"
                 "  .venv/bin/python manage.py createsuperuser"
             )
+
+
+def internal_url(host: str, port: str) -> str:
+    """The URL this process's worker reaches the server at: the bound address, or loopback
+    when it binds every address."""
+    host = host.strip("[]")
+    if host in ("0.0.0.0", ""):
+        host = "127.0.0.1"
+    elif host == "::":
+        host = "::1"
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
