@@ -1,7 +1,8 @@
 """The agent forms in a real Chromium: an agent of each kind is added from its own fields
 (openai and mlflow-serving against the real test agent server, built-in), and its "Test
 connection" answers ok through the embedded worker; a logged-model agent, off on this server
-unless SPYGLASS_PLAYGROUND_LOGGED_MODELS is on, says so and which setting turns it on."""
+unless SPYGLASS_PLAYGROUND_LOGGED_MODELS is on, says so and which setting turns it on, and
+with it on is added and answers its test from the model loaded in the worker."""
 
 from __future__ import annotations
 
@@ -15,6 +16,10 @@ from playwright.sync_api import expect
 from playground.models import Agent
 from tests.playground.agent_server import AgentServer
 from tests.playground.conftest import sqlite_reads_without_table_locks
+from tests.playground.test_logged_model_spans import (  # noqa: F401 (fixtures)
+    mlflow_to_live_server,
+    saved_agent,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -42,8 +47,12 @@ def live(server, memory_celery_app, monkeypatch) -> Iterator[str]:
 def add_agent(page, live: str, name: str, kind: str, fields: dict[str, str]) -> None:
     page.goto(f"{live}/playground/agents/")
     page.get_by_label("Name", exact=True).fill(name)
+    # The change swaps in the kind's own fields (even for the kind shown first, which
+    # select_option picks again): fill them only once the swap has settled.
+    page.evaluate("""() => { window.kindSwapped = new Promise(settled =>
+        document.body.addEventListener("htmx:afterSettle", settled, {once: true})) }""")
     page.get_by_label("Kind", exact=True).select_option(kind)
-    # htmx swapped in the kind's own fields.
+    page.evaluate("() => window.kindSwapped")
     expect(page.locator("#agent-kind-fields")).to_have_attribute("data-kind-fields", kind)
     for label, value in fields.items():
         field = page.get_by_label(label, exact=True)
@@ -117,3 +126,16 @@ def test_a_logged_model_agent_says_whether_its_kind_is_on(page_with_refusals, li
     uri = page.get_by_label("Model URI", exact=True)
     expect(uri).to_have_value("models:/support_chat_agent@champion")
     assert not Agent.objects.exists()
+
+
+@pytest.mark.usefixtures("mlflow_to_live_server")  # the kind on, the worker's mlflow at `live`
+def test_a_logged_model_agent_is_added_from_its_form_and_its_connection_tested(page, live, request):
+    model_dir = request.getfixturevalue("saved_agent")  # a model saved with its code
+    add_agent(page, live, "Support", "logged-model", {"Model URI": str(model_dir)})
+
+    assert Agent.objects.get(name="Support").config["model_uri"] == str(model_dir)
+    row = page.locator('tr[data-agent="Support"]')
+    row.get_by_role("button", name="Test connection").click()
+    # The first load of a model in a worker takes seconds (mlflow imports, the model's code).
+    expect(row.locator("[data-check-status]")).to_have_text("ok", timeout=60_000)
+    expect(row.locator("[data-check-answer]")).to_contain_text("From the atlas")
