@@ -191,6 +191,16 @@ def dataset_kwarg(request: HttpRequest, kwargs: dict[str, Any]) -> list[Any]:
     return found
 
 
+def new_dataset_experiments(request: HttpRequest, kwargs: dict[str, Any]) -> list[Any]:
+    """A new dataset is made in the experiments it names (EDIT there, as a run); one in no
+    experiment is judged by the role alone."""
+    found = experiment_ids(request, kwargs)
+    if not found:
+        access = access_for(request)
+        access.require_role(access.can_write_anything, "create datasets outside an experiment")
+    return found
+
+
 def dataset_and_added(request: HttpRequest, kwargs: dict[str, Any]) -> list[Any]:
     """Linking a dataset to more experiments changes those too: EDIT there as well."""
     return dataset_kwarg(request, kwargs) + experiment_ids(request, kwargs)
@@ -321,12 +331,7 @@ RULES: dict[str, Rule] = {
     "trace-info": on(trace_kwarg, READ),
     "trace-tags": on(trace_kwarg, EDIT),
     # Evaluation datasets: those of the experiments they are linked to
-    "datasets-create": Rule(
-        levels={"*": EDIT},
-        locate=experiment_ids,
-        role=lambda a: a.can_write_anything,
-        role_what="create datasets",
-    ),
+    "datasets-create": on(new_dataset_experiments, EDIT),
     "datasets-search": on(experiment_ids, READ),  # and rows filtered in the view
     "dataset": on(dataset_kwarg, GET=READ, DELETE=MANAGE),
     "dataset-tags": on(dataset_kwarg, EDIT),
