@@ -5,6 +5,8 @@ per-trace assessments read back -> delete."""
 
 from __future__ import annotations
 
+import json
+
 from django.db import connection
 
 from tracking.models import DatasetRecord, EvaluationDataset
@@ -116,10 +118,12 @@ def test_dataset_flow_and_evaluate(run_mlflow):
         ["capital of Spain?", {"answer": "Madrid"}, "HUMAN"],
     ]
     assert made["trace_sources"] is True
-    assert made["schema"] == (
-        '{"inputs":{"question":"string"},"outputs":"string",'
-        '"expectations":{"answer":"string","level":"string"},"version":"1.0"}'
-    )
+    assert json.loads(made["schema"]) == {
+        "inputs": {"question": "string"},
+        "outputs": "string",
+        "expectations": {"answer": "string", "level": "string"},
+        "version": "1.0",
+    }
     assert searched == [True]
     assert evaluated["metrics"] == {"exact/mean": 1 / 3, "short/mean": 1.0}
     assert evaluated["inputs"] == ["qa <b>"]
