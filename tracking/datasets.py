@@ -29,6 +29,8 @@ from django.utils import timezone
 # (null included) round-trips through a nullable JSON column.
 WRAPPED_OUTPUT_KEY = "mlflow_wrapped"
 MLFLOW_USER = "mlflow.user"
+USER_MAX_CHARS = 255
+SOURCE_ID_MAX_CHARS = 255
 SOURCE_TYPES = ("UNSPECIFIED", "TRACE", "HUMAN", "DOCUMENT", "CODE")
 _BULK = 500  # rows per IN (...) lookup and per bulk write: under every database's limits
 
@@ -125,7 +127,7 @@ class EvaluationDataset(models.Model):
         cls, name: str, tags: dict[str, str], experiment_ids: list[int]
     ) -> EvaluationDataset:
         moment = now_ms()
-        user = tags.get(MLFLOW_USER, "")
+        user = _user(tags)
         with transaction.atomic():
             dataset = cls.objects.create(
                 name=name,
@@ -195,8 +197,7 @@ class EvaluationDataset(models.Model):
             inserted = updated = 0
             updated_by = ""
             for record, key in zip(records, hashes, strict=True):
-                tags = record.get("tags") or {}
-                updated_by = tags.get(MLFLOW_USER, updated_by)
+                updated_by = _user(record.get("tags"), updated_by)
                 row = new.get(key) or existing.get(key)
                 if row is None:
                     new[key] = DatasetRecord.from_dict(self, record, key, moment)
@@ -233,6 +234,12 @@ class EvaluationDataset(models.Model):
                 dataset.profile = {"num_records": count} if count else None
                 dataset.save(update_fields=["profile"])
         return deleted
+
+
+def _user(tags: dict[str, str] | None, default: str = "") -> str:
+    """Who made a change, from the client's `mlflow.user` tag (a tag value may be longer than
+    the column: the name is cut, the tag itself keeps it whole)."""
+    return (tags or {}).get(MLFLOW_USER, default)[:USER_MAX_CHARS]
 
 
 def _records_by_hash(dataset: EvaluationDataset, hashes: set[str]) -> dict[str, DatasetRecord]:
@@ -277,7 +284,7 @@ class DatasetRecord(models.Model):
     tags = models.JSONField(null=True, blank=True)
     source = models.JSONField(null=True, blank=True)  # {"source_type", "source_data"}
     source_type = models.CharField(max_length=16, blank=True)
-    source_id = models.CharField(max_length=255, blank=True)
+    source_id = models.CharField(max_length=SOURCE_ID_MAX_CHARS, blank=True)
     created_by = models.CharField(max_length=255, blank=True)
     last_updated_by = models.CharField(max_length=255, blank=True)
     created_at = models.DateTimeField(default=now_ms)
@@ -300,7 +307,7 @@ class DatasetRecord(models.Model):
         cls, dataset: EvaluationDataset, record: dict[str, Any], key: str, moment: datetime
     ) -> DatasetRecord:
         source = record.get("source")
-        user = (record.get("tags") or {}).get(MLFLOW_USER, "")
+        user = _user(record.get("tags"))
         source_type = source_id = ""
         if source:
             data = source.get("source_data") or {}
@@ -333,5 +340,5 @@ class DatasetRecord(models.Model):
             self.expectations = {**(self.expectations or {}), **expectations}
         if tags := record.get("tags"):
             self.tags = {**(self.tags or {}), **tags}
-            self.last_updated_by = tags.get(MLFLOW_USER, self.last_updated_by)
+            self.last_updated_by = _user(tags, self.last_updated_by)
         self.updated_at = moment

@@ -739,6 +739,7 @@ def world(django_db_setup, django_db_blocker, tmp_path_factory):
         )
         yield world
         RegisteredModel.objects.filter(pk=registered.pk).delete()
+        EvaluationDataset.objects.in_experiments(x.pk for x in experiments.values()).delete()
         Experiment.objects.filter(pk__in=[x.pk for x in experiments.values()]).delete()
         User.objects.filter(pk__in=[bob.pk, *(u.pk for u in users.values())]).delete()
         team.delete()

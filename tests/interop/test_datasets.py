@@ -131,5 +131,5 @@ def test_dataset_flow_and_evaluate(run_mlflow):
         [["exact", True], ["exact", False], ["exact", False]] + [["short", True]] * 3
     )
     assert after_delete == "RESOURCE_DOES_NOT_EXIST"
-    assert not EvaluationDataset.objects.exists()
-    assert not DatasetRecord.objects.exists()
+    assert not EvaluationDataset.objects.filter(name="qa <b>").exists()
+    assert not DatasetRecord.objects.filter(inputs__question="capital of Peru?").exists()

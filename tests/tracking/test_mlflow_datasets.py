@@ -248,6 +248,18 @@ BAD_RECORDS = [
     ("NUL", '[{"inputs": {"q": "a\\u0000b"}}]', 400),
     ("10 MB record", json.dumps([{"inputs": {"q": TEN_MB}}]), 400),
     ("wrong type", 5, 400),
+    (
+        "long source id",
+        json.dumps(
+            [
+                {
+                    "inputs": {},
+                    "source": {"source_type": "DOCUMENT", "source_data": {"source_id": "d" * 300}},
+                }
+            ]
+        ),
+        400,
+    ),
 ]
 
 
@@ -270,6 +282,16 @@ def test_a_later_bad_record_changes_nothing(client, dataset):
     )
     assert error_of(response) == (400, "INVALID_PARAMETER_VALUE")
     assert stored() == before
+
+
+def test_a_long_user_name_is_cut_for_its_column(client, experiment):
+    user = "u" * 1000
+    made = create(client, experiment, tags=json.dumps({"mlflow.user": user}))
+    merge(client, made["dataset_id"], [{"inputs": {"q": 1}, "tags": {"mlflow.user": user}}])
+    merge(client, made["dataset_id"], [{"inputs": {"q": 1}, "tags": {"mlflow.user": user + "x"}}])
+    row = EvaluationDataset.objects.get()
+    assert row.created_by == row.last_updated_by == user[:255] and row.tags["mlflow.user"] == user
+    assert DatasetRecord.objects.get().last_updated_by == user[:255]
 
 
 def test_a_body_past_the_upload_limit_is_413(client, dataset, settings):

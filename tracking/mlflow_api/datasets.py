@@ -25,6 +25,7 @@ from django.http import HttpRequest, JsonResponse
 from access.rules import access_for
 from tracking import filters
 from tracking.datasets import (
+    SOURCE_ID_MAX_CHARS,
     SOURCE_TYPES,
     WRAPPED_OUTPUT_KEY,
     DatasetRecord,
@@ -154,6 +155,9 @@ def _source(value: Any, where: str) -> dict[str, Any]:
     data = value.get("source_data") or {}
     if not isinstance(data, dict):
         raise invalid(f"{where}.source_data must be a JSON object.")
+    for key in ("trace_id", "source_id"):
+        if len(str(data.get(key) or "")) > SOURCE_ID_MAX_CHARS:
+            raise invalid(f"{where}.source_data.{key} is longer than {SOURCE_ID_MAX_CHARS}.")
     return {"source_type": kind.upper(), "source_data": data}
 
 
