@@ -1461,3 +1461,7 @@ class Assessment(models.Model):
         if isinstance(self.value, str) and len(self.value) <= self.SHORT_TEXT_CHARS:
             return "text"
         return "json"
+
+
+# Evaluation datasets: tables of their own, in a module of their own (its docstring says why).
+from tracking.datasets import DatasetExperiment, DatasetRecord, EvaluationDataset  # noqa: E402, F401

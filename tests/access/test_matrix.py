@@ -27,6 +27,9 @@ from access.models import ExperimentGrant, Level, UserRole
 from tracking.mlflow_api.permissions import RULES
 from tracking.models import (
     Assessment,
+    DatasetExperiment,
+    DatasetRecord,
+    EvaluationDataset,
     Experiment,
     LoggedModel,
     Metric,
@@ -572,6 +575,59 @@ SAMPLES: dict[str, Sample] = {
         Call("PATCH", V2 + f"traces/{o['trace']}/tags", E, {"key": "k", "value": "v"}),
         Call("DELETE", V2 + f"traces/{o['trace']}/tags", E, {"key": "t"}),
     ],
+    # Evaluation datasets
+    "mlflow:datasets-create": lambda e, o: [
+        Call("POST", V3 + "datasets/create", E, {"name": "new", "experiment_ids": [str(e)]})
+    ],
+    "mlflow:datasets-search": lambda e, o: [
+        Call("POST", V3 + "datasets/search", LIST, {}, marker=o["dataset"]),
+        Call("POST", V3 + "datasets/search", R, {"experiment_ids": [str(e)]}, marker=o["dataset"]),
+    ],
+    "mlflow:dataset": lambda e, o: [
+        Call("GET", V3 + f"datasets/{o['dataset']}", R),
+        Call("DELETE", V3 + f"datasets/{o['dataset']}", M),
+    ],
+    "mlflow:dataset-tags": lambda e, o: [
+        Call("PATCH", V3 + f"datasets/{o['dataset']}/tags", E, {"tags": '{"k": "v"}'})
+    ],
+    "mlflow:dataset-tag": lambda e, o: [Call("DELETE", V3 + f"datasets/{o['dataset']}/tags/t", E)],
+    "mlflow:dataset-records": lambda e, o: [
+        Call("GET", V3 + f"datasets/{o['dataset']}/records", R, marker="hello"),
+        Call(
+            "POST",
+            V3 + f"datasets/{o['dataset']}/records",
+            E,
+            {"records": '[{"inputs": {"q": "new"}}]'},
+        ),
+        Call(
+            "DELETE",
+            V3 + f"datasets/{o['dataset']}/records",
+            E,
+            {"dataset_record_ids": [o["record"]]},
+        ),
+    ],
+    "mlflow:dataset-experiment-ids": lambda e, o: [
+        Call("GET", V3 + f"datasets/{o['dataset']}/experiment-ids", R)
+    ],
+    "mlflow:dataset-add-experiments": lambda e, o: [
+        Call(
+            "POST",
+            V3 + f"datasets/{o['dataset']}/add-experiments",
+            E,
+            {"experiment_ids": [str(e)]},
+        )
+    ],
+    "mlflow:dataset-remove-experiments": lambda e, o: [
+        Call(
+            "POST",
+            V3 + f"datasets/{o['dataset']}/remove-experiments",
+            E,
+            {"experiment_ids": [str(e)]},
+        )
+    ],
+    "mlflow:experiments-search-datasets": lambda e, o: [
+        Call("POST", V2 + "experiments/search-datasets", R, {"experiment_ids": [str(e)]})
+    ],
     # Artifacts
     "mlflow:artifacts-list": lambda e, o: [
         Call("GET", f"/api/2.0/mlflow-artifacts/artifacts?path={e}/{o['run']}/artifacts", R),
@@ -630,6 +686,8 @@ def _fill(experiment: Experiment, world: World) -> None:
         model.save(update_fields=["artifact_location"])
         default_storage.save(f"{root}/MLmodel", ContentFile(b"flavors: {}\n"))
     default_storage.save(f"{e}/{run.run_id}/artifacts/a.txt", ContentFile(b"a"))
+    dataset = EvaluationDataset.create(f"ds-{e}", {"t": "1"}, [e])
+    dataset.merge_records([{"inputs": {"q": "hello"}}])
     world.objects[e] = {
         "name": experiment.name,
         "run": run.run_id,
@@ -638,6 +696,8 @@ def _fill(experiment: Experiment, world: World) -> None:
         "assessment": assessment.assessment_id,
         "model": models[0].model_id,
         "model2": models[1].model_id,
+        "dataset": dataset.dataset_id,
+        "record": dataset.records.get().record_id,
     }
 
 
@@ -687,6 +747,7 @@ def world(django_db_setup, django_db_blocker, tmp_path_factory):
         )
         yield world
         RegisteredModel.objects.filter(pk=registered.pk).delete()
+        EvaluationDataset.objects.in_experiments(x.pk for x in experiments.values()).delete()
         Experiment.objects.filter(pk__in=[x.pk for x in experiments.values()]).delete()
         User.objects.filter(pk__in=[bob.pk, *(u.pk for u in users.values())]).delete()
         team.delete()
@@ -722,6 +783,9 @@ def _fingerprint() -> tuple:
                 "pk", "tags", "description", "current_stage"
             )
         ),
+        list(EvaluationDataset.objects.order_by("pk").values_list("pk", "tags", "digest")),
+        list(DatasetRecord.objects.order_by("pk").values_list("pk", "inputs")),
+        list(DatasetExperiment.objects.order_by("pk").values_list("dataset_id", "experiment_id")),
         list(ExperimentGrant.objects.order_by("pk").values_list("pk", "level")),
         list(User.objects.order_by("pk").values_list("pk", "username", "password", "is_active")),
         list(UserRole.objects.order_by("pk").values_list("user_id", "role")),

@@ -55,7 +55,7 @@ def check_assessment_id(value: object, field: str = "assessment_id") -> str:
 # --- Reading an Assessment message ---------------------------------------------------------
 
 
-def _json_value(value: Any, where: str) -> Any:
+def json_value(value: Any, where: str) -> Any:
     """Any JSON value a database stores as sent: finite numbers, NUL-free text, under the
     span field cap (refused rather than truncated: an assessment is a verdict, not a log)."""
     stack = [value]
@@ -102,7 +102,7 @@ def _error(value: Any) -> dict[str, str] | None:
 def _feedback(value: Any) -> tuple[Any, dict[str, str] | None]:
     if not isinstance(value, dict):
         raise invalid("assessment.feedback must be an object.")
-    return _json_value(value.get("value"), "assessment.feedback.value"), _error(value.get("error"))
+    return json_value(value.get("value"), "assessment.feedback.value"), _error(value.get("error"))
 
 
 def _expectation(value: Any) -> Any:
@@ -129,7 +129,7 @@ def _expectation(value: Any) -> Any:
         expected = value.get("value")
     if expected is None:
         raise invalid("assessment.expectation.value must be specified.")
-    return _json_value(expected, "assessment.expectation.value")
+    return json_value(expected, "assessment.expectation.value")
 
 
 def _value_fields(data: dict[str, Any]) -> dict[str, Any]:

@@ -28,7 +28,7 @@ from access.rules import Access, Denied, access_for
 from tracking.mlflow_api import ids
 from tracking.mlflow_api.errors import MlflowError
 from tracking.mlflow_api.requests import Message
-from tracking.models import DEFAULT_EXPERIMENT_ID, Experiment, LoggedModel
+from tracking.models import DEFAULT_EXPERIMENT_ID, DatasetExperiment, Experiment, LoggedModel
 from tracking.permissions import experiment_of_model, experiment_of_run, experiment_of_trace
 
 PERMISSION_DENIED = "PERMISSION_DENIED"
@@ -175,6 +175,37 @@ def started_trace(request: HttpRequest, kwargs: dict[str, Any]) -> list[Any]:
     return found
 
 
+def dataset_kwarg(request: HttpRequest, kwargs: dict[str, Any]) -> list[Any]:
+    """A dataset's experiments: access to it is access to all of them (as MLflow's auth app).
+    One linked to no experiment is judged by the role alone, as artifacts outside one are."""
+    from tracking.mlflow_api.datasets import DATASET_ID_RE
+
+    dataset_id = kwargs["dataset_id"]
+    if not DATASET_ID_RE.fullmatch(dataset_id):
+        return []
+    links = DatasetExperiment.objects.filter(dataset__dataset_id=dataset_id)
+    found = list(links.values_list("experiment_id", flat=True))
+    if not found and request.method != "GET":
+        access = access_for(request)
+        access.require_role(access.can_write_anything, "change datasets")
+    return found
+
+
+def new_dataset_experiments(request: HttpRequest, kwargs: dict[str, Any]) -> list[Any]:
+    """A new dataset is made in the experiments it names (EDIT there, as a run); one in no
+    experiment is judged by the role alone."""
+    found = experiment_ids(request, kwargs)
+    if not found:
+        access = access_for(request)
+        access.require_role(access.can_write_anything, "create datasets outside an experiment")
+    return found
+
+
+def dataset_and_added(request: HttpRequest, kwargs: dict[str, Any]) -> list[Any]:
+    """Linking a dataset to more experiments changes those too: EDIT there as well."""
+    return dataset_kwarg(request, kwargs) + experiment_ids(request, kwargs)
+
+
 def artifact_experiment(request: HttpRequest, path: str) -> list[Any]:
     """Artifacts live under `<experiment id>/...`. A path outside any experiment is judged by
     the role alone: every role reads it, writers write it, only admins delete it."""
@@ -299,6 +330,17 @@ RULES: dict[str, Rule] = {
     "trace-assessment": on(trace_kwarg, EDIT, GET=READ),
     "trace-info": on(trace_kwarg, READ),
     "trace-tags": on(trace_kwarg, EDIT),
+    # Evaluation datasets: those of the experiments they are linked to
+    "datasets-create": on(new_dataset_experiments, EDIT),
+    "datasets-search": on(experiment_ids, READ),  # and rows filtered in the view
+    "dataset": on(dataset_kwarg, GET=READ, DELETE=MANAGE),
+    "dataset-tags": on(dataset_kwarg, EDIT),
+    "dataset-tag": on(dataset_kwarg, EDIT),
+    "dataset-records": on(dataset_kwarg, EDIT, GET=READ),
+    "dataset-experiment-ids": on(dataset_kwarg, READ),
+    "dataset-add-experiments": on(dataset_and_added, EDIT),
+    "dataset-remove-experiments": on(dataset_kwarg, EDIT),
+    "experiments-search-datasets": on(experiment_ids, READ),
     # Artifacts
     "artifacts-list": on(artifact_list_path, READ),  # the root lists readable ones only
     "artifact": on(artifact_kwarg, GET=READ, PUT=EDIT, DELETE=MANAGE),

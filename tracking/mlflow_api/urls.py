@@ -24,6 +24,7 @@ from django.views.decorators.csrf import csrf_exempt
 from tracking.mlflow_api import (
     artifacts,
     assessments,
+    datasets,
     experiments,
     logged_models,
     registry,
@@ -153,6 +154,37 @@ urlpatterns = [
     path(V3 + "traces/<str:trace_id>", traces.trace_info, name="trace-info"),
     path(V2 + "traces/delete-traces", traces.delete_traces, name="traces-delete"),
     path(V2 + "traces/<str:trace_id>/tags", traces.tags, name="trace-tags"),
+    # Evaluation datasets
+    path(V3 + "datasets/create", datasets.create, name="datasets-create"),
+    path(V3 + "datasets/search", read_only_post(datasets.search), name="datasets-search"),
+    path(V3 + "datasets/<str:dataset_id>", datasets.detail, name="dataset"),
+    path(V3 + "datasets/<str:dataset_id>/tags", datasets.set_tags, name="dataset-tags"),
+    path(
+        V3 + "datasets/<str:dataset_id>/tags/<path:key>",
+        datasets.delete_tag,
+        name="dataset-tag",
+    ),
+    path(V3 + "datasets/<str:dataset_id>/records", datasets.records, name="dataset-records"),
+    path(
+        V3 + "datasets/<str:dataset_id>/experiment-ids",
+        datasets.experiment_ids,
+        name="dataset-experiment-ids",
+    ),
+    path(
+        V3 + "datasets/<str:dataset_id>/add-experiments",
+        datasets.add_experiments,
+        name="dataset-add-experiments",
+    ),
+    path(
+        V3 + "datasets/<str:dataset_id>/remove-experiments",
+        datasets.remove_experiments,
+        name="dataset-remove-experiments",
+    ),
+    path(
+        V2 + "experiments/search-datasets",
+        read_only_post(datasets.search_logged),
+        name="experiments-search-datasets",
+    ),
     # Artifacts (the mlflow-artifacts proxy)
     path(
         "api/2.0/mlflow-artifacts/artifacts",
