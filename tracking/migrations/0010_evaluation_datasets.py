@@ -9,7 +9,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('tracking', '0008_assessment'),
+        ('tracking', '0009_trace_cancelled_index'),
     ]
 
     operations = [
