@@ -204,6 +204,8 @@ def run(args: argparse.Namespace, tmp: Path) -> None:
         ("compare 2", f"/models/compare/?ids={support[0]},{support[1]}"),
         ("compare 4", "/models/compare/?ids=" + ",".join(support[:4])),
         ("compare 4, diff", "/models/compare/?ids=" + ",".join(support[:4]) + "&diff=1"),
+        # The answers section, which the compare page loads as its own fragment.
+        ("compare 4, answers", "/models/compare/answers/?ids=" + ",".join(support[:4])),
         ("version traces", f"/models/{support[0]}/traces/"),
     ]
     # DEBUG off (no query log) but plain static URLs: the manifest needs a collectstatic.
