@@ -280,6 +280,8 @@ def measure(args: argparse.Namespace) -> None:
         "state = ERROR and duration > 2s",
         "span.name = search_orders and span.status = ERROR",
         "tag.env = staging and tokens > 4000",
+        # Cancelled playground answers: OK plus a tag, found through a partial index.
+        "state = CANCELLED",
     ]
     cases = [
         ("first page", "/traces/"),
