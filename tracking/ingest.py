@@ -818,10 +818,11 @@ def _string_map(value: Any, where: str) -> dict[str, str]:
             raise IngestError(f"{where} must map strings to strings.") from None
     if not isinstance(value, Mapping):
         raise IngestError(f"{where} must map strings to strings.")
-    return {
-        storable_text(str(k)): storable_text(v if isinstance(v, str) else _json_text(v))
-        for k, v in value.items()
-    }
+    # As MLflow's server parses them (map<string, string>): a number or true is refused, not
+    # stored as its JSON text.
+    if not all(isinstance(v, str) for v in value.values()):
+        raise IngestError(f"{where} must map strings to strings.")
+    return {storable_text(str(k)): storable_text(v) for k, v in value.items()}
 
 
 def _total_tokens(usage: str | None) -> int | None:

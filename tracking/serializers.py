@@ -453,7 +453,10 @@ class SpanDictSerializer(serializers.Serializer):
     end_time_unix_nano = serializers.IntegerField(
         required=False, allow_null=True, min_value=0, max_value=BIGINT_MAX
     )
-    status = JsonObjectField(required=False, help_text='{"code": "STATUS_CODE_OK", ...}')
+    # null is accepted as no status (unset), as ingest reads it.
+    status = JsonObjectField(
+        required=False, allow_null=True, help_text='{"code": "STATUS_CODE_OK", ...}; null: unset'
+    )
     attributes = JsonObjectField(
         required=False,
         help_text="Values JSON-encoded, e.g. `mlflow.spanType`, `mlflow.spanInputs`.",

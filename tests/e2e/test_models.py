@@ -223,3 +223,27 @@ def test_group_by_switches_between_registered_model_experiment_and_name(page, se
     assert page.get_by_role("heading", level=2).all_inner_texts() == [
         "customer_support_agent-bbb2222"
     ]
+
+
+def test_a_versions_description_is_written_on_its_page_and_shown_in_the_list(
+    page, server, versions
+):
+    old, _ = versions
+    page.goto(f"{server}/models/{old.model_id}/")
+    assert "No description." in page.locator("#description").inner_text()
+
+    page.locator("#description summary").click()
+    page.get_by_label("Description (markdown)").fill(
+        "Retrieval **top 5**.\n\n<script>window.pwned = 1</script>"
+    )
+    page.locator("#description").get_by_role("button", name="Save").click()
+
+    # htmx swapped the section: rendered markdown, the script inert, nothing reloaded.
+    page.locator("#description .description-text strong").wait_for()
+    assert page.locator("#description .description-text strong").inner_text() == "top 5"
+    assert page.evaluate("() => window.pwned") is None
+    old.refresh_from_db()
+    assert old.tags["mlflow.note.content"].startswith("Retrieval **top 5**.")
+    page.goto(f"{server}/models/?by=name")
+    excerpt = page.locator(".description-excerpt").first
+    assert excerpt.inner_text().startswith("Retrieval top 5.")

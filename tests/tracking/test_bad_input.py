@@ -432,6 +432,8 @@ def test_nul_in_a_url_is_a_400_never_a_500(client, stored, url):
         ("request_time", 1e300, "request_time is out of range"),
         ("request_preview", ["x"], "request_preview must be a string"),
         ("trace_metadata", ["x"], "trace_metadata must map strings to strings"),
+        ("tags", {"reviewed": True}, "tags must map strings to strings"),
+        ("trace_metadata", {"retries": 3}, "trace_metadata must map strings to strings"),
         (
             "trace_location",
             {"mlflow_experiment": {"experiment_id": "99999999999999999999"}},
