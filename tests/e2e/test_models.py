@@ -7,6 +7,7 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from playwright.sync_api import expect
 
 from tracking.models import (
     Experiment,
@@ -140,7 +141,7 @@ def test_compare_shows_the_versions_answers_side_by_side(page, server, versions)
     page.goto(f"{server}/models/compare/?ids={shown[0]},{shown[1]}")
 
     rows = page.locator("tr.answer-row")
-    assert rows.count() == 2
+    expect(rows).to_have_count(2)  # the answers arrive as their own fragment, after the page
     first = rows.nth(0)
     assert first.locator("th").inner_text() == "Can I get a refund?"  # most recently asked
     assert first.locator("td").all_inner_texts()[0].startswith("Within 30 days.")
