@@ -46,9 +46,10 @@ def otlp_body(trace_id: bytes, n_spans: int) -> bytes:
     return request.SerializeToString()
 
 
-def mlflow_info(trace_id: bytes, experiment_id: int) -> bytes:
-    info = {
-        "trace_id": f"tr-{trace_id.hex()}",
+def trace_info(trace_id: str, experiment_id: int, **fields: Any) -> dict:
+    """A TraceInfoV3 as the mlflow client starts a trace with; `fields` replace its own."""
+    return {
+        "trace_id": trace_id,
         "trace_location": {
             "type": "MLFLOW_EXPERIMENT",
             "mlflow_experiment": {"experiment_id": str(experiment_id)},
@@ -56,8 +57,12 @@ def mlflow_info(trace_id: bytes, experiment_id: int) -> bytes:
         "request_time": "2026-11-21T20:56:31.290Z",
         "execution_duration": "0.085s",
         "state": "OK",
-        "tags": {"mlflow.traceName": "agent"},
+        **fields,
     }
+
+
+def mlflow_info(trace_id: bytes, experiment_id: int) -> bytes:
+    info = trace_info(f"tr-{trace_id.hex()}", experiment_id, tags={"mlflow.traceName": "agent"})
     return json.dumps({"trace": {"trace_info": info}}).encode()
 
 
@@ -90,19 +95,15 @@ def mlflow_client_trace(
         }
         for i, name in enumerate(names)
     ]
-    info = {
-        "trace_id": trace_id,
-        "trace_location": {
-            "type": "MLFLOW_EXPERIMENT",
-            "mlflow_experiment": {"experiment_id": str(experiment_id)},
+    info = trace_info(
+        trace_id,
+        experiment_id,
+        **{
+            "trace_metadata": {"mlflow.trace_schema.version": "3"},
+            "tags": {"mlflow.traceName": names[0]},
+            **info_fields,
         },
-        "request_time": "2026-11-21T20:56:31.290Z",
-        "execution_duration": "0.085s",
-        "state": "OK",
-        "trace_metadata": {"mlflow.trace_schema.version": "3"},
-        "tags": {"mlflow.traceName": names[0]},
-        **info_fields,
-    }
+    )
     return info, spans
 
 
