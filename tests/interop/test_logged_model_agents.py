@@ -47,8 +47,6 @@ def _worker_env(server_url: str) -> dict[str, str]:
         SPYGLASS_INTERNAL_URL=server_url,
         SPYGLASS_PLAYGROUND_LOGGED_MODELS="1",
         SPYGLASS_AUTH="1",
-        # Spans are sent as they end, not after the batch processor's delay.
-        MLFLOW_USE_BATCH_SPAN_PROCESSOR="false",
     )
     return env
 
@@ -110,6 +108,7 @@ def test_the_worker_leaves_what_the_operator_set(settings):
     assert fresh["MLFLOW_TRACKING_URI"] == "http://10.0.0.5:8000"
     assert fresh["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"] == "http://10.0.0.5:8000/v1/traces"
     assert fresh["OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"] == "http/protobuf"
+    assert fresh["MLFLOW_USE_BATCH_SPAN_PROCESSOR"] == "false"  # spans there with the answer
 
 
 @pytest.mark.parametrize(
