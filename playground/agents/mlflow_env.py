@@ -68,10 +68,10 @@ def configure(environ: MutableMapping[str, str]) -> None:
         environ["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"] = f"{url}/v1/traces"
         # mlflow's default is gRPC, which Spyglass does not serve.
         environ.setdefault("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "http/protobuf")
-        # Each span sent as it ends, not by the batch processor 5 s later: the playground's
-        # trace holds the model's spans when its answer is shown (and a worker stopped
-        # meanwhile would lose them). A few local requests per answer.
-        environ.setdefault("MLFLOW_USE_BATCH_SPAN_PROCESSOR", "false")
+        # mlflow exports OTLP through a batch processor, every 5 s by default: the model's
+        # spans would join the playground's trace seconds after its answer shows (and a worker
+        # stopped meanwhile would lose them). The OTel SDK's own setting makes it 100 ms.
+        environ.setdefault("OTEL_BSP_SCHEDULE_DELAY", "100")
     if not auth_enabled():
         return
     authorization = _operator_credentials(environ)

@@ -108,7 +108,7 @@ def test_the_worker_leaves_what_the_operator_set(settings):
     assert fresh["MLFLOW_TRACKING_URI"] == "http://10.0.0.5:8000"
     assert fresh["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"] == "http://10.0.0.5:8000/v1/traces"
     assert fresh["OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"] == "http/protobuf"
-    assert fresh["MLFLOW_USE_BATCH_SPAN_PROCESSOR"] == "false"  # spans there with the answer
+    assert fresh["OTEL_BSP_SCHEDULE_DELAY"] == "100"  # the model's spans soon after the answer
 
 
 @pytest.mark.parametrize(
