@@ -1465,3 +1465,6 @@ class Assessment(models.Model):
 
 # Evaluation datasets: tables of their own, in a module of their own (its docstring says why).
 from tracking.datasets import DatasetExperiment, DatasetRecord, EvaluationDataset  # noqa: E402, F401
+
+# Registered scorers: likewise (tracking/scorers.py).
+from tracking.scorers import OnlineConfig, Scorer, ScorerVersion  # noqa: E402, F401

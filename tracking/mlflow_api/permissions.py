@@ -28,7 +28,13 @@ from access.rules import Access, Denied, access_for
 from tracking.mlflow_api import ids
 from tracking.mlflow_api.errors import MlflowError
 from tracking.mlflow_api.requests import Message
-from tracking.models import DEFAULT_EXPERIMENT_ID, DatasetExperiment, Experiment, LoggedModel
+from tracking.models import (
+    DEFAULT_EXPERIMENT_ID,
+    DatasetExperiment,
+    Experiment,
+    LoggedModel,
+    Scorer,
+)
 from tracking.permissions import experiment_of_model, experiment_of_run, experiment_of_trace
 
 PERMISSION_DENIED = "PERMISSION_DENIED"
@@ -206,6 +212,19 @@ def dataset_and_added(request: HttpRequest, kwargs: dict[str, Any]) -> list[Any]
     return dataset_kwarg(request, kwargs) + experiment_ids(request, kwargs)
 
 
+def scorer_experiments(request: HttpRequest, kwargs: dict[str, Any]) -> list[Any]:
+    """ListScorers names one experiment (`experiment_id`) or several (`experiment_ids`);
+    naming none lists the readable ones (rows filtered in the view)."""
+    return experiment_param()(request, kwargs) + experiment_ids(request, kwargs)
+
+
+def scorers_by_id(request: HttpRequest, kwargs: dict[str, Any]) -> list[Any]:
+    """The experiments of the scorers whose online configs are asked for (unknown ids: none)."""
+    wanted = _message(request).strings("scorer_ids", max_items=1000)
+    scorers = Scorer.objects.filter(scorer_id__in=wanted).order_by()
+    return list(scorers.values_list("experiment_id", flat=True).distinct())
+
+
 def artifact_experiment(request: HttpRequest, path: str) -> list[Any]:
     """Artifacts live under `<experiment id>/...`. A path outside any experiment is judged by
     the role alone: every role reads it, writers write it, only admins delete it."""
@@ -341,6 +360,14 @@ RULES: dict[str, Rule] = {
     "dataset-add-experiments": on(dataset_and_added, EDIT),
     "dataset-remove-experiments": on(dataset_kwarg, EDIT),
     "experiments-search-datasets": on(experiment_ids, READ),
+    # Registered scorers: those of their experiment (deleting one as MLflow's auth app: MANAGE)
+    "scorers-register": on(experiment_param(), EDIT),
+    "scorers-list": on(scorer_experiments, READ),  # and rows filtered in the view
+    "scorers-versions": on(experiment_param(), READ),
+    "scorers-get": on(experiment_param(), READ),
+    "scorers-delete": on(experiment_param(), MANAGE),
+    "scorers-online-config": on(experiment_param(), EDIT),
+    "scorers-online-configs": on(scorers_by_id, READ),
     # Artifacts
     "artifacts-list": on(artifact_list_path, READ),  # the root lists readable ones only
     "artifact": on(artifact_kwarg, GET=READ, PUT=EDIT, DELETE=MANAGE),

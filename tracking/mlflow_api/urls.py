@@ -29,6 +29,7 @@ from tracking.mlflow_api import (
     logged_models,
     registry,
     runs,
+    scorers,
     server,
     traces,
 )
@@ -185,6 +186,14 @@ urlpatterns = [
         read_only_post(datasets.search_logged),
         name="experiments-search-datasets",
     ),
+    # Registered scorers
+    path(V3 + "scorers/register", scorers.register, name="scorers-register"),
+    path(V3 + "scorers/list", scorers.list_scorers, name="scorers-list"),
+    path(V3 + "scorers/versions", scorers.versions, name="scorers-versions"),
+    path(V3 + "scorers/get", scorers.get, name="scorers-get"),
+    path(V3 + "scorers/delete", scorers.delete, name="scorers-delete"),
+    path(V3 + "scorers/online-config", scorers.online_config, name="scorers-online-config"),
+    path(V3 + "scorers/online-configs", scorers.online_configs, name="scorers-online-configs"),
     # Artifacts (the mlflow-artifacts proxy)
     path(
         "api/2.0/mlflow-artifacts/artifacts",
