@@ -34,8 +34,11 @@ from tracking.models import (
     LoggedModel,
     Metric,
     ModelVersion,
+    OnlineConfig,
     RegisteredModel,
     Run,
+    Scorer,
+    ScorerVersion,
     Span,
     Trace,
 )
@@ -628,6 +631,39 @@ SAMPLES: dict[str, Sample] = {
     "mlflow:experiments-search-datasets": lambda e, o: [
         Call("POST", V2 + "experiments/search-datasets", R, {"experiment_ids": [str(e)]})
     ],
+    # Registered scorers
+    "mlflow:scorers-register": lambda e, o: [
+        Call(
+            "POST",
+            V3 + "scorers/register",
+            E,
+            {"experiment_id": str(e), "name": "new", "serialized_scorer": '{"name": "new"}'},
+        )
+    ],
+    "mlflow:scorers-list": lambda e, o: [
+        Call("GET", V3 + "scorers/list", LIST, marker=o["scorer"]),
+        Call("GET", V3 + f"scorers/list?experiment_id={e}", R, marker=o["scorer"]),
+    ],
+    "mlflow:scorers-versions": lambda e, o: [
+        Call("GET", V3 + f"scorers/versions?experiment_id={e}&name={o['scorer']}", R)
+    ],
+    "mlflow:scorers-get": lambda e, o: [
+        Call("GET", V3 + f"scorers/get?experiment_id={e}&name={o['scorer']}&version=1", R)
+    ],
+    "mlflow:scorers-delete": lambda e, o: [
+        Call("DELETE", V3 + "scorers/delete", M, {"experiment_id": str(e), "name": o["scorer"]})
+    ],
+    "mlflow:scorers-online-config": lambda e, o: [
+        Call(
+            "PUT",
+            V3 + "scorers/online-config",
+            E,
+            {"experiment_id": str(e), "name": o["scorer"], "sample_rate": 0.5},
+        )
+    ],
+    "mlflow:scorers-online-configs": lambda e, o: [
+        Call("GET", V3 + f"scorers/online-configs?scorer_ids={o['scorer_id']}", R)
+    ],
     # Artifacts
     "mlflow:artifacts-list": lambda e, o: [
         Call("GET", f"/api/2.0/mlflow-artifacts/artifacts?path={e}/{o['run']}/artifacts", R),
@@ -688,6 +724,8 @@ def _fill(experiment: Experiment, world: World) -> None:
     default_storage.save(f"{e}/{run.run_id}/artifacts/a.txt", ContentFile(b"a"))
     dataset = EvaluationDataset.create(f"ds-{e}", {"t": "1"}, [e])
     dataset.merge_records([{"inputs": {"q": "hello"}}])
+    scorer = Scorer.register(e, f"scorer-{e}", '{"name": "s"}').scorer
+    scorer.set_online_config(0.1, "")
     world.objects[e] = {
         "name": experiment.name,
         "run": run.run_id,
@@ -698,6 +736,8 @@ def _fill(experiment: Experiment, world: World) -> None:
         "model2": models[1].model_id,
         "dataset": dataset.dataset_id,
         "record": dataset.records.get().record_id,
+        "scorer": scorer.name,
+        "scorer_id": scorer.scorer_id,
     }
 
 
@@ -786,6 +826,9 @@ def _fingerprint() -> tuple:
         list(EvaluationDataset.objects.order_by("pk").values_list("pk", "tags", "digest")),
         list(DatasetRecord.objects.order_by("pk").values_list("pk", "inputs")),
         list(DatasetExperiment.objects.order_by("pk").values_list("dataset_id", "experiment_id")),
+        list(Scorer.objects.order_by("pk").values_list("pk", "name")),
+        list(ScorerVersion.objects.order_by("pk").values_list("pk", "version")),
+        list(OnlineConfig.objects.order_by("pk").values_list("config_id", "sample_rate")),
         list(ExperimentGrant.objects.order_by("pk").values_list("pk", "level")),
         list(User.objects.order_by("pk").values_list("pk", "username", "password", "is_active")),
         list(UserRole.objects.order_by("pk").values_list("user_id", "role")),

@@ -31,7 +31,7 @@ from tracking.scorers import NAME_MAX_CHARS, OnlineConfig, Scorer, ScorerVersion
 from webapp import json_limits
 
 MAX_SERIALIZED_BYTES = 1024 * 1024  # a judge's instructions or a function's source: ample
-MAX_SCORER_IDS = 1000
+MAX_SCORER_IDS = 1000  # Django refuses more query fields (DATA_UPLOAD_MAX_NUMBER_FIELDS)
 MAX_FILTER_CHARS = 10_000
 # Where a serialized scorer names its LLM (MLflow's extract_model_from_serialized_scorer).
 MODEL_HOLDERS = ("instructions_judge_pydantic_data", "builtin_scorer_pydantic_data")
