@@ -7,9 +7,12 @@ tests/interop/test_scorers.py."""
 from __future__ import annotations
 
 import json
+import threading
 from typing import Any
 
 import pytest
+from django.db import connection, connections
+from django.test import Client
 
 from tests.rows import XSS
 from tracking.models import Experiment, LifecycleStage, OnlineConfig, Scorer, ScorerVersion
@@ -244,6 +247,37 @@ def test_a_bad_request_gets_mlflow_error_json_and_changes_nothing(client, experi
     )
     assert error["message"].startswith(message), error["message"]
     assert stored() == before
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_registrations_of_a_new_name_make_one_scorer_with_consecutive_versions():
+    if connection.vendor == "sqlite" and connection.is_in_memory_db():
+        pytest.skip(
+            "threads cannot write to one in-memory SQLite test database at once "
+            "(SPYGLASS_SQLITE_TEST_FILE=1 puts it in a file, as CI does)"
+        )
+    experiment = Experiment.objects.create(name="race")
+    writers = 6
+    barrier = threading.Barrier(writers)
+    answers: list[tuple[int, Any]] = []
+
+    def write() -> None:
+        try:
+            barrier.wait()
+            body = {"experiment_id": str(experiment.pk), "name": "j", "serialized_scorer": JUDGE}
+            response = send(Client(), "register", body)
+            answers.append((response.status_code, response.json().get("version")))
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=write) for _ in range(writers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert sorted(answers) == [(200, v) for v in range(1, writers + 1)]
+    assert Scorer.objects.count() == 1
 
 
 def test_the_wrong_method_is_refused(client, experiment):
