@@ -1,6 +1,7 @@
 """Every REST endpoint of the installed mlflow's own handler table, in the groups the MLflow 3
 client's evaluation loop uses, is routed here: the path resolves to a view (not the
-ENDPOINT_NOT_FOUND catch-all) and the method is allowed (not 405).
+ENDPOINT_NOT_FOUND catch-all), the method is allowed (not 405), and an empty request is
+answered as bad input, not a crash.
 
 The table is the installed mlflow's, so upgrading mlflow makes this fail for each endpoint the
 new version adds, listing them all at once."""
@@ -70,6 +71,8 @@ def test_every_endpoint_of_the_groups_is_routed() -> None:
             response.headers.get("Content-Type", "").startswith("application/json")
             and response.json().get("error_code") == "ENDPOINT_NOT_FOUND"
         )
-        if unrouted or response.status_code == 405:
+        # An empty request is bad input: a 4xx (or MLflow's 501 for what a local artifact
+        # store cannot do), never a crash.
+        if unrouted or response.status_code == 405 or response.status_code in (500, 502, 503):
             missing.append(f"{method} {path} ({response.status_code})")
     assert not missing, f"{len(missing)} endpoints not routed:\n" + "\n".join(missing)
