@@ -39,7 +39,7 @@ from django.db.models import (
 )
 from django.db.models.fields.json import KeyTextTransform
 
-from tracking.models import Metric, ModelVersion, Span
+from tracking.models import Metric, ModelVersion, Run, Span
 
 MAX_FILTER_LENGTH = 10_000
 MAX_COMPARISONS = 50
@@ -465,6 +465,16 @@ _MODEL_STATUSES = as_choice(
     {"LOGGED_MODEL_PENDING", "LOGGED_MODEL_READY", "LOGGED_MODEL_UPLOAD_FAILED"}
 )
 
+
+def _run_matches(op: str, value: Any) -> Q:
+    """As MLflow's store: `run_id = X` also matches traces linked to run X (LinkTracesToRun)."""
+    source_run = compare(json_key("metadata", "mlflow.sourceRun"), op, value)
+    if op != "=":
+        return source_run
+    links = Run.linked_traces.through.objects.filter(trace_id=OuterRef("pk"), run__run_id=value)
+    return source_run | Q(Exists(links))
+
+
 TRACES = Entity(
     name="traces",
     attributes={
@@ -480,8 +490,8 @@ TRACES = Entity(
         "execution_time": column("duration_ns", as_duration_ns),
         "execution_duration": column("duration_ns", as_duration_ns),
         # search_traces(run_id=...) sends `attribute.run_id`; the client records the run of a
-        # trace as the `mlflow.sourceRun` metadata.
-        "run_id": Field(lambda: json_key("metadata", "mlflow.sourceRun")),
+        # trace as the `mlflow.sourceRun` metadata, and LinkTracesToRun links more.
+        "run_id": Field(lambda: json_key("metadata", "mlflow.sourceRun"), as_text, _run_matches),
         "model_id": column("model_id"),
         "experiment_id": column("experiment_id", as_number),
     },

@@ -220,6 +220,10 @@ class Run(TaggedRow, models.Model):
     tags = models.JSONField(default=dict, blank=True)
     # MLflow's run inputs (LogInputs): {"dataset_inputs": [...], "model_inputs": [...]}.
     inputs = models.JSONField(default=dict, blank=True)
+    # Traces linked to the run after they were made (LinkTracesToRun, which
+    # `mlflow.genai.evaluate` calls): MLflow's trace->run entity associations. A trace may be
+    # linked to many runs; its `mlflow.sourceRun` metadata names at most one.
+    linked_traces = models.ManyToManyField("Trace", related_name="linked_runs", blank=True)
 
     objects = RunQuerySet.as_manager()
 

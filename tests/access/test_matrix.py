@@ -75,6 +75,12 @@ NOT_EXPERIMENT_ROUTES = {
     "playground:agent-check": "an agent's last check, shown in the agents list (tests/playground)",
     "playground:conversation-rename": "playground conversations, their owner (tests/playground)",
     "playground:conversation-delete": "playground conversations, their owner (tests/playground)",
+    # MLflow refuses these for proxied artifact storage, after the permission rule: there is
+    # no allowed call to sample (tests/tracking/test_mlflow_endpoints.py).
+    "mlflow:artifacts-presigned-upload-url": "always refused (presigned URLs need cloud storage)",
+    "mlflow:artifacts-presigned-download-url": "always refused (presigned URLs need cloud storage)",
+    "mlflow:artifacts-multipart": "always refused (multipart uploads need cloud storage)",
+    "mlflow:artifacts-presigned": "always refused (presigned URLs need cloud storage)",
 }
 
 
@@ -384,6 +390,22 @@ SAMPLES: dict[str, Sample] = {
     "mlflow:runs-search": lambda e, o: [
         Call("POST", V2 + "runs/search", R, {"experiment_ids": [str(e)]}, marker=o["run"])
     ],
+    "mlflow:metrics-get-history-bulk-interval": lambda e, o: [
+        Call("GET", V2 + f"metrics/get-history-bulk-interval?run_ids={o['run']}&metric_key=m", R)
+    ],
+    "mlflow:runs-log-model": lambda e, o: [
+        Call(
+            "POST",
+            V2 + "runs/log-model",
+            E,
+            {
+                "run_id": o["run"],
+                "model_json": json.dumps(
+                    {"artifact_path": "m", "flavors": {}, "utc_time_created": "x", "run_id": "r"}
+                ),
+            },
+        )
+    ],
     "mlflow:metrics-get-history": lambda e, o: [
         Call("GET", V2 + f"metrics/get-history?run_id={o['run']}&metric_key=m", R)
     ],
@@ -578,6 +600,33 @@ SAMPLES: dict[str, Sample] = {
         Call("PATCH", V2 + f"traces/{o['trace']}/tags", E, {"key": "k", "value": "v"}),
         Call("DELETE", V2 + f"traces/{o['trace']}/tags", E, {"key": "t"}),
     ],
+    "mlflow:trace-tags-v3": lambda e, o: [
+        Call("PATCH", V3 + f"traces/{o['trace']}/tags", E, {"key": "k", "value": "v"}),
+        Call("DELETE", V3 + f"traces/{o['trace']}/tags", E, {"key": "t"}),
+    ],
+    "mlflow:traces-link-to-run": lambda e, o: [
+        Call("POST", V2 + "traces/link-to-run", E, {"run_id": o["run"], "trace_ids": [o["trace"]]})
+    ],
+    "mlflow:traces-link-prompts": lambda e, o: [
+        Call(
+            "POST",
+            V2 + "traces/link-prompts",
+            E,
+            {"trace_id": o["trace"], "prompt_versions": [{"name": "p", "version": "1"}]},
+        )
+    ],
+    "mlflow:traces-filter-correlation": lambda e, o: [
+        Call(
+            "POST",
+            V3 + "traces/calculate-filter-correlation",
+            R,
+            {
+                "experiment_ids": [str(e)],
+                "filter_string1": "tags.t = '1'",
+                "filter_string2": "status = 'OK'",
+            },
+        )
+    ],
     # Evaluation datasets
     "mlflow:datasets-create": lambda e, o: [
         Call("POST", V3 + "datasets/create", E, {"name": "new", "experiment_ids": [str(e)]})
@@ -675,6 +724,12 @@ SAMPLES: dict[str, Sample] = {
             "PUT", f"/api/2.0/mlflow-artifacts/artifacts/{e}/{o['run']}/artifacts/b.txt", E, b"new"
         ),
         Call("DELETE", f"/api/2.0/mlflow-artifacts/artifacts/{e}/{o['run']}/artifacts/a.txt", M),
+    ],
+    "mlflow:run-artifacts-list": lambda e, o: [
+        Call("GET", V2 + f"artifacts/list?run_id={o['run']}", R)
+    ],
+    "mlflow:logged-model-artifacts": lambda e, o: [
+        Call("GET", V2 + f"logged-models/{o['model']}/artifacts/directories", R)
     ],
     "mlflow:server-info": lambda e, o: [Call("GET", V3 + "server-info", ANY)],
     "mlflow:health": lambda e, o: [Call("GET", "/health", ANY)],

@@ -30,11 +30,12 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from access.rules import access_for
 from tracking import downloads
-from tracking.mlflow_api import traces
-from tracking.mlflow_api.errors import invalid, mlflow_endpoint, not_found, too_large
+from tracking.mlflow_api import ids, traces
+from tracking.mlflow_api.entities import model_artifact_uri, run_artifact_uri
+from tracking.mlflow_api.errors import MlflowError, invalid, mlflow_endpoint, not_found, too_large
 from tracking.mlflow_api.requests import Message
 from tracking.models import LoggedModel, Trace
-from tracking.storage import MLMODEL_RE, TRACES_JSON_RE
+from tracking.storage import MLMODEL_RE, TRACES_JSON_RE, model_artifact_path, run_artifact_path
 
 logger = logging.getLogger(__name__)
 
@@ -194,22 +195,104 @@ def artifact(request: HttpRequest, artifact_path: str) -> HttpResponse:
     return _download(path)
 
 
+def _entries(path: str, *, hidden: set[str] | None = None, prefix: str = "") -> list[dict]:
+    """The files and directories directly under `path`, sorted; `prefix` leads each entry's
+    path (the run or model listings give paths from their root, the proxy bare names)."""
+    try:
+        directories, files = default_storage.listdir(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    directories = [name for name in directories if name not in (hidden or set())]
+    entries = [{"path": prefix + name, "is_dir": True} for name in directories]
+    for name in files:
+        size = default_storage.size(f"{path}/{name}" if path else name)
+        entries.append({"path": prefix + name, "is_dir": False, "file_size": size})
+    return sorted(entries, key=lambda e: e["path"])
+
+
 @mlflow_endpoint(["GET"])
 def list_artifacts(request: HttpRequest) -> JsonResponse:
     """The files and directories directly under `?path=`; `{}` for a missing or empty
     directory, and for a file (which the client then treats as "not a directory")."""
     path = clean_path(Message.of(request).string("path"), allow_root=True)
-    try:
-        directories, files = default_storage.listdir(path)
-    except (FileNotFoundError, NotADirectoryError):
-        return JsonResponse({})
-    if not path:  # the root holds one folder per experiment: only those the caller may read
-        hidden = access_for(request).hidden_experiment_ids()
-        directories = [name for name in directories if name not in hidden]
-    entries = [{"path": name, "is_dir": True} for name in directories]
-    for name in files:
-        full = f"{path}/{name}" if path else name
-        entries.append({"path": name, "is_dir": False, "file_size": default_storage.size(full)})
-    if not entries:
-        return JsonResponse({})
-    return JsonResponse({"files": sorted(entries, key=lambda e: e["path"])})
+    # The root holds one folder per experiment: only those the caller may read.
+    hidden = access_for(request).hidden_experiment_ids() if not path else set()
+    entries = _entries(path, hidden=hidden)
+    return JsonResponse({"files": entries} if entries else {})
+
+
+def _listing(root: str, root_uri: str, relative: str) -> JsonResponse:
+    """ListArtifacts of a run or a logged model: entries under `root/relative`, their paths
+    from `root`, and the root's URI."""
+    relative = clean_path(relative, allow_root=True)
+    base = f"{root}/{relative}" if relative else root
+    entries = _entries(base, prefix=f"{relative}/" if relative else "")
+    return JsonResponse({"root_uri": root_uri, **({"files": entries} if entries else {})})
+
+
+@mlflow_endpoint(["GET"])
+def list_run_artifacts(request: HttpRequest) -> JsonResponse:
+    """ListArtifacts (`MlflowClient().list_artifacts(run_id)` on older clients, the UI)."""
+    message = Message.of(request)
+    run = ids.run(message.string("run_id", "run_uuid", required=True))
+    root = run_artifact_path(run.experiment_id, run.run_id)
+    return _listing(root, run_artifact_uri(run), message.string("path"))
+
+
+@mlflow_endpoint(["GET"])
+def list_model_artifacts(request: HttpRequest, model_id: str) -> JsonResponse:
+    """ListLoggedModelArtifacts: a logged model's files (`artifact_directory_path` below)."""
+    model = ids.logged_model(model_id)
+    root = model_artifact_path(model.experiment_id, model.model_id)
+    uri = model.artifact_location or model_artifact_uri(model.experiment_id, model.model_id)
+    return _listing(root, uri, Message.of(request).string("artifact_directory_path"))
+
+
+# --- What a local artifact store cannot do -------------------------------------------------
+# MLflow's server answers these with the errors below when its artifacts are proxied or its
+# repository is local, as Spyglass's are; the client falls back on the multipart message.
+
+NOT_IMPLEMENTED = "NOT_IMPLEMENTED"
+
+
+def _unsupported(what: str) -> MlflowError:
+    return MlflowError(
+        NOT_IMPLEMENTED, f"{what} is not supported for the current artifact repository", 501
+    )
+
+
+@mlflow_endpoint(["POST"])
+def multipart_upload(request: HttpRequest, artifact_path: str) -> JsonResponse:
+    """mpu/create, mpu/complete, mpu/abort."""
+    clean_path(artifact_path)
+    raise _unsupported("Multipart upload")
+
+
+@mlflow_endpoint(["GET"])
+def presigned_download(request: HttpRequest, artifact_path: str) -> JsonResponse:
+    clean_path(artifact_path)
+    raise _unsupported("Multipart download")
+
+
+@mlflow_endpoint(["POST"])
+def presigned_url(request: HttpRequest) -> JsonResponse:
+    """artifacts/presigned-upload-url (a run's or a logged model's) and
+    presigned-download-url (a run's): refused as MLflow refuses them for proxied storage."""
+    message = Message.of(request)
+    uploading = request.path.endswith("/presigned-upload-url")
+    run_id = message.string("run_id")
+    model_id = message.string("model_id") if uploading else ""
+    if uploading and bool(run_id) == bool(model_id):
+        raise invalid("Exactly one of run_id and model_id must be provided.")
+    if not uploading and not run_id:
+        raise invalid("Missing value for required parameter 'run_id'.")
+    clean_path(message.string("path", required=True))
+    if run_id:
+        ids.run(run_id)
+    else:
+        ids.logged_model(model_id)
+    what = "upload" if uploading else "download"
+    raise invalid(
+        f"Presigned {what} is not supported for proxied artifact storage (artifact URI scheme: "
+        "mlflow-artifacts). This endpoint requires a direct cloud storage artifact URI."
+    )

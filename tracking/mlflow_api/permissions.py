@@ -154,6 +154,12 @@ def registry_sources(request: HttpRequest, kwargs: dict[str, Any]) -> list[Any]:
     return runs + _models_experiments(model_ids)
 
 
+def run_ids_param(request: HttpRequest, kwargs: dict[str, Any]) -> list[Any]:
+    """The experiments of the runs a bulk read names (`run_ids`)."""
+    run_ids = _message(request).strings("run_ids", max_items=1000)
+    return [e for r in dict.fromkeys(run_ids) for e in _found(experiment_of_run(r))]
+
+
 def trace_param(request: HttpRequest, kwargs: dict[str, Any]) -> list[Any]:
     return _found(experiment_of_trace(_message(request).string("trace_id")))
 
@@ -305,6 +311,8 @@ RULES: dict[str, Rule] = {
     "runs-log-inputs": on(run_param, EDIT),
     "runs-search": on(experiment_ids, READ),
     "metrics-get-history": on(run_param, READ),
+    "metrics-get-history-bulk-interval": on(run_ids_param, READ),
+    "runs-log-model": on(run_param, EDIT),
     # Logged models
     "logged-models-create": on(experiment_param(), EDIT),
     "logged-models-search": on(experiment_ids, READ),
@@ -312,6 +320,7 @@ RULES: dict[str, Rule] = {
     "logged-model-params": on(model_kwarg, EDIT),
     "logged-model-tags": on(model_kwarg, EDIT),
     "logged-model-tag": on(model_kwarg, MANAGE),  # as MLflow's DeleteLoggedModelTag
+    "logged-model-artifacts": on(model_kwarg, READ),
     # The model registry
     "registered-models-create": REGISTRY_WRITE,
     "registered-models-get": REGISTRY_READ,
@@ -349,6 +358,10 @@ RULES: dict[str, Rule] = {
     "trace-assessment": on(trace_kwarg, EDIT, GET=READ),
     "trace-info": on(trace_kwarg, READ),
     "trace-tags": on(trace_kwarg, EDIT),
+    "trace-tags-v3": on(trace_kwarg, EDIT),
+    "traces-link-to-run": on(run_param, EDIT),  # and only readable traces are linked
+    "traces-link-prompts": on(trace_param, EDIT),
+    "traces-filter-correlation": on(experiment_ids, READ),
     # Evaluation datasets: those of the experiments they are linked to
     "datasets-create": on(new_dataset_experiments, EDIT),
     "datasets-search": on(experiment_ids, READ),  # and rows filtered in the view
@@ -370,6 +383,11 @@ RULES: dict[str, Rule] = {
     "scorers-online-configs": on(scorers_by_id, READ),
     # Artifacts
     "artifacts-list": on(artifact_list_path, READ),  # the root lists readable ones only
+    "run-artifacts-list": on(run_param, READ),
+    "artifacts-presigned-upload-url": on(run_param, EDIT),  # always refused, after the rule
+    "artifacts-presigned-download-url": on(run_param, READ),  # likewise
+    "artifacts-multipart": on(artifact_kwarg, EDIT),  # likewise
+    "artifacts-presigned": on(artifact_kwarg, READ),  # likewise
     "artifact": on(artifact_kwarg, GET=READ, PUT=EDIT, DELETE=MANAGE),
     # The server itself
     "server-info": ANYONE,

@@ -8,6 +8,7 @@ validates the whole request before it touches a row, so a bad request changes no
 
 from __future__ import annotations
 
+import json
 import random
 from collections import defaultdict
 from collections.abc import Iterable
@@ -297,3 +298,95 @@ def metric_history(request: HttpRequest) -> JsonResponse:
     history = Metric.objects.filter(run=run, key=key).order_by("step", "timestamp_ms", "pk")
     rows, token = pages.requested_page(history, message, HISTORY_DEFAULT, HISTORY_MAX)
     return JsonResponse(pages.listing("metrics", [metric_json(m) for m in rows], token))
+
+
+BULK_MAX_RUNS = 100  # MLflow's MAX_RUNS_GET_METRIC_HISTORY_BULK
+BULK_MAX_RESULTS = 2500  # MLflow's MAX_RESULTS_PER_RUN
+
+
+def sampled_steps(steps_by_run: list[list[int]], max_results: int, start: int, end: int) -> set:
+    """MLflow's step sampling for the metric charts: at most about `max_results` of the steps
+    that exist in [start, end], evenly spaced, plus each run's first and last step."""
+    all_steps = sorted({step for steps in steps_by_run for step in steps})
+    edges = {s for steps in steps_by_run if steps for s in (min(steps), max(steps))}
+    in_range = [s for s in all_steps if start <= s <= end]
+    sampled = set(in_range)
+    if len(in_range) > max_results:
+        interval = len(in_range) / max_results
+        sampled = {in_range[int(i * interval)] for i in range(max_results)} | {in_range[-1]}
+    return sampled | {s for s in edges if start <= s <= end}
+
+
+@mlflow_endpoint(["GET"])
+def metric_history_bulk_interval(request: HttpRequest) -> JsonResponse:
+    """GetMetricHistoryBulkInterval: one metric of up to 100 runs, sampled by step (the UI's
+    charts), each value with its run id."""
+    message = Message.of(request)
+    run_ids = message.strings("run_ids", max_items=BULK_MAX_RUNS)
+    if not run_ids:
+        raise invalid("Missing value for required parameter 'run_ids'.")
+    key = message.string("metric_key", required=True)
+    max_results = message.integer("max_results", default=BULK_MAX_RESULTS, minimum=1)
+    if max_results > BULK_MAX_RESULTS:
+        raise invalid(f"max_results must be between 1 and {BULK_MAX_RESULTS}.")
+    start, end = message.integer("start_step"), message.integer("end_step")
+    if (start is None) != (end is None):
+        raise invalid("If either start step or end step are specified, both must be specified.")
+    if start is not None and start > end:
+        raise invalid(
+            "end_step must be greater than start_step. "
+            f"Found start_step={start} and end_step={end}."
+        )
+    runs = {run.run_id: run for run in (ids.run(r, "run_ids") for r in dict.fromkeys(run_ids))}
+    history: dict[str, list[Metric]] = defaultdict(list)
+    rows = Metric.objects.filter(run__in=runs.values(), key=key).select_related("run")
+    for metric in rows.order_by("step", "timestamp_ms", "pk"):
+        history[metric.run.run_id].append(metric)
+    steps_by_run = [[m.step for m in history[r]] for r in runs]
+    all_steps = [s for steps in steps_by_run for s in steps]
+    low, high = (start, end) if start is not None else (0, max(all_steps, default=0))
+    keep = sampled_steps(steps_by_run, max_results, low, high)
+    metrics = [
+        {**metric_json(m), "run_id": run_id}
+        for run_id in runs
+        for m in history[run_id]
+        if m.step in keep
+    ]
+    return JsonResponse({"metrics": metrics} if metrics else {})
+
+
+LOG_MODEL_HISTORY = "mlflow.log-model.history"
+LOG_MODEL_FIELDS = {"artifact_path", "flavors", "utc_time_created", "run_id"}
+
+
+@mlflow_endpoint(["POST"])
+def log_model(request: HttpRequest) -> JsonResponse:
+    """LogModel (MLflow 2's `log_model`): the model's MLmodel JSON joins the run's
+    `mlflow.log-model.history` tag, as MLflow's store records it."""
+    message = Message.of(request)
+    run_id = _run_id(message)
+    text = message.string("model_json", required=True)
+    try:
+        model = json.loads(text)
+    except ValueError:
+        raise invalid(f"Malformed model info. \n {text} \n is not a valid JSON.") from None
+    if not isinstance(model, dict):
+        raise invalid(f"Malformed model info. \n {text} \n is not a valid JSON.")
+    if missing := LOG_MODEL_FIELDS - set(model):
+        raise invalid(f"Model json is missing mandatory fields: {missing}")
+    run = ids.active_run(run_id)
+    history = json.loads(run.tags.get(LOG_MODEL_HISTORY, "[]"))
+    # What MLflow's Model.get_tags_dict keeps: the ids and the flavors without their configs.
+    entry = {
+        k: model[k]
+        for k in ("run_id", "utc_time_created", "artifact_path", "model_uuid")
+        if k in model
+    }
+    flavors = model["flavors"] if isinstance(model["flavors"], dict) else {}
+    entry["flavors"] = {
+        name: {k: v for k, v in conf.items() if k != "config"} if isinstance(conf, dict) else conf
+        for name, conf in flavors.items()
+    }
+    value = json.dumps([*history, entry])
+    _log_batch(run, tags={LOG_MODEL_HISTORY: check_value(value, LOG_MODEL_HISTORY, MAX_TAG_VALUE)})
+    return JsonResponse({})

@@ -18,13 +18,14 @@ from typing import Any
 
 import orjson
 from django.db import transaction
-from django.db.models import Prefetch, QuerySet
+from django.db.models import Count, Prefetch, QuerySet
 from django.http import HttpRequest, JsonResponse
 
 from access.rules import access_for
 from tracking import filters, ingest
+from tracking.correlation import npmi_from_counts
 from tracking.mlflow_api import ids, pages
-from tracking.mlflow_api.entities import otel_span_json, span_dict, trace_info_json
+from tracking.mlflow_api.entities import number_json, otel_span_json, span_dict, trace_info_json
 from tracking.mlflow_api.errors import invalid, mlflow_endpoint, not_found
 from tracking.mlflow_api.requests import Message, check_key, check_value, to_datetime
 from tracking.models import (
@@ -38,6 +39,8 @@ from tracking.storage import TRACES_JSON
 from webapp import json_limits
 
 SEARCH_DEFAULT = 100
+ARCHIVAL_FAILURE = "mlflow.trace.archivalFailure"  # deleting it is how a client retries
+SYSTEM_TAGS = {"mlflow.trace.spansLocation", "mlflow.trace.archiveLocation", ARCHIVAL_FAILURE}
 SEARCH_MAX = 500
 BATCH_MAX = 100
 
@@ -196,6 +199,12 @@ def tags(request: HttpRequest, trace_id: str) -> JsonResponse:
     message = Message.of(request)
     key = check_key(message.string("key", required=True), "key", TRACE_TAG_KEY_MAX_CHARS)
     value = check_value(message.string("value"), "value", TRACE_TAG_VALUE_MAX_CHARS)
+    deleting = request.method == "DELETE"
+    if key in SYSTEM_TAGS and not (deleting and key == ARCHIVAL_FAILURE):
+        # As MLflow's handlers: where a trace's spans live is the server's to say.
+        raise invalid(
+            f"Tag '{key}' is immutable and cannot be {'deleted' if deleting else 'set'} on a trace."
+        )
     with transaction.atomic():
         trace = ids.trace(trace_id, for_update=True)
         if request.method == "DELETE" and key not in (trace.tags or {}):
@@ -223,3 +232,99 @@ def delete_traces(request: HttpRequest) -> JsonResponse:
         if max_traces := message.integer("max_traces"):
             traces = traces[:max_traces]
     return JsonResponse({"traces_deleted": traces.delete_with_documents()})
+
+
+# --- Links and analytics -------------------------------------------------------------------
+
+LINK_MAX = 100  # MLflow's MAX_TRACE_LINKS_PER_REQUEST
+LINKED_PROMPTS = "mlflow.linkedPrompts"
+
+
+@mlflow_endpoint(["POST"])
+def link_to_run(request: HttpRequest) -> JsonResponse:
+    """LinkTracesToRun (`mlflow.genai.evaluate` links its traces to its run): afterwards
+    `search_traces(run_id=...)` finds them. Unknown or unreadable trace ids are skipped, as
+    MLflow's store skips ids it does not hold; linking twice is a no-op."""
+    message = Message.of(request)
+    if message.raw("trace_ids")["trace_ids"] is None:
+        raise invalid("Missing value for required parameter 'trace_ids'.")
+    trace_ids = [ids.check_trace_id(t, "trace_ids") for t in message.strings("trace_ids", 10_000)]
+    if len(trace_ids) > LINK_MAX:
+        raise invalid(
+            f"Cannot link more than {LINK_MAX} traces to a run in a single request. "
+            f"Provided {len(trace_ids)} traces."
+        )
+    run = ids.run(message.string("run_id", required=True))
+    traces = access_for(request).readable(Trace.objects.filter(trace_id__in=trace_ids))
+    run.linked_traces.add(*traces)
+    return JsonResponse({})
+
+
+@mlflow_endpoint(["POST"])
+def link_prompts(request: HttpRequest) -> JsonResponse:
+    """LinkPromptsToTrace: the prompt versions join the trace's `mlflow.linkedPrompts` tag
+    (a JSON list of {name, version}), the form the client writes and reads."""
+    message = Message.of(request)
+    trace_id = message.string("trace_id", required=True)
+    if message.raw("prompt_versions")["prompt_versions"] is None:
+        raise invalid("Missing value for required parameter 'prompt_versions'.")
+    wanted = []
+    for i, ref in enumerate(message.objects("prompt_versions", max_items=LINK_MAX)):
+        name, version = ref.get("name"), ref.get("version")
+        if not isinstance(name, str) or not name or not str(version).isdigit():
+            raise invalid(f"prompt_versions[{i}] needs a 'name' and an integer 'version'.")
+        wanted.append({"name": name, "version": str(int(version))})
+    with transaction.atomic():
+        trace = ids.trace(trace_id, for_update=True)
+        linked = _linked_prompts(trace)
+        added = [p for i, p in enumerate(wanted) if p not in linked and p not in wanted[:i]]
+        if added:
+            value = orjson.dumps(linked + added).decode()
+            check_value(value, LINKED_PROMPTS, TRACE_TAG_VALUE_MAX_CHARS)
+            trace.change_tags({LINKED_PROMPTS: value})
+    return JsonResponse({})
+
+
+def _linked_prompts(trace: Trace) -> list[Any]:
+    current = (trace.tags or {}).get(LINKED_PROMPTS)
+    if current is None:
+        return []
+    try:
+        parsed = orjson.loads(current)
+    except orjson.JSONDecodeError:
+        parsed = None
+    if not isinstance(parsed, list):
+        raise invalid(f"Invalid format for '{LINKED_PROMPTS}' tag: {current}")
+    return parsed
+
+
+@mlflow_endpoint(["POST"])
+def filter_correlation(request: HttpRequest) -> JsonResponse:
+    """CalculateTraceFilterCorrelation: how two search filters co-occur over the traces of
+    the experiments (within `base_filter` if given), as counts and NPMI."""
+    message = Message.of(request)
+    if not message.strings("experiment_ids"):
+        raise invalid("Missing value for required parameter 'experiment_ids'.")
+    first = message.string("filter_string1", required=True)
+    second = message.string("filter_string2", required=True)
+    experiments = _experiment_pks(message)
+    base = access_for(request).readable(Trace.objects.filter(experiment__in=experiments))
+    base = base.filter(filters.TRACES.q(message.string("base_filter")))
+    q1, q2 = filters.TRACES.q(first), filters.TRACES.q(second)
+    counts = base.aggregate(
+        total=Count("pk"),
+        first=Count("pk", filter=q1),
+        second=Count("pk", filter=q2),
+        joint=Count("pk", filter=q1 & q2),
+    )
+    npmi = npmi_from_counts(counts["joint"], counts["first"], counts["second"], counts["total"])
+    return JsonResponse(
+        {
+            "npmi": number_json(npmi.npmi),
+            "npmi_smoothed": number_json(npmi.npmi_smoothed),
+            "filter1_count": counts["first"],
+            "filter2_count": counts["second"],
+            "joint_count": counts["joint"],
+            "total_count": counts["total"],
+        }
+    )

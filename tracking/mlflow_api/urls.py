@@ -72,6 +72,12 @@ urlpatterns = [
     path(V2 + "runs/log-inputs", runs.log_inputs, name="runs-log-inputs"),
     path(V2 + "runs/search", read_only_post(runs.search), name="runs-search"),
     path(V2 + "metrics/get-history", runs.metric_history, name="metrics-get-history"),
+    path(
+        V2 + "metrics/get-history-bulk-interval",
+        runs.metric_history_bulk_interval,
+        name="metrics-get-history-bulk-interval",
+    ),
+    path(V2 + "runs/log-model", runs.log_model, name="runs-log-model"),
     # Logged models
     path(V2 + "logged-models", logged_models.create, name="logged-models-create"),
     path(
@@ -92,6 +98,11 @@ urlpatterns = [
         V2 + "logged-models/<str:model_id>/tags/<path:key>",
         logged_models.delete_tag,
         name="logged-model-tag",
+    ),
+    path(
+        V2 + "logged-models/<str:model_id>/artifacts/directories",
+        artifacts.list_model_artifacts,
+        name="logged-model-artifacts",
     ),
     # The model registry
     path(V2 + "registered-models/create", registry.create_model, name="registered-models-create"),
@@ -146,6 +157,12 @@ urlpatterns = [
         name="traces-batch-get-infos",
     ),
     path(V3 + "traces/delete-traces", traces.delete_traces, name="traces-delete-v3"),
+    path(
+        V3 + "traces/calculate-filter-correlation",
+        read_only_post(traces.filter_correlation),
+        name="traces-filter-correlation",
+    ),
+    path(V3 + "traces/<str:trace_id>/tags", traces.tags, name="trace-tags-v3"),
     path(V3 + "traces/<str:trace_id>/assessments", assessments.create, name="trace-assessments"),
     path(
         V3 + "traces/<str:trace_id>/assessments/<str:assessment_id>",
@@ -155,6 +172,8 @@ urlpatterns = [
     path(V3 + "traces/<str:trace_id>", traces.trace_info, name="trace-info"),
     path(V2 + "traces/delete-traces", traces.delete_traces, name="traces-delete"),
     path(V2 + "traces/<str:trace_id>/tags", traces.tags, name="trace-tags"),
+    path(V2 + "traces/link-to-run", traces.link_to_run, name="traces-link-to-run"),
+    path(V2 + "traces/link-prompts", traces.link_prompts, name="traces-link-prompts"),
     # Evaluation datasets
     path(V3 + "datasets/create", datasets.create, name="datasets-create"),
     path(V3 + "datasets/search", read_only_post(datasets.search), name="datasets-search"),
@@ -194,6 +213,18 @@ urlpatterns = [
     path(V3 + "scorers/delete", scorers.delete, name="scorers-delete"),
     path(V3 + "scorers/online-config", scorers.online_config, name="scorers-online-config"),
     path(V3 + "scorers/online-configs", scorers.online_configs, name="scorers-online-configs"),
+    # Artifacts: a run's listing, and what only cloud storage can do
+    path(V2 + "artifacts/list", artifacts.list_run_artifacts, name="run-artifacts-list"),
+    path(
+        V2 + "artifacts/presigned-upload-url",
+        artifacts.presigned_url,
+        name="artifacts-presigned-upload-url",
+    ),
+    path(
+        V2 + "artifacts/presigned-download-url",
+        artifacts.presigned_url,
+        name="artifacts-presigned-download-url",
+    ),
     # Artifacts (the mlflow-artifacts proxy)
     path(
         "api/2.0/mlflow-artifacts/artifacts",
@@ -204,6 +235,16 @@ urlpatterns = [
         "api/2.0/mlflow-artifacts/artifacts/<path:artifact_path>",
         artifacts.artifact,
         name="artifact",
+    ),
+    re_path(
+        r"^api/2\.0/mlflow-artifacts/mpu/(?:create|complete|abort)/(?P<artifact_path>.+)$",
+        artifacts.multipart_upload,
+        name="artifacts-multipart",
+    ),
+    path(
+        "api/2.0/mlflow-artifacts/presigned/<path:artifact_path>",
+        artifacts.presigned_download,
+        name="artifacts-presigned",
     ),
     # The server itself
     path(V3 + "server-info", server.server_info, name="server-info"),
