@@ -30,6 +30,7 @@ import orjson
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 
+from tracking import cost
 from tracking.models import (
     DEFAULT_EXPERIMENT_ID,
     TRACE_NAME_TAG,
@@ -293,6 +294,10 @@ def store(
     if not trace_ids:
         return StoreResult(trace_ids=[])
 
+    for span in span_by_key.values():
+        # Priced here, before the transaction: on SQLite every other writer waits during it.
+        cost.annotate_span(span.attributes, span.inputs, span.outputs, span.start_ns)
+
     needed = {i.experiment_id for i in info_by_id.values()}
     if spans_by_trace.keys() - info_by_id.keys():
         needed.add(default_experiment_id)
@@ -379,6 +384,12 @@ def _store_locked(
     with connection.cursor() as cursor:
         cursor.executemany(_span_upsert_sql(connection.vendor), rows)
     _refresh_span_counts({pks[trace_id] for trace_id in spans_by_trace})
+    _refresh_costs(
+        pks[trace_id]
+        for trace_id, batch in spans_by_trace.items()
+        if (trace_id in before and before[trace_id]["cost"] is not None)
+        or any(cost.COST_ATTRIBUTE in s.attributes for s in batch)
+    )
     return len(new_with_info) + len(new_from_spans), len(rows)
 
 
@@ -394,6 +405,7 @@ _TRACE_FIELDS = [
     "tags",
     "model_id",
     "total_tokens",
+    "cost",
     "has_info",
 ]
 _SPAN_FIELDS = [
@@ -478,6 +490,7 @@ def _apply_info(trace: Trace, info: TraceInfo) -> None:
     trace.name = (trace.tags.get(TRACE_NAME_TAG) or trace.name or "")[:NAME_MAX_CHARS]
     trace.model_id = trace.metadata.get("mlflow.modelId", "")[:64]
     trace.total_tokens = _total_tokens(trace.metadata.get("mlflow.trace.tokenUsage"))
+    trace.cost = cost.total_of(trace.metadata.get(cost.TRACE_COST_METADATA))
     trace.has_info = True
 
 
@@ -647,6 +660,59 @@ def _recount_sql(vendor: str) -> str:
         f"{total} = CASE WHEN {qn('has_info')} AND {total} IS NOT NULL THEN {total} "
         f"ELSE (SELECT SUM({tokens}) {same_trace}) END "
         f"WHERE {qn('id')} IN ({{pks}})"
+    )
+
+
+def _refresh_costs(trace_pks: Iterable[int]) -> None:
+    """Set `mlflow.trace.cost` and the cost column of traces whose spans carry costs, from
+    all their stored spans: a re-sent span, or a trace's spans arriving over several
+    requests, is counted once, unlike a running sum. Two statements whatever the count."""
+    pks = list(trace_pks)
+    if not pks:
+        return
+    placeholders = ", ".join(["%s"] * len(pks))
+    spans: dict[int, list[tuple[str, str, Any]]] = {pk: [] for pk in pks}
+    with connection.cursor() as cursor:
+        cursor.execute(_span_costs_sql(connection.vendor).replace("{pks}", placeholders), pks)
+        for trace_pk, span_id, parent_id, cost_text in cursor.fetchall():
+            spans[trace_pk].append((span_id, parent_id, _json_value(cost_text)))
+        rows = []
+        for pk, trace_spans in spans.items():
+            total = cost.trace_cost(trace_spans)
+            if total is not None:
+                rows.append((total["total_cost"], _json_text(total), pk))
+        if rows:
+            cursor.executemany(_set_cost_sql(connection.vendor), rows)
+
+
+@functools.cache
+def _span_costs_sql(vendor: str) -> str:
+    qn = connection.ops.quote_name
+    attributes = qn("attributes")
+    if vendor == "postgresql":
+        span_cost = f"({attributes} -> '{cost.COST_ATTRIBUTE}')::text"
+    else:
+        span_cost = f"json_extract({attributes}, '$.\"{cost.COST_ATTRIBUTE}\"')"
+    return (
+        f"SELECT {qn('trace_id')}, {qn('span_id')}, {qn('parent_span_id')}, {span_cost} "
+        f"FROM {qn(Span._meta.db_table)} WHERE {qn('trace_id')} IN ({{pks}})"
+    )
+
+
+@functools.cache
+def _set_cost_sql(vendor: str) -> str:
+    """Sets the one metadata key in SQL rather than saving the row's metadata from memory:
+    a row that a concurrent info request created keeps everything else that info sent."""
+    qn = connection.ops.quote_name
+    metadata = qn("metadata")
+    key = cost.TRACE_COST_METADATA
+    if vendor == "postgresql":  # metadata maps strings to strings: the cost is JSON text
+        new_metadata = f"jsonb_set({metadata}, '{{{key}}}', to_jsonb(%s::text))"
+    else:
+        new_metadata = f"json_set({metadata}, '$.\"{key}\"', %s)"
+    return (
+        f"UPDATE {qn(Trace._meta.db_table)} SET {qn('cost')} = %s, {metadata} = {new_metadata} "
+        f"WHERE {qn('id')} = %s"
     )
 
 
