@@ -151,7 +151,8 @@ def llm_span(span_id: str, attributes: dict, **fields) -> ingest.SpanData:
 
 def root_span() -> ingest.SpanData:
     return ingest.make_span(trace_id=TRACE_ID, span_id=ROOT, parent_span_id="", name="agent",
-                            start_ns=T0, end_ns=T0 + 10 * MS, span_type="AGENT", status="OK")  # fmt: skip
+                            start_ns=T0, end_ns=T0 + 10 * MS, span_type="AGENT",
+                            status="OK")  # fmt: skip
 
 
 def mlflow_call(span_id: str = CALL_1, model: str = "gpt-4o-mini") -> ingest.SpanData:
@@ -191,15 +192,16 @@ def test_a_resent_trace_or_spans_arriving_apart_are_counted_once() -> None:
 def test_the_trace_info_arriving_after_the_spans_keeps_their_cost() -> None:
     experiment = Experiment.objects.create(name="cost")
     ingest.store(spans=[root_span(), mlflow_call()], default_experiment_id=experiment.pk)
+    usage = '{"total_tokens": 1500}'
     info = ingest.TraceInfo(trace_id=TRACE_ID, experiment_id=experiment.pk, state="OK",
                             request_time=datetime.fromtimestamp(T0 / 1e9, UTC),
-                            metadata={"mlflow.trace.tokenUsage": '{"total_tokens": 1500}'})  # fmt: skip
+                            metadata={"mlflow.trace.tokenUsage": usage})  # fmt: skip
     ingest.store([info])
 
     trace = stored_trace()
     assert trace.cost == library_cost("gpt-4o-mini", 1200, 300)["total_cost"]
     assert "mlflow.trace.cost" in trace.metadata
-    assert trace.metadata["mlflow.trace.tokenUsage"] == '{"total_tokens": 1500}'
+    assert trace.metadata["mlflow.trace.tokenUsage"] == usage
 
 
 @pytest.mark.django_db
