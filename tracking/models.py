@@ -988,10 +988,10 @@ class Trace(models.Model):
             models.Index(fields=["state", "-request_time"], name="trace_state_time_idx"),
             models.Index(fields=["name"], name="trace_name_idx"),
             models.Index(fields=["duration_ns"], name="trace_duration_idx"),
-            # Model version statistics (count, errors, latency ranks, tokens per version)
-            # answered from the index alone, without reading trace rows.
+            # Model version statistics (count, errors, latency ranks, tokens and cost per
+            # version) answered from the index alone, without reading trace rows.
             models.Index(
-                fields=["model_id", "state", "duration_ns", "total_tokens"],
+                fields=["model_id", "state", "duration_ns", "total_tokens", "cost"],
                 name="trace_model_stats_idx",
             ),
             # `state = CANCELLED` on the list: a few rows among millions of OK ones, newest

@@ -34,5 +34,14 @@ class Migration(migrations.Migration):
             name="cost",
             field=models.FloatField(blank=True, null=True),
         ),
+        # Version statistics sum and average the cost from the index alone, as tokens.
+        migrations.RemoveIndex(model_name="trace", name="trace_model_stats_idx"),
+        migrations.AddIndex(
+            model_name="trace",
+            index=models.Index(
+                fields=["model_id", "state", "duration_ns", "total_tokens", "cost"],
+                name="trace_model_stats_idx",
+            ),
+        ),
         migrations.RunPython(_forward, _backward),
     ]
