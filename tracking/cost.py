@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import functools
 import math
-from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 import genai_prices
@@ -49,6 +49,7 @@ _TOKEN_KEYS = (
 # MLflow skips its own routing ids: no price list knows them.
 _SKIP_PREFIXES = ("gateway:/", "endpoints:/")
 _MAX_TOKENS = 2**53
+_MILLION = 1_000_000
 
 
 def span_model(
@@ -120,8 +121,20 @@ def price(
     if found is None:
         return None
     library_provider, library_model = found
+    when = when or datetime.now(UTC)
     cache_read = usage.get("cache_read_input_tokens")
     cache_write = usage.get("cache_creation_input_tokens")
+    if not (cache_read or cache_write):
+        # The common case, plain text tokens at flat per-million rates, is the library's own
+        # arithmetic (rate * count / 1e6 in Decimal) on the rates it picks for the moment of
+        # the call; its general calculation costs ~100 us a span, most of an ingest's time.
+        model_price = library_model.get_prices(when)
+        rates = getattr(model_price, "input_mtok", None), getattr(model_price, "output_mtok", None)
+        if all(isinstance(rate, Decimal) for rate in rates):
+            return _cost(
+                float(rates[0] * input_tokens / _MILLION),
+                float(rates[1] * output_tokens / _MILLION),
+            )
     counts = {"input_tokens": input_tokens, "output_tokens": output_tokens}
     # Cached tokens are part of the input count (MLflow's usage, like OpenAI's), priced lower.
     if cache_read and cache_read <= input_tokens:
@@ -132,7 +145,7 @@ def price(
         calculation = library_model.calc_price(
             genai_prices.Usage(**counts),
             library_provider,
-            genai_request_timestamp=when or datetime.now(UTC),
+            genai_request_timestamp=when,
             auto_update_timestamp=None,
         )
     except (ValueError, LookupError, ArithmeticError):
@@ -186,35 +199,54 @@ def annotate_span(
 
 def valid_cost(value: Any) -> dict[str, float] | None:
     """A stored or client-sent cost dict with its three finite numbers, else None."""
-    if not isinstance(value, dict):
+    if type(value) is not dict:
         return None
-    numbers = [value.get(key, 0.0) for key in COST_KEYS]
-    if not all(type(n) in (int, float) and math.isfinite(n) for n in numbers):
-        return None
-    return dict(zip(COST_KEYS, map(float, numbers), strict=True))
+    # A missing key counts as 0.0, as in MLflow's aggregation.
+    numbers = (
+        value.get("input_cost", 0.0),
+        value.get("output_cost", 0.0),
+        value.get("total_cost", 0.0),
+    )
+    for number in numbers:
+        if type(number) not in _NUMBER_TYPES or not math.isfinite(number):
+            return None
+    return {"input_cost": numbers[0], "output_cost": numbers[1], "total_cost": numbers[2]}
+
+
+_NUMBER_TYPES = (int, float)
 
 
 def trace_cost(spans: Iterable[tuple[str, str, Any]]) -> dict[str, float] | None:
     """The trace's cost from its spans' (span_id, parent_span_id, cost): MLflow's tree-aware
     sum, which skips a span whose ancestor already has a cost (a rolled-up parent counts
     once, not again with its children). None when no span has a cost."""
-    nodes = [(span_id, parent, valid_cost(cost)) for span_id, parent, cost in spans]
-    ids = {span_id for span_id, _, _ in nodes}
-    children: defaultdict[str, list[tuple[str, str, Any]]] = defaultdict(list)
-    roots = []
-    for node in nodes:
-        (children[node[1]] if node[1] and node[1] in ids else roots).append(node)
+    parents: dict[str, str] = {}
+    priced: dict[str, dict[str, float]] = {}
+    for span_id, parent, span_cost in spans:
+        parents[span_id] = parent
+        if span_cost is not None and (valid := valid_cost(span_cost)) is not None:
+            priced[span_id] = valid
+    if not priced:
+        return None
     totals = dict.fromkeys(COST_KEYS, 0.0)
-    found = False
-    stack = [(node, False) for node in roots]
-    while stack:  # iterative: traces may nest thousands of levels deep
-        (span_id, _, cost), priced_above = stack.pop()
-        if cost is not None and not priced_above:
+    for span_id, span_cost in priced.items():
+        if not _has_priced_ancestor(span_id, parents, priced):
             for key in COST_KEYS:
-                totals[key] += cost[key]
-            found = True
-        stack.extend((child, priced_above or cost is not None) for child in children[span_id])
-    return totals if found else None
+                totals[key] += span_cost[key]
+    return totals
+
+
+def _has_priced_ancestor(span_id: str, parents: dict[str, str], priced: dict) -> bool:
+    # Walked up from the few priced spans rather than down from the root over every span;
+    # `seen` ends the walk on a (malformed) cycle of parent ids.
+    seen = {span_id}
+    parent = parents.get(span_id)
+    while parent and parent not in seen:
+        if parent in priced:
+            return True
+        seen.add(parent)
+        parent = parents.get(parent)
+    return False
 
 
 def total_of(metadata_cost: str | None) -> float | None:

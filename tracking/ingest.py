@@ -383,12 +383,15 @@ def _store_locked(
     rows = [_span_params(s, pks[s.trace_id]) for s in span_by_key.values()]
     with connection.cursor() as cursor:
         cursor.executemany(_span_upsert_sql(connection.vendor), rows)
-    _refresh_span_counts({pks[trace_id] for trace_id in spans_by_trace})
+    span_counts = _refresh_span_counts({pks[trace_id] for trace_id in spans_by_trace})
     _refresh_costs(
-        pks[trace_id]
-        for trace_id, batch in spans_by_trace.items()
-        if (trace_id in before and before[trace_id]["cost"] is not None)
-        or any(cost.COST_ATTRIBUTE in s.attributes for s in batch)
+        {
+            pks[trace_id]: batch
+            for trace_id, batch in spans_by_trace.items()
+            if (trace_id in before and before[trace_id]["cost"] is not None)
+            or any(cost.COST_ATTRIBUTE in s.attributes for s in batch)
+        },
+        span_counts,
     )
     return len(new_with_info) + len(new_from_spans), len(rows)
 
@@ -624,15 +627,17 @@ def _capped_attributes(attributes: dict[str, Any], cap: int) -> str:
     return _json_text(capped)
 
 
-def _refresh_span_counts(trace_pks: Iterable[int]) -> None:
+def _refresh_span_counts(trace_pks: Iterable[int]) -> dict[int, int]:
     """Recount the touched traces' spans, and their tokens where no info gave a total, in one
-    UPDATE with correlated subqueries (a re-sent span is counted once, unlike a running sum)."""
+    UPDATE with correlated subqueries (a re-sent span is counted once, unlike a running sum).
+    Answers each trace's span count."""
     pks = list(trace_pks)
     if not pks:
-        return
+        return {}
     sql = _recount_sql(connection.vendor).replace("{pks}", ", ".join(["%s"] * len(pks)))
     with connection.cursor() as cursor:
         cursor.execute(sql, pks)
+        return dict(cursor.fetchall())
 
 
 @functools.cache
@@ -659,23 +664,35 @@ def _recount_sql(vendor: str) -> str:
         f"UPDATE {trace} SET {qn('span_count')} = (SELECT COUNT(*) {same_trace}), "
         f"{total} = CASE WHEN {qn('has_info')} AND {total} IS NOT NULL THEN {total} "
         f"ELSE (SELECT SUM({tokens}) {same_trace}) END "
-        f"WHERE {qn('id')} IN ({{pks}})"
+        f"WHERE {qn('id')} IN ({{pks}}) RETURNING {qn('id')}, {qn('span_count')}"
     )
 
 
-def _refresh_costs(trace_pks: Iterable[int]) -> None:
+def _refresh_costs(batches: dict[int, list[SpanData]], span_counts: dict[int, int]) -> None:
     """Set `mlflow.trace.cost` and the cost column of traces whose spans carry costs, from
     all their stored spans: a re-sent span, or a trace's spans arriving over several
-    requests, is counted once, unlike a running sum. Two statements whatever the count."""
-    pks = list(trace_pks)
-    if not pks:
+    requests, is counted once, unlike a running sum.
+
+    A trace whose stored spans are all in this batch (the usual request: the whole trace,
+    or its first spans) is summed from the batch; only the others read their stored spans.
+    """
+    if not batches:
         return
-    placeholders = ", ".join(["%s"] * len(pks))
-    spans: dict[int, list[tuple[str, str, Any]]] = {pk: [] for pk in pks}
+    spans: dict[int, list[tuple[str, str, Any]]] = {}
+    stored = []
+    for pk, batch in batches.items():
+        if span_counts.get(pk) == len(batch):
+            spans[pk] = [(s.span_id, s.parent_span_id, s.attributes.get(cost.COST_ATTRIBUTE))
+                         for s in batch]  # fmt: skip
+        else:
+            spans[pk] = []
+            stored.append(pk)
     with connection.cursor() as cursor:
-        cursor.execute(_span_costs_sql(connection.vendor).replace("{pks}", placeholders), pks)
-        for trace_pk, span_id, parent_id, cost_text in cursor.fetchall():
-            spans[trace_pk].append((span_id, parent_id, _json_value(cost_text)))
+        if stored:
+            sql = _span_costs_sql(connection.vendor)
+            cursor.execute(sql.replace("{pks}", ", ".join(["%s"] * len(stored))), stored)
+            for trace_pk, span_id, parent_id, cost_text in cursor.fetchall():
+                spans[trace_pk].append((span_id, parent_id, _json_value(cost_text)))
         rows = []
         for pk, trace_spans in spans.items():
             total = cost.trace_cost(trace_spans)

@@ -92,6 +92,22 @@ def test_the_library_prices_known_counts() -> None:
     )
 
 
+def test_tiered_and_cached_prices_are_the_librarys_own_calculation() -> None:
+    # Past 200k input tokens gemini-2.5-pro costs more per token: not a flat rate.
+    tiered = {"input_tokens": 300_000, "output_tokens": 10}
+    assert cost.price("gemini-2.5-pro", tiered) == library_cost("gemini-2.5-pro", 300_000, 10)
+    cached = {"input_tokens": 1000, "output_tokens": 10, "cache_read_input_tokens": 800}
+    calculation = genai_prices.calc_price(
+        genai_prices.Usage(input_tokens=1000, output_tokens=10, cache_read_tokens=800),
+        "gpt-4o-mini",
+    )
+    assert cost.price("gpt-4o-mini", cached)["input_cost"] == float(calculation.input_price)
+    assert (
+        cost.price("gpt-4o-mini", cached)["input_cost"]
+        < cost.price("gpt-4o-mini", {"input_tokens": 1000, "output_tokens": 10})["input_cost"]
+    )
+
+
 def test_an_unknown_model_has_no_cost_not_a_zero_cost() -> None:
     assert cost.price("my-own-llama-7b", {"input_tokens": 10, "output_tokens": 5}) is None
     assert cost.price("gateway:/chat", {"input_tokens": 10, "output_tokens": 5}) is None
