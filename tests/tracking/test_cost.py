@@ -8,10 +8,12 @@ from datetime import UTC, datetime
 
 import genai_prices
 import pytest
+from django.core.exceptions import ImproperlyConfigured
 from django.test import override_settings
 
 from tracking import cost, ingest
 from tracking.models import Experiment, Span, Trace
+from webapp.settings import _model_prices
 
 TRACE_ID = "tr-" + "c0" * 16
 T0 = 1_780_000_000_000_000_000
@@ -135,6 +137,16 @@ def test_configured_prices_win_over_the_library() -> None:
         "output_cost": 0.0,
         "total_cost": 0.5,
     }
+
+
+def test_the_prices_setting_is_checked_when_the_server_starts() -> None:
+    assert _model_prices("") == {}
+    assert _model_prices('{"llama": {"input": 0.2, "output": 1}}') == {
+        "llama": {"input": 0.2, "output": 1}
+    }
+    for bad in ("{", "[1]", '{"llama": 0.2}', '{"llama": {"in": 1}}', '{"llama": {"input": -1}}'):
+        with pytest.raises(ImproperlyConfigured, match="SPYGLASS_MODEL_PRICES"):
+            _model_prices(bad)
 
 
 def test_a_cost_the_client_sent_is_kept() -> None:
