@@ -83,6 +83,7 @@ _TRACE_LIST_FIELDS = (
     "duration_ns",
     "span_count",
     "total_tokens",
+    "cost",
     "model_id",
     "request_preview",
     "response_preview",

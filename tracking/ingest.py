@@ -30,6 +30,7 @@ import orjson
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 
+from tracking import cost
 from tracking.models import (
     DEFAULT_EXPERIMENT_ID,
     TRACE_NAME_TAG,
@@ -293,6 +294,10 @@ def store(
     if not trace_ids:
         return StoreResult(trace_ids=[])
 
+    for span in span_by_key.values():
+        # Priced here, before the transaction: on SQLite every other writer waits during it.
+        cost.annotate_span(span.attributes, span.inputs, span.outputs, span.start_ns)
+
     needed = {i.experiment_id for i in info_by_id.values()}
     if spans_by_trace.keys() - info_by_id.keys():
         needed.add(default_experiment_id)
@@ -378,7 +383,16 @@ def _store_locked(
     rows = [_span_params(s, pks[s.trace_id]) for s in span_by_key.values()]
     with connection.cursor() as cursor:
         cursor.executemany(_span_upsert_sql(connection.vendor), rows)
-    _refresh_span_counts({pks[trace_id] for trace_id in spans_by_trace})
+    span_counts = _refresh_span_counts({pks[trace_id] for trace_id in spans_by_trace})
+    _refresh_costs(
+        {
+            pks[trace_id]: batch
+            for trace_id, batch in spans_by_trace.items()
+            if (trace_id in before and before[trace_id]["cost"] is not None)
+            or any(cost.COST_ATTRIBUTE in s.attributes for s in batch)
+        },
+        span_counts,
+    )
     return len(new_with_info) + len(new_from_spans), len(rows)
 
 
@@ -394,6 +408,7 @@ _TRACE_FIELDS = [
     "tags",
     "model_id",
     "total_tokens",
+    "cost",
     "has_info",
 ]
 _SPAN_FIELDS = [
@@ -478,6 +493,7 @@ def _apply_info(trace: Trace, info: TraceInfo) -> None:
     trace.name = (trace.tags.get(TRACE_NAME_TAG) or trace.name or "")[:NAME_MAX_CHARS]
     trace.model_id = trace.metadata.get("mlflow.modelId", "")[:64]
     trace.total_tokens = _total_tokens(trace.metadata.get("mlflow.trace.tokenUsage"))
+    trace.cost = cost.total_of(trace.metadata.get(cost.TRACE_COST_METADATA))
     trace.has_info = True
 
 
@@ -611,15 +627,17 @@ def _capped_attributes(attributes: dict[str, Any], cap: int) -> str:
     return _json_text(capped)
 
 
-def _refresh_span_counts(trace_pks: Iterable[int]) -> None:
+def _refresh_span_counts(trace_pks: Iterable[int]) -> dict[int, int]:
     """Recount the touched traces' spans, and their tokens where no info gave a total, in one
-    UPDATE with correlated subqueries (a re-sent span is counted once, unlike a running sum)."""
+    UPDATE with correlated subqueries (a re-sent span is counted once, unlike a running sum).
+    Answers each trace's span count."""
     pks = list(trace_pks)
     if not pks:
-        return
+        return {}
     sql = _recount_sql(connection.vendor).replace("{pks}", ", ".join(["%s"] * len(pks)))
     with connection.cursor() as cursor:
         cursor.execute(sql, pks)
+        return dict(cursor.fetchall())
 
 
 @functools.cache
@@ -646,7 +664,72 @@ def _recount_sql(vendor: str) -> str:
         f"UPDATE {trace} SET {qn('span_count')} = (SELECT COUNT(*) {same_trace}), "
         f"{total} = CASE WHEN {qn('has_info')} AND {total} IS NOT NULL THEN {total} "
         f"ELSE (SELECT SUM({tokens}) {same_trace}) END "
-        f"WHERE {qn('id')} IN ({{pks}})"
+        f"WHERE {qn('id')} IN ({{pks}}) RETURNING {qn('id')}, {qn('span_count')}"
+    )
+
+
+def _refresh_costs(batches: dict[int, list[SpanData]], span_counts: dict[int, int]) -> None:
+    """Set `mlflow.trace.cost` and the cost column of traces whose spans carry costs, from
+    all their stored spans: a re-sent span, or a trace's spans arriving over several
+    requests, is counted once, unlike a running sum.
+
+    A trace whose stored spans are all in this batch (the usual request: the whole trace,
+    or its first spans) is summed from the batch; only the others read their stored spans.
+    """
+    if not batches:
+        return
+    spans: dict[int, list[tuple[str, str, Any]]] = {}
+    stored = []
+    for pk, batch in batches.items():
+        if span_counts.get(pk) == len(batch):
+            spans[pk] = [(s.span_id, s.parent_span_id, s.attributes.get(cost.COST_ATTRIBUTE))
+                         for s in batch]  # fmt: skip
+        else:
+            spans[pk] = []
+            stored.append(pk)
+    with connection.cursor() as cursor:
+        if stored:
+            sql = _span_costs_sql(connection.vendor)
+            cursor.execute(sql.replace("{pks}", ", ".join(["%s"] * len(stored))), stored)
+            for trace_pk, span_id, parent_id, cost_text in cursor.fetchall():
+                spans[trace_pk].append((span_id, parent_id, _json_value(cost_text)))
+        rows = []
+        for pk, trace_spans in spans.items():
+            total = cost.trace_cost(trace_spans)
+            if total is not None:
+                rows.append((total["total_cost"], _json_text(total), pk))
+        if rows:
+            cursor.executemany(_set_cost_sql(connection.vendor), rows)
+
+
+@functools.cache
+def _span_costs_sql(vendor: str) -> str:
+    qn = connection.ops.quote_name
+    attributes = qn("attributes")
+    if vendor == "postgresql":
+        span_cost = f"({attributes} -> '{cost.COST_ATTRIBUTE}')::text"
+    else:
+        span_cost = f"json_extract({attributes}, '$.\"{cost.COST_ATTRIBUTE}\"')"
+    return (
+        f"SELECT {qn('trace_id')}, {qn('span_id')}, {qn('parent_span_id')}, {span_cost} "
+        f"FROM {qn(Span._meta.db_table)} WHERE {qn('trace_id')} IN ({{pks}})"
+    )
+
+
+@functools.cache
+def _set_cost_sql(vendor: str) -> str:
+    """Sets the one metadata key in SQL rather than saving the row's metadata from memory:
+    a row that a concurrent info request created keeps everything else that info sent."""
+    qn = connection.ops.quote_name
+    metadata = qn("metadata")
+    key = cost.TRACE_COST_METADATA
+    if vendor == "postgresql":  # metadata maps strings to strings: the cost is JSON text
+        new_metadata = f"jsonb_set({metadata}, '{{{key}}}', to_jsonb(%s::text))"
+    else:
+        new_metadata = f"json_set({metadata}, '$.\"{key}\"', %s)"
+    return (
+        f"UPDATE {qn(Trace._meta.db_table)} SET {qn('cost')} = %s, {metadata} = {new_metadata} "
+        f"WHERE {qn('id')} = %s"
     )
 
 

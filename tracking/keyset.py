@@ -13,6 +13,7 @@ column or JSON key they like, where no index could serve a keyset.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -68,7 +69,12 @@ def page(
 # --- The trace list page: sorts and `value|pk` cursors ---------------------------------------
 
 # Sort key in the URL -> the column it orders by.
-SORT_COLUMNS = {"time": "request_time", "duration": "duration_ns", "tokens": "total_tokens"}
+SORT_COLUMNS = {
+    "time": "request_time",
+    "duration": "duration_ns",
+    "tokens": "total_tokens",
+    "cost": "cost",
+}
 DEFAULT_SORT = "-time"
 _CURSOR_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 _NULL = "null"
@@ -76,7 +82,7 @@ _NULL = "null"
 
 @dataclass(frozen=True)
 class Sort:
-    key: str  # time, duration, tokens
+    key: str  # time, duration, tokens, cost
     descending: bool
 
     @classmethod
@@ -119,7 +125,7 @@ class Sort:
             text = str(value)
         return f"{text}|{trace.pk}"
 
-    def parse_cursor(self, cursor: str) -> tuple[datetime | int | None, int]:
+    def parse_cursor(self, cursor: str) -> tuple[datetime | float | None, int]:
         """`<value>|<pk>` -> (value, pk); ValueError when malformed."""
         text, _, pk_text = cursor.rpartition("|")
         pk = int(pk_text)
@@ -128,7 +134,14 @@ class Sort:
             if moment.tzinfo is None:
                 raise ValueError("cursor time needs a time zone")
             return moment, pk
-        return (None if text == _NULL else int(text)), pk
+        if text == _NULL:
+            return None, pk
+        if self.key == "cost":  # dollars; str() of a float reads back as the same float
+            value = float(text)
+            if not math.isfinite(value):
+                raise ValueError("cursor cost must be a number")
+            return value, pk
+        return int(text), pk
 
     def after(self, cursor: str) -> Q:
         """Rows after `cursor` in this order; ValueError when malformed."""

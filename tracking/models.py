@@ -970,6 +970,9 @@ class Trace(models.Model):
     # Copied out of metadata so that lists can filter, sort and group on plain indexed columns.
     model_id = models.CharField(max_length=64, blank=True)  # indexed by trace_model_time_idx
     total_tokens = models.BigIntegerField(null=True, blank=True)
+    # Dollars, the `total_cost` of `mlflow.trace.cost` (tracking/cost.py); null when no span's
+    # model has a known price, which is not a cost of zero.
+    cost = models.FloatField(null=True, blank=True)
     span_count = models.IntegerField(default=0)
     # True once a client sent the trace info itself (StartTraceV3); until then the columns
     # above are derived from spans, and derived values never overwrite sent ones.
@@ -989,10 +992,10 @@ class Trace(models.Model):
             models.Index(fields=["state", "-request_time"], name="trace_state_time_idx"),
             models.Index(fields=["name"], name="trace_name_idx"),
             models.Index(fields=["duration_ns"], name="trace_duration_idx"),
-            # Model version statistics (count, errors, latency ranks, tokens per version)
-            # answered from the index alone, without reading trace rows.
+            # Model version statistics (count, errors, latency ranks, tokens and cost per
+            # version) answered from the index alone, without reading trace rows.
             models.Index(
-                fields=["model_id", "state", "duration_ns", "total_tokens"],
+                fields=["model_id", "state", "duration_ns", "total_tokens", "cost"],
                 name="trace_model_stats_idx",
             ),
             # `state = CANCELLED` on the list: a few rows among millions of OK ones, newest
@@ -1006,7 +1009,7 @@ class Trace(models.Model):
         # Not declared here because they differ per database, see migrations 0003 and 0004:
         # free text on the previews (SQLite: an FTS5 table kept in sync by triggers, which a
         # table rebuild on SQLite would drop; PostgreSQL: pg_trgm GIN indexes), the
-        # (total_tokens, id) sort index and PostgreSQL's NULLS FIRST sort indexes.
+        # (total_tokens, id) and (cost, id) sort indexes and PostgreSQL's NULLS FIRST ones.
 
     def __str__(self) -> str:
         return self.trace_id

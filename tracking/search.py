@@ -5,6 +5,7 @@
     model = support-agent@champion   # a registered model, its alias or `/3` its version
     time > -1h and "refund"          # a bare word or quoted string searches the previews
     span.attributes.llm.model ~ gpt and tokens >= 1000
+    cost > 0.01                      # dollars ($0.01 too); a trace with no known price has none
     state in (OK, IN_PROGRESS)
     state = CANCELLED                # stopped on purpose (OK + spyglass.cancelled); `status` too
 
@@ -83,6 +84,7 @@ FIELDS = {
     "duration": _ORDERED_OPERATORS,
     "time": _ORDERING_OPERATORS,
     "tokens": _ORDERED_OPERATORS,
+    "cost": _ORDERED_OPERATORS,
     "model": _TEXT_OPERATORS,
     "span.name": _TEXT_OPERATORS,
     "span.type": _TEXT_OPERATORS,
@@ -460,6 +462,8 @@ def _comparison(node: Comparison, now: datetime) -> Q:
         return _apply(op, "duration_ns", [_duration_ns(v, p) for v, p in _pairs(node)])
     if field == "tokens":
         return _apply(op, "total_tokens", [_integer(v, p) for v, p in _pairs(node)])
+    if field == "cost":
+        return _apply(op, "cost", [_dollars(v, p) for v, p in _pairs(node)])
     if field == "time":
         return _apply(op, "request_time", [_time(v, p, now) for v, p in _pairs(node)])
     if field == "model":
@@ -590,6 +594,16 @@ def _integer(value: str, position: int) -> int:
     if not cleaned.isdigit():
         raise SearchError(f"expected a whole number, found '{value}'", position)
     return _bounded(int(cleaned), value, position)
+
+
+_DOLLARS = re.compile(r"\$?(\d+(?:\.\d*)?|\.\d+)")
+
+
+def _dollars(value: str, position: int) -> float:
+    match = _DOLLARS.fullmatch(value.replace("_", ""))
+    if not match:
+        raise SearchError(f"expected an amount of dollars like 0.01, found '{value}'", position)
+    return float(match.group(1))
 
 
 def _bounded(number: int, value: str, position: int) -> int:

@@ -298,6 +298,7 @@ class TraceListSerializer(serializers.ModelSerializer):
             "duration_ms",
             "span_count",
             "total_tokens",
+            "cost",
             "model_id",
             "request_preview",
             "response_preview",

@@ -23,6 +23,7 @@ from django.db.models import (
     Max,
     Q,
     QuerySet,
+    Sum,
     Value,
     Window,
 )
@@ -38,6 +39,7 @@ HISTOGRAM_BUCKETS = 24
 class TraceCounts:
     count: int = 0
     errors: int = 0
+    cost: float | None = None  # dollars, summed over the traces with a known cost
 
     @property
     def error_rate(self) -> float | None:
@@ -48,6 +50,7 @@ class TraceCounts:
 class TraceStats(TraceCounts):
     timed: int = 0  # traces with a duration (finished ones)
     avg_tokens: float | None = None
+    avg_cost: float | None = None  # dollars per trace, among the traces with a known cost
     max_ns: int | None = None
     percentiles: dict[float, float] = field(default_factory=dict)  # q -> duration in ns
     histogram: list[int] = field(default_factory=list)
@@ -81,9 +84,13 @@ def trace_counts(
         .values("model_id")
         # COUNT(*) and COUNT(model_id), not COUNT(id): an index on (model_id, state, ...)
         # without the id can then answer alone (star cannot take a filter).
-        .annotate(n=Count("*"), errors=Count("model_id", filter=Q(state=TraceState.ERROR)))
+        .annotate(
+            n=Count("*"),
+            errors=Count("model_id", filter=Q(state=TraceState.ERROR)),
+            cost=Sum("cost"),
+        )
     )
-    return {row["model_id"]: TraceCounts(row["n"], row["errors"]) for row in rows}
+    return {row["model_id"]: TraceCounts(row["n"], row["errors"], row["cost"]) for row in rows}
 
 
 def rank_offsets(n: int, q: float) -> tuple[int, int, float]:
@@ -113,12 +120,15 @@ def trace_stats(
         errors=Count("model_id", filter=Q(state=TraceState.ERROR)),
         timed=Count("duration_ns"),
         avg_tokens=Avg("total_tokens"),
+        avg_cost=Avg("cost"),
+        cost=Sum("cost"),
         max_ns=Max("duration_ns"),
     )
     for row in rows:
         s = stats[row["model_id"]]
         s.count, s.errors, s.timed = row["n"], row["errors"], row["timed"]
         s.avg_tokens, s.max_ns = row["avg_tokens"], row["max_ns"]
+        s.avg_cost, s.cost = row["avg_cost"], row["cost"]
     timed = {model_id: s.timed for model_id, s in stats.items() if s.timed}
     if not timed:
         return stats

@@ -8,6 +8,8 @@ REDIS_URL and SECRET_KEY.
 from __future__ import annotations
 
 import base64
+import json
+import math
 import os
 import secrets
 from pathlib import Path
@@ -262,6 +264,32 @@ SPYGLASS_MAX_PAGE_BYTES = env.int("SPYGLASS_MAX_PAGE_BYTES", default=2 * 1024 * 
 # A span's inputs, outputs, events (and each attribute value) are stored up to this many
 # bytes of JSON; a bigger one is replaced by a marker with its size and its beginning.
 SPYGLASS_MAX_SPAN_FIELD_BYTES = env.int("SPYGLASS_MAX_SPAN_FIELD_BYTES", default=1024 * 1024)
+
+
+def _model_prices(text: str) -> dict[str, dict[str, float]]:
+    """SPYGLASS_MODEL_PRICES checked at startup: a typo fails loudly here, not as a cost
+    silently missing from every trace."""
+    if not text.strip():
+        return {}
+    problem = 'SPYGLASS_MODEL_PRICES must be JSON like {"my-model": {"input": 0.2, "output": 0.6}}'
+    try:
+        prices = json.loads(text)
+    except ValueError:
+        raise ImproperlyConfigured(problem) from None
+    if not isinstance(prices, dict):
+        raise ImproperlyConfigured(problem)
+    for model, price in prices.items():
+        if not isinstance(price, dict) or not price or set(price) - {"input", "output"}:
+            raise ImproperlyConfigured(f"{problem} ({model!r})")
+        for value in price.values():
+            if type(value) not in (int, float) or not math.isfinite(value) or value < 0:
+                raise ImproperlyConfigured(f"{problem} ({model!r}: dollars per million tokens)")
+    return prices
+
+
+# Prices of self-hosted (or privately priced) models, in dollars per million tokens, as JSON:
+# {"my-llama": {"input": 0.2, "output": 0.6}}. They win over the genai-prices library's.
+SPYGLASS_MODEL_PRICES = _model_prices(env.str("SPYGLASS_MODEL_PRICES", default=""))
 # Spans one OTLP request may carry (exporters send batches of 512 by default). Their Python
 # objects, not the body, are what a request of many tiny spans costs: with this cap and the
 # 32 MB body cap, six concurrent maximal requests fit the memory README.md plans per web worker.

@@ -214,7 +214,7 @@ def test_experiment_retrieve_of_unknown_id_is_404(client, experiment_id):
 
 def test_trace_list_is_newest_first_with_light_rows(client, experiment):
     make_trace(experiment, 1)
-    make_trace(experiment, 2, tags={"env": "prod"}, model_id="m-1", total_tokens=42)
+    make_trace(experiment, 2, tags={"env": "prod"}, model_id="m-1", total_tokens=42, cost=0.25)
 
     response = client.get("/api/v1/traces/")
 
@@ -232,6 +232,7 @@ def test_trace_list_is_newest_first_with_light_rows(client, experiment):
         "duration_ms": 1500.0,
         "span_count": 0,
         "total_tokens": 42,
+        "cost": 0.25,
         "model_id": "m-1",
         "request_preview": '{"question": "hi"}',
         "response_preview": "",

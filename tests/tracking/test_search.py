@@ -117,6 +117,8 @@ def test_mlflow_spellings_of_tags_are_accepted():
         ("duration > 2parsecs", 11, "expected a duration like 2s"),
         ("tokens > many", 9, "expected a whole number, found 'many'"),
         ("tokens > 99999999999999999999", 9, "too large"),
+        ("cost > cheap", 7, "expected an amount of dollars like 0.01, found 'cheap'"),
+        ("cost > -1", 7, "expected an amount of dollars"),
         ("time > yesterday", 7, "expected a time like -1h"),
         ("time > -3y", 7, "unknown time unit 'y'"),
         ("time = -1h", 5, "time does not take ="),
@@ -314,6 +316,18 @@ def test_tokens_compare_as_numbers(experiment):
     assert names("tokens > 100") == ["big"]
     assert names("tokens <= 1_500") == ["big", "small"]
     assert names("tokens != 90") == ["big", "unknown"]
+
+
+@pytest.mark.django_db
+def test_cost_compares_dollars_and_an_unknown_cost_is_not_zero(experiment):
+    make_trace(experiment, 1, name="cheap", cost=0.0004)
+    make_trace(experiment, 2, name="dear", cost=0.25)
+    make_trace(experiment, 3, name="unpriced", cost=None)
+
+    assert names("cost > 0.01") == ["dear"]
+    assert names("cost <= $0.25") == ["cheap", "dear"]
+    assert names("cost < .001") == ["cheap"]
+    assert names("cost >= 0") == ["cheap", "dear"]
 
 
 @pytest.mark.django_db

@@ -83,6 +83,24 @@ def tokens(count: int | None) -> str:
 
 
 @register.filter
+def dollars(amount: float | None) -> str:
+    """A cost in dollars: cents for a dollar or more, two significant digits below a cent
+    (LLM calls often cost fractions of one); a dash when unknown, which is not $0."""
+    if amount is None or amount == "":
+        return EMPTY
+    amount = float(amount)
+    if amount == 0:
+        return "$0.00"
+    if abs(amount) >= 1:
+        return f"${amount:,.2f}"
+    if abs(amount) >= 0.01:  # up to four decimals, at least two: $0.50, $0.0123
+        whole, _, cents = f"{amount:.4f}".partition(".")
+        return f"${whole}.{cents.rstrip('0').ljust(2, '0')}"
+    decimals = min(10, 1 - math.floor(math.log10(abs(amount))))
+    return f"${amount:.{decimals}f}"
+
+
+@register.filter
 def short_sha(commit: str | None) -> str:
     return (commit or "")[:7]
 

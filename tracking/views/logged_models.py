@@ -33,6 +33,7 @@ from tracking.models import (
 )
 from tracking.permissions import page_reads
 from tracking.templatetags.tracking_format import (
+    dollars,
     json_value,
     metric,
     model_url,
@@ -116,6 +117,7 @@ def _prepare_row(
     version.number_label = str(group_number or version.number)
     version.name_label = f"{version.name} v{version.number}"
     version.error_label = percent(counts.error_rate) if counts else "—"
+    version.cost_label = dollars(counts.cost if counts else None)
     version.url = model_url(version.model_id)
     version.short_id = version.model_id[:14]
     version.description_excerpt = markdown.excerpt(version.description)

@@ -26,7 +26,7 @@ from tracking.compare import (
     match_answers,
 )
 from tracking.models import LoggedModel, Metric, Trace
-from tracking.templatetags.tracking_format import duration, metric
+from tracking.templatetags.tracking_format import dollars, duration, metric
 from tracking.trace_stats import TraceStats, trace_stats
 from webapp.htmx import HtmxHttpRequest, render_page
 
@@ -77,6 +77,7 @@ STAT_ROWS: list[tuple[str, str, int, Callable[[Any], str]]] = [
     ("Latency p95", "p95", -1, duration),
     ("Latency p99", "p99", -1, duration),
     ("Tokens per trace", "avg_tokens", 0, _tokens),
+    ("Cost per trace", "avg_cost", -1, dollars),
 ]
 
 

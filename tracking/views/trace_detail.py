@@ -18,7 +18,7 @@ from django.urls import reverse
 from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_safe
 
-from tracking import chat, json_tree, waterfall
+from tracking import chat, cost, json_tree, waterfall
 from tracking.ingest import TRUNCATED
 from tracking.models import Assessment, LoggedModel, Span, Trace
 from tracking.permissions import page_reads
@@ -121,8 +121,25 @@ def span_detail(request: HtmxHttpRequest, trace_id: str, span_id: str) -> HttpRe
         "events": [_event(e, span.start_ns) for e in events if isinstance(e, dict)],
         "truncated": _truncated(span),
         "partial": wants_fragment(request),
+        **_usage_and_cost(span),
     }
     return render_page(request, "tracking/span_detail.html", context, fragment="span-detail")
+
+
+def _usage_and_cost(span: Span) -> dict:
+    """An LLM span's tokens, model and cost (as stored at ingest) for its facts."""
+    attributes = span.attributes if isinstance(span.attributes, dict) else {}
+    usage = cost.span_usage(attributes)
+    if usage is None:
+        return {}
+    total = usage.get("total_tokens")
+    if total is None:
+        total = usage.get("input_tokens", 0) + usage.get("output_tokens", 0)
+    return {
+        "usage": {**usage, "total": total},
+        "cost": cost.valid_cost(attributes.get(cost.COST_ATTRIBUTE)),
+        "model": cost.span_model(attributes, span.inputs, span.outputs),
+    }
 
 
 @page_reads("trace", "trace_id")

@@ -39,11 +39,12 @@ COLUMNS = {
     "state": "State",
     "duration": "Duration",
     "tokens": "Tokens",
+    "cost": "Cost",
     "spans": "Spans",
     "model": "Model",
     "tags": "Tags",
 }
-DEFAULT_COLUMNS = ("time", "request", "state", "duration", "tokens", "model")
+DEFAULT_COLUMNS = ("time", "request", "state", "duration", "tokens", "cost", "model")
 _COLUMNS_SESSION_KEY = "trace_list_columns"
 STATE_LABELS = {
     "OK": "OK",
@@ -236,7 +237,7 @@ def _context(request, experiment, model_id, query, sort, columns) -> dict:
         "sort": str(sort),
         "sort_links": {
             key: _query_with(request, sort=_toggled(sort, key), before=None)
-            for key in ("time", "duration", "tokens")
+            for key in ("time", "duration", "tokens", "cost")
         },
         "columns": columns,
         "all_columns": COLUMNS.items(),
