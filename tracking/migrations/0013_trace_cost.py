@@ -26,7 +26,7 @@ def _backward(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-    dependencies = [("tracking", "0010_evaluation_datasets")]
+    dependencies = [("tracking", "0012_run_linked_traces")]
 
     operations = [
         migrations.AddField(
