@@ -46,6 +46,8 @@ _TOKEN_KEYS = (
     ("gen_ai.usage.prompt_tokens", "gen_ai.usage.completion_tokens"),
     ("llm.token_count.prompt", "llm.token_count.completion"),
 )
+# Every attribute that can hold a count: most spans have none, and one set test says so.
+_USAGE_KEYS = frozenset({USAGE_ATTRIBUTE, *(key for pair in _TOKEN_KEYS for key in pair)})
 # MLflow skips its own routing ids: no price list knows them.
 _SKIP_PREFIXES = ("gateway:/", "endpoints:/")
 _MAX_TOKENS = 2**53
@@ -80,6 +82,8 @@ def span_provider(attributes: Mapping[str, Any]) -> str | None:
 def span_usage(attributes: Mapping[str, Any]) -> dict[str, int] | None:
     """Token counts as MLflow's `mlflow.chat.tokenUsage` holds them, from whichever
     convention the span uses; None without an input or output count."""
+    if _USAGE_KEYS.isdisjoint(attributes):
+        return None
     usage = attributes.get(USAGE_ATTRIBUTE)
     if isinstance(usage, dict):
         counts = {k: v for k, v in usage.items() if _is_count(v)}
