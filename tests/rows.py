@@ -38,3 +38,15 @@ def make_span(trace: Trace, span_id: str, start_ns: int, parent: str = "", **fie
         start_ns=start_ns,
         **{**defaults, **fields},
     )
+
+
+def trace_names_on_every_page(client, url: str) -> list[str]:
+    """The names of the traces the trace list shows from `url`, following its Older links."""
+    seen = []
+    while url:
+        response = client.get(url)
+        assert response.status_code == 200
+        seen += [t.name for t in response.context["traces"]]
+        older = response.context["older_query"]
+        url = f"/traces/?{older}" if older else None
+    return seen

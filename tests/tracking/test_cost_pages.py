@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.rows import make_model, make_span, make_trace
+from tests.rows import make_model, make_span, make_trace, trace_names_on_every_page
 from tracking.templatetags.tracking_format import dollars
 from tracking.views import trace_list
 
@@ -33,17 +33,6 @@ def test_dollars_keep_sensible_precision_and_unknown_is_a_dash(amount, text):
     assert dollars(amount) == text
 
 
-def _all_pages(client, url: str) -> list[str]:
-    seen = []
-    while url:
-        response = client.get(url)
-        assert response.status_code == 200
-        seen += [t.name for t in response.context["traces"]]
-        older = response.context["older_query"]
-        url = f"/traces/?{older}" if older else None
-    return seen
-
-
 @pytest.mark.django_db
 @pytest.mark.parametrize(
     ("sort", "expected"),
@@ -60,7 +49,7 @@ def test_trace_list_sorts_by_cost_across_pages(client, experiment, monkeypatch, 
     make_trace(experiment, 4, name="c3", cost=12.5)
     make_trace(experiment, 5, name="none", cost=None)
 
-    assert _all_pages(client, f"/traces/?sort={sort}") == expected
+    assert trace_names_on_every_page(client, f"/traces/?sort={sort}") == expected
 
 
 @pytest.mark.django_db

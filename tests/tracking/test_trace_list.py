@@ -7,7 +7,15 @@ import pytest
 from django.contrib.auth.models import User
 from django.test import Client
 
-from tests.rows import T0, XSS, XSS_ESCAPED, make_model, make_span, make_trace
+from tests.rows import (
+    T0,
+    XSS,
+    XSS_ESCAPED,
+    make_model,
+    make_span,
+    make_trace,
+    trace_names_on_every_page,
+)
 from tracking.models import CANCELLED_TAG, Experiment, Span, Trace
 from tracking.views import trace_list
 from webapp.models import UserPreferences
@@ -251,17 +259,6 @@ def test_trace_list_keeps_query_and_scope_on_the_older_link(client, experiment, 
 # --- Sorting and keyset pages ----------------------------------------------------------------
 
 
-def _all_pages(client, url: str) -> list[str]:
-    seen = []
-    while url:
-        response = client.get(url)
-        assert response.status_code == 200
-        seen += [t.name for t in response.context["traces"]]
-        older = response.context["older_query"]
-        url = f"/traces/?{older}" if older else None
-    return seen
-
-
 @pytest.mark.django_db
 @pytest.mark.parametrize(
     ("sort", "expected"),
@@ -283,7 +280,7 @@ def test_trace_list_sorts_by_duration_and_tokens_across_pages(
     make_trace(experiment, 5, name="none", duration_ns=None, total_tokens=None)
 
     # Ties go by primary key in the order's direction; unknown values sort below all others.
-    assert _all_pages(client, f"/traces/?sort={sort}") == expected
+    assert trace_names_on_every_page(client, f"/traces/?sort={sort}") == expected
 
 
 @pytest.mark.django_db
