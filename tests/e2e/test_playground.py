@@ -77,8 +77,9 @@ def test_the_oracle_judge_answer_streams_in_with_custom_inputs_and_a_trace(page,
 
     done.get_by_role("link", name="Trace").click()
     page.wait_for_url(re.compile(r"/traces/tr-[0-9a-f]{32}/$"))
-    body = page.locator("body").inner_text()
-    assert "judge" in body and "oracle" in body
+    # The waterfall loads its spans after the page: wait for their names.
+    expect(page.locator("body")).to_contain_text("oracle")
+    expect(page.locator("body")).to_contain_text("judge")
 
 
 def test_two_agents_answer_side_by_side(page, playground):
