@@ -142,8 +142,8 @@ class EvaluationDataset(models.Model):
         return dataset
 
     def experiment_ids(self) -> list[str]:
-        links = self.links.order_by("experiment_id").values_list("experiment_id", flat=True)
-        return [str(pk) for pk in links]
+        # From links a search prefetched for its whole page, else one query.
+        return [str(pk) for pk in sorted(link.experiment_id for link in self.links.all())]
 
     def link(self, experiment_ids: Iterable[int]) -> None:
         known = set(self.links.values_list("experiment_id", flat=True))

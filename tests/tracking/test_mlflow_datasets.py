@@ -9,6 +9,8 @@ import json
 from typing import Any
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from tests.users import PASSWORD
 from tracking.models import (
@@ -193,6 +195,20 @@ def test_it_searches_datasets(client, experiment):
     assert names == ["gamma", "beta", "alpha"] and "next_page_token" not in second
     response = client.get(V3 + "search", {"filter_string": "tags.team = 'x'"})
     assert response.json() == {"datasets": []}
+
+
+def test_a_search_reads_its_datasets_experiments_in_one_query(
+    client, experiment, django_assert_num_queries
+):
+    for name in ("alpha", "beta", "gamma", "delta"):
+        create(client, experiment, name)
+    with CaptureQueriesContext(connection) as one:
+        send(client, V3 + "search", {"max_results": 1})
+
+    with django_assert_num_queries(len(one)):  # as many queries for four datasets as for one
+        response = send(client, V3 + "search", {"max_results": 4})
+
+    assert [d["experiment_ids"] for d in response.json()["datasets"]] == [[str(experiment.pk)]] * 4
 
 
 def test_it_deletes_a_dataset_and_its_records(client, dataset):

@@ -242,6 +242,7 @@ def search(request: HttpRequest) -> JsonResponse:
     if experiment_pks := [ids.experiment_pk(e) for e in message.strings("experiment_ids")]:
         rows = rows.in_experiments(experiment_pks)
     rows = _readable(request, rows).order_by(*ordering or ["-created_at"], "-dataset_id")
+    rows = rows.prefetch_related("links")  # each row's experiment ids, in one query
     found, token = pages.requested_page(rows, message, SEARCH_DEFAULT, SEARCH_MAX)
     return JsonResponse(pages.listing("datasets", [dataset_json(d) for d in found], token))
 
