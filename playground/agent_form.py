@@ -362,6 +362,6 @@ def switch_initial(query: QueryDict) -> dict[str, Any]:
     """What a kind switch (htmx, or the no-JS "Show its fields" button) keeps of the form as
     typed: text the new kind's fields share, the name, the extra JSON as it is. Never a key;
     `stream` takes the new kind's default."""
-    keep = ("name", "kind", "model_id", "config", "default_params", "url", "model",
-            "api_key_env", "timeout", "model_uri", "agent", "word_delay_ms")  # fmt: skip
+    keep = ("name", "kind", "model_id", "config", "default_params",
+            *(key for key in CONFIG_KEYS if key != "stream"))  # fmt: skip
     return {k: query[k] for k in keep if query.get(k)}

@@ -58,12 +58,14 @@ def _service_user() -> AbstractBaseUser:
 
 
 def _delete_tokens_of_dead_processes(user: AbstractBaseUser, prefix: str) -> None:
-    for pk, name in ApiToken.objects.filter(user=user, name__startswith=prefix).values_list(
-        "pk", "name"
-    ):
-        pid = name.removeprefix(prefix)
-        if not pid.isdigit() or not _alive(int(pid)):
-            ApiToken.objects.filter(pk=pk).delete()
+    tokens = ApiToken.objects.filter(user=user, name__startswith=prefix)
+    stale = [
+        pk
+        for pk, name in tokens.values_list("pk", "name")
+        if not (pid := name.removeprefix(prefix)).isdigit() or not _alive(int(pid))
+    ]
+    if stale:
+        ApiToken.objects.filter(pk__in=stale).delete()
 
 
 def _alive(pid: int) -> bool:

@@ -18,7 +18,7 @@ from django_htmx.http import HttpResponseClientRedirect
 
 from access.rules import access_for
 from playground import checks, replay, runs
-from playground.agent_form import AgentForm, switch_initial
+from playground.agent_form import HTTP_KINDS, AgentForm, switch_initial
 from playground.agents.builtin import ensure_demo_agents
 from playground.forms import ConversationTitleForm, NewChatForm, SendForm
 from playground.models import Agent, AgentCheck, AgentKind, Conversation, Run
@@ -344,7 +344,7 @@ def _where(agent: Agent) -> str:
     """Where the agent is reached, for the list: its URL (never a user:password in it), the
     model it loads, or the demo agent it is."""
     config = agent.config or {}
-    if agent.kind in (AgentKind.OPENAI, AgentKind.MLFLOW_SERVING):
+    if agent.kind in HTTP_KINDS:
         parts = urlsplit(str(config.get("url", "")))
         return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
     if agent.kind == AgentKind.LOGGED_MODEL:

@@ -56,7 +56,7 @@ _ATTR_TYPE = "mlflow.spanType"
 _ATTR_INPUTS = "mlflow.spanInputs"
 _ATTR_OUTPUTS = "mlflow.spanOutputs"
 _ATTR_TRACE_ID = "mlflow.traceRequestId"
-TOKEN_USAGE_ATTRIBUTE = "mlflow.chat.tokenUsage"
+TOKEN_USAGE_ATTRIBUTE = cost.USAGE_ATTRIBUTE
 
 _STATUS_CODES = {
     "STATUS_CODE_UNSET": "UNSET",

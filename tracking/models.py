@@ -519,14 +519,21 @@ class LoggedModelQuerySet(models.QuerySet["LoggedModel"]):
         )
         return VersionShape(**counts)
 
+    def _listed(self) -> LoggedModelQuerySet:
+        """Versions as the model list shows them: numbered, with their source run, without
+        the big fields no row shows."""
+        return (
+            self.numbered()
+            .select_related("source_run")
+            .defer("model_config", "status_message", "source_run__params", "source_run__tags")
+        )
+
     def _newest_per(self, partition: str, keys: Iterable[Any], per_group: int) -> Any:
         """The `per_group` newest versions (numbered) of each `partition` value in `keys`."""
         # A window rank keeps the query bounded even for a group with thousands of versions.
         return (
             self.filter(**{f"{partition}__in": list(keys)})
-            .numbered()
-            .select_related("source_run")
-            .defer("model_config", "status_message", "source_run__params", "source_run__tags")
+            ._listed()
             .annotate(
                 rank=Window(
                     RowNumber(),
@@ -577,11 +584,7 @@ class LoggedModelQuerySet(models.QuerySet["LoggedModel"]):
             .order_by("registered_model_id", "-version")
         )
         logged = {
-            m.model_id: m
-            for m in self.filter(model_id__in={r.model_id for r in ranked})
-            .numbered()
-            .select_related("source_run")
-            .defer("model_config", "status_message", "source_run__params", "source_run__tags")
+            m.model_id: m for m in self.filter(model_id__in={r.model_id for r in ranked})._listed()
         }
         for row in ranked:
             group = groups[row.registered_model_id]
@@ -879,9 +882,6 @@ class TraceQuerySet(models.QuerySet["Trace"]):
         """Annotate `is_cancelled` (read by `Trace.cancelled`) without reading `tags` into
         Python: an expression in the SELECT, computed only for the rows a page returns."""
         return self.annotate(is_cancelled=IsCancelled(F("state"), F("tags")))
-
-    def cancelled(self) -> TraceQuerySet:
-        return self.filter(cancelled_condition())
 
     def capped_count(self, cap: int = COUNT_CAP) -> tuple[int, bool]:
         """Count at most `cap` rows; returns (count, True) when there are more."""

@@ -56,9 +56,10 @@ class Scorer(models.Model):
     def register(cls, experiment_id: int, name: str, serialized: str) -> ScorerVersion:
         """A new version of the scorer `name` (made on first use), numbered after the last."""
         with transaction.atomic():
-            scorer, _ = cls.objects.get_or_create(experiment_id=experiment_id, name=name)
             # Locked so that two registrations at once get consecutive numbers, not one twice.
-            scorer = cls.objects.select_for_update().get(pk=scorer.pk)
+            scorer, _ = cls.objects.select_for_update().get_or_create(
+                experiment_id=experiment_id, name=name
+            )
             last = scorer.versions.aggregate(last=Max("version"))["last"] or 0
             return scorer.versions.create(version=last + 1, serialized_scorer=serialized)
 

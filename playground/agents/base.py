@@ -160,9 +160,10 @@ class Client(Protocol):
 
 
 def client_for(agent: Agent, stop: Stop | None = None) -> Client:
-    """The client of the agent's kind; `stop` (a fresh one by default) stops its call."""
+    """The client of the agent's kind; `stop` (each client makes a fresh one by default)
+    stops its call."""
     module = importlib.import_module(_MODULES[agent.kind])
-    return module.Client(agent, stop or Stop())
+    return module.Client(agent, stop)
 
 
 def consume(stream: Stream, on_chunk: Callable[[str], None]) -> Answer:

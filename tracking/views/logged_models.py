@@ -309,7 +309,7 @@ def render_detail(request: HttpRequest, model: LoggedModel, **extra: Any) -> Htt
         "more_traces": more_traces,
         "commit_url": git_commit_url(model.git_repo_url, model.git_commit),
         "history": history,
-        "history_label": dict(ModelGrouping.choices)[history.by],
+        "history_label": ModelGrouping(history.by).label,
         "registrations": registrations,
         "can_edit": access.can(Level.EDIT, model.experiment_id),
         "description_error": "",
