@@ -57,6 +57,16 @@ _ATTR_INPUTS = "mlflow.spanInputs"
 _ATTR_OUTPUTS = "mlflow.spanOutputs"
 _ATTR_TRACE_ID = "mlflow.traceRequestId"
 TOKEN_USAGE_ATTRIBUTE = cost.USAGE_ATTRIBUTE
+# The keys of `mlflow.trace.tokenUsage`, each copied to the trace column of the same name.
+USAGE_COLUMNS = (
+    "total_tokens",
+    "input_tokens",
+    "output_tokens",
+    "cache_read_input_tokens",
+    "cache_creation_input_tokens",
+)
+SESSION_METADATA = "mlflow.trace.session"
+SESSION_MAX_CHARS = 250
 
 _STATUS_CODES = {
     "STATUS_CODE_UNSET": "UNSET",
@@ -408,6 +418,8 @@ _TRACE_FIELDS = [
     "tags",
     "model_id",
     "total_tokens",
+    *USAGE_COLUMNS[1:],
+    "session_id",
     "cost",
     "has_info",
 ]
@@ -492,7 +504,13 @@ def _apply_info(trace: Trace, info: TraceInfo) -> None:
     trace.tags = {**(trace.tags or {}), **info.tags}
     trace.name = (trace.tags.get(TRACE_NAME_TAG) or trace.name or "")[:NAME_MAX_CHARS]
     trace.model_id = trace.metadata.get("mlflow.modelId", "")[:64]
-    trace.total_tokens = _total_tokens(trace.metadata.get("mlflow.trace.tokenUsage"))
+    usage = _token_usage(trace.metadata.get("mlflow.trace.tokenUsage"))
+    trace.total_tokens = usage.get("total_tokens")
+    trace.input_tokens = usage.get("input_tokens")
+    trace.output_tokens = usage.get("output_tokens")
+    trace.cache_read_input_tokens = usage.get("cache_read_input_tokens")
+    trace.cache_creation_input_tokens = usage.get("cache_creation_input_tokens")
+    trace.session_id = trace.metadata.get(SESSION_METADATA, "")[:SESSION_MAX_CHARS] or None
     trace.cost = cost.total_of(trace.metadata.get(cost.TRACE_COST_METADATA))
     trace.has_info = True
 
@@ -908,15 +926,22 @@ def _string_map(value: Any, where: str) -> dict[str, str]:
     return {storable_text(str(k)): storable_text(v) for k, v in value.items()}
 
 
-def _total_tokens(usage: str | None) -> int | None:
+def _token_usage(usage: str | None) -> dict[str, int]:
+    """The counts of `mlflow.trace.tokenUsage` that are counts; anything else is left out."""
     if not usage:
-        return None
+        return {}
     try:
-        total = orjson.loads(usage).get("total_tokens")
-    except (ValueError, AttributeError):
-        return None
-    # Summed and stored in a bigint column: a count past it is no count.
-    return total if type(total) is int and 0 <= total < 2**62 else None
+        parsed = orjson.loads(usage)
+    except ValueError:
+        return {}
+    if not isinstance(parsed, dict):
+        return {}
+    # Summed and stored in bigint columns: a count past them is no count.
+    return {
+        key: value
+        for key, value in parsed.items()
+        if key in USAGE_COLUMNS and type(value) is int and 0 <= value < 2**62
+    }
 
 
 def _preview(value: Any) -> str:

@@ -970,6 +970,14 @@ class Trace(models.Model):
     # Copied out of metadata so that lists can filter, sort and group on plain indexed columns.
     model_id = models.CharField(max_length=64, blank=True)  # indexed by trace_model_time_idx
     total_tokens = models.BigIntegerField(null=True, blank=True)
+    # The rest of `mlflow.trace.tokenUsage`, which trace metrics aggregate (tracking/rollups.py).
+    input_tokens = models.BigIntegerField(null=True, blank=True)
+    output_tokens = models.BigIntegerField(null=True, blank=True)
+    cache_read_input_tokens = models.BigIntegerField(null=True, blank=True)
+    cache_creation_input_tokens = models.BigIntegerField(null=True, blank=True)
+    # `mlflow.trace.session`. Null, not "", when absent: a nullable column is added to SQLite
+    # in place, where a default would rebuild the table and drop its search triggers.
+    session_id = models.CharField(max_length=250, null=True, blank=True)  # noqa: DJ001
     # Dollars, the `total_cost` of `mlflow.trace.cost` (tracking/cost.py); null when no span's
     # model has a known price, which is not a cost of zero.
     cost = models.FloatField(null=True, blank=True)
@@ -1472,6 +1480,9 @@ class Assessment(models.Model):
 
 # Evaluation datasets: tables of their own, in a module of their own (its docstring says why).
 from tracking.datasets import DatasetExperiment, DatasetRecord, EvaluationDataset  # noqa: E402, F401
+
+# Hourly trace rollups for trace metrics: likewise (tracking/rollups.py).
+from tracking.rollups import RollupChange, TraceRollup  # noqa: E402, F401
 
 # Registered scorers: likewise (tracking/scorers.py).
 from tracking.scorers import OnlineConfig, Scorer, ScorerVersion  # noqa: E402, F401

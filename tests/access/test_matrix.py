@@ -627,6 +627,19 @@ SAMPLES: dict[str, Sample] = {
             },
         )
     ],
+    "mlflow:traces-metrics": lambda e, o: [
+        Call(
+            "POST",
+            V3 + "traces/metrics",
+            R,
+            {
+                "experiment_ids": [str(e)],
+                "view_type": "TRACES",
+                "metric_name": "trace_count",
+                "aggregations": [{"aggregation_type": "COUNT"}],
+            },
+        )
+    ],
     # Evaluation datasets
     "mlflow:datasets-create": lambda e, o: [
         Call("POST", V3 + "datasets/create", E, {"name": "new", "experiment_ids": [str(e)]})

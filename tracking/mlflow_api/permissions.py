@@ -362,6 +362,7 @@ RULES: dict[str, Rule] = {
     "traces-link-to-run": on(run_param, EDIT),  # and only readable traces are linked
     "traces-link-prompts": on(trace_param, EDIT),
     "traces-filter-correlation": on(experiment_ids, READ),
+    "traces-metrics": on(experiment_ids, READ),
     # Evaluation datasets: those of the experiments they are linked to
     "datasets-create": on(new_dataset_experiments, EDIT),
     "datasets-search": on(experiment_ids, READ),  # and rows filtered in the view

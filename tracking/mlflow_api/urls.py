@@ -31,6 +31,7 @@ from tracking.mlflow_api import (
     runs,
     scorers,
     server,
+    trace_metrics,
     traces,
 )
 from tracking.mlflow_api.errors import endpoint_not_found
@@ -162,6 +163,7 @@ urlpatterns = [
         read_only_post(traces.filter_correlation),
         name="traces-filter-correlation",
     ),
+    path(V3 + "traces/metrics", read_only_post(trace_metrics.query), name="traces-metrics"),
     path(V3 + "traces/<str:trace_id>/tags", traces.tags, name="trace-tags-v3"),
     path(V3 + "traces/<str:trace_id>/assessments", assessments.create, name="trace-assessments"),
     path(

@@ -5,6 +5,8 @@ bulk insert of 13-column span rows is split into batches of 76 rows. Modern SQLi
 allow 32,766 or more; asking the connection lets ingest store a 1,000-span trace in one
 INSERT (Django 6.0 does the same).
 
+It also registers the aggregates that SQLite lacks (`tracking/sql_functions.py`).
+
 SQLite has one writer at a time. A second `BEGIN IMMEDIATE` waits in SQLite's busy handler,
 which sleeps 1, 2, 5, 10, ... 100 ms between tries: under concurrent ingest most of a
 request's time went to those sleeps while the lock was already free. Here a transaction
@@ -95,6 +97,14 @@ class DatabaseFeatures(features.DatabaseFeatures):
 
 class DatabaseWrapper(base.DatabaseWrapper):
     features_class = DatabaseFeatures
+
+    def get_new_connection(self, conn_params: dict) -> sqlite3.Connection:
+        connection = super().get_new_connection(conn_params)
+        # Trace metrics' percentiles (tracking/sql_functions.py); PostgreSQL has its own.
+        from tracking.sql_functions import SQLITE_PERCENTILE, PercentileAggregate
+
+        connection.create_aggregate(SQLITE_PERCENTILE, 2, PercentileAggregate)
+        return connection
 
     @cached_property
     def writer_queue(self) -> WriterQueue | None:

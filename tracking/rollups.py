@@ -1,0 +1,342 @@
+"""Hourly trace rollups: counts, sums, minima and maxima of each trace metric per experiment,
+UTC hour, model version, trace name and state, so that QueryTraceMetrics (and the overview
+built on it) reads a few thousand summary rows instead of a million traces.
+
+How they stay exact:
+
+- Database triggers on tracking_trace append the (experiment, hour) of every inserted,
+  deleted or changed trace to `RollupChange`, whatever wrote it: ingest's upserts, a tag
+  change, retention's chunked deletes, a cascade from a deleted experiment. Nothing in
+  Python has to remember to mark anything.
+- Before answering from rollups, the reader `refresh()`es the experiments it reads: it claims
+  their pending changes (DELETE ... RETURNING) and recomputes those hours from the traces.
+  A write that commits after the claim left its own change row behind, so the next read
+  recomputes its hour again; a change row is only ever deleted by the refresh that
+  recomputes it. A beat task does the same every minute, so that reads rarely have to.
+- Change rows are appended, never upserted: a unique (experiment, hour) row would make every
+  concurrent ingest transaction of the same hour wait for the others to commit.
+
+Percentiles and distinct session counts cannot be summed from hours: those queries read the
+traces (tracking/trace_metrics.py). Hours are UTC, as MLflow's time buckets are epoch-aligned.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from datetime import UTC, datetime
+
+from django.db import connection, models, transaction
+from django.db.models import Count, ExpressionWrapper, F, FloatField, Max, Min, Sum, Value
+
+from tracking.sql_functions import POSTGRESQL_EPOCH_MS, SQLITE_EPOCH_MS, EpochMs
+
+HOUR_MS = 3_600_000
+ADVISORY_LOCK = 7310_0001  # PostgreSQL's advisory lock key of rollup refreshes
+
+# TRACES metrics summed per hour, and the trace column (or expression) each one reads.
+# Latency is in milliseconds, as MLflow's execution_time_ms.
+ROLLED_METRICS: dict[str, models.Expression | F] = {
+    "latency": ExpressionWrapper(F("duration_ns") / Value(1e6), output_field=FloatField()),
+    "input_tokens": F("input_tokens"),
+    "output_tokens": F("output_tokens"),
+    "total_tokens": F("total_tokens"),
+    "cache_read_input_tokens": F("cache_read_input_tokens"),
+    "cache_creation_input_tokens": F("cache_creation_input_tokens"),
+    "total_cost": F("cost"),
+}
+# The trace columns a rollup row is keyed by besides its experiment and hour.
+KEY_COLUMNS = ("model_id", "name", "state")
+
+
+class TraceRollup(models.Model):
+    """One UTC hour of one experiment's traces with the same model version, name and state.
+    For each metric: how many traces had a value (`_n`), their sum, minimum and maximum."""
+
+    experiment = models.ForeignKey(
+        "tracking.Experiment", on_delete=models.CASCADE, related_name="+", db_index=False
+    )
+    hour_ms = models.BigIntegerField()  # epoch milliseconds of the hour's start
+    model_id = models.CharField(max_length=64, blank=True)
+    name = models.CharField(max_length=500, blank=True)
+    state = models.CharField(max_length=16)
+    traces = models.BigIntegerField()
+
+    latency_n = models.BigIntegerField(default=0)
+    latency_sum = models.FloatField(null=True)
+    latency_min = models.FloatField(null=True)
+    latency_max = models.FloatField(null=True)
+    input_tokens_n = models.BigIntegerField(default=0)
+    input_tokens_sum = models.FloatField(null=True)
+    input_tokens_min = models.FloatField(null=True)
+    input_tokens_max = models.FloatField(null=True)
+    output_tokens_n = models.BigIntegerField(default=0)
+    output_tokens_sum = models.FloatField(null=True)
+    output_tokens_min = models.FloatField(null=True)
+    output_tokens_max = models.FloatField(null=True)
+    total_tokens_n = models.BigIntegerField(default=0)
+    total_tokens_sum = models.FloatField(null=True)
+    total_tokens_min = models.FloatField(null=True)
+    total_tokens_max = models.FloatField(null=True)
+    cache_read_input_tokens_n = models.BigIntegerField(default=0)
+    cache_read_input_tokens_sum = models.FloatField(null=True)
+    cache_read_input_tokens_min = models.FloatField(null=True)
+    cache_read_input_tokens_max = models.FloatField(null=True)
+    cache_creation_input_tokens_n = models.BigIntegerField(default=0)
+    cache_creation_input_tokens_sum = models.FloatField(null=True)
+    cache_creation_input_tokens_min = models.FloatField(null=True)
+    cache_creation_input_tokens_max = models.FloatField(null=True)
+    total_cost_n = models.BigIntegerField(default=0)
+    total_cost_sum = models.FloatField(null=True)
+    total_cost_min = models.FloatField(null=True)
+    total_cost_max = models.FloatField(null=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["experiment", "hour_ms"], name="rollup_exp_hour_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.experiment_id}@{self.hour_ms}"
+
+
+class RollupChange(models.Model):
+    """An hour of an experiment whose traces changed since its rollup rows were computed.
+    Written by the triggers below only; a plain integer, not a foreign key, so that marking
+    costs one index entry and a deleted experiment's marks are simply found empty."""
+
+    experiment_id = models.BigIntegerField()
+    hour_ms = models.BigIntegerField()
+
+    class Meta:
+        indexes = [models.Index(fields=["experiment_id"], name="rollup_change_exp_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.experiment_id}@{self.hour_ms}"
+
+
+# --- Triggers ---------------------------------------------------------------------------------
+
+# The columns a rollup reads: a change to any other (previews, tags, span counts) marks nothing.
+_WATCHED = (
+    "experiment_id",
+    "request_time",
+    "state",
+    "duration_ns",
+    "name",
+    "model_id",
+    "input_tokens",
+    "output_tokens",
+    "total_tokens",
+    "cache_read_input_tokens",
+    "cache_creation_input_tokens",
+    "cost",
+)
+_CHANGES = "tracking_rollupchange"
+# The hour exactly as the reader computes it, EpochMs(request_time) / HOUR_MS * HOUR_MS.
+_SQLITE_HOUR = (
+    SQLITE_EPOCH_MS.replace("%(expressions)s", "{row}.request_time")
+    + " / 3600000 * 3600000"
+)
+
+
+def hour_sql(vendor: str, row: str) -> str:
+    """The hour of `row`.request_time as SQL (for triggers and the first fill)."""
+    return (_PG_HOUR if vendor == "postgresql" else _SQLITE_HOUR).format(row=row)
+
+
+def _sqlite_mark(row: str) -> str:
+    return (
+        f"INSERT INTO {_CHANGES} (experiment_id, hour_ms) "
+        f"VALUES ({row}.experiment_id, {_SQLITE_HOUR.format(row=row)});"
+    )
+
+
+_SQLITE_CHANGED = " OR ".join(f"old.{c} IS NOT new.{c}" for c in _WATCHED)
+_SQLITE_MOVED = (
+    "old.experiment_id IS NOT new.experiment_id OR old.request_time IS NOT new.request_time"
+)
+
+SQLITE_TRIGGERS = [
+    f"""CREATE TRIGGER IF NOT EXISTS tracking_trace_rollup_insert AFTER INSERT ON tracking_trace
+    BEGIN {_sqlite_mark("new")} END""",
+    f"""CREATE TRIGGER IF NOT EXISTS tracking_trace_rollup_delete AFTER DELETE ON tracking_trace
+    BEGIN {_sqlite_mark("old")} END""",
+    f"""CREATE TRIGGER IF NOT EXISTS tracking_trace_rollup_update
+    AFTER UPDATE OF {", ".join(_WATCHED)} ON tracking_trace WHEN {_SQLITE_CHANGED}
+    BEGIN
+        {_sqlite_mark("old")}
+        INSERT INTO {_CHANGES} (experiment_id, hour_ms)
+        SELECT new.experiment_id, {_SQLITE_HOUR.format(row="new")} WHERE {_SQLITE_MOVED};
+    END""",
+]
+SQLITE_DROP = [
+    "DROP TRIGGER IF EXISTS tracking_trace_rollup_insert",
+    "DROP TRIGGER IF EXISTS tracking_trace_rollup_delete",
+    "DROP TRIGGER IF EXISTS tracking_trace_rollup_update",
+]
+
+_PG_HOUR = (
+    POSTGRESQL_EPOCH_MS.replace("%(expressions)s", "{row}.request_time") + " / 3600000 * 3600000"
+)
+_PG_OLD = ", ".join(f"OLD.{c}" for c in _WATCHED)
+_PG_NEW = ", ".join(f"NEW.{c}" for c in _WATCHED)
+POSTGRESQL_TRIGGERS = [
+    f"""CREATE OR REPLACE FUNCTION tracking_trace_rollup_mark() RETURNS trigger AS $$
+    BEGIN
+        IF TG_OP <> 'INSERT' THEN
+            INSERT INTO {_CHANGES} (experiment_id, hour_ms)
+            VALUES (OLD.experiment_id, {_PG_HOUR.format(row="OLD")});
+        END IF;
+        IF TG_OP = 'INSERT' OR (TG_OP = 'UPDATE' AND (OLD.experiment_id, OLD.request_time)
+                IS DISTINCT FROM (NEW.experiment_id, NEW.request_time)) THEN
+            INSERT INTO {_CHANGES} (experiment_id, hour_ms)
+            VALUES (NEW.experiment_id, {_PG_HOUR.format(row="NEW")});
+        END IF;
+        RETURN NULL;
+    END $$ LANGUAGE plpgsql""",
+    "DROP TRIGGER IF EXISTS tracking_trace_rollup_write ON tracking_trace",
+    """CREATE TRIGGER tracking_trace_rollup_write AFTER INSERT OR DELETE ON tracking_trace
+    FOR EACH ROW EXECUTE FUNCTION tracking_trace_rollup_mark()""",
+    "DROP TRIGGER IF EXISTS tracking_trace_rollup_update ON tracking_trace",
+    f"""CREATE TRIGGER tracking_trace_rollup_update
+    AFTER UPDATE OF {", ".join(_WATCHED)} ON tracking_trace FOR EACH ROW
+    WHEN (({_PG_OLD}) IS DISTINCT FROM ({_PG_NEW}))
+    EXECUTE FUNCTION tracking_trace_rollup_mark()""",
+]
+POSTGRESQL_DROP = [
+    "DROP TRIGGER IF EXISTS tracking_trace_rollup_update ON tracking_trace",
+    "DROP TRIGGER IF EXISTS tracking_trace_rollup_write ON tracking_trace",
+    "DROP FUNCTION IF EXISTS tracking_trace_rollup_mark()",
+]
+
+
+def install_triggers(schema_connection=connection) -> None:
+    """(Re)create the triggers; idempotent. Run by the migration and after every `migrate`
+    (tracking/apps.py): on SQLite a later migration that rebuilds tracking_trace drops them
+    with the old table, and rollups would silently stop following the traces."""
+    statements = (
+        POSTGRESQL_TRIGGERS if schema_connection.vendor == "postgresql" else SQLITE_TRIGGERS
+    )
+    with schema_connection.cursor() as cursor:
+        for statement in statements:
+            cursor.execute(statement)
+
+
+# --- Refreshing -------------------------------------------------------------------------------
+
+
+def pending(experiment_ids: Iterable[int]) -> bool:
+    """Whether any of these experiments has hours to recompute (a read: no write lock)."""
+    return RollupChange.objects.filter(experiment_id__in=list(experiment_ids)).exists()
+
+
+def refresh(experiment_ids: Iterable[int] | None = None) -> int:
+    """Recompute the rollup rows of every changed hour of these experiments (all when None);
+    answers how many hours were recomputed."""
+    ids = None if experiment_ids is None else sorted(set(experiment_ids))
+    if ids is not None and not ids:
+        return 0
+    with transaction.atomic():
+        if connection.vendor == "postgresql":
+            # One refresher at a time (SQLite has one writer anyway): two recomputing the same
+            # hour would each delete the rows they saw and insert their own, leaving both.
+            # Refreshes are short, so one lock for all is simpler than one per experiment.
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_xact_lock(%s)", [ADVISORY_LOCK])
+        hours = _claim(ids)
+        for experiment_id, experiment_hours in hours.items():
+            _recompute(experiment_id, sorted(experiment_hours))
+    return sum(len(h) for h in hours.values())
+
+
+def rebuild(experiment_ids: Iterable[int] | None = None) -> int:
+    """Recompute every hour (management command `rebuild_trace_rollups`): marks every hour
+    that has traces, then refreshes them."""
+    from tracking.models import Trace
+
+    traces = Trace.objects.all()
+    if experiment_ids is not None:
+        traces = traces.filter(experiment_id__in=list(experiment_ids))
+    hours = (
+        traces.order_by()
+        .annotate(hour=EpochMs("request_time") / HOUR_MS * HOUR_MS)
+        .values_list("experiment_id", "hour")
+        .distinct()
+    )
+    with transaction.atomic():
+        RollupChange.objects.bulk_create(
+            [RollupChange(experiment_id=e, hour_ms=h) for e, h in hours], batch_size=1000
+        )
+        rolled = TraceRollup.objects.all()
+        if experiment_ids is not None:
+            rolled = rolled.filter(experiment_id__in=list(experiment_ids))
+        # Hours whose traces are all gone have no change row from above: drop them here.
+        rolled.delete()
+    return refresh(experiment_ids)
+
+
+def _claim(ids: list[int] | None) -> dict[int, set[int]]:
+    table = connection.ops.quote_name(RollupChange._meta.db_table)
+    sql = f"DELETE FROM {table}"
+    params: list[int] = []
+    if ids is not None:
+        sql += f" WHERE experiment_id IN ({', '.join(['%s'] * len(ids))})"
+        params = ids
+    hours: dict[int, set[int]] = defaultdict(set)
+    with connection.cursor() as cursor:
+        cursor.execute(sql + " RETURNING experiment_id, hour_ms", params)
+        for experiment_id, hour_ms in cursor.fetchall():
+            hours[experiment_id].add(hour_ms)
+    return hours
+
+
+def _runs(hours: list[int]) -> list[tuple[int, int]]:
+    """Sorted hours as [start, end) ranges of consecutive hours: one range scan each."""
+    runs: list[tuple[int, int]] = []
+    for hour in hours:
+        if runs and runs[-1][1] == hour:
+            runs[-1] = (runs[-1][0], hour + HOUR_MS)
+        else:
+            runs.append((hour, hour + HOUR_MS))
+    return runs
+
+
+def _recompute(experiment_id: int, hours: list[int]) -> None:
+    from tracking.models import Trace
+
+    for start, end in _runs(hours):
+        TraceRollup.objects.filter(
+            experiment_id=experiment_id, hour_ms__gte=start, hour_ms__lt=end
+        ).delete()
+        traces = Trace.objects.filter(
+            experiment_id=experiment_id,
+            request_time__gte=from_ms(start),
+            request_time__lt=from_ms(end),
+        )
+        stats = {}
+        for metric, value in ROLLED_METRICS.items():
+            stats[f"{metric}_n"] = Count(value)
+            stats[f"{metric}_sum"] = Sum(value, output_field=FloatField())
+            stats[f"{metric}_min"] = Min(value, output_field=FloatField())
+            stats[f"{metric}_max"] = Max(value, output_field=FloatField())
+        rows = (
+            traces.order_by()
+            .annotate(hour=EpochMs("request_time") / HOUR_MS * HOUR_MS)
+            .values("hour", *KEY_COLUMNS)
+            .annotate(traces_n=Count("pk"), **stats)
+        )
+        TraceRollup.objects.bulk_create(
+            [
+                TraceRollup(
+                    experiment_id=experiment_id,
+                    hour_ms=row.pop("hour"),
+                    traces=row.pop("traces_n"),
+                    **row,
+                )
+                for row in rows
+            ],
+            batch_size=500,
+        )
+
+
+def from_ms(millis: int) -> datetime:
+    return datetime.fromtimestamp(millis / 1000, tz=UTC)
