@@ -133,8 +133,7 @@ _WATCHED = (
 _CHANGES = "tracking_rollupchange"
 # The hour exactly as the reader computes it, EpochMs(request_time) / HOUR_MS * HOUR_MS.
 _SQLITE_HOUR = (
-    SQLITE_EPOCH_MS.replace("%(expressions)s", "{row}.request_time")
-    + " / 3600000 * 3600000"
+    SQLITE_EPOCH_MS.replace("%(expressions)s", "{row}.request_time") + " / 3600000 * 3600000"
 )
 
 

@@ -125,7 +125,9 @@ def reference(traces, metric, aggregations, dimensions=(), interval=None, start=
 
 
 def approx_table(table):
-    return {k: {name: pytest.approx(v, rel=1e-9) for name, v in row.items()} for k, row in table.items()}
+    return {
+        k: {name: pytest.approx(v, rel=1e-9) for name, v in row.items()} for k, row in table.items()
+    }
 
 
 COUNT = [{"aggregation_type": "COUNT"}]
@@ -211,7 +213,7 @@ def test_no_traces_count_zero_and_average_nothing(client, experiment):
         (["trace.tag.mlflow.traceName = 'agent'"], lambda t: t.name == "agent"),
         (["trace.metadata.mlflow.modelId = 'm-2'"], lambda t: t.model_id == "m-2"),
         (
-            ["trace.status = 'OK'", "trace.metadata.`mlflow.modelId` = \"m-1\""],
+            ["trace.status = 'OK'", 'trace.metadata.`mlflow.modelId` = "m-1"'],
             lambda t: t.state == "OK" and t.model_id == "m-1",
         ),
         (["trace.metadata.mlflow.trace.session = 's-3'"], lambda t: t.session_id == "s-3"),
@@ -289,8 +291,12 @@ def test_spans_view(client, experiment):
     cost = {"mlflow.llm.cost": {"input_cost": 0.001, "output_cost": 0.002, "total_cost": 0.003}}
     model = {"mlflow.llm.model": "gpt-4o-mini", "mlflow.llm.provider": "openai"}
     make_span(trace, "a" * 16, start, span_type="CHAIN", end_ns=start + 50_000_000)
-    make_span(trace, "b" * 16, start, "a" * 16, span_type="CHAT_MODEL", attributes={**cost, **model})
-    make_span(trace, "c" * 16, start, "a" * 16, span_type="CHAT_MODEL", attributes={**cost, **model})
+    make_span(
+        trace, "b" * 16, start, "a" * 16, span_type="CHAT_MODEL", attributes={**cost, **model}
+    )
+    make_span(
+        trace, "c" * 16, start, "a" * 16, span_type="CHAT_MODEL", attributes={**cost, **model}
+    )
     junk = {"mlflow.llm.cost": {"total_cost": "lots"}, "mlflow.llm.model": "gpt-4o-mini"}
     make_span(trace, "d" * 16, start, "a" * 16, span_type="CHAT_MODEL", attributes=junk)
     spans = {"view_type": "SPANS"}

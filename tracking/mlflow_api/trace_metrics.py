@@ -17,6 +17,7 @@ from tracking.trace_metrics import Aggregation, MetricQuery, MetricsError
 VIEW_TYPES = enum_choices(*trace_metrics.VIEW_TYPES)
 AGGREGATION_TYPES = enum_choices(*trace_metrics.AGGREGATION_TYPES)
 MAX_AGGREGATIONS = 20
+MAX_RESULTS = trace_metrics.MAX_RESULTS
 MAX_FILTERS = 50
 
 
@@ -41,7 +42,9 @@ def query(request: HttpRequest) -> JsonResponse:
             interval_s=message.integer("time_interval_seconds"),
             start_ms=message.integer("start_time_ms"),
             end_ms=message.integer("end_time_ms"),
-            max_results=message.integer("max_results", default=trace_metrics.MAX_RESULTS, minimum=1),
+            max_results=message.integer(
+                "max_results", default=trace_metrics.MAX_RESULTS, minimum=1
+            ),
         )
     except MetricsError as error:
         raise invalid(str(error)) from None
