@@ -28,11 +28,8 @@ from tracking.models import TRACE_TAG_KEY_MAX_CHARS, TRACE_TAG_VALUE_MAX_CHARS, 
 
 # The proto's TraceStatus, by name or number. UNSPECIFIED is filed as IN_PROGRESS, as ingest
 # files V3's STATE_UNSPECIFIED: Spyglass has no state for it.
-STATUSES = {
-    **enum_choices(TraceState.OK, TraceState.ERROR, TraceState.IN_PROGRESS),
-    "TRACE_STATUS_UNSPECIFIED": TraceState.IN_PROGRESS,
-    0: TraceState.IN_PROGRESS,
-}
+STATUSES = enum_choices("TRACE_STATUS_UNSPECIFIED", "OK", "ERROR", "IN_PROGRESS", start=0)
+UNSPECIFIED = "TRACE_STATUS_UNSPECIFIED"
 # What ingest takes as a V3 execution_duration (9 digits of seconds): the column is int64.
 MAX_DURATION = timedelta(seconds=10**9 - 1)
 
@@ -87,7 +84,8 @@ def end_trace(request: HttpRequest, trace_id: str) -> JsonResponse:
     ended = _required_time(message, "timestamp_ms")
     if message.raw("status")["status"] in (None, ""):
         raise invalid("Missing value for required parameter 'status'.")
-    state = message.enum("status", STATUSES, default="")
+    status = message.enum("status", STATUSES, default=UNSPECIFIED)
+    state = TraceState.IN_PROGRESS if status == UNSPECIFIED else status
     metadata, tags = _key_values(message)
     trace = ids.trace(trace_id)
     # An end before the start (a clock stepped back) lasts no time, as spans do in ingest.
