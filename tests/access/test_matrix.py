@@ -640,6 +640,26 @@ SAMPLES: dict[str, Sample] = {
             },
         )
     ],
+    # MLflow's deprecated V2 trace infos
+    "mlflow:traces-v2": lambda e, o: [
+        Call("GET", V2 + f"traces?experiment_ids={e}", R, marker=o["trace"]),
+        Call(
+            "POST", V2 + "traces", E, {"experiment_id": str(e), "timestamp_ms": 1_700_000_000_000}
+        ),
+    ],
+    "mlflow:trace-end-v2": lambda e, o: [
+        Call(
+            "PATCH",
+            V2 + f"traces/{o['trace']}",
+            E,
+            {
+                "timestamp_ms": 1_900_000_000_000,
+                "status": "OK",
+                "tags": [{"key": "k", "value": "v"}],
+            },
+        )
+    ],
+    "mlflow:trace-info-v2": lambda e, o: [Call("GET", V2 + f"traces/{o['trace']}/info", R)],
     # Evaluation datasets
     "mlflow:datasets-create": lambda e, o: [
         Call("POST", V3 + "datasets/create", E, {"name": "new", "experiment_ids": [str(e)]})

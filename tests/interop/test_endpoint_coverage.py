@@ -31,11 +31,6 @@ SAMPLE_IDS = {
 # any other missing endpoint, and for one listed here that is routed now (strike it off).
 NOT_YET = {
     ("POST", "/api/3.0/mlflow/traces/metrics"),  # QueryTraceMetrics
-    # MLflow's v2 trace info (TraceInfo V2), superseded by the v3 endpoints the client uses.
-    ("GET", "/api/2.0/mlflow/traces"),
-    ("POST", "/api/2.0/mlflow/traces"),
-    ("PATCH", "/api/2.0/mlflow/traces/tr-" + "0" * 32),
-    ("GET", "/api/2.0/mlflow/traces/tr-" + "0" * 32 + "/info"),
 }
 
 

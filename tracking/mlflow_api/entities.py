@@ -206,14 +206,21 @@ def logged_model_json(model: LoggedModel, metrics: Iterable[Metric] = ()) -> dic
 # --- Traces --------------------------------------------------------------------------------
 
 
-def trace_info_json(trace: Trace, assessments: Iterable[Assessment] = ()) -> dict[str, Any]:
-    """TraceInfoV3. `mlflow.artifactLocation` is always set: it is where the client reads and
-    writes `traces.json`, and the client needs it for any artifact-based span access.
-    `assessments` are all of the trace's, overridden ones too, as MLflow sends them."""
+def trace_tags(trace: Trace) -> dict[str, str]:
+    """A trace's tags with `mlflow.artifactLocation`, which is always set: it is where the
+    client reads and writes `traces.json`, and the client needs it for any artifact-based
+    span access."""
     tags = dict(trace.tags or {})
     tags[ARTIFACT_LOCATION_TAG] = ARTIFACT_SCHEME + trace_artifact_path(
         trace.experiment_id, trace.trace_id
     )
+    return tags
+
+
+def trace_info_json(trace: Trace, assessments: Iterable[Assessment] = ()) -> dict[str, Any]:
+    """TraceInfoV3, tags as `trace_tags`. `assessments` are all of the trace's, overridden
+    ones too, as MLflow sends them."""
+    tags = trace_tags(trace)
     info: dict[str, Any] = {
         "trace_id": trace.trace_id,
         "trace_location": {
@@ -234,6 +241,21 @@ def trace_info_json(trace: Trace, assessments: Iterable[Assessment] = ()) -> dic
     if assessment_list := [assessment_json(a, trace.trace_id) for a in assessments]:
         info["assessments"] = assessment_list
     return info
+
+
+def trace_info_v2_json(trace: Trace) -> dict[str, Any]:
+    """TraceInfo (V2, MLflow's deprecated trace API): epoch milliseconds, `status` named as
+    `state` is, `request_metadata` (V3's trace_metadata) and tags as key/value lists. An
+    unfinished trace's execution time is 0, as MLflow's proto sends it."""
+    return {
+        "request_id": trace.trace_id,
+        "experiment_id": str(trace.experiment_id),
+        "timestamp_ms": to_ms(trace.request_time),
+        "execution_time_ms": (trace.duration_ns or 0) // 1_000_000,
+        "status": trace.state,
+        "request_metadata": key_values(trace.metadata or {}),
+        "tags": key_values(trace_tags(trace)),
+    }
 
 
 # Expectation values the protobuf Value holds as they are; others go as JSON text, as the

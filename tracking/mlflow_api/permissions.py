@@ -108,6 +108,14 @@ def experiment_ids(request: HttpRequest, kwargs: dict[str, Any]) -> list[Any]:
     return found
 
 
+def started_or_searched(request: HttpRequest, kwargs: dict[str, Any]) -> list[Any]:
+    """`/api/2.0/mlflow/traces`: StartTrace (POST) names the experiment it files the trace
+    in, SearchTraces (GET) the experiments it searches."""
+    if request.method == "POST":
+        return experiment_param()(request, kwargs)
+    return experiment_ids(request, kwargs)
+
+
 def experiment_by_name(request: HttpRequest, kwargs: dict[str, Any]) -> list[Any]:
     name = _message(request).string("experiment_name")
     return list(Experiment.objects.filter(name=name).values_list("pk", flat=True)[:1])
@@ -363,6 +371,9 @@ RULES: dict[str, Rule] = {
     "traces-link-prompts": on(trace_param, EDIT),
     "traces-filter-correlation": on(experiment_ids, READ),
     "traces-metrics": on(experiment_ids, READ),
+    "traces-v2": on(started_or_searched, GET=READ, POST=EDIT),
+    "trace-end-v2": on(trace_kwarg, EDIT),
+    "trace-info-v2": on(trace_kwarg, READ),
     # Evaluation datasets: those of the experiments they are linked to
     "datasets-create": on(new_dataset_experiments, EDIT),
     "datasets-search": on(experiment_ids, READ),  # and rows filtered in the view

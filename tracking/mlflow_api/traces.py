@@ -180,15 +180,21 @@ def _experiment_pks(message: Message) -> list[int]:
     return pks
 
 
-@mlflow_endpoint(["POST"])
-def search(request: HttpRequest) -> JsonResponse:
-    message = Message.of(request)
+def searched(message: Message, experiment_pks: list[int]) -> QuerySet[Trace]:
+    """The traces of the experiments that match the message's `filter`, in its `order_by`
+    (newest first by default); shared by the V3 and the V2 search."""
     ordering = filters.TRACES.order_by(message.strings("order_by", max_items=10))
-    traces = (
-        _with_assessments(Trace.objects.filter(experiment__in=_experiment_pks(message)))
+    return (
+        Trace.objects.filter(experiment__in=experiment_pks)
         .filter(filters.TRACES.q(message.string("filter")))
         .order_by(*ordering, *([] if ordering else ["-request_time"]), "-pk")
     )
+
+
+@mlflow_endpoint(["POST"])
+def search(request: HttpRequest) -> JsonResponse:
+    message = Message.of(request)
+    traces = _with_assessments(searched(message, _experiment_pks(message)))
     rows, token = pages.requested_page(traces, message, SEARCH_DEFAULT, SEARCH_MAX)
     return JsonResponse(pages.listing("traces", [_info_json(t) for t in rows], token))
 

@@ -33,6 +33,7 @@ from tracking.mlflow_api import (
     server,
     trace_metrics,
     traces,
+    traces_v2,
 )
 from tracking.mlflow_api.errors import endpoint_not_found
 from webapp.auth import read_only_post
@@ -176,6 +177,10 @@ urlpatterns = [
     path(V2 + "traces/<str:trace_id>/tags", traces.tags, name="trace-tags"),
     path(V2 + "traces/link-to-run", traces.link_to_run, name="traces-link-to-run"),
     path(V2 + "traces/link-prompts", traces.link_prompts, name="traces-link-prompts"),
+    # MLflow's deprecated V2 trace infos: after the fixed paths above, which they would shadow
+    path(V2 + "traces", traces_v2.search_or_start, name="traces-v2"),
+    path(V2 + "traces/<str:trace_id>", traces_v2.end_trace, name="trace-end-v2"),
+    path(V2 + "traces/<str:trace_id>/info", traces_v2.trace_info, name="trace-info-v2"),
     # Evaluation datasets
     path(V3 + "datasets/create", datasets.create, name="datasets-create"),
     path(V3 + "datasets/search", read_only_post(datasets.search), name="datasets-search"),
