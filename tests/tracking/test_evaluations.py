@@ -202,7 +202,12 @@ def test_rows_carry_their_inputs_outputs_and_this_evaluations_assessments(
     }  # fmt: skip
     assert {k: a.value for k, a in first.expectations.items()} == {"answer": "Paris"}
     assert (second.inputs, second.feedback) == ({"question": "hi"}, {})  # from its metadata
-    assert [r.feedback["exact"].value for r in other.evaluation_rows()] == ["other run's"]
+    # The other evaluation of the same trace sees its own score, not this one's nor the fix.
+    (theirs,) = other.evaluation_rows()
+    assert {k: a.value for k, a in theirs.feedback.items()} == {
+        "exact": "other run's", "thumbs": "up",
+    }  # fmt: skip
+    assert theirs.expectations == {}
 
 
 def test_rows_of_many_runs_take_three_queries(experiment, dataset, django_assert_num_queries):
