@@ -35,11 +35,14 @@ from django.db.models import (
     Window,
 )
 from django.db.models.fields.json import KeyTextTransform
-from django.db.models.functions import Cast, RowNumber
+from django.db.models.functions import Cast, Coalesce, RowNumber
 from django.urls import reverse
 from django.utils import timezone
 
-from tracking import storage
+from tracking import evaluations, storage
+
+# A run's inputs as rows, for the evaluation queries (tracking/evaluations.py).
+from tracking.evaluations import RunDataset, RunModel
 
 DEFAULT_EXPERIMENT_ID = 0
 # Counting every row of a large table is slow on PostgreSQL; past this, pages say "N+".
@@ -200,6 +203,50 @@ class RunQuerySet(models.QuerySet["Run"]):
             tags={**tags, Run.NAME_TAG: name},
         )
 
+    def evaluations(self) -> RunQuerySet:
+        """The active evaluation runs here (`mlflow.genai.evaluate` tags its run
+        `mlflow.runType=genai_evaluate`), newest first, each with its dataset
+        (`dataset_name`, `dataset_digest`, `evaluation_dataset_id`: the managed dataset's id,
+        None if Spyglass does not hold it), its model version (`model_id`, `model_name`),
+        `row_count` (its traces) and `latest_metrics` (the scores, see `Run.scores`): two
+        queries for a page of any length. Narrow it with `.filter(experiment=...)`,
+        `of_model()` and `on_dataset()`."""
+        dataset = RunDataset.objects.filter(run=OuterRef("pk")).order_by("pk")
+        model = RunModel.objects.filter(run=OuterRef("pk")).order_by("pk")
+        links = Run.linked_traces.through.objects.filter(run=OuterRef("pk")).order_by()
+        return (
+            self.filter(
+                **{f"tags__{evaluations.RUN_TYPE_TAG}": evaluations.GENAI_EVALUATE},
+                lifecycle_stage=LifecycleStage.ACTIVE,
+            )
+            .annotate(
+                dataset_name=Subquery(dataset.values("name")[:1]),
+                dataset_digest=Subquery(dataset.values("digest")[:1]),
+                evaluation_dataset_id=Subquery(dataset.values("dataset__dataset_id")[:1]),
+                model_id=Subquery(model.values("model_id")[:1]),
+                model_name=Subquery(model.values("logged_model__name")[:1]),
+                row_count=Coalesce(
+                    Subquery(links.values("run").annotate(n=Count("pk")).values("n")), 0
+                ),
+            )
+            .prefetch_related(
+                models.Prefetch(
+                    "metric_set",
+                    queryset=Metric.objects.latest("run_id", "key").order_by("key"),
+                    to_attr="latest_metrics",
+                )
+            )
+            .order_by("-start_time", "-pk")
+        )
+
+    def of_model(self, model_id: str) -> RunQuerySet:
+        """The runs that used this model version (LogInputs' model inputs)."""
+        return self.filter(Exists(RunModel.objects.filter(run=OuterRef("pk"), model_id=model_id)))
+
+    def on_dataset(self, dataset: EvaluationDataset) -> RunQuerySet:
+        """The runs that read this evaluation dataset, whatever its digest was then."""
+        return self.filter(Exists(RunDataset.objects.filter(run=OuterRef("pk"), dataset=dataset)))
+
 
 class Run(TaggedRow, models.Model):
     NAME_TAG = "mlflow.runName"
@@ -305,6 +352,22 @@ class Run(TaggedRow, models.Model):
                 inputs["model_inputs"] = [*inputs.get("model_inputs", []), *new_models]
                 self.inputs = {k: v for k, v in inputs.items() if v}
                 self.save(update_fields=["inputs"])
+                evaluations.record_inputs(self, new_datasets, [m["model_id"] for m in new_models])
+
+    @property
+    def scores(self) -> dict[str, dict[str, float]]:
+        """{scorer: {aggregation: value}} from the run's latest metrics (`exact/mean`); from
+        what `RunQuerySet.evaluations()` prefetched, else one query."""
+        latest = getattr(self, "latest_metrics", None)
+        if latest is None:
+            latest = Metric.objects.filter(run=self).latest_per_key()
+        return evaluations.scores_of(latest)
+
+    def evaluation_rows(self) -> list[evaluations.EvaluationRow]:
+        """This evaluation's rows (trace, root inputs and outputs, its assessments), oldest
+        first, in three queries however many rows; `evaluations.evaluation_rows` reads
+        several runs' rows at once."""
+        return evaluations.evaluation_rows([self])[self.pk]
 
 
 def _dataset_key(item: dict[str, Any]) -> tuple[str, str]:

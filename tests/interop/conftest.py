@@ -54,6 +54,15 @@ def mlflow_server(live_server, transactional_db, artifact_root: Path) -> str:
     return live_server.url
 
 
+def serial_evaluation() -> dict[str, str]:
+    """On in-memory SQLite the live server's threads share one connection (see _client_env):
+    `mlflow.genai.evaluate`'s row and scorer workers, concurrent by default, go one at a time
+    there."""
+    if connection.vendor == "sqlite" and connection.is_in_memory_db():
+        return {"MLFLOW_GENAI_EVAL_MAX_WORKERS": "1", "MLFLOW_GENAI_EVAL_MAX_SCORER_WORKERS": "1"}
+    return {}
+
+
 def _client_env(server_url: str) -> dict[str, str]:
     env = {
         **os.environ,

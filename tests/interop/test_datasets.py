@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import json
 
-from django.db import connection
-
+from tests.interop.conftest import serial_evaluation
 from tracking.models import DatasetRecord, EvaluationDataset
 
 FLOW_SCRIPT = """
@@ -95,16 +94,8 @@ FLOW_SCRIPT = """
 """
 
 
-def _serial_evaluation() -> dict[str, str]:
-    """On in-memory SQLite the live server's threads share one connection (conftest.py):
-    evaluate's row and scorer workers, concurrent by default, go one at a time there."""
-    if connection.vendor == "sqlite" and connection.is_in_memory_db():
-        return {"MLFLOW_GENAI_EVAL_MAX_WORKERS": "1", "MLFLOW_GENAI_EVAL_MAX_SCORER_WORKERS": "1"}
-    return {}
-
-
 def test_dataset_flow_and_evaluate(run_mlflow):
-    found = run_mlflow(FLOW_SCRIPT, **_serial_evaluation())
+    found = run_mlflow(FLOW_SCRIPT, **serial_evaluation())
     links, made, searched, evaluated, after_delete = found
     assert links == [True, True]
     assert made["name"] == "qa <b>"
