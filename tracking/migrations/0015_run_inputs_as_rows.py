@@ -57,7 +57,7 @@ def backfill(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('tracking', '0013_trace_cost'),
+        ('tracking', '0014_trace_metrics_rollups'),
     ]
 
     operations = [
