@@ -257,7 +257,7 @@ def test_rows_of_evaluations_line_up_on_their_inputs(experiment, dataset):
 def test_the_migration_backfills_rows_from_the_inputs_already_logged():
     executor = MigrationExecutor(connection)
     executor.migrate([("tracking", "0014_trace_metrics_rollups")])
-    apps = executor.loader.project_state([("tracking", "0013_trace_cost")]).apps
+    apps = executor.loader.project_state([("tracking", "0014_trace_metrics_rollups")]).apps
     experiment = apps.get_model("tracking", "Experiment").objects.create(name="old")
     dataset = apps.get_model("tracking", "EvaluationDataset").objects.create(
         dataset_id="d-" + "1" * 32, name="qa", digest="abc"
