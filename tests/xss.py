@@ -87,7 +87,14 @@ class EvaluationCorpus:
             f"/models/{first}/",
             f"/models/{first}/traces/",
             f"/models/compare/?ids={first},{second}",
+        ]
+
+    def fragments(self) -> list[str]:
+        """Parts of those pages that are also requested on their own (htmx)."""
+        first, second = self.model_ids
+        return [
             f"/models/compare/answers/?ids={first},{second}",
+            *(f"/traces/{self.trace_id}/spans/{span}/" for span in self.span_ids),
         ]
 
     def api_reads(self) -> list[str]:

@@ -38,8 +38,10 @@ def test_the_checker_finds_the_corpus_unescaped():
 
 
 def test_every_page_with_evaluation_data_shows_the_corpus_only_escaped(client, corpus):
-    for path in corpus.pages():
-        response = client.get(path)
+    requests = [(path, {}) for path in corpus.pages()]
+    requests += [(path, {"HX-Request": "true"}) for path in corpus.fragments()]
+    for path, headers in requests:
+        response = client.get(path, headers=headers)
 
         assert response.status_code == 200, path
         assert response["Content-Type"].startswith("text/html"), path
