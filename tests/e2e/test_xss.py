@@ -10,6 +10,7 @@ import os
 
 import pytest
 
+from tests.xss import CORPUS
 from tracking import ingest
 from tracking.models import (
     Assessment,
@@ -22,18 +23,6 @@ from tracking.models import (
 
 pytestmark = pytest.mark.e2e
 
-CORPUS = [
-    "<script>alert('script')</script>",
-    '"><img src=x onerror=alert("img")>',
-    "<svg onload=alert('svg')><script>alert('svg-script')</script></svg>",
-    "<a href=\"javascript:alert('href')\">click</a>",
-    "[markdown link](javascript:alert('md'))",
-    '![image](x" onerror="alert(1))',
-    "<iframe src=\"javascript:alert('iframe')\"></iframe>",
-    "'-alert('quote')-'",
-    "<details open ontoggle=alert('toggle')>",
-    "<style>body{display:none}</style>",
-]
 PAYLOAD = " ".join(CORPUS)
 NO_SLASH_PAYLOAD = "\"><img src=x onerror=alert('registry')><svg onload=alert('reg-svg')>"
 

@@ -12,7 +12,7 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
-from django.core.exceptions import RequestDataTooBig
+from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent
 from django.http import HttpRequest, HttpResponse, JsonResponse, UnreadablePostError
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
@@ -72,6 +72,14 @@ def mlflow_errors(view: Callable[..., HttpResponse]) -> Callable[..., HttpRespon
             # Raised by `request.body` past DATA_UPLOAD_MAX_MEMORY_SIZE; 413 is not retried.
             return error_response(
                 RESOURCE_LIMIT_EXCEEDED, "The request body is larger than this server accepts.", 413
+            )
+        except TooManyFieldsSent:
+            # A query string past DATA_UPLOAD_MAX_NUMBER_FIELDS: Django's own answer is an
+            # HTML page, which the client cannot read.
+            return error_response(
+                INVALID_PARAMETER_VALUE,
+                "The request holds more parameters than this server accepts.",
+                400,
             )
         except UnreadablePostError:
             return error_response(INVALID_PARAMETER_VALUE, "The request body was cut short.", 400)

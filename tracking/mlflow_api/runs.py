@@ -30,6 +30,7 @@ from tracking.mlflow_api.requests import (
     to_number,
 )
 from tracking.models import LifecycleStage, LoggedModel, Metric, ParamChanged, Run
+from webapp import json_limits
 
 MAX_PARAM_VALUE = 6000
 MAX_TAG_VALUE = 8000
@@ -366,9 +367,9 @@ def log_model(request: HttpRequest) -> JsonResponse:
     message = Message.of(request)
     run_id = _run_id(message)
     text = message.string("model_json", required=True)
-    try:
-        model = json.loads(text)
-    except ValueError:
+    try:  # depth-limited: Python's json recurses once per level (a 500 past ~1,000)
+        model = json_limits.loads(text.encode(), allow_nan=True)
+    except json_limits.JsonError:
         raise invalid(f"Malformed model info. \n {text} \n is not a valid JSON.") from None
     if not isinstance(model, dict):
         raise invalid(f"Malformed model info. \n {text} \n is not a valid JSON.")

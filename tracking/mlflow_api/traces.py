@@ -13,6 +13,7 @@ TRACKING_STORE.
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from typing import Any
 
@@ -244,6 +245,7 @@ def delete_traces(request: HttpRequest) -> JsonResponse:
 
 LINK_MAX = 100  # MLflow's MAX_TRACE_LINKS_PER_REQUEST
 LINKED_PROMPTS = "mlflow.linkedPrompts"
+PROMPT_VERSION_RE = re.compile(r"[0-9]{1,18}")
 
 
 @mlflow_endpoint(["POST"])
@@ -276,8 +278,10 @@ def link_prompts(request: HttpRequest) -> JsonResponse:
         raise invalid("Missing value for required parameter 'prompt_versions'.")
     wanted = []
     for i, ref in enumerate(message.objects("prompt_versions", max_items=LINK_MAX)):
-        name, version = ref.get("name"), ref.get("version")
-        if not isinstance(name, str) or not name or not str(version).isdigit():
+        name, version = ref.get("name"), str(ref.get("version"))
+        # ASCII digits only, and few of them: str.isdigit() also passes "²", which int()
+        # refuses, and int() refuses text of more than 4,300 digits (both were 500s).
+        if not isinstance(name, str) or not name or not PROMPT_VERSION_RE.fullmatch(version):
             raise invalid(f"prompt_versions[{i}] needs a 'name' and an integer 'version'.")
         wanted.append({"name": name, "version": str(int(version))})
     with transaction.atomic():
