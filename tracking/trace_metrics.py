@@ -629,25 +629,63 @@ def _rollup_servable(q: MetricQuery) -> bool:
         and (q.metric == "trace_count" or q.metric in rollups.ROLLED_METRICS)
         and all(a.kind != PERCENTILE for a in q.aggregations)
         and all(_rollup_filter(f) is not None for f in q.filters)
-        and (not q.interval_s or q.interval_s % 3600 == 0)
+        and (not q.interval_s or (q.interval_s * 1000) % rollups.HOUR_MS == 0)
     )
 
 
-def _from_rollups(experiment_ids: list[int], q: MetricQuery) -> list[tuple[tuple, _Stats]] | None:
-    """Whole hours from rollup rows, the partial hours at either end raw; None when the range
-    holds no whole hour."""
-    hour = rollups.HOUR_MS
-    first = None if q.start_ms is None else -(-q.start_ms // hour) * hour
-    after = None if q.end_ms is None else (q.end_ms + 1) // hour * hour
-    if first is not None and after is not None and first >= after:
-        return None
-    if rollups.pending(experiment_ids):
+Segment = tuple[int | None, int | None, int | None]  # [start, end) ms and its period (None: raw)
+
+
+def plan(start: int | None, end: int | None, periods: tuple[int, ...]) -> list[Segment]:
+    """[start, end) (None: unbounded) cut into whole periods of the longest length that fits,
+    the rest into shorter ones, and what no period covers left to read raw (period None).
+    For a day-aligned range of 90 days and a few hours: a partial hour, hours, days, hours,
+    a partial hour."""
+    if start is not None and end is not None and start >= end:
+        return []
+    for i, period in enumerate(periods):
+        first = None if start is None else -(-start // period) * period
+        after = None if end is None else end // period * period
+        if first is None or after is None or first < after:
+            shorter = periods[i + 1 :]
+            head = plan(start, first, shorter) if start is not None else []
+            tail = plan(after, end, shorter) if end is not None else []
+            return [*head, (first, after, period), *tail]
+    return [(start, end, None)]
+
+
+def _from_rollups(experiment_ids: list[int], q: MetricQuery) -> list[tuple[tuple, _Stats]]:
+    """Whole days and hours from rollup rows, what is left at either end from the traces."""
+    width = q.interval_s * 1000 if q.interval_s else None
+    # A bucket must hold whole periods: days for buckets of whole days, else hours.
+    periods = tuple(p for p in rollups.PERIODS_MS if width is None or width % p == 0)
+    end = None if q.end_ms is None else q.end_ms + 1
+    segments = plan(q.start_ms, end, periods)
+    if any(period is not None for _, _, period in segments) and rollups.pending(experiment_ids):
         rollups.refresh(experiment_ids)
-    rows = rollups.TraceRollup.objects.filter(experiment_id__in=experiment_ids)
-    if first is not None:
-        rows = rows.filter(hour_ms__gte=first)
-    if after is not None:
-        rows = rows.filter(hour_ms__lt=after)
+    groups: dict[tuple, _Stats] = {}
+    raw = [(a, None if b is None else b - 1) for a, b, period in segments if period is None]
+    for key, stats in _raw_groups(q, experiment_ids, raw, ordered=False) if raw else []:
+        groups.setdefault(key, _Stats()).add(stats.n, stats.total, stats.low, stats.high)
+    rolled = [(a, b, period) for a, b, period in segments if period is not None]
+    if rolled:
+        for key, row in _rollup_rows(q, experiment_ids, rolled):
+            groups.setdefault(key, _Stats()).add(
+                row["_n"], row.get("_sum"), row.get("_min"), row.get("_max")
+            )
+    return list(groups.items())
+
+
+def _rollup_rows(q: MetricQuery, experiment_ids: list[int], segments: list[Segment]):
+    within = Q(pk__in=[])
+    for start, end, period in segments:
+        segment = Q(period_hours=period // rollups.HOUR_MS)
+        if start is not None:
+            segment &= Q(hour_ms__gte=start)
+        if end is not None:
+            segment &= Q(hour_ms__lt=end)
+        within |= segment
+    rows = rollups.TraceRollup.objects.filter(within, experiment_id__in=experiment_ids)
     for f in q.filters:
         rows = rows.filter(_rollup_filter(f))
     names = []
@@ -667,24 +705,7 @@ def _from_rollups(experiment_ids: list[int], q: MetricQuery) -> list[tuple[tuple
             "_min": Min(f"{metric}_min"),
             "_max": Max(f"{metric}_max"),
         }
-    if names:
-        found = [
-            (tuple(r[n] for n in names), r)
-            for r in rows.values(*names).annotate(**aggregates).order_by()
-        ]
-    else:
-        found = [((), rows.aggregate(**aggregates))]
-    groups: dict[tuple, _Stats] = {}
-    for key, row in found:
-        groups.setdefault(key, _Stats()).add(
-            row["_n"], row.get("_sum"), row.get("_min"), row.get("_max")
-        )
-    edges = []
-    if first is not None and q.start_ms is not None and q.start_ms < first:
-        edges.append((q.start_ms, first - 1))
-    if after is not None and q.end_ms is not None and after <= q.end_ms:
-        edges.append((after, q.end_ms))
-    if edges:
-        for key, stats in _raw_groups(q, experiment_ids, edges, ordered=False):
-            groups.setdefault(key, _Stats()).add(stats.n, stats.total, stats.low, stats.high)
-    return list(groups.items())
+    if not names:
+        return [((), rows.aggregate(**aggregates))]
+    found = rows.values(*names).annotate(**aggregates).order_by()
+    return [(tuple(row[n] for n in names), row) for row in found]

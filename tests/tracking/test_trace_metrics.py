@@ -14,7 +14,7 @@ import pytest
 
 from tests.rows import make_span, make_trace
 from tests.tracking.test_mlflow_api import error_of, post
-from tracking import rollups
+from tracking import rollups, trace_metrics
 from tracking.models import Assessment, Experiment, RollupChange, Trace, TraceRollup
 
 URL = "/api/3.0/mlflow/traces/metrics"
@@ -282,7 +282,29 @@ def test_rebuild_recomputes_from_scratch(experiment, traces):
     rollups.refresh()
     TraceRollup.objects.update(traces=0)  # corrupted
     rollups.rebuild()
-    assert sum(TraceRollup.objects.values_list("traces", flat=True)) == 60
+    for period in (1, 24):  # hours, and days summed from them
+        rows = TraceRollup.objects.filter(period_hours=period)
+        assert sum(rows.values_list("traces", flat=True)) == 60
+
+
+D, H = rollups.DAY_MS, rollups.HOUR_MS
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "segments"),
+    [
+        (None, None, [(None, None, D)]),
+        (0, 3 * D, [(0, 3 * D, D)]),
+        (5, 3 * D, [(5, H, None), (H, D, H), (D, 3 * D, D)]),
+        (D - H, 2 * D + 2 * H + 7, [(D - H, D, H), (D, 2 * D, D), (2 * D, 2 * D + 2 * H, H),
+                                    (2 * D + 2 * H, 2 * D + 2 * H + 7, None)]),  # fmt: skip
+        (H + 1, 2 * H - 1, [(H + 1, 2 * H - 1, None)]),
+        (None, D + H, [(None, D, D), (D, D + H, H)]),
+        (7, 7, []),
+    ],
+)
+def test_plan_cuts_ranges_into_days_hours_and_raw_ends(start, end, segments):
+    assert trace_metrics.plan(start, end, rollups.PERIODS_MS) == segments
 
 
 def test_spans_view(client, experiment):

@@ -131,6 +131,7 @@ class Migration(migrations.Migration):
                         auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
                     ),
                 ),
+                ("period_hours", models.SmallIntegerField()),
                 ("hour_ms", models.BigIntegerField()),
                 ("model_id", models.CharField(blank=True, max_length=64)),
                 ("name", models.CharField(blank=True, max_length=500)),
@@ -176,7 +177,10 @@ class Migration(migrations.Migration):
             ],
             options={
                 "indexes": [
-                    models.Index(fields=["experiment", "hour_ms"], name="rollup_exp_hour_idx")
+                    models.Index(
+                        fields=["experiment", "period_hours", "hour_ms"],
+                        name="rollup_exp_hour_idx",
+                    )
                 ],
             },
         ),
