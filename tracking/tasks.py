@@ -9,6 +9,7 @@ from celery import shared_task
 from django.conf import settings
 from django.utils import timezone
 
+from tracking import rollups
 from tracking.retention import delete_traces_before
 
 logger = logging.getLogger(__name__)
@@ -25,3 +26,10 @@ def delete_old_traces() -> int:
     if deleted:
         logger.info("Retention: deleted %d traces older than %d days", deleted, days)
     return deleted
+
+
+@shared_task(name="tracking.refresh_trace_rollups")
+def refresh_trace_rollups() -> int:
+    """Recompute the rollup hours that traces changed since the last refresh, so that trace
+    metrics rarely have to before answering. Safe to run twice: a second run finds none."""
+    return rollups.refresh()

@@ -355,6 +355,8 @@ CELERY_BEAT_SCHEDULE = {
     "delete-old-traces": {"task": "tracking.delete_old_traces", "schedule": 3600.0},
     # Playground runs whose worker was lost (or whose message was) end failed, not "running".
     "reap-stale-playground-runs": {"task": "playground.reap_stale_runs", "schedule": 60.0},
+    # Trace metrics read hourly rollups; a read refreshes them too, this keeps reads quick.
+    "refresh-trace-rollups": {"task": "tracking.refresh_trace_rollups", "schedule": 60.0},
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 # Traces older than this many days are deleted hourly, in batches; 0 keeps them forever.

@@ -5,6 +5,7 @@ kind of write to the traces (the triggers)."""
 
 from __future__ import annotations
 
+import io
 import random
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
@@ -296,8 +297,16 @@ D, H = rollups.DAY_MS, rollups.HOUR_MS
         (None, None, [(None, None, D)]),
         (0, 3 * D, [(0, 3 * D, D)]),
         (5, 3 * D, [(5, H, None), (H, D, H), (D, 3 * D, D)]),
-        (D - H, 2 * D + 2 * H + 7, [(D - H, D, H), (D, 2 * D, D), (2 * D, 2 * D + 2 * H, H),
-                                    (2 * D + 2 * H, 2 * D + 2 * H + 7, None)]),  # fmt: skip
+        (
+            D - H,
+            2 * D + 2 * H + 7,
+            [
+                (D - H, D, H),
+                (D, 2 * D, D),
+                (2 * D, 2 * D + 2 * H, H),
+                (2 * D + 2 * H, 2 * D + 2 * H + 7, None),
+            ],
+        ),
         (H + 1, 2 * H - 1, [(H + 1, 2 * H - 1, None)]),
         (None, D + H, [(None, D, D), (D, D + H, H)]),
         (7, 7, []),
@@ -474,3 +483,19 @@ def test_bad_input_is_refused(client, experiment, traces, changes):
     before = TraceRollup.objects.count(), Trace.objects.count()
     assert error_of(post(client, URL, body)) == (400, "INVALID_PARAMETER_VALUE")
     assert (TraceRollup.objects.count(), Trace.objects.count()) == before
+
+
+def test_the_beat_task_and_the_command_refresh_and_rebuild(experiment, traces, settings):
+    from django.core.management import call_command
+
+    from tracking.tasks import refresh_trace_rollups
+
+    assert settings.CELERY_BEAT_SCHEDULE["refresh-trace-rollups"]["task"] == (
+        "tracking.refresh_trace_rollups"
+    )
+    assert refresh_trace_rollups() > 0
+    assert refresh_trace_rollups() == 0  # a second run finds nothing to do
+    TraceRollup.objects.filter(period_hours=24).delete()
+    call_command("rebuild_trace_rollups", "--experiment", str(experiment.pk), stdout=io.StringIO())
+    days = TraceRollup.objects.filter(period_hours=24)
+    assert sum(days.values_list("traces", flat=True)) == 60
