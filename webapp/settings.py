@@ -67,6 +67,7 @@ INSTALLED_APPS = [
     "webapp",
     "tracking",
     "playground",
+    "evaluation",
     "access",
 ]
 

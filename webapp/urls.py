@@ -26,6 +26,7 @@ urlpatterns = [
     ),
     path("", include("tracking.urls")),
     path("playground/", include("playground.urls")),
+    path("", include("evaluation.urls")),
     path("admin/", admin.site.urls),
 ]
 

@@ -1,6 +1,6 @@
 """The direction of imports between the project and its apps: webapp is the shared layer the
 apps build on, tracking knows nothing of its clients (DESIGN.md: "Nothing in tracking imports
-playground"), and no two apps import each other both ways."""
+playground"), evaluation builds on both, and no two apps import each other both ways."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-APPS = ("webapp", "tracking", "playground", "access")
+APPS = ("webapp", "tracking", "playground", "evaluation", "access")
 # Who may import whom (besides itself). URL confs include apps by dotted string, not import.
 MAY_IMPORT = {
     "webapp": set(),
@@ -19,6 +19,8 @@ MAY_IMPORT = {
     "access": {"webapp", "tracking"},
     "tracking": {"webapp", "access"},
     "playground": {"webapp", "access", "tracking"},
+    # Evaluations call playground agents; the playground links to evaluations by URL name only.
+    "evaluation": {"webapp", "access", "tracking", "playground"},
 }
 
 
