@@ -6,17 +6,16 @@
 - `Percentile`: the linearly interpolated percentile of a group (PostgreSQL's
   `percentile_cont`, numpy's default), which MLflow's QueryTraceMetrics answers exactly.
   SQLite has no such aggregate before 3.47 and Python's build may lack it: the SQLite backend
-  (webapp/db/sqlite3/base.py) registers `PercentileAggregate` under `spyglass_percentile`.
+  registers one (webapp/db/sqlite3/percentile.py).
 """
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from django.db.models import Aggregate, BigIntegerField, FloatField, Func
 
-SQLITE_PERCENTILE = "spyglass_percentile"
+from webapp.db.sqlite3.percentile import SQLITE_PERCENTILE
 
 
 class EpochMs(Func):
@@ -65,31 +64,3 @@ class Percentile(Aggregate):
     def as_sqlite(self, compiler: Any, connection: Any, **extra: Any) -> tuple[str, Any]:
         value_sql, params = compiler.compile(self.source_expressions[0])
         return f"{SQLITE_PERCENTILE}({value_sql}, {self.percent!r})", params
-
-
-def interpolated(ordered: list[float], fraction: float) -> float:
-    """The value at `fraction` (0..1) of sorted values, interpolated between neighbours."""
-    position = fraction * (len(ordered) - 1)
-    low = math.floor(position)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
-
-
-class PercentileAggregate:
-    """SQLite aggregate `spyglass_percentile(value, percent)`; NULL values are skipped, as
-    SQL aggregates skip them, and an empty group answers NULL."""
-
-    def __init__(self) -> None:
-        self.values: list[float] = []
-        self.percent = 50.0
-
-    def step(self, value: float | None, percent: float) -> None:
-        if value is not None:
-            self.values.append(value)
-            self.percent = percent
-
-    def finalize(self) -> float | None:
-        if not self.values:
-            return None
-        self.values.sort()
-        return interpolated(self.values, self.percent / 100)

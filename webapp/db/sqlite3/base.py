@@ -5,7 +5,7 @@ bulk insert of 13-column span rows is split into batches of 76 rows. Modern SQLi
 allow 32,766 or more; asking the connection lets ingest store a 1,000-span trace in one
 INSERT (Django 6.0 does the same).
 
-It also registers the aggregates that SQLite lacks (`tracking/sql_functions.py`).
+It also registers the aggregate that SQLite lacks (percentile.py).
 
 SQLite has one writer at a time. A second `BEGIN IMMEDIATE` waits in SQLite's busy handler,
 which sleeps 1, 2, 5, 10, ... 100 ms between tries: under concurrent ingest most of a
@@ -27,6 +27,8 @@ import time
 from django.db import OperationalError
 from django.db.backends.sqlite3 import base, features
 from django.utils.functional import cached_property
+
+from webapp.db.sqlite3.percentile import SQLITE_PERCENTILE, PercentileAggregate
 
 # One per database file and process; keyed by path so tests with several databases work.
 _process_locks: dict[str, threading.Lock] = {}
@@ -100,9 +102,7 @@ class DatabaseWrapper(base.DatabaseWrapper):
 
     def get_new_connection(self, conn_params: dict) -> sqlite3.Connection:
         connection = super().get_new_connection(conn_params)
-        # Trace metrics' percentiles (tracking/sql_functions.py); PostgreSQL has its own.
-        from tracking.sql_functions import SQLITE_PERCENTILE, PercentileAggregate
-
+        # Trace metrics' percentiles; PostgreSQL has its own.
         connection.create_aggregate(SQLITE_PERCENTILE, 2, PercentileAggregate)
         return connection
 
