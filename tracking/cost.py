@@ -277,12 +277,14 @@ def sum_costs(costs: Mapping[str, Any], parents: Mapping[str, str]) -> dict[str,
             priced[span_id] = valid
     if not priced:
         return None
-    totals = dict.fromkeys(COST_KEYS, 0.0)
-    for span_id, span_cost in priced.items():
-        if not _has_priced_ancestor(span_id, parents, priced):
-            for key in COST_KEYS:
-                totals[key] += span_cost[key]
-    return totals
+    counted = [
+        span_cost
+        for span_id, span_cost in priced.items()
+        if not _has_priced_ancestor(span_id, parents, priced)
+    ]
+    # fsum, exact and then rounded once, is the same in whatever order the spans come:
+    # summed from a request's spans or from the stored rows, a trace gets one cost.
+    return {key: math.fsum(c[key] for c in counted) for key in COST_KEYS}
 
 
 def _has_priced_ancestor(span_id: str, parents: Mapping[str, str], priced: dict) -> bool:

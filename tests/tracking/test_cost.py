@@ -203,6 +203,15 @@ def test_the_trace_sum_counts_a_priced_parent_once_not_again_with_its_children()
     assert cost.trace_cost([("a", "", None)]) is None
 
 
+def test_the_trace_sum_is_the_same_in_any_order_of_spans() -> None:
+    # Summed from a request's spans or from the stored rows (in no set order), a trace
+    # gets one cost, to the last digit: 0.1 + 0.2 + 0.3 differs from 0.3 + 0.2 + 0.1.
+    spans = [(f"s{i}", "", {"input_cost": v, "output_cost": v, "total_cost": v})
+             for i, v in enumerate((0.1, 0.2, 0.3))]  # fmt: skip
+    assert cost.trace_cost(spans) == cost.trace_cost(spans[::-1])
+    assert cost.trace_cost(spans)["total_cost"] == 0.6
+
+
 # --- At ingest --------------------------------------------------------------------------------
 
 
