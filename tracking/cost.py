@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, time
 from decimal import Decimal
 from typing import Any
 
@@ -21,6 +21,7 @@ import genai_prices
 import orjson
 from django.conf import settings
 from genai_prices import data_snapshot
+from genai_prices.types import ModelPrice, TimeOfDateConstraint
 
 COST_ATTRIBUTE = "mlflow.llm.cost"
 MODEL_ATTRIBUTE = "mlflow.llm.model"
@@ -124,7 +125,7 @@ def price(
     found = _library_model(model, provider)
     if found is None:
         return None
-    library_provider, library_model = found
+    library_provider, library_model, all_day = found
     when = when or datetime.now(UTC)
     cache_read = usage.get("cache_read_input_tokens")
     cache_write = usage.get("cache_creation_input_tokens")
@@ -132,9 +133,11 @@ def price(
         # The common case, plain text tokens at flat per-million rates, is the library's own
         # arithmetic (rate * count / 1e6 in Decimal) on the rates it picks for the moment of
         # the call; its general calculation costs ~100 us a span, most of an ingest's time.
-        model_price = library_model.get_prices(when)
-        rates = getattr(model_price, "input_mtok", None), getattr(model_price, "output_mtok", None)
-        if all(isinstance(rate, Decimal) for rate in rates):
+        if all_day:
+            rates = _rates_on_day(model, provider, _utc_day(when))
+        else:
+            rates = _rates(library_model, when)
+        if rates is not None:
             return _cost(
                 float(rates[0] * input_tokens / _MILLION),
                 float(rates[1] * output_tokens / _MILLION),
@@ -168,16 +171,48 @@ def _cost(input_cost: float, output_cost: float) -> dict[str, float] | None:
 
 
 @functools.lru_cache(maxsize=1024)
-def _library_model(model: str, provider: str | None) -> tuple[Any, Any] | None:
-    """The library's (provider, model) for a model name, cached per name: a miss scans every
-    provider's list, and ingest asks again for each span."""
+def _library_model(model: str, provider: str | None) -> tuple[Any, Any, bool] | None:
+    """The library's (provider, model, whether its price holds all day) for a model name,
+    cached per name: a miss scans every provider's list, and ingest asks for every LLM span.
+    A price changes at a date (`StartDateConstraint`) or, for off-peak prices, at a time of
+    day (`TimeOfDateConstraint`): only the first can be looked up once a day."""
     snapshot = data_snapshot.get_snapshot()
     for provider_id in (provider, None) if provider else (None,):
         try:
-            return snapshot.find_provider_model(model, None, provider_id, None)
+            library_provider, library_model = snapshot.find_provider_model(
+                model, None, provider_id, None
+            )
         except LookupError:
             continue
+        prices = library_model.prices
+        all_day = isinstance(prices, ModelPrice) or not any(
+            isinstance(p.constraint, TimeOfDateConstraint) for p in prices
+        )
+        return library_provider, library_model, all_day
     return None
+
+
+def _utc_day(when: datetime) -> date:
+    # As the library reads a timestamp: naive is UTC, an aware one is converted to UTC.
+    if when.tzinfo is not UTC:
+        when = when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+    return when.date()
+
+
+def _rates(library_model: Any, when: datetime) -> tuple[Decimal, Decimal] | None:
+    """The model's (input, output) dollars per million tokens at `when`, or None when they
+    are not flat rates (tiers by token count): the general calculation prices those."""
+    model_price = library_model.get_prices(when)
+    rates = getattr(model_price, "input_mtok", None), getattr(model_price, "output_mtok", None)
+    return rates if all(isinstance(rate, Decimal) for rate in rates) else None
+
+
+@functools.lru_cache(maxsize=4096)
+def _rates_on_day(model: str, provider: str | None, day: date) -> tuple[Decimal, Decimal] | None:
+    """`_rates` for a model whose price holds all day, looked up once per (model, provider,
+    UTC day): ingest prices every LLM span, mostly of a few models on the same day."""
+    found = _library_model(model, provider)
+    return None if found is None else _rates(found[1], datetime.combine(day, time(), UTC))
 
 
 def annotate_span(
@@ -221,26 +256,38 @@ _NUMBER_TYPES = (int, float)
 
 
 def trace_cost(spans: Iterable[tuple[str, str, Any]]) -> dict[str, float] | None:
-    """The trace's cost from its spans' (span_id, parent_span_id, cost): MLflow's tree-aware
-    sum, which skips a span whose ancestor already has a cost (a rolled-up parent counts
-    once, not again with its children). None when no span has a cost."""
+    """The trace's cost from its spans' (span_id, parent_span_id, cost); see `sum_costs`."""
     parents: dict[str, str] = {}
-    priced: dict[str, dict[str, float]] = {}
+    costs: dict[str, Any] = {}
     for span_id, parent, span_cost in spans:
         parents[span_id] = parent
-        if span_cost is not None and (valid := valid_cost(span_cost)) is not None:
+        if span_cost is not None:
+            costs[span_id] = span_cost
+    return sum_costs(costs, parents)
+
+
+def sum_costs(costs: Mapping[str, Any], parents: Mapping[str, str]) -> dict[str, float] | None:
+    """The trace's cost from the costs of its priced spans (by span id) and every span's
+    parent id: MLflow's tree-aware sum, which skips a span whose ancestor already has a
+    cost (a rolled-up parent counts once, not again with its children). None when no span
+    has a valid cost. Only the priced spans are visited: most spans are not LLM calls."""
+    priced: dict[str, dict[str, float]] = {}
+    for span_id, span_cost in costs.items():
+        if (valid := valid_cost(span_cost)) is not None:
             priced[span_id] = valid
     if not priced:
         return None
-    totals = dict.fromkeys(COST_KEYS, 0.0)
-    for span_id, span_cost in priced.items():
-        if not _has_priced_ancestor(span_id, parents, priced):
-            for key in COST_KEYS:
-                totals[key] += span_cost[key]
-    return totals
+    counted = [
+        span_cost
+        for span_id, span_cost in priced.items()
+        if not _has_priced_ancestor(span_id, parents, priced)
+    ]
+    # fsum, exact and then rounded once, is the same in whatever order the spans come:
+    # summed from a request's spans or from the stored rows, a trace gets one cost.
+    return {key: math.fsum(c[key] for c in counted) for key in COST_KEYS}
 
 
-def _has_priced_ancestor(span_id: str, parents: dict[str, str], priced: dict) -> bool:
+def _has_priced_ancestor(span_id: str, parents: Mapping[str, str], priced: dict) -> bool:
     # Walked up from the few priced spans rather than down from the root over every span;
     # `seen` ends the walk on a (malformed) cycle of parent ids.
     seen = {span_id}

@@ -694,29 +694,48 @@ def _refresh_costs(batches: dict[int, list[SpanData]], span_counts: dict[int, in
     A trace whose stored spans are all in this batch (the usual request: the whole trace,
     or its first spans) is summed from the batch; only the others read their stored spans.
     """
-    if not batches:
-        return
-    spans: dict[int, list[tuple[str, str, Any]]] = {}
+    totals: dict[int, dict[str, float] | None] = {}
     stored = []
     for pk, batch in batches.items():
-        if span_counts.get(pk) == len(batch):
-            spans[pk] = [(s.span_id, s.parent_span_id, s.attributes.get(cost.COST_ATTRIBUTE))
-                         for s in batch]  # fmt: skip
-        else:
-            spans[pk] = []
+        if span_counts.get(pk) != len(batch):
             stored.append(pk)
+            continue
+        key = cost.COST_ATTRIBUTE
+        costs = {s.span_id: c for s in batch if (c := s.attributes.get(key)) is not None}
+        if costs:
+            totals[pk] = cost.sum_costs(costs, {s.span_id: s.parent_span_id for s in batch})
+    totals.update(_stored_trace_costs(stored))
+    _set_trace_costs(totals)
+
+
+def refresh_stored_costs(trace_pks: Iterable[int]) -> int:
+    """Set the cost of traces from their stored spans' costs, as ingest does after storing
+    spans; for spans priced after they were stored (`manage.py backfill_costs`). Answers
+    how many traces now have a cost."""
+    totals = _stored_trace_costs(list(trace_pks))
+    _set_trace_costs(totals)
+    return sum(total is not None for total in totals.values())
+
+
+def _stored_trace_costs(trace_pks: list[int]) -> dict[int, dict[str, float] | None]:
+    if not trace_pks:
+        return {}
+    parents: dict[int, dict[str, str]] = {pk: {} for pk in trace_pks}
+    costs: dict[int, dict[str, Any]] = {pk: {} for pk in trace_pks}
+    sql = _span_costs_sql(connection.vendor).replace("{pks}", ", ".join(["%s"] * len(trace_pks)))
     with connection.cursor() as cursor:
-        if stored:
-            sql = _span_costs_sql(connection.vendor)
-            cursor.execute(sql.replace("{pks}", ", ".join(["%s"] * len(stored))), stored)
-            for trace_pk, span_id, parent_id, cost_text in cursor.fetchall():
-                spans[trace_pk].append((span_id, parent_id, _json_value(cost_text)))
-        rows = []
-        for pk, trace_spans in spans.items():
-            total = cost.trace_cost(trace_spans)
-            if total is not None:
-                rows.append((total["total_cost"], _json_text(total), pk))
-        if rows:
+        cursor.execute(sql, trace_pks)
+        for trace_pk, span_id, parent_id, cost_text in cursor.fetchall():
+            parents[trace_pk][span_id] = parent_id
+            if cost_text is not None:
+                costs[trace_pk][span_id] = _json_value(cost_text)
+    return {pk: cost.sum_costs(costs[pk], parents[pk]) for pk in trace_pks}
+
+
+def _set_trace_costs(totals: Mapping[int, dict[str, float] | None]) -> None:
+    rows = [(t["total_cost"], _json_text(t), pk) for pk, t in totals.items() if t is not None]
+    if rows:
+        with connection.cursor() as cursor:
             cursor.executemany(_set_cost_sql(connection.vendor), rows)
 
 

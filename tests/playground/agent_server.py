@@ -4,6 +4,8 @@ The first path segment picks the behaviour, the rest is the path the agent kind 
 
     /openai/v1/chat/completions       OpenAI chat completions; SSE when asked to stream
     /plain/v1/chat/completions        chat completions that never stream
+    /usage/v1/chat/completions        chat completions, never streamed, with KNOWN_USAGE
+    /cached-usage/...                 the same with KNOWN_CACHED_USAGE (cached prompt tokens)
     /chat-model/invocations           MLflow ChatModel (chat completions JSON)
     /chat-agent/invocations           MLflow ChatAgent: messages + custom_outputs
     /responses/invocations            MLflow ResponsesAgent: refuses `messages` with 400
@@ -53,6 +55,9 @@ HANG_S = 2.0
 SLOW_ANSWER_S = 15.0
 SLOW_WORDS = 40
 SLOW_WORD_S = 0.05
+# Token counts for pricing tests: round enough to check by hand, big enough to cost something.
+KNOWN_USAGE = {"prompt_tokens": 1200, "completion_tokens": 300, "total_tokens": 1500}
+KNOWN_CACHED_USAGE = {**KNOWN_USAGE, "prompt_tokens_details": {"cached_tokens": 1024}}
 
 
 def reply_text(body: dict[str, Any]) -> str:
@@ -93,6 +98,12 @@ class Handler(BaseHTTPRequestHandler):
 
     def mode_plain(self, body: dict[str, Any]) -> None:
         self._json(200, self._completion(body))
+
+    def mode_usage(self, body: dict[str, Any]) -> None:
+        self._json(200, {**self._completion(body), "usage": KNOWN_USAGE})
+
+    def mode_cached_usage(self, body: dict[str, Any]) -> None:
+        self._json(200, {**self._completion(body), "usage": KNOWN_CACHED_USAGE})
 
     def mode_chat_model(self, body: dict[str, Any]) -> None:
         self._json(200, self._completion(body))

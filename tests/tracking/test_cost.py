@@ -110,6 +110,42 @@ def test_tiered_and_cached_prices_are_the_librarys_own_calculation() -> None:
     )
 
 
+def library_cost_at(model: str, when: datetime, provider: str | None = None) -> dict:
+    calculation = genai_prices.calc_price(
+        genai_prices.Usage(input_tokens=1000, output_tokens=100),
+        model,
+        provider_id=provider,
+        genai_request_timestamp=when,
+    )
+    input_cost, output_cost = float(calculation.input_price), float(calculation.output_price)
+    return {"input_cost": input_cost, "output_cost": output_cost,
+            "total_cost": input_cost + output_cost}  # fmt: skip
+
+
+def test_a_price_that_changes_on_a_date_is_the_one_of_the_calls_day() -> None:
+    # o3 went from $10 to $2 per million input tokens on 2025-06-10 (UTC); prices are
+    # looked up once per model and day, so each day must still get its own.
+    usage = {"input_tokens": 1000, "output_tokens": 100}
+    for when in (datetime(2025, 6, 9, 23, 59, tzinfo=UTC), datetime(2025, 6, 10, 0, 1, tzinfo=UTC)):
+        assert cost.price("o3", usage, when=when) == library_cost_at("o3", when)
+    before, after = (cost.price("o3", usage, when=datetime(2025, 6, d, 12, tzinfo=UTC))
+                     for d in (9, 10))  # fmt: skip
+    assert before["input_cost"] == pytest.approx(5 * after["input_cost"])
+
+
+def test_an_off_peak_price_is_the_one_of_the_calls_hour_not_its_day() -> None:
+    # DeepSeek's direct prices halve off-peak (16:30-00:30 UTC): not one price per day.
+    usage = {"input_tokens": 1000, "output_tokens": 100}
+    peak, off_peak = datetime(2026, 1, 5, 12, tzinfo=UTC), datetime(2026, 1, 5, 20, tzinfo=UTC)
+    for when in (peak, off_peak, peak):
+        expected = library_cost_at("deepseek-chat", when, "deepseek")
+        assert cost.price("deepseek-chat", usage, "deepseek", when) == expected
+    assert (
+        cost.price("deepseek-chat", usage, "deepseek", off_peak)["total_cost"]
+        < cost.price("deepseek-chat", usage, "deepseek", peak)["total_cost"]
+    )
+
+
 def test_an_unknown_model_has_no_cost_not_a_zero_cost() -> None:
     assert cost.price("my-own-llama-7b", {"input_tokens": 10, "output_tokens": 5}) is None
     assert cost.price("gateway:/chat", {"input_tokens": 10, "output_tokens": 5}) is None
@@ -165,6 +201,15 @@ def test_the_trace_sum_counts_a_priced_parent_once_not_again_with_its_children()
     spans = [("a", "", None), ("b", "a", one), ("c", "b", one), ("d", "a", one), ("e", "a", "x")]
     assert cost.trace_cost(spans) == {"input_cost": 2.0, "output_cost": 4.0, "total_cost": 6.0}
     assert cost.trace_cost([("a", "", None)]) is None
+
+
+def test_the_trace_sum_is_the_same_in_any_order_of_spans() -> None:
+    # Summed from a request's spans or from the stored rows (in no set order), a trace
+    # gets one cost, to the last digit: 0.1 + 0.2 + 0.3 differs from 0.3 + 0.2 + 0.1.
+    spans = [(f"s{i}", "", {"input_cost": v, "output_cost": v, "total_cost": v})
+             for i, v in enumerate((0.1, 0.2, 0.3))]  # fmt: skip
+    assert cost.trace_cost(spans) == cost.trace_cost(spans[::-1])
+    assert cost.trace_cost(spans)["total_cost"] == 0.6
 
 
 # --- At ingest --------------------------------------------------------------------------------
