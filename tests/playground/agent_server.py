@@ -20,6 +20,9 @@ The first path segment picks the behaviour, the rest is the path the agent kind 
     /fail-long/...                    HTTP 500 with a 5,000-character text body
     /redirect/...?to=URL&status=302   answers `status` (default 302) with Location: URL
     /redirect-loop/...                307 to itself, forever
+    /judge/v1/chat/completions        an LLM judge: chat completions JSON whose content is the next
+                                      of `judge_answers` (scripted), or a pass when none is left
+    /judge-no-json/...                the same, but 400 to a request with `response_format`
     /traced/...                       chat completions by an agent instrumented with the
                                       OpenTelemetry SDK: its spans (predict > lookup_sources)
                                       join the caller's `traceparent` and are exported over
@@ -57,6 +60,7 @@ SLOW_WORDS = 40
 SLOW_WORD_S = 0.05
 # Token counts for pricing tests: round enough to check by hand, big enough to cost something.
 KNOWN_USAGE = {"prompt_tokens": 1200, "completion_tokens": 300, "total_tokens": 1500}
+DEFAULT_JUDGE_ANSWER = '{"result": true, "rationale": "Looks right."}'
 KNOWN_CACHED_USAGE = {**KNOWN_USAGE, "prompt_tokens_details": {"cached_tokens": 1024}}
 
 
@@ -196,6 +200,19 @@ class Handler(BaseHTTPRequestHandler):
         words = [f"word{i}" for i in range(SLOW_WORDS)]
         self._stream_words(words, body, delay=SLOW_WORD_S)
 
+    def mode_judge(self, body: dict[str, Any]) -> None:
+        answers = self.server.judge_answers
+        content = answers.pop(0) if answers else DEFAULT_JUDGE_ANSWER
+        completion = self._completion(body)
+        completion["choices"][0]["message"]["content"] = content
+        self._json(200, completion)
+
+    def mode_judge_no_json(self, body: dict[str, Any]) -> None:
+        if "response_format" in body:
+            self._json(400, {"error": {"message": "response_format is not supported"}})
+            return
+        self.mode_judge(body)
+
     def mode_traced(self, body: dict[str, Any]) -> None:
         self._traced_answer(body, self.server.exporter)
 
@@ -300,6 +317,7 @@ class AgentServer(ThreadingHTTPServer):
     def __init__(self, host: str = "127.0.0.1") -> None:
         super().__init__((host, 0), Handler)
         self.requests: list[dict[str, Any]] = []
+        self.judge_answers: list[str] = []  # what /judge answers next, in order
         self.hangups: list[str] = []  # paths of /slow-answer requests the client gave up on
         self.url = f"http://{host}:{self.server_address[1]}"
         # Where the traced modes export their spans (the test's live server), and how that went.
@@ -331,6 +349,7 @@ class AgentServer(ThreadingHTTPServer):
     def forget(self) -> None:
         """Forget the requests and spans of earlier tests."""
         self.requests.clear()
+        self.judge_answers.clear()
         self.hangups.clear()
         self.export_results.clear()
         with self.pending.lock:
