@@ -9,3 +9,7 @@ class EvaluationConfig(AppConfig):
 
     name = "evaluation"
     verbose_name = "Evaluation"
+
+    def ready(self) -> None:
+        # Web processes enqueue the runner's tasks by name (see playground/apps.py).
+        from evaluation import tasks  # noqa: F401

@@ -301,7 +301,7 @@ def _apply_filters(rows: QuerySet, filters: list[Filter], trace: str) -> QuerySe
             if f.entity == "name":
                 rows = rows.filter(name=f.value)
             else:
-                rows = rows.filter(kind=f.value.upper())
+                rows = rows.filter(kind=f.value.lower())
     return rows
 
 

@@ -358,6 +358,8 @@ CELERY_BEAT_SCHEDULE = {
     "reap-stale-playground-runs": {"task": "playground.reap_stale_runs", "schedule": 60.0},
     # Trace metrics read hourly rollups; a read refreshes them too, this keeps reads quick.
     "refresh-trace-rollups": {"task": "tracking.refresh_trace_rollups", "schedule": 60.0},
+    # Evaluation rows held by a worker that died go back to the others (evaluation/runner.py).
+    "reap-evaluations": {"task": "evaluation.reap", "schedule": 15.0},
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 # Traces older than this many days are deleted hourly, in batches; 0 keeps them forever.

@@ -16,8 +16,16 @@ import pytest
 from tests.rows import make_span, make_trace
 from tests.tracking.test_mlflow_api import error_of, post
 from tracking import rollups, trace_metrics
-from tracking.models import Assessment, Experiment, RollupChange, Trace, TraceRollup
+from tracking.models import (
+    Assessment,
+    AssessmentKind,
+    Experiment,
+    RollupChange,
+    Trace,
+    TraceRollup,
+)
 
+FEEDBACK, EXPECTATION = AssessmentKind.FEEDBACK, AssessmentKind.EXPECTATION
 URL = "/api/3.0/mlflow/traces/metrics"
 DAY0 = datetime(2026, 3, 1, tzinfo=UTC)
 HOUR = 3_600_000
@@ -365,10 +373,10 @@ def test_spans_view(client, experiment):
 def test_assessments_view(client, experiment):
     first, second = make_trace(experiment, 1, model_id="m-1"), make_trace(experiment, 2)
     for trace, value in [(first, True), (second, False), (first, "yes"), (second, 0.25)]:
-        Assessment.objects.create(trace=trace, name="good", kind="FEEDBACK", value=value)
-    Assessment.objects.create(trace=first, name="good", kind="FEEDBACK", value=1.0, valid=False)
-    Assessment.objects.create(trace=first, name="note", kind="FEEDBACK", value="long text")
-    Assessment.objects.create(trace=first, name="answer", kind="EXPECTATION", value={"a": 1})
+        Assessment.objects.create(trace=trace, name="good", kind=FEEDBACK, value=value)
+    Assessment.objects.create(trace=first, name="good", kind=FEEDBACK, value=1.0, valid=False)
+    Assessment.objects.create(trace=first, name="note", kind=FEEDBACK, value="long text")
+    Assessment.objects.create(trace=first, name="answer", kind=EXPECTATION, value={"a": 1})
     view = {"view_type": "ASSESSMENTS"}
     got = metrics(
         client,

@@ -1,0 +1,836 @@
+"""Running an evaluation job: launching it, the workers' loop, cancelling, finishing, and
+reaping what dead workers left.
+
+A worker's loop (`drain`): take a lease, claim a chunk of pending rows, ask the agents, score
+the answers, and write every finished row in one transaction (its trace through `ingest`, its
+assessments, the row), at least once a second, so that a worker killed mid-chunk loses only
+the rows it had not written. The last worker to find nothing left finishes the job: each
+agent's run gets its `<scorer>/mean` metrics and its final status, as `mlflow.genai.evaluate`
+leaves them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from django.core.cache import cache
+from django.db import connection, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from evaluation.models import (
+    ENDED,
+    EvaluationJob,
+    JobAgent,
+    JobRow,
+    JobState,
+    Lease,
+    RowState,
+)
+from evaluation.scorers import JUDGE, Row, Score, Scorer, ScorerSpec, SpecError, build
+from playground.agents.base import AgentError, ChatRequest, Stop, Stopped, client_for, consume
+from playground.models import Agent
+from playground.tracing import TraceRecorder, agent_version
+from tracking import cost, ingest
+from tracking.evaluations import GENAI_EVALUATE, RUN_TYPE_TAG, SOURCE_RUN_KEY
+from tracking.models import (
+    Assessment,
+    AssessmentKind,
+    AssessmentSourceType,
+    EvaluationDataset,
+    Experiment,
+    LoggedModel,
+    Metric,
+    ModelVersion,
+    RegisteredModel,
+    Run,
+    RunStatus,
+    Trace,
+    TraceState,
+)
+from webapp.celery import app as default_app
+
+logger = logging.getLogger(__name__)
+
+MAX_AGENTS = 4
+MAX_ROWS = 10_000
+MAX_ATTEMPTS = 3  # workers a row may lose before it fails
+HEARTBEAT_S = 2.0
+LEASE_TIMEOUT_S = 20.0  # a lease that has not beaten for this long belongs to a dead worker
+FLUSH_S = 1.0  # finished rows are written at least this often
+CANCEL_KEY = "evaluation:cancel:{job}"
+JOB_TAG = "spyglass.evaluation.job"
+OUTPUT_MAX_CHARS = 20_000
+DRAIN_TASK = "evaluation.drain"
+DRAIN_BUDGET_S = 120.0  # a drain task hands on to a fresh one after this long
+
+
+class LaunchError(ValueError):
+    """What is wrong with an evaluation that cannot start, for the form to show."""
+
+
+# --- Launching -------------------------------------------------------------------------------
+
+
+@dataclass
+class AgentChoice:
+    agent: Agent
+    rate_limit: float | None = None
+
+
+def launch(
+    *,
+    dataset: EvaluationDataset,
+    experiment: Experiment,
+    agents: list[AgentChoice],
+    scorer_specs: list[dict[str, Any]],
+    name: str,
+    user: Any = None,
+    chunk_size: int = 25,
+    queue: str = "",
+) -> EvaluationJob:
+    """Create the job, one MLflow run per agent and the rows; the workers start once it
+    commits. LaunchError for anything that would make it fail before its first row."""
+    if not 1 <= len(agents) <= MAX_AGENTS:
+        raise LaunchError(f"Choose between 1 and {MAX_AGENTS} agents.")
+    build_scorers(scorer_specs)  # refuse a bad scorer now, not in every row
+    records = list(dataset.records.order_by("pk").values("record_id", "inputs", "expectations"))
+    if not records:
+        raise LaunchError(f"The dataset {dataset.name!r} has no records.")
+    if len(records) > MAX_ROWS:
+        raise LaunchError(f"At most {MAX_ROWS:,} records per evaluation ({len(records):,} here).")
+    user_name = getattr(user, "get_username", lambda: "")() or "spyglass"
+    now = timezone.now()
+    with transaction.atomic():
+        job = EvaluationJob.objects.create(
+            experiment=experiment,
+            dataset=dataset,
+            dataset_name=dataset.name,
+            name=name,
+            scorers=scorer_specs,
+            total_rows=len(records) * len(agents),
+            chunk_size=chunk_size,
+            queue=queue,
+            created_by=user if getattr(user, "pk", None) else None,
+        )
+        rows = []
+        for position, choice in enumerate(agents):
+            model_id, model_uri = _pinned_model(choice.agent)
+            run = Run.objects.start(
+                experiment,
+                name=f"{name} · {choice.agent.name}",
+                user_id=user_name,
+                start_time=now,
+                tags={RUN_TYPE_TAG: GENAI_EVALUATE, JOB_TAG: str(job.pk)},
+            )
+            run.log_inputs([_dataset_input(dataset)], [model_id] if model_id else [])
+            arm = JobAgent.objects.create(
+                job=job,
+                position=position,
+                agent=choice.agent,
+                agent_name=choice.agent.name,
+                model_id=model_id,
+                model_uri=model_uri,
+                run=run,
+                rate_limit=choice.rate_limit,
+            )
+            rows += [
+                JobRow(
+                    agent=arm,
+                    index=i,
+                    record_id=record["record_id"],
+                    inputs=record["inputs"],
+                    expectations=record["expectations"] or {},
+                )
+                for i, record in enumerate(records)
+            ]
+        JobRow.objects.bulk_create(rows, batch_size=1000)
+        transaction.on_commit(lambda: start_workers(job))
+    return job
+
+
+def _pinned_model(agent: Agent) -> tuple[str, str]:
+    """(model id, model URI) the agent answers as for the whole job: a logged-model agent
+    whose URI follows an alias (`models:/name@alias`) is pinned to the version the alias
+    names now, so that moving the alias mid-run does not mix two versions in one run."""
+    uri = str((agent.config or {}).get("model_uri") or "")
+    if agent.kind == "logged-model" and uri.startswith("models:/") and "@" in uri:
+        name, alias = uri.removeprefix("models:/").rsplit("@", 1)
+        registered = RegisteredModel.objects.named(name)
+        number = (registered.aliases or {}).get(alias) if registered else None
+        version = (
+            ModelVersion.objects.filter(registered_model=registered, version=number).first()
+            if number is not None
+            else None
+        )
+        if version is None:
+            raise LaunchError(f"The alias {alias!r} of {name!r} names no version.")
+        return version.model_id or "", f"models:/{name}/{version.version}"
+    model_id, _label = agent_version(agent)
+    return model_id, uri
+
+
+def _dataset_input(dataset: EvaluationDataset) -> dict[str, Any]:
+    """The dataset as `mlflow.genai.evaluate` logs it (LogInputs)."""
+    return {
+        "dataset": {
+            "name": dataset.name,
+            "digest": dataset.digest,
+            "source_type": "mlflow_evaluation_dataset",
+            "source": json.dumps({"dataset_id": dataset.dataset_id}),
+        },
+        "tags": [{"key": "mlflow.data.context", "value": "evaluation"}],
+    }
+
+
+def start_workers(job: EvaluationJob, count: int | None = None) -> None:
+    """Enqueue one drain task per worker slot that has rows to take: chunks spread across
+    the available workers; an extra task finds nothing and ends. A broker that cannot take
+    them now is retried by the reaper, which finds the job with nobody on it."""
+    if count is None:
+        chunks = math.ceil(job.total_rows / max(1, job.chunk_size))
+        count = max(1, min(chunks, worker_slots()))
+    task = default_app.tasks[DRAIN_TASK]
+    options: dict[str, Any] = {"queue": job.queue} if job.queue else {}
+    try:
+        for _ in range(count):
+            task.apply_async((job.pk,), **options)
+    except Exception:
+        logger.exception("Could not queue the workers of evaluation %s", job.pk)
+
+
+def worker_slots() -> int:
+    from django.conf import settings
+
+    return max(1, int(getattr(settings, "SPYGLASS_EVALUATION_WORKERS", 4)))
+
+
+def build_scorers(specs: list[dict[str, Any]], stop: Stop | None = None) -> list[Scorer]:
+    """The job's scorers, built once per worker; LaunchError names a bad one."""
+    try:
+        return [build(ScorerSpec.from_config(spec), stop) for spec in specs]
+    except SpecError as error:
+        raise LaunchError(str(error)) from None
+
+
+def _safe_score(scorer: Scorer, row: Row) -> Score:
+    try:
+        return scorer.score(row)
+    except Exception as exc:  # a scorer's bug is that row's scorer error, not a crash
+        logger.exception("Scorer %s failed", scorer.name)
+        return Score.failed_to_score(f"The scorer failed: {type(exc).__name__}: {exc}")
+
+
+def as_number(value: Any) -> float | None:
+    """A feedback value as `<scorer>/mean` averages it: pass/fail as 1/0, numbers as they are."""
+    if isinstance(value, bool):
+        return 1.0 if value else 0.0
+    if isinstance(value, int | float) and math.isfinite(value):
+        return float(value)
+    return None
+
+
+# --- Cancelling -------------------------------------------------------------------------------
+
+
+def cancel(job: EvaluationJob) -> None:
+    """Stop the job: rows not started are cancelled now, rows being answered stop within a
+    second (their agent call is interrupted), and the job ends CANCELLED with the scores of
+    the rows that finished."""
+    with transaction.atomic():
+        locked = EvaluationJob.objects.select_for_update().get(pk=job.pk)
+        if locked.state in ENDED:
+            return
+        JobRow.objects.filter(agent__job=job, state=RowState.PENDING).update(
+            state=RowState.CANCELLED, finished_at=timezone.now()
+        )
+        locked.error = "Cancelled."
+        locked.save(update_fields=["error"])
+    cache.set(CANCEL_KEY.format(job=job.pk), True, timeout=3600)
+    finish_if_done(job.pk)
+
+
+def cancel_requested(job_id: int) -> bool:
+    return bool(cache.get(CANCEL_KEY.format(job=job_id)))
+
+
+# --- The worker's loop ------------------------------------------------------------------------
+
+
+def drain(job_id: int) -> int:
+    """Answer rows of the job until none is left; answers how many this worker wrote."""
+    job = EvaluationJob.objects.filter(pk=job_id).first()
+    if job is None or job.state in ENDED:
+        return 0
+    EvaluationJob.objects.filter(pk=job_id, state=JobState.QUEUED).update(
+        state=JobState.RUNNING, started_at=timezone.now()
+    )
+    lease = Lease.objects.create(job=job, worker=_worker_name())
+    stop = Stop()
+    beat = _Heartbeat(lease.pk, job_id, stop)
+    beat.start()
+    written = 0
+    try:
+        scorers = build_scorers(job.scorers, stop)
+        agents = {a.pk: a for a in job.agents.select_related("agent", "run")}
+        callers: dict[int, _Caller] = {}
+        deadline = time.monotonic() + DRAIN_BUDGET_S
+        while not stop.requested:
+            if time.monotonic() > deadline:
+                # A fresh task goes on, so that no task outlives the worker's time limits.
+                start_workers(job, count=1)
+                break
+            rows = _claim(job, lease)
+            if not rows:
+                break
+            batch = _Batch(job, lease)
+            for row in rows:
+                if stop.requested:
+                    break
+                arm = agents[row.agent_id]
+                caller = callers.get(arm.pk) or callers.setdefault(arm.pk, _Caller(arm, stop))
+                batch.add(_answer(row, arm, caller, scorers, job))
+                if batch.due():
+                    written += batch.flush()
+            written += batch.flush()
+    finally:
+        beat.stop()
+        _release(lease, cancelled=stop.requested)
+    finish_if_done(job_id)
+    return written
+
+
+def _worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
+
+
+def _claim(job: EvaluationJob, lease: Lease) -> list[JobRow]:
+    """The next chunk of pending rows, now RUNNING under this lease. On PostgreSQL SKIP
+    LOCKED lets several workers claim at once; SQLite has one writer anyway."""
+    with transaction.atomic():
+        pending = JobRow.objects.filter(agent__job=job, state=RowState.PENDING)
+        if connection.features.has_select_for_update_skip_locked:
+            pending = pending.select_for_update(skip_locked=True, of=("self",))
+        ids = list(
+            pending.order_by("index", "agent_id").values_list("pk", flat=True)[: job.chunk_size]
+        )
+        if not ids:
+            return []
+        JobRow.objects.filter(pk__in=ids).update(
+            state=RowState.RUNNING, lease=lease, attempts=F("attempts") + 1
+        )
+    return list(JobRow.objects.filter(pk__in=ids).order_by("index", "agent_id"))
+
+
+def _release(lease: Lease, cancelled: bool) -> None:
+    """Rows this worker still holds go back to the others (or, cancelled, end so)."""
+    held = JobRow.objects.filter(lease=lease, state=RowState.RUNNING)
+    if cancelled:
+        held.update(state=RowState.CANCELLED, lease=None, finished_at=timezone.now())
+    else:
+        held.update(state=RowState.PENDING, lease=None)
+    Lease.objects.filter(pk=lease.pk).delete()
+
+
+class _Heartbeat(threading.Thread):
+    """Keeps the lease alive while the worker works (a worker stuck in a slow agent call is
+    still alive), and turns a cancel into a stop of the call in progress."""
+
+    def __init__(self, lease_id: int, job_id: int, stop: Stop) -> None:
+        super().__init__(daemon=True, name=f"evaluation-heartbeat-{lease_id}")
+        self.lease_id, self.job_id, self.stop_call = lease_id, job_id, stop
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        try:
+            last_beat = 0.0
+            while not self.done.wait(0.25):
+                if cancel_requested(self.job_id):
+                    self.stop_call.request()
+                if time.monotonic() - last_beat >= HEARTBEAT_S:
+                    Lease.objects.filter(pk=self.lease_id).update(beat_at=timezone.now())
+                    last_beat = time.monotonic()
+        except Exception:  # a beat that fails leaves the lease to expire: the rows are redone
+            logger.exception("Evaluation heartbeat of lease %s stopped", self.lease_id)
+        finally:
+            connection.close()
+
+    def stop(self) -> None:
+        self.done.set()
+        self.join(timeout=5)
+
+
+# --- Answering one row ------------------------------------------------------------------------
+
+
+@dataclass
+class _Answered:
+    row: JobRow
+    arm: JobAgent
+    trace_info: ingest.TraceInfo
+    spans: list[ingest.SpanData]
+    scores: list[tuple[Scorer, Score]] = field(default_factory=list)
+    output: str = ""
+    error: str = ""
+    latency_ms: int = 0
+    cancelled: bool = False
+
+
+class _Caller:
+    """One agent's client for this worker, behind the agent's rate limit."""
+
+    def __init__(self, arm: JobAgent, stop: Stop) -> None:
+        self.arm = arm
+        agent = arm.agent
+        if agent is None:
+            self.client = None
+            return
+        if arm.model_uri and agent.kind == "logged-model":
+            # The version pinned at launch, not whatever the alias names now.
+            agent = Agent(
+                **{**_fields(agent), "config": {**agent.config, "model_uri": arm.model_uri}}
+            )
+        self.client = client_for(agent, stop)
+
+    def cost(self, usage: dict[str, int]) -> float | None:
+        """The answer's cost in dollars from its token usage and the agent's model, as ingest
+        prices the trace; None when the model has no known price."""
+        model = str(((self.arm.agent.config if self.arm.agent else {}) or {}).get("model") or "")
+        if not model or not usage:
+            return None
+        priced = cost.price(model, usage)
+        return None if priced is None else priced["total_cost"]
+
+    def call(self, request: ChatRequest, parent: Any) -> Any:
+        if self.client is None:
+            raise AgentError("The agent was deleted after the evaluation started.")
+        if self.arm.rate_limit:
+            _wait_turn(f"evaluation:rate:{self.arm.agent_id}", self.arm.rate_limit)
+        return consume(self.client.stream(request, parent), _ignore)
+
+
+def _fields(agent: Agent) -> dict[str, Any]:
+    return {f.attname: getattr(agent, f.attname) for f in Agent._meta.concrete_fields}
+
+
+def _ignore(chunk: str) -> None:
+    pass
+
+
+def _wait_turn(key: str, per_second: float) -> None:
+    """Block until this call fits the agent's rate, shared by every worker (the cache is
+    Redis wherever there are several)."""
+    window_s = 1.0 if per_second >= 1 else 1.0 / per_second
+    allowed = max(1, int(per_second)) if per_second >= 1 else 1
+    while True:
+        now = time.time()
+        window = int(now // window_s)
+        slot = f"{key}:{window}"
+        cache.add(slot, 0, timeout=int(window_s) + 5)
+        try:
+            taken = cache.incr(slot)
+        except ValueError:  # expired between add and incr
+            continue
+        if taken <= allowed:
+            return
+        time.sleep((window + 1) * window_s - now)
+
+
+def request_of(inputs: Any) -> ChatRequest:
+    """A dataset record's inputs as a chat request: its `messages` when it has them, its one
+    text field as the user's message, else the inputs as JSON; `custom_inputs` goes along."""
+    custom = None
+    if isinstance(inputs, dict):
+        custom = (
+            inputs.get("custom_inputs") if isinstance(inputs.get("custom_inputs"), dict) else None
+        )
+        rest = {k: v for k, v in inputs.items() if k != "custom_inputs"}
+        messages = rest.get("messages")
+        if isinstance(messages, list) and messages and all(isinstance(m, dict) for m in messages):
+            return ChatRequest(messages=messages, custom_inputs=custom)
+        texts = [v for v in rest.values() if isinstance(v, str)]
+        if len(rest) == 1 and texts:
+            return ChatRequest(
+                messages=[{"role": "user", "content": texts[0]}], custom_inputs=custom
+            )
+        content = json.dumps(rest, ensure_ascii=False)
+    else:
+        content = inputs if isinstance(inputs, str) else json.dumps(inputs, ensure_ascii=False)
+    return ChatRequest(messages=[{"role": "user", "content": content}], custom_inputs=custom)
+
+
+def _answer(
+    row: JobRow,
+    arm: JobAgent,
+    caller: _Caller,
+    scorers: list[Scorer],
+    job: EvaluationJob,
+) -> _Answered:
+    recorder = TraceRecorder()
+    root = recorder.root(arm.agent_name, "AGENT", inputs=row.inputs)
+    root.attributes[JOB_TAG] = job.pk
+    started = time.monotonic()
+    answer, error, cancelled = None, "", False
+    try:
+        answer = caller.call(request_of(row.inputs), root)
+    except Stopped:
+        cancelled, error = True, "Cancelled."
+        root.cancel()
+    except AgentError as exc:
+        error = str(exc)
+    except Exception as exc:  # an agent's bug fails its row, not the evaluation
+        logger.exception("Evaluation row %s failed", row.pk)
+        error = f"Unexpected error while calling the agent: {type(exc).__name__}: {exc}"
+    latency_ms = int((time.monotonic() - started) * 1000)
+    output = ""
+    outputs: Any = None
+    if answer is not None:
+        output = answer.content[:OUTPUT_MAX_CHARS]
+        outputs = output if answer.custom_outputs is None else {
+            "content": output,
+            "custom_outputs": answer.custom_outputs,
+        }  # fmt: skip
+        root.set_usage(answer.usage())
+        root.end(outputs)
+    elif not cancelled:
+        root.fail(error)
+    spans = recorder.span_data()
+    usage = answer.usage() if answer is not None else {}
+    done = _Answered(
+        row=row,
+        arm=arm,
+        trace_info=_trace_info(recorder.trace_id, root, arm, job, usage, row.inputs, output, error),
+        spans=spans,
+        output=output,
+        error=error,
+        latency_ms=latency_ms,
+        cancelled=cancelled,
+    )
+    if answer is not None:
+        scored = Row(
+            inputs=row.inputs if isinstance(row.inputs, dict) else {"inputs": row.inputs},
+            outputs=outputs,
+            expectations=row.expectations or {},
+            custom_outputs=answer.custom_outputs,
+            latency_ms=latency_ms,
+            tokens=answer.total_tokens,
+            cost=caller.cost(usage),
+        )
+        done.scores = [(scorer, _safe_score(scorer, scored)) for scorer in scorers]
+    return done
+
+
+def _trace_info(
+    trace_id: str,
+    root: Any,
+    arm: JobAgent,
+    job: EvaluationJob,
+    usage: dict[str, int],
+    inputs: Any,
+    output: str,
+    error: str,
+) -> ingest.TraceInfo:
+    metadata = {"mlflow.sourceRun": arm.run.run_id, JOB_TAG: str(job.pk)}
+    if arm.model_id:
+        metadata["mlflow.modelId"] = arm.model_id
+    if usage:
+        metadata["mlflow.trace.tokenUsage"] = json.dumps(usage)
+    return ingest.TraceInfo(
+        trace_id=trace_id,
+        experiment_id=job.experiment_id,
+        state=TraceState.ERROR if error else TraceState.OK,
+        request_time=datetime.fromtimestamp(root.start_ns / 1e9, tz=UTC),
+        duration_ns=None if root.end_ns is None else root.end_ns - root.start_ns,
+        request_preview=json.dumps(inputs, ensure_ascii=False)[:1000],
+        response_preview=(output or error)[:1000],
+        metadata=metadata,
+        tags={"mlflow.traceName": arm.agent_name},
+    )
+
+
+# --- Writing finished rows --------------------------------------------------------------------
+
+
+class _Batch:
+    """Finished rows waiting to be written together."""
+
+    def __init__(self, job: EvaluationJob, lease: Lease) -> None:
+        self.job, self.lease = job, lease
+        self.items: list[_Answered] = []
+        self.since = time.monotonic()
+
+    def add(self, item: _Answered) -> None:
+        self.items.append(item)
+
+    def due(self) -> bool:
+        return time.monotonic() - self.since >= FLUSH_S
+
+    def flush(self) -> int:
+        items, self.items, self.since = self.items, [], time.monotonic()
+        if not items:
+            return 0
+        with transaction.atomic():
+            # Rows the reaper took back (this worker looked dead) are another's now.
+            mine = set(
+                JobRow.objects.filter(
+                    pk__in=[i.row.pk for i in items], lease=self.lease, state=RowState.RUNNING
+                ).values_list("pk", flat=True)
+            )
+            items = [i for i in items if i.row.pk in mine]
+            if not items:
+                return 0
+            ingest.store([i.trace_info for i in items], [s for i in items for s in i.spans])
+            traces = dict(
+                Trace.objects.filter(
+                    trace_id__in=[i.trace_info.trace_id for i in items]
+                ).values_list("trace_id", "pk")
+            )
+            Run.linked_traces.through.objects.bulk_create(
+                [
+                    Run.linked_traces.through(
+                        run_id=i.arm.run_id, trace_id=traces[i.trace_info.trace_id]
+                    )
+                    for i in items
+                ],
+                ignore_conflicts=True,
+            )
+            Assessment.objects.bulk_create(
+                [a for i in items for a in _assessments(i, traces[i.trace_info.trace_id])]
+            )
+            now = timezone.now()
+            for i in items:
+                row = i.row
+                row.state = (
+                    RowState.CANCELLED
+                    if i.cancelled
+                    else RowState.FAILED
+                    if i.error
+                    else RowState.DONE
+                )
+                row.trace_id = i.trace_info.trace_id
+                row.output = i.output
+                row.error = i.error
+                row.latency_ms = i.latency_ms
+                row.scores = {s.name: score.value for s, score in i.scores if score.error is None}
+                row.finished_at = now
+                row.lease = None
+            JobRow.objects.bulk_update(
+                [i.row for i in items],
+                [
+                    "state",
+                    "trace_id",
+                    "output",
+                    "error",
+                    "latency_ms",
+                    "scores",
+                    "finished_at",
+                    "lease",
+                ],
+            )
+        return len(items)
+
+
+def _assessments(item: _Answered, trace_pk: int) -> Iterable[Assessment]:
+    metadata = {SOURCE_RUN_KEY: item.arm.run.run_id}
+    now = timezone.now()
+    for scorer, score in item.scores:
+        yield Assessment(
+            trace_id=trace_pk,
+            name=scorer.name,
+            kind=AssessmentKind.FEEDBACK,
+            value=score.value if score.error is None else None,
+            error=None
+            if score.error is None
+            else {
+                "error_code": "SCORER_ERROR",
+                "error_message": score.error[:2000],
+            },
+            rationale=(score.rationale or "")[:10_000],
+            source_type=(
+                AssessmentSourceType.LLM_JUDGE
+                if scorer.kind == JUDGE
+                else AssessmentSourceType.CODE
+            ),
+            source_id=scorer.name,
+            metadata=metadata,
+            created_at=now,
+            updated_at=now,
+        )
+    for name, value in (item.row.expectations or {}).items():
+        yield Assessment(
+            trace_id=trace_pk,
+            name=str(name)[:250],
+            kind=AssessmentKind.EXPECTATION,
+            value=value,
+            source_type=AssessmentSourceType.HUMAN,
+            source_id="dataset",
+            metadata=metadata,
+            created_at=now,
+            updated_at=now,
+        )
+
+
+# --- Finishing --------------------------------------------------------------------------------
+
+
+def finish_if_done(job_id: int) -> bool:
+    """End the job once no row is pending or running: each agent's run gets its scores'
+    means and its status, the job its state. Safe to call from every worker at once."""
+    if JobRow.objects.filter(
+        agent__job_id=job_id, state__in=[RowState.PENDING, RowState.RUNNING]
+    ).exists():
+        return False
+    with transaction.atomic():
+        job = EvaluationJob.objects.select_for_update().filter(pk=job_id).first()
+        if job is None or job.state in ENDED:
+            return False
+        counts = JobRow.objects.filter(agent__job=job).progress()
+        done = sum(c.get(RowState.DONE, 0) for c in counts.values())
+        cancelled = any(c.get(RowState.CANCELLED) for c in counts.values())
+        if cancelled:
+            job.state = JobState.CANCELLED
+        elif done == 0:
+            job.state = JobState.FAILED
+            first = JobRow.objects.filter(agent__job=job).exclude(error="").order_by("index")
+            job.error = "Every row failed" + (
+                f"; the first: {first.values_list('error', flat=True)[0]}"
+                if first.exists()
+                else "."
+            )
+        else:
+            job.state = JobState.FINISHED
+        job.finished_at = timezone.now()
+        job.save(update_fields=["state", "error", "finished_at"])
+        for arm in job.agents.select_related("run"):
+            _close_run(arm, job, counts.get(arm.pk, {}))
+    cache.delete(CANCEL_KEY.format(job=job_id))
+    return True
+
+
+def _close_run(arm: JobAgent, job: EvaluationJob, counts: dict[str, int]) -> None:
+    run = arm.run
+    if run is None:
+        return
+    means = partial_scores(arm)
+    now_ms = int(time.time() * 1000)
+    model = LoggedModel.objects.filter(model_id=arm.model_id).first() if arm.model_id else None
+    dataset = job.dataset
+    metrics = [
+        Metric(
+            run=run,
+            logged_model=model,
+            key=f"{name}/mean",
+            value=mean,
+            timestamp_ms=now_ms,
+            step=0,
+            dataset_name=job.dataset_name,
+            dataset_digest=dataset.digest if dataset else "",
+        )
+        for name, mean in means.items()
+    ]
+    run.log_batch(metrics)
+    if job.state == JobState.CANCELLED:
+        status = RunStatus.KILLED
+    elif counts.get(RowState.DONE):
+        status = RunStatus.FINISHED
+    else:
+        status = RunStatus.FAILED
+    run.update_info(status=status, end_time=timezone.now())
+
+
+# --- Reaping ----------------------------------------------------------------------------------
+
+
+def reap(now: datetime | None = None) -> int:
+    """Give the rows of dead workers back (or fail them, once they lost MAX_ATTEMPTS
+    workers), restart workers for jobs that have rows and nobody on them, and finish jobs
+    with nothing left. Answers how many rows it moved."""
+    now = now or timezone.now()
+    moved = 0
+    dead = list(Lease.objects.filter(beat_at__lt=now - timedelta(seconds=LEASE_TIMEOUT_S)))
+    for lease in dead:
+        with transaction.atomic():
+            held = JobRow.objects.filter(lease=lease, state=RowState.RUNNING)
+            moved += held.filter(attempts__gte=MAX_ATTEMPTS).update(
+                state=RowState.FAILED,
+                lease=None,
+                finished_at=now,
+                error=f"The worker answering this row was lost {MAX_ATTEMPTS} times.",
+            )
+            moved += held.update(state=RowState.PENDING, lease=None)
+            lease.delete()
+    alive = set(Lease.objects.values_list("job_id", flat=True))
+    grace = now - timedelta(seconds=LEASE_TIMEOUT_S)
+    for job in EvaluationJob.objects.filter(
+        state__in=[JobState.QUEUED, JobState.RUNNING], created_at__lt=grace
+    ).exclude(pk__in=alive):
+        if not finish_if_done(job.pk) and not cancel_requested(job.pk):
+            start_workers(job)
+    return moved
+
+
+# --- Reading progress -------------------------------------------------------------------------
+
+
+@dataclass
+class Progress:
+    total: int
+    done: int
+    failed: int
+    cancelled: int
+    running: int
+    eta_s: float | None
+
+    @property
+    def finished(self) -> int:
+        return self.done + self.failed + self.cancelled
+
+    @property
+    def percent(self) -> int:
+        return int(100 * self.finished / self.total) if self.total else 100
+
+
+def progress_of(counts: dict[str, int], total: int, job: EvaluationJob | None = None) -> Progress:
+    """Progress from {row state: rows}; the ETA from the pace so far, while it runs."""
+    done, failed = counts.get(RowState.DONE, 0), counts.get(RowState.FAILED, 0)
+    cancelled, running = counts.get(RowState.CANCELLED, 0), counts.get(RowState.RUNNING, 0)
+    finished = done + failed + cancelled
+    eta = None
+    if job is not None and job.started_at and finished and job.state == JobState.RUNNING:
+        elapsed = (timezone.now() - job.started_at).total_seconds()
+        eta = elapsed / finished * (total - finished)
+    return Progress(total, done, failed, cancelled, running, eta)
+
+
+def progress(job: EvaluationJob, counts: dict[int, dict[str, int]] | None = None) -> Progress:
+    """The whole job's progress (`counts`: JobRow.objects...progress(), if read already)."""
+    counts = counts if counts is not None else JobRow.objects.filter(agent__job=job).progress()
+    summed: dict[str, int] = {}
+    for per_agent in counts.values():
+        for state, n in per_agent.items():
+            summed[state] = summed.get(state, 0) + n
+    return progress_of(summed, job.total_rows, job)
+
+
+def partial_scores(arm: JobAgent) -> dict[str, float]:
+    """Each scorer's mean over the agent's rows finished so far (what the run's
+    `<scorer>/mean` will be if nothing else finishes)."""
+    values: dict[str, list[float]] = {}
+    for scores in JobRow.objects.filter(agent=arm, state=RowState.DONE).values_list(
+        "scores", flat=True
+    ):
+        for name, value in (scores or {}).items():
+            number = as_number(value)
+            if number is not None:
+                values.setdefault(name, []).append(number)
+    return {name: sum(v) / len(v) for name, v in sorted(values.items())}
