@@ -1,5 +1,22 @@
-from django.urls import path  # noqa: F401
+from django.urls import path
+
+from evaluation.views import datasets
 
 app_name = "evaluation"
 
-urlpatterns: list = []
+urlpatterns = [
+    path("datasets/", datasets.dataset_list, name="dataset-list"),
+    # Before datasets/<dataset_id>/: "add" is not a dataset id.
+    path("datasets/add/", datasets.dataset_add, name="dataset-add"),
+    path("datasets/<str:dataset_id>/", datasets.dataset_detail, name="dataset"),
+    path(
+        "datasets/<str:dataset_id>/records/delete/",
+        datasets.records_delete,
+        name="dataset-records-delete",
+    ),
+    path(
+        "datasets/<str:dataset_id>/records/<str:record_id>/",
+        datasets.record_expectations,
+        name="dataset-record",
+    ),
+]
