@@ -97,6 +97,17 @@ class EvaluationDatasetQuerySet(models.QuerySet["EvaluationDataset"]):
         links = DatasetExperiment.objects.filter(experiment_id__in=list(experiment_ids))
         return self.filter(pk__in=links.values("dataset_id"))
 
+    def for_list(self) -> EvaluationDatasetQuerySet:
+        """Newest update first (dataset_updated_idx), each row's linked experiments (id and
+        name) prefetched: two queries for a page of any length. Record counts come from the
+        profile, which merges and deletes keep current."""
+        links = DatasetExperiment.objects.select_related("experiment").only(
+            "dataset_id", "experiment_id", "experiment__name"
+        )
+        return self.order_by("-updated_at", "-pk").prefetch_related(
+            models.Prefetch("links", queryset=links.order_by("experiment_id"))
+        )
+
 
 class EvaluationDataset(models.Model):
     dataset_id = models.CharField(max_length=36, unique=True, default=new_dataset_id)
@@ -117,7 +128,11 @@ class EvaluationDataset(models.Model):
     objects = EvaluationDatasetQuerySet.as_manager()
 
     class Meta:
-        indexes = [models.Index(fields=["-created_at"], name="dataset_created_idx")]
+        indexes = [
+            models.Index(fields=["-created_at"], name="dataset_created_idx"),
+            # The datasets page: newest update first, keyset pages.
+            models.Index(fields=["-updated_at", "-id"], name="dataset_updated_idx"),
+        ]
 
     def __str__(self) -> str:
         return self.name
@@ -227,6 +242,34 @@ class EvaluationDataset(models.Model):
             )
         self.refresh_from_db()
         return inserted, updated
+
+    @property
+    def record_count(self) -> int:
+        return int((self.profile or {}).get("num_records") or 0)
+
+    def set_expectations(
+        self, record_id: str, expectations: dict[str, Any] | None, user: str = ""
+    ) -> DatasetRecord | None:
+        """Replace one record's expectations (an edit, where a merge would add keys); a change
+        of the dataset's data, so its update time and digest move as a merge moves them.
+        None when the record is not (or no longer) in this dataset."""
+        moment = now_ms()
+        with transaction.atomic():
+            dataset = EvaluationDataset.objects.select_for_update().get(pk=self.pk)
+            record = dataset.records.filter(record_id=record_id).first()
+            if record is None:
+                return None
+            record.expectations = expectations or None
+            record.updated_at = moment
+            record.last_updated_by = user[:USER_MAX_CHARS] or record.last_updated_by
+            record.save(update_fields=["expectations", "updated_at", "last_updated_by"])
+            dataset.schema = merged_schema(dataset.schema, [{"expectations": expectations}])
+            dataset.digest = digest_of(dataset.name, moment)
+            dataset.updated_at = moment
+            dataset.last_updated_by = user[:USER_MAX_CHARS] or dataset.last_updated_by
+            dataset.save(update_fields=["schema", "digest", "updated_at", "last_updated_by"])
+        self.refresh_from_db()
+        return record
 
     def delete_records(self, record_ids: list[str]) -> int:
         with transaction.atomic():

@@ -208,6 +208,34 @@ SAMPLES: dict[str, Sample] = {
         Call("GET", f"/playground/?replay={o['trace']}", LIST, marker=f"hello from {e}"),
         Call("GET", f"/playground/?model={o['model']}", LIST, marker=f"hello from {e}"),
     ],
+    # Dataset pages: a dataset follows its experiments (o["dataset"] is linked to e only)
+    "evaluation:dataset-list": lambda e, o: [Call("GET", "/datasets/", LIST, marker=o["dataset"])],
+    "evaluation:dataset": lambda e, o: [Call("GET", f"/datasets/{o['dataset']}/", R)],
+    "evaluation:dataset-record": lambda e, o: [
+        Call(
+            "POST",
+            f"/datasets/{o['dataset']}/records/{o['record']}/",
+            E,
+            {"expectations": '{"expected_response": "hi"}'},
+        )
+    ],
+    "evaluation:dataset-records-delete": lambda e, o: [
+        Call("POST", f"/datasets/{o['dataset']}/records/delete/", E, {"record": o["record"]})
+    ],
+    "evaluation:dataset-add": lambda e, o: [
+        Call(
+            "POST",
+            "/datasets/add/",
+            E,
+            {"trace": o["trace"], "dataset": "new", "name": "from traces", "confirm": "yes"},
+        ),
+        Call(
+            "POST",
+            "/datasets/add/",
+            E,
+            {"trace": o["trace"], "dataset": o["dataset"], "confirm": "yes"},
+        ),
+    ],
     # The access pages (users, groups, grants): o["bob"], o["group"], o["grant"] are pks
     "access:users": lambda e, o: [
         Call("GET", "/settings/access/", ADMIN),
@@ -1003,6 +1031,9 @@ def _example_path(name: str) -> str:
         "tracking:model-artifacts": {"model_id": "m"},
         "tracking:model-artifact-download": {"model_id": "m"},
         "revoke-token": {"token_id": 1},
+        "evaluation:dataset": {"dataset_id": "d"},
+        "evaluation:dataset-record": {"dataset_id": "d", "record_id": "r"},
+        "evaluation:dataset-records-delete": {"dataset_id": "d"},
         "access:group-member-remove": {"pk": 1, "user_pk": 1},
         "access:grant": {"pk": 1, "grant_pk": 1},
         "access:grant-delete": {"pk": 1, "grant_pk": 1},
@@ -1061,6 +1092,11 @@ def test_route(world, db, settings, name, role, target):
             assert status == (404 if hidden else 403), (where, status, body[:300])
         elif call.need == ADMIN:
             assert status == 403, (where, status)
+        elif call.path.startswith("/datasets/"):
+            # A dataset's writes: 404 where the caller may not know it, 403 where it may read
+            # it; adding traces names no dataset the caller could not see: 403.
+            hidden = have < Level.READ and not call.path.startswith("/datasets/add/")
+            assert status == (404 if hidden else 403), (where, status)
         elif call.path == "/traces/bulk/":
             assert status == 302, where
             assert b"Nothing was changed" in _messages(client), where
