@@ -26,6 +26,7 @@ from django.views.decorators.http import require_POST, require_safe
 
 from access.models import Level
 from access.rules import Access, access_for, declares
+from evaluation.dataset_access import may_edit, readable_datasets
 from evaluation.trace_records import records_from_traces
 from tracking import keyset
 from tracking.datasets import DatasetRecord, EvaluationDataset
@@ -47,22 +48,6 @@ MAX_DELETE = 1000
 
 
 # --- Access ---------------------------------------------------------------------------------
-
-
-def readable_datasets(access: Access):
-    """Datasets without a link to an experiment the caller may not read."""
-    hidden = access.hidden_experiment_ids()
-    if "*" in hidden:
-        return EvaluationDataset.objects.none()
-    rows = EvaluationDataset.objects.all()
-    return rows.exclude(links__experiment_id__in=sorted(hidden)) if hidden else rows
-
-
-def may_edit(access: Access, dataset: EvaluationDataset) -> bool:
-    experiment_ids = [link.experiment_id for link in dataset.links.all()]
-    if not experiment_ids:
-        return access.can_write_anything
-    return all(access.can(Level.EDIT, e) for e in experiment_ids)
 
 
 def _dataset_or_404(request: HttpRequest, dataset_id: str, level: Level) -> EvaluationDataset:
@@ -135,6 +120,7 @@ def dataset_detail(request: HtmxHttpRequest, dataset_id: str) -> HttpResponse:
         "dataset": dataset,
         "tags": sorted((dataset.tags or {}).items()),
         "can_edit": may_edit(access, dataset),
+        "may_launch": access.can_write_anything,
         "records": [_shown(record) for record in page],
         "query": query,
         "next_query": next_query,

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.exceptions import PermissionDenied
-from django.db.models import Exists, OuterRef, QuerySet
+from django.db.models import QuerySet
 from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.urls import reverse
@@ -20,30 +20,16 @@ from django_htmx.http import HttpResponseClientRedirect, HttpResponseStopPolling
 from access.models import Level
 from access.rules import Access, access_for, declares
 from evaluation import runner
+from evaluation.dataset_access import readable_datasets
 from evaluation.judges import load_judge, save_judge
 from evaluation.launch_form import LaunchForm
 from evaluation.models import EvaluationJob, JobRow, RowState
 from evaluation.scorers import JUDGE, ScorerSpec, SpecError
 from playground.models import Agent
-from tracking.models import DatasetExperiment, EvaluationDataset, Experiment, ScorerVersion
+from tracking.models import Experiment, ScorerVersion
 from webapp.htmx import HtmxHttpRequest, render_page
 
 PARTIAL_ROWS = 20  # latest finished rows shown while it runs
-
-
-def readable_datasets(access: Access) -> QuerySet[EvaluationDataset]:
-    """Datasets whose every experiment this caller may read (a dataset follows the access
-    of the experiments it is linked to)."""
-    hidden = access.hidden_experiment_ids()
-    datasets = EvaluationDataset.objects.all()
-    if "*" in hidden:
-        return datasets.none()
-    if hidden:
-        blocked = DatasetExperiment.objects.filter(
-            dataset=OuterRef("pk"), experiment_id__in=sorted(int(h) for h in hidden)
-        )
-        datasets = datasets.exclude(Exists(blocked))
-    return datasets
 
 
 def _editable_experiments(access: Access) -> QuerySet[Experiment]:

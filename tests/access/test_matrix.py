@@ -24,6 +24,7 @@ from django.urls import URLPattern, URLResolver, get_resolver
 from django.utils import timezone
 
 from access.models import ExperimentGrant, Level, UserRole
+from evaluation.models import EvaluationJob
 from tracking.mlflow_api.permissions import RULES
 from tracking.models import (
     Assessment,
@@ -62,6 +63,8 @@ NOT_EXPERIMENT_ROUTES = {
     "api-root": "the API's index of links, no rows",
     "api-schema": "the OpenAPI schema, no rows",
     "api-docs": "Swagger UI for the schema, no rows",
+    "evaluation:new": "the launch form: a role to write, and EDIT on the experiment chosen "
+    "(tests/evaluation/test_launch_views.py)",
     "playground:new-chat": "playground chats with agents, ruled by their owners (tests/playground)",
     "playground:conversation": "playground conversations, per user (tests/playground)",
     "playground:send": "playground conversations, per user (tests/playground)",
@@ -792,6 +795,9 @@ SAMPLES: dict[str, Sample] = {
     "mlflow:logged-model-artifacts": lambda e, o: [
         Call("GET", V2 + f"logged-models/{o['model']}/artifacts/directories", R)
     ],
+    # Evaluations launched from the browser: a job is its experiment's
+    "evaluation:job": lambda e, o: [Call("GET", f"/evaluations/jobs/{o['job']}/", R)],
+    "evaluation:job-cancel": lambda e, o: [Call("POST", f"/evaluations/jobs/{o['job']}/cancel", E)],
     "mlflow:server-info": lambda e, o: [Call("GET", V3 + "server-info", ANY)],
     "mlflow:health": lambda e, o: [Call("GET", "/health", ANY)],
 }
@@ -842,6 +848,9 @@ def _fill(experiment: Experiment, world: World) -> None:
     dataset.merge_records([{"inputs": {"q": "hello"}}])
     scorer = Scorer.register(e, f"scorer-{e}", '{"name": "s"}').scorer
     scorer.set_online_config(0.1, "")
+    job = EvaluationJob.objects.create(
+        experiment=experiment, dataset=dataset, dataset_name=dataset.name, name=f"job-{e}"
+    )
     world.objects[e] = {
         "name": experiment.name,
         "run": run.run_id,
@@ -854,6 +863,7 @@ def _fill(experiment: Experiment, world: World) -> None:
         "record": dataset.records.get().record_id,
         "scorer": scorer.name,
         "scorer_id": scorer.scorer_id,
+        "job": job.pk,
     }
 
 
@@ -1034,6 +1044,8 @@ def _example_path(name: str) -> str:
         "evaluation:dataset": {"dataset_id": "d"},
         "evaluation:dataset-record": {"dataset_id": "d", "record_id": "r"},
         "evaluation:dataset-records-delete": {"dataset_id": "d"},
+        "evaluation:job": {"pk": 1},
+        "evaluation:job-cancel": {"pk": 1},
         "access:group-member-remove": {"pk": 1, "user_pk": 1},
         "access:grant": {"pk": 1, "grant_pk": 1},
         "access:grant-delete": {"pk": 1, "grant_pk": 1},
@@ -1092,9 +1104,9 @@ def test_route(world, db, settings, name, role, target):
             assert status == (404 if hidden else 403), (where, status, body[:300])
         elif call.need == ADMIN:
             assert status == 403, (where, status)
-        elif call.path.startswith("/datasets/"):
-            # A dataset's writes: 404 where the caller may not know it, 403 where it may read
-            # it; adding traces names no dataset the caller could not see: 403.
+        elif call.path.startswith(("/datasets/", "/evaluations/")):
+            # A dataset's or an evaluation's writes: 404 where the caller may not know it, 403
+            # where it may read it; adding traces names no dataset the caller could not see.
             hidden = have < Level.READ and not call.path.startswith("/datasets/add/")
             assert status == (404 if hidden else 403), (where, status)
         elif call.path == "/traces/bulk/":
