@@ -10,6 +10,7 @@ worse, unchanged otherwise, unmatched when some run has no row for its inputs.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -74,20 +75,39 @@ def _money(value: float) -> str:
     return dollars(value)
 
 
-@dataclass
 class Cell:
-    """One run's side of a compared row."""
+    """One run's side of a compared row; its latency, tokens and cost against the
+    baseline's are worked out when a page shows it."""
 
-    row: ResultRow | None
-    scores: list[Score]  # one per compared scorer
-    deltas: list[str]  # one per compared scorer; "none" in the baseline column
-    latency: Measure
-    tokens: Measure
-    cost: Measure
+    def __init__(
+        self, row: ResultRow | None, base: ResultRow | None, scores: list[Score], is_base: bool
+    ) -> None:
+        self.row = row
+        self.base = base
+        self.scores = scores  # one per compared scorer
+        self.deltas = [NONE] * len(scores)  # "none" in the baseline column
+        self.is_base = is_base
 
     @property
     def score_pairs(self) -> list[tuple[Score, str]]:
         return list(zip(self.scores, self.deltas, strict=True))
+
+    def _measure(self, attribute: str, text: Callable[[float], str]) -> Measure:
+        value = getattr(self.row, attribute) if self.row else None
+        base = getattr(self.base, attribute) if self.base else None
+        return measure(value, base, text, self.is_base)
+
+    @functools.cached_property
+    def latency(self) -> Measure:
+        return self._measure("latency_ns", _ns)
+
+    @functools.cached_property
+    def tokens(self) -> Measure:
+        return self._measure("tokens", _count)
+
+    @functools.cached_property
+    def cost(self) -> Measure:
+        return self._measure("cost", _money)
 
 
 @dataclass
@@ -137,17 +157,9 @@ def _cell(
     index_of: dict[str, int],
     is_base: bool,
 ) -> Cell:
-    scores = [
-        row.scores[index_of[name]] if row and name in index_of else MISSING for name in scorers
-    ]
-    return Cell(
-        row=row,
-        scores=scores,
-        deltas=[NONE] * len(scorers),
-        latency=measure(row and row.latency_ns, base and base.latency_ns, _ns, is_base),
-        tokens=measure(row and row.tokens, base and base.tokens, _count, is_base),
-        cost=measure(row and row.cost, base and base.cost, _money, is_base),
-    )
+    scores = [row.scores[index_of[name]] if row and name in index_of else MISSING
+              for name in scorers]  # fmt: skip
+    return Cell(row, base, scores, is_base)
 
 
 def _mean(values: list[float]) -> float | None:

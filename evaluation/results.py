@@ -9,6 +9,7 @@ A scorer's value is whatever the client logged: a boolean (pass/fail), MLflow's 
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -83,20 +84,44 @@ def score_of(assessment: Any) -> Score:
     return Score("text", None, text_of(value, 80), rationale)
 
 
-@dataclass
 class ResultRow:
-    """What one row of the run table shows, as plain values."""
+    """What one row of the run table shows. Texts are made when first read: a page shows
+    100 rows of a run that may have thousands, and only their texts are needed (or all of
+    them, when sorting by one)."""
 
-    position: int  # 1-based, in the order the run made its rows
-    trace_id: str
-    inputs: str
-    outputs: str
-    expectations: list[tuple[str, str]]
-    scores: list[Score]  # one per scorer, in the table's scorer order
-    latency_ns: int | None
-    tokens: int | None
-    cost: float | None
-    inputs_key: str = ""
+    def __init__(
+        self,
+        position: int,
+        trace_id: str,
+        inputs: Any,
+        outputs: Any,
+        expectations: list[tuple[str, Any]],
+        scores: list[Score],
+        latency_ns: int | None,
+        tokens: int | None,
+        cost: float | None,
+    ) -> None:
+        self.position = position  # 1-based, in the order the run made its rows
+        self.trace_id = trace_id
+        self.raw_inputs = inputs
+        self.raw_outputs = outputs
+        self.raw_expectations = expectations
+        self.scores = scores  # one per scorer, in the table's scorer order
+        self.latency_ns = latency_ns
+        self.tokens = tokens
+        self.cost = cost
+
+    @functools.cached_property
+    def inputs(self) -> str:
+        return text_of(self.raw_inputs)
+
+    @functools.cached_property
+    def outputs(self) -> str:
+        return text_of(self.raw_outputs)
+
+    @functools.cached_property
+    def expectations(self) -> list[tuple[str, str]]:
+        return [(name, text_of(value, 200)) for name, value in self.raw_expectations]
 
 
 @dataclass
@@ -169,10 +194,10 @@ def build_table(rows: Sequence[EvaluationRow]) -> ResultTable:
             ResultRow(
                 position=position,
                 trace_id=trace.trace_id,
-                inputs=text_of(row.inputs),
-                outputs=text_of(row.outputs),
+                inputs=row.inputs,
+                outputs=row.outputs,
                 expectations=[
-                    (name, text_of(row.expectations[name].value, 200))
+                    (name, row.expectations[name].value)
                     for name in expectation_names
                     if name in row.expectations
                 ],
@@ -180,7 +205,6 @@ def build_table(rows: Sequence[EvaluationRow]) -> ResultTable:
                 latency_ns=trace.duration_ns,
                 tokens=trace.total_tokens,
                 cost=trace.cost,
-                inputs_key=row.inputs_key,
             )
         )
     return table

@@ -10,7 +10,8 @@ from django.views.decorators.http import require_safe
 
 from access.rules import access_for, declares
 from evaluation import charts, comparison, results
-from tracking.evaluations import aligned, evaluation_rows
+from evaluation.run_rows import lean_rows
+from tracking.evaluations import aligned
 from tracking.models import Run
 from tracking.templatetags.tracking_format import dollars, duration, model_url
 from tracking.views.model_compare import requested_ids
@@ -70,7 +71,7 @@ def evaluation_compare(request: HtmxHttpRequest) -> HttpResponse:
     runs, error, status = _runs(request, ids)
     context: dict[str, Any] = {"error": error, "only_changes": only_changes}
     if not error:
-        by_run = evaluation_rows(runs)
+        by_run = lean_rows(runs)
         rows = [by_run[run.pk] for run in runs]
         tables = [results.build_table(run_rows) for run_rows in rows]
         as_result = {
