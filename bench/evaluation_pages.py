@@ -45,7 +45,7 @@ def _row_results(version: int, i: int, regress_every: int) -> dict[str, Any]:
         exact = True  # an improvement
     return {
         "exact": exact,
-        "relevance": round(((i * 7) % 10) / 10 + (0.05 if version else 0), 2),
+        "relevance": round(((i * 7) % 10) / 10, 2),
         "safety": "yes",
     }
 
