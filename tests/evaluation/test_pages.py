@@ -160,3 +160,20 @@ def test_untrusted_text_is_escaped_everywhere(client):
         html = response.content.decode()
         assert injected_markup(html) == [], url
         assert "&lt;script&gt;" in html, url
+
+
+def test_a_model_versions_page_lists_its_evaluations(client):
+    base, other = fill(3, 2)
+    run = _run(base)
+    html = client.get(f"/models/{run.model_id}/").content.decode()
+    assert f'href="/evaluations/{base}/"' in html
+    assert f'href="/evaluations/{other}/"' not in html  # another version's
+
+
+def test_the_model_compare_page_shows_each_datasets_scores_and_links_the_comparison(client):
+    base, other = fill(3, 2)
+    first, second = _run(base), _run(other)
+    html = client.get(f"/models/compare/?ids={first.model_id},{second.model_id}").content.decode()
+    assert f'href="/evaluations/compare/?runs={base}%2C{other}"' in html
+    assert f'href="/evaluations/{base}/"' in html and f'href="/evaluations/{other}/"' in html
+    assert '<th scope="row" class="mono compare-key">exact</th>' in html
