@@ -1,6 +1,6 @@
 from django.urls import path
 
-from evaluation.views import datasets, launch
+from evaluation.views import compare, datasets, launch, runs
 
 app_name = "evaluation"
 
@@ -19,7 +19,11 @@ urlpatterns = [
         datasets.record_expectations,
         name="dataset-record",
     ),
+    path("evaluations/", runs.evaluation_list, name="list"),
+    # Before evaluations/<run_id>/: "new", "jobs" and "compare" are not run ids.
     path("evaluations/new/", launch.new, name="new"),
     path("evaluations/jobs/<int:pk>/", launch.job, name="job"),
     path("evaluations/jobs/<int:pk>/cancel", launch.cancel, name="job-cancel"),
+    path("evaluations/compare/", compare.evaluation_compare, name="compare"),
+    path("evaluations/<str:run_id>/", runs.evaluation_run, name="run"),
 ]

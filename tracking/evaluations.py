@@ -257,3 +257,42 @@ def aligned(rows_by_run: Sequence[list[EvaluationRow]]) -> list[list[EvaluationR
             if line[column] is None:  # a repeated question: its first row
                 line[column] = row
     return list(table.values())
+
+
+@dataclass
+class DatasetScores:
+    """The evaluations of several model versions on one dataset, side by side: each
+    version's newest run there (None if it has none) and its scores per scorer."""
+
+    name: str
+    dataset_id: str | None
+    runs: list[Run | None]
+    scorers: list[tuple[str, list[float | None]]] = field(default_factory=list)
+
+    @property
+    def run_ids(self) -> list[str]:
+        """The runs to compare on the evaluation compare page, in the versions' order."""
+        return [run.run_id for run in self.runs if run is not None]
+
+
+def scores_by_dataset(runs: Iterable[Run], model_ids: Sequence[str]) -> list[DatasetScores]:
+    """From `Run.objects.evaluations()` runs (newest first) of these versions: per dataset,
+    each version's newest evaluation and its `<scorer>/mean` scores. Pure."""
+    found: dict[tuple[str | None, str], dict[str, Run]] = {}
+    for run in runs:
+        key = (run.evaluation_dataset_id, run.dataset_name or "")
+        newest = found.setdefault(key, {})
+        if run.model_id in model_ids and run.model_id not in newest:
+            newest[run.model_id] = run
+    tables = []
+    for (dataset_id, name), newest in found.items():
+        ordered = [newest.get(model_id) for model_id in model_ids]
+        means = [
+            {s: aggs["mean"] for s, aggs in run.scores.items() if "mean" in aggs} if run else {}
+            for run in ordered
+        ]
+        table = DatasetScores(name or "(no dataset)", dataset_id, ordered)
+        for scorer in sorted({s for m in means for s in m}):
+            table.scorers.append((scorer, [m.get(scorer) for m in means]))
+        tables.append(table)
+    return tables

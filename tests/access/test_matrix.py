@@ -199,6 +199,14 @@ SAMPLES: dict[str, Sample] = {
         Call("GET", f"/models/compare/answers/?ids={o['model']},{o['model2']}", R)
     ],
     "tracking:model-detail": lambda e, o: [Call("GET", f"/models/{o['model']}/", R)],
+    "evaluation:list": lambda e, o: [
+        Call("GET", "/evaluations/", LIST, marker=o["run"]),
+        Call("GET", f"/evaluations/?experiment={e}", LIST, marker=o["run"]),
+    ],
+    "evaluation:run": lambda e, o: [Call("GET", f"/evaluations/{o['run']}/", R)],
+    "evaluation:compare": lambda e, o: [
+        Call("GET", f"/evaluations/compare/?runs={o['run']},{o['run2']}", R)
+    ],
     "tracking:model-traces": lambda e, o: [Call("GET", f"/models/{o['model']}/traces/", R)],
     "tracking:model-description": lambda e, o: [
         Call("POST", f"/models/{o['model']}/description/", E, {"description": "Fixes refunds."})
@@ -808,7 +816,10 @@ SAMPLES: dict[str, Sample] = {
 
 def _fill(experiment: Experiment, world: World) -> None:
     e = experiment.pk
-    run = Run.objects.create(experiment=experiment, name="r", tags={"t": "1"})
+    # Evaluation runs (`mlflow.genai.evaluate`'s tag), so that the evaluation pages show them.
+    evaluated = {"t": "1", "mlflow.runType": "genai_evaluate"}
+    run = Run.objects.create(experiment=experiment, name="r", tags=evaluated)
+    run2 = Run.objects.create(experiment=experiment, name="r2", tags=evaluated)
     Metric.objects.create(run=run, key="m", value=1.0, timestamp_ms=1, step=0)
     trace_id = "tr-" + uuid.uuid4().hex
     trace = Trace.objects.create(
@@ -854,6 +865,7 @@ def _fill(experiment: Experiment, world: World) -> None:
     world.objects[e] = {
         "name": experiment.name,
         "run": run.run_id,
+        "run2": run2.run_id,
         "trace": trace_id,
         "span": span_id,
         "assessment": assessment.assessment_id,
@@ -1036,6 +1048,7 @@ def _example_path(name: str) -> str:
         "tracking:span-detail": {"trace_id": "x", "span_id": "y"},
         "tracking:span-value": {"trace_id": "x", "span_id": "y", "field": "inputs"},
         "tracking:model-detail": {"model_id": "m"},
+        "evaluation:run": {"run_id": "r"},
         "tracking:model-traces": {"model_id": "m"},
         "tracking:model-description": {"model_id": "m"},
         "tracking:model-artifacts": {"model_id": "m"},

@@ -28,6 +28,7 @@ from tracking.models import (
     ModelGrouping,
     ModelVersion,
     RegisteredModel,
+    Run,
     Trace,
     VersionShape,
 )
@@ -51,6 +52,7 @@ ONE_NAME_VERSIONS = 200
 KEY_PARAMS = 4
 KEY_METRICS = 2
 METRIC_ROWS = 500
+EVALUATIONS = 20  # the version's newest evaluation runs, on its page
 STATUS_LABELS = {
     LoggedModelStatus.READY: "Ready",
     LoggedModelStatus.PENDING: "Pending",
@@ -307,6 +309,9 @@ def render_detail(request: HttpRequest, model: LoggedModel, **extra: Any) -> Htt
         "metrics_limit": METRIC_ROWS,
         "trace_count": trace_count,
         "more_traces": more_traces,
+        "evaluations": list(
+            access.readable(Run.objects.evaluations().of_model(model.model_id))[:EVALUATIONS]
+        ),
         "commit_url": git_commit_url(model.git_repo_url, model.git_commit),
         "history": history,
         "history_label": ModelGrouping(history.by).label,

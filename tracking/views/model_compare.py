@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.contrib.humanize.templatetags.humanize import intcomma
-from django.db.models import QuerySet
+from django.db.models import Exists, OuterRef, QuerySet
 from django.http import HttpResponse
 from django.views.decorators.http import require_safe
 
@@ -25,7 +25,8 @@ from tracking.compare import (
     git_compare_url,
     match_answers,
 )
-from tracking.models import LoggedModel, Metric, Trace
+from tracking.evaluations import RunModel, scores_by_dataset
+from tracking.models import LoggedModel, Metric, Run, Trace
 from tracking.templatetags.tracking_format import dollars, duration, metric
 from tracking.trace_stats import TraceStats, trace_stats
 from webapp.htmx import HtmxHttpRequest, render_page
@@ -33,6 +34,8 @@ from webapp.htmx import HtmxHttpRequest, render_page
 MIN_VERSIONS = 2
 MAX_VERSIONS = 4
 MAX_ID_LENGTH = 64
+# The evaluations read for the per-dataset scores: the newest, bounded.
+EVALUATION_RUNS = 200
 # Each version's newest traces read for its answers: enough for the rows shown, bounded however
 # many traces a version has.
 ANSWER_TRACES = 200
@@ -184,6 +187,14 @@ def _answer_context(answers: Answers, only_diff: bool) -> dict[str, Any]:
     return {"answers": answers, "answer_rows": rows, "answers_hidden": hidden}
 
 
+def _evaluations(request: HtmxHttpRequest, versions: list[LoggedModel]) -> list:
+    """Per dataset, the versions' newest evaluations there and their scores side by side."""
+    ids = [v.model_id for v in versions]
+    used = RunModel.objects.filter(run=OuterRef("pk"), model_id__in=ids)
+    runs = access_for(request).readable(Run.objects.evaluations()).filter(Exists(used))
+    return scores_by_dataset(runs[:EVALUATION_RUNS], ids)
+
+
 def _versions(request: HtmxHttpRequest, ids: list[str]) -> tuple[list[LoggedModel], str, int]:
     """The readable versions `ids` name, oldest first (the first column is the baseline every
     other column is diffed against); or the message and status that say why not."""
@@ -218,6 +229,7 @@ def model_compare(request: HtmxHttpRequest) -> HttpResponse:
             "commit_changed": commit_changed,
             "sections": _sections(versions, stats, only_diff),
             "ids_param": ",".join(v.model_id for v in versions),
+            "evaluations": _evaluations(request, versions),
         }
         if inline_answers:
             context |= _answer_context(_answers(versions, readable), only_diff)
