@@ -55,6 +55,8 @@ class EvaluationJob(models.Model):
     error = models.TextField(blank=True)
     total_rows = models.IntegerField(default=0)
     chunk_size = models.IntegerField(default=25)
+    # Agent calls each worker keeps in flight (a logged model in the worker: one at a time).
+    concurrency = models.IntegerField(default=8)
     # The Celery queue its workers take tasks from ("": the default one).
     queue = models.CharField(max_length=200, blank=True)
     created_by = models.ForeignKey(

@@ -11,18 +11,21 @@ leaves them.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
 import os
+import queue
 import socket
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from django.conf import settings
 from django.core.cache import cache
 from django.db import connection, transaction
 from django.db.models import F
@@ -97,6 +100,7 @@ def launch(
     name: str,
     user: Any = None,
     chunk_size: int = 25,
+    concurrency: int | None = None,
     queue: str = "",
 ) -> EvaluationJob:
     """Create the job, one MLflow run per agent and the rows; the workers start once it
@@ -120,6 +124,7 @@ def launch(
             scorers=scorer_specs,
             total_rows=len(records) * len(agents),
             chunk_size=chunk_size,
+            concurrency=concurrency or settings.SPYGLASS_EVALUATION_CONCURRENCY,
             queue=queue,
             created_by=user if getattr(user, "pk", None) else None,
         )
@@ -210,9 +215,7 @@ def start_workers(job: EvaluationJob, count: int | None = None) -> None:
 
 
 def worker_slots() -> int:
-    from django.conf import settings
-
-    return max(1, int(getattr(settings, "SPYGLASS_EVALUATION_WORKERS", 4)))
+    return max(1, int(settings.SPYGLASS_EVALUATION_WORKERS))
 
 
 def build_scorers(specs: list[dict[str, Any]], stop: Stop | None = None) -> list[Scorer]:
@@ -293,13 +296,17 @@ def drain(job_id: int) -> int:
             rows = _claim(job, lease)
             if not rows:
                 break
-            batch = _Batch(job, lease)
             for row in rows:
-                if stop.requested:
-                    break
-                arm = agents[row.agent_id]
-                caller = callers.get(arm.pk) or callers.setdefault(arm.pk, _Caller(arm, stop))
-                batch.add(_answer(row, arm, caller, scorers, job))
+                if row.agent_id not in callers:
+                    callers[row.agent_id] = _Caller(agents[row.agent_id], stop)
+
+            def answer(row: JobRow) -> _Answered:
+                caller = callers[row.agent_id]
+                return _answer(row, caller.arm, caller, scorers, job)
+
+            batch = _Batch(job, lease)
+            for answered in _side_by_side(rows, answer, job.concurrency, stop):
+                batch.add(answered)
                 if batch.due():
                     written += batch.flush()
             written += batch.flush()
@@ -308,6 +315,58 @@ def drain(job_id: int) -> int:
         _release(lease, cancelled=stop.requested)
     finish_if_done(job_id)
     return written
+
+
+def _side_by_side(
+    rows: list[JobRow], answer: Callable[[JobRow], _Answered], size: int, stop: Stop
+) -> Iterator[_Answered]:
+    """Each row answered, `size` at a time, in the order they finish: agent calls wait on
+    the network, so a worker keeps several in flight. Rows not started when a stop comes
+    are left (the lease's release cancels them). Each thread closes the database
+    connection it may have opened (a judge reads its endpoint's key)."""
+    if size <= 1 or len(rows) <= 1:
+        for row in rows:
+            if stop.requested:
+                return
+            yield answer(row)
+        return
+    todo: queue.SimpleQueue[JobRow] = queue.SimpleQueue()
+    for row in rows:
+        todo.put(row)
+    done: queue.SimpleQueue[_Answered | BaseException | None] = queue.SimpleQueue()
+
+    def work() -> None:
+        try:
+            while not stop.requested:
+                try:
+                    row = todo.get_nowait()
+                except queue.Empty:
+                    return
+                try:
+                    done.put(answer(row))
+                except BaseException as exc:  # re-raised in the worker's own thread
+                    done.put(exc)
+        finally:
+            connection.close()
+            done.put(None)
+
+    threads = [
+        threading.Thread(target=work, daemon=True, name="evaluation-answer")
+        for _ in range(min(size, len(rows)))
+    ]
+    for thread in threads:
+        thread.start()
+    running = len(threads)
+    while running:
+        item = done.get()
+        if item is None:
+            running -= 1
+        elif isinstance(item, BaseException):
+            raise item
+        else:
+            yield item
+    for thread in threads:
+        thread.join()
 
 
 def _worker_name() -> str:
@@ -400,7 +459,14 @@ class _Caller:
             agent = Agent(
                 **{**_fields(agent), "config": {**agent.config, "model_uri": arm.model_uri}}
             )
+        # The key is read (still sealed) once per worker's turn, not once per row: a query
+        # per call was a fifth of an instant agent's row. egress.secret_for unseals it.
+        sealed = agent.sealed_api_key()
+        agent.sealed_api_key = lambda: sealed  # type: ignore[method-assign]
         self.client = client_for(agent, stop)
+        # A logged model answers in this process: one call at a time (its predict may keep
+        # state); an HTTP agent takes as many as the job's concurrency.
+        self.lock = threading.Lock() if agent.kind == "logged-model" else contextlib.nullcontext()
 
     def cost(self, usage: dict[str, int]) -> float | None:
         """The answer's cost in dollars from its token usage and the agent's model, as ingest
@@ -416,7 +482,8 @@ class _Caller:
             raise AgentError("The agent was deleted after the evaluation started.")
         if self.arm.rate_limit:
             _wait_turn(f"evaluation:rate:{self.arm.agent_id}", self.arm.rate_limit)
-        return consume(self.client.stream(request, parent), _ignore)
+        with self.lock:
+            return consume(self.client.stream(request, parent), _ignore)
 
 
 def _fields(agent: Agent) -> dict[str, Any]:
@@ -607,37 +674,39 @@ class _Batch:
             Assessment.objects.bulk_create(
                 [a for i in items for a in _assessments(i, traces[i.trace_info.trace_id])]
             )
-            now = timezone.now()
-            for i in items:
-                row = i.row
-                row.state = (
-                    RowState.CANCELLED
-                    if i.cancelled
-                    else RowState.FAILED
-                    if i.error
-                    else RowState.DONE
-                )
-                row.trace_id = i.trace_info.trace_id
-                row.output = i.output
-                row.error = i.error
-                row.latency_ms = i.latency_ms
-                row.scores = {s.name: score.value for s, score in i.scores if score.error is None}
-                row.finished_at = now
-                row.lease = None
-            JobRow.objects.bulk_update(
-                [i.row for i in items],
-                [
-                    "state",
-                    "trace_id",
-                    "output",
-                    "error",
-                    "latency_ms",
-                    "scores",
-                    "finished_at",
-                    "lease",
-                ],
-            )
+            _finish_rows(items, timezone.now())
         return len(items)
+
+
+def _finish_rows(items: list[_Answered], now: datetime) -> None:
+    """One UPDATE per row, sent as one executemany: bulk_update's CASE per column and row
+    took longer to compile than the rest of the batch."""
+    table = JobRow._meta.db_table
+    finished_at = connection.ops.adapt_datetimefield_value(now)
+    params = []
+    for i in items:
+        state = RowState.FAILED if i.error else RowState.DONE
+        if i.cancelled:
+            state = RowState.CANCELLED
+        scores = {s.name: score.value for s, score in i.scores if score.error is None}
+        params.append(
+            (
+                state,
+                i.trace_info.trace_id,
+                i.output,
+                i.error,
+                i.latency_ms,
+                json.dumps(scores),
+                finished_at,
+                i.row.pk,
+            )
+        )
+    with connection.cursor() as cursor:
+        cursor.executemany(
+            f"UPDATE {table} SET state = %s, trace_id = %s, output = %s, error = %s, "
+            "latency_ms = %s, scores = %s, finished_at = %s, lease_id = NULL WHERE id = %s",
+            params,
+        )
 
 
 def _assessments(item: _Answered, trace_pk: int) -> Iterable[Assessment]:

@@ -311,6 +311,10 @@ SPYGLASS_EMBEDDED_WORKER = env.bool(
     "SPYGLASS_EMBEDDED_WORKER", default=CELERY_BROKER_URL.startswith("memory://")
 )
 SPYGLASS_EMBEDDED_CONCURRENCY = env.int("SPYGLASS_EMBEDDED_CONCURRENCY", default=4)
+# Worker tasks an evaluation launched from the browser takes at once; each keeps
+# SPYGLASS_EVALUATION_CONCURRENCY agent calls in flight (agents mostly wait on the network).
+SPYGLASS_EVALUATION_WORKERS = env.int("SPYGLASS_EVALUATION_WORKERS", default=2)
+SPYGLASS_EVALUATION_CONCURRENCY = env.int("SPYGLASS_EVALUATION_CONCURRENCY", default=8)
 # An agent call may take minutes; past the soft limit the task gets SoftTimeLimitExceeded and
 # records a failed run, the hard limit kills it.
 CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=300)
