@@ -2,14 +2,26 @@ from __future__ import annotations
 
 import json
 import random
+import re
+from collections import Counter
 from datetime import UTC, datetime
 from io import StringIO
 
 import pytest
 from django.core.management import call_command
 
-from tracking import demo
-from tracking.models import Experiment, LoggedModel, Metric, Span, Trace
+from tracking import demo, demo_evaluation
+from tracking.models import (
+    Assessment,
+    DatasetRecord,
+    EvaluationDataset,
+    Experiment,
+    LoggedModel,
+    Metric,
+    Run,
+    Span,
+    Trace,
+)
 
 NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
 
@@ -112,23 +124,15 @@ def test_a_second_run_does_nothing():
 @pytest.mark.django_db
 def test_forcing_a_second_run_updates_rather_than_duplicates():
     load_demo()
-    counts = (
-        Trace.objects.count(),
-        Span.objects.count(),
-        LoggedModel.objects.count(),
-        Metric.objects.count(),
-        Experiment.objects.count(),
-    )
+    models = (Trace, Span, LoggedModel, Metric, Experiment, Run, Assessment)
+    models += (EvaluationDataset, DatasetRecord, Run.linked_traces.through)
+    counts = [model.objects.count() for model in models]
+    digest = EvaluationDataset.objects.get().digest
 
     load_demo(force=True)
 
-    assert (
-        Trace.objects.count(),
-        Span.objects.count(),
-        LoggedModel.objects.count(),
-        Metric.objects.count(),
-        Experiment.objects.count(),
-    ) == counts
+    assert [model.objects.count() for model in models] == counts
+    assert EvaluationDataset.objects.get().digest == digest
 
 
 # --- The builders (no database) -------------------------------------------------------------
@@ -220,3 +224,122 @@ def test_the_batch_trace_has_exactly_the_spans_asked_for(n_spans):
 
     assert len(payload.spans) == n_spans
     assert attribute(payload.spans[0], "mlflow.spanType") == "AGENT"
+
+
+# --- The evaluation loop --------------------------------------------------------------------
+
+
+def _golden() -> EvaluationDataset:
+    return EvaluationDataset.objects.get(name=demo_evaluation.DATASET_NAME)
+
+
+def _evaluations_by_version() -> list[Run]:
+    """The demo's evaluation runs, v1 first."""
+    versions = list(LoggedModel.objects.versions_of("support-agent").order_by("created_at"))
+    runs = {r.model_id: r for r in Run.objects.evaluations().on_dataset(_golden())}
+    return [runs[v.model_id] for v in versions]
+
+
+@pytest.mark.django_db
+def test_it_loads_a_golden_dataset_linked_to_the_experiment_some_records_from_traces():
+    load_demo()
+
+    dataset = _golden()
+    assert dataset.experiments.get().name == "support-agent"
+    records = list(dataset.records.all())
+    assert len(records) == dataset.record_count == 24
+    assert all(isinstance(r.inputs["question"], str) for r in records)
+    assert all(r.expectations["expected_response"] for r in records)
+    assert sum("custom_inputs" in r.inputs for r in records) >= 3
+    from_traces = [r for r in records if r.source_type == "TRACE"]
+    assert len(from_traces) == 8
+    assert Trace.objects.filter(trace_id__in=[r.source_id for r in from_traces]).count() == 8
+
+
+@pytest.mark.django_db
+def test_each_version_is_evaluated_on_the_dataset_as_mlflow_genai_evaluate_leaves_it():
+    load_demo()
+
+    runs = _evaluations_by_version()
+    assert len(runs) == 3
+    for run in runs:
+        assert run.status == "FINISHED" and run.row_count == 24
+        assert run.dataset_name == "support-golden" and run.evaluation_dataset_id
+        assert set(run.scores) == {"correctness", "is_concise", "relevance_to_query"}
+        traces = run.linked_traces.all()
+        assert {t.metadata["mlflow.sourceRun"] for t in traces} == {run.run_id}
+        assert {t.model_id for t in traces} == {run.model_id}
+        assert all(t.cost for t in traces)  # priced by ingest from the LLM span
+        mine = [
+            a
+            for a in Assessment.objects.filter(trace__in=traces)
+            if a.metadata.get("mlflow.assessment.sourceRunId") == run.run_id
+        ]
+        assert len(mine) == 24 * 4  # three scorers and the expectation, per row
+    v1, v2, v3 = (run.scores["correctness"]["mean"] for run in runs)
+    assert v1 < v3 < v2
+    metric = Metric.objects.get(run=runs[2], key="correctness/mean")
+    assert (metric.dataset_name, metric.dataset_digest) == ("support-golden", _golden().digest)
+    assert metric.logged_model.model_id == runs[2].model_id
+
+
+@pytest.mark.django_db
+def test_comparing_the_last_two_versions_shows_regressions_first(client):
+    load_demo()
+    _, v2, v3 = _evaluations_by_version()
+
+    html = client.get(f"/evaluations/compare/?runs={v2.run_id},{v3.run_id}").content.decode()
+
+    categories = re.findall(r'data-category="(\w+)"', html)
+    assert len(categories) == 24
+    assert categories[:4] == ["regression"] * 4
+    assert categories[4:7] == ["improvement"] * 3
+    assert set(categories[7:]) == {"unchanged"}
+    first_row = html[html.index('data-category="regression"') :]
+    assert first_row[: first_row.index("</tr>")].count("data-trace-link") == 2
+
+
+@pytest.mark.django_db
+def test_the_home_and_evaluation_pages_render_with_the_demo(client):
+    load_demo()
+    runs = _evaluations_by_version()
+    dataset = _golden()
+
+    for url in [
+        "/",
+        "/evaluations/",
+        f"/evaluations/{runs[2].run_id}/",
+        "/datasets/",
+        f"/datasets/{dataset.dataset_id}/",
+        f"/models/{runs[2].model_id}/",
+        "/traces/",
+    ]:
+        response = client.get(url)
+        assert response.status_code == 200, url
+    model_page = client.get(f"/models/{runs[2].model_id}/").content.decode()
+    assert f"/evaluations/{runs[2].run_id}/" in model_page
+    assert "support-golden" in client.get("/evaluations/").content.decode()
+
+
+@pytest.mark.django_db
+def test_customers_leave_feedback_and_sessions_run_over_several_turns():
+    load_demo()
+
+    feedback = Assessment.objects.filter(name="user_satisfaction")
+    assert feedback.count() >= 5
+    assert set(feedback.values_list("source_type", flat=True)) == {"HUMAN"}
+    assert {True, False} <= set(feedback.values_list("value", flat=True))
+    turns = Counter(Trace.objects.exclude(session_id=None).values_list("session_id", flat=True))
+    assert sum(n >= 2 for n in turns.values()) >= 3
+
+
+def test_the_evaluation_demo_is_deterministic_and_its_rows_match_the_records():
+    data = demo.build(experiment_id=1, now=NOW)
+    first = demo_evaluation.build(data, experiment_id=1, seed=7, now=NOW)
+    again = demo_evaluation.build(data, experiment_id=1, seed=7, now=NOW)
+
+    assert first == again
+    record_inputs = [r.inputs for r in first.records]
+    for evaluation in first.evaluations:
+        roots = [attribute(t.spans[0], "mlflow.spanInputs") for t in evaluation.traces]
+        assert roots == record_inputs  # rows match across runs by their inputs
