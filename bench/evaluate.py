@@ -7,7 +7,7 @@ The evaluation is launched by POSTing the launch form (/evaluations/new/) throug
 Client, exactly as the page does, and answered by the default embedded worker (the threads
 `make run` starts, SPYGLASS_EMBEDDED_CONCURRENCY of them, on the in-memory broker): 2 agents
 that answer instantly (the built-in echo agent, in process, and an OpenAI-compatible HTTP
-server on loopback that answers at once) over a dataset of `--rows` records, with 3 code
+server on loopback, in a process of its own) over a dataset of `--rows` records, with 3 code
 scorers (exact match, contains, latency). Timed from the POST until the job is finished, every
 row's trace, assessments and the runs' metrics written.
 
@@ -24,8 +24,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import socket
+import subprocess
 import sys
-import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -46,6 +47,11 @@ SCORERS = {
     "use_latency": "on",
     "latency__max_ms": "1000",
 }
+
+
+class InstantServer(ThreadingHTTPServer):
+    # Several calls arrive at once: socketserver's backlog of 5 would drop SYNs (a second each).
+    request_queue_size = 128
 
 
 class Instant(BaseHTTPRequestHandler):
@@ -84,9 +90,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=1_000)
     parser.add_argument("--queries", type=int, default=30)
+    parser.add_argument("--serve-agent", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Instant)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    if args.serve_agent:  # the agent runs in a process of its own, as agents do
+        InstantServer(("127.0.0.1", args.serve_agent), Instant).serve_forever()
+        return
+    port = _free_port()
+    agent_process = subprocess.Popen([sys.executable, __file__, "--serve-agent", str(port)])
+    _wait_for_port(port)
     with scratch("spyglass-bench-evaluate-") as tmp:
         os.environ["SPYGLASS_AUTH"] = "0"  # the bench drives pages without logging in
         migrate(tmp)
@@ -121,7 +132,7 @@ def main() -> None:
         http = Agent.objects.create(
             name="instant-http",
             kind="openai",
-            config={"url": f"http://127.0.0.1:{server.server_port}/v1", "stream": False},
+            config={"url": f"http://127.0.0.1:{port}/v1", "stream": False},
         )
         app = _memory_app()
         runner.default_app = app
@@ -165,7 +176,24 @@ def main() -> None:
             f"rows_per_s={rows_per_s:.0f} run_p95_ms={figures['run_p95_ms']:.1f} "
             f"compare_p95_ms={figures['compare_p95_ms']:.1f}"
         )
-    server.shutdown()
+    agent_process.terminate()
+    agent_process.wait(timeout=10)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait_for_port(port: int) -> None:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise RuntimeError("the agent server did not start")
 
 
 def _memory_app():

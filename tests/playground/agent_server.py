@@ -312,6 +312,9 @@ class _Pending(SpanExporter):
 
 
 class AgentServer(ThreadingHTTPServer):
+    # Evaluations call an agent from several threads at once: socketserver's backlog of 5
+    # would drop their SYNs, and each dropped one waits a second to be sent again.
+    request_queue_size = 128
     daemon_threads = True
 
     def __init__(self, host: str = "127.0.0.1") -> None:
