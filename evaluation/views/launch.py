@@ -83,8 +83,10 @@ def _initial(request: HtmxHttpRequest, datasets: Any, experiments: Any) -> dict[
         initial["name"] = f"{dataset.name} · {timezone.localtime():%Y-%m-%d %H:%M}"
     agents = Agent.objects.order_by("name")
     chosen = []
-    if request.GET.get("agent", "").isdigit():
-        chosen = list(agents.filter(pk=int(request.GET["agent"])))
+    picked = [int(pk) for pk in request.GET.getlist("agent") if pk.isdigit()][: runner.MAX_AGENTS]
+    if picked:
+        found = {agent.pk: agent for agent in agents.filter(pk__in=picked)}
+        chosen = [found[pk] for pk in picked if pk in found]
     elif request.GET.get("model"):
         chosen = list(agents.filter(model_id=request.GET["model"])[: runner.MAX_AGENTS])
     for slot, agent in enumerate(chosen):

@@ -77,6 +77,13 @@ def test_the_form_is_prefilled_from_the_dataset_and_the_model(
     assert form_.initial["agent_0"] == agents[1].pk
 
 
+def test_the_playground_and_the_model_page_link_the_form(auth_on, bob, agents):
+    client = signed_in(bob)
+    page = client.get(f"/evaluations/new/?agent={agents[1].pk}&agent={agents[0].pk}")
+    initial = page.context["form"].initial
+    assert (initial["agent_0"], initial["agent_1"]) == (agents[1].pk, agents[0].pk)
+
+
 def test_an_editor_launches_and_lands_on_the_job(
     auth_on, bob, dataset, agents, experiment, queued, django_capture_on_commit_callbacks
 ):

@@ -375,7 +375,8 @@ def test_the_agent_list_shows_where_each_agent_is_reached(client):
 
     page = client.get("/playground/agents/").content.decode()
 
-    assert "http://10.0.0.5:5001/invocations" in page and "pw" not in page
+    assert "http://10.0.0.5:5001/invocations" in page
+    assert "user:pw" not in page and ":pw@" not in page
     assert f"models:/m-{'a' * 32}" in page
     assert "built-in: oracle-judge" in page
 
