@@ -9,6 +9,8 @@ The first path segment picks the behaviour, the rest is the path the agent kind 
     /chat-model/invocations           MLflow ChatModel (chat completions JSON)
     /chat-agent/invocations           MLflow ChatAgent: messages + custom_outputs
     /responses/invocations            MLflow ResponsesAgent: refuses `messages` with 400
+    /judge-echo/v1/chat/completions   a judge: {"result": true} when the prompt holds "Echo:",
+                                      else false, with a rationale
     /fail/...                         HTTP 500 with an OpenAI-style error
     /hang/...                         answers nothing for HANG_S
     /slow-answer/...                  chat completions JSON, never streamed, after SLOW_ANSWER_S;
@@ -205,6 +207,15 @@ class Handler(BaseHTTPRequestHandler):
         content = answers.pop(0) if answers else DEFAULT_JUDGE_ANSWER
         completion = self._completion(body)
         completion["choices"][0]["message"]["content"] = content
+        self._json(200, completion)
+
+    def mode_judge_echo(self, body: dict[str, Any]) -> None:
+        # A judge with an opinion: an answer that echoes ("Echo: ...") passes, any other fails.
+        prompt = " ".join(str(m.get("content", "")) for m in body.get("messages") or [])
+        passed = "Echo:" in prompt
+        verdict = {"result": passed, "rationale": "It echoes." if passed else "No echo."}
+        completion = self._completion(body)
+        completion["choices"][0]["message"]["content"] = json.dumps(verdict)
         self._json(200, completion)
 
     def mode_judge_no_json(self, body: dict[str, Any]) -> None:
