@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from evaluation import runner
 from evaluation.models import EvaluationJob, JobRow, JobState, Lease, RowState
+from playground.models import Agent
 from tests.playground.conftest import wait_for
 from tracking.evaluations import GENAI_EVALUATE, RUN_TYPE_TAG, SOURCE_RUN_KEY
 from tracking.models import (
@@ -224,3 +225,46 @@ def test_a_record_becomes_a_chat_request(inputs, messages, custom):
     request = runner.request_of(inputs)
     assert request.messages == messages
     assert request.custom_inputs == custom
+
+
+def test_a_logged_model_agent_following_an_alias_is_pinned_at_launch(dataset, experiment):
+    from tracking.models import LoggedModel, RegisteredModel
+
+    registered = RegisteredModel.objects.register("support-agent", description="", tags={})
+    versions = []
+    for _ in range(2):
+        model = LoggedModel.objects.create(experiment=experiment, name="support-agent")
+        versions.append(
+            registered.add_version(
+                source=f"models:/{model.model_id}",
+                run_id="",
+                model_id=model.model_id,
+                description="",
+                tags={},
+                logged_model=model,
+            )
+        )
+    registered.set_alias("champion", versions[1].version)
+    agent = Agent.objects.create(
+        name="champion", kind="logged-model", config={"model_uri": "models:/support-agent@champion"}
+    )
+    job = launch(dataset, experiment, agent)
+    arm = job.agents.get()
+    assert arm.model_id == versions[1].model_id
+    assert arm.model_uri == f"models:/support-agent/{versions[1].version}"
+    assert arm.run.model_rows.get().model_id == versions[1].model_id
+    registered.set_alias("champion", versions[0].version)  # moved mid-run: the job keeps v2
+    assert job.agents.get().model_uri == arm.model_uri
+    agent.config = {"model_uri": "models:/support-agent@nobody"}
+    agent.save()
+    with pytest.raises(runner.LaunchError, match="names no version"):
+        launch(dataset, experiment, agent)
+
+
+def test_the_job_page_reads_a_constant_number_of_queries(
+    client, dataset, experiment, echo_agent, django_assert_max_num_queries
+):
+    job = launch(dataset, experiment, echo_agent)
+    JobRow.objects.filter(agent__job=job).update(state=RowState.DONE, scores={"exact": True})
+    with django_assert_max_num_queries(15):
+        assert client.get(f"/evaluations/jobs/{job.pk}/").status_code == 200
