@@ -283,8 +283,14 @@ def drain(job_id: int) -> int:
     beat = _Heartbeat(lease.pk, job_id, stop)
     beat.start()
     written = 0
+    error = ""
     try:
-        scorers = build_scorers(job.scorers, stop)
+        try:
+            scorers = build_scorers(job.scorers, stop)
+        except LaunchError as exc:  # a saved judge's endpoint deleted since the launch, say
+            _fail_job(job, f"The scorers cannot run: {exc}")
+            stop.request()  # nothing to answer: straight to the end (finish_if_done below)
+            scorers = []
         agents = {a.pk: a for a in job.agents.select_related("agent", "run")}
         callers: dict[int, _Caller] = {}
         deadline = time.monotonic() + DRAIN_BUDGET_S
@@ -310,9 +316,14 @@ def drain(job_id: int) -> int:
                 if batch.due():
                     written += batch.flush()
             written += batch.flush()
+    except Exception as exc:
+        # Not a row's failure (those are caught per row) but the worker's: a database error,
+        # say. Its rows go back for another try; one tried MAX_ATTEMPTS times fails with it.
+        logger.exception("Evaluation %s: a worker failed", job_id)
+        error = f"{type(exc).__name__}: {exc}"
     finally:
         beat.stop()
-        _release(lease, cancelled=stop.requested)
+        _release(lease, cancelled=stop.requested, error=error)
     finish_if_done(job_id)
     return written
 
@@ -391,14 +402,32 @@ def _claim(job: EvaluationJob, lease: Lease) -> list[JobRow]:
     return list(JobRow.objects.filter(pk__in=ids).order_by("index", "agent_id"))
 
 
-def _release(lease: Lease, cancelled: bool) -> None:
-    """Rows this worker still holds go back to the others (or, cancelled, end so)."""
+def _release(lease: Lease, cancelled: bool, error: str = "") -> None:
+    """Rows this worker still holds go back to the others (or, cancelled, end so); after a
+    worker's error, a row already tried MAX_ATTEMPTS times fails with it instead of being
+    tried forever."""
     held = JobRow.objects.filter(lease=lease, state=RowState.RUNNING)
+    now = timezone.now()
     if cancelled:
-        held.update(state=RowState.CANCELLED, lease=None, finished_at=timezone.now())
+        held.update(state=RowState.CANCELLED, lease=None, finished_at=now)
     else:
+        if error:
+            held.filter(attempts__gte=MAX_ATTEMPTS).update(
+                state=RowState.FAILED,
+                lease=None,
+                finished_at=now,
+                error=f"Tried {MAX_ATTEMPTS} times; the last: {error}"[:2000],
+            )
         held.update(state=RowState.PENDING, lease=None)
     Lease.objects.filter(pk=lease.pk).delete()
+
+
+def _fail_job(job: EvaluationJob, reason: str) -> None:
+    """End a job that cannot go on: its unfinished rows fail with the reason."""
+    JobRow.objects.filter(agent__job=job, state__in=[RowState.PENDING, RowState.RUNNING]).update(
+        state=RowState.FAILED, lease=None, finished_at=timezone.now(), error=reason[:2000]
+    )
+    EvaluationJob.objects.filter(pk=job.pk).update(error=reason[:2000])
 
 
 class _Heartbeat(threading.Thread):

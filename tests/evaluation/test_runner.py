@@ -148,7 +148,8 @@ def test_cancel_stops_the_job_and_keeps_what_finished(
     dataset, experiment, http_agent, evaluation_worker
 ):
     agent = http_agent("fixed-100ms", kind="openai", stream=False)
-    job = launch(dataset, experiment, agent, chunk_size=5)
+    # One call at a time: 2 s of answers, so the cancel lands while rows are still to come.
+    job = launch(dataset, experiment, agent, chunk_size=5, concurrency=1)
     wait_for(
         lambda: JobRow.objects.filter(agent__job=job, state=RowState.DONE).count() >= 2,
         10,
@@ -268,3 +269,46 @@ def test_the_job_page_reads_a_constant_number_of_queries(
     JobRow.objects.filter(agent__job=job).update(state=RowState.DONE, scores={"exact": True})
     with django_assert_max_num_queries(15):
         assert client.get(f"/evaluations/jobs/{job.pk}/").status_code == 200
+
+
+def test_a_worker_error_is_retried_then_fails_the_rows_with_it(
+    dataset, experiment, echo_agent, monkeypatch
+):
+    monkeypatch.setattr(runner, "start_workers", lambda job, count=None: None)
+    job = launch(dataset, experiment, echo_agent, chunk_size=ROWS)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("the disk is full")
+
+    monkeypatch.setattr(runner.ingest, "store", broken)
+    for _ in range(runner.MAX_ATTEMPTS):
+        assert runner.drain(job.pk) == 0
+    job.refresh_from_db()
+    assert job.state == JobState.FAILED
+    assert "the disk is full" in job.error
+    rows = JobRow.objects.filter(agent__job=job)
+    assert rows.filter(state=RowState.FAILED).count() == ROWS
+    assert "Tried 3 times" in rows.first().error
+    run = job.agents.get().run
+    run.refresh_from_db()
+    assert run.status == RunStatus.FAILED
+
+
+def test_scorers_that_cannot_run_any_more_fail_the_job(
+    dataset, experiment, echo_agent, monkeypatch
+):
+    monkeypatch.setattr(runner, "start_workers", lambda job, count=None: None)
+    judge_agent = Agent.objects.create(
+        name="judge", kind="openai", config={"url": "http://127.0.0.1:9/v1"}
+    )
+    judge = {
+        "kind": "judge",
+        "name": "ok",
+        "config": {"instructions": "{{ outputs }}", "agent": "judge"},
+    }
+    job = launch(dataset, experiment, echo_agent, scorers=[judge])
+    judge_agent.delete()
+    assert runner.drain(job.pk) == 0
+    job.refresh_from_db()
+    assert job.state == JobState.FAILED
+    assert "The scorers cannot run" in job.error
