@@ -9,8 +9,8 @@ from django.http import HttpResponse
 from django.views.decorators.http import require_safe
 
 from access.rules import access_for, declares
-from evaluation import charts, comparison, results
-from evaluation.run_rows import lean_rows
+from evaluation import charts, comparison
+from evaluation.run_tables import run_tables
 from tracking.evaluations import aligned
 from tracking.models import Run
 from tracking.templatetags.tracking_format import dollars, duration, model_url
@@ -71,16 +71,9 @@ def evaluation_compare(request: HtmxHttpRequest) -> HttpResponse:
     runs, error, status = _runs(request, ids)
     context: dict[str, Any] = {"error": error, "only_changes": only_changes}
     if not error:
-        by_run = lean_rows(runs)
-        rows = [by_run[run.pk] for run in runs]
-        tables = [results.build_table(run_rows) for run_rows in rows]
-        as_result = {
-            id(row): shown
-            for run_rows, table in zip(rows, tables, strict=True)
-            for row, shown in zip(run_rows, table.rows, strict=True)
-        }
-        lines = [[as_result[id(row)] if row else None for row in line] for line in aligned(rows)]
-        result = comparison.compare(tables, lines)
+        by_run = run_tables(runs)
+        tables = [by_run[run.pk] for run in runs]
+        result = comparison.compare(tables, aligned([table.rows for table in tables]))
         shown = (
             [line for line in result.lines if line.category != "unchanged"]
             if (only_changes)
