@@ -75,9 +75,9 @@ def evaluation_compare(request: HtmxHttpRequest) -> HttpResponse:
         tables = [by_run[run.pk] for run in runs]
         result = comparison.compare(tables, aligned([table.rows for table in tables]))
         shown = (
-            [line for line in result.lines if line.category != "unchanged"]
-            if (only_changes)
-            else result.lines
+            [item for item in result.placed if item.category != "unchanged"]
+            if only_changes
+            else result.placed
         )
         pages = max(1, -(-len(shown) // LINES_PER_PAGE))
         number = _page_number(request.GET.get("page", ""), pages)
@@ -89,7 +89,9 @@ def evaluation_compare(request: HtmxHttpRequest) -> HttpResponse:
             "runs": runs,
             "result": result,
             "counts": result.counts(),
-            "lines": shown[(number - 1) * LINES_PER_PAGE : number * LINES_PER_PAGE],
+            "lines": result.lines_of(
+                shown[(number - 1) * LINES_PER_PAGE : number * LINES_PER_PAGE]
+            ),
             "strips": _strips(runs, result),
             "runs_param": runs_param,
             "page": number,
