@@ -21,7 +21,8 @@ makes the next request build it again rather than keep stale rows.
 Each process also keeps the last few tables it used as objects, under the same version:
 unpickling a thousand rows and making their objects again on every request cost more than
 the rest of the page, and the garbage they left made the collector's full passes (hundreds
-of ms in a web process's heap) frequent. Pages read the kept tables and never change them.
+of ms in a web process's heap) frequent. A comparison of kept tables is kept the same way.
+Pages read the kept tables and comparisons and never change them.
 """
 
 from __future__ import annotations
@@ -35,8 +36,11 @@ from typing import Any
 from django.core.cache import cache
 from django.db.models import Count, Max, Q, Sum
 
+from evaluation import comparison
+from evaluation.comparison import Comparison
 from evaluation.results import ResultRow, ResultTable, Score, build_table
 from evaluation.run_rows import lean_rows
+from tracking.evaluations import aligned
 from tracking.models import Run
 
 # Bumped when the summary's shape changes, so that no process reads an older shape.
@@ -48,6 +52,7 @@ TIMEOUT_S = 24 * 3600
 IN_PROCESS = 8
 
 _kept: OrderedDict[str, tuple[str, ResultTable]] = OrderedDict()
+_compared: OrderedDict[tuple[tuple[str, str], ...], Comparison] = OrderedDict()
 _kept_lock = threading.Lock()
 
 
@@ -146,7 +151,31 @@ def run_tables(runs: Sequence[Run]) -> dict[int, ResultTable]:
     """{run pk: the run's ResultTable}, not to be changed by the caller. Two queries when
     every run's table is kept and current; three more (evaluation/run_rows.py) for all the
     runs that are not."""
+    return _tables(runs, versions(runs))
+
+
+def comparison_of(runs: Sequence[Run]) -> Comparison:
+    """The runs compared (the first the baseline), not to be changed by the caller: made
+    from their tables once per version of each, so that paging and "only changes" do not
+    match and order every row again. The queries of `run_tables`."""
     current = versions(runs)
+    key = tuple((run.run_id, current[run.pk]) for run in runs)
+    with _kept_lock:
+        found = _compared.get(key)
+        if found is not None:
+            _compared.move_to_end(key)
+            return found
+    tables = _tables(runs, current)
+    ordered = [tables[run.pk] for run in runs]
+    made = comparison.compare(ordered, aligned([table.rows for table in ordered]))
+    with _kept_lock:
+        _compared[key] = made
+        while len(_compared) > IN_PROCESS // 2:
+            _compared.popitem(last=False)
+    return made
+
+
+def _tables(runs: Sequence[Run], current: dict[int, str]) -> dict[int, ResultTable]:
     tables = _kept_tables(runs, current)
     missing = [run for run in runs if run.pk not in tables]
     if not missing:

@@ -10,8 +10,7 @@ from django.views.decorators.http import require_safe
 
 from access.rules import access_for, declares
 from evaluation import charts, comparison
-from evaluation.run_tables import run_tables
-from tracking.evaluations import aligned
+from evaluation.run_tables import comparison_of
 from tracking.models import Run
 from tracking.templatetags.tracking_format import dollars, duration, model_url
 from tracking.views.model_compare import requested_ids
@@ -71,9 +70,7 @@ def evaluation_compare(request: HtmxHttpRequest) -> HttpResponse:
     runs, error, status = _runs(request, ids)
     context: dict[str, Any] = {"error": error, "only_changes": only_changes}
     if not error:
-        by_run = run_tables(runs)
-        tables = [by_run[run.pk] for run in runs]
-        result = comparison.compare(tables, aligned([table.rows for table in tables]))
+        result = comparison_of(runs)
         shown = (
             [item for item in result.placed if item.category != "unchanged"]
             if only_changes

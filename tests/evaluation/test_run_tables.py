@@ -119,3 +119,18 @@ def test_a_deleted_trace_leaves_the_table():
     Trace.objects.filter(trace_id=first).delete()
     rows = run_tables([run])[run.pk].rows
     assert len(rows) == 2 and first not in {row.trace_id for row in rows}
+
+
+def test_a_kept_comparison_follows_an_override_in_either_run():
+    base, other = fill(20, 2)
+    runs = [_run(base), _run(other)]
+    assert kept.comparison_of(runs).counts()["regression"] == 2  # rows 1 and 11 (bench's fill)
+    assert kept.comparison_of(runs) is kept.comparison_of(runs)
+    regressed = runs[1].linked_traces.order_by("request_time", "pk")[1]
+    judged = Assessment.objects.get(trace=regressed, name="exact")
+    Assessment.objects.record(
+        regressed, name="exact", kind="feedback", value=True, source_type="HUMAN",
+        overrides=judged.assessment_id,
+    )  # fmt: skip
+    counts = kept.comparison_of(runs).counts()
+    assert (counts["regression"], counts["unchanged"]) == (1, 17)
