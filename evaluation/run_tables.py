@@ -189,13 +189,14 @@ def _tables(runs: Sequence[Run], current: dict[int, str]) -> dict[int, ResultTab
             summaries[run.pk] = summary
         else:
             stale.append(run)
+    made = {run.pk: _table(summaries[run.pk]) for run in missing if run.pk in summaries}
     if stale:
         built = lean_rows(stale)
-        fresh = {run.pk: _summary(build_table(built[run.pk])) for run in stale}
+        fresh = {run.pk: build_table(built[run.pk]) for run in stale}
         cache.set_many(
-            {_key(run): (current[run.pk], fresh[run.pk]) for run in stale}, timeout=TIMEOUT_S
+            {_key(run): (current[run.pk], _summary(fresh[run.pk])) for run in stale},
+            timeout=TIMEOUT_S,
         )
-        summaries |= fresh
-    made = {run.pk: _table(summaries[run.pk]) for run in missing}
+        made |= fresh
     _keep(missing, current, made)
     return tables | made
