@@ -92,7 +92,17 @@ def versions(runs: Sequence[Run]) -> dict[int, str]:
         .order_by()
     ):
         facts[row.pop("run_id")].append(sorted(row.items()))
-    return {pk: hashlib.sha256(repr(found).encode()).hexdigest() for pk, found in facts.items()}
+    return {pk: hashlib.sha256(repr(_steady(found)).encode()).hexdigest()
+            for pk, found in facts.items()}  # fmt: skip
+
+
+def _steady(value: Any) -> Any:
+    """Sums of floats to 12 digits: PostgreSQL may add the same costs in another order."""
+    if isinstance(value, float):
+        return f"{value:.12g}"
+    if isinstance(value, list | tuple):
+        return [_steady(item) for item in value]
+    return value
 
 
 def _summary(table: ResultTable) -> tuple[list[str], list[str], list[tuple[Any, ...]]]:
