@@ -28,6 +28,7 @@ Pages read the kept tables and comparisons and never change them.
 from __future__ import annotations
 
 import hashlib
+import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -42,6 +43,8 @@ from evaluation.results import ResultRow, ResultTable, Score, build_table
 from evaluation.run_rows import lean_rows
 from tracking.evaluations import aligned
 from tracking.models import Run
+
+logger = logging.getLogger(__name__)
 
 # Bumped when the summary's shape changes, so that no process reads an older shape.
 SHAPE = 1
@@ -190,7 +193,11 @@ def _tables(runs: Sequence[Run], current: dict[int, str]) -> dict[int, ResultTab
     missing = [run for run in runs if run.pk not in tables]
     if not missing:
         return tables
-    cached = cache.get_many([_key(run) for run in missing])
+    try:
+        cached = cache.get_many([_key(run) for run in missing])
+    except Exception:  # the cache is a shortcut: without it, the rows are read again
+        logger.warning("Run tables not read from the cache", exc_info=True)
+        cached = {}
     summaries = {}
     stale = []
     for run in missing:
@@ -203,10 +210,13 @@ def _tables(runs: Sequence[Run], current: dict[int, str]) -> dict[int, ResultTab
     if stale:
         built = lean_rows(stale)
         fresh = {run.pk: build_table(built[run.pk]) for run in stale}
-        cache.set_many(
-            {_key(run): (current[run.pk], _summary(fresh[run.pk])) for run in stale},
-            timeout=TIMEOUT_S,
-        )
+        try:
+            cache.set_many(
+                {_key(run): (current[run.pk], _summary(fresh[run.pk])) for run in stale},
+                timeout=TIMEOUT_S,
+            )
+        except Exception:
+            logger.warning("Run tables not kept in the cache", exc_info=True)
         made |= fresh
     _keep(missing, current, made)
     return tables | made

@@ -134,3 +134,17 @@ def test_a_kept_comparison_follows_an_override_in_either_run():
     )  # fmt: skip
     counts = kept.comparison_of(runs).counts()
     assert (counts["regression"], counts["unchanged"]) == (1, 17)
+
+
+def test_the_pages_work_when_the_cache_is_unreachable(client, settings):
+    base, other = fill(3, 2)
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": "redis://127.0.0.1:1/0",  # nothing listens there
+        }
+    }
+    kept._kept.clear()
+    kept._compared.clear()
+    assert client.get(f"/evaluations/{base}/").status_code == 200
+    assert client.get(f"/evaluations/compare/?runs={base},{other}").status_code == 200
