@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from evaluation.results import MISSING, Aggregate, ResultRow, ResultTable, Score, aggregate
 from tracking.templatetags.tracking_format import dollars, duration
@@ -137,29 +138,58 @@ class RunSummary:
         return list(zip(self.aggregates, self.score_deltas, strict=True))
 
 
+class Placed(NamedTuple):
+    """A compared row's place in the order, without its cells: the cells of the rows a page
+    shows are made for that page only."""
+
+    category: str
+    worse: int
+    position: int
+    rows: Sequence[ResultRow | None]
+
+
+def _scores(row: ResultRow | None, columns: list[int | None]) -> list[Score]:
+    """A row's scores in the comparison's scorer order (`columns`: each scorer's index in
+    the row's table, None where that run has no such scorer)."""
+    if row is None:
+        return [MISSING] * len(columns)
+    return [MISSING if index is None else row.scores[index] for index in columns]
+
+
 @dataclass
 class Comparison:
     scorers: list[str]
     summaries: list[RunSummary]
-    lines: list[Line] = field(default_factory=list)
+    columns: list[list[int | None]]  # per run, each scorer's index in its table
+    placed: list[Placed] = field(default_factory=list)  # every row, in the page's order
 
     def counts(self) -> dict[str, int]:
         found = dict.fromkeys(CATEGORIES, 0)
-        for line in self.lines:
-            found[line.category] += 1
+        for item in self.placed:
+            found[item.category] += 1
         return found
 
+    def lines_of(self, placed: Sequence[Placed]) -> list[Line]:
+        """The lines a page shows, with their cells and each score's delta."""
+        lines = []
+        for item in placed:
+            base = item.rows[0]
+            cells = [
+                Cell(row, base, _scores(row, self.columns[column]), column == 0)
+                for column, row in enumerate(item.rows)
+            ]
+            base_scores = cells[0].scores
+            for cell in cells[1:]:
+                if base is not None and cell.row is not None:
+                    pairs = zip(base_scores, cell.scores, strict=True)
+                    cell.deltas = [score_delta(b, o) for b, o in pairs]
+            first = next(row for row in item.rows if row is not None)
+            lines.append(Line(first.inputs, cells, item.category, item.worse, item.position))
+        return lines
 
-def _cell(
-    row: ResultRow | None,
-    base: ResultRow | None,
-    scorers: list[str],
-    index_of: dict[str, int],
-    is_base: bool,
-) -> Cell:
-    scores = [row.scores[index_of[name]] if row and name in index_of else MISSING
-              for name in scorers]  # fmt: skip
-    return Cell(row, base, scores, is_base)
+    @property
+    def lines(self) -> list[Line]:
+        return self.lines_of(self.placed)
 
 
 def _mean(values: list[float]) -> float | None:
@@ -218,23 +248,23 @@ def compare(
     improvements, unmatched and unchanged; within each, the most regressed first, then in the
     baseline's order."""
     scorers = sorted({name for table in tables for name in table.scorers})
-    indexes = [{name: i for i, name in enumerate(table.scorers)} for table in tables]
-    comparison = Comparison(scorers, _summaries(tables, scorers))
+    columns = [
+        [table.scorers.index(name) if name in table.scorers else None for name in scorers]
+        for table in tables
+    ]
+    comparison = Comparison(scorers, _summaries(tables, scorers), columns)
     for position, rows in enumerate(aligned):
         base = rows[0]
-        cells = [
-            _cell(row, base, scorers, indexes[column], column == 0)
-            for column, row in enumerate(rows)
-        ]
         worse = better = 0
-        for cell in cells[1:]:
-            if base is None or cell.row is None:
-                continue
-            cell.deltas = [
-                score_delta(b, o) for b, o in zip(cells[0].scores, cell.scores, strict=True)
-            ]
-            worse += cell.deltas.count(WORSE)
-            better += cell.deltas.count(BETTER)
+        if base is not None:
+            base_scores = _scores(base, columns[0])
+            for column in range(1, len(rows)):
+                if rows[column] is None:
+                    continue
+                for b, o in zip(base_scores, _scores(rows[column], columns[column]), strict=True):
+                    delta = score_delta(b, o)
+                    worse += delta == WORSE
+                    better += delta == BETTER
         if worse:
             category = "regression"
         elif better:
@@ -243,8 +273,7 @@ def compare(
             category = "unmatched"
         else:
             category = "unchanged"
-        first = next(row for row in rows if row is not None)
-        comparison.lines.append(Line(first.inputs, cells, category, worse, position))
+        comparison.placed.append(Placed(category, worse, position, rows))
     rank = {category: i for i, category in enumerate(CATEGORIES)}
-    comparison.lines.sort(key=lambda line: (rank[line.category], -line.worse, line.position))
+    comparison.placed.sort(key=lambda item: (rank[item.category], -item.worse, item.position))
     return comparison

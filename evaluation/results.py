@@ -9,11 +9,10 @@ A scorer's value is whatever the client logged: a boolean (pass/fail), MLflow's 
 
 from __future__ import annotations
 
-import functools
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from tracking.evaluations import EvaluationRow
 
@@ -39,10 +38,10 @@ def text_of(value: Any, limit: int = TEXT_CHARS) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-@dataclass(frozen=True)
-class Score:
+class Score(NamedTuple):
     """One scorer's result on one row. `value` orders and averages it: 1.0/0.0 for
-    pass/fail, the number for a number, None for text, an error or no result."""
+    pass/fail, the number for a number, None for text, an error or no result. A tuple:
+    thousands are made per page from kept tables (evaluation/run_tables.py)."""
 
     kind: str  # pass, fail, number, text, error, missing
     value: float | None
@@ -85,17 +84,33 @@ def score_of(assessment: Any) -> Score:
 
 
 class ResultRow:
-    """What one row of the run table shows. Texts are made when first read: a page shows
-    100 rows of a run that may have thousands, and only their texts are needed (or all of
-    them, when sorting by one)."""
+    """What one row of the run table shows: its texts already cut to a cell's size, so that
+    a run's rows can be kept (evaluation/run_tables.py) and shown without their JSON."""
+
+    __slots__ = (
+        "cost",
+        "cost_label",
+        "expectations",
+        "inputs",
+        "inputs_key",
+        "latency_label",
+        "latency_ns",
+        "outputs",
+        "position",
+        "scores",
+        "tokens",
+        "tokens_label",
+        "trace_id",
+    )  # fmt: skip
 
     def __init__(
         self,
         position: int,
         trace_id: str,
-        inputs: Any,
-        outputs: Any,
-        expectations: list[tuple[str, Any]],
+        inputs_key: str,
+        inputs: str,
+        outputs: str,
+        expectations: list[tuple[str, str]],
         scores: list[Score],
         latency_ns: int | None,
         tokens: int | None,
@@ -103,25 +118,14 @@ class ResultRow:
     ) -> None:
         self.position = position  # 1-based, in the order the run made its rows
         self.trace_id = trace_id
-        self.raw_inputs = inputs
-        self.raw_outputs = outputs
-        self.raw_expectations = expectations
+        self.inputs_key = inputs_key  # the inputs' hash: rows of two runs match on it
+        self.inputs = inputs
+        self.outputs = outputs
+        self.expectations = expectations
         self.scores = scores  # one per scorer, in the table's scorer order
         self.latency_ns = latency_ns
         self.tokens = tokens
         self.cost = cost
-
-    @functools.cached_property
-    def inputs(self) -> str:
-        return text_of(self.raw_inputs)
-
-    @functools.cached_property
-    def outputs(self) -> str:
-        return text_of(self.raw_outputs)
-
-    @functools.cached_property
-    def expectations(self) -> list[tuple[str, str]]:
-        return [(name, text_of(value, 200)) for name, value in self.raw_expectations]
 
 
 @dataclass
@@ -194,10 +198,11 @@ def build_table(rows: Sequence[EvaluationRow]) -> ResultTable:
             ResultRow(
                 position=position,
                 trace_id=trace.trace_id,
-                inputs=row.inputs,
-                outputs=row.outputs,
+                inputs_key=row.inputs_key,
+                inputs=text_of(row.inputs),
+                outputs=text_of(row.outputs),
                 expectations=[
-                    (name, row.expectations[name].value)
+                    (name, text_of(row.expectations[name].value, 200))
                     for name in expectation_names
                     if name in row.expectations
                 ],

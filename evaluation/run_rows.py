@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.db import connections
-from django.db.models import QuerySet, Subquery
+from django.db.models import F, QuerySet, Subquery
 from django.db.models.fields.json import KT, KeyTextTransform
 
 from tracking.evaluations import SOURCE_RUN_KEY, TRACE_INPUTS_KEY, EvaluationRow, _belongs
@@ -94,9 +94,9 @@ def lean_rows(runs: Sequence[Run]) -> dict[int, list[EvaluationRow]]:
     through = Run.linked_traces.through
     links = (
         through.objects.filter(run__in=[run.pk for run in runs])
-        # Not KT("trace__metadata__..."): KT does not follow relations, and PostgreSQL
-        # refused the key lookup on the link's own trace_id column.
-        .annotate(trace_inputs=KeyTextTransform(TRACE_INPUTS_KEY, "trace__metadata"))
+        # KeyTextTransform over F(), not KT("trace__metadata__..."): on PostgreSQL, KT across
+        # the relation applied the key to the link's own trace_id column.
+        .annotate(trace_inputs=KeyTextTransform(TRACE_INPUTS_KEY, F("trace__metadata")))
         .order_by("trace__request_time", "trace__pk")
         .values_list(
             "run_id",

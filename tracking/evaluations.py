@@ -28,7 +28,7 @@ import json
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from django.db import models
 
@@ -246,11 +246,19 @@ def evaluation_rows(runs: Sequence[Run]) -> dict[int, list[EvaluationRow]]:
     return rows
 
 
-def aligned(rows_by_run: Sequence[list[EvaluationRow]]) -> list[list[EvaluationRow | None]]:
+class Keyed(Protocol):
+    @property
+    def inputs_key(self) -> str: ...
+
+
+KeyedRow = TypeVar("KeyedRow", bound=Keyed)
+
+
+def aligned(rows_by_run: Sequence[Sequence[KeyedRow]]) -> list[list[KeyedRow | None]]:
     """Rows of several evaluations side by side, matched on their inputs: one list per
     distinct inputs (in the order they first appear), with None where an evaluation has no
-    row for them. Pure."""
-    table: dict[str, list[EvaluationRow | None]] = {}
+    row for them. Any rows with an `inputs_key` (EvaluationRows, the pages' summaries). Pure."""
+    table: dict[str, list[KeyedRow | None]] = {}
     for column, rows in enumerate(rows_by_run):
         for row in rows:
             line = table.setdefault(row.inputs_key, [None] * len(rows_by_run))

@@ -9,9 +9,8 @@ from django.http import HttpResponse
 from django.views.decorators.http import require_safe
 
 from access.rules import access_for, declares
-from evaluation import charts, comparison, results
-from evaluation.run_rows import lean_rows
-from tracking.evaluations import aligned
+from evaluation import charts, comparison
+from evaluation.run_tables import comparison_of
 from tracking.models import Run
 from tracking.templatetags.tracking_format import dollars, duration, model_url
 from tracking.views.model_compare import requested_ids
@@ -71,20 +70,11 @@ def evaluation_compare(request: HtmxHttpRequest) -> HttpResponse:
     runs, error, status = _runs(request, ids)
     context: dict[str, Any] = {"error": error, "only_changes": only_changes}
     if not error:
-        by_run = lean_rows(runs)
-        rows = [by_run[run.pk] for run in runs]
-        tables = [results.build_table(run_rows) for run_rows in rows]
-        as_result = {
-            id(row): shown
-            for run_rows, table in zip(rows, tables, strict=True)
-            for row, shown in zip(run_rows, table.rows, strict=True)
-        }
-        lines = [[as_result[id(row)] if row else None for row in line] for line in aligned(rows)]
-        result = comparison.compare(tables, lines)
+        result = comparison_of(runs)
         shown = (
-            [line for line in result.lines if line.category != "unchanged"]
-            if (only_changes)
-            else result.lines
+            [item for item in result.placed if item.category != "unchanged"]
+            if only_changes
+            else result.placed
         )
         pages = max(1, -(-len(shown) // LINES_PER_PAGE))
         number = _page_number(request.GET.get("page", ""), pages)
@@ -96,7 +86,9 @@ def evaluation_compare(request: HtmxHttpRequest) -> HttpResponse:
             "runs": runs,
             "result": result,
             "counts": result.counts(),
-            "lines": shown[(number - 1) * LINES_PER_PAGE : number * LINES_PER_PAGE],
+            "lines": result.lines_of(
+                shown[(number - 1) * LINES_PER_PAGE : number * LINES_PER_PAGE]
+            ),
             "strips": _strips(runs, result),
             "runs_param": runs_param,
             "page": number,

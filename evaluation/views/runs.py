@@ -12,7 +12,7 @@ from django.views.decorators.http import require_safe
 
 from access.rules import access_for, declares
 from evaluation import charts, results
-from evaluation.run_rows import lean_rows
+from evaluation.run_tables import run_tables
 from tracking import keyset
 from tracking.models import Experiment, Run
 from tracking.permissions import page_reads
@@ -102,7 +102,7 @@ def _page_number(value: str, pages: int) -> int:
 @require_safe
 def evaluation_run(request: HtmxHttpRequest, run_id: str) -> HttpResponse:
     run = evaluation_run_or_404(request, run_id)
-    table = results.build_table(lean_rows([run])[run.pk])
+    table = run_tables([run])[run.pk]
     aggregates = table.aggregates()
     for item in aggregates:
         item.bar = charts.bar(item.fraction)

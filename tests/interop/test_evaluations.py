@@ -5,7 +5,8 @@ scores and their rows, and the client still reads the runs as it wrote them."""
 from __future__ import annotations
 
 from tests.interop.conftest import serial_evaluation
-from tracking.models import EvaluationDataset, Run
+from tracking.evaluations import SOURCE_RUN_KEY
+from tracking.models import Assessment, EvaluationDataset, Run
 
 SCRIPT = """
     from mlflow.genai.datasets import create_dataset
@@ -86,3 +87,28 @@ def test_two_versions_evaluated_on_one_dataset_are_found_by_version_and_dataset(
     }
     newest_first = [r.run_id for r in Run.objects.evaluations().on_dataset(dataset)]
     assert newest_first == [found["v2"]["run_id"], found["v1"]["run_id"]]
+
+
+OVERRIDE = """
+    mlflow.override_feedback(
+        trace_id={trace_id!r}, assessment_id={assessment_id!r}, value=True,
+        rationale="Lima was fine after all",
+    )
+    result("ok")
+"""
+
+
+def test_the_pages_show_a_client_made_evaluation_and_then_the_clients_override(run_mlflow, client):
+    (found,) = run_mlflow(SCRIPT, **serial_evaluation())
+    v1, v2 = found["v1"]["run_id"], found["v2"]["run_id"]
+    compare = f"/evaluations/compare/?runs={v1},{v2}"
+    assert "1 improvement" in client.get(compare).content.decode()
+    assert "50.0 %" in client.get(f"/evaluations/{v1}/").content.decode()
+
+    (failed,) = [a for a in Assessment.objects.filter(name="exact", kind="feedback")
+                 if a.metadata.get(SOURCE_RUN_KEY) == v1 and a.value is False]  # fmt: skip
+    run_mlflow(OVERRIDE.format(trace_id=failed.trace.trace_id, assessment_id=failed.assessment_id))
+
+    run_page = client.get(f"/evaluations/{v1}/").content.decode()
+    assert "100.0 %" in run_page and "Lima was fine after all" in run_page
+    assert "0 improvements" in client.get(compare).content.decode()
