@@ -25,7 +25,8 @@ from tracking.reviews import DEFAULT_SCHEMA_NAME, NAME_MAX_CHARS, LabelSchema, n
 INSTRUCTION_MAX_CHARS = 1000
 LABEL_MAX_CHARS = 64  # a pass/fail label, a categorical option
 MAX_OPTIONS = 10
-MAX_PAGE = 1000  # MLflow's SEARCH_MAX_RESULTS_THRESHOLD
+MAX_RESULTS = 50_000  # MLflow's SEARCH_MAX_RESULTS_THRESHOLD: more is refused
+MAX_PAGE = 1000  # a larger page is cut here, with a token for the rest
 TYPES = enum_choices("FEEDBACK", "EXPECTATION")
 INPUT_KINDS = ("pass_fail", "categorical", "numeric", "text")
 
@@ -286,8 +287,8 @@ def delete(request: HttpRequest) -> JsonResponse:
 
 def check_page_size(message: Message) -> None:
     size = message.integer("max_results", minimum=-(2**63))
-    if size is not None and not 1 <= size <= MAX_PAGE:
-        raise invalid(f"max_results must be between 1 and {MAX_PAGE}.")
+    if size is not None and not 1 <= size <= MAX_RESULTS:
+        raise invalid(f"max_results must be between 1 and {MAX_RESULTS}.")
 
 
 def _class(kind: str) -> str:

@@ -47,7 +47,7 @@ from tracking.reviews import (
 MAX_USERS = 10
 SCHEMA_ID_MAX_CHARS = 36
 ITEM_ID_MAX_CHARS = 50
-MAX_PAGE = 1000  # MLflow's SEARCH_MAX_RESULTS_THRESHOLD, and its default page
+MAX_PAGE = 1000  # MLflow's default page; larger ones are cut here, with a token
 RESERVED_NAME = "default"  # the no-auth default user queue's
 QUEUE_TYPES = enum_choices("REVIEW_QUEUE_TYPE_UNSPECIFIED", "USER", "CUSTOM", start=0)
 ITEM_TYPES = enum_choices("REVIEW_ITEM_TYPE_UNSPECIFIED", "TRACE", start=0)
