@@ -1544,6 +1544,15 @@ class Assessment(models.Model):
 # Evaluation datasets: tables of their own, in a module of their own (its docstring says why).
 from tracking.datasets import DatasetExperiment, DatasetRecord, EvaluationDataset  # noqa: E402, F401
 
+# Label schemas and review queues: likewise (tracking/reviews.py).
+from tracking.reviews import (  # noqa: E402, F401
+    LabelSchema,
+    ReviewerStatus,
+    ReviewItem,
+    ReviewQueue,
+    ReviewQueueUser,
+)
+
 # Hourly trace rollups for trace metrics: likewise (tracking/rollups.py).
 from tracking.rollups import RollupChange, TraceRollup  # noqa: E402, F401
 

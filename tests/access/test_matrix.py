@@ -32,11 +32,14 @@ from tracking.models import (
     DatasetRecord,
     EvaluationDataset,
     Experiment,
+    LabelSchema,
     LoggedModel,
     Metric,
     ModelVersion,
     OnlineConfig,
     RegisteredModel,
+    ReviewItem,
+    ReviewQueue,
     Run,
     Scorer,
     ScorerVersion,
@@ -785,6 +788,88 @@ SAMPLES: dict[str, Sample] = {
     "mlflow:scorers-online-configs": lambda e, o: [
         Call("GET", V3 + f"scorers/online-configs?scorer_ids={o['scorer_id']}", R)
     ],
+    # Label schemas and review queues
+    "mlflow:label-schemas-create": lambda e, o: [
+        Call(
+            "POST",
+            V3 + "label-schemas/create",
+            M,
+            {"experiment_id": str(e), "name": "new", "type": "FEEDBACK", "input": {"text": {}}},
+        )
+    ],
+    "mlflow:label-schemas-get": lambda e, o: [
+        Call("GET", V3 + f"label-schemas/get?schema_id={o['schema']}", R)
+    ],
+    "mlflow:label-schemas-get-by-name": lambda e, o: [
+        Call("GET", V3 + f"label-schemas/get-by-name?experiment_id={e}&name={o['schema_name']}", R)
+    ],
+    "mlflow:label-schemas-list": lambda e, o: [
+        Call("GET", V3 + f"label-schemas/list?experiment_id={e}", R, marker=o["schema"])
+    ],
+    "mlflow:label-schemas-update": lambda e, o: [
+        Call("PATCH", V3 + "label-schemas/update", M, {"schema_id": o["schema"], "name": "renamed"})
+    ],
+    "mlflow:label-schemas-delete": lambda e, o: [
+        Call("DELETE", V3 + "label-schemas/delete", M, {"schema_id": o["schema"]})
+    ],
+    "mlflow:review-queues-create": lambda e, o: [
+        Call(
+            "POST",
+            V3 + "review-queues/create",
+            E,
+            {"experiment_id": str(e), "name": "new", "queue_type": "CUSTOM"},
+        )
+    ],
+    "mlflow:review-queues-get-or-create-user": lambda e, o: [
+        Call(
+            "POST",
+            V3 + "review-queues/get-or-create-user",
+            E,
+            {"experiment_id": str(e), "user": "zed"},
+        )
+    ],
+    "mlflow:review-queues-get": lambda e, o: [
+        Call("GET", V3 + f"review-queues/get?queue_id={o['queue']}", R)
+    ],
+    "mlflow:review-queues-get-by-name": lambda e, o: [
+        Call("GET", V3 + f"review-queues/get-by-name?experiment_id={e}&name={o['queue_name']}", R)
+    ],
+    "mlflow:review-queues-list": lambda e, o: [
+        Call("GET", V3 + f"review-queues/list?experiment_id={e}", R, marker=o["queue"])
+    ],
+    "mlflow:review-queues-update": lambda e, o: [
+        Call("POST", V3 + "review-queues/update", E, {"queue_id": o["queue"], "name": "renamed"})
+    ],
+    "mlflow:review-queues-delete": lambda e, o: [
+        Call("POST", V3 + "review-queues/delete", M, {"queue_id": o["queue"]})
+    ],
+    "mlflow:review-queues-items-add": lambda e, o: [
+        Call(
+            "POST",
+            V3 + "review-queues/items/add",
+            E,
+            {"queue_id": o["queue"], "item_ids": [o["trace"]]},
+        )
+    ],
+    "mlflow:review-queues-items-remove": lambda e, o: [
+        Call(
+            "POST",
+            V3 + "review-queues/items/remove",
+            E,
+            {"queue_id": o["queue"], "item_ids": [o["trace"]]},
+        )
+    ],
+    "mlflow:review-queues-items-list": lambda e, o: [
+        Call("GET", V3 + f"review-queues/items/list?queue_id={o['queue']}", R, marker=o["trace"])
+    ],
+    "mlflow:review-queues-items-set-status": lambda e, o: [
+        Call(
+            "POST",
+            V3 + "review-queues/items/set-status",
+            E,
+            {"queue_id": o["queue"], "item_id": o["trace"], "status": "COMPLETE"},
+        )
+    ],
     # Artifacts
     "mlflow:artifacts-list": lambda e, o: [
         Call("GET", f"/api/2.0/mlflow-artifacts/artifacts?path={e}/{o['run']}/artifacts", R),
@@ -862,8 +947,20 @@ def _fill(experiment: Experiment, world: World) -> None:
     job = EvaluationJob.objects.create(
         experiment=experiment, dataset=dataset, dataset_name=dataset.name, name=f"job-{e}"
     )
+    schema = LabelSchema.objects.create(
+        experiment=experiment, name=f"q-{e}", type="feedback", input_kind="text"
+    )
+    queue = ReviewQueue.objects.create(
+        experiment=experiment, name=f"queue-{e}", queue_type="custom"
+    )
+    queue.set_users(["reviewer"])
+    ReviewItem.objects.create(queue=queue, item_type="trace", item_id=trace_id)
     world.objects[e] = {
         "name": experiment.name,
+        "schema": schema.schema_id,
+        "schema_name": schema.name,
+        "queue": queue.queue_id,
+        "queue_name": queue.name,
         "run": run.run_id,
         "run2": run2.run_id,
         "trace": trace_id,
@@ -967,6 +1064,9 @@ def _fingerprint() -> tuple:
         list(Scorer.objects.order_by("pk").values_list("pk", "name")),
         list(ScorerVersion.objects.order_by("pk").values_list("pk", "version")),
         list(OnlineConfig.objects.order_by("pk").values_list("config_id", "sample_rate")),
+        list(LabelSchema.objects.order_by("pk").values_list("pk", "name", "input_config")),
+        list(ReviewQueue.objects.order_by("pk").values_list("pk", "name", "created_by")),
+        list(ReviewItem.objects.order_by("pk").values_list("pk", "item_id", "status")),
         list(ExperimentGrant.objects.order_by("pk").values_list("pk", "level")),
         list(User.objects.order_by("pk").values_list("pk", "username", "password", "is_active")),
         list(UserRole.objects.order_by("pk").values_list("user_id", "role")),

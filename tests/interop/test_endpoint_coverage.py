@@ -1,7 +1,7 @@
 """Every REST endpoint of the installed mlflow's own handler table, in the groups the MLflow 3
-client's evaluation loop uses, is routed here: the path resolves to a view (not the
-ENDPOINT_NOT_FOUND catch-all), the method is allowed (not 405), and an empty request is
-answered as bad input, not a crash.
+client's evaluation loop and human review (label schemas, review queues) use, is routed here:
+the path resolves to a view (not the ENDPOINT_NOT_FOUND catch-all), the method is allowed (not
+405), and an empty request is answered as bad input, not a crash.
 
 The table is the installed mlflow's, so upgrading mlflow makes this fail for each endpoint the
 new version adds, listing them all at once."""
@@ -14,7 +14,17 @@ import pytest
 from django.test import Client
 from mlflow.server.handlers import get_endpoints
 
-GROUPS = ("datasets", "scorers", "traces", "runs", "logged-models", "metrics", "artifacts")
+GROUPS = (
+    "datasets",
+    "scorers",
+    "traces",
+    "runs",
+    "logged-models",
+    "metrics",
+    "artifacts",
+    "label-schemas",
+    "review-queues",
+)
 PREFIX_RE = re.compile(r"^/api/[23]\.0/mlflow(-artifacts)?/")
 PARAM_RE = re.compile(r"<(?:\w+:)?(\w+)>")
 SAMPLE_IDS = {

@@ -32,7 +32,9 @@ from tracking.models import (
     DEFAULT_EXPERIMENT_ID,
     DatasetExperiment,
     Experiment,
+    LabelSchema,
     LoggedModel,
+    ReviewQueue,
     Scorer,
 )
 from tracking.permissions import experiment_of_model, experiment_of_run, experiment_of_trace
@@ -239,6 +241,20 @@ def scorers_by_id(request: HttpRequest, kwargs: dict[str, Any]) -> list[Any]:
     return list(scorers.values_list("experiment_id", flat=True).distinct())
 
 
+def label_schema_param(request: HttpRequest, kwargs: dict[str, Any]) -> list[Any]:
+    """The experiment of the label schema named by `schema_id` (unknown: none)."""
+    schema_id = _message(request).string("schema_id")
+    found = LabelSchema.objects.filter(schema_id=schema_id).values_list("experiment_id", flat=True)
+    return list(found[:1])
+
+
+def review_queue_param(request: HttpRequest, kwargs: dict[str, Any]) -> list[Any]:
+    """The experiment of the review queue named by `queue_id` (unknown: none)."""
+    queue_id = _message(request).string("queue_id")
+    found = ReviewQueue.objects.filter(queue_id=queue_id).values_list("experiment_id", flat=True)
+    return list(found[:1])
+
+
 def artifact_experiment(request: HttpRequest, path: str) -> list[Any]:
     """Artifacts live under `<experiment id>/...`. A path outside any experiment is judged by
     the role alone: every role reads it, writers write it, only admins delete it."""
@@ -393,6 +409,25 @@ RULES: dict[str, Rule] = {
     "scorers-delete": on(experiment_param(), MANAGE),
     "scorers-online-config": on(experiment_param(), EDIT),
     "scorers-online-configs": on(scorers_by_id, READ),
+    # Label schemas (an experiment's review questions: managed as MLflow's auth app, MANAGE)
+    "label-schemas-create": on(experiment_param(), MANAGE),
+    "label-schemas-get": on(label_schema_param, READ),
+    "label-schemas-get-by-name": on(experiment_param(), READ),
+    "label-schemas-list": on(experiment_param(), READ),
+    "label-schemas-update": on(label_schema_param, MANAGE),
+    "label-schemas-delete": on(label_schema_param, MANAGE),
+    # Review queues: those of their experiment (reviewing, flagging traces for review: EDIT)
+    "review-queues-create": on(experiment_param(), EDIT),
+    "review-queues-get-or-create-user": on(experiment_param(), EDIT),
+    "review-queues-get": on(review_queue_param, READ),
+    "review-queues-get-by-name": on(experiment_param(), READ),
+    "review-queues-list": on(experiment_param(), READ),
+    "review-queues-update": on(review_queue_param, EDIT),
+    "review-queues-delete": on(review_queue_param, MANAGE),
+    "review-queues-items-add": on(review_queue_param, EDIT),
+    "review-queues-items-remove": on(review_queue_param, EDIT),
+    "review-queues-items-list": on(review_queue_param, READ),
+    "review-queues-items-set-status": on(review_queue_param, EDIT),
     # Artifacts
     "artifacts-list": on(artifact_list_path, READ),  # the root lists readable ones only
     "run-artifacts-list": on(run_param, READ),
