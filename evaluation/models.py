@@ -65,6 +65,13 @@ class EvaluationJob(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # Set by cancel: workers stop, and rows still held or given back end cancelled.
+    cancel_requested_at = models.DateTimeField(null=True, blank=True)
+    # When drain tasks were last enqueued: the reaper re-enqueues a job nobody works on only
+    # once they have had time to start (a busy broker is not a lost message).
+    workers_queued_at = models.DateTimeField(null=True, blank=True)
+    # It could not go on (its scorers cannot run any more): it ends FAILED, with `error`.
+    failed = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["-created_at", "-pk"]

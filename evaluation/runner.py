@@ -28,7 +28,7 @@ from typing import Any
 from django.conf import settings
 from django.core.cache import cache
 from django.db import connection, transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
 from evaluation.models import (
@@ -46,6 +46,7 @@ from playground.models import Agent
 from playground.tracing import TraceRecorder, agent_version
 from tracking import cost, ingest
 from tracking.evaluations import GENAI_EVALUATE, RUN_TYPE_TAG, SOURCE_RUN_KEY
+from tracking.ingest import storable_text
 from tracking.models import (
     Assessment,
     AssessmentKind,
@@ -71,7 +72,8 @@ MAX_ATTEMPTS = 3  # workers a row may lose before it fails
 HEARTBEAT_S = 2.0
 LEASE_TIMEOUT_S = 20.0  # a lease that has not beaten for this long belongs to a dead worker
 FLUSH_S = 1.0  # finished rows are written at least this often
-CANCEL_KEY = "evaluation:cancel:{job}"
+CANCEL_POLL_S = 0.5  # how soon a worker sees a cancel
+REQUEUE_AFTER_S = 300.0  # a job nobody works on gets new workers after this long
 JOB_TAG = "spyglass.evaluation.job"
 OUTPUT_MAX_CHARS = 20_000
 DRAIN_TASK = "evaluation.drain"
@@ -207,6 +209,7 @@ def start_workers(job: EvaluationJob, count: int | None = None) -> None:
         count = max(1, min(chunks, worker_slots()))
     task = default_app.tasks[DRAIN_TASK]
     options: dict[str, Any] = {"queue": job.queue} if job.queue else {}
+    EvaluationJob.objects.filter(pk=job.pk).update(workers_queued_at=timezone.now())
     try:
         for _ in range(count):
             task.apply_async((job.pk,), **options)
@@ -249,22 +252,24 @@ def as_number(value: Any) -> float | None:
 def cancel(job: EvaluationJob) -> None:
     """Stop the job: rows not started are cancelled now, rows being answered stop within a
     second (their agent call is interrupted), and the job ends CANCELLED with the scores of
-    the rows that finished."""
+    the rows that finished. Kept in the database: a worker's heartbeat reads it, and rows a
+    dead worker held end cancelled when the reaper takes them back."""
     with transaction.atomic():
         locked = EvaluationJob.objects.select_for_update().get(pk=job.pk)
         if locked.state in ENDED:
             return
+        now = timezone.now()
         JobRow.objects.filter(agent__job=job, state=RowState.PENDING).update(
-            state=RowState.CANCELLED, finished_at=timezone.now()
+            state=RowState.CANCELLED, finished_at=now
         )
         locked.error = "Cancelled."
-        locked.save(update_fields=["error"])
-    cache.set(CANCEL_KEY.format(job=job.pk), True, timeout=3600)
+        locked.cancel_requested_at = now
+        locked.save(update_fields=["error", "cancel_requested_at"])
     finish_if_done(job.pk)
 
 
 def cancel_requested(job_id: int) -> bool:
-    return bool(cache.get(CANCEL_KEY.format(job=job_id)))
+    return EvaluationJob.objects.filter(pk=job_id, cancel_requested_at__isnull=False).exists()
 
 
 # --- The worker's loop ------------------------------------------------------------------------
@@ -284,6 +289,7 @@ def drain(job_id: int) -> int:
     beat.start()
     written = 0
     error = ""
+    started: set[int] = set()  # rows whose agent was asked (set.add is thread-safe)
     try:
         try:
             scorers = build_scorers(job.scorers, stop)
@@ -307,11 +313,12 @@ def drain(job_id: int) -> int:
                     callers[row.agent_id] = _Caller(agents[row.agent_id], stop)
 
             def answer(row: JobRow) -> _Answered:
+                started.add(row.pk)
                 caller = callers[row.agent_id]
                 return _answer(row, caller.arm, caller, scorers, job)
 
             batch = _Batch(job, lease)
-            for answered in _side_by_side(rows, answer, job.concurrency, stop):
+            for answered in _side_by_side(rows, answer, job.concurrency, stop, deadline):
                 batch.add(answered)
                 if batch.due():
                     written += batch.flush()
@@ -323,13 +330,17 @@ def drain(job_id: int) -> int:
         error = f"{type(exc).__name__}: {exc}"
     finally:
         beat.stop()
-        _release(lease, cancelled=stop.requested, error=error)
+        _release(lease, cancelled=stop.requested, error=error, started=started)
     finish_if_done(job_id)
     return written
 
 
 def _side_by_side(
-    rows: list[JobRow], answer: Callable[[JobRow], _Answered], size: int, stop: Stop
+    rows: list[JobRow],
+    answer: Callable[[JobRow], _Answered],
+    size: int,
+    stop: Stop,
+    deadline: float = math.inf,
 ) -> Iterator[_Answered]:
     """Each row answered, `size` at a time, in the order they finish: agent calls wait on
     the network, so a worker keeps several in flight. Rows not started when a stop comes
@@ -337,7 +348,7 @@ def _side_by_side(
     connection it may have opened (a judge reads its endpoint's key)."""
     if size <= 1 or len(rows) <= 1:
         for row in rows:
-            if stop.requested:
+            if stop.requested or time.monotonic() > deadline:
                 return
             yield answer(row)
         return
@@ -345,10 +356,12 @@ def _side_by_side(
     for row in rows:
         todo.put(row)
     done: queue.SimpleQueue[_Answered | BaseException | None] = queue.SimpleQueue()
+    # Set when the caller stops reading (its error, a close): no thread starts another row.
+    halt = threading.Event()
 
     def work() -> None:
         try:
-            while not stop.requested:
+            while not (stop.requested or halt.is_set() or time.monotonic() > deadline):
                 try:
                     row = todo.get_nowait()
                 except queue.Empty:
@@ -368,14 +381,17 @@ def _side_by_side(
     for thread in threads:
         thread.start()
     running = len(threads)
-    while running:
-        item = done.get()
-        if item is None:
-            running -= 1
-        elif isinstance(item, BaseException):
-            raise item
-        else:
-            yield item
+    try:
+        while running:
+            item = done.get()
+            if item is None:
+                running -= 1
+            elif isinstance(item, BaseException):
+                raise item
+            else:
+                yield item
+    finally:
+        halt.set()
     for thread in threads:
         thread.join()
 
@@ -402,15 +418,21 @@ def _claim(job: EvaluationJob, lease: Lease) -> list[JobRow]:
     return list(JobRow.objects.filter(pk__in=ids).order_by("index", "agent_id"))
 
 
-def _release(lease: Lease, cancelled: bool, error: str = "") -> None:
+def _release(
+    lease: Lease, cancelled: bool, error: str = "", started: set[int] | None = None
+) -> None:
     """Rows this worker still holds go back to the others (or, cancelled, end so); after a
     worker's error, a row already tried MAX_ATTEMPTS times fails with it instead of being
-    tried forever."""
+    tried forever. A row it claimed but never started (its time ran out, a stop came) has
+    not been tried: its attempt is given back."""
     held = JobRow.objects.filter(lease=lease, state=RowState.RUNNING)
     now = timezone.now()
-    if cancelled:
+    if cancelled or cancel_requested(lease.job_id):
         held.update(state=RowState.CANCELLED, lease=None, finished_at=now)
     else:
+        held.exclude(pk__in=sorted(started or ())).update(
+            state=RowState.PENDING, lease=None, attempts=F("attempts") - 1
+        )
         if error:
             held.filter(attempts__gte=MAX_ATTEMPTS).update(
                 state=RowState.FAILED,
@@ -427,7 +449,7 @@ def _fail_job(job: EvaluationJob, reason: str) -> None:
     JobRow.objects.filter(agent__job=job, state__in=[RowState.PENDING, RowState.RUNNING]).update(
         state=RowState.FAILED, lease=None, finished_at=timezone.now(), error=reason[:2000]
     )
-    EvaluationJob.objects.filter(pk=job.pk).update(error=reason[:2000])
+    EvaluationJob.objects.filter(pk=job.pk).update(error=reason[:2000], failed=True)
 
 
 class _Heartbeat(threading.Thread):
@@ -441,15 +463,22 @@ class _Heartbeat(threading.Thread):
 
     def run(self) -> None:
         try:
-            last_beat = 0.0
+            last_beat = last_check = 0.0
             while not self.done.wait(0.25):
-                if cancel_requested(self.job_id):
-                    self.stop_call.request()
-                if time.monotonic() - last_beat >= HEARTBEAT_S:
-                    Lease.objects.filter(pk=self.lease_id).update(beat_at=timezone.now())
-                    last_beat = time.monotonic()
-        except Exception:  # a beat that fails leaves the lease to expire: the rows are redone
-            logger.exception("Evaluation heartbeat of lease %s stopped", self.lease_id)
+                # Each step on its own: a locked database or a dropped connection skips a
+                # beat; the thread goes on (a dead heartbeat would let a live worker's rows
+                # be taken from it).
+                try:
+                    if time.monotonic() - last_check >= CANCEL_POLL_S:
+                        last_check = time.monotonic()
+                        if cancel_requested(self.job_id):
+                            self.stop_call.request()
+                    if time.monotonic() - last_beat >= HEARTBEAT_S:
+                        Lease.objects.filter(pk=self.lease_id).update(beat_at=timezone.now())
+                        last_beat = time.monotonic()
+                except Exception:
+                    logger.exception("Evaluation heartbeat of lease %s skipped", self.lease_id)
+                    connection.close()
         finally:
             connection.close()
 
@@ -479,6 +508,8 @@ class _Caller:
 
     def __init__(self, arm: JobAgent, stop: Stop) -> None:
         self.arm = arm
+        self.stop = stop
+        self.lock: Any = contextlib.nullcontext()
         agent = arm.agent
         if agent is None:
             self.client = None
@@ -510,7 +541,7 @@ class _Caller:
         if self.client is None:
             raise AgentError("The agent was deleted after the evaluation started.")
         if self.arm.rate_limit:
-            _wait_turn(f"evaluation:rate:{self.arm.agent_id}", self.arm.rate_limit)
+            _wait_turn(f"evaluation:rate:{self.arm.agent_id}", self.arm.rate_limit, self.stop)
         with self.lock:
             return consume(self.client.stream(request, parent), _ignore)
 
@@ -523,11 +554,12 @@ def _ignore(chunk: str) -> None:
     pass
 
 
-def _wait_turn(key: str, per_second: float) -> None:
+def _wait_turn(key: str, per_second: float, stop: Stop | None = None) -> None:
     """Block until this call fits the agent's rate, shared by every worker (the cache is
     Redis wherever there are several)."""
-    window_s = 1.0 if per_second >= 1 else 1.0 / per_second
-    allowed = max(1, int(per_second)) if per_second >= 1 else 1
+    # One call per window of 1/rate seconds: 1.9 calls/s is 1.9, not 1.
+    window_s = 1.0 / per_second
+    allowed = 1
     while True:
         now = time.time()
         window = int(now // window_s)
@@ -539,7 +571,11 @@ def _wait_turn(key: str, per_second: float) -> None:
             continue
         if taken <= allowed:
             return
-        time.sleep((window + 1) * window_s - now)
+        pause = (window + 1) * window_s - now
+        if stop is not None:
+            stop.sleep(pause)  # a cancel ends the wait (Stopped: the row is cancelled)
+        else:
+            time.sleep(pause)
 
 
 def request_of(inputs: Any) -> ChatRequest:
@@ -677,10 +713,12 @@ class _Batch:
             return 0
         with transaction.atomic():
             # Rows the reaper took back (this worker looked dead) are another's now.
+            # Locked (PostgreSQL), so that the reaper cannot take them back between this
+            # check and the UPDATE below, which checks the lease again anyway.
             mine = set(
-                JobRow.objects.filter(
-                    pk__in=[i.row.pk for i in items], lease=self.lease, state=RowState.RUNNING
-                ).values_list("pk", flat=True)
+                JobRow.objects.select_for_update()
+                .filter(pk__in=[i.row.pk for i in items], lease=self.lease, state=RowState.RUNNING)
+                .values_list("pk", flat=True)
             )
             items = [i for i in items if i.row.pk in mine]
             if not items:
@@ -703,11 +741,11 @@ class _Batch:
             Assessment.objects.bulk_create(
                 [a for i in items for a in _assessments(i, traces[i.trace_info.trace_id])]
             )
-            _finish_rows(items, timezone.now())
+            _finish_rows(items, timezone.now(), self.lease)
         return len(items)
 
 
-def _finish_rows(items: list[_Answered], now: datetime) -> None:
+def _finish_rows(items: list[_Answered], now: datetime, lease: Lease) -> None:
     """One UPDATE per row, sent as one executemany: bulk_update's CASE per column and row
     took longer to compile than the rest of the batch."""
     table = JobRow._meta.db_table
@@ -722,20 +760,34 @@ def _finish_rows(items: list[_Answered], now: datetime) -> None:
             (
                 state,
                 i.trace_info.trace_id,
-                i.output,
-                i.error,
+                storable_text(i.output),
+                storable_text(i.error),
                 i.latency_ms,
-                json.dumps(scores),
+                json.dumps(_storable(scores)),
                 finished_at,
                 i.row.pk,
+                lease.pk,
             )
         )
     with connection.cursor() as cursor:
         cursor.executemany(
             f"UPDATE {table} SET state = %s, trace_id = %s, output = %s, error = %s, "
-            "latency_ms = %s, scores = %s, finished_at = %s, lease_id = NULL WHERE id = %s",
+            "latency_ms = %s, scores = %s, finished_at = %s, lease_id = NULL "
+            "WHERE id = %s AND lease_id = %s",
             params,
         )
+
+
+def _storable(value: Any) -> Any:
+    """A JSON value both databases store: agent and judge answers are untrusted text, and
+    PostgreSQL refuses NUL in jsonb (one such answer would fail its whole batch)."""
+    if isinstance(value, str):
+        return storable_text(value)
+    if isinstance(value, dict):
+        return {storable_text(str(k)): _storable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_storable(v) for v in value]
+    return value
 
 
 def _assessments(item: _Answered, trace_pk: int) -> Iterable[Assessment]:
@@ -746,14 +798,14 @@ def _assessments(item: _Answered, trace_pk: int) -> Iterable[Assessment]:
             trace_id=trace_pk,
             name=scorer.name,
             kind=AssessmentKind.FEEDBACK,
-            value=score.value if score.error is None else None,
+            value=_storable(score.value) if score.error is None else None,
             error=None
             if score.error is None
             else {
                 "error_code": "SCORER_ERROR",
-                "error_message": score.error[:2000],
+                "error_message": storable_text(score.error[:2000]),
             },
-            rationale=(score.rationale or "")[:10_000],
+            rationale=storable_text((score.rationale or "")[:10_000]),
             source_type=(
                 AssessmentSourceType.LLM_JUDGE
                 if scorer.kind == JUDGE
@@ -794,9 +846,10 @@ def finish_if_done(job_id: int) -> bool:
             return False
         counts = JobRow.objects.filter(agent__job=job).progress()
         done = sum(c.get(RowState.DONE, 0) for c in counts.values())
-        cancelled = any(c.get(RowState.CANCELLED) for c in counts.values())
-        if cancelled:
+        if job.cancel_requested_at is not None:
             job.state = JobState.CANCELLED
+        elif job.failed:
+            job.state = JobState.FAILED  # it could not go on (_fail_job), whatever finished
         elif done == 0:
             job.state = JobState.FAILED
             first = JobRow.objects.filter(agent__job=job).exclude(error="").order_by("index")
@@ -811,7 +864,6 @@ def finish_if_done(job_id: int) -> bool:
         job.save(update_fields=["state", "error", "finished_at"])
         for arm in job.agents.select_related("run"):
             _close_run(arm, job, counts.get(arm.pk, {}))
-    cache.delete(CANCEL_KEY.format(job=job_id))
     return True
 
 
@@ -839,7 +891,7 @@ def _close_run(arm: JobAgent, job: EvaluationJob, counts: dict[str, int]) -> Non
     run.log_batch(metrics)
     if job.state == JobState.CANCELLED:
         status = RunStatus.KILLED
-    elif counts.get(RowState.DONE):
+    elif counts.get(RowState.DONE) and job.state != JobState.FAILED:
         status = RunStatus.FINISHED
     else:
         status = RunStatus.FAILED
@@ -856,9 +908,15 @@ def reap(now: datetime | None = None) -> int:
     now = now or timezone.now()
     moved = 0
     dead = list(Lease.objects.filter(beat_at__lt=now - timedelta(seconds=LEASE_TIMEOUT_S)))
+    orphaned = set()
     for lease in dead:
         with transaction.atomic():
             held = JobRow.objects.filter(lease=lease, state=RowState.RUNNING)
+            orphaned.add(lease.job_id)
+            if cancel_requested(lease.job_id):  # nobody answers a cancelled job's rows
+                moved += held.update(state=RowState.CANCELLED, lease=None, finished_at=now)
+                lease.delete()
+                continue
             moved += held.filter(attempts__gte=MAX_ATTEMPTS).update(
                 state=RowState.FAILED,
                 lease=None,
@@ -869,10 +927,17 @@ def reap(now: datetime | None = None) -> int:
             lease.delete()
     alive = set(Lease.objects.values_list("job_id", flat=True))
     grace = now - timedelta(seconds=LEASE_TIMEOUT_S)
-    for job in EvaluationJob.objects.filter(
-        state__in=[JobState.QUEUED, JobState.RUNNING], created_at__lt=grace
-    ).exclude(pk__in=alive):
-        if not finish_if_done(job.pk) and not cancel_requested(job.pk):
+    stale = now - timedelta(seconds=REQUEUE_AFTER_S)
+    waiting = EvaluationJob.objects.filter(
+        Q(pk__in=orphaned) | Q(created_at__lt=grace),
+        state__in=[JobState.QUEUED, JobState.RUNNING],
+    ).exclude(pk__in=alive)
+    for job in waiting:
+        if finish_if_done(job.pk) or job.cancel_requested_at is not None:
+            continue
+        # A dead worker's job at once; one whose tasks may still wait in a busy broker only
+        # once they have had time to start, so that waiting tasks do not pile up.
+        if job.pk in orphaned or job.workers_queued_at is None or job.workers_queued_at < stale:
             start_workers(job)
     return moved
 

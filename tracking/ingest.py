@@ -497,8 +497,10 @@ def _apply_info(trace: Trace, info: TraceInfo) -> None:
     trace.state = info.state
     trace.request_time = info.request_time or trace.request_time or datetime.now(UTC)
     trace.duration_ns = info.duration_ns if info.duration_ns is not None else trace.duration_ns
-    trace.request_preview = info.request_preview or trace.request_preview
-    trace.response_preview = info.response_preview or trace.response_preview
+    # storable_text: infos built in this process (the playground's, an evaluation's) carry an
+    # agent's answer as it came, and PostgreSQL refuses a NUL in it.
+    trace.request_preview = storable_text(info.request_preview) or trace.request_preview
+    trace.response_preview = storable_text(info.response_preview) or trace.response_preview
     # Merge rather than replace: tags set later through the API survive a re-sent info.
     trace.metadata = {**(trace.metadata or {}), **info.metadata}
     trace.tags = {**(trace.tags or {}), **info.tags}

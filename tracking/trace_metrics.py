@@ -52,6 +52,8 @@ TEXT_DIMENSIONS = frozenset(
     {"trace_name", "model_id", "span_name", "span_model_name", "span_model_provider"}
 )
 MAX_RESULTS_CAP = 10_000
+MAX_TIME_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z, the last moment a datetime holds
+MAX_INTERVAL_S = 366 * 86_400
 TIME_BUCKET = "time_bucket"
 
 COUNT, SUM, AVG, PERCENTILE, MIN, MAX = "COUNT", "SUM", "AVG", "PERCENTILE", "MIN", "MAX"
@@ -176,8 +178,13 @@ class MetricQuery:
                     f"Filtering by {f.view} is only supported for "
                     f"{_VIEW_OF_FILTER[f.view]} view type, got {self.view}"
                 )
-        if self.interval_s is not None and self.interval_s < 0:
-            raise MetricsError("time_interval_seconds must not be negative.")
+        if self.interval_s is not None and not 0 <= self.interval_s <= MAX_INTERVAL_S:
+            raise MetricsError(
+                f"time_interval_seconds must be between 0 and {MAX_INTERVAL_S} (a year)."
+            )
+        for name, value in (("start_time_ms", self.start_ms), ("end_time_ms", self.end_ms)):
+            if value is not None and not 0 <= value <= MAX_TIME_MS:
+                raise MetricsError(f"{name} must be between 0 and {MAX_TIME_MS} (year 9999).")
         if self.interval_s and (self.start_ms is None or self.end_ms is None):
             raise MetricsError(
                 "start_time_ms and end_time_ms are required if time_interval_seconds is set"

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.exceptions import PermissionDenied
+from django.db import transaction
 from django.db.models import QuerySet
 from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect
@@ -103,21 +104,24 @@ def _launch(request: HtmxHttpRequest, form: LaunchForm) -> EvaluationJob | None:
         form.add_error("experiment", "You cannot write to this experiment.")
         return None
     specs = list(data["scorer_specs"])
+    name = data["name"] or f"{data['dataset'].name} evaluation"
     try:
-        for name in data["saved"]:
-            specs.append(load_judge(experiment, name).as_config())
-        new_judge = data["new_judge"]
-        if new_judge is not None:
-            # Saved as a new version of an MLflow scorer: the client's list_scorers sees it.
-            save_judge(experiment, new_judge["name"], ScorerSpec.from_config(new_judge))
-        return runner.launch(
-            dataset=data["dataset"],
-            experiment=experiment,
-            agents=data["agents"],
-            scorer_specs=specs,
-            name=data["name"] or f"{data['dataset'].name} evaluation",
-            user=request.user,
-        )
+        for saved in data["saved"]:
+            specs.append(load_judge(experiment, saved).as_config())
+        with transaction.atomic():  # a launch that fails saves no judge version either
+            job = runner.launch(
+                dataset=data["dataset"],
+                experiment=experiment,
+                agents=data["agents"],
+                scorer_specs=specs,
+                name=name[: EvaluationJob._meta.get_field("name").max_length],
+                user=request.user,
+            )
+            new_judge = data["new_judge"]
+            if new_judge is not None:
+                # A new version of an MLflow scorer: the client's list_scorers sees it.
+                save_judge(experiment, new_judge["name"], ScorerSpec.from_config(new_judge))
+        return job
     except (SpecError, runner.LaunchError) as error:
         form.add_error(None, str(error))
         return None

@@ -312,3 +312,69 @@ def test_scorers_that_cannot_run_any_more_fail_the_job(
     job.refresh_from_db()
     assert job.state == JobState.FAILED
     assert "The scorers cannot run" in job.error
+
+
+def test_a_cancel_holds_when_a_dead_workers_rows_are_reaped(
+    dataset, experiment, echo_agent, monkeypatch
+):
+    started = []
+    monkeypatch.setattr(runner, "start_workers", lambda job, count=None: started.append(job.pk))
+    job = launch(dataset, experiment, echo_agent, chunk_size=5)
+    dead = Lease.objects.create(
+        job=job, worker="gone", beat_at=timezone.now() - timedelta(minutes=1)
+    )
+    runner._claim(job, dead)
+    runner.cancel(job)
+    job.refresh_from_db()
+    assert not job.ended  # five rows are still held by the dead worker
+    runner.reap()
+    job.refresh_from_db()
+    assert job.state == JobState.CANCELLED
+    assert set(JobRow.objects.filter(agent__job=job).values_list("state", flat=True)) == {
+        RowState.CANCELLED
+    }
+    assert started == []  # nobody is sent to answer a cancelled job
+
+
+def test_an_answer_with_a_nul_is_stored_and_fails_nothing_beside_it(
+    dataset, experiment, http_agent, monkeypatch
+):
+    monkeypatch.setattr(runner, "start_workers", lambda job, count=None: None)
+    job = launch(dataset, experiment, http_agent("nul", stream=False), chunk_size=ROWS)
+    assert runner.drain(job.pk) == ROWS
+    job.refresh_from_db()
+    assert job.state == JobState.FINISHED, job.error
+    row = JobRow.objects.filter(agent__job=job).first()
+    assert row.state == RowState.DONE and row.output == "Echo: nul"
+
+
+def test_rows_never_started_keep_their_attempts(dataset, experiment, echo_agent, monkeypatch):
+    monkeypatch.setattr(runner, "start_workers", lambda job, count=None: None)
+    job = launch(dataset, experiment, echo_agent, chunk_size=5)
+    lease = Lease.objects.create(job=job, worker="me")
+    claimed = runner._claim(job, lease)
+    runner._release(lease, cancelled=False, started={claimed[0].pk})
+    attempts = dict(
+        JobRow.objects.filter(pk__in=[r.pk for r in claimed]).values_list("pk", "attempts")
+    )
+    assert attempts[claimed[0].pk] == 1
+    assert {attempts[r.pk] for r in claimed[1:]} == {0}
+
+
+def test_the_reaper_gives_queued_workers_time_to_start(
+    dataset, experiment, echo_agent, monkeypatch
+):
+    started = []
+    monkeypatch.setattr(runner.default_app.tasks[runner.DRAIN_TASK], "apply_async",
+                        lambda *a, **k: started.append(a))  # fmt: skip
+    job = launch(dataset, experiment, echo_agent)
+    runner.start_workers(job, count=1)
+    EvaluationJob.objects.filter(pk=job.pk).update(created_at=timezone.now() - timedelta(minutes=1))
+    started.clear()
+    runner.reap()
+    assert started == []  # its task may be waiting in a busy broker
+    EvaluationJob.objects.filter(pk=job.pk).update(
+        workers_queued_at=timezone.now() - timedelta(seconds=runner.REQUEUE_AFTER_S + 1)
+    )
+    runner.reap()
+    assert started  # long enough: the message is taken as lost

@@ -11,6 +11,7 @@ The first path segment picks the behaviour, the rest is the path the agent kind 
     /responses/invocations            MLflow ResponsesAgent: refuses `messages` with 400
     /judge-echo/v1/chat/completions   a judge: {"result": true} when the prompt holds "Echo:",
                                       else false, with a rationale
+    /nul/v1/chat/completions          chat completions whose answer holds a NUL character
     /fail/...                         HTTP 500 with an OpenAI-style error
     /hang/...                         answers nothing for HANG_S
     /slow-answer/...                  chat completions JSON, never streamed, after SLOW_ANSWER_S;
@@ -207,6 +208,12 @@ class Handler(BaseHTTPRequestHandler):
         content = answers.pop(0) if answers else DEFAULT_JUDGE_ANSWER
         completion = self._completion(body)
         completion["choices"][0]["message"]["content"] = content
+        self._json(200, completion)
+
+    def mode_nul(self, body: dict[str, Any]) -> None:
+        # An answer with a NUL in it (PostgreSQL refuses NUL in text and jsonb).
+        completion = self._completion(body)
+        completion["choices"][0]["message"]["content"] = "Echo:\u0000 nul"
         self._json(200, completion)
 
     def mode_judge_echo(self, body: dict[str, Any]) -> None:

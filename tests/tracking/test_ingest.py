@@ -382,3 +382,19 @@ def test_an_epoch_time_out_of_range_is_a_clear_error(value):
 
     with pytest.raises(ingest.IngestError, match="out of range"):
         ingest.parse_trace_info(trace["info"])
+
+
+@pytest.mark.django_db
+def test_an_info_built_in_process_may_carry_a_nul_in_its_previews():
+    """The playground and the evaluation runner build TraceInfo from an agent's answer as it
+    came; PostgreSQL refuses NUL in text, so ingest drops it rather than fail the batch."""
+    info = ingest.TraceInfo(
+        trace_id="tr-" + "ab" * 16,
+        state="OK",
+        request_time=datetime(2026, 1, 1, tzinfo=UTC),
+        request_preview="ask\x00ed",
+        response_preview="an\x00swer",
+    )
+    ingest.store([info])
+    trace = Trace.objects.get()
+    assert (trace.request_preview, trace.response_preview) == ("asked", "answer")

@@ -484,6 +484,8 @@ BASE = {"view_type": "TRACES", "metric_name": "trace_count", "aggregations": COU
         {"time_interval_seconds": -60, "start_time_ms": 0, "end_time_ms": 1},
         {"time_interval_seconds": "soon", "start_time_ms": 0, "end_time_ms": 1},
         {"start_time_ms": "yesterday"},
+        {"start_time_ms": 0, "end_time_ms": 10**16},
+        {"time_interval_seconds": 7 * 10**16, "start_time_ms": 0, "end_time_ms": 1},
         {"max_results": 0},
         {"max_results": "many"},
     ],
