@@ -188,6 +188,22 @@ SAMPLES: dict[str, Sample] = {
     "tracking:span-detail": lambda e, o: [
         Call("GET", f"/traces/{o['trace']}/spans/{o['span']}/", R)
     ],
+    "tracking:feedback-add": lambda e, o: [
+        Call(
+            "POST",
+            f"/traces/{o['trace']}/feedback/",
+            E,
+            {"kind": "feedback", "name": "ok", "value_type": "pass_fail", "verdict": "pass"},
+        )
+    ],
+    "tracking:feedback-change": lambda e, o: [
+        Call(
+            "POST",
+            f"/traces/{o['trace']}/feedback/{o['assessment']}/",
+            E,
+            {"action": "delete"},
+        )
+    ],
     "tracking:span-value": lambda e, o: [
         Call("GET", f"/traces/{o['trace']}/spans/{o['span']}/inputs/", R)
     ],
@@ -1047,6 +1063,8 @@ def _example_path(name: str) -> str:
         "tracking:trace-layout": {"trace_id": "x"},
         "tracking:span-detail": {"trace_id": "x", "span_id": "y"},
         "tracking:span-value": {"trace_id": "x", "span_id": "y", "field": "inputs"},
+        "tracking:feedback-add": {"trace_id": "x"},
+        "tracking:feedback-change": {"trace_id": "x", "assessment_id": "a"},
         "tracking:model-detail": {"model_id": "m"},
         "evaluation:run": {"run_id": "r"},
         "tracking:model-traces": {"model_id": "m"},
