@@ -16,6 +16,11 @@ urlpatterns = [
     path("traces/", trace_list.trace_list, name="trace-list"),
     path("traces/bulk/", trace_list.trace_bulk, name="trace-bulk"),
     path("traces/columns/", trace_list.trace_columns, name="trace-columns"),
+    path(
+        "traces/columns/assessments/",
+        trace_list.trace_assessment_columns,
+        name="trace-assessment-columns",
+    ),
     path("traces/<str:trace_id>/", trace_detail.trace_detail, name="trace-detail"),
     path("traces/<str:trace_id>/layout/", trace_detail.trace_layout, name="trace-layout"),
     path("traces/<str:trace_id>/feedback/", feedback.feedback_add, name="feedback-add"),

@@ -183,6 +183,10 @@ SAMPLES: dict[str, Sample] = {
     "tracking:trace-columns": lambda e, o: [
         Call("POST", "/traces/columns/", ANY, {"column": "time"})
     ],
+    "tracking:trace-assessment-columns": lambda e, o: [
+        Call("GET", "/traces/columns/assessments/", LIST, marker=f"q-{e}-end"),
+        Call("GET", f"/traces/columns/assessments/?experiment={e}", R),
+    ],
     "tracking:trace-detail": lambda e, o: [Call("GET", f"/traces/{o['trace']}/", R)],
     "tracking:trace-layout": lambda e, o: [Call("GET", f"/traces/{o['trace']}/layout/", R)],
     "tracking:span-detail": lambda e, o: [
@@ -857,7 +861,11 @@ def _fill(experiment: Experiment, world: World) -> None:
         inputs={"messages": [{"role": "user", "content": f"hello from {e}"}]},
     )
     assessment = Assessment.objects.create(
-        trace=trace, assessment_id="a-" + uuid.uuid4().hex, name="q", kind="feedback", value=True
+        trace=trace,
+        assessment_id="a-" + uuid.uuid4().hex,
+        name=f"q-{e}-end",  # the trace list's assessment columns list it where readable
+        kind="feedback",
+        value=True,
     )
     models = [
         LoggedModel.objects.create(experiment=experiment, name=f"agent-{e}", tags={"t": "1"})

@@ -8,7 +8,7 @@ import pytest
 
 from tests.rows import make_trace
 from tracking import search
-from tracking.models import Assessment, Trace
+from tracking.models import Assessment, Experiment, Trace
 
 
 def _matching(query: str) -> set[str]:
@@ -98,3 +98,56 @@ def test_the_trace_list_filters_by_feedback(client, judged):
     response = client.get("/traces/", {"q": "feedback.correct = false"})
 
     assert {t.name for t in response.context["traces"]} == {"bad", "overridden"}
+
+
+# --- The trace list's assessment columns ---------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_the_chooser_offers_the_assessment_names_of_the_listed_experiments(client, judged):
+    other = Trace.objects.create(
+        experiment=Experiment.objects.create(name="other"),
+        trace_id="tr-" + "f" * 32,
+        name="elsewhere",
+        request_time=judged["good"].request_time,
+    )
+    Assessment.objects.create(trace=other, name="only_there", kind="feedback", value=1)
+    experiment = judged["good"].experiment_id
+
+    everywhere = client.get("/traces/columns/assessments/").content.decode()
+    here = client.get(f"/traces/columns/assessments/?experiment={experiment}").content.decode()
+
+    assert 'value="assessment:only_there"' in everywhere
+    assert 'value="assessment:only_there"' not in here
+    for name in ("correct", "score", "tone", "expected_response"):
+        assert f'value="assessment:{name}"' in here
+
+
+@pytest.mark.django_db
+def test_chosen_assessment_columns_show_badges_numbers_and_labels(
+    client, judged, django_assert_max_num_queries
+):
+    client.post("/traces/columns/", {"column": ["time", "assessment:correct", "assessment:score"]})
+
+    # traces, model names, model and experiment choices, the session, the assessment cells
+    with django_assert_max_num_queries(6):
+        response = client.get("/traces/")
+
+    html = response.content.decode()
+    assert '<th scope="col" class="assessment-column">correct</th>' in html
+    rows = {t.name: t.assessment_cells for t in response.context["traces"]}
+    assert [a.value for a in rows["good"]] == [True, 4.5]
+    assert rows["overridden"][0].value is False and rows["overridden"][1] is None
+    assert rows["bare"] == [None, None]
+    good_row = html[html.index(f'id="trace-{judged["good"].trace_id}"') :]
+    good_row = good_row[: good_row.index("</tr>")]
+    assert "Pass" in good_row and "4.5" in good_row
+
+
+@pytest.mark.django_db
+def test_the_list_without_assessment_columns_queries_no_assessment(
+    client, judged, django_assert_max_num_queries
+):
+    with django_assert_max_num_queries(4) as captured:
+        client.get("/traces/")
+    assert not any("tracking_assessment" in q["sql"] for q in captured.captured_queries)
