@@ -1494,6 +1494,9 @@ class Assessment(models.Model):
         indexes = [
             # A trace's assessments in the order they were made (trace info, the trace page).
             models.Index(fields=["trace", "created_at"], name="assessment_trace_idx"),
+            # One name's assessments across traces: `feedback.<name>` queries and the trace
+            # list's assessment columns (trace last: the subquery reads it from the index).
+            models.Index(fields=["name", "kind", "trace"], name="assessment_name_idx"),
         ]
 
     def __str__(self) -> str:

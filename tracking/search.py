@@ -8,6 +8,8 @@
     cost > 0.01                      # dollars ($0.01 too); a trace with no known price has none
     state in (OK, IN_PROGRESS)
     state = CANCELLED                # stopped on purpose (OK + spyglass.cancelled); `status` too
+    feedback.correct = false and feedback.score > 3    # a trace's valid assessments by name
+    expectation.expected_response ~ refund
 
 Grammar (keywords are case-insensitive; `and` binds tighter than `or`; two terms side by
 side are joined by `and`):
@@ -37,6 +39,7 @@ from django.db.models.fields.json import HasKey, KeyTextTransform
 from django.db.models.functions import Cast
 from django.db.models.lookups import Exact, IContains, In
 
+from tracking import assessment_search
 from tracking.models import (
     CANCELLED_STATE,
     SHOWN_STATES,
@@ -94,6 +97,9 @@ PREFIXED_FIELDS = {
     "tag.": _TEXT_OPERATORS,
     "metadata.": _TEXT_OPERATORS,
     "span.attributes.": _TEXT_OPERATORS,
+    # A trace's assessments by name (valid ones: an overridden feedback no longer counts).
+    "feedback.": _TEXT_OPERATORS | _ORDERED_OPERATORS,
+    "expectation.": _TEXT_OPERATORS | _ORDERED_OPERATORS,
 }
 
 
@@ -472,7 +478,19 @@ def _comparison(node: Comparison, now: datetime) -> Q:
         return _json_key(op, "tags", field.removeprefix("tag."), list(node.values))
     if field.startswith("metadata."):
         return _json_key(op, "metadata", field.removeprefix("metadata."), list(node.values))
+    if field.startswith(("feedback.", "expectation.")):
+        return _assessment(node)
     return _span(node)
+
+
+def _assessment(node: Comparison) -> Q:
+    """`feedback.<name>` / `expectation.<name>`: tracking/assessment_search.py."""
+    kind, name = node.field.split(".", 1)
+    if node.op in _ORDERING_OPERATORS:
+        for value, position in _pairs(node):
+            if assessment_search.as_number(value) is None:
+                raise SearchError(f"{node.op} compares numbers, found '{value}'", position)
+    return assessment_search.traces_matching(kind, name, node.op, list(node.values))
 
 
 def _pairs(node: Comparison) -> list[tuple[str, int]]:

@@ -1,6 +1,7 @@
 from django.urls import path
 
 from tracking.views import (
+    feedback,
     logged_models,
     model_artifacts,
     model_compare,
@@ -15,8 +16,19 @@ urlpatterns = [
     path("traces/", trace_list.trace_list, name="trace-list"),
     path("traces/bulk/", trace_list.trace_bulk, name="trace-bulk"),
     path("traces/columns/", trace_list.trace_columns, name="trace-columns"),
+    path(
+        "traces/columns/assessments/",
+        trace_list.trace_assessment_columns,
+        name="trace-assessment-columns",
+    ),
     path("traces/<str:trace_id>/", trace_detail.trace_detail, name="trace-detail"),
     path("traces/<str:trace_id>/layout/", trace_detail.trace_layout, name="trace-layout"),
+    path("traces/<str:trace_id>/feedback/", feedback.feedback_add, name="feedback-add"),
+    path(
+        "traces/<str:trace_id>/feedback/<str:assessment_id>/",
+        feedback.feedback_change,
+        name="feedback-change",
+    ),
     path(
         "traces/<str:trace_id>/spans/<str:span_id>/",
         trace_detail.span_detail,

@@ -186,10 +186,30 @@ SAMPLES: dict[str, Sample] = {
     "tracking:trace-columns": lambda e, o: [
         Call("POST", "/traces/columns/", ANY, {"column": "time"})
     ],
+    "tracking:trace-assessment-columns": lambda e, o: [
+        Call("GET", "/traces/columns/assessments/", LIST, marker=f"q-{e}-end"),
+        Call("GET", f"/traces/columns/assessments/?experiment={e}", R),
+    ],
     "tracking:trace-detail": lambda e, o: [Call("GET", f"/traces/{o['trace']}/", R)],
     "tracking:trace-layout": lambda e, o: [Call("GET", f"/traces/{o['trace']}/layout/", R)],
     "tracking:span-detail": lambda e, o: [
         Call("GET", f"/traces/{o['trace']}/spans/{o['span']}/", R)
+    ],
+    "tracking:feedback-add": lambda e, o: [
+        Call(
+            "POST",
+            f"/traces/{o['trace']}/feedback/",
+            E,
+            {"kind": "feedback", "name": "ok", "value_type": "pass_fail", "verdict": "pass"},
+        )
+    ],
+    "tracking:feedback-change": lambda e, o: [
+        Call(
+            "POST",
+            f"/traces/{o['trace']}/feedback/{o['assessment']}/",
+            E,
+            {"action": "delete"},
+        )
     ],
     "tracking:span-value": lambda e, o: [
         Call("GET", f"/traces/{o['trace']}/spans/{o['span']}/inputs/", R)
@@ -926,7 +946,11 @@ def _fill(experiment: Experiment, world: World) -> None:
         inputs={"messages": [{"role": "user", "content": f"hello from {e}"}]},
     )
     assessment = Assessment.objects.create(
-        trace=trace, assessment_id="a-" + uuid.uuid4().hex, name="q", kind="feedback", value=True
+        trace=trace,
+        assessment_id="a-" + uuid.uuid4().hex,
+        name=f"q-{e}-end",  # the trace list's assessment columns list it where readable
+        kind="feedback",
+        value=True,
     )
     models = [
         LoggedModel.objects.create(experiment=experiment, name=f"agent-{e}", tags={"t": "1"})
@@ -1147,6 +1171,8 @@ def _example_path(name: str) -> str:
         "tracking:trace-layout": {"trace_id": "x"},
         "tracking:span-detail": {"trace_id": "x", "span_id": "y"},
         "tracking:span-value": {"trace_id": "x", "span_id": "y", "field": "inputs"},
+        "tracking:feedback-add": {"trace_id": "x"},
+        "tracking:feedback-change": {"trace_id": "x", "assessment_id": "a"},
         "tracking:model-detail": {"model_id": "m"},
         "evaluation:run": {"run_id": "r"},
         "tracking:model-traces": {"model_id": "m"},

@@ -18,10 +18,14 @@ from django.urls import reverse
 from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_safe
 
+from access.models import Level
+from access.rules import access_for
 from tracking import chat, cost, json_tree, waterfall
+from tracking.feedback import FeedbackForm
 from tracking.ingest import TRUNCATED
 from tracking.models import Assessment, LoggedModel, Span, Trace
 from tracking.permissions import page_reads
+from tracking.views import feedback
 from webapp.htmx import HtmxHttpRequest, render_page, wants_fragment
 
 # What the layout needs; inputs, outputs, attributes and events stay in the database.
@@ -35,11 +39,23 @@ _ACCEPTS_GZIP = re.compile(r"\bgzip\b")
 @require_safe
 def trace_detail(request: HtmxHttpRequest, trace_id: str) -> HttpResponse:
     trace = get_object_or_404(Trace.objects.select_related("experiment"), trace_id=trace_id)
+    return render_trace_page(request, trace)
+
+
+def render_trace_page(
+    request: HtmxHttpRequest,
+    trace: Trace,
+    *,
+    form: FeedbackForm | None = None,
+    edit: tuple[str, FeedbackForm] | None = None,
+    status: int = 200,
+) -> HttpResponse:
+    """The page; with a feedback form and its errors after a plain (not htmx) form post."""
     model = None
     if trace.model_id:
         model = LoggedModel.objects.filter(model_id=trace.model_id).only("name").first()
     assessments = list(Assessment.objects.of_trace(trace))
-    shown = {a.pk: orjson.dumps(a.value, option=orjson.OPT_INDENT_2).decode() for a in assessments}
+    can_edit = access_for(request).can(Level.EDIT, trace.experiment_id)
     context = {
         "trace": trace,
         "model": model,
@@ -49,11 +65,11 @@ def trace_detail(request: HtmxHttpRequest, trace_id: str) -> HttpResponse:
         # The playground replays a root span's chat messages. The preview (the root's inputs)
         # tells without loading the span; the playground explains when it cannot replay.
         "replayable": chat.preview_has_user_message(trace.request_preview),
-        # (assessment, its value as JSON text); overridden ones are folded away, struck out.
-        "assessments": [(a, shown[a.pk]) for a in assessments if a.valid],
-        "overridden": [(a, shown[a.pk]) for a in assessments if not a.valid],
+        "feedback": feedback.panel_context(
+            trace, assessments, can_edit=can_edit, form=form, edit=edit
+        ),
     }
-    return render(request, "tracking/trace_detail.html", context)
+    return render(request, "tracking/trace_detail.html", context, status=status)
 
 
 @page_reads("trace", "trace_id")
@@ -104,7 +120,7 @@ def _truncated(span: Span) -> dict[str, int]:
 @page_reads("trace", "trace_id")
 @require_safe
 def span_detail(request: HtmxHttpRequest, trace_id: str, span_id: str) -> HttpResponse:
-    span = _get_span(trace_id, span_id)
+    span = _get_span(trace_id, span_id, with_trace=True)
 
     def tree(field: str) -> str:
         url = reverse("tracking:span-value", args=[trace_id, span_id, field])
@@ -121,9 +137,18 @@ def span_detail(request: HtmxHttpRequest, trace_id: str, span_id: str) -> HttpRe
         "events": [_event(e, span.start_ns) for e in events if isinstance(e, dict)],
         "truncated": _truncated(span),
         "partial": wants_fragment(request),
+        "feedback": _span_feedback(request, span),
         **_usage_and_cost(span),
     }
     return render_page(request, "tracking/span_detail.html", context, fragment="span-detail")
+
+
+def _span_feedback(request: HtmxHttpRequest, span: Span) -> dict:
+    """The span's assessments and feedback forms (feedback.html#panel)."""
+    trace = span.trace
+    assessments = list(Assessment.objects.of_trace(trace).filter(span_id=span.span_id))
+    can_edit = access_for(request).can(Level.EDIT, trace.experiment_id)
+    return feedback.panel_context(trace, assessments, can_edit=can_edit, span_id=span.span_id)
 
 
 def _usage_and_cost(span: Span) -> dict:
@@ -152,9 +177,15 @@ def span_value(request: HtmxHttpRequest, trace_id: str, span_id: str, field: str
     return JsonResponse(getattr(span, field), safe=False, json_dumps_params={"indent": 2})
 
 
-def _get_span(trace_id: str, span_id: str, only: tuple[str, ...] | None = None) -> Span:
+def _get_span(
+    trace_id: str, span_id: str, only: tuple[str, ...] | None = None, with_trace: bool = False
+) -> Span:
     # One query; a span id that exists only in another trace is a 404 here too.
     spans = Span.objects.filter(trace__trace_id=trace_id, span_id=span_id)
+    if with_trace:  # its experiment (may the caller give feedback?) in the same query
+        spans = spans.select_related("trace").defer(
+            "trace__tags", "trace__metadata", "trace__request_preview", "trace__response_preview"
+        )
     if only:
         spans = spans.only(*only)
     return get_object_or_404(spans)

@@ -15,7 +15,7 @@ from django.views.decorators.http import require_POST, require_safe
 
 from access.models import Level
 from access.rules import Access, access_for, declares
-from tracking import search
+from tracking import assessment_columns, search
 from tracking.keyset import Sort, newer_traces
 from tracking.models import (
     SHOWN_STATES,
@@ -86,7 +86,7 @@ def trace_list(request: HttpRequest) -> HttpResponse:
         return HttpResponseBadRequest("Malformed 'before' cursor.")
     context = _context(request, experiment, model_id, query, sort, columns)
     context.update(
-        traces=_for_rows(access, page),
+        traces=_for_rows(access, page, columns),
         older_query=_query_with(request, before=next_cursor) if next_cursor else None,
         newest_query=_query_with(request, before=None) if before else None,
     )
@@ -108,7 +108,7 @@ def _live_rows(request: HttpRequest, traces, columns: list[str]) -> HttpResponse
     if not rows:
         return HttpResponse(status=204)
     context = {
-        "traces": _for_rows(access_for(request), rows),
+        "traces": _for_rows(access_for(request), rows, columns),
         "columns": columns,
         "more_newer": more,
         "live_query": _query_with(request, after=Sort("time", True).format_cursor(rows[0])),
@@ -119,7 +119,9 @@ def _live_rows(request: HttpRequest, traces, columns: list[str]) -> HttpResponse
 @declares("anyone: the caller's own column choice")
 @require_POST
 def trace_columns(request: HttpRequest) -> HttpResponse:
-    chosen = [c for c in request.POST.getlist("column") if c in COLUMNS]
+    chosen = [
+        c for c in request.POST.getlist("column") if c in COLUMNS or assessment_columns.is_column(c)
+    ]
     if request.user.is_authenticated:
         UserPreferences.objects.update_or_create(
             user=request.user, defaults={"trace_list_columns": chosen}
@@ -127,6 +129,17 @@ def trace_columns(request: HttpRequest) -> HttpResponse:
     else:
         request.session[_COLUMNS_SESSION_KEY] = chosen
     return redirect(_next_url(request))
+
+
+@declares("names from readable experiments; ?experiment= needs READ, else 404")
+@require_safe
+def trace_assessment_columns(request: HttpRequest) -> HttpResponse:
+    """The chooser's assessment names, fetched when it is opened: a query the list itself
+    need not run on every load."""
+    access = access_for(request)
+    experiment = _get_experiment(access, request.GET.get("experiment", ""))
+    context = assessment_columns.context(access, experiment, _columns_for(request))
+    return render(request, "tracking/trace_list.html#assessment-choices", context)
 
 
 @declares("EDIT on the experiment of every selected trace, else nothing is done")
@@ -215,11 +228,12 @@ def _columns_for(request: HttpRequest) -> list[str]:
         chosen = request.session.get(_COLUMNS_SESSION_KEY)
     if not isinstance(chosen, list):
         return list(DEFAULT_COLUMNS)
-    return [c for c in COLUMNS if c in chosen]
+    return [c for c in COLUMNS if c in chosen] + assessment_columns.chosen(chosen)
 
 
-def _for_rows(access: Access, traces: list[Trace]) -> list[Trace]:
+def _for_rows(access: Access, traces: list[Trace], columns: list[str]) -> list[Trace]:
     access.readable(LoggedModel.objects.all()).name_traces(traces)
+    assessment_columns.fill(traces, assessment_columns.names_in(columns))
     for trace in traces:
         tags = trace.__dict__.get("tags") or {}  # deferred unless the tags column is shown
         # MLflow's own tags (trace name, user, source) are noise in a list row.
@@ -241,6 +255,7 @@ def _context(request, experiment, model_id, query, sort, columns) -> dict:
         },
         "columns": columns,
         "all_columns": COLUMNS.items(),
+        "assessment_shown": assessment_columns.names_in(columns),
         "error": None,
         "error_caret": "",
         "quick": {
