@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('tracking', '0016_dataset_updated_idx'),
+        ('tracking', '0017_review_queues'),
     ]
 
     operations = [
