@@ -265,3 +265,15 @@ def test_an_evaluation_comparison_row_links_to_judging_the_pair(client):
     link = html[html.index("data-judge-pair") :].split('href="', 1)[1].split('"', 1)[0]
     response = client.get(link.replace("&amp;", "&"))
     assert response.status_code == 200 and b'data-side="B"' in response.content
+
+
+def test_a_model_comparison_links_its_answer_pairs_and_their_summary(client, experiment):
+    v1, v2 = (LoggedModel.objects.create(experiment=experiment, name="m") for _ in range(2))
+    a = _trace(experiment, answer="9 to 5.", question="Hours?", model_id=v1.model_id)
+    b = _trace(experiment, answer="9 to 6.", question="Hours?", model_id=v2.model_id)
+    ids = f"{v1.model_id},{v2.model_id}"
+    answers = client.get(f"/models/compare/answers/?ids={ids}").content.decode()
+    assert f'href="/review/pairwise/?a={a.trace_id}&amp;b={b.trace_id}">judge this pair' in answers
+    page = client.get(f"/models/compare/?ids={ids}").content.decode()
+    summary = f"/review/pairwise/summary/?a={v1.model_id}&amp;b={v2.model_id}"
+    assert f'href="{summary}">Pairwise reviews of these versions' in page
