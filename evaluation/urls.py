@@ -1,6 +1,6 @@
 from django.urls import path
 
-from evaluation.views import compare, datasets, launch, runs
+from evaluation.views import compare, datasets, launch, pairwise, runs
 
 app_name = "evaluation"
 
@@ -26,4 +26,6 @@ urlpatterns = [
     path("evaluations/jobs/<int:pk>/cancel", launch.cancel, name="job-cancel"),
     path("evaluations/compare/", compare.evaluation_compare, name="compare"),
     path("evaluations/<str:run_id>/", runs.evaluation_run, name="run"),
+    path("review/pairwise/", pairwise.pairwise_review, name="pairwise"),
+    path("review/pairwise/summary/", pairwise.pairwise_summary, name="pairwise-summary"),
 ]

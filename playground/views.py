@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
@@ -17,7 +17,7 @@ from django.views.decorators.http import require_http_methods, require_POST, req
 from django_htmx.http import HttpResponseClientRedirect
 
 from access.rules import access_for
-from playground import checks, replay, runs
+from playground import checks, replay, runs, tracing
 from playground.agent_form import HTTP_KINDS, AgentForm, switch_initial
 from playground.agents.builtin import ensure_demo_agents
 from playground.forms import ConversationTitleForm, NewChatForm, SendForm
@@ -143,9 +143,16 @@ def _chat(request: HtmxHttpRequest, chat: Conversation, form: SendForm, status: 
     agents = list(chat.agents.all())
     messages = list(chat.messages.all())
     by_turn = {(r.message_id, r.agent_id): r for r in chat.runs.select_related("agent")}
+    compare = _compare_links(agents, messages, by_turn)
     panes = [
-        {"agent": agent, "turns": [(m, by_turn.get((m.pk, agent.pk))) for m in messages]}
-        for agent in agents
+        {
+            "agent": agent,
+            "turns": [
+                (m, by_turn.get((m.pk, agent.pk)), compare.get(m.pk, []) if i == 0 else [])
+                for m in messages
+            ],
+        }
+        for i, agent in enumerate(agents)
     ]
     context = {
         "chat": chat,
@@ -158,6 +165,34 @@ def _chat(request: HtmxHttpRequest, chat: Conversation, form: SendForm, status: 
     return render_page(
         request, "playground/conversation.html", context, fragment="chat", status=status
     )
+
+
+def _compare_links(
+    agents: list[Agent], messages: list, by_turn: dict[tuple[int, int], Run]
+) -> dict[int, list[tuple[str, str]]]:
+    """Per user message answered by several agents: pairwise review links, the first agent's
+    answer against each other one's (shown under the first pane). A run names its trace from
+    its task id before it ends, so the link is there while the answers stream in."""
+    links: dict[int, list[tuple[str, str]]] = {}
+    url = reverse("evaluation:pairwise")
+    for message in messages:
+        traced = []
+        for agent in agents:
+            run = by_turn.get((message.pk, agent.pk))
+            trace_id = run and (run.trace_id or tracing.trace_id_for_task(run.task_id))
+            if trace_id:
+                traced.append((agent, trace_id))
+        if len(traced) < 2:
+            continue
+        (_, first), others = traced[0], traced[1:]
+        links[message.pk] = [
+            (
+                "Compare these answers" if len(others) == 1 else f"Compare with {agent.name}",
+                f"{url}?{urlencode({'a': first, 'b': trace_id})}",
+            )
+            for agent, trace_id in others
+        ]
+    return links
 
 
 @require_POST

@@ -24,6 +24,7 @@ from django.urls import URLPattern, URLResolver, get_resolver
 from django.utils import timezone
 
 from access.models import ExperimentGrant, Level, UserRole
+from evaluation import pairwise
 from evaluation.models import EvaluationJob
 from tracking.mlflow_api.permissions import RULES
 from tracking.models import (
@@ -241,6 +242,20 @@ SAMPLES: dict[str, Sample] = {
     "playground:index": lambda e, o: [
         Call("GET", f"/playground/?replay={o['trace']}", LIST, marker=f"hello from {e}"),
         Call("GET", f"/playground/?model={o['model']}", LIST, marker=f"hello from {e}"),
+    ],
+    # Pairwise review: READ on both traces to see, EDIT on both to judge
+    "evaluation:pairwise": lambda e, o: [
+        Call("GET", f"/review/pairwise/?a={o['trace']}&b={o['trace2']}", R),
+        Call("POST", f"/review/pairwise/?a={o['trace']}&b={o['trace2']}", E, {"choice": "b"}),
+    ],
+    "evaluation:pairwise-summary": lambda e, o: [
+        Call("GET", "/review/pairwise/summary/", LIST, marker=o["model2"]),
+        Call(
+            "GET",
+            f"/review/pairwise/summary/?a={o['model']}&b={o['model2']}",
+            LIST,
+            marker="B preferred in 1 of 1",
+        ),
     ],
     # Dataset pages: a dataset follows its experiments (o["dataset"] is linked to e only)
     "evaluation:dataset-list": lambda e, o: [Call("GET", "/datasets/", LIST, marker=o["dataset"])],
@@ -936,6 +951,14 @@ def _fill(experiment: Experiment, world: World) -> None:
         state="OK",
         request_preview='{"messages": [{"role": "user"}]}',
     )
+    # A second answer to the same input, for the pairwise review of the two.
+    trace2 = Trace.objects.create(
+        trace_id="tr-" + uuid.uuid4().hex,
+        experiment=experiment,
+        request_time=timezone.now(),
+        state="OK",
+        request_preview='{"messages": [{"role": "user"}]}',
+    )
     span_id = uuid.uuid4().hex[:16]
     Span.objects.create(
         trace=trace,
@@ -958,6 +981,9 @@ def _fill(experiment: Experiment, world: World) -> None:
     ]
     trace.model_id = models[0].model_id
     trace.save(update_fields=["model_id"])
+    trace2.model_id = models[1].model_id
+    trace2.save(update_fields=["model_id"])
+    pairwise.judge(trace, trace2, "b", "", "bob-m")
     for model in models:
         root = f"{e}/models/{model.model_id}/artifacts"
         model.artifact_location = f"mlflow-artifacts:/{root}"
@@ -988,6 +1014,7 @@ def _fill(experiment: Experiment, world: World) -> None:
         "run": run.run_id,
         "run2": run2.run_id,
         "trace": trace_id,
+        "trace2": trace2.trace_id,
         "span": span_id,
         "assessment": assessment.assessment_id,
         "model": models[0].model_id,
@@ -1243,9 +1270,10 @@ def test_route(world, db, settings, name, role, target):
             assert status == (404 if hidden else 403), (where, status, body[:300])
         elif call.need == ADMIN:
             assert status == 403, (where, status)
-        elif call.path.startswith(("/datasets/", "/evaluations/")):
+        elif call.path.startswith(("/datasets/", "/evaluations/", "/review/pairwise/")):
             # A dataset's or an evaluation's writes: 404 where the caller may not know it, 403
             # where it may read it; adding traces names no dataset the caller could not see.
+            # A pairwise judgement likewise.
             hidden = have < Level.READ and not call.path.startswith("/datasets/add/")
             assert status == (404 if hidden else 403), (where, status)
         elif call.path == "/traces/bulk/":
