@@ -81,4 +81,6 @@
     else handled = false;
     if (handled) event.preventDefault();
   });
+  // The keys work from here on (the browser test waits for this before it presses any).
+  document.body.dataset.reviewKeys = "on";
 })();
