@@ -1,6 +1,6 @@
 from django.urls import path
 
-from evaluation.views import compare, datasets, launch, pairwise, runs
+from evaluation.views import compare, datasets, launch, pairwise, review, runs
 
 app_name = "evaluation"
 
@@ -26,6 +26,12 @@ urlpatterns = [
     path("evaluations/jobs/<int:pk>/cancel", launch.cancel, name="job-cancel"),
     path("evaluations/compare/", compare.evaluation_compare, name="compare"),
     path("evaluations/<str:run_id>/", runs.evaluation_run, name="run"),
+    path("review/", review.queue_list, name="review-list"),
+    # Before review/<queue_id>/: "new", "add" and "pairwise" are not queue ids ("rq-...").
+    path("review/new/", review.queue_new, name="review-new"),
+    path("review/add/", review.add_items, name="review-add"),
     path("review/pairwise/", pairwise.pairwise_review, name="pairwise"),
     path("review/pairwise/summary/", pairwise.pairwise_summary, name="pairwise-summary"),
+    path("review/<str:queue_id>/", review.review, name="review"),
+    path("review/<str:queue_id>/items/<int:item_pk>/", review.answer, name="review-answer"),
 ]

@@ -39,6 +39,7 @@ from tracking.models import (
     ModelVersion,
     OnlineConfig,
     RegisteredModel,
+    ReviewerStatus,
     ReviewItem,
     ReviewQueue,
     Run,
@@ -284,6 +285,20 @@ SAMPLES: dict[str, Sample] = {
             E,
             {"trace": o["trace"], "dataset": o["dataset"], "confirm": "yes"},
         ),
+    ],
+    # Review queue pages: a queue follows its experiment (o["queue_item"] is the trace's item)
+    "evaluation:review-list": lambda e, o: [Call("GET", "/review/", LIST, marker=o["queue"])],
+    "evaluation:review": lambda e, o: [Call("GET", f"/review/{o['queue']}/", R)],
+    "evaluation:review-answer": lambda e, o: [
+        Call("POST", f"/review/{o['queue']}/items/{o['queue_item']}/", E, {"action": "skip"})
+    ],
+    "evaluation:review-new": lambda e, o: [
+        Call("POST", "/review/new/", E, {"experiment": e, "name": "made here"})
+    ],
+    "evaluation:review-add": lambda e, o: [
+        Call(
+            "POST", "/review/add/", E, {"trace": o["trace"], "queue": o["queue"], "confirm": "yes"}
+        )
     ],
     # The access pages (users, groups, grants): o["bob"], o["group"], o["grant"] are pks
     "access:users": lambda e, o: [
@@ -1004,13 +1019,14 @@ def _fill(experiment: Experiment, world: World) -> None:
         experiment=experiment, name=f"queue-{e}", queue_type="custom"
     )
     queue.set_users(["reviewer"])
-    ReviewItem.objects.create(queue=queue, item_type="trace", item_id=trace_id)
+    queue_item = ReviewItem.objects.create(queue=queue, item_type="trace", item_id=trace_id)
     world.objects[e] = {
         "name": experiment.name,
         "schema": schema.schema_id,
         "schema_name": schema.name,
         "queue": queue.queue_id,
         "queue_name": queue.name,
+        "queue_item": queue_item.pk,
         "run": run.run_id,
         "run2": run2.run_id,
         "trace": trace_id,
@@ -1118,6 +1134,7 @@ def _fingerprint() -> tuple:
         list(LabelSchema.objects.order_by("pk").values_list("pk", "name", "input_config")),
         list(ReviewQueue.objects.order_by("pk").values_list("pk", "name", "created_by")),
         list(ReviewItem.objects.order_by("pk").values_list("pk", "item_id", "status")),
+        list(ReviewerStatus.objects.order_by("pk").values_list("pk", "reviewer", "status")),
         list(ExperimentGrant.objects.order_by("pk").values_list("pk", "level")),
         list(User.objects.order_by("pk").values_list("pk", "username", "password", "is_active")),
         list(UserRole.objects.order_by("pk").values_list("user_id", "role")),
@@ -1211,6 +1228,8 @@ def _example_path(name: str) -> str:
         "evaluation:dataset-record": {"dataset_id": "d", "record_id": "r"},
         "evaluation:dataset-records-delete": {"dataset_id": "d"},
         "evaluation:job": {"pk": 1},
+        "evaluation:review": {"queue_id": "rq-x"},
+        "evaluation:review-answer": {"queue_id": "rq-x", "item_pk": 1},
         "evaluation:job-cancel": {"pk": 1},
         "access:group-member-remove": {"pk": 1, "user_pk": 1},
         "access:grant": {"pk": 1, "grant_pk": 1},
@@ -1275,6 +1294,11 @@ def test_route(world, db, settings, name, role, target):
             # where it may read it; adding traces names no dataset the caller could not see.
             # A pairwise judgement likewise.
             hidden = have < Level.READ and not call.path.startswith("/datasets/add/")
+            assert status == (404 if hidden else 403), (where, status)
+        elif call.path.startswith("/review/"):
+            # A queue's pages: 404 where the caller may not know it, 403 where it may read it;
+            # adding traces names no queue the caller could not see.
+            hidden = have < Level.READ and not call.path.startswith("/review/add/")
             assert status == (404 if hidden else 403), (where, status)
         elif call.path == "/traces/bulk/":
             assert status == 302, where

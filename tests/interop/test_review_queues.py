@@ -181,3 +181,67 @@ def test_the_client_creates_fills_and_reads_schemas_and_queues(mlflow_server, ru
     ]
     assert list(ReviewQueue.objects.values_list("name", "queue_type")) == [("carol", "user")]
     assert not ReviewItem.objects.exists()
+
+
+FILL_SCRIPT = """
+    from mlflow.genai.label_schemas import InputPassFail, InputText, create_label_schema
+    from mlflow.genai.review_queues import add_items_to_review_queue, create_review_queue
+
+    mlflow.set_experiment("screen")
+    with mlflow.start_span("answer") as span:
+        span.set_inputs({"messages": [{"role": "user", "content": "Can I get a refund?"}]})
+        span.set_outputs({"messages": [{"role": "assistant", "content": "Yes, in 5 days."}]})
+    trace_id = mlflow.get_last_active_trace_id()
+    mlflow.flush_trace_async_logging()
+    helpful = create_label_schema(
+        "helpful", type="feedback", input=InputPassFail(positive_label="Yes", negative_label="No"),
+        enable_comment=True,
+    )
+    truth = create_label_schema("truth", type="expectation", input=InputText())
+    queue = create_review_queue(
+        "Screen", queue_type="custom", schema_ids=[helpful.schema_id, truth.schema_id]
+    )
+    add_items_to_review_queue(queue.queue_id, item_ids=[trace_id])
+    result({"trace_id": trace_id, "queue_id": queue.queue_id})
+"""
+
+READ_SCRIPT = """
+    import os
+    from mlflow.genai.review_queues import list_review_queue_items
+
+    trace = mlflow.get_trace(os.environ["TRACE_ID"])
+    result(sorted(
+        [a.name, type(a).__name__, a.value, a.rationale, a.source.source_type, a.source.source_id]
+        for a in trace.info.assessments
+    ))
+    result([[i.status, i.completed_by] for i in list_review_queue_items(os.environ["QUEUE_ID"])])
+"""
+
+
+def test_answers_given_on_the_review_screen_are_what_the_client_reads(mlflow_server, run_mlflow):
+    from django.test import Client
+
+    (made,) = run_mlflow(FILL_SCRIPT)
+    queue = ReviewQueue.objects.get(queue_id=made["queue_id"])
+    item = queue.items.get()
+    schemas = {s.name: s.schema_id for s in queue.schemas.all()}
+    screen = Client().get(f"/review/{queue.queue_id}/").content.decode()
+    assert "Can I get a refund?" in screen and "Yes, in 5 days." in screen
+
+    Client().post(
+        f"/review/{queue.queue_id}/items/{item.pk}/",
+        {
+            f"answer-{schemas['helpful']}": "pass",
+            f"comment-{schemas['helpful']}": "to the point",
+            f"answer-{schemas['truth']}": "Refunds take 5 days.",
+        },
+    )
+
+    assessments, items = run_mlflow(
+        READ_SCRIPT, TRACE_ID=made["trace_id"], QUEUE_ID=made["queue_id"]
+    )
+    assert assessments == [
+        ["helpful", "Feedback", True, "to the point", "HUMAN", "default"],
+        ["truth", "Expectation", "Refunds take 5 days.", None, "HUMAN", "default"],
+    ]
+    assert items == [["complete", "default"]]
