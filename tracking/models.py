@@ -1133,10 +1133,11 @@ class Trace(models.Model):
     def delete_with_documents(self) -> None:
         """Delete this trace, its spans and assessments, and (once the deletion commits) the
         `traces.json` uploaded for it."""
+        session_id = self.session_id  # read first: a deferred field needs the row
         self.delete()
         _delete_documents_on_commit([(self.experiment_id, self.trace_id)])
-        if self.session_id:
-            TraceSession.objects.refresh([(self.experiment_id, self.session_id)])
+        if session_id:
+            TraceSession.objects.refresh([(self.experiment_id, session_id)])
 
 
 def _delete_documents_on_commit(traces: list[tuple[int, str]]) -> None:

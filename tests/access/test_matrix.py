@@ -42,6 +42,7 @@ from tracking.models import (
     ScorerVersion,
     Span,
     Trace,
+    TraceSession,
 )
 from webapp.models import ApiToken
 
@@ -183,6 +184,14 @@ SAMPLES: dict[str, Sample] = {
     "tracking:trace-columns": lambda e, o: [
         Call("POST", "/traces/columns/", ANY, {"column": "time"})
     ],
+    "tracking:session-list": lambda e, o: [
+        Call("GET", "/sessions/", LIST, marker=o["session"]),
+        Call("GET", f"/sessions/?experiment={e}&user=nobody", ANY),
+    ],
+    "tracking:session-detail": lambda e, o: [
+        Call("GET", f"/sessions/{o['session']}/", R),
+        Call("GET", f"/sessions/{o['session']}/?experiment={e}", R),
+    ],
     "tracking:trace-detail": lambda e, o: [Call("GET", f"/traces/{o['trace']}/", R)],
     "tracking:trace-layout": lambda e, o: [Call("GET", f"/traces/{o['trace']}/layout/", R)],
     "tracking:span-detail": lambda e, o: [
@@ -218,6 +227,12 @@ SAMPLES: dict[str, Sample] = {
     "playground:index": lambda e, o: [
         Call("GET", f"/playground/?replay={o['trace']}", LIST, marker=f"hello from {e}"),
         Call("GET", f"/playground/?model={o['model']}", LIST, marker=f"hello from {e}"),
+        Call(
+            "GET",
+            f"/playground/?replay_session={o['session']}&experiment={e}",
+            LIST,
+            marker=f"hello from {e}",
+        ),
     ],
     # Dataset pages: a dataset follows its experiments (o["dataset"] is linked to e only)
     "evaluation:dataset-list": lambda e, o: [Call("GET", "/datasets/", LIST, marker=o["dataset"])],
@@ -848,7 +863,9 @@ def _fill(experiment: Experiment, world: World) -> None:
         for _ in range(2)
     ]
     trace.model_id = models[0].model_id
-    trace.save(update_fields=["model_id"])
+    trace.session_id = f"sess-{e}"
+    trace.save(update_fields=["model_id", "session_id"])
+    TraceSession.objects.refresh([(e, trace.session_id)])
     for model in models:
         root = f"{e}/models/{model.model_id}/artifacts"
         model.artifact_location = f"mlflow-artifacts:/{root}"
@@ -867,6 +884,7 @@ def _fill(experiment: Experiment, world: World) -> None:
         "run": run.run_id,
         "run2": run2.run_id,
         "trace": trace_id,
+        "session": f"sess-{e}",
         "span": span_id,
         "assessment": assessment.assessment_id,
         "model": models[0].model_id,
@@ -1043,6 +1061,7 @@ def _example_path(name: str) -> str:
     from django.urls import reverse
 
     kwargs = {
+        "tracking:session-detail": {"session_id": "s"},
         "tracking:trace-detail": {"trace_id": "x"},
         "tracking:trace-layout": {"trace_id": "x"},
         "tracking:span-detail": {"trace_id": "x", "span_id": "y"},
