@@ -8,6 +8,7 @@
     cost > 0.01                      # dollars ($0.01 too); a trace with no known price has none
     state in (OK, IN_PROGRESS)
     state = CANCELLED                # stopped on purpose (OK + spyglass.cancelled); `status` too
+    session = conv-42 and user = alice   # a conversation's turns (tracking/sessions.py)
 
 Grammar (keywords are case-insensitive; `and` binds tighter than `or`; two terms side by
 side are joined by `and`):
@@ -86,6 +87,9 @@ FIELDS = {
     "tokens": _ORDERED_OPERATORS,
     "cost": _ORDERED_OPERATORS,
     "model": _TEXT_OPERATORS,
+    # Sessions: the session_id / user_id columns (from `mlflow.trace.session` / `.user`).
+    "session": _TEXT_OPERATORS,
+    "user": _TEXT_OPERATORS,
     "span.name": _TEXT_OPERATORS,
     "span.type": _TEXT_OPERATORS,
     "span.status": _EQUALITY_OPERATORS,
@@ -468,11 +472,17 @@ def _comparison(node: Comparison, now: datetime) -> Q:
         return _apply(op, "request_time", [_time(v, p, now) for v, p in _pairs(node)])
     if field == "model":
         return _model(op, list(node.values))
+    if field in _SESSION_COLUMNS:
+        return _apply(op, _SESSION_COLUMNS[field], list(node.values))
     if field.startswith("tag."):
         return _json_key(op, "tags", field.removeprefix("tag."), list(node.values))
     if field.startswith("metadata."):
         return _json_key(op, "metadata", field.removeprefix("metadata."), list(node.values))
     return _span(node)
+
+
+# Each served by its (column, -request_time, -id) index of migration 0017.
+_SESSION_COLUMNS = {"session": "session_id", "user": "user_id"}
 
 
 def _pairs(node: Comparison) -> list[tuple[str, int]]:
