@@ -264,3 +264,19 @@ def test_xss_corpus_in_session_ids_users_and_messages_stays_text(client, experim
 
     for html in pages:
         assert injected_markup(html) == []
+
+
+def test_replay_in_playground_prefills_the_sessions_user_turns(client, experiment):
+    add_turn(experiment, "conv", 1, question="First question", answer="First answer")
+    add_turn(experiment, "conv", 2, question="Second question", answer="Second answer")
+
+    response = client.get(f"/playground/?replay_session=conv&experiment={experiment.pk}")
+    prefill = response.context["prefill"]
+
+    assert prefill.message == "Second question"
+    assert prefill.history == [
+        {"role": "user", "content": "First question"},
+        {"role": "assistant", "content": "First answer"},
+    ]
+    missing = client.get(f"/playground/?replay_session=conv&experiment={experiment.pk + 1}")
+    assert "There is no session conv." in missing.content.decode()
