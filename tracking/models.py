@@ -1010,7 +1010,13 @@ class TraceQuerySet(models.QuerySet["Trace"]):
         spans = Span.objects.filter(trace__in=open_traces)
         spans.filter(parent_span_id="").update(status=SpanStatus.ERROR, status_message=error)
         spans.filter(end_ns__isnull=True).update(end_ns=time.time_ns())
-        return open_traces.update(state=TraceState.ERROR, response_preview=error[:1000])
+        # Their sessions count one more error each (read before the UPDATE empties the set).
+        sessions = list(
+            open_traces.filter(session_id__isnull=False).values_list("experiment_id", "session_id")
+        )
+        failed = open_traces.update(state=TraceState.ERROR, response_preview=error[:1000])
+        TraceSession.objects.refresh(sessions)
+        return failed
 
 
 class Trace(models.Model):

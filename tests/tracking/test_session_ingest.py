@@ -105,3 +105,14 @@ def test_ingest_without_sessions_never_reads_the_session_table(experiment):
         ingest.store_trace(_info(1, experiment, **{"spyglass.x": "1"}))
     assert queries.captured_queries
     assert not [q for q in queries.captured_queries if "tracesession" in q["sql"]]
+
+
+def test_a_turn_failed_by_the_reaper_counts_as_its_sessions_error(experiment):
+    info = _info(1, experiment, **{"mlflow.trace.session": "s"})
+    info["state"] = "IN_PROGRESS"
+    ingest.store_trace(info)
+    assert TraceSession.objects.get().error_count == 0
+
+    Trace.objects.all().fail_unfinished("worker lost")
+
+    assert TraceSession.objects.get().error_count == 1
