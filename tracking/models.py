@@ -20,7 +20,7 @@ from datetime import datetime
 from typing import Any
 
 from django.core.exceptions import ObjectDoesNotExist
-from django.db import models, transaction
+from django.db import connection, models, transaction
 from django.db.models import (
     BooleanField,
     Count,
@@ -1158,6 +1158,7 @@ class TraceSessionQuerySet(models.QuerySet["TraceSession"]):
         keys = {(e, s) for e, s in keys if s}
         if not keys:
             return
+        _lock_sessions(keys)
         found = (
             Trace.objects.filter(
                 session_id__in={s for _, s in keys}, experiment_id__in={e for e, _ in keys}
@@ -1197,6 +1198,22 @@ class TraceSessionQuerySet(models.QuerySet["TraceSession"]):
             for experiment_id, session_id in keys:
                 gone |= Q(experiment_id=experiment_id, session_id=session_id)
             self.filter(gone).delete()
+
+
+def _lock_sessions(keys: set[tuple[int, str]]) -> None:
+    """PostgreSQL: one refresh of a session at a time, until the transaction ends. Without it
+    two ingests of one session's turns each sum the traces their snapshot sees, and the last
+    upsert would forget the other's turn. Taken in one order, so two callers cannot deadlock.
+    SQLite needs none: its one writer holds the database through the whole ingest."""
+    if connection.vendor != "postgresql":
+        return
+    names = sorted(f"{e}/{s}" for e, s in keys)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_advisory_xact_lock(h) FROM "
+            "(SELECT hashtextextended(k, 17) AS h FROM unnest(%s::text[]) AS k ORDER BY h) AS s",
+            [names],
+        )
 
 
 _SESSION_AGGREGATES = [

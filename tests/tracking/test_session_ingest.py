@@ -20,7 +20,7 @@ def _info(n: int, experiment: Experiment, **metadata: str) -> dict:
         f"tr-{n:032x}",
         experiment.pk,
         trace_metadata=metadata,
-        request_time=f"2026-11-21T20:5{n}:00Z",
+        request_time=f"2026-11-21T20:5{n % 10}:00Z",
     )
 
 
@@ -116,3 +116,23 @@ def test_a_turn_failed_by_the_reaper_counts_as_its_sessions_error(experiment):
     Trace.objects.all().fail_unfinished("worker lost")
 
     assert TraceSession.objects.get().error_count == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_turns_of_one_session_are_all_counted():
+    from concurrent.futures import ThreadPoolExecutor
+
+    from django.db import connections
+
+    experiment = Experiment.objects.create(name="busy")
+
+    def send(n: int) -> None:
+        try:
+            ingest.store_trace(_info(n, experiment, **{"mlflow.trace.session": "busy"}))
+        finally:
+            connections.close_all()
+
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(send, range(1, 9)))
+
+    assert TraceSession.objects.get().turns == 8
