@@ -136,3 +136,34 @@ def test_concurrent_turns_of_one_session_are_all_counted():
         list(pool.map(send, range(1, 9)))
 
     assert TraceSession.objects.get().turns == 8
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_migration_backfills_users_and_sessions_of_stored_traces():
+    from django.db.migrations.executor import MigrationExecutor
+
+    before = [("tracking", "0016_dataset_updated_idx")]
+    executor = MigrationExecutor(connection)
+    executor.migrate(before)
+    apps = executor.loader.project_state(before).apps
+    experiment = apps.get_model("tracking", "Experiment").objects.create(name="old")
+    old_trace = apps.get_model("tracking", "Trace").objects
+    for n, (session, user, state) in enumerate(
+        [("s", "alice", "OK"), ("s", "alice", "ERROR"), (None, "bob", "OK")]
+    ):
+        metadata = {
+            "mlflow.trace.user": user,
+            **({"mlflow.trace.session": session} if session else {}),
+        }
+        old_trace.create(
+            trace_id=f"tr-{n:032x}", experiment=experiment, state=state, session_id=session,
+            request_time=f"2026-11-2{n}T00:00:00Z", duration_ns=10, metadata=metadata,
+        )  # fmt: skip
+
+    executor = MigrationExecutor(connection)
+    executor.migrate(executor.loader.graph.leaf_nodes())
+
+    assert dict(Trace.objects.values_list("trace_id", "user_id"))[f"tr-{2:032x}"] == "bob"
+    session = TraceSession.objects.get()
+    assert (session.session_id, session.user_id, session.turns) == ("s", "alice", 2)
+    assert (session.error_count, session.duration_ns) == (1, 20)
