@@ -87,6 +87,37 @@ def from_model(model_id: str, access: Access = ADMIN) -> Prefill:
     return prefill
 
 
+def from_session(session_id: str, experiment_id: str, access: Access = ADMIN) -> Prefill:
+    """The user turns of a session, to be answered again (by the agent chosen): its earlier
+    turns with their recorded answers as history, its last user message in the box."""
+    from tracking import sessions  # tracking imports nothing from here; keep it one-way
+
+    found = [
+        s
+        for s in sessions.experiments_of(access, session_id)
+        if str(s.experiment_id) == experiment_id
+    ]
+    if not found:
+        return Prefill(problem=f"There is no session {session_id}.")
+    turns = sessions.turns(found[0])
+    messages: list[dict[str, str]] = []
+    for turn in turns:
+        if turn.user_message:
+            messages.append({"role": "user", "content": turn.user_message})
+            if turn.answer:
+                messages.append({"role": "assistant", "content": turn.answer})
+    if not any(m["role"] == "user" for m in messages):
+        return Prefill(problem=f"Session {session_id} holds no user messages.")
+    last_user = max(i for i, m in enumerate(messages) if m["role"] == "user")
+    prefill = Prefill(message=messages[last_user]["content"], history=messages[:last_user])
+    model_ids = {t.trace.model_id for t in turns if t.trace.model_id}
+    prefill.agent_ids = list(
+        Agent.objects.filter(model_id__in=model_ids).values_list("pk", flat=True)
+    )
+    prefill.source = f"session {session_id}"
+    return prefill
+
+
 def _split(messages: list[dict[str, str]]) -> Prefill:
     """The last user message goes in the box; the system prompt and earlier turns around it."""
     system = [m["content"] for m in messages if m["role"] == "system"]

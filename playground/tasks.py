@@ -43,7 +43,7 @@ from playground.agents.base import (
 from playground.models import UNFINISHED, AgentCheck, Run, RunStatus
 from playground.runs import reap_stale_runs
 from playground.tracing import Span, TraceRecorder, agent_version, trace_id_for_task, trace_name
-from tracking.ingest import TraceInfo, store
+from tracking.ingest import SESSION_METADATA, USER_METADATA, TraceInfo, store
 from tracking.models import CANCELLED_TAG, TRACE_NAME_TAG, Experiment
 
 logger = logging.getLogger(__name__)
@@ -314,7 +314,13 @@ def _record_started(trace: TraceRecorder, run: Run, root: Span) -> None:
 def _trace_info(trace: TraceRecorder, run: Run, root: Span, result: Answer | None,
                 experiment_id: int, state: str) -> TraceInfo:  # fmt: skip
     usage = result.usage() if result else {}
-    metadata = {"spyglass.playground.run": str(run.pk)}
+    metadata = {
+        "spyglass.playground.run": str(run.pk),
+        # A playground conversation is a session: its turns group on /sessions/.
+        SESSION_METADATA: f"playground-{run.conversation_id}",
+    }
+    if run.conversation.owner_id:
+        metadata[USER_METADATA] = run.conversation.owner.get_username()
     model_id, version = agent_version(run.agent)
     if model_id:
         metadata["mlflow.modelId"] = model_id

@@ -51,6 +51,9 @@ def index(request: HtmxHttpRequest) -> HttpResponse:
     prefill = None
     if trace_id := request.GET.get("replay"):
         prefill = replay.from_trace(trace_id, access_for(request))
+    elif session_id := request.GET.get("replay_session"):
+        experiment_id = request.GET.get("experiment", "")
+        prefill = replay.from_session(session_id, experiment_id, access_for(request))
     elif model_id := request.GET.get("model"):
         prefill = replay.from_model(model_id, access_for(request))
     form = NewChatForm(initial=_prefilled(prefill))

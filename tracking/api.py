@@ -499,7 +499,7 @@ class TraceViewSet(
         elif self.action == "tags":
             traces = Trace.objects.for_tag_change()
         elif self.action == "destroy":
-            traces = Trace.objects.only("trace_id", "experiment")
+            traces = Trace.objects.only("trace_id", "experiment", "session_id")
         else:
             traces = Trace.objects.all()
         return self.readable(traces)

@@ -37,6 +37,7 @@ from tracking.models import (
     Experiment,
     Span,
     Trace,
+    TraceSession,
     TraceState,
 )
 from webapp import json_limits
@@ -67,6 +68,11 @@ USAGE_COLUMNS = (
 )
 SESSION_METADATA = "mlflow.trace.session"
 SESSION_MAX_CHARS = 250
+USER_METADATA = "mlflow.trace.user"
+# Where OpenTelemetry instrumentations put them, on a span or the resource (which OTLP ingest
+# keeps as trace tags): copied into the MLflow metadata, so that MLflow clients see them too.
+SESSION_ATTRIBUTES = ("session.id", "gen_ai.conversation.id")
+USER_ATTRIBUTES = ("user.id",)
 
 _STATUS_CODES = {
     "STATUS_CODE_UNSET": "UNSET",
@@ -366,6 +372,7 @@ def _store_locked(
             _derive_from_spans(trace, batch)
         if trace_tags and trace_id in trace_tags:
             trace.tags = {**(trace.tags or {}), **trace_tags[trace_id]}
+        _apply_session(trace, batch)
 
     for trace in to_update:
         # Only what changed, one plain UPDATE per trace: spans following their trace's info
@@ -388,6 +395,7 @@ def _store_locked(
         _insert_derived_traces(new_from_spans)
 
     if not span_by_key:
+        _refresh_sessions(existing.values(), before, new_with_info, new_from_spans)
         return len(new_with_info) + len(new_from_spans), 0
     pks = {t.trace_id: t.pk for t in (*existing.values(), *new_with_info, *new_from_spans)}
     rows = [_span_params(s, pks[s.trace_id]) for s in span_by_key.values()]
@@ -403,6 +411,7 @@ def _store_locked(
         },
         span_counts,
     )
+    _refresh_sessions(existing.values(), before, new_with_info, new_from_spans)
     return len(new_with_info) + len(new_from_spans), len(rows)
 
 
@@ -420,6 +429,7 @@ _TRACE_FIELDS = [
     "total_tokens",
     *USAGE_COLUMNS[1:],
     "session_id",
+    "user_id",
     "cost",
     "has_info",
 ]
@@ -512,9 +522,42 @@ def _apply_info(trace: Trace, info: TraceInfo) -> None:
     trace.output_tokens = usage.get("output_tokens")
     trace.cache_read_input_tokens = usage.get("cache_read_input_tokens")
     trace.cache_creation_input_tokens = usage.get("cache_creation_input_tokens")
-    trace.session_id = trace.metadata.get(SESSION_METADATA, "")[:SESSION_MAX_CHARS] or None
     trace.cost = cost.total_of(trace.metadata.get(cost.TRACE_COST_METADATA))
     trace.has_info = True
+
+
+def _apply_session(trace: Trace, spans: list[SpanData]) -> None:
+    """Session and user from MLflow's metadata, else from OTel attributes (a span's, then the
+    resource's kept as tags), copied into that metadata so MLflow clients read them too."""
+    for key, attributes, column in (
+        (SESSION_METADATA, SESSION_ATTRIBUTES, "session_id"),
+        (USER_METADATA, USER_ATTRIBUTES, "user_id"),
+    ):
+        value = trace.metadata.get(key) or _attribute(spans, trace.tags or {}, attributes)
+        if value and key not in trace.metadata:
+            trace.metadata = {**trace.metadata, key: value}
+        setattr(trace, column, (value or "")[:SESSION_MAX_CHARS] or None)
+
+
+def _attribute(spans: list[SpanData], tags: dict[str, str], names: tuple[str, ...]) -> str:
+    for source in (*(s.attributes for s in spans), tags):
+        for name in names:
+            value = source.get(name)
+            if value is not None and value != "":
+                text = value if isinstance(value, str) else json.dumps(value)
+                return storable_text(text)
+    return ""
+
+
+def _refresh_sessions(
+    existing: Iterable[Trace], before: dict[str, dict[str, Any]], *created: list[Trace]
+) -> None:
+    """Bring the sessions these traces are (or were) in up to date: their TraceSession rows
+    sum the traces up. No query when none has a session."""
+    keys = {(t.experiment_id, t.session_id) for t in existing if t.session_id}
+    keys |= {(old["experiment"], old["session_id"]) for old in before.values()}
+    keys |= {(t.experiment_id, t.session_id) for batch in created for t in batch}
+    TraceSession.objects.refresh((e, s) for e, s in keys if s)
 
 
 def _derive_from_spans(trace: Trace, spans: list[SpanData]) -> None:

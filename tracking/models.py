@@ -20,7 +20,7 @@ from datetime import datetime
 from typing import Any
 
 from django.core.exceptions import ObjectDoesNotExist
-from django.db import models, transaction
+from django.db import connection, models, transaction
 from django.db.models import (
     BooleanField,
     Count,
@@ -993,11 +993,12 @@ class TraceQuerySet(models.QuerySet["Trace"]):
     def delete_with_documents(self) -> int:
         """Delete these traces, their spans and assessments, and (once the deletion commits)
         the `traces.json` uploaded for them. Returns how many traces were deleted."""
-        rows = list(self.values_list("pk", "experiment_id", "trace_id"))
+        rows = list(self.values_list("pk", "experiment_id", "trace_id", "session_id"))
         for start in range(0, len(rows), TRACE_DELETE_CHUNK):
             chunk = rows[start : start + TRACE_DELETE_CHUNK]
-            Trace.objects.filter(pk__in=[pk for pk, _, _ in chunk]).delete()
-            _delete_documents_on_commit([(experiment, trace) for _, experiment, trace in chunk])
+            Trace.objects.filter(pk__in=[pk for pk, _, _, _ in chunk]).delete()
+            _delete_documents_on_commit([(e, trace) for _, e, trace, _ in chunk])
+            TraceSession.objects.refresh((e, session) for _, e, _, session in chunk if session)
         return len(rows)
 
     def fail_unfinished(self, error: str) -> int:
@@ -1009,7 +1010,13 @@ class TraceQuerySet(models.QuerySet["Trace"]):
         spans = Span.objects.filter(trace__in=open_traces)
         spans.filter(parent_span_id="").update(status=SpanStatus.ERROR, status_message=error)
         spans.filter(end_ns__isnull=True).update(end_ns=time.time_ns())
-        return open_traces.update(state=TraceState.ERROR, response_preview=error[:1000])
+        # Their sessions count one more error each (read before the UPDATE empties the set).
+        sessions = list(
+            open_traces.filter(session_id__isnull=False).values_list("experiment_id", "session_id")
+        )
+        failed = open_traces.update(state=TraceState.ERROR, response_preview=error[:1000])
+        TraceSession.objects.refresh(sessions)
+        return failed
 
 
 class Trace(models.Model):
@@ -1041,6 +1048,8 @@ class Trace(models.Model):
     # `mlflow.trace.session`. Null, not "", when absent: a nullable column is added to SQLite
     # in place, where a default would rebuild the table and drop its search triggers.
     session_id = models.CharField(max_length=250, null=True, blank=True)  # noqa: DJ001
+    # `mlflow.trace.user` (or OTel `user.id`, copied into that metadata at ingest); null as above.
+    user_id = models.CharField(max_length=250, null=True, blank=True)  # noqa: DJ001
     # Dollars, the `total_cost` of `mlflow.trace.cost` (tracking/cost.py); null when no span's
     # model has a known price, which is not a cost of zero.
     cost = models.FloatField(null=True, blank=True)
@@ -1076,6 +1085,11 @@ class Trace(models.Model):
                 condition=cancelled_condition(),
                 name="trace_cancelled_time_idx",
             ),
+            # A session's turns (its page, refreshing its TraceSession row) and the trace
+            # list's `session = <id>` / `user = <id>`, newest first. Not led by experiment:
+            # a session id is short-lived and rare, so the id alone narrows to a few rows.
+            models.Index(fields=["session_id", "-request_time", "-id"], name="trace_session_idx"),
+            models.Index(fields=["user_id", "-request_time", "-id"], name="trace_user_idx"),
         ]
         # Not declared here because they differ per database, see migrations 0003 and 0004:
         # free text on the previews (SQLite: an FTS5 table kept in sync by triggers, which a
@@ -1125,13 +1139,134 @@ class Trace(models.Model):
     def delete_with_documents(self) -> None:
         """Delete this trace, its spans and assessments, and (once the deletion commits) the
         `traces.json` uploaded for it."""
+        session_id = self.session_id  # read first: a deferred field needs the row
         self.delete()
         _delete_documents_on_commit([(self.experiment_id, self.trace_id)])
+        if session_id:
+            TraceSession.objects.refresh([(self.experiment_id, session_id)])
 
 
 def _delete_documents_on_commit(traces: list[tuple[int, str]]) -> None:
     # After the commit: a rolled-back delete keeps its trace, so it must keep its document.
     transaction.on_commit(lambda: storage.delete_traces_json(traces))
+
+
+class TraceSessionQuerySet(models.QuerySet["TraceSession"]):
+    def refresh(self, keys: Iterable[tuple[int, str]]) -> None:
+        """Recompute the rows of these (experiment_id, session_id) sessions from their traces,
+        deleting those left without any: three queries, whatever the count."""
+        keys = {(e, s) for e, s in keys if s}
+        if not keys:
+            return
+        _lock_sessions(keys)
+        found = (
+            Trace.objects.filter(
+                session_id__in={s for _, s in keys}, experiment_id__in={e for e, _ in keys}
+            )
+            .order_by()
+            .values("experiment_id", "session_id")
+            .annotate(
+                first_time=models.Min("request_time"),
+                last_time=models.Max("request_time"),
+                turns=models.Count("id"),
+                duration_ns=models.Sum("duration_ns"),
+                total_tokens=models.Sum("total_tokens"),
+                cost=models.Sum("cost"),
+                error_count=models.Count("id", filter=Q(state=TraceState.ERROR)),
+                user=models.Max("user_id"),
+            )
+        )
+        rows = []
+        for row in found:
+            key = (row.pop("experiment_id"), row.pop("session_id"))
+            if key in keys:  # the IN lists cross experiments with ids of other sessions
+                keys.discard(key)
+                rows.append(
+                    TraceSession(
+                        experiment_id=key[0], session_id=key[1], user_id=row.pop("user"), **row
+                    )
+                )
+        if rows:
+            self.bulk_create(
+                rows,
+                update_conflicts=True,
+                unique_fields=["experiment", "session_id"],
+                update_fields=[*_SESSION_AGGREGATES, "user_id"],
+            )
+        if keys:  # no trace left in these
+            gone = Q()
+            for experiment_id, session_id in keys:
+                gone |= Q(experiment_id=experiment_id, session_id=session_id)
+            self.filter(gone).delete()
+
+
+def _lock_sessions(keys: set[tuple[int, str]]) -> None:
+    """PostgreSQL: one refresh of a session at a time, until the transaction ends. Without it
+    two ingests of one session's turns each sum the traces their snapshot sees, and the last
+    upsert would forget the other's turn. Taken in one order, so two callers cannot deadlock.
+    SQLite needs none: its one writer holds the database through the whole ingest."""
+    if connection.vendor != "postgresql":
+        return
+    names = sorted(f"{e}/{s}" for e, s in keys)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_advisory_xact_lock(h) FROM "
+            "(SELECT hashtextextended(k, 17) AS h FROM unnest(%s::text[]) AS k ORDER BY h) AS s",
+            [names],
+        )
+
+
+_SESSION_AGGREGATES = [
+    "first_time",
+    "last_time",
+    "turns",
+    "duration_ns",
+    "total_tokens",
+    "cost",
+    "error_count",
+]
+
+
+class TraceSession(models.Model):
+    """A conversation: the traces of one experiment sharing a `session_id`, summed up.
+
+    A row per session kept in step with its traces at ingest and deletion
+    (`TraceSession.objects.refresh`), because the sessions page orders and filters on these
+    aggregates: computing them from a million traces for each page would read them all.
+    """
+
+    experiment = models.ForeignKey(
+        Experiment, on_delete=models.CASCADE, related_name="sessions", db_index=False
+    )
+    session_id = models.CharField(max_length=250)
+    # The user of its traces (the greatest, if they differ), null when none said.
+    user_id = models.CharField(max_length=250, null=True, blank=True)  # noqa: DJ001
+    first_time = models.DateTimeField()
+    last_time = models.DateTimeField()
+    turns = models.IntegerField(default=0)
+    duration_ns = models.BigIntegerField(null=True, blank=True)  # the turns' sum
+    total_tokens = models.BigIntegerField(null=True, blank=True)
+    cost = models.FloatField(null=True, blank=True)
+    error_count = models.IntegerField(default=0)
+
+    objects = TraceSessionQuerySet.as_manager()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["experiment", "session_id"], name="trace_session_unique"
+            )
+        ]
+        indexes = [
+            # Keyset pages of /sessions/, most recently active first, globally and per
+            # experiment and user.
+            models.Index(fields=["-last_time", "-id"], name="session_last_idx"),
+            models.Index(fields=["experiment", "-last_time", "-id"], name="session_exp_last_idx"),
+            models.Index(fields=["user_id", "-last_time", "-id"], name="session_user_last_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return self.session_id
 
 
 class SpanStatus(models.TextChoices):

@@ -10,6 +10,7 @@
     state = CANCELLED                # stopped on purpose (OK + spyglass.cancelled); `status` too
     feedback.correct = false and feedback.score > 3    # a trace's valid assessments by name
     expectation.expected_response ~ refund
+    session = conv-42 and user = alice   # a conversation's turns (tracking/sessions.py)
 
 Grammar (keywords are case-insensitive; `and` binds tighter than `or`; two terms side by
 side are joined by `and`):
@@ -89,6 +90,9 @@ FIELDS = {
     "tokens": _ORDERED_OPERATORS,
     "cost": _ORDERED_OPERATORS,
     "model": _TEXT_OPERATORS,
+    # Sessions: the session_id / user_id columns (from `mlflow.trace.session` / `.user`).
+    "session": _TEXT_OPERATORS,
+    "user": _TEXT_OPERATORS,
     "span.name": _TEXT_OPERATORS,
     "span.type": _TEXT_OPERATORS,
     "span.status": _EQUALITY_OPERATORS,
@@ -474,6 +478,8 @@ def _comparison(node: Comparison, now: datetime) -> Q:
         return _apply(op, "request_time", [_time(v, p, now) for v, p in _pairs(node)])
     if field == "model":
         return _model(op, list(node.values))
+    if field in _SESSION_COLUMNS:
+        return _apply(op, _SESSION_COLUMNS[field], list(node.values))
     if field.startswith("tag."):
         return _json_key(op, "tags", field.removeprefix("tag."), list(node.values))
     if field.startswith("metadata."):
@@ -491,6 +497,10 @@ def _assessment(node: Comparison) -> Q:
             if assessment_search.as_number(value) is None:
                 raise SearchError(f"{node.op} compares numbers, found '{value}'", position)
     return assessment_search.traces_matching(kind, name, node.op, list(node.values))
+
+
+# Each served by its (column, -request_time, -id) index of migration 0019.
+_SESSION_COLUMNS = {"session": "session_id", "user": "user_id"}
 
 
 def _pairs(node: Comparison) -> list[tuple[str, int]]:

@@ -6,6 +6,7 @@ from tracking.views import (
     model_artifacts,
     model_compare,
     model_description,
+    sessions,
     trace_detail,
     trace_list,
 )
@@ -39,6 +40,8 @@ urlpatterns = [
         trace_detail.span_value,
         name="span-value",
     ),
+    path("sessions/", sessions.session_list, name="session-list"),
+    path("sessions/<path:session_id>/", sessions.session_detail, name="session-detail"),
     path("models/", logged_models.model_list, name="model-list"),
     # Before models/<model_id>/: "compare" is not a model id.
     path("models/compare/", model_compare.model_compare, name="model-compare"),

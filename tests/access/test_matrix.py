@@ -47,6 +47,7 @@ from tracking.models import (
     ScorerVersion,
     Span,
     Trace,
+    TraceSession,
 )
 from webapp.models import ApiToken
 
@@ -192,6 +193,14 @@ SAMPLES: dict[str, Sample] = {
         Call("GET", "/traces/columns/assessments/", LIST, marker=f"q-{e}-end"),
         Call("GET", f"/traces/columns/assessments/?experiment={e}", R),
     ],
+    "tracking:session-list": lambda e, o: [
+        Call("GET", "/sessions/", LIST, marker=o["session"]),
+        Call("GET", f"/sessions/?experiment={e}&user=nobody", ANY),
+    ],
+    "tracking:session-detail": lambda e, o: [
+        Call("GET", f"/sessions/{o['session']}/", R),
+        Call("GET", f"/sessions/{o['session']}/?experiment={e}", R),
+    ],
     "tracking:trace-detail": lambda e, o: [Call("GET", f"/traces/{o['trace']}/", R)],
     "tracking:trace-layout": lambda e, o: [Call("GET", f"/traces/{o['trace']}/layout/", R)],
     "tracking:span-detail": lambda e, o: [
@@ -243,6 +252,12 @@ SAMPLES: dict[str, Sample] = {
     "playground:index": lambda e, o: [
         Call("GET", f"/playground/?replay={o['trace']}", LIST, marker=f"hello from {e}"),
         Call("GET", f"/playground/?model={o['model']}", LIST, marker=f"hello from {e}"),
+        Call(
+            "GET",
+            f"/playground/?replay_session={o['session']}&experiment={e}",
+            LIST,
+            marker=f"hello from {e}",
+        ),
     ],
     # Pairwise review: READ on both traces to see, EDIT on both to judge
     "evaluation:pairwise": lambda e, o: [
@@ -995,7 +1010,9 @@ def _fill(experiment: Experiment, world: World) -> None:
         for _ in range(2)
     ]
     trace.model_id = models[0].model_id
-    trace.save(update_fields=["model_id"])
+    trace.session_id = f"sess-{e}"
+    trace.save(update_fields=["model_id", "session_id"])
+    TraceSession.objects.refresh([(e, trace.session_id)])
     trace2.model_id = models[1].model_id
     trace2.save(update_fields=["model_id"])
     pairwise.judge(trace, trace2, "b", "", "bob-m")
@@ -1031,6 +1048,7 @@ def _fill(experiment: Experiment, world: World) -> None:
         "run2": run2.run_id,
         "trace": trace_id,
         "trace2": trace2.trace_id,
+        "session": f"sess-{e}",
         "span": span_id,
         "assessment": assessment.assessment_id,
         "model": models[0].model_id,
@@ -1211,6 +1229,7 @@ def _example_path(name: str) -> str:
     from django.urls import reverse
 
     kwargs = {
+        "tracking:session-detail": {"session_id": "s"},
         "tracking:trace-detail": {"trace_id": "x"},
         "tracking:trace-layout": {"trace_id": "x"},
         "tracking:span-detail": {"trace_id": "x", "span_id": "y"},

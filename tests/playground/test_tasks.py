@@ -11,7 +11,7 @@ from playground import runs
 from playground.models import Message, Run, RunStatus
 from playground.tasks import answer_run
 from tests.playground.conftest import chat
-from tracking.models import LoggedModel, Span, Trace
+from tracking.models import LoggedModel, Span, Trace, TraceSession
 
 pytestmark = pytest.mark.django_db
 
@@ -230,3 +230,25 @@ def test_an_agents_default_parameters_apply_unless_the_message_sets_them(http_ag
 
     body = agent_server.requests[0]["body"]
     assert (body["temperature"], body["max_tokens"]) == (0.1, 64)
+
+
+def test_a_conversations_runs_are_one_session(http_agent, alice):
+    agent = http_agent("openai")
+    first = queued_run(agent)
+    first.conversation.owner = alice
+    first.conversation.save(update_fields=["owner"])
+    message = Message.objects.create(conversation=first.conversation, content="and then?")
+    second = runs._queued_run(first.conversation, message, agent)
+    elsewhere = queued_run(agent)
+
+    for run in (first, second, elsewhere):
+        answer_run(run.pk)
+
+    traces = Trace.objects.filter(trace_id__in=[r.trace_id for r in Run.objects.all()])
+    by_session = {t.session_id for t in traces if t.user_id == "alice"}
+    assert by_session == {f"playground-{first.conversation_id}"}
+    session = TraceSession.objects.get(session_id=f"playground-{first.conversation_id}")
+    assert (session.turns, session.user_id) == (2, "alice")
+    other = Trace.objects.get(trace_id=Run.objects.get(pk=elsewhere.pk).trace_id)
+    assert other.session_id == f"playground-{elsewhere.conversation_id}"
+    assert other.metadata["mlflow.trace.session"] == other.session_id

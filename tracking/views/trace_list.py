@@ -43,6 +43,7 @@ COLUMNS = {
     "spans": "Spans",
     "model": "Model",
     "tags": "Tags",
+    "session": "Session",
 }
 DEFAULT_COLUMNS = ("time", "request", "state", "duration", "tokens", "cost", "model")
 _COLUMNS_SESSION_KEY = "trace_list_columns"
