@@ -58,10 +58,13 @@ def test_a_worker_killed_mid_evaluation_loses_no_finished_row(
         rows = JobRow.objects.filter(agent__job=job)
         _wait(lambda: rows.filter(state=RowState.DONE).count() >= 6, 60, "rows to finish")
 
+        _wait(lambda: rows.filter(state=RowState.RUNNING).exists(), 30, "a chunk in hand")
         first.kill()  # SIGKILL mid-run: its lease stops beating, its rows stay RUNNING
         first.wait()
         finished = dict(rows.filter(state=RowState.DONE).values_list("pk", "trace_id"))
-        assert rows.filter(state=RowState.RUNNING).exists()
+        # Read once the process is gone (nothing moves them now). Almost always a chunk is in
+        # hand; the kill may land in the instant between one chunk's write and the next claim.
+        held = set(rows.filter(state=RowState.RUNNING).values_list("pk", flat=True))
 
         # What the beat does once the lease is stale: the rows go back and workers restart.
         later = timezone.now() + timedelta(seconds=runner.LEASE_TIMEOUT_S + 1)
@@ -87,4 +90,5 @@ def test_a_worker_killed_mid_evaluation_loses_no_finished_row(
     run.refresh_from_db()
     assert run.status == RunStatus.FINISHED
     assert run.linked_traces.count() == ROWS
-    assert rows.filter(attempts=2).exists()  # the ones the dead worker held, done again
+    # The rows the dead worker held were done again, each once more.
+    assert set(rows.filter(pk__in=held).values_list("attempts", flat=True)) <= {2}

@@ -142,7 +142,7 @@ def test_concurrent_turns_of_one_session_are_all_counted():
 def test_the_migration_backfills_users_and_sessions_of_stored_traces():
     from django.db.migrations.executor import MigrationExecutor
 
-    before = [("tracking", "0016_dataset_updated_idx")]
+    before = [("tracking", "0018_assessment_name_idx")]
     executor = MigrationExecutor(connection)
     executor.migrate(before)
     apps = executor.loader.project_state(before).apps
