@@ -212,11 +212,35 @@ def test_session_feedback_is_the_first_traces_session_assessments(client, experi
     Assessment.objects.create(trace=trace, name="turn-only", kind="feedback", value=1)
 
     html = client.get("/sessions/conv/").content.decode()
-    section = html[html.index('id="session-feedback"') :]
+    section = html[html.index('id="session-feedback"') : html.index("<h2>Conversation</h2>")]
 
     assert "resolved" in section
     assert "turn-only" not in section
-    assert f'data-trace-id="{first}"' in section
+    # The forms write to the first trace, naming the session (as MLflow keeps it).
+    assert f'action="/traces/{first}/feedback/"' in section
+    assert 'name="panel_session" value="conv"' in section
+
+
+def test_feedback_given_on_the_session_page_is_the_sessions(client, experiment):
+    first = add_turn(experiment, "conv", 1)
+    add_turn(experiment, "conv", 2)
+    response = client.post(
+        f"/traces/{first}/feedback/",
+        {"kind": "feedback", "name": "helpful", "value_type": "pass_fail", "verdict": "true",
+         "panel_session": "conv"},
+    )  # fmt: skip
+    assert response.status_code == 302
+    assert response["Location"].startswith("/sessions/conv/")
+    given = Assessment.objects.get(name="helpful")
+    assert (given.value, given.source_type) == (True, "HUMAN")
+    assert given.metadata == {"mlflow.trace.session": "conv"}
+    # A session the trace is not in is not named.
+    client.post(
+        f"/traces/{first}/feedback/",
+        {"kind": "feedback", "name": "other", "value_type": "pass_fail", "verdict": "true",
+         "panel_session": "elsewhere"},
+    )  # fmt: skip
+    assert Assessment.objects.get(name="other").metadata == {}
 
 
 def test_a_session_id_in_two_experiments_asks_which(client, experiment):
@@ -280,3 +304,14 @@ def test_replay_in_playground_prefills_the_sessions_user_turns(client, experimen
     ]
     missing = client.get(f"/playground/?replay_session=conv&experiment={experiment.pk + 1}")
     assert "There is no session conv." in missing.content.decode()
+
+
+def test_selected_sessions_go_to_a_review_queue(client, experiment):
+    add_turn(experiment, "conv", 1)
+    html = client.get("/sessions/").content.decode()
+    assert 'action="/review/add/"' in html
+    assert 'name="session" value="conv" form="session-selection"' in html
+    # What the review pages make of the selection: the queue form for the session.
+    response = client.post("/review/add/", {"session": "conv"})
+    assert response.status_code == 200
+    assert "conv" in response.content.decode()

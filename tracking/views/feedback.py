@@ -16,14 +16,17 @@ from typing import Any
 import orjson
 from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from access.models import Level
 from access.rules import access_for, declares
-from tracking import feedback
+from tracking import feedback, ingest
 from tracking.models import Assessment, AssessmentKind, AssessmentSourceType, Trace
 from tracking.permissions import may
 from webapp.htmx import HtmxHttpRequest
+
+SESSION_METADATA = ingest.SESSION_METADATA
 
 ANONYMOUS_SOURCE = "anonymous"  # SPYGLASS_AUTH off (loopback only): nobody is signed in
 
@@ -34,15 +37,19 @@ def panel_context(
     *,
     can_edit: bool,
     span_id: str = "",
+    session_id: str = "",
     form: feedback.FeedbackForm | None = None,
     edit: tuple[str, feedback.FeedbackForm] | None = None,
 ) -> dict[str, Any]:
-    """What feedback.html#panel shows: the assessments (of one span when `span_id` is set)
-    each with the ones it overrode, newest override first, and the forms for a writer.
-    `form` is a new assessment's form being re-shown, `edit` an (assessment id, form)."""
+    """What feedback.html#panel shows: the assessments (of one span when `span_id` is set; of
+    the session when `session_id` is: on its first trace, naming the session, as MLflow keeps
+    session feedback) each with the ones it overrode, newest override first, and the forms
+    for a writer. `form` is a new assessment's form being re-shown, `edit` an (id, form)."""
     by_id = {a.assessment_id: a for a in assessments}
     if span_id:
         assessments = [a for a in assessments if a.span_id == span_id]
+    if session_id:
+        assessments = [a for a in assessments if _session_of(a) == session_id]
     items = []
     for assessment in assessments:
         if not assessment.valid:
@@ -61,6 +68,7 @@ def panel_context(
     return {
         "trace_id": trace.trace_id,
         "span_id": span_id,
+        "session_id": session_id,
         "key": f"{trace.trace_id}-{span_id}" if span_id else trace.trace_id,
         "items": items,
         "overridden": [_shown(a) for a in assessments if not a.valid],
@@ -71,6 +79,10 @@ def panel_context(
         "feedback_types": feedback.FEEDBACK_TYPES.items(),
         "expectation_types": feedback.EXPECTATION_TYPES.items(),
     }
+
+
+def _session_of(assessment: Assessment) -> str:
+    return str((assessment.metadata or {}).get(SESSION_METADATA) or "")
 
 
 def _shown(assessment: Assessment) -> dict[str, Any]:
@@ -104,10 +116,12 @@ def feedback_add(request: HtmxHttpRequest, trace_id: str) -> HttpResponse:
         if form.overrides and "overrides" not in form.errors:
             form.errors["overrides"] = "There is no such feedback on this trace to override."
     value = feedback.value_of(form) if "kind" not in form.errors else None
+    session = _panel_session(request, trace)
     if form.valid:
         try:
             Assessment.objects.record(
                 trace,
+                metadata={SESSION_METADATA: session} if session else {},
                 name=form.name,
                 kind=form.kind,
                 value=value,
@@ -119,11 +133,12 @@ def feedback_add(request: HtmxHttpRequest, trace_id: str) -> HttpResponse:
             )
         except Trace.DoesNotExist:  # deleted meanwhile
             raise Http404("No such trace.") from None
+    where = {"span_id": _panel_span(request), "session_id": session}
     if form.valid:
-        return _answer(request, trace, span_id=_panel_span(request))
+        return _answer(request, trace, **where)
     if old is not None:
-        return _answer(request, trace, span_id=_panel_span(request), edit=(old.assessment_id, form))
-    return _answer(request, trace, span_id=_panel_span(request), form=form)
+        return _answer(request, trace, **where, edit=(old.assessment_id, form))
+    return _answer(request, trace, **where, form=form)
 
 
 def _overridden(trace: Trace, assessment_id: str) -> Assessment | None:
@@ -143,18 +158,25 @@ def feedback_change(request: HtmxHttpRequest, trace_id: str, assessment_id: str)
     assessment = get_object_or_404(
         Assessment.objects.filter(trace=trace), assessment_id=assessment_id
     )
-    span_id = _panel_span(request)
+    where = {"span_id": _panel_span(request), "session_id": _panel_session(request, trace)}
     if request.POST.get("action") == "delete":
         assessment.retract()
-        return _answer(request, trace, span_id=span_id)
+        return _answer(request, trace, **where)
     form = feedback.read_form(request.POST, kind=assessment.kind, name=assessment.name)
     if assessment.is_feedback:
         form.errors["value"] = "A feedback is not edited: override it, and its history stays."
     value = feedback.value_of(form) if form.valid else None
     if not form.valid:
-        return _answer(request, trace, span_id=span_id, edit=(assessment_id, form))
+        return _answer(request, trace, **where, edit=(assessment_id, form))
     assessment.amend({"value": value, "rationale": form.rationale}, {})
-    return _answer(request, trace, span_id=span_id)
+    return _answer(request, trace, **where)
+
+
+def _panel_session(request: HtmxHttpRequest, trace: Trace) -> str:
+    """The session whose page the panel is on ('' elsewhere): only the trace's own session,
+    whose first trace MLflow keeps session feedback on."""
+    session = request.POST.get("panel_session", "")
+    return session if session and session == (trace.session_id or "") else ""
 
 
 def _panel_span(request: HtmxHttpRequest) -> str:
@@ -168,11 +190,17 @@ def _answer(
     trace: Trace,
     *,
     span_id: str,
+    session_id: str = "",
     form: feedback.FeedbackForm | None = None,
     edit: tuple[str, feedback.FeedbackForm] | None = None,
 ) -> HttpResponse:
     failed = (form is not None and not form.valid) or (edit is not None and not edit[1].valid)
     if not request.htmx:
+        if not failed and session_id:
+            return redirect(
+                reverse("tracking:session-detail", args=[session_id])
+                + f"?experiment={trace.experiment_id}"
+            )
         if not failed:
             return redirect(trace.get_absolute_url())
         from tracking.views.trace_detail import render_trace_page  # the page imports this module
@@ -181,7 +209,13 @@ def _answer(
     assessments = list(Assessment.objects.of_trace(trace))
     context = {
         "feedback": panel_context(
-            trace, assessments, can_edit=True, span_id=span_id, form=form, edit=edit
+            trace,
+            assessments,
+            can_edit=True,
+            span_id=span_id,
+            session_id=session_id,
+            form=form,
+            edit=edit,
         )
     }
     # 422 with the form and its errors: base.html's htmx config swaps it in.

@@ -12,9 +12,11 @@ from urllib.parse import urlencode
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.views.decorators.http import require_safe
 
+from access.models import Level
 from access.rules import access_for, declares
 from tracking import sessions
-from tracking.models import LoggedModel
+from tracking.models import Assessment, LoggedModel
+from tracking.views.feedback import panel_context
 from webapp.htmx import HtmxHttpRequest, render_page
 
 
@@ -57,7 +59,14 @@ def session_detail(request: HttpRequest, session_id: str) -> HttpResponse:
         "session": session,
         "turns": turns,
         "truncated": session.turns > len(turns),
-        "feedback": sessions.session_feedback(session, first),
+        "feedback_panel": None
+        if first is None
+        else panel_context(
+            first,
+            list(Assessment.objects.of_trace(first)),
+            can_edit=access_for(request).can(Level.EDIT, session.experiment_id),
+            session_id=session.session_id,
+        ),
         "first_trace": first,
         "replay_query": urlencode(
             {"replay_session": session.session_id, "experiment": session.experiment_id}
