@@ -36,6 +36,7 @@ from tracking.mlflow_api.errors import MlflowError
 from tracking.models import Run, Trace
 from webapp import json_limits
 from webapp.htmx import HtmxHttpRequest, render_page
+from webapp.query_strings import with_params
 
 DATASETS_PER_PAGE = 50
 RECORDS_PER_PAGE = 25
@@ -80,12 +81,12 @@ def dataset_list(request: HtmxHttpRequest) -> HttpResponse:
     next_query = ""
     if more:
         last = datasets[-1]
-        next_query = _query(request, after=f"{last.updated_at.isoformat()}|{last.pk}")
+        next_query = with_params(request, after=f"{last.updated_at.isoformat()}|{last.pk}")
     context = {
         "datasets": datasets,
         "query": query,
         "next_query": next_query,
-        "first_query": _query(request, after=None) if request.GET.get("after") else None,
+        "first_query": with_params(request, after=None) if request.GET.get("after") else None,
     }
     return render_page(request, "evaluation/datasets.html", context, fragment="dataset-list")
 
@@ -114,7 +115,7 @@ def dataset_detail(request: HtmxHttpRequest, dataset_id: str) -> HttpResponse:
     next_query = ""
     if more:
         last = page[-1]
-        next_query = _query(request, after=f"{last.created_at.isoformat()}|{last.record_id}")
+        next_query = with_params(request, after=f"{last.created_at.isoformat()}|{last.record_id}")
     evaluations = access.readable(Run.objects.evaluations().on_dataset(dataset))
     context = {
         "dataset": dataset,
@@ -124,7 +125,7 @@ def dataset_detail(request: HtmxHttpRequest, dataset_id: str) -> HttpResponse:
         "records": [_shown(record) for record in page],
         "query": query,
         "next_query": next_query,
-        "first_query": _query(request, after=None) if request.GET.get("after") else None,
+        "first_query": with_params(request, after=None) if request.GET.get("after") else None,
         "evaluations": list(evaluations[:EVALUATIONS_SHOWN]),
     }
     return render_page(request, "evaluation/datasets_detail.html", context, fragment="records")
@@ -293,15 +294,6 @@ def _cursor(text: str, ordering: list[str], key: Any = int) -> Any:
     if not last or "\x00" in last:
         raise ValueError(text)
     return keyset.after(ordering, [datetime.fromisoformat(moment), key(last)])
-
-
-def _query(request: HttpRequest, **changes: str | None) -> str:
-    params = request.GET.copy()
-    for name, value in changes.items():
-        params.pop(name, None)
-        if value:
-            params[name] = value
-    return params.urlencode()
 
 
 def _next_url(request: HttpRequest) -> str:

@@ -18,6 +18,7 @@ from tracking import sessions
 from tracking.models import Assessment, LoggedModel
 from tracking.views.feedback import panel_context
 from webapp.htmx import HtmxHttpRequest, render_page
+from webapp.query_strings import with_params
 
 
 @declares("lists the sessions of readable experiments; hidden ones are left out")
@@ -33,8 +34,8 @@ def session_list(request: HtmxHttpRequest) -> HttpResponse:
         "sessions": page,
         "filters": filters,
         "time_ranges": sessions.TIME_RANGES,
-        "older_query": _query_with(request, before=next_cursor) if next_cursor else "",
-        "newest_query": _query_with(request, before=None) if request.GET.get("before") else None,
+        "older_query": with_params(request, before=next_cursor) if next_cursor else "",
+        "newest_query": with_params(request, before=None) if request.GET.get("before") else None,
     }
     return render_page(request, "tracking/session_list.html", context, fragment="session-list")
 
@@ -73,12 +74,3 @@ def session_detail(request: HttpRequest, session_id: str) -> HttpResponse:
         ),
     }
     return render_page(request, "tracking/session_detail.html", context)
-
-
-def _query_with(request: HttpRequest, **changes: str | None) -> str:
-    params = request.GET.copy()
-    for name, value in changes.items():
-        params.pop(name, None)
-        if value:
-            params[name] = value
-    return params.urlencode()

@@ -27,6 +27,7 @@ from tracking.models import (
 )
 from webapp.htmx import HtmxHttpRequest, render_page
 from webapp.models import UserPreferences
+from webapp.query_strings import with_params
 
 TRACES_PER_PAGE = 50
 MAX_BULK = 500
@@ -337,15 +338,9 @@ def _live_query(request: HttpRequest, page: list[Trace]) -> str:
 
 
 def _query_with(request: HttpRequest, **changes: str | None) -> str:
-    """The current query string with some parameters set (or dropped when None)."""
-    params = request.GET.copy()
-    for name, value in changes.items():
-        params.pop(name, None)
-        if value:
-            params[name] = value
-    if "after" not in changes:  # only the live poll carries it
-        params.pop("after", None)
-    return params.urlencode()
+    """The current query string with some parameters set (or dropped when None), without
+    the live poll's `after` unless it is one of them."""
+    return with_params(request, **({"after": None} | changes))
 
 
 def _next_url(request: HttpRequest) -> str:
