@@ -38,8 +38,10 @@ def three_turns(experiment: Experiment, session: str = "conv") -> TraceSession:
         trace_id = add_turn(experiment, session, n, question=question, answer=f"Recorded {n}")
         if n == 2:
             Span.objects.filter(trace__trace_id=trace_id, parent_span_id="").update(
-                inputs={"messages": [{"role": "user", "content": question}],
-                        "custom_inputs": CUSTOM}  # fmt: skip
+                inputs={
+                    "messages": [{"role": "user", "content": question}],
+                    "custom_inputs": CUSTOM,
+                }
             )
     return TraceSession.objects.get(experiment=experiment, session_id=session)
 
