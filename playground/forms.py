@@ -123,3 +123,19 @@ class JSONObjectField(forms.CharField):
     def to_python(self, value: Any) -> dict[str, Any]:
         text = super().to_python(value)
         return parse_json_object(text or "{}", self.label or "The value")
+
+
+class ReplayForm(forms.Form):
+    """Replay a logged session: which agents answer its user turns again."""
+
+    agents = forms.ModelMultipleChoiceField(
+        queryset=Agent.objects.all(),
+        widget=forms.CheckboxSelectMultiple,
+        help_text="One agent, or 2-4 to compare them turn by turn.",
+    )
+
+    def clean_agents(self) -> Any:
+        agents = self.cleaned_data["agents"]
+        if len(agents) > MAX_AGENTS:
+            raise forms.ValidationError(f"Compare at most {MAX_AGENTS} agents at a time.")
+        return agents

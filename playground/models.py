@@ -265,6 +265,95 @@ class Run(models.Model):
         return updated == 1
 
 
+class ReplayQuerySet(models.QuerySet["Replay"]):
+    def claim(self, pk: int) -> bool:
+        """queued -> running, for one worker only: a redelivered message finds it taken."""
+        now = timezone.now()
+        claimed = self.filter(pk=pk, status=RunStatus.QUEUED).update(
+            status=RunStatus.RUNNING, started_at=now, heartbeat_at=now
+        )
+        return claimed == 1
+
+    def stale(self, running_for: timedelta, queued_for: timedelta) -> ReplayQuerySet:
+        """Replays no worker will finish. A running replay beats at every turn, and while a
+        turn is answered its run beats: so it is lost when it has not beaten for long and no
+        run of its conversation is still unfinished (the run reaper fails a lost answer)."""
+        now = timezone.now()
+        answering = Run.objects.filter(conversation=OuterRef("conversation"), status__in=UNFINISHED)
+        return self.filter(
+            Q(status=RunStatus.RUNNING, heartbeat_at__lt=now - running_for) & Q(~Exists(answering))
+            | Q(status=RunStatus.QUEUED, created_at__lt=now - queued_for)
+        )
+
+
+class Replay(models.Model):
+    """A logged session's user turns answered again, in order, by the conversation's agents:
+    one Celery task answers turn after turn (session_replay.run). The page reads this row."""
+
+    conversation = models.OneToOneField(
+        Conversation, on_delete=models.CASCADE, related_name="replay"
+    )
+    # Where the turns came from (a plain id pair: the session may be deleted later).
+    session_id = models.CharField(max_length=250)
+    experiment_id = models.IntegerField()
+    # The user turns as recorded: [{"content", "custom_inputs", "params"}], oldest first.
+    turns = models.JSONField(default=list)
+    status = models.CharField(max_length=16, choices=RunStatus.choices, default=RunStatus.QUEUED)
+    # How many turns were started (sent to the agents) so far.
+    turns_started = models.IntegerField(default=0)
+    error = models.TextField(blank=True)
+    task_id = models.CharField(max_length=64, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+
+    objects = ReplayQuerySet.as_manager()
+
+    def __str__(self) -> str:
+        return f"Replay {self.pk} of session {self.session_id} ({self.status})"
+
+    @property
+    def finished(self) -> bool:
+        return self.status not in UNFINISHED
+
+    def start_turn(self, index: int) -> bool:
+        """Note that turn `index` starts; False when the replay is no longer running
+        (cancelled, or reaped), and the turn must not start."""
+        updated = Replay.objects.filter(pk=self.pk, status=RunStatus.RUNNING).update(
+            turns_started=index + 1, heartbeat_at=timezone.now()
+        )
+        return updated == 1
+
+    def beat(self) -> bool:
+        """Mark the replay alive between answers; False when it is no longer running."""
+        updated = Replay.objects.filter(pk=self.pk, status=RunStatus.RUNNING).update(
+            heartbeat_at=timezone.now()
+        )
+        return updated == 1
+
+    def finish(self) -> bool:
+        return self._end(RunStatus.DONE)
+
+    def fail(self, error: str) -> bool:
+        return self._end(RunStatus.FAILED, error=error)
+
+    def cancel(self) -> bool:
+        """Stop the replay: no further turn starts, and the answers under way are cancelled
+        (their tasks' watchers stop the agent calls)."""
+        ended = self._end(RunStatus.CANCELLED, error="Cancelled.")
+        for run in Run.objects.filter(conversation_id=self.conversation_id).unfinished():
+            run.cancel()
+        return ended
+
+    def _end(self, status: str, **fields: object) -> bool:
+        now = timezone.now()
+        updated = Replay.objects.filter(pk=self.pk, status__in=UNFINISHED).update(
+            status=status, finished_at=now, heartbeat_at=now, **fields
+        )
+        return updated == 1
+
+
 class CheckStatus(models.TextChoices):
     QUEUED = "queued"
     RUNNING = "running"

@@ -55,6 +55,21 @@ def send(
     The message is committed before anything is enqueued: if the broker is down, the runs
     fail with that reason and the message stays, ready to be sent again.
     """
+    with transaction.atomic():
+        message, runs = save_turn(conversation, content, params, custom_inputs, history)
+        enqueue(runs, app, queue)
+    return message
+
+
+def save_turn(
+    conversation: Conversation,
+    content: str,
+    params: dict[str, Any] | None = None,
+    custom_inputs: dict[str, Any] | None = None,
+    history: Sequence[dict[str, str]] = (),
+) -> tuple[Message, list[Run]]:
+    """The message and a queued run per agent, each run's request built from that agent's
+    own answers so far; nothing is enqueued (`send` does, a replay answers them itself)."""
     agents = list(conversation.agents.all())
     with transaction.atomic():
         for turn in history:
@@ -66,8 +81,7 @@ def send(
         )  # fmt: skip
         runs = [_queued_run(conversation, message, agent) for agent in agents]
         Conversation.objects.filter(pk=conversation.pk).update(updated_at=timezone.now())
-        enqueue(runs, app, queue)
-    return message
+    return message, runs
 
 
 def _queued_run(conversation: Conversation, message: Message, agent: Agent) -> Run:

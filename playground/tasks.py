@@ -29,7 +29,7 @@ from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from playground import cancel_signal, checks
+from playground import cancel_signal, checks, session_replay
 from playground.agents.base import (
     AgentError,
     Answer,
@@ -87,9 +87,17 @@ def check_agent(check_id: int) -> str:
         return "failed"
 
 
+# A replay answers turn after turn in one task (session_replay.run); its time limit is set
+# when it is enqueued, from its answer count, since each answer may take the default limit.
+@shared_task(name=session_replay.REPLAY_TASK, ignore_result=True)
+def replay(replay_id: int) -> str:
+    return session_replay.run(replay_id)
+
+
 @shared_task(name="playground.reap_stale_runs", acks_late=False)
 def reap() -> int:
-    return reap_stale_runs()
+    # Runs first: a replay is lost once the answer its worker was giving is reaped.
+    return reap_stale_runs() + session_replay.reap_stale_replays()
 
 
 class _Writer:

@@ -8,6 +8,9 @@ urlpatterns = [
     # ?replay=<trace_id> or ?model=<model_id> prefill a new chat from what was logged.
     path("", views.index, name="index"),
     path("new", views.new_chat, name="new-chat"),
+    # ?session=<id>&experiment=<pk>: replay a logged session's user turns with other agents.
+    path("replay/", views.replay_session, name="replay-session"),
+    path("replays/<int:pk>/cancel", views.cancel_replay, name="replay-cancel"),
     path("c/<int:pk>/", views.conversation, name="conversation"),
     path("c/<int:pk>/send", views.send, name="send"),
     path("c/<int:pk>/rename", views.rename_conversation, name="conversation-rename"),

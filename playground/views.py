@@ -17,13 +17,13 @@ from django.views.decorators.http import require_http_methods, require_POST, req
 from django_htmx.http import HttpResponseClientRedirect
 
 from access.rules import access_for
-from playground import checks, replay, runs, tracing
+from playground import checks, replay, runs, session_replay, tracing
 from playground.agent_form import HTTP_KINDS, AgentForm, switch_initial
 from playground.agents.builtin import ensure_demo_agents
-from playground.forms import ConversationTitleForm, NewChatForm, SendForm
-from playground.models import Agent, AgentCheck, AgentKind, Conversation, Run
-from tracking import waterfall
-from tracking.models import Span
+from playground.forms import ConversationTitleForm, NewChatForm, ReplayForm, SendForm
+from playground.models import Agent, AgentCheck, AgentKind, Conversation, Replay, Run
+from tracking import sessions, waterfall
+from tracking.models import Span, Trace, TraceSession
 from webapp.htmx import HtmxHttpRequest, render_page
 
 CONVERSATIONS_SHOWN = 50
@@ -122,8 +122,68 @@ def new_chat(request: HtmxHttpRequest) -> HttpResponse:
 
 @require_safe
 def conversation(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+    """The chat; while a replay adds turns, the page polls it with the `state` it has, and
+    gets 204 until a turn arrives or the replay ends."""
     chat = get_object_or_404(_own_conversations(request), pk=pk)
+    if "state" in request.GET and request.GET["state"] == _replay_state(chat):
+        return HttpResponse(status=204)
     return _chat(request, chat, SendForm(initial=_carried_over(chat)))
+
+
+def _replay_state(chat: Conversation) -> str:
+    replay = Replay.objects.filter(conversation=chat).values_list("status", flat=True).first()
+    return f"{chat.messages.count()}-{replay or ''}"
+
+
+def _readable_session(request: HttpRequest) -> TraceSession:
+    """The session named by ?session=&experiment=, if the caller may read its experiment."""
+    session_id, experiment = request.GET.get("session", ""), request.GET.get("experiment", "")
+    found = [
+        s
+        for s in sessions.experiments_of(access_for(request), session_id)
+        if str(s.experiment_id) == experiment
+    ]
+    if not session_id or not found:
+        raise Http404("No such session.")
+    return found[0]
+
+
+@require_http_methods(["GET", "HEAD", "POST"])
+def replay_session(request: HtmxHttpRequest) -> HttpResponse:
+    """Choose the agents that answer a logged session's user turns again, and start: the new
+    conversation fills turn by turn. READ on the session's experiment, else 404."""
+    session = _readable_session(request)
+    status = 200
+    if request.method == "POST":
+        form = ReplayForm(request.POST)
+        if form.is_valid():
+            owner = request.user if request.user.is_authenticated else None
+            started = session_replay.start(session, form.cleaned_data["agents"], owner)
+            url = reverse("playground:conversation", args=[started.conversation_id])
+            return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
+        status = 422
+    else:
+        ensure_demo_agents()
+        # The agents of the versions that answered it, as "Open in playground" picks.
+        model_ids = (
+            Trace.objects.filter(experiment_id=session.experiment_id, session_id=session.session_id)
+            .exclude(model_id="")
+            .values("model_id")
+        )
+        form = ReplayForm(initial={"agents": list(Agent.objects.filter(model_id__in=model_ids))})
+    context = {"form": form, "session": session, "query": request.GET.urlencode()}
+    return render_page(request, "playground/replay.html", context, fragment="replay-form",
+                       status=status)  # fmt: skip
+
+
+@require_POST
+def cancel_replay(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+    """Stop a replay: no further turn starts, the answers under way are cancelled."""
+    found = Replay.objects.filter(conversation__in=_own_conversations(request))
+    stopping = get_object_or_404(found, pk=pk)
+    stopping.cancel()
+    url = reverse("playground:conversation", args=[stopping.conversation_id])
+    return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
 
 
 def _carried_over(chat: Conversation) -> dict[str, Any]:
@@ -164,6 +224,8 @@ def _chat(request: HtmxHttpRequest, chat: Conversation, form: SendForm, status: 
         "conversations": _conversations(request),
         "may_change": chat.changeable_by(access_for(request)),
         "title_form": title_form or ConversationTitleForm(initial={"title": chat.title}),
+        "replay": Replay.objects.filter(conversation=chat).first(),
+        "replay_state": _replay_state(chat),
     }
     return render_page(
         request, "playground/conversation.html", context, fragment="chat", status=status

@@ -76,6 +76,7 @@ NOT_EXPERIMENT_ROUTES = {
     "playground:send": "playground conversations, per user (tests/playground)",
     "playground:run": "playground conversations, per user (tests/playground)",
     "playground:cancel": "playground conversations, per user (tests/playground)",
+    "playground:replay-cancel": "playground conversations, per user (tests/playground)",
     "playground:run-trace": "redirects to the trace page, which applies READ (here)",
     "playground:agents": "playground agents, admins only (tests/playground)",
     "playground:agent": "playground agents, admins only (tests/playground)",
@@ -258,6 +259,9 @@ SAMPLES: dict[str, Sample] = {
             LIST,
             marker=f"hello from {e}",
         ),
+    ],
+    "playground:replay-session": lambda e, o: [
+        Call("GET", f"/playground/replay/?session={o['session']}&experiment={e}", R),
     ],
     # Pairwise review: READ on both traces to see, EDIT on both to judge
     "evaluation:pairwise": lambda e, o: [

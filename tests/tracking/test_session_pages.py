@@ -182,7 +182,7 @@ def test_session_page_shows_the_conversation_turn_by_turn(client, experiment):
     assert "1 tool call" in html and "weather" in html
     first = Trace.objects.filter(session_id="conv").order_by("request_time").first()
     assert f'href="/traces/{first.trace_id}/"' in html
-    assert "Replay in playground" in html
+    assert f'href="/playground/replay/?session=conv&amp;experiment={experiment.pk}"' in html
 
 
 def test_session_page_query_count_does_not_grow_with_turns(
