@@ -16,7 +16,6 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
-from django_htmx.http import HttpResponseClientRedirect
 
 from access import accounts, grants
 from access.forms import (
@@ -33,7 +32,7 @@ from access.forms import (
 from access.models import ExperimentGrant, Level, Role
 from access.rules import access_for, declares
 from tracking.models import Experiment, LifecycleStage
-from webapp.htmx import HtmxHttpRequest, render_page
+from webapp.htmx import HtmxHttpRequest, go_to, render_page
 
 EXPERIMENTS_PER_PAGE = 50
 
@@ -146,7 +145,7 @@ def _user_changed(request: HtmxHttpRequest, person: AbstractUser, error: str) ->
     their own admin role goes to their settings page, since this one is no longer theirs."""
     if person.pk == request.user.pk and not accounts.active_admins().filter(pk=person.pk).exists():
         url = reverse("tokens")
-        return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
+        return go_to(request, url)
     status = 422 if error else 200
     if request.htmx:
         row = _with_role(get_object_or_404(_users(), pk=person.pk), error)
@@ -257,7 +256,7 @@ def group_delete(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     """Its members stay; its grants go with it."""
     get_object_or_404(Group, pk=pk).delete()
     url = reverse("access:groups")
-    return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
+    return go_to(request, url)
 
 
 # --- Grants on experiments ----------------------------------------------------------------

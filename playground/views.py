@@ -14,7 +14,6 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
-from django_htmx.http import HttpResponseClientRedirect
 
 from access.rules import access_for
 from playground import checks, replay, runs, session_replay, tracing
@@ -24,7 +23,7 @@ from playground.forms import ConversationTitleForm, NewChatForm, ReplayForm, Sen
 from playground.models import Agent, AgentCheck, AgentKind, Conversation, Replay, Run
 from tracking import sessions, waterfall
 from tracking.models import Span, Trace, TraceSession
-from webapp.htmx import HtmxHttpRequest, render_page
+from webapp.htmx import HtmxHttpRequest, go_to, render_page
 
 CONVERSATIONS_SHOWN = 50
 # The inline waterfall of an answer is a summary; the trace page shows everything.
@@ -117,7 +116,7 @@ def new_chat(request: HtmxHttpRequest) -> HttpResponse:
     runs.send(conversation, data["message"], form.params(), data["custom_inputs"],
               history=data["history"])  # fmt: skip
     url = reverse("playground:conversation", args=[conversation.pk])
-    return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
+    return go_to(request, url)
 
 
 @require_safe
@@ -160,7 +159,7 @@ def replay_session(request: HtmxHttpRequest) -> HttpResponse:
             owner = request.user if request.user.is_authenticated else None
             started = session_replay.start(session, form.cleaned_data["agents"], owner)
             url = reverse("playground:conversation", args=[started.conversation_id])
-            return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
+            return go_to(request, url)
         status = 422
     else:
         ensure_demo_agents()
@@ -183,7 +182,7 @@ def cancel_replay(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     stopping = get_object_or_404(found, pk=pk)
     stopping.cancel()
     url = reverse("playground:conversation", args=[stopping.conversation_id])
-    return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
+    return go_to(request, url)
 
 
 def _carried_over(chat: Conversation) -> dict[str, Any]:
@@ -289,14 +288,14 @@ def rename_conversation(request: HtmxHttpRequest, pk: int) -> HttpResponse:
                      title_form=form)  # fmt: skip
     chat.rename(form.cleaned_data["title"])
     url = reverse("playground:conversation", args=[chat.pk])
-    return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
+    return go_to(request, url)
 
 
 @require_POST
 def delete_conversation(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     _changeable_conversation(request, pk).delete()
     url = reverse("playground:index")
-    return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
+    return go_to(request, url)
 
 
 @require_safe

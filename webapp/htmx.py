@@ -7,8 +7,9 @@ from __future__ import annotations
 from typing import Any
 
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
+from django.shortcuts import redirect, render
 from django.utils.cache import patch_vary_headers
+from django_htmx.http import HttpResponseClientRedirect
 from django_htmx.middleware import HtmxDetails
 
 
@@ -38,3 +39,11 @@ def render_page(
     # One URL, two bodies: a cache must not hand the fragment to a full page load.
     patch_vary_headers(response, ["HX-Request"])
     return response
+
+
+def go_to(request: HtmxHttpRequest, url: str) -> HttpResponse:
+    """Send the browser to `url` after a form post: htmx follows HX-Redirect (a plain 302
+    would be followed by htmx's XHR and its page swapped into the form), a plain form a 302."""
+    if request.htmx:
+        return HttpResponseClientRedirect(url)
+    return redirect(url)

@@ -12,11 +12,11 @@ from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.db.models import QuerySet
 from django.http import Http404, HttpResponse
-from django.shortcuts import get_object_or_404, redirect
+from django.shortcuts import get_object_or_404
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
-from django_htmx.http import HttpResponseClientRedirect, HttpResponseStopPolling
+from django_htmx.http import HttpResponseStopPolling
 
 from access.models import Level
 from access.rules import Access, access_for, declares
@@ -28,7 +28,7 @@ from evaluation.models import EvaluationJob, JobRow, RowState
 from evaluation.scorers import JUDGE, ScorerSpec, SpecError
 from playground.models import Agent
 from tracking.models import Experiment, ScorerVersion
-from webapp.htmx import HtmxHttpRequest, render_page
+from webapp.htmx import HtmxHttpRequest, go_to, render_page
 
 PARTIAL_ROWS = 20  # latest finished rows shown while it runs
 
@@ -68,7 +68,7 @@ def new(request: HtmxHttpRequest) -> HttpResponse:
             request, "evaluation/new.html", {"form": form}, fragment="form", status=422
         )
     url = reverse("evaluation:job", args=[job.pk])
-    return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
+    return go_to(request, url)
 
 
 def _initial(request: HtmxHttpRequest, datasets: Any, experiments: Any) -> dict[str, Any]:
@@ -179,4 +179,4 @@ def cancel(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     found = _job_for(request, pk, Level.EDIT)
     runner.cancel(found)
     url = reverse("evaluation:job", args=[found.pk])
-    return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
+    return go_to(request, url)
