@@ -35,7 +35,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO), str(REPO / "bench")]
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "webapp.settings")
 
-from harness import database_url, scratch  # noqa: E402
+from harness import bench_env, scratch  # noqa: E402
 from trace_list import copy_rows  # noqa: E402
 
 BATCH = 20_000
@@ -84,20 +84,12 @@ def main() -> None:
 
 
 def run(args: argparse.Namespace, tmp: Path) -> None:
-    env = {
-        "DATABASE_URL": database_url(tmp),
-        "DEBUG": "0",
-        "SECRET_KEY": secrets.token_urlsafe(32),
-        "SPYGLASS_AUTH": "0",
-        "SPYGLASS_VAR_DIR": str(tmp / "var"),
-        "SPYGLASS_ARTIFACT_ROOT": str(tmp / "artifacts"),
-        "LOG_LEVEL": "WARNING",
-    }
+    env = bench_env(tmp)  # what a measured Spyglass process runs with (bench/harness.py)
     os.environ.update(env)
     subprocess.run(
         [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"],
         cwd=REPO,
-        env={**os.environ, **env},
+        env=env,
         check=True,
     )
     import django
