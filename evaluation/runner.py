@@ -45,7 +45,7 @@ from playground.agents.base import AgentError, ChatRequest, Stop, Stopped, clien
 from playground.models import Agent
 from playground.tracing import TraceRecorder, agent_version
 from tracking import cost, ingest
-from tracking.evaluations import GENAI_EVALUATE, RUN_TYPE_TAG, SOURCE_RUN_KEY
+from tracking.evaluations import GENAI_EVALUATE, RUN_TYPE_TAG, SOURCE_RUN_KEY, dataset_input
 from tracking.ingest import storable_text
 from tracking.models import (
     Assessment,
@@ -140,7 +140,7 @@ def launch(
                 start_time=now,
                 tags={RUN_TYPE_TAG: GENAI_EVALUATE, JOB_TAG: str(job.pk)},
             )
-            run.log_inputs([_dataset_input(dataset)], [model_id] if model_id else [])
+            run.log_inputs([dataset_input(dataset)], [model_id] if model_id else [])
             arm = JobAgent.objects.create(
                 job=job,
                 position=position,
@@ -185,19 +185,6 @@ def _pinned_model(agent: Agent) -> tuple[str, str]:
         return version.model_id or "", f"models:/{name}/{version.version}"
     model_id, _label = agent_version(agent)
     return model_id, uri
-
-
-def _dataset_input(dataset: EvaluationDataset) -> dict[str, Any]:
-    """The dataset as `mlflow.genai.evaluate` logs it (LogInputs)."""
-    return {
-        "dataset": {
-            "name": dataset.name,
-            "digest": dataset.digest,
-            "source_type": "mlflow_evaluation_dataset",
-            "source": json.dumps({"dataset_id": dataset.dataset_id}),
-        },
-        "tags": [{"key": "mlflow.data.context", "value": "evaluation"}],
-    }
 
 
 def start_workers(job: EvaluationJob, count: int | None = None) -> None:

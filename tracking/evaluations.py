@@ -41,6 +41,20 @@ SOURCE_RUN_KEY = "mlflow.assessment.sourceRunId"
 TRACE_INPUTS_KEY = "mlflow.traceInputs"
 
 
+def dataset_input(dataset: Any) -> dict[str, Any]:
+    """An EvaluationDataset as `mlflow.genai.evaluate` logs it (a LogInputs dataset input),
+    for runs made here: the evaluation runner's and the demo's."""
+    return {
+        "dataset": {
+            "name": dataset.name,
+            "digest": dataset.digest,
+            "source_type": "mlflow_evaluation_dataset",
+            "source": json.dumps({"dataset_id": dataset.dataset_id}),
+        },
+        "tags": [{"key": "mlflow.data.context", "value": "evaluation"}],
+    }
+
+
 def dataset_id_in(dataset: dict[str, Any]) -> str:
     """The managed dataset's id in a dataset input's `source` (a JSON object as text), or ""."""
     try:

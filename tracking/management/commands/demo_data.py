@@ -15,7 +15,6 @@ tracking may not import evaluation. They have the runner's shapes all the same (
 
 from __future__ import annotations
 
-import json
 import time
 from datetime import timedelta
 from typing import Any
@@ -26,7 +25,7 @@ from django.utils import timezone
 
 from tracking import demo, demo_evaluation, ingest
 from tracking.datasets import digest_of
-from tracking.evaluations import GENAI_EVALUATE, RUN_TYPE_TAG
+from tracking.evaluations import GENAI_EVALUATE, RUN_TYPE_TAG, dataset_input
 from tracking.models import (
     Assessment,
     EvaluationDataset,
@@ -252,17 +251,7 @@ def _evaluation_run(
         ignore_conflicts=True,
     )
     if created:  # metrics have no natural key: only a new run gets them
-        source = json.dumps({"dataset_id": dataset.dataset_id})
-        dataset_input = {
-            "dataset": {
-                "name": dataset.name,
-                "digest": dataset.digest,
-                "source_type": "mlflow_evaluation_dataset",
-                "source": source,
-            },
-            "tags": [{"key": "mlflow.data.context", "value": "evaluation"}],
-        }
-        run.log_inputs([dataset_input], [version.model_id])
+        run.log_inputs([dataset_input(dataset)], [version.model_id])
         model = LoggedModel.objects.filter(model_id=version.model_id).first()
         logged_ms = int(evaluation.end.timestamp() * 1000)
         run.log_batch(
