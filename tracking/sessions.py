@@ -198,12 +198,15 @@ def turns(session: TraceSession) -> list[Turn]:
         Q(parent_span_id="") | Q(span_type="TOOL")
     )
     for span in spans.only(
-        "trace_id", "parent_span_id", "name", "span_type", "inputs", "outputs", "status"
+        "trace_id", "parent_span_id", "name", "span_type", "inputs", "outputs", "status", "start_ns"
     ).order_by("start_ns"):
         if span.span_type == "TOOL":
             tools[span.trace_id].append(ToolCall(span.name, span.inputs, span.outputs, span.status))
         if not span.parent_span_id:
             roots.setdefault(span.trace_id, span)
+    # request_time can tie when turns come within a millisecond (the client sends ms, and its
+    # async exporter may store them out of order); the root span's start in ns breaks the tie.
+    traces.sort(key=lambda t: (t.request_time, roots[t.pk].start_ns if t.pk in roots else 0, t.pk))
     result = []
     for trace in traces:
         root = roots.get(trace.pk)

@@ -12,7 +12,7 @@ import pytest
 from access.models import ExperimentGrant, Level
 from tests.xss import CORPUS, injected_markup
 from tracking import ingest, sessions
-from tracking.models import Assessment, Experiment, LoggedModel, Trace
+from tracking.models import Assessment, Experiment, LoggedModel, Span, Trace, TraceSession
 
 pytestmark = pytest.mark.django_db
 T0 = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
@@ -105,6 +105,19 @@ def test_list_shows_a_sessions_sums(client, experiment):
     assert '<td class="num">3</td>' in row
     assert '<span class="badge state-error">1</span>' in row
     assert "21" in row  # tokens
+
+
+def test_turns_in_the_same_millisecond_keep_the_order_they_started_in(experiment):
+    """The client sends request_time in ms and its exporter may deliver the turns out of
+    order: the second turn stored first must still read second."""
+    add_turn(experiment, "conv-1", 2, question="second", when=T0)
+    add_turn(experiment, "conv-1", 1, question="first", when=T0)
+    t0_ns = int(T0.timestamp() * 1e9)
+    for n, offset in ((1, 100_000), (2, 400_000)):  # 0.1 ms and 0.4 ms into that millisecond
+        Span.objects.filter(span_id=f"{n:016x}").update(start_ns=t0_ns + offset)
+    session = TraceSession.objects.get(session_id="conv-1")
+
+    assert [turn.user_message for turn in sessions.turns(session)] == ["first", "second"]
 
 
 def test_list_shows_feedback_summary(client, experiment):
