@@ -12,6 +12,7 @@ Rewrite the fixtures in tests/fixtures/otel_genai/ after upgrading the instrumen
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import threading
@@ -25,8 +26,9 @@ from google.protobuf import json_format
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import Tracer
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "otel_genai"
 MODEL = "gpt-4o-mini"  # a model the price list knows, so the spans get a cost
@@ -55,6 +57,7 @@ USAGE = {
     "total_tokens": 1500,
     "prompt_tokens_details": {"cached_tokens": 1024},
 }
+AGENT_ATTRIBUTES = {"session.id": "session-42", "user.id": "alice"}
 # How the instrumentation is told to put message content on the spans (see `capture`).
 CONTENT_ENV = {
     "OTEL_SEMCONV_STABILITY_OPT_IN": "gen_ai_latest_experimental",
@@ -168,7 +171,7 @@ def openai_server() -> Iterator[OpenAIServer]:
         server.server_close()
 
 
-def _chat(client: Any) -> None:
+def _chat(client: Any, tracer: Tracer) -> None:
     client.chat.completions.create(
         model=MODEL,
         messages=[{"role": "system", "content": SYSTEM}, {"role": "user", "content": "Say hello."}],
@@ -176,7 +179,7 @@ def _chat(client: Any) -> None:
     )
 
 
-def _stream(client: Any) -> None:
+def _stream(client: Any, tracer: Tracer) -> None:
     stream = client.chat.completions.create(
         model=MODEL,
         messages=[{"role": "user", "content": "Say hello, streamed."}],
@@ -187,16 +190,19 @@ def _stream(client: Any) -> None:
         pass
 
 
-def _tool_round_trip(client: Any) -> None:
-    messages: list[dict[str, Any]] = [{"role": "user", "content": QUESTION}]
-    first = client.chat.completions.create(model=MODEL, messages=messages, tools=TOOLS)
-    call = first.choices[0].message.tool_calls[0]
-    messages.append(first.choices[0].message.model_dump(exclude_none=True))
-    messages.append({"role": "tool", "tool_call_id": call.id, "content": json.dumps(WEATHER)})
-    client.chat.completions.create(model=MODEL, messages=messages, tools=TOOLS)
+def _tool_round_trip(client: Any, tracer: Tracer) -> None:
+    # The application's own span around the two calls, as an agent would have: one trace,
+    # with the session and user the OTel conventions name.
+    with tracer.start_as_current_span("weather_agent", attributes=AGENT_ATTRIBUTES):
+        messages: list[dict[str, Any]] = [{"role": "user", "content": QUESTION}]
+        first = client.chat.completions.create(model=MODEL, messages=messages, tools=TOOLS)
+        call = first.choices[0].message.tool_calls[0]
+        messages.append(first.choices[0].message.model_dump(exclude_none=True))
+        messages.append({"role": "tool", "tool_call_id": call.id, "content": json.dumps(WEATHER)})
+        client.chat.completions.create(model=MODEL, messages=messages, tools=TOOLS)
 
 
-def _embeddings(client: Any) -> None:
+def _embeddings(client: Any, tracer: Tracer) -> None:
     client.embeddings.create(model=EMBEDDING_MODEL, input=["sunny in Paris", "rain in Oslo"])
 
 
@@ -208,8 +214,14 @@ SCENARIOS = {
 }
 
 
-def capture(env: dict[str, str] | None = None) -> dict[str, dict[str, Any]]:
+def capture(
+    env: dict[str, str] | None = None,
+    exporter: SpanExporter | None = None,
+    only: str | None = None,
+) -> dict[str, dict[str, Any]]:
     """Run each scenario with the instrumentation on; {scenario: OTLP/JSON export request}.
+    `exporter`, when given, is sent the spans too (the OTLP exporter of a live test); `only`
+    runs one scenario.
 
     The instrumentation reads its settings from the environment when it is installed, and
     patches `openai` for the whole process: it is installed here and removed before returning.
@@ -220,9 +232,12 @@ def capture(env: dict[str, str] | None = None) -> dict[str, dict[str, Any]]:
     env = CONTENT_ENV if env is None else env
     saved = {name: os.environ.get(name) for name in env}
     os.environ.update(env)
-    exporter = InMemorySpanExporter()
+    memory = InMemorySpanExporter()
     provider = TracerProvider(resource=Resource.create({"service.name": "genai-conformance"}))
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    if exporter is not None:
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = provider.get_tracer("tests.interop.genai_capture")
     instrumentor = OpenAIInstrumentor()
     instrumentor.instrument(tracer_provider=provider)
     captured = {}
@@ -230,9 +245,11 @@ def capture(env: dict[str, str] | None = None) -> dict[str, dict[str, Any]]:
         with openai_server() as server:
             client = openai.OpenAI(base_url=server.url, api_key="test-key", max_retries=0)
             for name, scenario in SCENARIOS.items():
-                exporter.clear()
-                scenario(client)
-                captured[name] = otlp_json(exporter.get_finished_spans())
+                if only is not None and name != only:
+                    continue
+                memory.clear()
+                scenario(client, tracer)
+                captured[name] = otlp_json(memory.get_finished_spans())
     finally:
         instrumentor.uninstrument()
         provider.shutdown()
@@ -257,8 +274,6 @@ def otlp_json(spans: tuple[ReadableSpan, ...] | list[ReadableSpan]) -> dict[str,
 
 
 def base64_to_hex(value: str) -> str:
-    import base64
-
     return base64.b64decode(value).hex()
 
 

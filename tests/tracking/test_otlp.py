@@ -336,7 +336,9 @@ def test_older_gen_ai_prompt_attributes_are_read_too():
     assert flat.outputs == {
         "choices": [{"index": 0, "message": {"role": "assistant", "content": "done"}}]
     }
-    assert not any(key.startswith(("gen_ai.prompt", "gen_ai.completion")) for key in flat.attributes)
+    assert not any(
+        key.startswith(("gen_ai.prompt", "gen_ai.completion")) for key in flat.attributes
+    )
     assert flat.attributes["mlflow.chat.tokenUsage"]["total_tokens"] == 10
     plain = decode_one(span(attributes={"gen_ai.prompt": "Say hi", "gen_ai.completion": "hi"}))
     assert (plain.inputs, plain.outputs) == ("Say hi", "hi")
