@@ -37,6 +37,7 @@ read here. Model names and token counts are attributes in every mode.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -243,8 +244,8 @@ def _genai_inputs(attrs: dict[str, Any]) -> Any:
         messages = _moved(attrs, "gen_ai.prompt", _plain_messages)
     else:
         messages = _flat_messages(attrs, "prompt")
-    if messages is not MISSING and not isinstance(messages, list):
-        return messages  # not messages: kept as it came
+    if isinstance(messages, _Raw):
+        return messages.value  # not messages: kept as it came
     system = (
         _moved(attrs, _SYSTEM_INSTRUCTIONS, system_message)
         if _SYSTEM_INSTRUCTIONS in attrs
@@ -261,10 +262,10 @@ def _genai_inputs(attrs: dict[str, Any]) -> Any:
             *([system] if isinstance(system, dict) else []),
             *(messages if isinstance(messages, list) else []),
         ]
-        if system is not MISSING and not isinstance(system, dict):
-            request["system_instructions"] = system  # unparsed, kept beside the messages
+        if isinstance(system, _Raw):
+            request["system_instructions"] = system.value  # kept beside the messages
     if tools is not MISSING:
-        request["tools"] = tools
+        request["tools"] = tools.value if isinstance(tools, _Raw) else tools
     return request
 
 
@@ -275,21 +276,28 @@ def _genai_outputs(attrs: dict[str, Any]) -> Any:
         messages = _moved(attrs, "gen_ai.completion", _plain_messages)
     else:
         messages = _flat_messages(attrs, "completion")
-    if isinstance(messages, list):
-        return completion(messages)
+    if isinstance(messages, _Raw):
+        return messages.value
     if messages is not MISSING:
-        return messages
+        return completion(messages)
     if "gen_ai.retrieval.documents" in attrs:
-        return _moved(attrs, "gen_ai.retrieval.documents", documents)
+        docs = _moved(attrs, "gen_ai.retrieval.documents", documents)
+        return docs.value if isinstance(docs, _Raw) else docs
     return _plain(attrs, _PLAIN_OUTPUTS)
 
 
+@dataclass(slots=True)
+class _Raw:
+    """A value that did not convert: moved as it came, so it is still shown once."""
+
+    value: Any
+
+
 def _moved(attrs: dict[str, Any], key: str, convert: Any) -> Any:
-    """The attribute, removed, converted; when it does not convert, its parsed (or raw)
-    value, so it is still shown once, as inputs or outputs."""
+    """The attribute, removed and converted, or as a _Raw of its parsed (or raw) value."""
     value = _loads_or_keep(attrs.pop(key))
     converted = convert(value)
-    return value if converted is None else converted
+    return _Raw(value) if converted is None else converted
 
 
 def _plain(attrs: dict[str, Any], keys: tuple[str, ...]) -> Any:
