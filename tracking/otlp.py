@@ -26,10 +26,9 @@ Mapping onto `SpanData`:
   parent ids -> 16 hex; an end time of 0 is an open span.
 - MLflow attributes arrive natively typed (the mlflow client's own exporter) or JSON-encoded
   (MLflow spans through the stock OTel exporter: `"\\"CHAIN\\""`); both give the same row.
-- GenAI conventions fill what MLflow attributes leave empty: OpenInference
-  (`openinference.span.kind`, `input.value`, `llm.token_count.*`), then OpenTelemetry
-  `gen_ai.*` (`gen_ai.operation.name`, input/output messages, `gen_ai.usage.*`). Token counts
-  become `mlflow.chat.tokenUsage`, as on MLflow's own spans.
+- GenAI conventions fill what MLflow attributes leave empty (`tracking.genai`): OpenInference,
+  then OpenTelemetry `gen_ai.*` attributes and span events, as OpenAI-shaped chat inputs and
+  outputs; token counts become `mlflow.chat.tokenUsage`, as on MLflow's own spans.
 - Resource attributes other than `telemetry.sdk.*` and `mlflow.*` (e.g. `service.name`) become
   trace tags, as MLflow's server does.
 """
@@ -61,6 +60,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span as OtlpSpan
 
 from access.models import Level
 from access.rules import Denied, access_for
+from tracking import genai
 from tracking.ingest import TOKEN_USAGE_ATTRIBUTE, TRACE_ID_RE, IngestError, SpanData, make_span
 from tracking.ingest import store as ingest_store
 from tracking.models import DEFAULT_EXPERIMENT_ID, Experiment, Trace
@@ -98,39 +98,7 @@ _MLFLOW_INPUTS = "mlflow.spanInputs"
 _MLFLOW_OUTPUTS = "mlflow.spanOutputs"
 _MLFLOW_JSON_KEYS = (_MLFLOW_INPUTS, _MLFLOW_OUTPUTS, TOKEN_USAGE_ATTRIBUTE)
 
-# OpenInference's span kinds, all of which are MLflow span types too.
-_OPENINFERENCE_KINDS = frozenset(
-    (
-        "LLM",
-        "CHAIN",
-        "TOOL",
-        "RETRIEVER",
-        "EMBEDDING",
-        "AGENT",
-        "RERANKER",
-        "GUARDRAIL",
-        "EVALUATOR",
-    )
-)
-_GENAI_OPERATIONS = {
-    "chat": "LLM",
-    "text_completion": "LLM",
-    "generate_content": "LLM",
-    "embeddings": "EMBEDDING",
-    "execute_tool": "TOOL",
-    "invoke_agent": "AGENT",
-    "create_agent": "AGENT",
-}
-# (input, output, total) token attributes, the first convention present wins.
-_TOKEN_KEYS = (
-    ("llm.token_count.prompt", "llm.token_count.completion", "llm.token_count.total"),
-    ("gen_ai.usage.input_tokens", "gen_ai.usage.output_tokens", None),
-    # Older GenAI conventions, still sent by OpenLLMetry.
-    ("gen_ai.usage.prompt_tokens", "gen_ai.usage.completion_tokens", "llm.usage.total_tokens"),
-)
-_MAX_TOKENS = 2**53  # keeps the per-trace sums far inside a bigint
 _HEX = re.compile(r"[0-9a-fA-F]+")
-_FLAT_MESSAGE = re.compile(r"gen_ai\.(prompt|completion)\.(\d+)\.(role|content)")
 
 
 class OtlpError(Exception):
@@ -478,7 +446,7 @@ def decode_span(otlp: OtlpSpan, where: str = "span") -> SpanData:
         attrs["otel.span_kind"] = _KIND[otlp.kind]
 
     events = [_event(event) for event in otlp.events]
-    span_type, inputs, outputs = _semantics(attrs)
+    span_type, inputs, outputs, events = _semantics(attrs, events)
     return make_span(
         where=where,
         trace_id=trace_id,
@@ -583,104 +551,32 @@ def _loads_or_keep(value: Any) -> Any:
 # --- GenAI semantics: span type, inputs/outputs, token usage --------------------------------
 
 
-def _semantics(attrs: dict[str, Any]) -> tuple[str, Any, Any]:
-    """Pick span type, inputs and outputs from MLflow, OpenInference or GenAI attributes.
+def _semantics(
+    attrs: dict[str, Any], events: list[dict[str, Any]]
+) -> tuple[str, Any, Any, list[dict[str, Any]]]:
+    """Span type, inputs, outputs and the events left, from MLflow's attributes, else from the
+    GenAI conventions (`tracking.genai`).
 
-    Attributes that become inputs/outputs are removed, so large prompts are not stored twice;
-    token counts are summarised into `mlflow.chat.tokenUsage` and kept as sent.
+    Attributes and events that become inputs/outputs are removed, so large prompts are not
+    stored twice; token counts are summarised into `mlflow.chat.tokenUsage` and kept as sent.
     """
     span_type = attrs.pop(_MLFLOW_TYPE, None)
     if type(span_type) is not str or span_type in ("", "UNKNOWN"):
-        span_type = _genai_span_type(attrs) or "UNKNOWN"
-    inputs = _io_value(attrs, _MLFLOW_INPUTS, "input", _GENAI_INPUTS, "prompt")
-    outputs = _io_value(attrs, _MLFLOW_OUTPUTS, "output", _GENAI_OUTPUTS, "completion")
-    usage = _token_usage(attrs)
+        span_type = genai.span_type(attrs) or "UNKNOWN"
+    has_inputs, has_outputs = _MLFLOW_INPUTS in attrs, _MLFLOW_OUTPUTS in attrs
+    inputs, outputs, events = genai.inputs_outputs(
+        attrs, events, inputs=not has_inputs, outputs=not has_outputs
+    )
+    inputs = attrs.pop(_MLFLOW_INPUTS) if has_inputs else inputs
+    outputs = attrs.pop(_MLFLOW_OUTPUTS) if has_outputs else outputs
+    usage = genai.token_usage(attrs)
     if usage:
         attrs[TOKEN_USAGE_ATTRIBUTE] = usage
     else:
         attrs.pop(TOKEN_USAGE_ATTRIBUTE, None)
-    return span_type, inputs, outputs
-
-
-def _genai_span_type(attrs: dict[str, Any]) -> str | None:
-    kind = attrs.get("openinference.span.kind")
-    if type(kind) is str and kind.upper() in _OPENINFERENCE_KINDS:
-        return kind.upper()
-    operation = attrs.get("gen_ai.operation.name")
-    if type(operation) is str:
-        return _GENAI_OPERATIONS.get(operation)
-    return None
-
-
-_GENAI_INPUTS = ("gen_ai.input.messages", "gen_ai.prompt", "gen_ai.tool.call.arguments")
-_GENAI_OUTPUTS = ("gen_ai.output.messages", "gen_ai.completion", "gen_ai.tool.call.result")
-
-
-def _io_value(
-    attrs: dict[str, Any], mlflow_key: str, openinference: str, genai_keys: tuple, flat: str
-) -> Any:
-    """The first of: MLflow's attribute, OpenInference's `<input|output>.value`, a GenAI
-    attribute, OpenLLMetry's flattened messages."""
-    if mlflow_key in attrs:
-        return attrs.pop(mlflow_key)
-    key = f"{openinference}.value"
-    if key in attrs:
-        value = attrs.pop(key)
-        # OpenInference marks JSON text with its mime type; plain text stays text.
-        if attrs.get(f"{openinference}.mime_type") == "application/json":
-            return _loads_or_keep(value)
-        return value
-    for key in genai_keys:
-        if key in attrs:
-            return _loads_or_keep(attrs.pop(key))  # JSON text in the GenAI conventions
-    return _flat_messages(attrs, flat)
-
-
-def _flat_messages(attrs: dict[str, Any], which: str) -> list[dict[str, Any]] | None:
-    """OpenLLMetry's flattened `gen_ai.prompt.0.role` / `gen_ai.prompt.0.content` attributes
-    as a list of chat messages."""
-    prefix = f"gen_ai.{which}."
-    if not any(key.startswith(prefix) for key in attrs):
-        return None
-    messages: dict[int, dict[str, Any]] = {}
-    for key in [k for k in attrs if k.startswith(prefix)]:
-        match = _FLAT_MESSAGE.fullmatch(key)
-        if match and match.group(1) == which:
-            messages.setdefault(int(match.group(2)), {})[match.group(3)] = attrs.pop(key)
-    return [messages[i] for i in sorted(messages)] or None
-
-
-def _token_usage(attrs: dict[str, Any]) -> dict[str, int] | None:
-    """`mlflow.chat.tokenUsage` as sent by MLflow, else from the GenAI conventions; only
-    integer counts are kept, because ingest sums `total_tokens` in SQL."""
-    sent = attrs.get(TOKEN_USAGE_ATTRIBUTE)
-    if isinstance(sent, dict):
-        usage = {key: count for key, value in sent.items() if (count := _count(value)) is not None}
-        if usage:
-            return usage
-    for input_key, output_key, total_key in _TOKEN_KEYS:
-        input_tokens = _count(attrs.get(input_key))
-        output_tokens = _count(attrs.get(output_key))
-        total = _count(attrs.get(total_key)) if total_key else None
-        if input_tokens is None and output_tokens is None and total is None:
-            continue
-        if total is None:
-            total = (input_tokens or 0) + (output_tokens or 0)
-        usage = {
-            "input_tokens": input_tokens,
-            "output_tokens": output_tokens,
-            "total_tokens": total,
-        }
-        return {key: value for key, value in usage.items() if value is not None}
-    return None
-
-
-def _count(value: Any) -> int | None:
-    # Counts arrive as integers, digit strings, or whole doubles from loosely typed SDKs.
-    if (type(value) is str and value.isascii() and value.isdigit()) or (
-        type(value) is float and value.is_integer()
-    ):
-        value = int(value)
-    if type(value) is int and 0 <= value < _MAX_TOKENS:
-        return value
-    return None
+    return (
+        span_type,
+        None if inputs is genai.MISSING else inputs,
+        None if outputs is genai.MISSING else outputs,
+        events,
+    )

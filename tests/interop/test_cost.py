@@ -146,7 +146,7 @@ def test_an_otel_genai_call_is_priced_and_read_back_by_the_client(run_mlflow, ll
     assert found["span_cost"] == pytest.approx(expected, rel=1e-12)
     assert found["trace_cost"] == pytest.approx(expected, rel=1e-12)
     assert found["root_cost"] is None
-    assert found["span_type"] == "LLM"  # as tracking/otlp.py types a gen_ai "chat" span
+    assert found["span_type"] == "CHAT_MODEL"  # as tracking/genai.py types a gen_ai "chat" span
     trace = Trace.objects.get()
     assert trace.cost == pytest.approx(expected["total_cost"], rel=1e-12)
     assert json.loads(trace.metadata["mlflow.trace.cost"]) == found["trace_cost"]

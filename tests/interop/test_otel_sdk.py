@@ -125,8 +125,8 @@ def test_a_three_level_tree_arrives_as_one_trace(tracing):
     assert spans["agent"].parent_span_id == ""
     assert spans["llm"].parent_span_id == spans["agent"].span_id
     assert spans["tool"].parent_span_id == spans["llm"].span_id
-    assert [spans[n].span_type for n in ("agent", "llm", "tool")] == ["AGENT", "LLM", "TOOL"]
-    assert spans["llm"].inputs == [{"role": "user", "content": "hi"}]
+    assert [spans[n].span_type for n in ("agent", "llm", "tool")] == ["AGENT", "CHAT_MODEL", "TOOL"]
+    assert spans["llm"].inputs == {"messages": [{"role": "user", "content": "hi"}]}
     assert spans["tool"].events[0]["attributes"] == {"args": ["a", "b"]}
     # The SDK's ids and times, unchanged.
     assert spans["agent"].span_id == format_span_id(root.context.span_id)

@@ -265,11 +265,14 @@ def test_span_kind_is_kept_unless_internal():
 @pytest.mark.parametrize(
     ("operation", "span_type"),
     [
-        ("chat", "LLM"),
+        ("chat", "CHAT_MODEL"),
         ("text_completion", "LLM"),
+        ("generate_content", "LLM"),
         ("embeddings", "EMBEDDING"),
         ("execute_tool", "TOOL"),
         ("invoke_agent", "AGENT"),
+        ("create_agent", "AGENT"),
+        ("retrieval", "RETRIEVER"),
         ("something_new", "UNKNOWN"),
     ],
 )
@@ -293,9 +296,12 @@ def test_gen_ai_messages_and_usage_become_inputs_outputs_and_token_usage():
             }
         )
     )
-    assert decoded.span_type == "LLM"
-    assert decoded.inputs == messages_in
-    assert decoded.outputs == messages_out
+    assert decoded.span_type == "CHAT_MODEL"
+    # In the OpenAI chat shape every view reads (tracking/chat.py).
+    assert decoded.inputs == {"messages": [{"role": "user", "content": "hi"}]}
+    assert decoded.outputs == {
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": "hello"}}]
+    }
     assert decoded.attributes["mlflow.chat.tokenUsage"] == {
         "input_tokens": 12,
         "output_tokens": 5,
@@ -321,11 +327,18 @@ def test_older_gen_ai_prompt_attributes_are_read_too():
             }
         )
     )
-    assert flat.inputs == [
-        {"role": "system", "content": "be brief"},
-        {"role": "user", "content": "and now?"},
-    ]
-    assert flat.outputs == [{"role": "assistant", "content": "done"}]
+    assert flat.inputs == {
+        "messages": [
+            {"role": "system", "content": "be brief"},
+            {"role": "user", "content": "and now?"},
+        ]
+    }
+    assert flat.outputs == {
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": "done"}}]
+    }
+    assert not any(
+        key.startswith(("gen_ai.prompt", "gen_ai.completion")) for key in flat.attributes
+    )
     assert flat.attributes["mlflow.chat.tokenUsage"]["total_tokens"] == 10
     plain = decode_one(span(attributes={"gen_ai.prompt": "Say hi", "gen_ai.completion": "hi"}))
     assert (plain.inputs, plain.outputs) == ("Say hi", "hi")
@@ -389,7 +402,7 @@ def test_mlflow_attributes_win_over_the_conventions():
     unknown = decode_one(
         span(attributes={"mlflow.spanType": "UNKNOWN", "gen_ai.operation.name": "chat"})
     )
-    assert unknown.span_type == "LLM"
+    assert unknown.span_type == "CHAT_MODEL"
 
 
 def test_token_usage_keeps_only_counts_the_database_can_sum():
@@ -809,7 +822,7 @@ def test_token_usage_from_gen_ai_spans_adds_up_on_the_trace(client):
     post(client, body)  # a retry does not count twice
 
     assert Trace.objects.get().total_tokens == 24
-    assert set(Span.objects.values_list("span_type", flat=True)) == {"AGENT", "LLM"}
+    assert set(Span.objects.values_list("span_type", flat=True)) == {"AGENT", "CHAT_MODEL"}
 
 
 @pytest.mark.django_db
