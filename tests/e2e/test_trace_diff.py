@@ -1,0 +1,131 @@
+"""The trace diff in a real Chromium: two runs of one agent, sent through the real
+OpenTelemetry SDK to /v1/traces, where version 2 added a stock check and answered differently.
+The added span and the changed answer are marked, `n` walks the changes, and the span pair's
+panel shows the answer's word diff."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from playwright.sync_api import expect
+
+from tracking.models import Experiment, Trace
+
+pytestmark = pytest.mark.e2e
+
+QUESTION = "When does order 42 ship?"
+ANSWERS = {
+    1: "Order 42 ships on Monday from the Lyon warehouse.",
+    2: "Order 42 ships on Tuesday from the Lyon warehouse.",
+}
+
+
+def _attributes(span_type: str, inputs, outputs=None) -> dict[str, str]:
+    # MLflow's span attributes, as an MLflow-instrumented agent exporting over OTLP sets them.
+    attributes = {"mlflow.spanType": span_type, "mlflow.spanInputs": json.dumps(inputs)}
+    if outputs is not None:
+        attributes["mlflow.spanOutputs"] = json.dumps(outputs)
+    return attributes
+
+
+def answer_question(tracer, version: int) -> None:
+    """The support agent: version 2 checks the stock before it answers."""
+    root_inputs = {"messages": [{"role": "user", "content": QUESTION}]}
+    with tracer.start_as_current_span("support_agent") as root:
+        root.set_attributes(_attributes("AGENT", root_inputs))
+        with tracer.start_as_current_span("plan") as span:
+            span.set_attributes(_attributes("LLM", {"question": QUESTION}, {"plan": "look it up"}))
+        with tracer.start_as_current_span("lookup_order") as span:
+            span.set_attributes(_attributes("TOOL", {"order_id": 42}, {"status": "packed"}))
+        if version == 2:
+            with tracer.start_as_current_span("check_stock") as span:
+                span.set_attributes(_attributes("TOOL", {"sku": "A-1"}, {"in_stock": True}))
+        answer = ANSWERS[version]
+        with tracer.start_as_current_span("write_answer") as span:
+            outputs = {"choices": [{"message": {"role": "assistant", "content": answer}}]}
+            span.set_attributes(_attributes("CHAT_MODEL", root_inputs, outputs))
+        root.set_attribute("mlflow.spanOutputs", json.dumps(answer))
+
+
+@pytest.fixture
+def two_versions(server) -> tuple[str, str]:
+    """Version 1's and version 2's traces, ingested by the live server from the OTel SDK."""
+    Experiment.objects.get_or_create(
+        pk=0, defaults={"name": "Default", "artifact_location": "mlflow-artifacts:/0"}
+    )
+    ids = []
+    for version in (1, 2):
+        # A provider of the test's own (never the global one); SimpleSpanProcessor exports each
+        # span as it ends, so the trace is stored when shutdown() returns.
+        provider = TracerProvider(resource=Resource.create({"service.name": "support"}))
+        provider.add_span_processor(
+            SimpleSpanProcessor(OTLPSpanExporter(endpoint=server + "/v1/traces"))
+        )
+        answer_question(provider.get_tracer("support"), version)
+        provider.shutdown()
+        ids.append(Trace.objects.order_by("-request_time", "-pk").first().trace_id)
+    assert ids[0] != ids[1] and Trace.objects.get(trace_id=ids[1]).span_count == 5
+    return ids[0], ids[1]
+
+
+def row(page, name):
+    return page.locator(".td-row:not([hidden])", has_text=name)
+
+
+def test_the_added_step_and_the_changed_answer_are_marked_and_n_walks_the_changes(
+    page, server, two_versions
+):
+    a, b = two_versions
+    page.goto(f"{server}/traces/diff/?a={a}&b={b}")
+    page.wait_for_selector("#trace-diff[data-diff-rows-drawn]")
+
+    names = page.locator(".td-row:not([hidden]) .td-label").all_inner_texts()
+    assert names == ["support_agent", "plan", "lookup_order", "check_stock", "write_answer"]
+    added = row(page, "check_stock")
+    expect(added).to_have_class("td-row kind-added type-tool")
+    assert added.locator(".td-mark").inner_text() == "+"
+    changed = row(page, "write_answer")
+    expect(changed).to_have_class("td-row kind-changed type-chat-model")
+    assert changed.locator(".td-mark").inner_text() == "~"
+    assert changed.locator(".td-badge").all_inner_texts() == ["out"]
+    for same in ("plan", "lookup_order"):
+        expect(row(page, same)).to_have_class(f"td-row kind-same type-{'llm' if same == 'plan' else 'tool'}")
+    summary = page.locator("#td-summary")
+    expect(summary.locator("[data-count=added]")).to_have_text("+ 1 added")
+    expect(summary.locator("[data-summary=spans] td").nth(2)).to_have_text("+1")
+
+    # n: the root (its answer changed), then the added step, then the changed answer.
+    page.locator("#td-viewport").focus()
+    page.keyboard.press("n")
+    expect(page.locator(".td-row.is-selected .td-label")).to_have_text("support_agent")
+    page.keyboard.press("n")
+    expect(page.locator(".td-row.is-selected .td-label")).to_have_text("check_stock")
+    expect(page.locator("#td-change-count")).to_have_text("change 2 of 3")
+    page.keyboard.press("n")
+    expect(page.locator(".td-row.is-selected .td-label")).to_have_text("write_answer")
+    assert "is-current-change" in changed.get_attribute("class")
+
+    # The pair's panel: the answer's word diff, Monday out, Tuesday in, the rest kept.
+    panel = page.locator("#diff-panel")
+    expect(panel.locator("del", has_text="Monday").first).to_be_visible()
+    expect(panel.locator("ins", has_text="Tuesday").first).to_be_visible()
+    assert "Lyon warehouse" in panel.inner_text()
+
+    page.keyboard.press("p")
+    expect(page.locator(".td-row.is-selected .td-label")).to_have_text("check_stock")
+
+
+def test_show_only_changes_hides_the_unchanged_steps(page, server, two_versions):
+    a, b = two_versions
+    page.goto(f"{server}/traces/diff/?a={a}&b={b}")
+    page.wait_for_selector("#trace-diff[data-diff-rows-drawn]")
+    page.get_by_label("Show only changes").check()
+    names = page.locator(".td-row:not([hidden]) .td-label").all_inner_texts()
+    assert names == ["support_agent", "check_stock", "write_answer"]
+    page.get_by_label("Show only changes").uncheck()
+    expect(page.locator(".td-row:not([hidden])")).to_have_count(5)
