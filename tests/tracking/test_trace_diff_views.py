@@ -9,6 +9,7 @@ import pytest
 
 from access.models import ExperimentGrant, Level
 from tests.rows import make_span, make_trace
+from tests.xss import CORPUS, injected_markup
 from tracking import cost
 from tracking.models import Experiment
 
@@ -204,3 +205,137 @@ def test_the_layout_runs_a_fixed_number_of_queries(
         data = layout(client, a, b)
 
     assert len(data["rows"]["a"]) == 80
+
+
+# --- The span-pair partial ------------------------------------------------------------------
+
+
+def spans(client, a, b, sa="", sb=""):
+    return client.get(f"/traces/diff/spans/?a={a.trace_id}&b={b.trace_id}&sa={sa}&sb={sb}")
+
+
+def test_a_pair_shows_both_spans_facts_and_the_answer_diffed_word_by_word(client, experiment):
+    a, b = make_trace(experiment, 1), make_trace(experiment, 2)
+    agent(a, answer="The capital is Paris.")
+    agent(b, answer="The capital is Lyon.", slow_search=True)
+
+    write = spans(client, a, b, "w", "w")
+    search = spans(client, a, b, "s", "s")
+
+    assert write.status_code == 200
+    html = write.content.decode()
+    assert '<del class="diff-words">Paris</del>' in html
+    assert '<ins class="diff-words">Lyon</ins>' in html
+    assert html.count("~ changed") == 1  # outputs; inputs are the same
+    assert "+200 ms (+200%)" in search.content.decode()
+
+
+def test_an_added_span_has_one_side(client, experiment):
+    a, b = make_trace(experiment, 1), make_trace(experiment, 2)
+    agent(a)
+    agent(b, extra_step=True)
+
+    response = spans(client, a, b, "", "c")
+
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert "+ added" in html and "not in A" in html
+    assert 'data-span-b="c"' in html and "data-span-a" not in html
+
+
+def test_chat_inputs_are_diffed_message_by_message(client, experiment):
+    a, b = make_trace(experiment, 1), make_trace(experiment, 2)
+    for trace, question in ((a, "Capital of France?"), (b, "Capital of Italy?")):
+        messages = [
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": question},
+        ]
+        make_span(trace, "p", 1, name="plan", span_type="LLM", inputs={"messages": messages})
+
+    html = spans(client, a, b, "p", "p").content.decode()
+
+    assert 'data-kind="same"' in html and 'data-kind="changed"' in html
+    assert '<del class="diff-words">France</del>' in html
+
+
+def test_token_and_cost_deltas_are_shown(client, experiment):
+    a, b = make_trace(experiment, 1), make_trace(experiment, 2)
+    for trace, n, dollars in ((a, 10, 0.5), (b, 30, 1.5)):
+        attributes = {
+            cost.USAGE_ATTRIBUTE: {"input_tokens": n, "output_tokens": 0, "total_tokens": n},
+            cost.COST_ATTRIBUTE: {"input_cost": dollars, "output_cost": 0, "total_cost": dollars},
+        }
+        make_span(trace, "l", 1, name="llm", span_type="LLM", attributes=attributes)
+
+    html = spans(client, a, b, "l", "l").content.decode()
+
+    assert "+20" in html and "+$1.00" in html
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["a=x&b=y", "a=x&b=y&sa=&sb=", "a=&b=y&sa=s", "a=x&b=y&sa=" + "s" * 17],
+)
+def test_bad_span_queries_are_a_400(client, query):
+    response = client.get(f"/traces/diff/spans/?{query}")
+
+    assert response.status_code == 400 and response.content
+
+
+def test_a_span_its_trace_lacks_is_a_404(client, experiment):
+    a, b = make_trace(experiment, 1), make_trace(experiment, 2)
+    agent(a)
+    agent(b, extra_step=True)
+
+    assert spans(client, a, b, "c", "").status_code == 404  # "c" is only in B
+    assert spans(client, a, b, "w", "nope").status_code == 404
+
+
+def test_the_partial_of_a_trace_the_user_may_not_read_is_a_404(
+    client, auth_on, charlie, experiment
+):
+    private = Experiment.objects.create(name="private")
+    ExperimentGrant.objects.create(experiment=private, level=Level.NONE)
+    mine, hidden = make_trace(experiment, 1), make_trace(private, 2)
+    make_span(mine, "r", 1)
+    make_span(hidden, "r", 1, outputs="secret answer")
+    client.force_login(charlie)
+
+    response = spans(client, mine, hidden, "r", "r")
+
+    assert response.status_code == 404 and b"secret answer" not in response.content
+
+
+def test_the_partial_runs_a_fixed_number_of_queries(
+    client, experiment, django_assert_max_num_queries
+):
+    a, b = make_trace(experiment, 1), make_trace(experiment, 2)
+    agent(a)
+    agent(b, answer="Lyon.")
+
+    # Both traces, then both spans.
+    with django_assert_max_num_queries(2):
+        assert spans(client, a, b, "w", "w").status_code == 200
+
+
+def test_the_xss_corpus_in_both_sides_stays_text(client, experiment):
+    a, b = make_trace(experiment, 1), make_trace(experiment, 2)
+    for n, item in enumerate(CORPUS):
+        fields = {
+            "name": item,
+            "inputs": {"messages": [{"role": "user", "content": item}]},
+            "outputs": {"text": item},
+            "status": "ERROR",
+            "status_message": item,
+        }
+        make_span(a, f"a{n}", n, **fields)
+        make_span(b, f"b{n}", n, **{**fields, "outputs": item + " changed", "name": item + "!"})
+
+    for n, _item in enumerate(CORPUS):
+        for sa, sb in ((f"a{n}", f"b{n}"), (f"a{n}", ""), ("", f"b{n}")):
+            response = spans(client, a, b, sa, sb)
+            assert response.status_code == 200
+            html = response.content.decode()
+            assert injected_markup(html) == [], (n, sa, sb)
+    layout_names = layout(client, a, b)["spans"]["b"]["names"]
+    assert CORPUS[0] + "!" in layout_names

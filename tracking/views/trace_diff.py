@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlencode
 
-from django.db.models import TextField
+from django.db.models import Q, TextField
 from django.db.models.fields.json import KeyTextTransform, KeyTransform
 from django.db.models.functions import MD5, Cast
 from django.http import Http404, HttpResponse, JsonResponse
@@ -22,12 +22,14 @@ from django.urls import reverse
 from django.views.decorators.http import require_safe
 
 from access.rules import access_for, declares
-from tracking import cost, trace_diff, waterfall
+from tracking import cost, text_diff, trace_diff, waterfall
 from tracking.models import Span, Trace
-from tracking.views.trace_detail import LAYOUT_COLUMNS, _gzipped_json
+from tracking.templatetags.tracking_format import dollars, duration
+from tracking.views.trace_detail import LAYOUT_COLUMNS, _gzipped_json, _usage_and_cost
 from webapp.htmx import HtmxHttpRequest
 
 MAX_ID = 64  # Trace.trace_id
+MAX_SPAN_ID = 16  # Span.span_id
 RULE = "READ on both traces' experiments, else 404"
 # The layout columns, then what tells two matched spans apart: digests of inputs and outputs
 # computed by the database (50,000 JSON values never reach Python), token usage and cost.
@@ -71,6 +73,7 @@ def trace_diff_page(request: HtmxHttpRequest) -> HttpResponse:
             "a": a,
             "b": b,
             "layout_url": f"{reverse('tracking:trace-diff-layout')}?{query}",
+            "spans_url": f"{reverse('tracking:trace-diff-spans')}?{query}",
         }
     )
     return render(request, "tracking/trace_diff.html", context)
@@ -121,3 +124,84 @@ def _layout(trace: Trace) -> tuple[waterfall.Layout, dict[str, trace_diff.Digest
     layout = waterfall.build([r[:width] for r in rows])
     digests = {r[0]: trace_diff.Digest(*r[width:]) for r in rows}
     return layout, digests
+
+
+@declares(RULE)
+@require_safe
+def trace_diff_spans(request: HtmxHttpRequest) -> HttpResponse:
+    """One aligned row opened: both spans' facts, and their inputs and outputs diffed.
+    `sa` or `sb` may be empty: a span only B has (added) or only A had (removed)."""
+    a_id, b_id, error = _ids(request)
+    sa, sb = (request.GET.get(k, "").strip() for k in ("sa", "sb"))
+    if not error and not sa and not sb:
+        error = "Give the span of A (sa), of B (sb), or both."
+    if not error and (len(sa) > MAX_SPAN_ID or len(sb) > MAX_SPAN_ID):
+        error = "That is not a span id."
+    if error:
+        return HttpResponse(error, status=400, content_type="text/plain; charset=utf-8")
+    a, b = _pair_or_404(request, a_id, b_id, fields=("trace_id",))
+    span_a, span_b = _span_pair(a, sa, b, sb)
+    sides = [_span_side(span_a), _span_side(span_b)]
+    context = {
+        "a": a,
+        "b": b,
+        "span_a": span_a,
+        "span_b": span_b,
+        "sides": sides,
+        "kind": "removed" if span_b is None else "added" if span_a is None else "pair",
+        "delta": _delta(*sides),
+        "fields": [
+            (side, text_diff.diff_value(_value(span_a, side), _value(span_b, side), side))
+            for side in ("inputs", "outputs")
+        ],
+    }
+    return render(request, "tracking/trace_diff_spans.html", context)
+
+
+def _span_pair(a: Trace, sa: str, b: Trace, sb: str) -> tuple[Span | None, Span | None]:
+    """Both spans in one query; a span id given that its trace lacks is a 404."""
+    wanted = Q(pk__in=[])
+    if sa:
+        wanted |= Q(trace_id=a.pk, span_id=sa)
+    if sb:
+        wanted |= Q(trace_id=b.pk, span_id=sb)
+    found = {(s.trace_id, s.span_id): s for s in Span.objects.filter(wanted)}
+    span_a = found.get((a.pk, sa)) if sa else None
+    span_b = found.get((b.pk, sb)) if sb else None
+    if (sa and span_a is None) or (sb and span_b is None):
+        raise Http404("No such span.")
+    return span_a, span_b
+
+
+def _value(span: Span | None, field: str) -> Any:
+    return None if span is None else getattr(span, field)
+
+
+def _span_side(span: Span | None) -> dict[str, Any]:
+    if span is None:
+        return {}
+    return {"span": span, **_usage_and_cost(span)}
+
+
+def _delta(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    """B minus A, for what both sides have."""
+    if not a or not b:
+        return {}
+    delta: dict[str, Any] = {}
+    da, db = a["span"].duration_ns, b["span"].duration_ns
+    if da is not None and db is not None:
+        share = f" ({(db - da) / da:+.0%})" if da and db != da else ""
+        delta["duration"] = _signed(db - da, duration) + share
+    if a.get("usage") and b.get("usage"):
+        delta["tokens"] = f"{b['usage']['total'] - a['usage']['total']:+,}"
+    cost_a, cost_b = (s.get("cost") or {} for s in (a, b))
+    if "total_cost" in cost_a and "total_cost" in cost_b:
+        delta["cost"] = _signed(cost_b["total_cost"] - cost_a["total_cost"], dollars)
+    return delta
+
+
+def _signed(value: float, shown: Any) -> str:
+    """A difference as "+12 ms", "\u2212 3 ms" (a minus sign) or "±0", in the page's formats."""
+    if not value:
+        return "±0"
+    return ("+" if value > 0 else "\u2212") + shown(abs(value))
