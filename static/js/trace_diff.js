@@ -546,17 +546,44 @@
     changeCount.textContent = "change " + fmt.format(at + 1) + " of " + fmt.format(changes.length);
   }
 
-  function openDetails(r) {
+  let detailsRequest = null; // the AbortController of the pair being fetched
+
+  async function openDetails(r) {
     const params = new URLSearchParams({
       sa: R.a[r] >= 0 ? D.spans.a.ids[R.a[r]] : "",
       sb: R.b[r] >= 0 ? D.spans.b.ids[R.b[r]] : "",
     });
     const url = spansUrl + "&" + params.toString();
-    if (!window.htmx) {
-      window.location.href = url;
-      return;
+    // `n` pressed three times quickly asks for three pairs: only the last one may land in the
+    // panel, whatever order the answers come back in.
+    if (detailsRequest) detailsRequest.abort();
+    const request = new AbortController();
+    detailsRequest = request;
+    panel.setAttribute("aria-busy", "true");
+    try {
+      const response = await fetch(url, { signal: request.signal });
+      const html = await response.text();
+      if (request !== detailsRequest) return;
+      if (!response.ok) {
+        const notice = el("p", "notice notice-error", "The span pair could not be loaded (HTTP " +
+          response.status + ").");
+        panel.replaceChildren(notice);
+        return;
+      }
+      // The partial is the server's template output: every span value in it is escaped there.
+      panel.innerHTML = html;
+      if (window.htmx) window.htmx.process(panel);
+      panel.dataset.row = String(r);
+    } catch (error) {
+      if (error.name !== "AbortError") {
+        panel.replaceChildren(el("p", "notice notice-error", "The span pair could not be loaded."));
+      }
+    } finally {
+      if (request === detailsRequest) {
+        panel.removeAttribute("aria-busy");
+        detailsRequest = null;
+      }
     }
-    window.htmx.ajax("GET", url, { target: "#diff-panel", swap: "innerHTML" });
   }
 
   function move(delta) {

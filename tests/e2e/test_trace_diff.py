@@ -94,7 +94,9 @@ def test_the_added_step_and_the_changed_answer_are_marked_and_n_walks_the_change
     assert changed.locator(".td-mark").inner_text() == "~"
     assert changed.locator(".td-badge").all_inner_texts() == ["out"]
     for same in ("plan", "lookup_order"):
-        expect(row(page, same)).to_have_class(f"td-row kind-same type-{'llm' if same == 'plan' else 'tool'}")
+        expect(row(page, same)).to_have_class(
+            f"td-row kind-same type-{'llm' if same == 'plan' else 'tool'}"
+        )
     summary = page.locator("#td-summary")
     expect(summary.locator("[data-count=added]")).to_have_text("+ 1 added")
     expect(summary.locator("[data-summary=spans] td").nth(2)).to_have_text("+1")
@@ -112,6 +114,10 @@ def test_the_added_step_and_the_changed_answer_are_marked_and_n_walks_the_change
 
     # The pair's panel: the answer's word diff, Monday out, Tuesday in, the rest kept.
     panel = page.locator("#diff-panel")
+    # The last pair asked for, though three were asked for in a row.
+    expect(panel.locator(".diff-spans-name")).to_have_text("write_answer")
+    expect(panel.locator("[data-field=outputs] .badge")).to_have_text("~ changed")
+    expect(panel.locator("[data-field=inputs]")).to_contain_text("unchanged")
     expect(panel.locator("del", has_text="Monday").first).to_be_visible()
     expect(panel.locator("ins", has_text="Tuesday").first).to_be_visible()
     assert "Lyon warehouse" in panel.inner_text()
