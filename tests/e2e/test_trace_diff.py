@@ -8,16 +8,19 @@ from __future__ import annotations
 import json
 
 import pytest
+from django.utils import timezone
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from playwright.sync_api import expect
 
-from tracking.models import Experiment, Trace
+from tests.xss import CORPUS
+from tracking.models import Experiment, Span, Trace
 
 pytestmark = pytest.mark.e2e
 
+PAYLOAD = " ".join(CORPUS)
 QUESTION = "When does order 42 ship?"
 ANSWERS = {
     1: "Order 42 ships on Monday from the Lyon warehouse.",
@@ -135,3 +138,43 @@ def test_show_only_changes_hides_the_unchanged_steps(page, server, two_versions)
     assert names == ["support_agent", "check_stock", "write_answer"]
     page.get_by_label("Show only changes").uncheck()
     expect(page.locator(".td-row:not([hidden])")).to_have_count(5)
+
+
+def test_the_xss_corpus_in_both_sides_runs_nothing(page, server):
+    """Names, inputs and outputs that differ between A and B, each holding the corpus: the
+    rows, the summary's critical paths and every pair's panel show them as text. A payload
+    that ran would open a dialog; one the CSP refused would log a console error (the `page`
+    fixture fails on both)."""
+    experiment = Experiment.objects.create(name="xss")
+    dialogs: list[str] = []
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    traces = []
+    for side, extra in (("a", []), ("b", [CORPUS[-1]])):
+        trace = Trace.objects.create(
+            experiment=experiment, trace_id=f"tr-{side * 32}", name=PAYLOAD[:200],
+            request_time=timezone.now(), state="OK", span_count=len(CORPUS) + len(extra),
+        )  # fmt: skip
+        names = [*CORPUS, *extra] if side == "b" else CORPUS
+        Span.objects.bulk_create(
+            Span(
+                trace=trace, span_id=f"{side}{i:015x}", name=name[:200],
+                parent_span_id="" if i == 0 else f"{side}{0:015x}", span_type="LLM",
+                start_ns=i * 1000, end_ns=i * 1000 + 900, status="OK",
+                inputs={"messages": [{"role": "user", "content": f"{side} {PAYLOAD}"}]},
+                outputs={"choices": [{"message": {"role": "assistant", "content": side + name}}]},
+            )
+            for i, name in enumerate(names)
+        )  # fmt: skip
+        traces.append(trace)
+    page.goto(f"{server}/traces/diff/?a={traces[0].trace_id}&b={traces[1].trace_id}")
+    page.wait_for_selector("#trace-diff[data-diff-rows-drawn]")
+    labels = page.locator(".td-row:not([hidden]) .td-label").all_inner_texts()
+    assert labels[:3] == [name[:200] for name in CORPUS[:3]]
+    changes = int(page.locator("#td-change-count").inner_text().split()[0])
+    assert changes == len(CORPUS) + 1  # every answer differs, and one span was added
+    for _ in range(changes):
+        page.keyboard.press("n")
+        expect(page.locator("#diff-panel .diff-spans")).to_be_visible()
+    expect(page.locator("#diff-panel .diff-spans-name")).to_have_text(CORPUS[-1][:200])
+    assert page.locator("#trace-diff img, #trace-diff svg, #trace-diff script").count() == 0
+    assert dialogs == []
