@@ -178,3 +178,29 @@ def test_the_xss_corpus_in_both_sides_runs_nothing(page, server):
     expect(page.locator("#diff-panel .diff-spans-name")).to_have_text(CORPUS[-1][:200])
     assert page.locator("#trace-diff img, #trace-diff svg, #trace-diff script").count() == 0
     assert dialogs == []
+
+
+def test_the_trace_list_diffs_two_selected_traces_older_as_a(page, server, two_versions):
+    a, b = two_versions
+    page.goto(f"{server}/traces/")
+    diff = page.locator("[data-diff-selected]")
+    expect(diff).to_be_disabled()
+    page.locator(f"input[name=trace][value='{b}']").check()
+    expect(diff).to_be_disabled()
+    page.locator(f"input[name=trace][value='{a}']").check()
+    expect(diff).to_be_enabled()
+    diff.click()
+    page.wait_for_selector("#trace-diff[data-diff-rows-drawn]")
+    assert page.url == f"{server}/traces/diff/?a={a}&b={b}"
+    expect(page.locator("[data-side=b] .mono")).to_have_text(b)
+
+
+def test_the_trace_page_compares_with_a_trace_id(page, server, two_versions):
+    a, b = two_versions
+    page.goto(f"{server}/traces/{a}/")
+    page.get_by_text("Compare with…").click()
+    page.get_by_label("Trace id to compare with (B)").fill(b)
+    page.get_by_role("button", name="Diff", exact=True).click()
+    page.wait_for_selector("#trace-diff[data-diff-rows-drawn]")
+    assert page.url == f"{server}/traces/diff/?a={a}&b={b}"
+    expect(row(page, "check_stock")).to_have_class("td-row kind-added type-tool")
