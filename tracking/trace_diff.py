@@ -393,7 +393,11 @@ def to_json_data(
     a_side: Side,
     b_side: Side,
 ) -> dict:
-    """The columnar JSON the diff page reads (v 1, see the contract in the module's tests)."""
+    """The columnar JSON trace_diff.js reads (v 1): each side's facts and critical path
+    (`a`, `b`), the shared timeline (`total`, `ticks`), each side's spans in its own display
+    order (`spans.a`, `spans.b`: ids, names, types, status, start, dur), the aligned `rows`
+    (span index per side or -1, depth, parent row, subtree size, kind, flags), the `changes`
+    (rows not SAME, in order) and the `summary` counts."""
     type_names = sorted(set(a.types) | set(b.types))
     type_index = {t: i for i, t in enumerate(type_names)}
     total = max(a.total_ns, b.total_ns)
