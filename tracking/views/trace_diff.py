@@ -46,11 +46,13 @@ def _ids(request: HtmxHttpRequest) -> tuple[str, str, str]:
     return a, b, ""
 
 
-def _pair_or_404(request: HtmxHttpRequest, a: str, b: str, **only: Any) -> tuple[Trace, Trace]:
+def _pair_or_404(
+    request: HtmxHttpRequest, a: str, b: str, fields: tuple[str, ...] = ()
+) -> tuple[Trace, Trace]:
     """Both traces in one query; a trace the caller may not read is one that does not exist."""
     traces = access_for(request).readable(Trace.objects.with_cancelled())
-    if only.get("fields"):
-        traces = traces.only(*only["fields"])
+    if fields:
+        traces = traces.only(*fields)
     found = {t.trace_id: t for t in traces.filter(trace_id__in=[a, b])}
     if a not in found or b not in found:
         raise Http404("No such trace.")
@@ -203,7 +205,8 @@ def _delta(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
 
 
 def _signed(value: float, shown: Any) -> str:
-    """A difference as "+12 ms", "\u2212 3 ms" (a minus sign) or "±0", in the page's formats."""
+    """A difference as "+12 ms", "-3 ms" (with a minus sign, U+2212) or "±0", in the page's
+    own number formats."""
     if not value:
         return "±0"
     return ("+" if value > 0 else "\u2212") + shown(abs(value))
