@@ -6,9 +6,11 @@ panel shows the answer's word diff."""
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 from django.utils import timezone
+from opentelemetry import trace
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
@@ -21,6 +23,7 @@ from tracking.models import Experiment, Span, Trace
 pytestmark = pytest.mark.e2e
 
 PAYLOAD = " ".join(CORPUS)
+MS = 1_000_000
 QUESTION = "When does order 42 ship?"
 ANSWERS = {
     1: "Order 42 ships on Monday from the Lyon warehouse.",
@@ -37,22 +40,29 @@ def _attributes(span_type: str, inputs, outputs=None) -> dict[str, str]:
 
 
 def answer_question(tracer, version: int) -> None:
-    """The support agent: version 2 checks the stock before it answers."""
-    root_inputs = {"messages": [{"role": "user", "content": QUESTION}]}
-    with tracer.start_as_current_span("support_agent") as root:
-        root.set_attributes(_attributes("AGENT", root_inputs))
-        with tracer.start_as_current_span("plan") as span:
-            span.set_attributes(_attributes("LLM", {"question": QUESTION}, {"plan": "look it up"}))
-        with tracer.start_as_current_span("lookup_order") as span:
-            span.set_attributes(_attributes("TOOL", {"order_id": 42}, {"status": "packed"}))
+    """The support agent: version 2 checks the stock before it answers. Spans have fixed
+    times: only what the versions do differently may differ, never a duration that a loaded
+    machine stretched (the diff flags a change of 25% and 1 ms)."""
+    t0 = time.time_ns()
+
+    def step(name: str, start_ms: int, end_ms: int, span_type: str, inputs, outputs) -> None:
+        span = tracer.start_span(name, start_time=t0 + start_ms * MS)
+        span.set_attributes(_attributes(span_type, inputs, outputs))
+        span.end(end_time=t0 + end_ms * MS)
+
+    later = 100 if version == 2 else 0  # the stock check's time
+    answer = ANSWERS[version]
+    chat = {"messages": [{"role": "user", "content": QUESTION}]}
+    root = tracer.start_span("support_agent", start_time=t0)
+    with trace.use_span(root, end_on_exit=False):
+        step("plan", 10, 110, "LLM", {"question": QUESTION}, {"plan": "look it up"})
+        step("lookup_order", 120, 220, "TOOL", {"order_id": 42}, {"status": "packed"})
         if version == 2:
-            with tracer.start_as_current_span("check_stock") as span:
-                span.set_attributes(_attributes("TOOL", {"sku": "A-1"}, {"in_stock": True}))
-        answer = ANSWERS[version]
-        with tracer.start_as_current_span("write_answer") as span:
-            outputs = {"choices": [{"message": {"role": "assistant", "content": answer}}]}
-            span.set_attributes(_attributes("CHAT_MODEL", root_inputs, outputs))
-        root.set_attribute("mlflow.spanOutputs", json.dumps(answer))
+            step("check_stock", 230, 330, "TOOL", {"sku": "A-1"}, {"in_stock": True})
+        outputs = {"choices": [{"message": {"role": "assistant", "content": answer}}]}
+        step("write_answer", 230 + later, 490 + later, "CHAT_MODEL", chat, outputs)
+    root.set_attributes(_attributes("AGENT", chat, answer))
+    root.end(end_time=t0 + (500 + later) * MS)
 
 
 @pytest.fixture
