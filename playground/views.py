@@ -233,12 +233,14 @@ def _chat(request: HtmxHttpRequest, chat: Conversation, form: SendForm, status: 
 
 def _compare_links(
     agents: list[Agent], messages: list, by_turn: dict[tuple[int, int], Run]
-) -> dict[int, list[tuple[str, str]]]:
-    """Per user message answered by several agents: pairwise review links, the first agent's
-    answer against each other one's (shown under the first pane). A run names its trace from
-    its task id before it ends, so the link is there while the answers stream in."""
-    links: dict[int, list[tuple[str, str]]] = {}
+) -> dict[int, list[tuple[str, str, str]]]:
+    """Per user message answered by several agents: pairwise review and trace diff links, the
+    first agent's answer against each other one's (shown under the first pane). A run names
+    its trace from its task id before it ends, so the link is there while the answers stream
+    in."""
+    links: dict[int, list[tuple[str, str, str]]] = {}
     url = reverse("evaluation:pairwise")
+    diff_url = reverse("tracking:trace-diff")
     for message in messages:
         traced = []
         for agent in agents:
@@ -253,6 +255,7 @@ def _compare_links(
             (
                 "Compare these answers" if len(others) == 1 else f"Compare with {agent.name}",
                 f"{url}?{urlencode({'a': first, 'b': trace_id})}",
+                f"{diff_url}?{urlencode({'a': first, 'b': trace_id})}",
             )
             for agent, trace_id in others
         ]

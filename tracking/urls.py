@@ -8,6 +8,7 @@ from tracking.views import (
     model_description,
     sessions,
     trace_detail,
+    trace_diff,
     trace_list,
 )
 
@@ -22,6 +23,10 @@ urlpatterns = [
         trace_list.trace_assessment_columns,
         name="trace-assessment-columns",
     ),
+    # Before traces/<trace_id>/: "diff" is not a trace id.
+    path("traces/diff/", trace_diff.trace_diff_page, name="trace-diff"),
+    path("traces/diff/layout/", trace_diff.trace_diff_layout, name="trace-diff-layout"),
+    path("traces/diff/spans/", trace_diff.trace_diff_spans, name="trace-diff-spans"),
     path("traces/<str:trace_id>/", trace_detail.trace_detail, name="trace-detail"),
     path("traces/<str:trace_id>/layout/", trace_detail.trace_layout, name="trace-layout"),
     path("traces/<str:trace_id>/feedback/", feedback.feedback_add, name="feedback-add"),

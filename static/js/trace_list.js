@@ -21,3 +21,35 @@ document.addEventListener("change", (event) => {
     row.checked = box.checked;
   }
 });
+
+// "Diff": enabled when exactly two traces are selected; opens the trace diff with the older
+// one as A (the baseline) and the newer as B. A button rather than a form field: the diff
+// page takes ?a=&b=, and it needs JavaScript anyway.
+function selectedTraces() {
+  return [...document.querySelectorAll('input[type="checkbox"][name="trace"]:checked')];
+}
+
+function updateDiffButton() {
+  const button = document.querySelector("[data-diff-selected]");
+  if (button) {
+    button.disabled = selectedTraces().length !== 2;
+  }
+}
+
+document.addEventListener("change", updateDiffButton);
+document.addEventListener("htmx:afterSettle", updateDiffButton);
+document.addEventListener("DOMContentLoaded", updateDiffButton);
+
+document.addEventListener("click", (event) => {
+  const button = event.target.closest && event.target.closest("[data-diff-selected]");
+  if (!button) {
+    return;
+  }
+  const boxes = selectedTraces();
+  if (boxes.length !== 2) {
+    return;
+  }
+  boxes.sort((x, y) => Number(x.dataset.time) - Number(y.dataset.time));
+  const query = new URLSearchParams({ a: boxes[0].value, b: boxes[1].value });
+  window.location.href = button.dataset.diffUrl + "?" + query.toString();
+});

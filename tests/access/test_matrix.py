@@ -204,6 +204,15 @@ SAMPLES: dict[str, Sample] = {
     ],
     "tracking:trace-detail": lambda e, o: [Call("GET", f"/traces/{o['trace']}/", R)],
     "tracking:trace-layout": lambda e, o: [Call("GET", f"/traces/{o['trace']}/layout/", R)],
+    "tracking:trace-diff": lambda e, o: [
+        Call("GET", f"/traces/diff/?a={o['trace']}&b={o['trace2']}", R)
+    ],
+    "tracking:trace-diff-layout": lambda e, o: [
+        Call("GET", f"/traces/diff/layout/?a={o['trace']}&b={o['trace2']}", R)
+    ],
+    "tracking:trace-diff-spans": lambda e, o: [
+        Call("GET", f"/traces/diff/spans/?a={o['trace']}&b={o['trace2']}&sa={o['span']}&sb=", R)
+    ],
     "tracking:span-detail": lambda e, o: [
         Call("GET", f"/traces/{o['trace']}/spans/{o['span']}/", R)
     ],
