@@ -42,6 +42,8 @@ from typing import Any
 
 import orjson
 
+from webapp import json_limits
+
 TOKEN_USAGE_ATTRIBUTE = "mlflow.chat.tokenUsage"
 
 # OpenInference's span kinds, all of which are MLflow span types too.
@@ -108,10 +110,12 @@ _TOOL_DEFINITIONS = "gen_ai.tool.definitions"
 # Values that are inputs or outputs as they are (no messages in them).
 _PLAIN_INPUTS = ("gen_ai.tool.call.arguments",)
 _PLAIN_OUTPUTS = ("gen_ai.tool.call.result",)
-_FLAT_MESSAGE = re.compile(r"gen_ai\.(prompt|completion)\.(\d+)\.(.+)")
+# Indexes are capped at 6 digits: int() refuses text past 4300 digits (a 500), and no list
+# of messages or tools is that long. A longer index does not match and stays an attribute.
+_FLAT_MESSAGE = re.compile(r"gen_ai\.(prompt|completion)\.(\d{1,6})\.(.+)")
 _FLAT_FIELDS = frozenset({"role", "content", "tool_call_id", "name", "finish_reason"})
-_FLAT_TOOL_CALL = re.compile(r"tool_calls\.(\d+)\.(id|name|arguments)")
-_FLAT_FUNCTION = re.compile(r"llm\.request\.functions\.(\d+)\.(name|description|parameters)")
+_FLAT_TOOL_CALL = re.compile(r"tool_calls\.(\d{1,6})\.(id|name|arguments)")
+_FLAT_FUNCTION = re.compile(r"llm\.request\.functions\.(\d{1,6})\.(name|description|parameters)")
 
 # Span events of one message each: their name says the role.
 _MESSAGE_EVENTS = {
@@ -124,23 +128,8 @@ _CHOICE_EVENT = "gen_ai.choice"
 _DETAILS_EVENT = "gen_ai.client.inference.operation.details"
 _OLD_PROMPT_EVENT = ("gen_ai.content.prompt", "gen_ai.prompt")
 _OLD_COMPLETION_EVENT = ("gen_ai.content.completion", "gen_ai.completion")
-# Event attributes that only repeat the span's, or that the message now holds.
-_EVENT_CONSUMED = frozenset(
-    {
-        "role",
-        "content",
-        "tool_calls",
-        "id",
-        "tool_call_id",
-        "message",
-        "index",
-        "finish_reason",
-        "body",
-        "event.name",
-        "gen_ai.system",
-        "gen_ai.provider.name",
-    }
-)
+# Event attributes that only repeat the span's: dropped with the event's message.
+_EVENT_REPEATS = frozenset({"event.name", "gen_ai.system", "gen_ai.provider.name"})
 
 
 # --- Span type and token usage ----------------------------------------------------------------
@@ -517,52 +506,103 @@ def _from_events(
     events: list[dict[str, Any]], want_in: bool, want_out: bool
 ) -> tuple[Any, Any, list[dict[str, Any]]]:
     """Input messages and a completion from the per-message events (in event order), and
-    the events left: an event is dropped once its message is read, unless it holds more."""
-    messages: list[dict[str, Any]] = []
-    outputs: list[dict[str, Any]] = []
-    details_in: Any = MISSING
-    details_out: Any = MISSING
+    the events left. An event loses only the attributes whose value was used: one that holds
+    more keeps the rest, and one that was read but not used (a second plain prompt, a details
+    event beside message events) stays as it came, so nothing sent is lost."""
+    readings = [_read_event(event, want_in, want_out) for event in events]
+    found_in = _chosen([r for rs in readings for r in rs if r.side == "in"])
+    found_out = _chosen([r for rs in readings for r in rs if r.side == "out"])
+    if isinstance(found_out, list):
+        found_out = completion(found_out)
+    if isinstance(found_in, list):
+        found_in = {"messages": found_in}
     kept = []
-    for event in events:
-        name = event.get("name")
-        fields = _event_fields(event)
-        read: Any = None
-        if want_in and name in _MESSAGE_EVENTS:
-            read = _event_message(fields, _MESSAGE_EVENTS[name])
-            if read is not None:
-                messages.append(read)
-        elif want_out and name == _CHOICE_EVENT:
-            read = _choice_message(fields)
-            if read is not None:
-                outputs.append(read)
-        elif name in (_OLD_PROMPT_EVENT[0], _OLD_COMPLETION_EVENT[0]):
-            is_prompt = name == _OLD_PROMPT_EVENT[0]
-            key = _OLD_PROMPT_EVENT[1] if is_prompt else _OLD_COMPLETION_EVENT[1]
-            if (want_in if is_prompt else want_out) and key in fields:
-                value = _loads_or_keep(fields[key])
-                read = chat_messages(value)
-                if read is not None:
-                    (messages if is_prompt else outputs).extend(read)
-                elif is_prompt:
-                    read = details_in = value
-                else:
-                    read = details_out = value
-                fields = {k: v for k, v in fields.items() if k != key}
-        elif name == _DETAILS_EVENT:
-            fields = dict(fields)
-            found_in = _genai_inputs(fields) if want_in else MISSING
-            found_out = _genai_outputs(fields) if want_out else MISSING
-            read = None if found_in is MISSING and found_out is MISSING else True
-            details_in = found_in if found_in is not MISSING else details_in
-            details_out = found_out if found_out is not MISSING else details_out
-            event = {**event, "attributes": fields}
-        if read is None:
+    for event, event_readings in zip(events, readings, strict=True):
+        used = set().union(*(r.keys for r in event_readings if r.used))
+        if not used:
             kept.append(event)
-        elif left := {k: v for k, v in fields.items() if k not in _EVENT_CONSUMED}:
+        elif left := _left_attributes(event, used):
             kept.append({**event, "attributes": left})
-    found_in = {"messages": messages} if messages else details_in
-    found_out = completion(outputs) if outputs else details_out
     return found_in, found_out, kept
+
+
+@dataclass(slots=True)
+class _Reading:
+    """What one event says for one side: messages (joined with other events' messages) or a
+    whole value (the first one wins), and the event attributes it was read from."""
+
+    side: str
+    value: Any
+    is_messages: bool
+    keys: frozenset[str]
+    used: bool = False
+
+
+def _chosen(readings: list[_Reading]) -> Any:
+    """Messages of every event that has them, else the first whole value; MISSING if none.
+    Marks the readings it uses."""
+    chosen = [r for r in readings if r.is_messages] or readings[:1]
+    for reading in chosen:
+        reading.used = True
+    if not chosen:
+        return MISSING
+    if chosen[0].is_messages:
+        return [message for reading in chosen for message in reading.value]
+    return chosen[0].value
+
+
+def _read_event(event: dict[str, Any], want_in: bool, want_out: bool) -> list[_Reading]:
+    name = event.get("name")
+    fields = _event_fields(event)
+    read: set[str] = set()
+    if want_in and name in _MESSAGE_EVENTS:
+        message = _event_message(fields, _MESSAGE_EVENTS[name], read)
+        return [] if message is None else [_Reading("in", [message], True, frozenset(read))]
+    if want_out and name == _CHOICE_EVENT:
+        message = _choice_message(fields, read)
+        return [] if message is None else [_Reading("out", [message], True, frozenset(read))]
+    if name in (_OLD_PROMPT_EVENT[0], _OLD_COMPLETION_EVENT[0]):
+        is_prompt = name == _OLD_PROMPT_EVENT[0]
+        key = _OLD_PROMPT_EVENT[1] if is_prompt else _OLD_COMPLETION_EVENT[1]
+        if not (want_in if is_prompt else want_out) or key not in fields:
+            return []
+        value = _loads_or_keep(fields[key])
+        messages = chat_messages(value)
+        side = "in" if is_prompt else "out"
+        if messages is None:
+            return [_Reading(side, value, False, frozenset({key}))]
+        return [_Reading(side, messages, True, frozenset({key}))]
+    if name == _DETAILS_EVENT:
+        readings = []
+        for side, wanted, read_side in (
+            ("in", want_in, _genai_inputs),
+            ("out", want_out, _genai_outputs),
+        ):
+            rest = dict(fields)
+            found = read_side(rest) if wanted else MISSING
+            if found is not MISSING:
+                readings.append(_Reading(side, found, False, frozenset(fields.keys() - rest)))
+        return readings
+    return []
+
+
+def _left_attributes(event: dict[str, Any], used: set[str]) -> dict[str, Any]:
+    """The event's attributes but those used and those repeating the span's. A log record's
+    body goes only when every field of it was used (and not hidden by an attribute)."""
+    attributes = event.get("attributes")
+    if not isinstance(attributes, dict):
+        return {}
+    body = _loads_or_keep(attributes.get("body"))
+    body_used = (
+        isinstance(body, dict)
+        and bool(body)
+        and all(key in used and key not in attributes for key in body)
+    )
+    return {
+        key: value
+        for key, value in attributes.items()
+        if key not in used and key not in _EVENT_REPEATS and not (key == "body" and body_used)
+    }
 
 
 def _event_fields(event: dict[str, Any]) -> dict[str, Any]:
@@ -575,33 +615,53 @@ def _event_fields(event: dict[str, Any]) -> dict[str, Any]:
     return fields
 
 
-def _event_message(fields: dict[str, Any], role: str) -> dict[str, Any] | None:
-    """One message event as a chat message; None when it holds nothing to show (content
-    capture off sends the event without its content)."""
-    message: dict[str, Any] = {
-        "role": fields.get("role") if type(fields.get("role")) is str else role
-    }
+def _event_message(fields: dict[str, Any], role: str, read: set[str]) -> dict[str, Any] | None:
+    """One message event as a chat message, adding the fields it used to `read`; None when it
+    holds nothing to show (content capture off sends the event without its content)."""
+    used = set()
+    message: dict[str, Any] = {"role": role}
+    if type(fields.get("role")) is str:
+        message["role"] = fields["role"]
+        used.add("role")
     if fields.get("content") is not None:
         message["content"] = _decoded_content(fields["content"])
+        used.add("content")
     calls = _loads_or_keep(fields.get("tool_calls"))
     if isinstance(calls, list) and calls:
         message["tool_calls"] = [_any_tool_call(call) for call in calls]
-    call_id = fields.get("tool_call_id", fields.get("id"))
-    if message["role"] == "tool" and call_id:
-        message["tool_call_id"] = _text(call_id)
+        used.add("tool_calls")
+    id_key = "tool_call_id" if "tool_call_id" in fields else "id"
+    if message["role"] == "tool" and fields.get(id_key):
+        message["tool_call_id"] = _text(fields[id_key])
+        used.add(id_key)
     if len(message) == 1:
         return None
+    read.update(used)
     return message
 
 
-def _choice_message(fields: dict[str, Any]) -> dict[str, Any] | None:
+def _choice_message(fields: dict[str, Any], read: set[str]) -> dict[str, Any] | None:
     raw = _loads_or_keep(fields.get("message"))
-    source = raw if isinstance(raw, dict) else fields
-    message = _event_message(source, "assistant")
-    if message is None:
-        return None
+    used: set[str] = set()
+    if isinstance(raw, dict):
+        inner: set[str] = set()
+        message = _event_message(raw, "assistant", inner)
+        if message is None:
+            return None
+        # The rest of a JSON message (name, refusal, annotations...) stays on the message,
+        # as with messages from attributes; the event's own fields stay on the event.
+        message.update({k: v for k, v in raw.items() if k not in inner and k not in message})
+        used.add("message")
+    else:
+        message = _event_message(fields, "assistant", used)
+        if message is None:
+            return None
     if fields.get("finish_reason") is not None:
         message["finish_reason"] = fields["finish_reason"]
+        used.add("finish_reason")
+    if "index" in fields:
+        used.add("index")  # the choice's place, which the completion gives again
+    read.update(used)
     return message
 
 
@@ -627,4 +687,9 @@ def _as_text(value: Any) -> str:
         return value
     if value is None:
         return ""
-    return orjson.dumps(value, default=str).decode()
+    try:
+        return orjson.dumps(value, default=str).decode()
+    except orjson.JSONEncodeError:
+        # Nesting past orjson's 255 levels (it reads 1024) or integers past 64 bits: a
+        # client's tool arguments must not fail the whole export.
+        return json_limits.text_of(value)
