@@ -510,12 +510,12 @@ def _from_events(
     more keeps the rest, and one that was read but not used (a second plain prompt, a details
     event beside message events) stays as it came, so nothing sent is lost."""
     readings = [_read_event(event, want_in, want_out) for event in events]
-    found_in = _chosen([r for rs in readings for r in rs if r.side == "in"])
-    found_out = _chosen([r for rs in readings for r in rs if r.side == "out"])
-    if isinstance(found_out, list):
-        found_out = completion(found_out)
-    if isinstance(found_in, list):
+    found_in, in_messages = _chosen([r for rs in readings for r in rs if r.side == "in"])
+    found_out, out_messages = _chosen([r for rs in readings for r in rs if r.side == "out"])
+    if in_messages:
         found_in = {"messages": found_in}
+    if out_messages:
+        found_out = completion(found_out)
     kept = []
     for event, event_readings in zip(events, readings, strict=True):
         used = set().union(*(r.keys for r in event_readings if r.used))
@@ -538,17 +538,17 @@ class _Reading:
     used: bool = False
 
 
-def _chosen(readings: list[_Reading]) -> Any:
-    """Messages of every event that has them, else the first whole value; MISSING if none.
-    Marks the readings it uses."""
+def _chosen(readings: list[_Reading]) -> tuple[Any, bool]:
+    """(the messages of every event that has them, True), else (the first whole value, False),
+    else (MISSING, False). Marks the readings it uses."""
     chosen = [r for r in readings if r.is_messages] or readings[:1]
     for reading in chosen:
         reading.used = True
     if not chosen:
-        return MISSING
+        return MISSING, False
     if chosen[0].is_messages:
-        return [message for reading in chosen for message in reading.value]
-    return chosen[0].value
+        return [message for reading in chosen for message in reading.value], True
+    return chosen[0].value, False
 
 
 def _read_event(event: dict[str, Any], want_in: bool, want_out: bool) -> list[_Reading]:
