@@ -7,6 +7,7 @@ tests/interop/test_otel_genai.py."""
 from __future__ import annotations
 
 import json
+import random
 from typing import Any
 
 import pytest
@@ -415,3 +416,183 @@ def test_stored_spans_show_the_messages_once_and_are_priced(client):
     assert trace.cost == stored.attributes["mlflow.llm.cost"]["total_cost"]
     assert trace.session_id == "conv-9"
     assert chat.request_text(trace.request_preview) == "Weather in Paris?"
+
+
+# --- Hostile values: never a 500, nothing lost (review findings 1, 2, 7) ----------------------
+
+
+def _nested(levels: int) -> str:
+    """JSON text of a list nested `levels` deep: orjson reads up to 1024 but writes only 255."""
+    return "[" * levels + "1" + "]" * levels
+
+
+DEEP = _nested(300)
+DEEP_TOOL_VALUES = {
+    "tool_call arguments": {
+        "gen_ai.output.messages": '[{"role": "assistant", "parts": [{"type": "tool_call", '
+        f'"id": "c1", "name": "f", "arguments": {DEEP}}}]}}]'
+    },
+    "tool_call_response": {
+        "gen_ai.input.messages": '[{"role": "tool", "parts": [{"type": "tool_call_response", '
+        f'"id": "c1", "response": {DEEP}}}]}}]'
+    },
+    "retrieval document": {"gen_ai.retrieval.documents": f'[{{"id": "d1", "content": {DEEP}}}]'},
+}
+
+
+@pytest.mark.parametrize("attributes", DEEP_TOOL_VALUES.values(), ids=DEEP_TOOL_VALUES.keys())
+def test_tool_values_nested_deeper_than_orjson_writes_become_their_json_text(attributes):
+    decoded = decode_one(chat_span(attributes))
+    assert DEEP in json.dumps([decoded.inputs, decoded.outputs], separators=(",", ":"))
+
+
+HUGE = "9" * 5000  # past the 4300 digits int() converts
+HUGE_INDEXES = {
+    f"gen_ai.prompt.{HUGE}.content": "hi",
+    f"gen_ai.completion.0.tool_calls.{HUGE}.name": "get_weather",
+    f"llm.request.functions.{HUGE}.name": "get_weather",
+}
+
+
+def test_flat_indexes_too_long_for_a_number_stay_attributes():
+    decoded = decode_one(chat_span({**HUGE_INDEXES, "gen_ai.prompt.0.content": "Weather?"}))
+    assert decoded.inputs == {"messages": [{"role": "user", "content": "Weather?"}]}
+    assert HUGE_INDEXES.items() <= decoded.attributes.items()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("attributes", "kept"),
+    [*((attributes, DEEP) for attributes in DEEP_TOOL_VALUES.values()), (HUGE_INDEXES, HUGE)],
+    ids=[*DEEP_TOOL_VALUES, "huge indexes"],
+)
+def test_hostile_genai_values_are_stored_not_a_server_error(client, attributes, kept):
+    assert post(client, export(chat_span(attributes)).SerializeToString()).status_code == 200
+    stored = Span.objects.get()
+    assert stored.span_type == "CHAT_MODEL"
+    assert kept in json.dumps(
+        [stored.inputs, stored.outputs, stored.attributes], separators=(",", ":")
+    )
+
+
+def test_a_second_plain_text_prompt_event_stays_an_event():
+    decoded = decode_one(
+        chat_span(
+            {},
+            events=[
+                event("gen_ai.content.prompt", **{"gen_ai.prompt": "first prompt"}),
+                event("gen_ai.content.prompt", **{"gen_ai.prompt": "second prompt"}),
+            ],
+        )
+    )
+    assert decoded.inputs == "first prompt"
+    assert [e["attributes"] for e in decoded.events] == [{"gen_ai.prompt": "second prompt"}]
+
+
+def test_a_plain_prompt_event_beside_message_events_stays_an_event():
+    decoded = decode_one(
+        chat_span(
+            {},
+            events=[
+                event("gen_ai.user.message", content="hi"),
+                event("gen_ai.content.prompt", **{"gen_ai.prompt": "plain prompt"}),
+            ],
+        )
+    )
+    assert decoded.inputs == {"messages": [{"role": "user", "content": "hi"}]}
+    assert [e["attributes"] for e in decoded.events] == [{"gen_ai.prompt": "plain prompt"}]
+
+
+def test_a_choice_event_keeps_its_own_fields_beside_a_json_message():
+    decoded = decode_one(
+        chat_span(
+            {},
+            events=[
+                event(
+                    "gen_ai.choice",
+                    index=0,
+                    finish_reason="stop",
+                    message=json.dumps({"role": "assistant", "content": "Sunny.", "refusal": None}),
+                    content="also sent",
+                    tool_calls=json.dumps([CALL]),
+                )
+            ],
+        )
+    )
+    assert decoded.outputs == {
+        "choices": [
+            {"index": 0, "message": {"role": "assistant", "content": "Sunny.", "refusal": None},
+             "finish_reason": "stop"}
+        ]
+    }  # fmt: skip
+    assert decoded.events[0]["attributes"] == {
+        "content": "also sent",
+        "tool_calls": json.dumps([CALL]),
+    }
+
+
+# A few hundred seeded random mixes of what the conventions' attributes and events hold, good
+# and bad, through the whole decoder: it must never raise. Seeded, so a failure reproduces.
+_FUZZ_KEYS = (
+    "gen_ai.input.messages", "gen_ai.output.messages", "gen_ai.system_instructions",
+    "gen_ai.tool.definitions", "gen_ai.prompt", "gen_ai.completion", "gen_ai.tool.call.arguments",
+    "gen_ai.tool.call.result", "gen_ai.retrieval.documents", "gen_ai.retrieval.query.text",
+    "input.value", "output.value", "input.mime_type", "gen_ai.prompt.0.role",
+    "gen_ai.prompt.0.content", "gen_ai.prompt.1.tool_calls.0.name", f"gen_ai.prompt.{HUGE}.content",
+    "gen_ai.completion.0.content", "gen_ai.prompt.0.weird", "llm.request.functions.0.name",
+    "llm.request.functions.0.parameters", "gen_ai.usage.input_tokens",
+)  # fmt: skip
+_FUZZ_EVENT_KEYS = (
+    "content", "role", "tool_calls", "id", "tool_call_id", "message", "index", "finish_reason",
+    "body", "gen_ai.prompt", "gen_ai.completion", "gen_ai.input.messages",
+    "gen_ai.output.messages", "extra",
+)  # fmt: skip
+_FUZZ_EVENTS = (
+    "gen_ai.system.message", "gen_ai.user.message", "gen_ai.assistant.message",
+    "gen_ai.tool.message", "gen_ai.choice", "gen_ai.content.prompt", "gen_ai.content.completion",
+    "gen_ai.client.inference.operation.details", "other",
+)  # fmt: skip
+
+
+def _fuzz_value(rnd: random.Random, depth: int = 0) -> Any:
+    roll = rnd.random()
+    if depth > 3 or roll < 0.3:
+        return rnd.choice(["x", 5, 1.5, True, "", "[", '{"a":', "application/json", DEEP, None])
+    if roll < 0.5:
+        return [_fuzz_value(rnd, depth + 1) for _ in range(rnd.randint(0, 3))]
+    if roll < 0.7:
+        parts = [
+            {
+                "type": rnd.choice(["text", "reasoning", "tool_call", "tool_call_response", 5]),
+                "content": _fuzz_value(rnd, depth + 2),
+                "id": _fuzz_value(rnd, depth + 2),
+                "arguments": _fuzz_value(rnd, depth + 2),
+                "response": _fuzz_value(rnd, depth + 2),
+            }
+            for _ in range(rnd.randint(0, 3))
+        ]
+        return {"role": rnd.choice(["user", "assistant", "tool", 5]), "parts": parts}
+    keys = ["role", "content", "tool_calls", "function", "name", "arguments", "id", "x"]
+    return {rnd.choice(keys): _fuzz_value(rnd, depth + 1) for _ in range(rnd.randint(0, 3))}
+
+
+def _fuzz_encoded(rnd: random.Random) -> Any:
+    value = _fuzz_value(rnd)
+    if rnd.random() < 0.6 or value is None:  # as JSON text, which OTLP attributes mostly hold
+        return json.dumps(value)
+    return value
+
+
+def test_random_malformed_conventions_never_raise():
+    rnd = random.Random(20240611)
+    for _ in range(500):
+        attributes = {key: _fuzz_encoded(rnd) for key in rnd.sample(_FUZZ_KEYS, rnd.randint(0, 5))}
+        events = [
+            event(
+                rnd.choice(_FUZZ_EVENTS),
+                **{k: _fuzz_encoded(rnd) for k in rnd.sample(_FUZZ_EVENT_KEYS, rnd.randint(0, 4))},
+            )
+            for _ in range(rnd.randint(0, 4))
+        ]
+        decoded = decode_one(chat_span(attributes, events=events))
+        json.dumps([decoded.inputs, decoded.outputs, decoded.attributes, decoded.events])
