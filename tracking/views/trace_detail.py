@@ -148,10 +148,7 @@ def span_detail(request: HtmxHttpRequest, trace_id: str, span_id: str) -> HttpRe
         "span": span,
         "conversation": said,
         **by_type,
-        "first_tab": next(
-            (tab for key, tab in _FIRST_TABS if by_type.get(key) or (key == "chat" and said)),
-            "inputs",
-        ),
+        "first_tab": _first_tab(by_type, said is not None),
         "inputs_html": tree("inputs"),
         "outputs_html": "" if by_type.get("vectors") else tree("outputs"),
         "attributes_html": tree("attributes"),
@@ -162,10 +159,6 @@ def span_detail(request: HtmxHttpRequest, trace_id: str, span_id: str) -> HttpRe
         **_usage_and_cost(span),
     }
     return render_page(request, "tracking/span_detail.html", context, fragment="span-detail")
-
-
-# The tab a span's details open on: what its type is read as, else its chat, else its inputs.
-_FIRST_TABS = (("documents", "documents"), ("tool", "call"), ("chat", "chat"))
 
 
 def _by_type(span: Span) -> dict:
@@ -179,6 +172,15 @@ def _by_type(span: Span) -> dict:
     if kind == "EMBEDDING":
         return {"vectors": span_contents.vectors(span.outputs)}
     return {}
+
+
+def _first_tab(by_type: dict, has_chat: bool) -> str:
+    """The tab the details open on: what the span's type is read as, else its chat."""
+    if by_type.get("documents"):
+        return "documents"
+    if by_type.get("tool"):
+        return "call"
+    return "chat" if has_chat else "inputs"
 
 
 def _span_feedback(request: HtmxHttpRequest, span: Span) -> dict:
