@@ -430,3 +430,17 @@ def test_a_tool_call_reads_gen_ai_attributes_when_the_span_has_no_inputs():
 
     assert call.name == "search" and '"q": "x"' in call.arguments.text
     assert not call.has_result
+
+
+@pytest.mark.django_db
+def test_long_contents_are_cut_and_say_so(client, experiment):
+    long = "word " * 5_000  # 25,000 characters
+    trace = agent_trace(
+        experiment,
+        inputs={"messages": [{"role": "user", "content": long}]},
+        tool_outputs=long,
+    )
+
+    html = conversation_html(client, trace)
+
+    assert html.count("… 5,000 more characters: see the span's Raw JSON.") == 2
