@@ -95,6 +95,7 @@ class Conversation:
     root_span_id: str
     items: list[Item]
     more_spans: int = 0  # tool, retriever and model spans past the cap
+    error: str = ""  # why the root failed, said after the last item
 
 
 def root_has_chat(trace: Trace) -> bool:
@@ -162,7 +163,10 @@ def build(root: Any, spans: list[Any], more_spans: int = 0) -> Conversation | No
         *activity,
         *_message_items(root.span_id, outputs),
     ]
-    return Conversation(root_span_id=root.span_id, items=items, more_spans=more_spans)
+    error = ""
+    if root.status == "ERROR":
+        error = root.status_message or "The root span failed."
+    return Conversation(root.span_id, items, more_spans=more_spans, error=error)
 
 
 def _new_outputs(

@@ -444,3 +444,18 @@ def test_long_contents_are_cut_and_say_so(client, experiment):
     html = conversation_html(client, trace)
 
     assert html.count("… 5,000 more characters: see the span's Raw JSON.") == 2
+
+
+@pytest.mark.django_db
+def test_a_failed_agent_says_why_after_what_it_did(client, experiment):
+    trace = agent_trace(experiment, outputs=None)
+    Span.objects.filter(span_id="a" * 16).update(
+        status="ERROR", status_message="RateLimitError: <slow down>"
+    )
+    Span.objects.filter(span_id="d" * 16).update(status="ERROR", status_message="tool broke")
+
+    html = conversation_html(client, trace)
+
+    assert html.index("lookup_order") < html.index("tool broke")
+    assert html.index("tool broke") < html.index("RateLimitError: &lt;slow down&gt;")
+    assert 'class="notice notice-error convo-error"' in html
