@@ -127,16 +127,15 @@ def load(trace: Trace) -> Conversation | None:
     root = next((s for s in rows if s.parent_span_id == ""), None)
     if root is None:
         return None
-    spans = [s for s in rows if s is not root and s.span_type in ACTIVITY_TYPES]
+    spans = [s for s in rows if s is not root and s.span_type in ACTIVITY_TYPES][:MAX_SPANS]
     more = 0
-    if len(spans) > MAX_SPANS:
-        spans = spans[:MAX_SPANS]
+    if len(rows) == MAX_SPANS + 2:  # the limit cut the list: count what it left out
         total = (
             Span.objects.filter(trace_id=trace.pk, span_type__in=ACTIVITY_TYPES)
             .exclude(parent_span_id="")
             .count()
         )
-        more = total - MAX_SPANS
+        more = total - len(spans)
     return build(root, spans, more_spans=more)
 
 
