@@ -17,10 +17,14 @@ p50 / p95 over --repeat requests:
            (every span's layout columns as JSON, gzipped by the view: what the page loads)
 - page+layout: the two added, what a first visit costs the server
 - details: GET /traces/<id>/spans/<span>/ (htmx partial) for --details random spans
+- conversation: GET /traces/<id>/conversation/ (htmx partial): the Conversation tab a chat
+           trace opens on (the root's messages, the first 200 tool/retriever/model spans)
 Bytes: the layout JSON raw, and gzipped as the view sends it.
 
 Browser (headless Chromium via Playwright against `gunicorn webapp.wsgi` on a free loopback
-port, DEBUG=0, SPYGLASS_AUTH=0, static files collected), milliseconds from navigation start:
+port, DEBUG=0, SPYGLASS_AUTH=0, static files collected), milliseconds from navigation start,
+on `?view=waterfall` (the bench's root holds chat messages, so the page would otherwise open
+on its Conversation tab):
 - rows:        performance mark "wf-rows": the layout is fetched and parsed, the visible-row
                list computed and the first rows are in the DOM, every handler already bound
 - interactive: mark "wf-interactive": the first animation frame after that, i.e. the rows
@@ -30,6 +34,7 @@ port, DEBUG=0, SPYGLASS_AUTH=0, static files collected), milliseconds from navig
                in steps of two screens per animation frame; printed: frames, the longest
                gap between frames, frames slower than 50 ms, long tasks (> 50 ms) seen by a
                PerformanceObserver, and the most rows that were ever in the DOM
+- conversation: the page without `?view=`, until the Conversation tab's items are drawn
 """
 
 from __future__ import annotations
@@ -269,11 +274,18 @@ def time_server(size: int, trace, args) -> tuple[int, int, int]:
         response = client.get(f"/traces/{trace.trace_id}/spans/{span_id}/", headers=headers)
         details.append((time.perf_counter() - started) * 1000)
         assert response.status_code == 200
+    conversation = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        response = client.get(f"/traces/{trace.trace_id}/conversation/", headers=headers)
+        conversation.append((time.perf_counter() - started) * 1000)
+        assert response.status_code == 200 and b"convo-items" in response.content
     for label, samples, target in [
         ("page", page, None),
         ("layout", layout, None),
         ("page+layout", both, TARGETS.get((size, "server"))),
         ("details", details, TARGETS[(None, "details p95")]),
+        ("conversation", conversation, None),
     ]:
         p50, p95 = percentiles(samples)
         shown = f"{target} ms" if target else ""
@@ -353,7 +365,7 @@ def time_browser(port: int, traces: dict, args) -> None:
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         for size, trace in traces.items():
-            url = f"{base}/traces/{trace.trace_id}/"
+            url = f"{base}/traces/{trace.trace_id}/?view=waterfall"
             runs = []
             for attempt in range(3):  # the first visit also fetches the static files
                 context = browser.new_context(viewport={"width": 1440, "height": 900})
@@ -373,12 +385,14 @@ def time_browser(port: int, traces: dict, args) -> None:
                 runs.append((marks, key))
                 context.close()
             marks, key = min(runs[1:], key=lambda r: r[0]["interactive"])  # warm cache
+            marks["conversation"] = time_conversation(browser, f"{base}/traces/{trace.trace_id}/")
             target = TARGETS.get((size, "interactive"))
             long_tasks = marks["longTasks"]
             print(
                 f"{size:>7,} spans   {marks['rows']:7.0f} {marks['interactive']:10.0f}   "
                 f"{'< ' + str(target) if target else '':>7}  {key['ms']:5.0f}  "
-                f"{len(long_tasks)} (longest {max(long_tasks, default=0):.0f} ms)"
+                f"{len(long_tasks)} (longest {max(long_tasks, default=0):.0f} ms); "
+                f"conversation {marks['conversation']:.0f}"
             )
         browser.close()
     print()
@@ -391,6 +405,29 @@ def time_browser(port: int, traces: dict, args) -> None:
             f"{result['slow']:14d}  {len(tasks):3d} (max {max(tasks, default=0):.0f} ms)  "
             f"{result['maxRows']:6d}   ({result['height']:,} px of rows)"
         )
+
+
+CONVERSATION = """() => new Promise((resolve) => {
+  const done = () => document.querySelector("#conversation .convo-items");
+  if (done()) return resolve(performance.now());
+  new MutationObserver((_, observer) => {
+    if (done()) { observer.disconnect(); resolve(performance.now()); }
+  }).observe(document.getElementById("conversation"), { childList: true, subtree: true });
+})"""
+
+
+def time_conversation(browser, url: str) -> float:
+    """Milliseconds from navigation start until the Conversation tab's items are drawn (the
+    best of three visits)."""
+    best = float("inf")
+    for _ in range(3):
+        context = browser.new_context(viewport={"width": 1440, "height": 900})
+        page = context.new_page()
+        page.goto(url, wait_until="commit")
+        page.wait_for_selector("#conversation", state="attached")
+        best = min(best, page.evaluate(CONVERSATION))
+        context.close()
+    return best
 
 
 if __name__ == "__main__":

@@ -16,6 +16,11 @@ Content may be a string or a list of parts (`{"type": "text"|"input_text"|"outpu
 "text"}`, or bare strings), joined by blank lines; other parts (images, refusals, ...) and other
 values are kept as fenced JSON text, so nothing is silently dropped. Nothing here renders: the
 template escapes names and the markdown module sanitises content.
+
+Reasoning is kept apart from what was said, so that pages can fold it away: Anthropic's
+`{"type": "thinking", "thinking"}` content parts (and `redacted_thinking`), `reasoning` parts,
+the `reasoning_content` / `reasoning` fields of OpenAI-compatible servers (DeepSeek, vLLM,
+OpenRouter), and Responses `{"type": "reasoning", "summary": [...]}` items.
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ class Message:
     tool_calls: list[ToolCall] = field(default_factory=list)
     tool_call_id: str = ""
     source: str = "inputs"  # which side of the span it came from
+    reasoning: str = ""  # thinking shown folded, never mixed into `content`
 
 
 @dataclass
@@ -132,6 +138,9 @@ def read(items: list[Any], source: str = "inputs") -> list[Message]:
     return _convert([i for i in items if isinstance(i, dict) and _is_item(i)], source)
 
 
+REASONING_PARTS = frozenset({"thinking", "redacted_thinking", "reasoning", "reasoning_text"})
+
+
 def content_text(content: Any) -> str:
     """A message's content as text: a string as is, text parts joined by blank lines, anything
     else as fenced JSON (a tool call's missing content is "")."""
@@ -142,6 +151,8 @@ def content_text(content: Any) -> str:
     if isinstance(content, list):
         parts = []
         for part in content:
+            if isinstance(part, dict) and part.get("type") in REASONING_PARTS:
+                continue  # reasoning_text() reads these
             if isinstance(part, dict) and isinstance(part.get("text"), str):
                 parts.append(part["text"])
             elif isinstance(part, str):
@@ -150,6 +161,44 @@ def content_text(content: Any) -> str:
                 parts.append(f"```json\n{_json(part)}\n```")
         return "\n\n".join(p for p in parts if p)
     return f"```json\n{_json(content)}\n```"
+
+
+def reasoning_text(message: dict) -> str:
+    """The reasoning of a chat message or a Responses `reasoning` item, "" when it has none."""
+    found = []
+    for key in ("reasoning_content", "reasoning"):
+        value = message.get(key)
+        if isinstance(value, str):
+            found.append(value)
+        elif isinstance(value, dict):  # OpenRouter-style {"content"|"summary": ...}
+            found.extend(_part_texts([value.get("content"), value.get("summary")]))
+    content = message.get("content")
+    if isinstance(content, list):
+        found.extend(
+            _part_texts(
+                [p for p in content if isinstance(p, dict) and p.get("type") in REASONING_PARTS]
+            )
+        )
+    if message.get("type") == "reasoning":
+        found.extend(_part_texts([message.get("summary")]))
+    return "\n\n".join(t for t in found if t)
+
+
+def _part_texts(values: list[Any]) -> list[str]:
+    out = []
+    for value in values:
+        if isinstance(value, str):
+            out.append(value)
+        elif isinstance(value, list):
+            out.extend(_part_texts(value))
+        elif isinstance(value, dict):
+            if value.get("type") == "redacted_thinking":
+                out.append("(redacted thinking)")
+            for key in ("thinking", "text", "summary_text"):
+                if isinstance(value.get(key), str):
+                    out.append(value[key])
+                    break
+    return out
 
 
 def _messages_in(value: Any, source: str) -> list[Message]:
@@ -179,7 +228,7 @@ def _is_message_list(items: Any) -> bool:
 def _is_item(item: dict) -> bool:
     if item.get("role") in ROLES:
         return True
-    return item.get("type") in ("message", "function_call", "function_call_output")
+    return item.get("type") in ("message", "function_call", "function_call_output", "reasoning")
 
 
 def _convert(items: list[dict], source: str) -> list[Message]:
@@ -193,6 +242,8 @@ def _convert(items: list[dict], source: str) -> list[Message]:
                 call_id=_text(item.get("call_id") or item.get("id")),
             )
             out.append(Message(role="assistant", tool_calls=[call], source=source))
+        elif kind == "reasoning":
+            out.append(Message(role="assistant", reasoning=reasoning_text(item), source=source))
         elif kind == "function_call_output":
             out.append(
                 Message(
@@ -212,6 +263,7 @@ def _convert(items: list[dict], source: str) -> list[Message]:
                     tool_calls=[_tool_call(c) for c in item.get("tool_calls") or [] if c],
                     tool_call_id=_text(item.get("tool_call_id")),
                     source=source,
+                    reasoning=reasoning_text(item),
                 )
             )
     return out

@@ -7,6 +7,7 @@ from tracking.views import (
     model_compare,
     model_description,
     sessions,
+    trace_conversation,
     trace_detail,
     trace_diff,
     trace_list,
@@ -29,6 +30,11 @@ urlpatterns = [
     path("traces/diff/spans/", trace_diff.trace_diff_spans, name="trace-diff-spans"),
     path("traces/<str:trace_id>/", trace_detail.trace_detail, name="trace-detail"),
     path("traces/<str:trace_id>/layout/", trace_detail.trace_layout, name="trace-layout"),
+    path(
+        "traces/<str:trace_id>/conversation/",
+        trace_conversation.trace_conversation,
+        name="trace-conversation",
+    ),
     path("traces/<str:trace_id>/feedback/", feedback.feedback_add, name="feedback-add"),
     path(
         "traces/<str:trace_id>/feedback/<str:assessment_id>/",

@@ -463,6 +463,21 @@
     if (options.open) openDetails(i);
   }
 
+  let autoSelected = false;
+  function autoSelect() {
+    // The span named in the URL, else an error trace's first failure.
+    autoSelected = true;
+    const wanted = root.dataset.selected;
+    const i = wanted ? L.ids.indexOf(wanted) : L.state === "ERROR" ? firstFailure() : -1;
+    if (i >= 0) {
+      revealAncestors(i);
+      refresh();
+      select(i, { open: true });
+      const r = rowOf[i];
+      viewport.scrollTop = Math.max(0, r * ROW_H - viewport.clientHeight / 2);
+    }
+  }
+
   function firstFailure() {
     // An error trace opens on the span where it failed: the first failed span, or the
     // deepest failed span under it (a failed agent usually failed because a tool did).
@@ -576,6 +591,33 @@
     document.addEventListener("keydown", onKey);
     panel.addEventListener("click", onPanelClick);
     document.addEventListener("visibilitychange", schedulePoll);
+    // From the trace page's tabs (trace_views.js): shown, and a span link of the conversation.
+    root.addEventListener("waterfall:shown", onShown);
+    root.addEventListener("waterfall:select", (event) => selectById(event.detail.spanId));
+  }
+
+  function onShown() {
+    lastRange = [0, -1];
+    queueRender();
+    // After a "waterfall:select" sent with it, which would otherwise be overridden.
+    requestAnimationFrame(() => {
+      if (L && !autoSelected) autoSelect();
+    });
+  }
+
+  function selectById(id) {
+    autoSelected = true;
+    if (!L) {
+      root.dataset.selected = id; // picked up when the layout arrives
+      return;
+    }
+    const i = L.ids.indexOf(id);
+    if (i < 0) return;
+    revealAncestors(i);
+    refresh();
+    select(i, { open: true });
+    viewport.scrollTop = Math.max(0, rowOf[i] * ROW_H - viewport.clientHeight / 2);
+    viewport.focus({ preventScroll: true });
   }
 
   function toggleCritical() {
@@ -605,6 +647,7 @@
       next.click();
       return;
     }
+    if (root.hidden) return; // the Conversation tab is shown: keys are not the tree's
     const handlers = {
       j: () => move(1), ArrowDown: () => move(1),
       k: () => move(-1), ArrowUp: () => move(-1),
@@ -675,15 +718,8 @@
   load()
     .then(() => {
       performance.mark("wf-rows");
-      const wanted = root.dataset.selected;
-      const i = wanted ? L.ids.indexOf(wanted) : L.state === "ERROR" ? firstFailure() : -1;
-      if (i >= 0) {
-        revealAncestors(i);
-        refresh();
-        select(i, { open: true });
-        const r = rowOf[i];
-        viewport.scrollTop = Math.max(0, r * ROW_H - viewport.clientHeight / 2);
-      }
+      // Behind the Conversation tab, nothing is selected (nor written in the URL) until shown.
+      if (!root.hidden) autoSelect();
       schedulePoll();
       requestAnimationFrame(() => {
         performance.mark("wf-interactive");

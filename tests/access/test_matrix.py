@@ -213,6 +213,9 @@ SAMPLES: dict[str, Sample] = {
     "tracking:trace-diff-spans": lambda e, o: [
         Call("GET", f"/traces/diff/spans/?a={o['trace']}&b={o['trace2']}&sa={o['span']}&sb=", R)
     ],
+    "tracking:trace-conversation": lambda e, o: [
+        Call("GET", f"/traces/{o['trace']}/conversation/", R)
+    ],
     "tracking:span-detail": lambda e, o: [
         Call("GET", f"/traces/{o['trace']}/spans/{o['span']}/", R)
     ],
@@ -1245,6 +1248,7 @@ def _example_path(name: str) -> str:
         "tracking:session-detail": {"session_id": "s"},
         "tracking:trace-detail": {"trace_id": "x"},
         "tracking:trace-layout": {"trace_id": "x"},
+        "tracking:trace-conversation": {"trace_id": "x"},
         "tracking:span-detail": {"trace_id": "x", "span_id": "y"},
         "tracking:span-value": {"trace_id": "x", "span_id": "y", "field": "inputs"},
         "tracking:feedback-add": {"trace_id": "x"},

@@ -60,7 +60,9 @@ def agent_trace(server):
 
 
 def open_waterfall(page, url):
-    page.goto(url)
+    # A chat trace opens on its Conversation tab (tests/e2e/test_trace_conversation.py);
+    # these tests are about the waterfall.
+    page.goto(url if "?" in url else url + "?view=waterfall")
     page.wait_for_selector("#waterfall[data-ready='1']")
 
 

@@ -130,8 +130,9 @@ def test_trace_page_runs_a_fixed_number_of_queries(
     for i in range(30):
         make_span(trace, f"s{i:02d}", 1_000 + i, parent="s00" if i else "")
 
-    # The trace, its model, and its assessments (one query however many).
-    with django_assert_max_num_queries(3):
+    # The trace, its model, its assessments (one query however many), and its root span's
+    # inputs and outputs (a chat trace opens on its conversation).
+    with django_assert_max_num_queries(4):
         response = client.get(f"/traces/{trace.trace_id}/")
 
     assert response.status_code == 200

@@ -11,6 +11,8 @@ from typing import Any
 
 from django import template
 from django.urls import NoReverseMatch, reverse
+from django.utils.html import format_html
+from django.utils.safestring import SafeString
 
 from tracking import chat
 from tracking.markdown import render as render_markdown
@@ -183,3 +185,17 @@ def metric(value: float | None) -> str:
     if math.isinf(value):
         return "Infinity" if value > 0 else "-Infinity"
     return f"{value:.4g}"
+
+
+@register.filter
+def cut_note(capped: Any) -> SafeString | str:
+    """The note under a text cut at its cap (tracking/span_contents.py Capped): a filter
+    rather than an include, as a conversation shows hundreds of them. Only a count goes in."""
+    omitted = getattr(capped, "omitted", 0)
+    if not omitted:
+        return ""
+    return format_html(
+        '<p class="muted small capped-note">… {} more character{}: see the span\'s Raw JSON.</p>',
+        f"{omitted:,}",
+        "" if omitted == 1 else "s",
+    )

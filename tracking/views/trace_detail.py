@@ -20,7 +20,7 @@ from django.views.decorators.http import require_safe
 
 from access.models import Level
 from access.rules import access_for
-from tracking import chat, cost, json_tree, waterfall
+from tracking import chat, conversation, cost, json_tree, span_contents, waterfall
 from tracking.feedback import FeedbackForm
 from tracking.ingest import TRUNCATED
 from tracking.models import Assessment, LoggedModel, Span, Trace
@@ -56,8 +56,11 @@ def render_trace_page(
         model = LoggedModel.objects.filter(model_id=trace.model_id).only("name").first()
     assessments = list(Assessment.objects.of_trace(trace))
     can_edit = access_for(request).can(Level.EDIT, trace.experiment_id)
+    has_conversation = conversation.root_has_chat(trace)
     context = {
         "trace": trace,
+        "has_conversation": has_conversation,
+        "view": _view(request, has_conversation),
         "model": model,
         "tags": sorted(trace.tags.items()),
         "metadata": sorted(trace.metadata.items()),
@@ -70,6 +73,17 @@ def render_trace_page(
         ),
     }
     return render(request, "tracking/trace_detail.html", context, status=status)
+
+
+def _view(request: HtmxHttpRequest, has_conversation: bool) -> str:
+    """The tab the page opens on: the conversation for a chat trace, unless `?view=waterfall`
+    or a selected span (`?span=`, what the waterfall writes in the URL) asks for the waterfall."""
+    if not has_conversation:
+        return "waterfall"
+    asked = request.GET.get("view")
+    if asked in ("conversation", "waterfall"):
+        return asked
+    return "waterfall" if request.GET.get("span") else "conversation"
 
 
 @page_reads("trace", "trace_id")
@@ -127,12 +141,16 @@ def span_detail(request: HtmxHttpRequest, trace_id: str, span_id: str) -> HttpRe
         return json_tree.render(getattr(span, field), url, f"v-{span.span_id}-{field}")
 
     events = span.events if isinstance(span.events, list) else []
+    by_type = _by_type(span)
+    said = chat.conversation(span.inputs, span.outputs)
     context = {
         "trace_id": trace_id,
         "span": span,
-        "conversation": chat.conversation(span.inputs, span.outputs),
+        "conversation": said,
+        **by_type,
+        "first_tab": _first_tab(by_type, said is not None),
         "inputs_html": tree("inputs"),
-        "outputs_html": tree("outputs"),
+        "outputs_html": "" if by_type.get("vectors") else tree("outputs"),
         "attributes_html": tree("attributes"),
         "events": [_event(e, span.start_ns) for e in events if isinstance(e, dict)],
         "truncated": _truncated(span),
@@ -141,6 +159,28 @@ def span_detail(request: HtmxHttpRequest, trace_id: str, span_id: str) -> HttpRe
         **_usage_and_cost(span),
     }
     return render_page(request, "tracking/span_detail.html", context, fragment="span-detail")
+
+
+def _by_type(span: Span) -> dict:
+    """What the span's type is read as (tracking/span_contents.py), for its own tab."""
+    kind = span.span_type.upper()
+    if kind == "RETRIEVER":
+        return {"documents": span_contents.documents(span.outputs)}
+    if kind == "TOOL":
+        call = span_contents.tool_call(span.name, span.inputs, span.outputs, span.attributes)
+        return {"tool": call}
+    if kind == "EMBEDDING":
+        return {"vectors": span_contents.vectors(span.outputs)}
+    return {}
+
+
+def _first_tab(by_type: dict, has_chat: bool) -> str:
+    """The tab the details open on: what the span's type is read as, else its chat."""
+    if by_type.get("documents"):
+        return "documents"
+    if by_type.get("tool"):
+        return "call"
+    return "chat" if has_chat else "inputs"
 
 
 def _span_feedback(request: HtmxHttpRequest, span: Span) -> dict:
