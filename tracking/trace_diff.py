@@ -122,9 +122,7 @@ def align(
         if a_keys[a_roots[0]] != b_keys[b_roots[0]]:
             renamed_rows.append(0)
     else:
-        pairs = align_siblings(
-            [a_keys[i] for i in a_roots], [b_keys[i] for i in b_roots], budget
-        )
+        pairs = align_siblings([a_keys[i] for i in a_roots], [b_keys[i] for i in b_roots], budget)
         pairs = [(_at(a_roots, i), _at(b_roots, j), m) for i, j, m in pairs]
     # (a index, b index, depth, parent row, moved), popped in the merged tree's pre-order.
     stack = [(i, j, 0, -1, m) for i, j, m in reversed(pairs)]
