@@ -58,13 +58,18 @@ class Conversation:
     omitted: int = 0
 
 
-def conversation(inputs: Any, outputs: Any) -> Conversation | None:
-    """The chat of a span, or None when neither side holds chat messages."""
+def conversation(
+    inputs: Any, outputs: Any, limit: int | None = MAX_MESSAGES
+) -> Conversation | None:
+    """The chat of a span, or None when neither side holds chat messages; cut at `limit`
+    messages (None: all, for the trace diff, which must see a change past the cut)."""
     messages = [*_messages_in(inputs, "inputs"), *_messages_in(outputs, "outputs")]
     if not messages:
         return None
-    omitted = max(0, len(messages) - MAX_MESSAGES)
-    return Conversation(messages=messages[:MAX_MESSAGES], omitted=omitted)
+    if limit is None:
+        return Conversation(messages=messages)
+    omitted = max(0, len(messages) - limit)
+    return Conversation(messages=messages[:limit], omitted=omitted)
 
 
 def request_messages(inputs: Any) -> list[Message]:

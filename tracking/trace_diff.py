@@ -12,8 +12,9 @@ span's whole subtree is added (only in B) or removed (only in A).
 
 Everything is iterative: a 50,000-deep chain must not hit Python's recursion limit, and a flat
 list of 10,000 siblings with nothing in common must not take quadratic time (the edit script's
-cost is capped; past it, same-key spans are paired in order and the longest run of them that
-keeps its order counts as aligned, the rest as moved).
+cost is capped per sibling list and for the whole trace; past it, same-key spans are paired in
+order and the longest run of them that keeps its order counts as aligned, the rest as moved).
+Sibling lists with no key in common skip the edit script: all of A's are removed, B's added.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from tracking import waterfall
 
 SAME, CHANGED, ADDED, REMOVED = 0, 1, 2, 3
 STATUS, INPUTS, OUTPUTS, TOKENS, COST, DURATION, MOVED = 1, 2, 4, 8, 16, 32, 64
+RENAMED = 128  # single roots paired although their name or span type differ
 # A duration change counts when it is at least a quarter of A's duration and at least 1 ms:
 # smaller ones are the noise of any two runs.
 DURATION_SHARE = 0.25
@@ -36,6 +38,19 @@ _SHARE_BELOW = DURATION_MIN_NS / DURATION_SHARE  # under 4 ms, 1 ms is the large
 # The most edits the Myers search looks for in one sibling list before it falls back to
 # pairing same-key spans in order: its cost grows with the square of the edits.
 MAX_EDITS = 400
+# The steps (diagonals tried plus matches followed) all Myers searches of one trace may take
+# together: without it, thousands of sibling lists each just under MAX_EDITS add up to seconds
+# (50 groups of 200 renamed children took 1.4 s). About 3 M steps a second in CPython.
+EDIT_BUDGET = 600_000
+
+
+class _Budget:
+    """Myers steps left for one `align` call."""
+
+    __slots__ = ("left",)
+
+    def __init__(self, steps: int) -> None:
+        self.left = steps
 
 
 class Digest(NamedTuple):
@@ -93,17 +108,21 @@ def align(
     """Align B's span tree with A's; digests are by span id (a missing one compares equal)."""
     a_digests, b_digests = a_digests or {}, b_digests or {}
     a_keys, b_keys = _keys(a, b)
+    budget = _Budget(EDIT_BUDGET)
     # Rows as (a index, b index, depth, parent row), turned into columns at the end: at
     # 50,000 rows, one append per row instead of four is a real share of the time.
     rows: list[tuple[int, int, int, int]] = []
     moved_rows: list[int] = []
+    renamed_rows: list[int] = []
     a_roots = [i for i, p in enumerate(a.parent) if p < 0]
     b_roots = [i for i, p in enumerate(b.parent) if p < 0]
     if len(a_roots) == 1 and len(b_roots) == 1:
         # One root each: the same agent's run, even when a version renamed its root span.
         pairs = [(a_roots[0], b_roots[0], False)]
+        if a_keys[a_roots[0]] != b_keys[b_roots[0]]:
+            renamed_rows.append(0)
     else:
-        pairs = align_siblings([a_keys[i] for i in a_roots], [b_keys[i] for i in b_roots])
+        pairs = align_siblings([a_keys[i] for i in a_roots], [b_keys[i] for i in b_roots], budget)
         pairs = [(_at(a_roots, i), _at(b_roots, j), m) for i, j, m in pairs]
     # (a index, b index, depth, parent row, moved), popped in the merged tree's pre-order.
     stack = [(i, j, 0, -1, m) for i, j, m in reversed(pairs)]
@@ -116,7 +135,7 @@ def align(
                 moved_rows.append(row)
             ka, kb = _children(a.size, i), _children(b.size, j)
             if ka or kb:
-                sub = align_siblings([a_keys[c] for c in ka], [b_keys[c] for c in kb])
+                sub = align_siblings([a_keys[c] for c in ka], [b_keys[c] for c in kb], budget)
                 d = depth + 1
                 stack.extend(
                     [(ka[x] if x >= 0 else -1, kb[y] if y >= 0 else -1, d, row, m)
@@ -143,6 +162,8 @@ def align(
     out.flags = [0] * len(rows)
     for row in moved_rows:
         out.flags[row] = MOVED
+    for row in renamed_rows:
+        out.flags[row] |= RENAMED
     out.size = waterfall.subtree_sizes(out.parent)
     _flag_pairs(out, a, b, a_digests, b_digests)
     return out
@@ -222,9 +243,12 @@ def duration_changed(a_ns: int | None, b_ns: int | None) -> bool:
 # --- Sibling lists --------------------------------------------------------------------------
 
 
-def align_siblings(a: Sequence[int], b: Sequence[int]) -> list[tuple[int, int, bool]]:
+def align_siblings(
+    a: Sequence[int], b: Sequence[int], budget: _Budget | None = None
+) -> list[tuple[int, int, bool]]:
     """The merged order of two key lists: (i, -1) removed, (-1, j) added, (i, j, moved)
-    paired. Pairs keep both lists' order except moved ones, which sit at B's position."""
+    paired. Pairs keep both lists' order except moved ones, which sit at B's position.
+    `budget` is the trace's Myers steps left, spent here (a list alone gets EDIT_BUDGET)."""
     n, m = len(a), len(b)
     head = 0
     while head < n and head < m and a[head] == b[head]:
@@ -233,9 +257,12 @@ def align_siblings(a: Sequence[int], b: Sequence[int]) -> list[tuple[int, int, b
     while tail < n - head and tail < m - head and a[n - 1 - tail] == b[m - 1 - tail]:
         tail += 1
     mid_a, mid_b = a[head : n - tail], b[head : m - tail]
-    script = _myers(mid_a, mid_b) if mid_a and mid_b else None
+    # No key in common: the edit script is all removals then all additions, and finding
+    # that out would be Myers' worst case.
+    common = bool(mid_a and mid_b and not set(mid_a).isdisjoint(mid_b))
+    script = _myers(mid_a, mid_b, budget or _Budget(EDIT_BUDGET)) if common else None
     if script is None:
-        if mid_a and mid_b:
+        if common:
             middle = _in_order_pairs(mid_a, mid_b)
         else:
             middle = [(x, -1, False) for x in range(len(mid_a))]
@@ -248,9 +275,10 @@ def align_siblings(a: Sequence[int], b: Sequence[int]) -> list[tuple[int, int, b
     return out
 
 
-def _myers(a: Sequence[int], b: Sequence[int]) -> list[tuple[int, int]] | None:
+def _myers(a: Sequence[int], b: Sequence[int], budget: _Budget) -> list[tuple[int, int]] | None:
     """The shortest edit script as (i, -1) / (-1, j) / (i, j) steps, deletions before
-    insertions; None when it needs more than MAX_EDITS edits."""
+    insertions; None when it needs more than MAX_EDITS edits or more steps than the budget
+    has left (what was spent is gone either way)."""
     n, m = len(a), len(b)
     limit = min(n + m, MAX_EDITS)
     offset = limit + 1
@@ -258,18 +286,24 @@ def _myers(a: Sequence[int], b: Sequence[int]) -> list[tuple[int, int]] | None:
     trace: list[list[int]] = []
     for d in range(limit + 1):
         trace.append(v[offset - d - 1 : offset + d + 2])  # the diagonals d-1 can reach
+        steps = d + 1
         for k in range(-d, d + 1, 2):
             if k == -d or (k != d and v[offset + k - 1] < v[offset + k + 1]):
                 x = v[offset + k + 1]  # down: an insertion
             else:
                 x = v[offset + k - 1] + 1  # right: a deletion
-            y = x - k
+            y = y0 = x - k
             while x < n and y < m and a[x] == b[y]:
                 x += 1
                 y += 1
+            steps += y - y0
             v[offset + k] = x
             if x >= n and y >= m:
+                budget.left -= steps
                 return _backtrack(trace, d, n, m)
+        budget.left -= steps
+        if budget.left < 0:
+            return None
     return None
 
 

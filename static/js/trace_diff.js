@@ -32,6 +32,7 @@
     [16, "cost", "Cost differs"],
     [32, "time", "Duration differs by 25% (and 1 ms) or more"],
     [64, "moved", "Moved among its siblings"],
+    [128, "renamed", "Root renamed or retyped: the two traces' only roots are paired anyway"],
   ];
   const TYPE_ICONS = {
     AGENT: "◆", CHAIN: "↦", LLM: "✦", CHAT_MODEL: "✦", TOOL: "⚒", RETRIEVER: "⌕",

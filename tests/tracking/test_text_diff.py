@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import time
 
 from tracking import text_diff
@@ -177,3 +178,97 @@ def test_a_removed_message_is_marked_removed():
         ("same", "user"),
         ("removed", "assistant"),
     ]
+
+
+def shown(diff):
+    return sum(len(s.text) for s in diff.segments)
+
+
+def test_a_long_equal_text_is_folded_after_its_first_lines():
+    text = "".join(f"line {i}\n" for i in range(100))
+
+    diff = text_diff.diff_text(text, text)
+
+    assert not diff.changed
+    assert ops(diff) == [
+        (EQUAL, "".join(f"line {i}\n" for i in range(text_diff.EQUAL_LINES))),
+        (SKIP, 100 - text_diff.EQUAL_LINES),
+    ]
+
+
+def test_an_equal_huge_value_is_cut_with_a_notice():
+    value = {"blob": "x" * 3_000_000}
+
+    diff = text_diff.diff_value(value, value, "inputs")
+
+    assert not diff.changed
+    assert shown(diff.text) <= text_diff.SHOWN_LIMIT
+    assert "Cut" in diff.text.notice
+
+
+def test_a_line_diff_with_many_repeated_lines_is_bounded_and_says_so():
+    rng_a, rng_b = random.Random(1), random.Random(2)
+    a = {"pixels": [rng_a.randrange(256) for _ in range(20_000)]}
+    b = {"pixels": [rng_b.randrange(256) for _ in range(20_000)]}
+
+    started = time.perf_counter()
+    diff = text_diff.diff_value(a, b, "inputs")
+    elapsed = time.perf_counter() - started
+
+    assert elapsed < 0.5  # 1.8 s before the line budget; goal < 300 ms
+    assert diff.changed and text_diff.NOTICE_NO_DIFF in diff.text.notice
+    # Both sides' differing parts are in view, each cut.
+    assert [s.op for s in diff.text.segments if s.op in (DELETE, INSERT)] == [DELETE, INSERT]
+    assert shown(diff.text) <= 2 * text_diff.SHOWN_WHEN_TOO_LARGE + 100
+
+
+def test_a_long_answer_against_another_is_diffed_word_by_word_quickly():
+    vocab = [f"word{i}" for i in range(800)]
+    weights = [1 / (i + 1) for i in range(800)]
+    answers = [
+        {"choices": [{"message": {"role": "assistant", "content": " ".join(words)}}]}
+        for words in (random.Random(seed).choices(vocab, weights, k=1_499) for seed in (1, 2))
+    ]
+
+    started = time.perf_counter()
+    diff = text_diff.diff_value(*answers, "outputs")
+
+    assert time.perf_counter() - started < 0.3  # 0.7-1.4 s when spaces were tokens of their own
+    assert [m.kind for m in diff.messages] == ["changed"]
+    assert not diff.messages[0].diff.notice  # compared word by word within the budget
+
+
+def test_word_diffs_of_one_request_share_a_budget():
+    rng = random.Random(1)
+    a_lines, b_lines = [], []
+    for _ in range(6):
+        words = [f"w{rng.randrange(40)}" for _ in range(1_400)]
+        shuffled = words[:]
+        rng.shuffle(shuffled)
+        a_lines.append(" ".join(words) + "\nsame\nsame\nsame\nsame\n")
+        b_lines.append(" ".join(shuffled) + "\nsame\nsame\nsame\nsame\n")
+    budget = text_diff.Budget()
+
+    started = time.perf_counter()
+    diff = text_diff.diff_text("".join(a_lines), "".join(b_lines), budget=budget)
+
+    assert time.perf_counter() - started < 0.5  # ~7 s with a word budget per block
+    assert text_diff.NOTICE_LINES in diff.notice
+    assert budget.words < text_diff.WORD_WORK
+    assert rebuilt(diff, "a") == "".join(a_lines)[: len(rebuilt(diff, "a"))]
+
+
+def test_a_change_past_the_messages_shown_one_by_one_still_shows():
+    a = {"messages": [{"role": "user", "content": f"message {k}"} for k in range(250)]}
+    b = {"messages": [{"role": "user", "content": f"message {k}"} for k in range(250)]}
+    b["messages"][230]["content"] = "message two hundred thirty"
+
+    diff = text_diff.diff_value(a, b, "inputs")
+
+    assert diff.changed
+    assert len(diff.messages) == 200 and all(m.kind == "same" for m in diff.messages)
+    assert diff.text is not None and diff.text.changed
+    assert "after the first 200" in diff.text.notice
+    assert "two hundred thirty" in rebuilt(diff.text, "b")
+    assert "message 230" in rebuilt(diff.text, "a")
+    assert not text_diff.diff_value(a, a, "inputs").changed

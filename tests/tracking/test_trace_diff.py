@@ -169,6 +169,18 @@ def test_single_roots_pair_even_when_renamed():
     alignment = trace_diff.align(a, b)
 
     assert alignment.a == [0, 1] and alignment.b == [0, 1]
+    assert alignment.flags[0] & trace_diff.RENAMED and alignment.kind[0] == CHANGED
+    assert alignment.flags[1] == 0
+
+
+def test_single_roots_renamed_and_retyped_are_flagged_renamed():
+    a = tree(("r", "", "agent_v1", "AGENT"))
+    b = tree(("r", "", "agent_v2", "CHAIN"))
+    same = tree(("r", "", "agent_v1", "AGENT"))
+
+    assert trace_diff.align(a, b).flags == [trace_diff.RENAMED]
+    assert trace_diff.align(a, b).kind == [CHANGED]
+    assert trace_diff.align(a, same).flags == [0]
 
 
 def test_empty_traces():
@@ -254,6 +266,39 @@ def test_ten_thousand_siblings_with_nothing_in_common_align_fast():
     assert [j for _, j, _ in merged if j >= 0] == list(range(10_000))
     assert all(a[i] == b[j] for i, j, _ in merged if i >= 0 and j >= 0)
     assert elapsed < 1.0
+
+
+def groups_of_renamed_children(spans, prefix, group=200):
+    """A root over groups of `group` children named apart per side but for one shared step:
+    each sibling list's edit script is just under MAX_EDITS, so only a trace-wide budget
+    keeps their sum bounded."""
+    out = [("r", "", "agent", "AGENT")]
+    for g in range(spans // group):
+        out.append((f"g{g}", "r", "step"))
+        for k in range(group - 1):
+            name = "shared" if k == group // 2 else f"{prefix}{g}_{k}"
+            out.append((f"g{g}c{k}", f"g{g}", name, "TOOL"))
+    return tree(*out)
+
+
+def test_many_sibling_lists_share_one_edit_budget():
+    a = groups_of_renamed_children(10_000, "a")
+    b = groups_of_renamed_children(10_000, "b")
+
+    started = time.perf_counter()
+    alignment = trace_diff.align(a, b)
+    elapsed = time.perf_counter() - started
+
+    found = rows(a, b, alignment)
+    assert found.count((2, "shared", "shared", SAME)) == 50  # still paired past the budget
+    assert alignment.kind.count(ADDED) == alignment.kind.count(REMOVED) == 50 * 198
+    assert elapsed < 0.5  # 1.0-1.2 s when each list had its own budget; goal 300 ms
+
+
+def test_sibling_lists_with_no_key_in_common_are_removed_then_added():
+    assert trace_diff.align_siblings([1, 2, 3], [4, 5]) == [
+        (0, -1, False), (1, -1, False), (2, -1, False), (-1, 0, False), (-1, 1, False)
+    ]  # fmt: skip
 
 
 def test_a_50_000_deep_chain_aligns_without_recursion():

@@ -146,6 +146,7 @@ def trace_diff_spans(request: HtmxHttpRequest) -> HttpResponse:
     a, b = _pair_or_404(request, a_id, b_id, fields=("trace_id",))
     span_a, span_b = _span_pair(a, sa, b, sb)
     sides = [_span_side(span_a), _span_side(span_b)]
+    budget = text_diff.Budget()  # one for both fields: the whole panel does bounded work
     context = {
         "a": a,
         "b": b,
@@ -155,7 +156,7 @@ def trace_diff_spans(request: HtmxHttpRequest) -> HttpResponse:
         "kind": "removed" if span_b is None else "added" if span_a is None else "pair",
         "delta": _delta(*sides),
         "fields": [
-            (side, text_diff.diff_value(_value(span_a, side), _value(span_b, side), side))
+            (side, text_diff.diff_value(_value(span_a, side), _value(span_b, side), side, budget))
             for side in ("inputs", "outputs")
         ],
     }
