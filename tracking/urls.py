@@ -11,6 +11,7 @@ from tracking.views import (
     trace_detail,
     trace_diff,
     trace_list,
+    trace_same_input,
 )
 
 app_name = "tracking"
@@ -34,6 +35,11 @@ urlpatterns = [
         "traces/<str:trace_id>/conversation/",
         trace_conversation.trace_conversation,
         name="trace-conversation",
+    ),
+    path(
+        "traces/<str:trace_id>/same-input/",
+        trace_same_input.trace_same_input,
+        name="trace-same-input",
     ),
     path("traces/<str:trace_id>/feedback/", feedback.feedback_add, name="feedback-add"),
     path(

@@ -216,6 +216,7 @@ SAMPLES: dict[str, Sample] = {
     "tracking:trace-conversation": lambda e, o: [
         Call("GET", f"/traces/{o['trace']}/conversation/", R)
     ],
+    "tracking:trace-same-input": lambda e, o: [Call("GET", f"/traces/{o['trace']}/same-input/", R)],
     "tracking:span-detail": lambda e, o: [
         Call("GET", f"/traces/{o['trace']}/spans/{o['span']}/", R)
     ],
@@ -1249,6 +1250,7 @@ def _example_path(name: str) -> str:
         "tracking:trace-detail": {"trace_id": "x"},
         "tracking:trace-layout": {"trace_id": "x"},
         "tracking:trace-conversation": {"trace_id": "x"},
+        "tracking:trace-same-input": {"trace_id": "x"},
         "tracking:span-detail": {"trace_id": "x", "span_id": "y"},
         "tracking:span-value": {"trace_id": "x", "span_id": "y", "field": "inputs"},
         "tracking:feedback-add": {"trace_id": "x"},
