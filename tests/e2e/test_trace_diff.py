@@ -18,7 +18,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from playwright.sync_api import expect
 
 from tests.xss import CORPUS
-from tracking.models import Experiment, Span, Trace
+from tracking.models import Experiment, LoggedModel, Span, Trace
 
 pytestmark = pytest.mark.e2e
 
@@ -211,6 +211,27 @@ def test_the_trace_page_compares_with_a_trace_id(page, server, two_versions):
     page.get_by_text("Compare with…").click()
     page.get_by_label("Trace id to compare with (B)").fill(b)
     page.get_by_role("button", name="Diff", exact=True).click()
+    page.wait_for_selector("#trace-diff[data-diff-rows-drawn]")
+    assert page.url == f"{server}/traces/diff/?a={a}&b={b}"
+    expect(row(page, "check_stock")).to_have_class("td-row kind-added type-tool")
+
+
+def test_the_trace_page_lists_the_same_input_on_another_version_and_diffs_it(
+    page, server, two_versions
+):
+    """Both runs asked the same question; version 2's is listed when "Compare with…" opens
+    (the list comes by htmx then), and its Diff link opens the diff of the two."""
+    a, b = two_versions
+    experiment = Experiment.objects.get(pk=0)
+    for trace_id, name in ((a, "support v1"), (b, "support v2")):
+        model = LoggedModel.objects.create(experiment=experiment, name=name)
+        Trace.objects.filter(trace_id=trace_id).update(model_id=model.model_id)
+    page.goto(f"{server}/traces/{a}/")
+    page.get_by_text("Compare with…").click()
+    listed = page.locator(f"[data-same-input-trace='{b}']")
+    expect(listed).to_contain_text("support v2")
+    expect(page.locator("[data-same-input-searched]")).to_contain_text("the last 5,000 traces")
+    listed.get_by_role("link", name="Diff", exact=True).click()
     page.wait_for_selector("#trace-diff[data-diff-rows-drawn]")
     assert page.url == f"{server}/traces/diff/?a={a}&b={b}"
     expect(row(page, "check_stock")).to_have_class("td-row kind-added type-tool")
