@@ -272,3 +272,44 @@ def test_overview_queries_do_not_grow_with_versions(client, experiment, seven_ve
 @pytest.mark.django_db
 def test_nav_links_to_the_overview(client):
     assert 'href="/overview/"' in client.get("/").content.decode()
+
+
+# --- The home page's strip ------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_home_strip_shows_the_most_active_experiment_of_the_last_day(client, experiment):
+    quiet = Experiment.objects.create(name="quiet")
+    make_trace(quiet, 1, request_time=_ago(hours=2))
+    for n in range(2, 6):  # last hour's three OK traces and an error, at 100 ms to 400 ms
+        make_trace(
+            experiment,
+            n,
+            request_time=_ago(minutes=10 * n),
+            duration_ns=(n - 1) * 100_000_000,
+            state=TraceState.ERROR if n == 2 else TraceState.OK,
+            cost=0.25,
+        )
+    make_trace(experiment, 9, request_time=_ago(days=2))  # outside the day
+
+    response = client.get("/")
+
+    strip = response.context["strip"]
+    assert strip.experiment == experiment
+    assert strip.traces == 4
+    assert strip.error_rate == pytest.approx(0.25)
+    assert strip.cost == pytest.approx(1.0)
+    assert strip.p95_ms == pytest.approx(385, rel=0.05)  # 100..400 ms, interpolated
+    html = response.content.decode()
+    assert f'href="/overview/?experiment={experiment.pk}&amp;range=24h"' in html
+    assert 'class="sparkline"' in html and '<path d="M' in html
+
+
+@pytest.mark.django_db
+def test_home_strip_is_absent_without_recent_traces(client, experiment):
+    make_trace(experiment, 1, request_time=_ago(days=3))
+
+    response = client.get("/")
+
+    assert response.context["strip"] is None
+    assert "overview-strip" not in response.content.decode()
