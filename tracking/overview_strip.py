@@ -58,11 +58,9 @@ def home_strip(access: Access) -> Strip | None:
     data = overview(access, experiment_ids=[experiment.pk], model_id=None, rng=rng)
     per_bucket = [sum(s.values[i] or 0 for s in data.traces) for i in range(len(data.buckets))]
     traces = sum(per_bucket)
-    errors = sum(
-        (rate or 0) * (count or 0)
-        for rates, counts in zip(data.error_rate, data.traces, strict=False)
-        for rate, count in zip(rates.values, counts.values, strict=False)
-    )
+    # error_rate ends with the rate over all versions: weighted by the traces, the errors.
+    all_rates = data.error_rate[-1].values if data.error_rate else []
+    errors = sum((r or 0) * n for r, n in zip(all_rates, per_bucket, strict=False))
     costs = [v for s in data.cost for v in s.values if v is not None]
     return Strip(
         experiment=experiment,

@@ -53,7 +53,7 @@ def overview_page(request: HtmxHttpRequest) -> HttpResponse:
             (key, label, with_params(request, range=key, start=None, end=None))
             for key, label in RANGES.items()
         ],
-        "current_range": _current_range(request, rng),
+        "current_range": rng.name,
         "experiments": _experiment_choices(access),
         "bucket_label": overview_charts.bucket_text(rng.bucket_ms),
         # A version's name narrows the page to it (not "other", nor traces with no version).
@@ -72,18 +72,6 @@ def _get_experiment(access: Access, experiment_id: str) -> Experiment | None:
     if not experiment_id.isdigit() or not access.can(Level.READ, int(experiment_id)):
         raise Http404("No such experiment.")
     return get_object_or_404(Experiment, pk=int(experiment_id))
-
-
-def _current_range(request: HttpRequest, rng: Range) -> str:
-    """The switcher's highlighted choice; "custom" for ?start=&end=, and the default range
-    (whatever tracking.overview picks) recognised by its length."""
-    if request.GET.get("start") or request.GET.get("end"):
-        return "custom"
-    if request.GET.get("range"):
-        return request.GET["range"]
-    hours = round((rng.end - rng.start).total_seconds() / 3600)
-    by_hours = {1: "1h", 24: "24h", 168: "7d", 720: "30d", 2160: "90d"}
-    return by_hours.get(hours, "")
 
 
 def _model_name(access: Access, model_id: str) -> str:
