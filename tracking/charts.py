@@ -105,6 +105,7 @@ def line_chart(
     `keys` fixes each version's colour across charts (its index in the page's version list)."""
     top = _nice_max(max((v for s in series for v in s.values if v is not None), default=0))
     frame = _Frame(len(buckets), top)
+    labels = [bucket_label(b, bucket_ms) for b in buckets]
     drawn = []
     for index, s in enumerate(series):
         marks, path = [], []
@@ -116,7 +117,7 @@ def line_chart(
             x, y = frame.center(i), frame.y(value)
             path.append(f"{'M' if pen_up else 'L'}{x} {y}")
             pen_up = False
-            title = f"{s.label} · {bucket_label(buckets[i], bucket_ms)}: {fmt(value)}"
+            title = f"{s.label} · {labels[i]}: {fmt(value)}"
             marks.append(Mark(x, y, 0, 0, title, href(i, s.key)))
         drawn.append(Drawn(s.key, s.label, _css(s.key, index, keys), " ".join(path), marks))
     return frame.chart("line", drawn, buckets, bucket_ms, fmt)
@@ -134,6 +135,7 @@ def stacked_bars(
     """Per bucket, one bar stacked from the series in order (a None counts as 0)."""
     totals = [sum(s.values[i] or 0 for s in series) for i in range(len(buckets))]
     frame = _Frame(len(buckets), _nice_max(max(totals, default=0)))
+    labels = [bucket_label(b, bucket_ms) for b in buckets]
     base = [0.0] * len(buckets)
     drawn = []
     for index, s in enumerate(series):
@@ -143,7 +145,7 @@ def stacked_bars(
                 continue
             y_top, y_bottom = frame.y(base[i] + value), frame.y(base[i])
             base[i] += value
-            title = f"{s.label} · {bucket_label(buckets[i], bucket_ms)}: {fmt(value)}"
+            title = f"{s.label} · {labels[i]}: {fmt(value)}"
             x = round(frame.left(i) + frame.gap, 2)
             width = round(max(frame.step - 2 * frame.gap, 1), 2)
             height = round(max(y_bottom - y_top, 0.5), 2)

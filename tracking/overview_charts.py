@@ -38,12 +38,13 @@ def iso(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def trace_list_url(scope: Scope, clauses: Sequence[str]) -> str:
+def trace_list_url(scope: Scope, clauses: Sequence[str], path: str = "") -> str:
+    """`path`: the trace list's, when the caller already reversed it (once per page)."""
     params: dict[str, Any] = {}
     if scope.experiment_id is not None:
         params["experiment"] = scope.experiment_id
     params["q"] = " and ".join(clauses)
-    return f"{reverse('tracking:trace-list')}?{urlencode(params)}"
+    return f"{path or reverse('tracking:trace-list')}?{urlencode(params)}"
 
 
 def model_clauses(key: str, listed: Sequence[str], scope: Scope) -> list[str]:
@@ -65,20 +66,29 @@ def time_clauses(start: datetime, end: datetime) -> list[str]:
 
 class Links:
     """The trace-list URL of each bucket (clipped to the range: the first and last buckets
-    may stick out of it) and of the error and tool rows."""
+    may stick out of it) and of the error and tool rows. A page holds thousands of bucket
+    links: their parts are built once per bucket and once per version, not per link."""
 
     def __init__(self, data: Overview, scope: Scope) -> None:
         self.data, self.scope = data, scope
         self.listed = [key for key, _ in data.versions]
         width = timedelta(milliseconds=data.range.bucket_ms)
-        self.bounds = [
-            (max(start, data.range.start), min(start + width, data.range.end))
+        self.times = [
+            time_clauses(max(start, data.range.start), min(start + width, data.range.end))
             for start in data.buckets
         ]
+        self.path = reverse("tracking:trace-list")
+        self._models: dict[str, list[str]] = {}
+        self._urls: dict[tuple[int, str], str] = {}
 
     def bucket(self, index: int, key: str) -> str:
-        clauses = time_clauses(*self.bounds[index])
-        return trace_list_url(self.scope, clauses + model_clauses(key, self.listed, self.scope))
+        url = self._urls.get((index, key))
+        if url is None:
+            if key not in self._models:
+                self._models[key] = model_clauses(key, self.listed, self.scope)
+            url = trace_list_url(self.scope, self.times[index] + self._models[key], self.path)
+            self._urls[(index, key)] = url
+        return url
 
     def whole_range(self, *clauses: str) -> str:
         rng = self.data.range
