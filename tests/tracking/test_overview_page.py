@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from datetime import timedelta
+from datetime import UTC, timedelta
 from pathlib import Path
 
 import pytest
@@ -313,3 +313,24 @@ def test_home_strip_is_absent_without_recent_traces(client, experiment):
 
     assert response.context["strip"] is None
     assert "overview-strip" not in response.content.decode()
+
+
+@pytest.mark.django_db
+def test_a_custom_range_reads_and_writes_utc_whatever_the_display_zone(
+    client, settings, experiment
+):
+    settings.TIME_ZONE = "Asia/Tokyo"
+    make_trace(experiment, 1, request_time=timezone.datetime(2025, 6, 1, 10, 30, tzinfo=UTC))
+
+    response = client.get(
+        f"/overview/?experiment={experiment.pk}&start=2025-06-01T00:00&end=2025-06-02T00:00"
+    )
+
+    assert response.status_code == 200
+    assert response.context["current_range"] == "custom"
+    html = response.content.decode()
+    assert 'name="start" value="2025-06-01T00:00"' in html
+    assert 'name="end" value="2025-06-02T00:00"' in html
+    (mark,) = [m for s in response.context["charts"]["traces"].series for m in s.marks]
+    assert "time+%3E%3D+2025-06-01T10%3A00%3A00Z" in mark.href  # the UTC hour, in UTC
+    assert "Jun 1 19:00" in mark.title  # shown in Tokyo time

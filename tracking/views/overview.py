@@ -8,7 +8,10 @@ partial with htmx and pushes the URL, so every view of the page is a shareable l
 
 from __future__ import annotations
 
-from django.http import Http404, HttpResponse, HttpResponseBadRequest
+from datetime import UTC
+from typing import Any
+
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import get_object_or_404
 from django.views.decorators.http import require_safe
 
@@ -16,7 +19,7 @@ from access.models import Level
 from access.rules import Access, access_for, declares
 from tracking import overview_charts
 from tracking.models import Experiment, LifecycleStage, LoggedModel
-from tracking.overview import OverviewError, Range, overview
+from tracking.overview import Overview, OverviewError, Range, overview
 from webapp.htmx import HtmxHttpRequest, render_page
 from webapp.query_strings import with_params
 
@@ -42,8 +45,20 @@ def overview_page(request: HtmxHttpRequest) -> HttpResponse:
         model_id=model_id or None,
         rng=rng,
     )
+    context = _context(request, access, experiment, model_id, data)
+    return render_page(request, "tracking/overview.html", context, fragment="overview-charts")
+
+
+def _context(
+    request: HttpRequest,
+    access: Access,
+    experiment: Experiment | None,
+    model_id: str,
+    data: Overview,
+) -> dict[str, Any]:
+    rng = data.range
     scope = overview_charts.Scope(experiment.pk if experiment else None, model_id)
-    context = {
+    return {
         "data": data,
         "charts": overview_charts.build(data, scope),
         "experiment": experiment,
@@ -54,6 +69,9 @@ def overview_page(request: HtmxHttpRequest) -> HttpResponse:
             for key, label in RANGES.items()
         ],
         "current_range": rng.name,
+        # The custom range's inputs hold UTC (datetime-local has no zone; ?start= reads UTC).
+        "start_input": rng.start.astimezone(UTC).strftime("%Y-%m-%dT%H:%M"),
+        "end_input": rng.end.astimezone(UTC).strftime("%Y-%m-%dT%H:%M"),
         "experiments": _experiment_choices(access),
         "bucket_label": overview_charts.bucket_text(rng.bucket_ms),
         # A version's name narrows the page to it (not "other", nor traces with no version).
@@ -63,7 +81,6 @@ def overview_page(request: HtmxHttpRequest) -> HttpResponse:
         ],
         "all_versions_query": with_params(request, model=None),
     }
-    return render_page(request, "tracking/overview.html", context, fragment="overview-charts")
 
 
 def _get_experiment(access: Access, experiment_id: str) -> Experiment | None:
