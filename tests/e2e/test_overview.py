@@ -69,3 +69,23 @@ def test_switch_range_then_open_a_latency_bucket(page, server, versions):
     rows = page.locator("#trace-list tbody a.trace-link")
     expect(rows).to_have_count(3)
     assert sorted(rows.all_inner_texts()) == ["answer-0", "answer-1", "answer-2"]
+
+
+def test_charts_follow_the_theme(page, server, versions):
+    page.goto(f"{server}/overview/?experiment={versions['experiment'].pk}&range=24h")
+    bar = page.locator("#chart-traces rect").first
+    line = page.locator("#chart-latency path").first
+
+    def colours() -> tuple[str, str]:
+        return (
+            bar.evaluate("e => getComputedStyle(e).fill"),
+            line.evaluate("e => getComputedStyle(e).stroke"),
+        )
+
+    light = colours()
+    page.locator("[data-theme-toggle]").click()
+    expect(page.locator("html")).to_have_attribute("data-theme", "dark")
+    dark = colours()
+
+    assert "none" not in light + dark
+    assert light[0] != dark[0] and light[1] != dark[1]

@@ -334,3 +334,28 @@ def test_a_custom_range_reads_and_writes_utc_whatever_the_display_zone(
     (mark,) = [m for s in response.context["charts"]["traces"].series for m in s.marks]
     assert "time+%3E%3D+2025-06-01T10%3A00%3A00Z" in mark.href  # the UTC hour, in UTC
     assert "Jun 1 19:00" in mark.title  # shown in Tokyo time
+
+
+@pytest.mark.django_db
+def test_the_demo_data_fills_every_section_of_the_default_overview(client):
+    from tests.tracking.test_demo import load_demo
+
+    load_demo()
+
+    response = client.get("/overview/")
+
+    assert response.status_code == 200
+    drawn = response.context["charts"]
+    for name in (
+        "traces",
+        "sessions",
+        "latency_all",
+        "latency_p95",
+        "error_rate",
+        "tokens",
+        "cost",
+    ):
+        assert not drawn[name].empty, name
+    assert len(response.context["data"].versions) == 3  # v1, v2, v3 of support-agent
+    assert drawn["errors"] and drawn["tools"] and drawn["quality"]
+    assert "No data in this range." not in response.content.decode()
