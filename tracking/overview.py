@@ -18,16 +18,13 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
-from django.db.models import CharField, Count, Func, Max, Q, Sum, Value
-from django.db.models.functions import Coalesce
 from django.http import QueryDict
 from django.utils import timezone
 
 from access.rules import Access
-from tracking import rollups, trace_metrics
-from tracking.trace_metrics import Aggregation, AssessmentNumber, Filter, MetricQuery
+from tracking import overview_rollups, rollups, trace_metrics
+from tracking.trace_metrics import Aggregation, Filter, MetricQuery
 
 MINUTE_MS = 60_000
 HOUR_MS = rollups.HOUR_MS
@@ -224,10 +221,7 @@ def overview(
     errors = _cells(counts, lambda stats, key: stats.n if key[-1] == "ERROR" else 0)
     result.traces = reader.series(traces, empty=0.0)
     result.error_rate = reader.series(_ratio(errors, traces), all_of=(errors, traces))
-    sessions = reader.per_bucket("session_count", COUNT)
-    # Sessions of different versions are distinct sessions; "all" would count one that
-    # crossed versions twice, so it is not drawn.
-    result.sessions = reader.series(_cells(sessions, lambda stats, key: stats.n), empty=0.0)
+    result.sessions = reader.series(reader.sessions_started(), empty=0.0)
     tokens = _cells(reader.per_bucket("total_tokens", SUM), lambda stats, key: stats.total)
     result.tokens = reader.series(tokens, empty=0.0)
     cost = _cells(reader.per_bucket("total_cost", SUM), lambda stats, key: stats.total)
@@ -387,155 +381,96 @@ class _Reader:
             for name, percent in PERCENTILES.items()
         }
 
-    def _traces_in_range(self, prefix: str) -> Q:
-        within = Q(
-            **{
-                f"{prefix}experiment_id__in": self.ids,
-                f"{prefix}request_time__gte": self.rng.start,
-                f"{prefix}request_time__lt": self.rng.end,
-            }
+    def rolled(self, kind: overview_rollups.Kind, by_bucket: bool) -> list[tuple]:
+        return overview_rollups.read(
+            kind,
+            self.ids,
+            self.model_id,
+            self.rng.start_ms,
+            self.rng.end_ms,
+            self.rng.bucket_ms if by_bucket else None,
         )
-        if self.model_id is not None:
-            within &= Q(**{f"{prefix}model_id": self.model_id})
-        return within
+
+    def sessions_started(self) -> Cells:
+        cells: Cells = defaultdict(float)
+        for bucket, version, sessions in self.rolled(overview_rollups.SESSIONS, True):
+            at = self.index.get(bucket)
+            if at is not None:
+                cells[(at, self.group(version))] += int(sessions)
+        return cells
 
     def top_errors(self) -> list[ErrorGroup]:
         """The most frequent failing spans (name and exception type) of the range's traces."""
-        from tracking.models import Span, Trace
+        from tracking.models import Trace
 
-        rows = list(
-            Span.objects.filter(self._traces_in_range("trace__"), status="ERROR")
-            .annotate(_type=Coalesce(ExceptionType("events"), Value("")))
-            .values("name", "_type")
-            .annotate(_n=Count("pk"), _last=Max("trace_id"))
-            .order_by("-_n", "name", "_type")[:TOP_ERRORS]
-        )
+        groups: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
+        for _, _, name, exception_type, spans, last in self.rolled(overview_rollups.ERRORS, False):
+            found = groups[(name, exception_type)]
+            found[0] += int(spans)
+            found[1] = max(found[1], int(last))
+        top = sorted(groups.items(), key=lambda item: (-item[1][0], item[0]))[:TOP_ERRORS]
         trace_ids = dict(
-            Trace.objects.filter(pk__in=[r["_last"] for r in rows]).values_list("pk", "trace_id")
+            Trace.objects.filter(pk__in=[last for _, (_, last) in top]).values_list(
+                "pk", "trace_id"
+            )
         )
         return [
-            ErrorGroup(r["name"], r["_type"], r["_n"], trace_ids.get(r["_last"], "")) for r in rows
+            ErrorGroup(name, exception_type, n, trace_ids.get(last, ""))
+            for (name, exception_type), (n, last) in top
         ]
 
     def quality(self) -> list[QualityRow]:
         """Per assessment name: its mean (a pass rate when every value is true/false, yes/no
         or 0/1) per bucket and version, and over the range."""
-        from tracking.models import Assessment
-
-        names = list(
-            Assessment.objects.filter(self._traces_in_range("trace__"), valid=True)
-            .annotate(_v=AssessmentNumber("value"))
-            .filter(_v__isnull=False)
-            .values("name")
-            .annotate(
-                _n=Count("pk"),
-                _sum=Sum("_v"),
-                _binary=Count("pk", filter=Q(_v__in=[0.0, 1.0])),
-            )
-            .order_by("name")[:MAX_QUALITY_NAMES]
+        overall: dict[str, list[float]] = defaultdict(lambda: [0, 0.0, 0])
+        cells: dict[str, dict[tuple[int, str], list[float]]] = defaultdict(
+            lambda: defaultdict(lambda: [0, 0.0])
         )
-        q = self.metric(
-            "assessment_value",
-            [Aggregation("AVG")],
-            ["assessment_name", "model_id"],
-            view="ASSESSMENTS",
-        )
-        sums: dict[tuple[str, int, str], list[float]] = defaultdict(lambda: [0.0, 0.0])
-        for (bucket, name, version), stats in trace_metrics.groups(self.ids, q):
+        for bucket, version, name, n, total, binary in self.rolled(overview_rollups.QUALITY, True):
+            summed = overall[name]
+            summed[0] += int(n)
+            summed[1] += float(total)
+            summed[2] += int(binary)
             at = self.index.get(bucket)
-            if at is None or stats.total is None:
-                continue
-            cell = sums[(name, at, self.group(version))]
-            cell[0] += stats.total
-            cell[1] += stats.n
+            if at is not None:
+                cell = cells[name][(at, self.group(version))]
+                cell[0] += int(n)
+                cell[1] += float(total)
+        names = sorted(overall, key=lambda name: (-overall[name][0], name))[:MAX_QUALITY_NAMES]
         rows = []
-        for row in names:
-            name = row["name"]
-            per_version = [
-                Series(
-                    key,
-                    label,
-                    [
-                        (cell[0] / cell[1])
-                        if (cell := sums.get((name, i, key))) and cell[1]
-                        else None
-                        for i in range(len(self.starts))
-                    ],
-                )
-                for key, label in self.versions
-            ]
+        for name in sorted(names):
+            n, total, binary = overall[name]
+            means = {key: t / c for key, (c, t) in cells[name].items() if c}
             rows.append(
                 QualityRow(
                     name=name,
-                    kind="pass_rate" if row["_binary"] == row["_n"] else "mean",
-                    per_version=per_version,
-                    overall=float(row["_sum"]) / row["_n"] if row["_n"] else None,
-                    count=row["_n"],
+                    kind="pass_rate" if binary == n else "mean",
+                    per_version=self.series(means),
+                    overall=total / n if n else None,
+                    count=int(n),
                 )
             )
         return rows
 
     def tools(self) -> list[ToolRow]:
-        """Per TOOL span name: calls, error rate and p95 latency in the range."""
-        tool = (Filter("span", "type", None, "TOOL"),)
-        q = self.metric(
-            "span_count",
-            COUNT,
-            ["span_name", "span_status"],
-            interval=False,
-            view="SPANS",
-            filters=tool,
-        )
-        calls: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])
-        for (name, status), stats in trace_metrics.groups(self.ids, q):
-            calls[name][0] += stats.n
+        """Per TOOL span name: calls, error rate and p95 latency (from latency bins, within
+        the same bound as the traces') in the range."""
+        calls: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+        bins: dict[str, dict[int, int]] = defaultdict(dict)
+        for _, _, name, status, bin_index, spans in self.rolled(overview_rollups.TOOLS, False):
+            calls[name][0] += int(spans)
             if status == "ERROR":
-                calls[name][1] += stats.n
-        q = self.metric(
-            "latency",
-            [Aggregation("PERCENTILE", 95.0)],
-            ["span_name"],
-            interval=False,
-            view="SPANS",
-            filters=tool,
-        )
-        p95 = {
-            key[0]: stats.percentiles.get(95.0) for key, stats in trace_metrics.groups(self.ids, q)
-        }
+                calls[name][1] += int(spans)
+            bins[name][bin_index] = bins[name].get(bin_index, 0) + int(spans)
         ranked = sorted(calls.items(), key=lambda item: (-item[1][0], item[0]))[:TOP_TOOLS]
         return [
-            ToolRow(name, int(n), errors / n if n else None, p95.get(name))
+            ToolRow(name, n, errors / n if n else None, rollups.percentile(bins[name], 95.0))
             for name, (n, errors) in ranked
         ]
 
 
 ALL = "all"
 MAX_QUALITY_NAMES = 20
-
-
-class ExceptionType(Func):
-    """The `exception.type` of a span's first exception event (OTel's convention), or NULL."""
-
-    output_field = CharField()
-    arity = 1
-
-    def as_postgresql(self, compiler: Any, connection: Any, **extra: Any) -> tuple[str, Any]:
-        events, params = compiler.compile(self.source_expressions[0])
-        sql = (
-            "(SELECT e -> 'attributes' ->> 'exception.type' FROM jsonb_array_elements("
-            f"CASE WHEN jsonb_typeof({events}) = 'array' THEN {events} ELSE '[]'::jsonb END) e "
-            "WHERE e ->> 'name' = 'exception' LIMIT 1)"
-        )
-        return sql, (*params, *params)
-
-    def as_sqlite(self, compiler: Any, connection: Any, **extra: Any) -> tuple[str, Any]:
-        events, params = compiler.compile(self.source_expressions[0])
-        sql = (
-            "(SELECT json_extract(e.value, '$.attributes.\"exception.type\"') FROM json_each("
-            f"CASE WHEN json_type({events}) = 'array' THEN {events} ELSE '[]' END) e "
-            "WHERE json_extract(e.value, '$.name') = 'exception' LIMIT 1)"
-        )
-        return sql, (*params, *params)
 
 
 def _label(model_id: str, name: str | None) -> str:

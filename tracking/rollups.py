@@ -306,9 +306,12 @@ def install_triggers(schema_connection=connection) -> None:
     """(Re)create the triggers; idempotent. Run by the migration and after every `migrate`
     (tracking/apps.py): on SQLite a later migration that rebuilds tracking_trace drops them
     with the old table, and rollups would silently stop following the traces."""
-    statements = (
-        POSTGRESQL_TRIGGERS if schema_connection.vendor == "postgresql" else SQLITE_TRIGGERS
-    )
+    from tracking import overview_rollups
+
+    if schema_connection.vendor == "postgresql":
+        statements = POSTGRESQL_TRIGGERS + overview_rollups.POSTGRESQL_TRIGGERS
+    else:
+        statements = SQLITE_TRIGGERS + overview_rollups.SQLITE_TRIGGERS
     with schema_connection.cursor() as cursor:
         for statement in statements:
             cursor.execute(statement)
@@ -344,6 +347,7 @@ def refresh(experiment_ids: Iterable[int] | None = None) -> int:
 def rebuild(experiment_ids: Iterable[int] | None = None) -> int:
     """Recompute every hour (management command `rebuild_trace_rollups`): marks every hour
     that has traces, then refreshes them."""
+    from tracking import overview_rollups
     from tracking.models import Trace
 
     traces = Trace.objects.all()
@@ -368,6 +372,7 @@ def rebuild(experiment_ids: Iterable[int] | None = None) -> int:
         if experiment_ids is not None:
             bins = bins.filter(experiment_id__in=list(experiment_ids))
         bins.delete()
+        overview_rollups.delete(experiment_ids)
     return refresh(experiment_ids)
 
 
@@ -403,7 +408,10 @@ def _stat_columns() -> list[str]:
 
 def _recompute(experiment_id: int, hours: list[int]) -> None:
     """Hour rows of these hours from their traces, then day rows of their days from the hour
-    rows, each in one DELETE and one INSERT ... SELECT (no row passes through Python)."""
+    rows, each in one DELETE and one INSERT ... SELECT (no row passes through Python); the
+    overview's span, assessment and session rollups likewise."""
+    from tracking import overview_rollups
+
     table = TraceRollup._meta.db_table
     columns = ", ".join(["experiment_id", "period_hours", "hour_ms", *KEY_COLUMNS, "traces"])
     columns += ", " + ", ".join(_stat_columns())
@@ -468,6 +476,9 @@ def _recompute(experiment_id: int, hours: list[int]) -> None:
                 f"GROUP BY experiment_id, {day}, {keys}",
                 [experiment_id, start, end],
             )
+        overview_rollups.recompute(
+            cursor, experiment_id, _runs(hours, HOUR_MS), _runs(days, DAY_MS)
+        )
 
 
 def from_ms(millis: int) -> datetime:

@@ -359,28 +359,33 @@ class AssessmentNumber(Func):
     output_field = FloatField()
     arity = 1
 
-    def as_postgresql(self, compiler: Any, connection: Any, **extra: Any) -> tuple[str, Any]:
-        value, params = compiler.compile(self.source_expressions[0])
-        sql = (
-            f"CASE jsonb_typeof({value}) "
-            f"WHEN 'boolean' THEN CASE WHEN ({value})::text = 'true' THEN 1.0 ELSE 0.0 END "
-            f"WHEN 'number' THEN CASE WHEN ABS(({value})::text::numeric) < 1e300 "
-            f"THEN ({value})::text::double precision END "
-            f"WHEN 'string' THEN CASE LOWER(TRIM({value} #>> '{{}}')) "
-            f"WHEN 'yes' THEN 1.0 WHEN 'no' THEN 0.0 END END"
-        )
-        return sql, params * 5
-
-    def as_sqlite(self, compiler: Any, connection: Any, **extra: Any) -> tuple[str, Any]:
-        value, params = compiler.compile(self.source_expressions[0])
-        sql = (
+    @staticmethod
+    def sql_for(vendor: str, value: str) -> str:
+        """The SQL over a JSON column (or expression) `value`, for hand-written queries."""
+        if vendor == "postgresql":
+            return (
+                f"CASE jsonb_typeof({value}) "
+                f"WHEN 'boolean' THEN CASE WHEN ({value})::text = 'true' THEN 1.0 ELSE 0.0 END "
+                f"WHEN 'number' THEN CASE WHEN ABS(({value})::text::numeric) < 1e300 "
+                f"THEN ({value})::text::double precision END "
+                f"WHEN 'string' THEN CASE LOWER(TRIM({value} #>> '{{}}')) "
+                f"WHEN 'yes' THEN 1.0 WHEN 'no' THEN 0.0 END END"
+            )
+        return (
             f"CASE json_type({value}) WHEN 'true' THEN 1.0 WHEN 'false' THEN 0.0 "
             f"WHEN 'integer' THEN CAST(json_extract({value}, '$') AS REAL) "
             f"WHEN 'real' THEN json_extract({value}, '$') "
             f"WHEN 'text' THEN CASE LOWER(TRIM(json_extract({value}, '$'))) "
             f"WHEN 'yes' THEN 1.0 WHEN 'no' THEN 0.0 END END"
         )
-        return sql, params * 4
+
+    def as_postgresql(self, compiler: Any, connection: Any, **extra: Any) -> tuple[str, Any]:
+        value, params = compiler.compile(self.source_expressions[0])
+        return self.sql_for("postgresql", value), params * 5
+
+    def as_sqlite(self, compiler: Any, connection: Any, **extra: Any) -> tuple[str, Any]:
+        value, params = compiler.compile(self.source_expressions[0])
+        return self.sql_for("sqlite", value), params * 4
 
 
 def _ms(expression: Any) -> ExpressionWrapper:

@@ -181,9 +181,20 @@ def test_usage_errors_tokens_and_cost_match_the_rows(traces, experiment):
         per_trace = {s.key: s.values[i] for s in found.cost_per_trace}["all"]
         if in_it:
             assert per_trace == pytest.approx(sum(t.cost or 0 for t in in_it) / len(in_it))
-    sessions = sum(v for s in found.sessions for v in s.values)
-    reference = {(t.model_id, t.session_id) for t in traces if t.session_id}
-    assert sessions >= len(reference)  # distinct per bucket and version: one may span buckets
+    # Sessions started: each once, in the bucket and version of its first trace.
+    first: dict[str, Trace] = {}
+    for t in sorted(traces, key=lambda t: (t.request_time, t.pk)):
+        if t.session_id:
+            first.setdefault(t.session_id, t)
+    for series in found.sessions:
+        for i, start in enumerate(rng.bucket_starts()):
+            mine = [
+                t
+                for t in first.values()
+                if in_bucket(rng, t, start)
+                and (t.model_id == series.key or (series.key == OTHER and t.model_id not in top))
+            ]
+            assert series.values[i] == len(mine)
     assert found.freshness is not None
 
 
@@ -304,7 +315,7 @@ def test_top_errors_and_tools(traces, experiment):
         errors = sum(t.state == "ERROR" for t in mine)
         assert tools[name].error_rate == pytest.approx(errors / len(mine))
         durations = [int(t.trace_id[3:], 16) % 50 + 1 for t in mine]
-        assert tools[name].p95_ms == pytest.approx(numpy.percentile(durations, 95))
+        assert tools[name].p95_ms == pytest.approx(numpy.percentile(durations, 95), rel=BOUND)
 
 
 def test_quality_is_a_pass_rate_or_a_mean_per_version(traces, experiment):
@@ -328,6 +339,30 @@ def test_quality_is_a_pass_rate_or_a_mean_per_version(traces, experiment):
             if t.model_id == "m-0" and in_bucket(rng, t, start)
         ]
         assert m0.values[i] == (pytest.approx(sum(mine) / len(mine)) if mine else None)
+
+
+def test_assessments_and_spans_added_later_reach_the_rollups(traces, experiment):
+    rng = parse("range=30d")
+    before = overview(ADMIN, experiment_ids=[experiment.pk], model_id=None, rng=rng)
+    assert before.quality == []
+    assess(traces[5], "helpful", "yes")
+    start = ms(traces[5].request_time) * 1_000_000
+    make_span(traces[5], "b2", start, name="send_email", span_type="TOOL", status="ERROR")
+    after = overview(ADMIN, experiment_ids=[experiment.pk], model_id=None, rng=rng)
+    assert [(q.name, q.kind, q.count, q.overall) for q in after.quality] == [
+        ("helpful", "pass_rate", 1, 1.0)
+    ]
+    assert {t.name: (t.calls, t.error_rate) for t in after.tools}["send_email"] == (1, 1.0)
+    assert ("send_email", "") in {(e.span_name, e.exception_type) for e in after.top_errors}
+    Assessment.objects.filter(name="helpful").update(valid=False)
+    traces[5].spans.filter(span_id="b2").delete()
+    again = overview(ADMIN, experiment_ids=[experiment.pk], model_id=None, rng=rng)
+    assert again.quality == [] and "send_email" not in {t.name for t in again.tools}
+    # A rebuild from scratch agrees with what the triggers kept.
+    rollups.rebuild()
+    rebuilt = overview(ADMIN, experiment_ids=[experiment.pk], model_id=None, rng=rng)
+    assert rebuilt.tools == again.tools and rebuilt.top_errors == again.top_errors
+    assert rebuilt.sessions == again.sessions and rebuilt.latency == again.latency
 
 
 # --- Time zones, access, query counts ---------------------------------------------------------
@@ -369,6 +404,6 @@ def test_the_query_count_does_not_grow_with_buckets_or_versions(traces, experime
     rollups.refresh()
     more = count_queries(experiment_ids=[experiment.pk], model_id=None, rng=parse("range=7d"))
     month = count_queries(experiment_ids=None, model_id=None, rng=parse("range=30d"))
-    assert week == more == month <= 25
+    assert week == more == month <= 40  # each read first asks if rollups are pending
     # Short ranges read no rollups, so ask fewer.
     assert count_queries(experiment_ids=None, model_id=None, rng=parse("range=1h")) <= month
