@@ -116,7 +116,8 @@ def _ms(value: float) -> str:
 
 
 def _count(value: float) -> str:
-    return tokens(round(value))
+    # Whole in a bucket; the y axis's midpoint of a small chart is not ("0.5", not "0").
+    return tokens(round(value)) if value == round(value) else f"{value:.1f}"
 
 
 def build(data: Overview, scope: Scope) -> dict[str, Any]:

@@ -108,3 +108,11 @@ def test_sparkline_is_a_path_across_the_width():
     path = charts.sparkline([0, 2, None, 1], width=30, height=10)
 
     assert path.startswith("M0.0 9") and path.count("M") == 2
+
+
+def test_count_axes_keep_their_half_steps():
+    chart = charts.stacked_bars(
+        BUCKETS[:1], HOUR_MS, [S("a", "A", [1])], overview_charts._count, _href
+    )
+
+    assert [label for _, label in chart.y_ticks] == ["0", "0.5", "1"]
