@@ -1,9 +1,10 @@
 """Geometry of the overview's time charts (lines and stacked bars); templates draw it.
 
 As in tracking/svg.py, only numbers, plain-text labels and URLs come out of here: the template
-writes them into SVG attributes and `<title>` elements with autoescaping, so a version or
-assessment name cannot become markup. Colours are never chosen here either: a series carries
-a CSS class (`series-0` ... `series-7`, `series-all`) that the stylesheet colours per theme.
+(and tracking/templatetags/chart_marks.py, through format_html) writes them into SVG attributes
+and `<title>` elements escaped, so a version or assessment name cannot become markup. Colours
+are never chosen here either: a series carries a CSS class (`series-0` ... `series-7`,
+`series-all`) that the stylesheet colours per theme.
 """
 
 from __future__ import annotations
