@@ -60,8 +60,8 @@ def fill_related(experiment_id: int) -> None:
     span = (
         "INSERT INTO tracking_span (trace_id, span_id, parent_span_id, name, span_type, "
         "start_ns, end_ns, status, status_message, attributes, events) "
-        "SELECT id, 'a1', '', CASE WHEN id % 3 = 0 THEN 'search_docs' ELSE 'lookup_order' END, "
-        f"'TOOL', {start_ns}, {start_ns} + (id % 700 + 20) * 1000000, %s, '', '{{}}', %s "
+        "SELECT id, 'a1', '', CASE WHEN id %% 3 = 0 THEN 'search_docs' ELSE 'lookup_order' END, "
+        f"'TOOL', {start_ns}, {start_ns} + (id %% 700 + 20) * 1000000, %s, '', '{{}}', %s "
         "FROM tracking_trace WHERE experiment_id = %s AND "
     )
     feedback = (
@@ -70,17 +70,17 @@ def fill_related(experiment_id: int) -> None:
         "created_at, updated_at) "
         "SELECT id, 'a-' || id, 'correct', 'feedback', %s, '', 'LLM_JUDGE', 'judge', '', '{}', "
         "'', TRUE, request_time, request_time FROM tracking_trace "
-        "WHERE experiment_id = %s AND id % 20 = 0 AND "
+        "WHERE experiment_id = %s AND id %% 20 = 0 AND "
     )
     with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute(span + "state = 'OK' AND id % 5 = 0", ["OK", "[]", experiment_id])
+        cursor.execute(span + "state = 'OK' AND id %% 5 = 0", ["OK", "[]", experiment_id])
         cursor.execute(span + "state = 'ERROR'", ["ERROR", error_event, experiment_id])
-        cursor.execute(feedback + "id % 3 <> 0", ["true", experiment_id])
-        cursor.execute(feedback + "id % 3 = 0", ["false", experiment_id])
+        cursor.execute(feedback + "id %% 3 <> 0", ["true", experiment_id])
+        cursor.execute(feedback + "id %% 3 = 0", ["false", experiment_id])
         # Not a rollup column: the triggers mark nothing.
         cursor.execute(
             "UPDATE tracking_trace SET session_id = 's-' || (id / 8) "
-            "WHERE experiment_id = %s AND id % 4 = 0",
+            "WHERE experiment_id = %s AND id %% 4 = 0",
             [experiment_id],
         )
         cursor.execute("ANALYZE")

@@ -357,7 +357,8 @@ class _Reader:
         """p50/p95/p99 per bucket and version from merged latency histograms."""
         q = self.metric("latency", [Aggregation("AVG")], ["model_id"])
         merged: dict[tuple[int, str], dict[int, int]] = defaultdict(dict)
-        for (bucket, version), bins in trace_metrics.latency_histograms(self.ids, q).items():
+        histograms = trace_metrics.latency_histograms(self.ids, q, self._top, OTHER)
+        for (bucket, version), bins in histograms.items():
             at = self.index.get(bucket)
             if at is None:
                 continue
@@ -382,6 +383,7 @@ class _Reader:
         }
 
     def rolled(self, kind: overview_rollups.Kind, by_bucket: bool) -> list[tuple]:
+        """Bucketed reads are split by version; whole-range ones (tools, errors) summed."""
         return overview_rollups.read(
             kind,
             self.ids,
@@ -389,6 +391,7 @@ class _Reader:
             self.rng.start_ms,
             self.rng.end_ms,
             self.rng.bucket_ms if by_bucket else None,
+            by_version=by_bucket,
         )
 
     def sessions_started(self) -> Cells:

@@ -185,8 +185,8 @@ SESSIONS = Kind(SessionRollup, (), (("sessions", "SUM"),))
 KINDS = (TOOLS, ERRORS, QUALITY, SESSIONS)
 
 
-def recompute(cursor, experiment_id: int, hour_runs, day_runs) -> None:
-    """Rows of these [start, end) runs of hours, then of days (from the hour rows)."""
+def recompute(cursor, experiment_id: int, hours: list[int]) -> None:
+    """Rows of these hours, then of the longer periods that hold them (rollups.roll_up)."""
     vendor = connection.vendor
     adapt = connection.ops.adapt_datetimefield_value
     hour = rollups.hour_sql(vendor, "t")
@@ -194,7 +194,7 @@ def recompute(cursor, experiment_id: int, hour_runs, day_runs) -> None:
         table = kind.model._meta.db_table
         columns = ", ".join(["experiment_id", "period_hours", "hour_ms", *kind.columns])
         where = "t.experiment_id = %s AND t.request_time >= %s AND t.request_time < %s"
-        for start, end in hour_runs:
+        for start, end in rollups.runs(hours, rollups.HOUR_MS):
             cursor.execute(
                 f"DELETE FROM {table} WHERE experiment_id = %s AND period_hours = 1 "
                 "AND hour_ms >= %s AND hour_ms < %s",
@@ -210,21 +210,9 @@ def recompute(cursor, experiment_id: int, hour_runs, day_runs) -> None:
                     adapt(rollups.from_ms(end)),
                 ],
             )
-        day = f"hour_ms / {rollups.DAY_MS} * {rollups.DAY_MS}"
-        keys = ", ".join(["model_id", *kind.keys])
-        values = ", ".join(f"{how}({column})" for column, how in kind.values)
-        for start, end in day_runs:
-            cursor.execute(
-                f"DELETE FROM {table} WHERE experiment_id = %s AND period_hours = 24 "
-                "AND hour_ms >= %s AND hour_ms < %s",
-                [experiment_id, start, end],
-            )
-            cursor.execute(
-                f"INSERT INTO {table} ({columns}) SELECT experiment_id, 24, {day}, {keys}, "
-                f"{values} FROM {table} WHERE experiment_id = %s AND period_hours = 1 "
-                f"AND hour_ms >= %s AND hour_ms < %s GROUP BY experiment_id, {day}, {keys}",
-                [experiment_id, start, end],
-            )
+        rollups.roll_up(
+            cursor, table, experiment_id, ["model_id", *kind.keys], list(kind.values), hours
+        )
 
 
 def delete(experiment_ids: Iterable[int] | None) -> None:
@@ -247,13 +235,15 @@ def read(
     start_ms: int,
     end_ms: int,
     width_ms: int | None,
+    by_version: bool = True,
 ) -> list[tuple]:
     """Rows (bucket start ms, 0 without a width; model_id, *keys, *values) of [start_ms, end_ms) by
     buckets of `width_ms` (None: one for the whole range): whole days and hours from the
-    rollup rows, the rest from the rows themselves. Rollups are refreshed first if needed."""
+    rollup rows, the rest from the rows themselves. Rollups are refreshed first if needed.
+    Without `by_version` the rows are summed over versions in SQL (model_id "" in each)."""
     from tracking.trace_metrics import plan
 
-    periods = tuple(p for p in rollups.PERIODS_MS if width_ms is None or width_ms % p == 0)
+    periods = tuple(p for p in rollups.BIN_PERIODS_MS if width_ms is None or width_ms % p == 0)
     # No width: one bucket, 0, for every time (integer division by more than any epoch ms;
     # a constant NULL would not do, PostgreSQL refuses to GROUP BY a literal).
     width_ms = width_ms or ONE_BUCKET_MS
@@ -262,27 +252,32 @@ def read(
         rollups.refresh(experiment_ids)
     vendor = connection.vendor
     experiments = ", ".join(["%s"] * len(experiment_ids))
-    keys = ", ".join(["model_id", *kind.keys])
+    keys = ", ".join(["model_id" if by_version else "''", *kind.keys])
+    grouped = ", ".join((["model_id"] if by_version else []) + list(kind.keys))
     values = ", ".join(f"{how}({column})" for column, how in kind.values)
     found: list[tuple] = []
     with connection.cursor() as cursor:
         rolled = [(a, b, p) for a, b, p in segments if p is not None]
         if rolled:
             bucket = f"hour_ms / {width_ms} * {width_ms}"
+            # The experiments in each term: one index range per term (as
+            # trace_metrics.rollup_segments).
             within = " OR ".join(
-                "(period_hours = %s AND hour_ms >= %s AND hour_ms < %s)" for _ in rolled
+                f"(experiment_id IN ({experiments}) AND period_hours = %s "
+                "AND hour_ms >= %s AND hour_ms < %s)"
+                for _ in rolled
             )
-            params: list = list(experiment_ids)
+            params: list = []
             for a, b, p in rolled:
-                params += [p // rollups.HOUR_MS, a, b]
+                params += [*experiment_ids, p // rollups.HOUR_MS, a, b]
             scope = ""
             if model_id is not None:
                 scope = " AND model_id = %s"
                 params.append(model_id)
             cursor.execute(
                 f"SELECT {bucket}, {keys}, {values} FROM {kind.model._meta.db_table} "
-                f"WHERE experiment_id IN ({experiments}) AND ({within}){scope} "
-                f"GROUP BY {bucket}, {keys}",
+                f"WHERE ({within}){scope} "
+                f"GROUP BY {', '.join(filter(None, [bucket, grouped]))}",
                 params,
             )
             found += cursor.fetchall()

@@ -29,6 +29,7 @@ import math
 from collections import defaultdict
 from collections.abc import Iterable
 from datetime import UTC, datetime
+from typing import Any
 
 from django.db import connection, models, transaction
 from django.db.models import ExpressionWrapper, F, FloatField, Value
@@ -38,6 +39,11 @@ from tracking.sql_functions import POSTGRESQL_EPOCH_MS, SQLITE_EPOCH_MS, EpochMs
 HOUR_MS = 3_600_000
 DAY_MS = 86_400_000
 PERIODS_MS = (DAY_MS, HOUR_MS)  # the rollup periods, longest first
+# Latency bins and the overview's rollups have one more, epoch-aligned 3 days: what the
+# overview's 90-day range buckets by. They hold many rows per hour (a row per bin), so a
+# 90-day read of 3-day rows reads a third of the day rows.
+LONG_PERIOD_MS = 3 * DAY_MS
+BIN_PERIODS_MS = (LONG_PERIOD_MS, DAY_MS, HOUR_MS)
 ADVISORY_LOCK = 7310_0001  # PostgreSQL's advisory lock key of rollup refreshes
 
 # TRACES metrics summed per hour, and the trace column (or expression) each one reads.
@@ -391,7 +397,7 @@ def _claim(ids: list[int] | None) -> dict[int, set[int]]:
     return hours
 
 
-def _runs(starts: list[int], period: int) -> list[tuple[int, int]]:
+def runs(starts: list[int], period: int) -> list[tuple[int, int]]:
     """Sorted period starts as [start, end) ranges of consecutive periods: one scan each."""
     runs: list[tuple[int, int]] = []
     for start in starts:
@@ -429,7 +435,7 @@ def _recompute(experiment_id: int, hours: list[int]) -> None:
     bin_columns = "experiment_id, period_hours, hour_ms, model_id, bin, traces"
     latency_bin = LATENCY_BIN_SQL.format(ns="duration_ns")
     with connection.cursor() as cursor:
-        for start, end in _runs(hours, HOUR_MS):
+        for start, end in runs(hours, HOUR_MS):
             for rolled in (table, bins_table):
                 cursor.execute(
                     f"DELETE FROM {rolled} WHERE experiment_id = %s AND period_hours = 1 "
@@ -452,22 +458,13 @@ def _recompute(experiment_id: int, hours: list[int]) -> None:
                 f"GROUP BY experiment_id, {hour}, {keys}",
                 [experiment_id, adapt(from_ms(start)), adapt(from_ms(end))],
             )
-        for start, end in _runs(days, DAY_MS):
-            for rolled in (table, bins_table):
-                cursor.execute(
-                    f"DELETE FROM {rolled} WHERE experiment_id = %s AND period_hours = 24 "
-                    "AND hour_ms >= %s AND hour_ms < %s",
-                    [experiment_id, start, end],
-                )
-            day = f"hour_ms / {DAY_MS} * {DAY_MS}"
+        for start, end in runs(days, DAY_MS):
             cursor.execute(
-                f"INSERT INTO {bins_table} ({bin_columns}) "
-                f"SELECT experiment_id, 24, {day}, model_id, bin, SUM(traces) "
-                f"FROM {bins_table} WHERE experiment_id = %s AND period_hours = 1 "
-                "AND hour_ms >= %s AND hour_ms < %s "
-                f"GROUP BY experiment_id, {day}, model_id, bin",
+                f"DELETE FROM {table} WHERE experiment_id = %s AND period_hours = 24 "
+                "AND hour_ms >= %s AND hour_ms < %s",
                 [experiment_id, start, end],
             )
+            day = f"hour_ms / {DAY_MS} * {DAY_MS}"
             cursor.execute(
                 f"INSERT INTO {table} ({columns}) "
                 f"SELECT experiment_id, 24, {day}, {keys}, SUM(traces), {from_hours} "
@@ -476,9 +473,42 @@ def _recompute(experiment_id: int, hours: list[int]) -> None:
                 f"GROUP BY experiment_id, {day}, {keys}",
                 [experiment_id, start, end],
             )
-        overview_rollups.recompute(
-            cursor, experiment_id, _runs(hours, HOUR_MS), _runs(days, DAY_MS)
-        )
+        roll_up(cursor, bins_table, experiment_id, ["model_id", "bin"], [("traces", "SUM")], hours)
+        overview_rollups.recompute(cursor, experiment_id, hours)
+
+
+def roll_up(
+    cursor: Any,
+    table: str,
+    experiment_id: int,
+    key_columns: list[str],
+    value_columns: list[tuple[str, str]],
+    hours: list[int],
+) -> None:
+    """The rows of every longer period (BIN_PERIODS_MS) holding these hours, from the rows
+    of the next shorter period: days from hours, then 3 days from days. Values are combined
+    by their aggregate (SUM, MAX)."""
+    keys = ", ".join(key_columns)
+    columns = ", ".join(column for column, _ in value_columns)
+    values = ", ".join(f"{how}({column})" for column, how in value_columns)
+    starts = hours
+    for shorter, longer in ((HOUR_MS, DAY_MS), (DAY_MS, LONG_PERIOD_MS)):
+        starts = sorted({start // longer * longer for start in starts})
+        period = f"hour_ms / {longer} * {longer}"
+        for start, end in runs(starts, longer):
+            cursor.execute(
+                f"DELETE FROM {table} WHERE experiment_id = %s AND period_hours = %s "
+                "AND hour_ms >= %s AND hour_ms < %s",
+                [experiment_id, longer // HOUR_MS, start, end],
+            )
+            cursor.execute(
+                f"INSERT INTO {table} (experiment_id, period_hours, hour_ms, {keys}, {columns}) "
+                f"SELECT experiment_id, {longer // HOUR_MS}, {period}, {keys}, {values} "
+                f"FROM {table} WHERE experiment_id = %s AND period_hours = %s "
+                "AND hour_ms >= %s AND hour_ms < %s "
+                f"GROUP BY experiment_id, {period}, {keys}",
+                [experiment_id, shorter // HOUR_MS, start, end],
+            )
 
 
 def from_ms(millis: int) -> datetime:

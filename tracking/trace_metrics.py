@@ -26,6 +26,8 @@ from typing import Any
 
 from django.db.models import (
     BigIntegerField,
+    Case,
+    CharField,
     Count,
     Exists,
     ExpressionWrapper,
@@ -39,6 +41,7 @@ from django.db.models import (
     QuerySet,
     Sum,
     Value,
+    When,
 )
 from django.db.models.fields.json import KeyTextTransform
 from django.db.models.lookups import Exact
@@ -703,16 +706,23 @@ def _from_rollups(experiment_ids: list[int], q: MetricQuery) -> list[tuple[tuple
     return list(groups.items())
 
 
-def _rollup_rows(q: MetricQuery, experiment_ids: list[int], segments: list[Segment]):
+def rollup_segments(segments: list[Segment], experiment_ids: list[int]) -> Q:
+    """Rollup rows of the experiments within the segments. The experiments are repeated in
+    each term: SQLite then reads each term as one range of the (experiment, period, hour)
+    index; with them outside the OR it read every row of the experiments."""
     within = Q(pk__in=[])
     for start, end, period in segments:
-        segment = Q(period_hours=period // rollups.HOUR_MS)
+        segment = Q(experiment_id__in=experiment_ids, period_hours=period // rollups.HOUR_MS)
         if start is not None:
             segment &= Q(hour_ms__gte=start)
         if end is not None:
             segment &= Q(hour_ms__lt=end)
         within |= segment
-    rows = rollups.TraceRollup.objects.filter(within, experiment_id__in=experiment_ids)
+    return within
+
+
+def _rollup_rows(q: MetricQuery, experiment_ids: list[int], segments: list[Segment]):
+    rows = rollups.TraceRollup.objects.filter(rollup_segments(segments, experiment_ids))
     for f in q.filters:
         rows = rows.filter(_rollup_filter(f))
     names = []
@@ -754,12 +764,17 @@ class LatencyBin(Func):
 
 
 def latency_histograms(
-    experiment_ids: Iterable[int], q: MetricQuery
+    experiment_ids: Iterable[int],
+    q: MetricQuery,
+    keep_versions: Iterable[str] | None = None,
+    others: str = "other",
 ) -> dict[tuple, dict[int, int]]:
     """Trace latency histograms (bin -> traces) per time bucket and model version, as `q`
     (TRACES latency, dimensions among model_id, filters on the model version only) groups
-    them: whole days and hours from TraceLatencyBin, the partial ends binned from the traces
-    by the same expression, so both add up. Blank versions are kept, as `keep_blank`."""
+    them: whole periods from TraceLatencyBin, the partial ends binned from the traces by the
+    same expression, so both add up. Blank versions are kept, as `keep_blank`. With
+    `keep_versions`, every other version is grouped in SQL as `others` (a row per bin, not
+    per bin and version: the overview's "Other versions")."""
     if q.view != "TRACES" or q.metric != "latency" or set(q.dimensions) - {"model_id"}:
         raise MetricsError("Latency histograms group TRACES latency by model_id only.")
     versions = [f.value for f in q.filters if f.key == "mlflow.modelId"]
@@ -767,51 +782,44 @@ def latency_histograms(
         raise MetricsError("Latency histograms filter by the model version only.")
     ids = sorted(set(experiment_ids))
     width = q.interval_s * 1000 if q.interval_s else None
-    periods = tuple(p for p in rollups.PERIODS_MS if width is None or width % p == 0)
+    periods = tuple(p for p in rollups.BIN_PERIODS_MS if width is None or width % p == 0)
     end = None if q.end_ms is None else q.end_ms + 1
     segments = plan(q.start_ms, end, periods)
     if any(period is not None for _, _, period in segments) and rollups.pending(ids):
         rollups.refresh(ids)
+    version: Any = F("model_id")
+    if keep_versions is not None:
+        version = Case(
+            When(model_id__in=sorted(keep_versions), then=F("model_id")),
+            default=Value(others),
+            output_field=CharField(),
+        )
     histograms: dict[tuple, dict[int, int]] = {}
 
-    def add(found: QuerySet, names: list[str]) -> None:
-        for row in found:
-            key = tuple(row[n] for n in names)
-            bins = histograms.setdefault(key, {})
-            bins[row["_bin"]] = bins.get(row["_bin"], 0) + int(row["_n"])
+    def add(rows: QuerySet, time: Any, bin_index: Any, count: Any) -> None:
+        names = []
+        if q.interval_s:
+            rows = rows.annotate(_g_time=_bucket(q, time))
+            names.append("_g_time")
+        if q.dimensions:
+            rows = rows.annotate(_g0=version)
+            names.append("_g0")
+        # Tuples, not dicts: a 90-day read brings back thousands of rows.
+        found = rows.values_list(*names, bin_index).annotate(_n=count).order_by()
+        for *key, bin_value, n in found:
+            bins = histograms.setdefault(tuple(key), {})
+            bins[bin_value] = bins.get(bin_value, 0) + int(n)
 
     raw = [(a, None if b is None else b - 1) for a, b, period in segments if period is None]
     if raw:
         view = _view(q, ids)
         rows = _apply_filters(view.rows, q.filters, view.trace).filter(_in_ranges(view, raw))
-        rows = rows.filter(duration_ns__isnull=False).annotate(_bin=LatencyBin("duration_ns"))
-        names = []
-        if q.interval_s:
-            rows = rows.annotate(_g_time=_bucket(q, view.time_ms))
-            names.append("_g_time")
-        if q.dimensions:
-            rows = rows.annotate(_g0=F("model_id"))
-            names.append("_g0")
-        add(rows.values(*names, "_bin").annotate(_n=Count("pk")).order_by(), names)
+        rows = rows.filter(duration_ns__isnull=False)
+        add(rows, view.time_ms, LatencyBin("duration_ns"), Count("pk"))
     rolled = [(a, b, period) for a, b, period in segments if period is not None]
     if rolled:
-        within = Q(pk__in=[])
-        for start, stop, period in rolled:
-            segment = Q(period_hours=period // rollups.HOUR_MS)
-            if start is not None:
-                segment &= Q(hour_ms__gte=start)
-            if stop is not None:
-                segment &= Q(hour_ms__lt=stop)
-            within |= segment
-        rows = rollups.TraceLatencyBin.objects.filter(within, experiment_id__in=ids)
+        rows = rollups.TraceLatencyBin.objects.filter(rollup_segments(rolled, ids))
         if versions:
             rows = rows.filter(model_id=versions[0]) if len(set(versions)) == 1 else rows.none()
-        names = []
-        if q.interval_s:
-            rows = rows.annotate(_g_time=_bucket(q, F("hour_ms")))
-            names.append("_g_time")
-        if q.dimensions:
-            rows = rows.annotate(_g0=F("model_id"))
-            names.append("_g0")
-        add(rows.values(*names, _bin=F("bin")).annotate(_n=Sum("traces")).order_by(), names)
+        add(rows, F("hour_ms"), F("bin"), Sum("traces"))
     return histograms
