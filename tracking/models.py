@@ -1682,6 +1682,14 @@ class Assessment(models.Model):
 # Evaluation datasets: tables of their own, in a module of their own (its docstring says why).
 from tracking.datasets import DatasetExperiment, DatasetRecord, EvaluationDataset  # noqa: E402, F401
 
+# The overview's span, assessment and session rollups (tracking/overview_rollups.py).
+from tracking.overview_rollups import (  # noqa: E402, F401
+    ErrorRollup,
+    QualityRollup,
+    SessionRollup,
+    ToolRollup,
+)
+
 # Label schemas and review queues: likewise (tracking/reviews.py).
 from tracking.reviews import (  # noqa: E402, F401
     LabelSchema,
@@ -1692,7 +1700,7 @@ from tracking.reviews import (  # noqa: E402, F401
 )
 
 # Hourly trace rollups for trace metrics: likewise (tracking/rollups.py).
-from tracking.rollups import RollupChange, TraceRollup  # noqa: E402, F401
+from tracking.rollups import RollupChange, TraceLatencyBin, TraceRollup  # noqa: E402, F401
 
 # Registered scorers: likewise (tracking/scorers.py).
 from tracking.scorers import OnlineConfig, Scorer, ScorerVersion  # noqa: E402, F401

@@ -26,6 +26,8 @@ from typing import Any
 
 from django.db.models import (
     BigIntegerField,
+    Case,
+    CharField,
     Count,
     Exists,
     ExpressionWrapper,
@@ -39,6 +41,7 @@ from django.db.models import (
     QuerySet,
     Sum,
     Value,
+    When,
 )
 from django.db.models.fields.json import KeyTextTransform
 from django.db.models.lookups import Exact
@@ -150,6 +153,10 @@ class MetricQuery:
     start_ms: int | None = None
     end_ms: int | None = None
     max_results: int = MAX_RESULTS
+    # Ours, never MLflow's: keep groups whose dimension is blank ("" model version: traces
+    # of no version), which MLflow leaves out. The overview counts them as a version of
+    # their own.
+    keep_blank: bool = False
 
     def __post_init__(self) -> None:
         if self.view not in CONFIGS:
@@ -355,28 +362,33 @@ class AssessmentNumber(Func):
     output_field = FloatField()
     arity = 1
 
-    def as_postgresql(self, compiler: Any, connection: Any, **extra: Any) -> tuple[str, Any]:
-        value, params = compiler.compile(self.source_expressions[0])
-        sql = (
-            f"CASE jsonb_typeof({value}) "
-            f"WHEN 'boolean' THEN CASE WHEN ({value})::text = 'true' THEN 1.0 ELSE 0.0 END "
-            f"WHEN 'number' THEN CASE WHEN ABS(({value})::text::numeric) < 1e300 "
-            f"THEN ({value})::text::double precision END "
-            f"WHEN 'string' THEN CASE LOWER(TRIM({value} #>> '{{}}')) "
-            f"WHEN 'yes' THEN 1.0 WHEN 'no' THEN 0.0 END END"
-        )
-        return sql, params * 5
-
-    def as_sqlite(self, compiler: Any, connection: Any, **extra: Any) -> tuple[str, Any]:
-        value, params = compiler.compile(self.source_expressions[0])
-        sql = (
+    @staticmethod
+    def sql_for(vendor: str, value: str) -> str:
+        """The SQL over a JSON column (or expression) `value`, for hand-written queries."""
+        if vendor == "postgresql":
+            return (
+                f"CASE jsonb_typeof({value}) "
+                f"WHEN 'boolean' THEN CASE WHEN ({value})::text = 'true' THEN 1.0 ELSE 0.0 END "
+                f"WHEN 'number' THEN CASE WHEN ABS(({value})::text::numeric) < 1e300 "
+                f"THEN ({value})::text::double precision END "
+                f"WHEN 'string' THEN CASE LOWER(TRIM({value} #>> '{{}}')) "
+                f"WHEN 'yes' THEN 1.0 WHEN 'no' THEN 0.0 END END"
+            )
+        return (
             f"CASE json_type({value}) WHEN 'true' THEN 1.0 WHEN 'false' THEN 0.0 "
             f"WHEN 'integer' THEN CAST(json_extract({value}, '$') AS REAL) "
             f"WHEN 'real' THEN json_extract({value}, '$') "
             f"WHEN 'text' THEN CASE LOWER(TRIM(json_extract({value}, '$'))) "
             f"WHEN 'yes' THEN 1.0 WHEN 'no' THEN 0.0 END END"
         )
-        return sql, params * 4
+
+    def as_postgresql(self, compiler: Any, connection: Any, **extra: Any) -> tuple[str, Any]:
+        value, params = compiler.compile(self.source_expressions[0])
+        return self.sql_for("postgresql", value), params * 5
+
+    def as_sqlite(self, compiler: Any, connection: Any, **extra: Any) -> tuple[str, Any]:
+        value, params = compiler.compile(self.source_expressions[0])
+        return self.sql_for("sqlite", value), params * 4
 
 
 def _ms(expression: Any) -> ExpressionWrapper:
@@ -461,7 +473,7 @@ def _view(q: MetricQuery, experiment_ids: list[int]) -> _View:
 
 
 @dataclass
-class _Stats:
+class Stats:
     """What a group's values come from; rollup rows and raw rows add up to the same."""
 
     n: float = 0
@@ -498,27 +510,35 @@ class _Stats:
 
 def query(experiment_ids: Iterable[int], q: MetricQuery) -> list[DataPoint]:
     """The data points of `q` over the experiments (already the caller's readable ones)."""
+    return [point for key, stats in groups(experiment_ids, q) if (point := _point(q, key, stats))]
+
+
+def groups(experiment_ids: Iterable[int], q: MetricQuery) -> list[tuple[tuple, Stats]]:
+    """query()'s groups before they become data points: each key is the time bucket (epoch
+    ms, when `q` has an interval) then the dimensions' values, each Stats the count and sum
+    behind its values, for callers that merge groups (the overview's "Other versions")."""
     ids = sorted(set(experiment_ids))
-    groups = _from_rollups(ids, q) if _rollup_servable(q) else None
-    if groups is None:
-        groups = _raw_groups(q, ids, [(q.start_ms, q.end_ms)], ordered=True)
-    else:
-        # As the raw query's ORDER BY and LIMIT: groups with a blank dimension never count.
-        groups = [(key, stats) for key, stats in groups if not any(_blank(v) for v in key)]
-        groups = sorted(groups, key=lambda item: item[0])[: q.max_results]
-    return [point for key, stats in groups if (point := _point(q, key, stats)) is not None]
+    found = _from_rollups(ids, q) if _rollup_servable(q) else None
+    if found is None:
+        return _raw_groups(q, ids, [(q.start_ms, q.end_ms)], ordered=True)
+    # As the raw query's ORDER BY and LIMIT: groups with a blank dimension never count.
+    if not q.keep_blank:
+        found = [(key, stats) for key, stats in found if not any(_blank(v) for v in key)]
+    return sorted(found, key=lambda item: item[0])[: q.max_results]
 
 
 def _blank(value: Any) -> bool:
     return value is None or value == ""
 
 
-def _point(q: MetricQuery, key: tuple, stats: _Stats) -> DataPoint | None:
+def _point(q: MetricQuery, key: tuple, stats: Stats) -> DataPoint | None:
     names = ([TIME_BUCKET] if q.interval_s else []) + q.dimensions
     dimensions: dict[str, str] = {}
     for name, value in zip(names, key, strict=True):
         if _blank(value):
-            return None  # MLflow leaves out groups with a null dimension
+            if not q.keep_blank:
+                return None  # MLflow leaves out groups with a null dimension
+            value = ""
         if name == TIME_BUCKET:
             value = datetime.fromtimestamp(value / 1000, tz=UTC).isoformat()
         elif name == "assessment_value":
@@ -544,7 +564,7 @@ def _raw_groups(
     experiment_ids: list[int],
     ranges: list[tuple[int | None, int | None]],
     ordered: bool,
-) -> list[tuple[tuple, _Stats]]:
+) -> list[tuple[tuple, Stats]]:
     """Aggregate the rows of the view within the inclusive millisecond ranges."""
     view = _view(q, experiment_ids)
     rows = _apply_filters(view.rows, q.filters, view.trace)
@@ -558,8 +578,11 @@ def _raw_groups(
     for i, dimension in enumerate(q.dimensions):
         name = f"_g{i}"
         rows = rows.annotate(**{name: view.dimensions[dimension]})
-        rows = rows.exclude(**{f"{name}__isnull": True})
-        if dimension in TEXT_DIMENSIONS:  # "" is no name or no version here: null
+        if not q.keep_blank:
+            rows = rows.exclude(**{f"{name}__isnull": True})
+        if (
+            dimension in TEXT_DIMENSIONS and not q.keep_blank
+        ):  # "" is no name or no version here: null
             # A lookup on the expression itself: by the annotation's name, Django would
             # compare a JSON key's text as JSON.
             rows = rows.exclude(Exact(view.dimensions[dimension], ""))
@@ -573,7 +596,7 @@ def _raw_groups(
         results = [((), rows.aggregate(**aggregates))]
     groups = []
     for key, row in results:
-        stats = _Stats()
+        stats = Stats()
         stats.add(row["_n"], row.get("_sum"), row.get("_min"), row.get("_max"))
         stats.percentiles = {
             a.percentile: row[f"_p{i}"]
@@ -661,7 +684,7 @@ def plan(start: int | None, end: int | None, periods: tuple[int, ...]) -> list[S
     return [(start, end, None)]
 
 
-def _from_rollups(experiment_ids: list[int], q: MetricQuery) -> list[tuple[tuple, _Stats]]:
+def _from_rollups(experiment_ids: list[int], q: MetricQuery) -> list[tuple[tuple, Stats]]:
     """Whole days and hours from rollup rows, what is left at either end from the traces."""
     width = q.interval_s * 1000 if q.interval_s else None
     # A bucket must hold whole periods: days for buckets of whole days, else hours.
@@ -670,29 +693,36 @@ def _from_rollups(experiment_ids: list[int], q: MetricQuery) -> list[tuple[tuple
     segments = plan(q.start_ms, end, periods)
     if any(period is not None for _, _, period in segments) and rollups.pending(experiment_ids):
         rollups.refresh(experiment_ids)
-    groups: dict[tuple, _Stats] = {}
+    groups: dict[tuple, Stats] = {}
     raw = [(a, None if b is None else b - 1) for a, b, period in segments if period is None]
     for key, stats in _raw_groups(q, experiment_ids, raw, ordered=False) if raw else []:
-        groups.setdefault(key, _Stats()).add(stats.n, stats.total, stats.low, stats.high)
+        groups.setdefault(key, Stats()).add(stats.n, stats.total, stats.low, stats.high)
     rolled = [(a, b, period) for a, b, period in segments if period is not None]
     if rolled:
         for key, row in _rollup_rows(q, experiment_ids, rolled):
-            groups.setdefault(key, _Stats()).add(
+            groups.setdefault(key, Stats()).add(
                 row["_n"], row.get("_sum"), row.get("_min"), row.get("_max")
             )
     return list(groups.items())
 
 
-def _rollup_rows(q: MetricQuery, experiment_ids: list[int], segments: list[Segment]):
+def rollup_segments(segments: list[Segment], experiment_ids: list[int]) -> Q:
+    """Rollup rows of the experiments within the segments. The experiments are repeated in
+    each term: SQLite then reads each term as one range of the (experiment, period, hour)
+    index; with them outside the OR it read every row of the experiments."""
     within = Q(pk__in=[])
     for start, end, period in segments:
-        segment = Q(period_hours=period // rollups.HOUR_MS)
+        segment = Q(experiment_id__in=experiment_ids, period_hours=period // rollups.HOUR_MS)
         if start is not None:
             segment &= Q(hour_ms__gte=start)
         if end is not None:
             segment &= Q(hour_ms__lt=end)
         within |= segment
-    rows = rollups.TraceRollup.objects.filter(within, experiment_id__in=experiment_ids)
+    return within
+
+
+def _rollup_rows(q: MetricQuery, experiment_ids: list[int], segments: list[Segment]):
+    rows = rollups.TraceRollup.objects.filter(rollup_segments(segments, experiment_ids))
     for f in q.filters:
         rows = rows.filter(_rollup_filter(f))
     names = []
@@ -716,3 +746,80 @@ def _rollup_rows(q: MetricQuery, experiment_ids: list[int], segments: list[Segme
         return [((), rows.aggregate(**aggregates))]
     found = rows.values(*names).annotate(**aggregates).order_by()
     return [(tuple(row[n] for n in names), row) for row in found]
+
+
+# --- Latency histograms (the overview's percentiles) --------------------------------------------
+
+
+class LatencyBin(Func):
+    """The latency bin of a trace (rollups.LATENCY_BIN_SQL) on its duration column."""
+
+    output_field = BigIntegerField()
+    arity = 1
+
+    def as_sql(self, compiler: Any, connection: Any, **extra: Any) -> tuple[str, Any]:
+        column, params = compiler.compile(self.source_expressions[0])
+        # The column appears three times in the template.
+        return rollups.LATENCY_BIN_SQL.format(ns=column), (*params, *params, *params)
+
+
+def latency_histograms(
+    experiment_ids: Iterable[int],
+    q: MetricQuery,
+    keep_versions: Iterable[str] | None = None,
+    others: str = "other",
+) -> dict[tuple, dict[int, int]]:
+    """Trace latency histograms (bin -> traces) per time bucket and model version, as `q`
+    (TRACES latency, dimensions among model_id, filters on the model version only) groups
+    them: whole periods from TraceLatencyBin, the partial ends binned from the traces by the
+    same expression, so both add up. Blank versions are kept, as `keep_blank`. With
+    `keep_versions`, every other version is grouped in SQL as `others` (a row per bin, not
+    per bin and version: the overview's "Other versions")."""
+    if q.view != "TRACES" or q.metric != "latency" or set(q.dimensions) - {"model_id"}:
+        raise MetricsError("Latency histograms group TRACES latency by model_id only.")
+    versions = [f.value for f in q.filters if f.key == "mlflow.modelId"]
+    if len(versions) != len(q.filters):
+        raise MetricsError("Latency histograms filter by the model version only.")
+    ids = sorted(set(experiment_ids))
+    width = q.interval_s * 1000 if q.interval_s else None
+    periods = tuple(p for p in rollups.BIN_PERIODS_MS if width is None or width % p == 0)
+    end = None if q.end_ms is None else q.end_ms + 1
+    segments = plan(q.start_ms, end, periods)
+    if any(period is not None for _, _, period in segments) and rollups.pending(ids):
+        rollups.refresh(ids)
+    version: Any = F("model_id")
+    if keep_versions is not None:
+        version = Case(
+            When(model_id__in=sorted(keep_versions), then=F("model_id")),
+            default=Value(others),
+            output_field=CharField(),
+        )
+    histograms: dict[tuple, dict[int, int]] = {}
+
+    def add(rows: QuerySet, time: Any, bin_index: Any, count: Any) -> None:
+        names = []
+        if q.interval_s:
+            rows = rows.annotate(_g_time=_bucket(q, time))
+            names.append("_g_time")
+        if q.dimensions:
+            rows = rows.annotate(_g0=version)
+            names.append("_g0")
+        # Tuples, not dicts: a 90-day read brings back thousands of rows.
+        found = rows.values_list(*names, bin_index).annotate(_n=count).order_by()
+        for *key, bin_value, n in found:
+            bins = histograms.setdefault(tuple(key), {})
+            bins[bin_value] = bins.get(bin_value, 0) + int(n)
+
+    raw = [(a, None if b is None else b - 1) for a, b, period in segments if period is None]
+    if raw:
+        view = _view(q, ids)
+        rows = _apply_filters(view.rows, q.filters, view.trace).filter(_in_ranges(view, raw))
+        rows = rows.filter(duration_ns__isnull=False)
+        add(rows, view.time_ms, LatencyBin("duration_ns"), Count("pk"))
+    rolled = [(a, b, period) for a, b, period in segments if period is not None]
+    if rolled:
+        rows = rollups.TraceLatencyBin.objects.filter(rollup_segments(rolled, ids))
+        if versions:
+            rows = rows.filter(model_id=versions[0]) if len(set(versions)) == 1 else rows.none()
+        add(rows, F("hour_ms"), F("bin"), Sum("traces"))
+    return histograms

@@ -194,6 +194,11 @@ SAMPLES: dict[str, Sample] = {
         Call("GET", "/traces/columns/assessments/", LIST, marker=f"q-{e}-end"),
         Call("GET", f"/traces/columns/assessments/?experiment={e}", R),
     ],
+    # The experiment chooser lists readable experiments; the charts count readable traces.
+    "tracking:overview": lambda e, o: [
+        Call("GET", "/overview/", LIST, marker=f"{o['name']}</option>"),
+        Call("GET", f"/overview/?experiment={e}", R, marker=o["model"]),
+    ],
     "tracking:session-list": lambda e, o: [
         Call("GET", "/sessions/", LIST, marker=o["session"]),
         Call("GET", f"/sessions/?experiment={e}&user=nobody", ANY),

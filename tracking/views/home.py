@@ -9,6 +9,7 @@ from django.views.decorators.http import require_safe
 
 from access.rules import access_for, declares
 from tracking.models import Experiment, LifecycleStage, LoggedModel, Trace
+from tracking.overview_strip import home_strip
 
 RECENT_MODEL_NAMES = 8
 RECENT_TRACES = 20
@@ -31,6 +32,7 @@ def home(request: HttpRequest) -> HttpResponse:
         "more_traces": more_traces,
         "models": list(versions.name_summaries()[:RECENT_MODEL_NAMES]),
         "traces": access.readable(LoggedModel.objects.all()).name_traces(traces),
+        "strip": home_strip(access) if traces else None,
         # What to put in MLFLOW_TRACKING_URI to log to this very server.
         "tracking_uri": request.build_absolute_uri("/").rstrip("/"),
     }
