@@ -213,7 +213,13 @@ def overview(
     )
     if not ids:
         return result
-    reader = _Reader(ids, model_id, rng, starts)
+    with rollups.refreshed(ids):
+        _read(result, _Reader(ids, model_id, rng, starts))
+    return result
+
+
+def _read(result: Overview, reader: _Reader) -> None:
+    ids = reader.ids
     # Per bucket, version and state; the first read refreshes the rollups if traces changed.
     found = trace_metrics.groups(
         ids, reader.metric("trace_count", COUNT, ["model_id", "trace_status"])
@@ -237,7 +243,6 @@ def overview(
     result.top_errors = reader.top_errors()
     result.quality = reader.quality()
     result.tools = reader.tools()
-    return result
 
 
 COUNT = [Aggregation("COUNT")]
