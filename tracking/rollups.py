@@ -348,11 +348,12 @@ def refreshed(experiment_ids: Iterable[int]) -> Iterator[None]:
     ids = set(experiment_ids)
     if pending(ids):
         refresh(ids)
-    _refreshed.ids = ids
+    before = getattr(_refreshed, "ids", set())
+    _refreshed.ids = before | ids
     try:
         yield
     finally:
-        _refreshed.ids = set()
+        _refreshed.ids = before
 
 
 def refresh(experiment_ids: Iterable[int] | None = None) -> int:
