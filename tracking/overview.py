@@ -213,10 +213,20 @@ def overview(
     )
     if not ids:
         return result
-    reader = _Reader(ids, model_id, rng, starts)
-    result.versions = reader.rank_versions()  # refreshes the rollups if traces changed
+    with rollups.refreshed(ids):
+        _read(result, _Reader(ids, model_id, rng, starts))
+    return result
+
+
+def _read(result: Overview, reader: _Reader) -> None:
+    ids = reader.ids
+    # Per bucket, version and state; the first read refreshes the rollups if traces changed.
+    found = trace_metrics.groups(
+        ids, reader.metric("trace_count", COUNT, ["model_id", "trace_status"])
+    )
     result.freshness = timezone.now()
-    counts = reader.per_bucket("trace_count", COUNT, ["trace_status"])
+    result.versions = reader.rank_versions(found)
+    counts = reader.merge(found)
     traces = _cells(counts, lambda stats, key: stats.n)
     errors = _cells(counts, lambda stats, key: stats.n if key[-1] == "ERROR" else 0)
     result.traces = reader.series(traces, empty=0.0)
@@ -233,11 +243,11 @@ def overview(
     result.top_errors = reader.top_errors()
     result.quality = reader.quality()
     result.tools = reader.tools()
-    return result
 
 
 COUNT = [Aggregation("COUNT")]
 SUM = [Aggregation("SUM")]
+Groups = list[tuple[tuple, trace_metrics.Stats]]  # as trace_metrics.groups() answers
 Cells = dict[tuple[int, str], float]  # (bucket index, version key) -> value
 
 
@@ -295,14 +305,15 @@ class _Reader:
     def group(self, version: str) -> str:
         return version if version in self._top else OTHER
 
-    def rank_versions(self) -> list[tuple[str, str]]:
-        """The top versions by traces in the range, then "other" if any trace is left."""
+    def rank_versions(self, counts: Groups) -> list[tuple[str, str]]:
+        """The top versions by traces in the range (from the trace counts by bucket and
+        version), then "other" if any trace is left."""
         from tracking.models import LoggedModel
 
-        found = trace_metrics.groups(
-            self.ids, self.metric("trace_count", COUNT, ["model_id"], interval=False)
-        )
-        ranked = sorted(((key[0], stats.n) for key, stats in found), key=lambda v: (-v[1], v[0]))
+        totals: dict[str, float] = defaultdict(float)
+        for (_, version, *_), stats in counts:
+            totals[version] += stats.n
+        ranked = sorted(totals.items(), key=lambda v: (-v[1], v[0]))
         top = [version for version, _ in ranked[:TOP_VERSIONS]]
         names = dict(
             LoggedModel.objects.filter(model_id__in=[v for v in top if v]).values_list(
@@ -319,9 +330,13 @@ class _Reader:
         self, metric: str, aggregations: list[Aggregation], dimensions: tuple[str, ...] = ()
     ) -> dict[tuple, trace_metrics.Stats]:
         """{(bucket index, version group, *dimensions): Stats} of one TRACES metric."""
-        found: dict[tuple, trace_metrics.Stats] = {}
         q = self.metric(metric, aggregations, ["model_id", *dimensions])
-        for (bucket, version, *rest), stats in trace_metrics.groups(self.ids, q):
+        return self.merge(trace_metrics.groups(self.ids, q))
+
+    def merge(self, groups: Groups) -> dict[tuple, trace_metrics.Stats]:
+        """Groups keyed (bucket ms, version, ...) as (bucket index, version group, ...)."""
+        found: dict[tuple, trace_metrics.Stats] = {}
+        for (bucket, version, *rest), stats in groups:
             at = self.index.get(bucket)
             if at is None:
                 continue

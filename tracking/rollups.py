@@ -25,9 +25,12 @@ counts read the traces. Hours are UTC, as MLflow's time buckets are epoch-aligne
 
 from __future__ import annotations
 
+import itertools
 import math
+import threading
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -43,7 +46,8 @@ PERIODS_MS = (DAY_MS, HOUR_MS)  # the rollup periods, longest first
 # overview's 90-day range buckets by. They hold many rows per hour (a row per bin), so a
 # 90-day read of 3-day rows reads a third of the day rows.
 LONG_PERIOD_MS = 3 * DAY_MS
-BIN_PERIODS_MS = (LONG_PERIOD_MS, DAY_MS, HOUR_MS)
+QUARTER_DAY_MS = 6 * HOUR_MS  # the 7-day range's bucket
+BIN_PERIODS_MS = (LONG_PERIOD_MS, DAY_MS, QUARTER_DAY_MS, HOUR_MS)
 ADVISORY_LOCK = 7310_0001  # PostgreSQL's advisory lock key of rollup refreshes
 
 # TRACES metrics summed per hour, and the trace column (or expression) each one reads.
@@ -328,7 +332,28 @@ def install_triggers(schema_connection=connection) -> None:
 
 def pending(experiment_ids: Iterable[int]) -> bool:
     """Whether any of these experiments has hours to recompute (a read: no write lock)."""
-    return RollupChange.objects.filter(experiment_id__in=list(experiment_ids)).exists()
+    ids = set(experiment_ids)
+    if ids <= getattr(_refreshed, "ids", set()):
+        return False
+    return RollupChange.objects.filter(experiment_id__in=list(ids)).exists()
+
+
+_refreshed = threading.local()
+
+
+@contextmanager
+def refreshed(experiment_ids: Iterable[int]) -> Iterator[None]:
+    """Refresh these experiments' rollups once, then read them without asking again: a page
+    of many rollup reads (the overview) asks once, and all its charts come from one state."""
+    ids = set(experiment_ids)
+    if pending(ids):
+        refresh(ids)
+    before = getattr(_refreshed, "ids", set())
+    _refreshed.ids = before | ids
+    try:
+        yield
+    finally:
+        _refreshed.ids = before
 
 
 def refresh(experiment_ids: Iterable[int] | None = None) -> int:
@@ -486,13 +511,13 @@ def roll_up(
     hours: list[int],
 ) -> None:
     """The rows of every longer period (BIN_PERIODS_MS) holding these hours, from the rows
-    of the next shorter period: days from hours, then 3 days from days. Values are combined
-    by their aggregate (SUM, MAX)."""
+    of the next shorter period: 6 hours from hours, days from those, 3 days from days.
+    Values are combined by their aggregate (SUM, MAX)."""
     keys = ", ".join(key_columns)
     columns = ", ".join(column for column, _ in value_columns)
     values = ", ".join(f"{how}({column})" for column, how in value_columns)
     starts = hours
-    for shorter, longer in ((HOUR_MS, DAY_MS), (DAY_MS, LONG_PERIOD_MS)):
+    for shorter, longer in itertools.pairwise(BIN_PERIODS_MS[::-1]):
         starts = sorted({start // longer * longer for start in starts})
         period = f"hour_ms / {longer} * {longer}"
         for start, end in runs(starts, longer):
