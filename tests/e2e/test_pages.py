@@ -53,7 +53,7 @@ def logged(server) -> dict[str, object]:
 def test_home_shows_a_logged_model_and_trace(page, server, logged):
     page.goto(server + "/")
 
-    assert page.locator("h1").inner_text() == "Overview"
+    assert page.locator("h1").inner_text() == "Home"
     models = page.locator("section", has=page.get_by_role("heading", name="Models"))
     assert "support-agent" in models.inner_text()
     traces = page.locator("section", has=page.get_by_role("heading", name="Recent traces"))
@@ -77,7 +77,7 @@ def test_navigation_links_open_each_section(page, server):
 
     page.get_by_role("link", name="Spyglass").click()
     page.wait_for_url(server + "/")
-    assert page.locator("h1").inner_text() == "Overview"
+    assert page.locator("h1").inner_text() == "Home"
 
 
 def body_background(page) -> str:
@@ -149,7 +149,7 @@ def test_the_links_the_mlflow_client_prints_open_the_matching_pages(page, server
     assert page.locator("h1").inner_text() == "support-agent"
 
     page.goto(f"{server}/#/no-such-route")
-    assert page.locator("h1").inner_text() == "Overview"
+    assert page.locator("h1").inner_text() == "Home"
 
 
 def test_the_api_docs_render_without_a_policy_violation(page, server):
