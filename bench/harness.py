@@ -9,7 +9,9 @@ import secrets
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -17,6 +19,12 @@ from contextlib import contextmanager
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+# What an in-process bench takes over from bench_env() so its Django matches the server's.
+SETTINGS = ("DATABASE_URL", "DEBUG", "SECRET_KEY", "SPYGLASS_AUTH", "SPYGLASS_VAR_DIR",
+            "SPYGLASS_ARTIFACT_ROOT")  # fmt: skip
 
 
 @contextmanager
@@ -50,6 +58,29 @@ def bench_env(tmp: Path) -> dict[str, str]:
         "SPYGLASS_ARTIFACT_ROOT": str(tmp / "artifacts"),
         "LOG_LEVEL": "WARNING",
     }
+
+
+def manage(env: dict[str, str], *commands: str) -> None:
+    """Run `manage.py <command> --noinput` for each command (migrate, collectstatic) in `env`."""
+    for command in commands:
+        subprocess.run(
+            [sys.executable, "manage.py", command, "--noinput", "-v", "0"],
+            cwd=REPO,
+            env=env,
+            check=True,
+        )
+
+
+def machine_line() -> str:
+    return (f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} at start "
+            "(other work on the machine skews the figures)")  # fmt: skip
+
+
+def percentiles(samples: list[float]) -> tuple[float, float]:
+    """(p50, p95) of `samples`."""
+    ordered = sorted(samples)
+    p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
+    return statistics.median(ordered), p95
 
 
 def free_port() -> int:
@@ -90,3 +121,17 @@ def answers(port: int, method: str, path: str, body: bytes = b"", headers=None) 
         return ok
     except OSError:
         return False
+
+
+@contextmanager
+def gunicorn(env: dict[str, str], tmp: Path, ready_path: str) -> Iterator[int]:
+    """`gunicorn webapp.wsgi -w 2 --threads 4` on a free loopback port, as the browser benches
+    drive it; yields the port once GET `ready_path` answers 200."""
+    port = free_port()
+    command = [str(BIN / "gunicorn"), "webapp.wsgi", "-w", "2", "--threads", "4",
+               "-b", f"127.0.0.1:{port}", "--access-logfile", "/dev/null"]  # fmt: skip
+    with server(command, env, tmp / "gunicorn.log", lambda: answers(port, "GET", ready_path)):
+        print()
+        print(f"browser: headless Chromium, gunicorn -w 2 --threads 4 on 127.0.0.1:{port}; "
+              f"load average {os.getloadavg()[0]:.2f}")  # fmt: skip
+        yield port

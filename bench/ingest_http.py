@@ -32,7 +32,6 @@ import json
 import os
 import secrets
 import sqlite3
-import subprocess
 import sys
 import threading
 import time
@@ -42,12 +41,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
 sys.path.insert(0, str(REPO))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "webapp.settings")
 sys.path.insert(0, str(REPO / "bench"))
 
-from harness import answers, bench_env, free_port, scratch, server  # noqa: E402
+from harness import BIN, answers, bench_env, free_port, manage, scratch, server  # noqa: E402
 
 # Printed beside the figures (a 2-core machine; see the module docstring).
 TARGETS = {
@@ -412,12 +410,7 @@ def run(args: argparse.Namespace, tmp: Path) -> None:
     os.environ.update(
         {k: env[k] for k in ("DATABASE_URL", "SPYGLASS_VAR_DIR", "SPYGLASS_ARTIFACT_ROOT")}
     )
-    subprocess.run(
-        [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"],
-        cwd=REPO,
-        env=env,
-        check=True,
-    )
+    manage(env, "migrate")
 
     import django
 

@@ -25,7 +25,6 @@ import random
 import re
 import secrets
 import statistics
-import subprocess
 import sys
 import time
 from datetime import UTC, datetime, timedelta
@@ -35,7 +34,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO), str(REPO / "bench")]
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "webapp.settings")
 
-from harness import bench_env, scratch  # noqa: E402
+from harness import bench_env, manage, scratch  # noqa: E402
 from trace_list import copy_rows  # noqa: E402
 
 BATCH = 20_000
@@ -86,12 +85,7 @@ def main() -> None:
 def run(args: argparse.Namespace, tmp: Path) -> None:
     env = bench_env(tmp)  # what a measured Spyglass process runs with (bench/harness.py)
     os.environ.update(env)
-    subprocess.run(
-        [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"],
-        cwd=REPO,
-        env=env,
-        check=True,
-    )
+    manage(env, "migrate")
     import django
 
     django.setup()

@@ -40,7 +40,6 @@ import os
 import random
 import secrets
 import statistics
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -51,7 +50,17 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "webapp.settings")
 
-from harness import bench_env, scratch  # noqa: E402 - after the path is set
+from harness import (  # noqa: E402 - after the path is set
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    SETTINGS,
+    bench_env,
+    gunicorn,
+    machine_line,
+    manage,
+    percentiles,
+    scratch,
+)
 
 BATCH = 5_000
 T0_NS = 1_795_294_591_376_191_837
@@ -80,15 +89,8 @@ def main() -> None:
 def run(args: argparse.Namespace, tmp: Path) -> None:
     env = bench_env(tmp)
     (tmp / "var").mkdir()
-    os.environ.update({k: env[k] for k in ("DATABASE_URL", "DEBUG", "SECRET_KEY",
-                                          "SPYGLASS_AUTH", "SPYGLASS_VAR_DIR",
-                                          "SPYGLASS_ARTIFACT_ROOT")})  # fmt: skip
-    subprocess.run(
-        [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"],
-        cwd=REPO,
-        env=env,
-        check=True,
-    )
+    os.environ.update({k: env[k] for k in SETTINGS})
+    manage(env, "migrate")
     import django
 
     django.setup()
@@ -97,8 +99,7 @@ def run(args: argparse.Namespace, tmp: Path) -> None:
 
     setup_test_environment()  # the test Client's host is allowed
     print(f"database: {connection.vendor} ({env['DATABASE_URL'].split('@')[-1]})")
-    print(f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} at start "
-          "(other work on the machine skews the figures)")  # fmt: skip
+    print(machine_line())
 
     pairs: dict[int, Pair] = {}
     try:
@@ -134,30 +135,15 @@ def browser_timings(env: dict, tmp: Path, pairs: dict[int, Pair], args) -> dict[
     static files collected, as bench/waterfall.py does) and reads trace_diff.js's "diff-rows"
     performance mark once `[data-diff-rows-drawn]` is set. Visits with a warm cache (the first
     also fetches the static files): the median is reported."""
-    from harness import answers, free_port, server
     from playwright.sync_api import sync_playwright
 
     # DEBUG=0 serves hashed static files (whitenoise), so they are collected first.
-    subprocess.run(
-        [sys.executable, "manage.py", "collectstatic", "--noinput", "-v", "0"],
-        cwd=REPO,
-        env=env,
-        check=True,
-    )
-    port = free_port()
-    command = [str(BIN / "gunicorn"), "webapp.wsgi", "-w", "2", "--threads", "4",
-               "-b", f"127.0.0.1:{port}", "--access-logfile", "/dev/null"]  # fmt: skip
+    manage(env, "collectstatic")
     first = next(iter(pairs.values()))
-
-    def ready() -> bool:
-        return answers(port, "GET", f"/traces/diff/?a={first.a}&b={first.b}")
-
-    base = f"http://127.0.0.1:{port}"
     results: dict[int, float] = {}
-    with server(command, env, tmp / "gunicorn.log", ready), sync_playwright() as playwright:
-        print()
-        print(f"browser: headless Chromium, gunicorn -w 2 --threads 4 on 127.0.0.1:{port}; "
-              f"load average {os.getloadavg()[0]:.2f}")  # fmt: skip
+    ready_path = f"/traces/diff/?a={first.a}&b={first.b}"
+    with gunicorn(env, tmp, ready_path) as port, sync_playwright() as playwright:
+        base = f"http://127.0.0.1:{port}"
         print("browser (ms)          layout   rows    target   next change   rows in DOM")
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         for size, pair in pairs.items():
@@ -178,9 +164,6 @@ def browser_timings(env: dict, tmp: Path, pairs: dict[int, Pair], args) -> dict[
 
 BROWSER_VISITS = 3  # after one that fills the cache
 BROWSER_TARGETS = {10_000: 1_500, 50_000: 3_000}  # ms until the rows are drawn
-BIN = Path(sys.executable).parent
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 # `n` (next change) to the next painted frame: the selection moved and the panel was asked for.
 NEXT_CHANGE = """() => new Promise((resolve) => {
   const started = performance.now();
@@ -371,12 +354,6 @@ def changed_rows(a: str, b: str) -> list[tuple[str, str]]:
 
 
 # --- Server ---------------------------------------------------------------------------------
-
-
-def percentiles(samples: list[float]) -> tuple[float, float]:
-    ordered = sorted(samples)
-    p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
-    return statistics.median(ordered), p95
 
 
 def time_server(pair: Pair, args) -> float:

@@ -44,25 +44,30 @@ import gzip
 import os
 import random
 import secrets
-import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "webapp.settings")
 
-from harness import answers, bench_env, free_port, scratch, server  # noqa: E402 - after the path is set
+from harness import (  # noqa: E402 - after the path is set
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    SETTINGS,
+    bench_env,
+    gunicorn,
+    machine_line,
+    manage,
+    percentiles,
+    scratch,
+)
 
 BATCH = 5_000
 T0_NS = 1_795_294_591_376_191_837
 TYPES = ["AGENT", "CHAIN", "LLM", "TOOL", "RETRIEVER", "RERANKER", "PARSER", "EMBEDDING"]
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 # (size, what) -> target in ms, printed beside the figures (a 2-core machine).
 TARGETS = {
     (10_000, "server"): 300,
@@ -93,17 +98,9 @@ def main() -> None:
 def run(args: argparse.Namespace, tmp: Path) -> None:
     env = bench_env(tmp)
     (tmp / "var").mkdir()
-    os.environ.update({k: env[k] for k in ("DATABASE_URL", "DEBUG", "SECRET_KEY",
-                                          "SPYGLASS_AUTH", "SPYGLASS_VAR_DIR",
-                                          "SPYGLASS_ARTIFACT_ROOT")})  # fmt: skip
+    os.environ.update({k: env[k] for k in SETTINGS})
     # DEBUG=0 serves hashed static files (whitenoise), so they are collected first.
-    for command in ("migrate", "collectstatic"):
-        subprocess.run(
-            [sys.executable, "manage.py", command, "--noinput", "-v", "0"],
-            cwd=REPO,
-            env=env,
-            check=True,
-        )
+    manage(env, "migrate", "collectstatic")
 
     import django
 
@@ -114,8 +111,7 @@ def run(args: argparse.Namespace, tmp: Path) -> None:
     setup_test_environment()  # the test Client's host is allowed
     vendor = connection.vendor
     print(f"database: {vendor} ({env['DATABASE_URL'].split('@')[-1]})")
-    print(f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} at start "
-          "(other work on the machine skews the figures)")  # fmt: skip
+    print(machine_line())
 
     traces = {}
     for size in args.sizes:
@@ -135,18 +131,8 @@ def run(args: argparse.Namespace, tmp: Path) -> None:
 
     if args.no_browser:
         return
-    port = free_port()
-    command = [str(BIN / "gunicorn"), "webapp.wsgi", "-w", "2", "--threads", "4",
-               "-b", f"127.0.0.1:{port}", "--access-logfile", "/dev/null"]  # fmt: skip
     first = next(iter(traces.values()))
-
-    def ready() -> bool:
-        return answers(port, "GET", f"/traces/{first.trace_id}/")
-
-    with server(command, env, tmp / "gunicorn.log", ready):
-        print()
-        print(f"browser: headless Chromium, gunicorn -w 2 --threads 4 on 127.0.0.1:{port}; "
-              f"load average {os.getloadavg()[0]:.2f}")  # fmt: skip
+    with gunicorn(env, tmp, f"/traces/{first.trace_id}/") as port:
         time_browser(port, traces, args)
     print(f"\nload average at the end {os.getloadavg()[0]:.2f}")
 
@@ -235,12 +221,6 @@ def _exception(i: int) -> dict:
 
 
 # --- Server ---------------------------------------------------------------------------------
-
-
-def percentiles(samples: list[float]) -> tuple[float, float]:
-    ordered = sorted(samples)
-    p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
-    return statistics.median(ordered), p95
 
 
 def time_server(size: int, trace, args) -> tuple[int, int, int]:

@@ -15,13 +15,16 @@ import math
 from collections.abc import Iterable, Mapping
 from datetime import UTC, date, datetime, time
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import genai_prices
 import orjson
 from django.conf import settings
 from genai_prices import data_snapshot
 from genai_prices.types import ModelPrice, TimeOfDateConstraint
+
+if TYPE_CHECKING:
+    from tracking.models import Span
 
 COST_ATTRIBUTE = "mlflow.llm.cost"
 MODEL_ATTRIBUTE = "mlflow.llm.model"
@@ -234,6 +237,23 @@ def annotate_span(
     cost = price(model, usage, span_provider(attributes), when)
     if cost is not None:
         attributes[COST_ATTRIBUTE] = cost
+
+
+def usage_and_cost(span: Span) -> dict[str, Any]:
+    """An LLM span's tokens, model and cost (as stored at ingest) for the span's facts on the
+    trace and trace diff pages; {} for a span with no token usage."""
+    attributes = span.attributes if isinstance(span.attributes, dict) else {}
+    usage = span_usage(attributes)
+    if usage is None:
+        return {}
+    total = usage.get("total_tokens")
+    if total is None:
+        total = usage.get("input_tokens", 0) + usage.get("output_tokens", 0)
+    return {
+        "usage": {**usage, "total": total},
+        "cost": valid_cost(attributes.get(COST_ATTRIBUTE)),
+        "model": span_model(attributes, span.inputs, span.outputs),
+    }
 
 
 def valid_cost(value: Any) -> dict[str, float] | None:

@@ -221,18 +221,22 @@ def _openinference(attrs: dict[str, Any], side: str) -> Any:
     value = attrs.pop(key)
     # OpenInference marks JSON text with its mime type; plain text stays text.
     if attrs.get(f"{side}.mime_type") == "application/json":
-        return _loads_or_keep(value)
+        return loads_or_keep(value)
     return value
 
 
+def _side_messages(attrs: dict[str, Any], key: str, legacy_key: str, flat_prefix: str) -> Any:
+    """One side's messages, moved out of `attrs`: the current conventions' attribute, else the
+    older `gen_ai.prompt` / `gen_ai.completion`, else OpenLLMetry's flattened attributes."""
+    if key in attrs:
+        return _moved(attrs, key, chat_messages)
+    if legacy_key in attrs:
+        return _moved(attrs, legacy_key, _plain_messages)
+    return _flat_messages(attrs, flat_prefix)
+
+
 def _genai_inputs(attrs: dict[str, Any]) -> Any:
-    messages: Any = MISSING
-    if _INPUT_MESSAGES in attrs:
-        messages = _moved(attrs, _INPUT_MESSAGES, chat_messages)
-    elif "gen_ai.prompt" in attrs:
-        messages = _moved(attrs, "gen_ai.prompt", _plain_messages)
-    else:
-        messages = _flat_messages(attrs, "prompt")
+    messages = _side_messages(attrs, _INPUT_MESSAGES, "gen_ai.prompt", "prompt")
     if isinstance(messages, _Raw):
         return messages.value  # not messages: kept as it came
     system = (
@@ -259,12 +263,7 @@ def _genai_inputs(attrs: dict[str, Any]) -> Any:
 
 
 def _genai_outputs(attrs: dict[str, Any]) -> Any:
-    if _OUTPUT_MESSAGES in attrs:
-        messages = _moved(attrs, _OUTPUT_MESSAGES, chat_messages)
-    elif "gen_ai.completion" in attrs:
-        messages = _moved(attrs, "gen_ai.completion", _plain_messages)
-    else:
-        messages = _flat_messages(attrs, "completion")
+    messages = _side_messages(attrs, _OUTPUT_MESSAGES, "gen_ai.completion", "completion")
     if isinstance(messages, _Raw):
         return messages.value
     if messages is not MISSING:
@@ -284,7 +283,7 @@ class _Raw:
 
 def _moved(attrs: dict[str, Any], key: str, convert: Any) -> Any:
     """The attribute, removed and converted, or as a _Raw of its parsed (or raw) value."""
-    value = _loads_or_keep(attrs.pop(key))
+    value = loads_or_keep(attrs.pop(key))
     converted = convert(value)
     return _Raw(value) if converted is None else converted
 
@@ -292,7 +291,7 @@ def _moved(attrs: dict[str, Any], key: str, convert: Any) -> Any:
 def _plain(attrs: dict[str, Any], keys: tuple[str, ...]) -> Any:
     for key in keys:
         if key in attrs:
-            return _loads_or_keep(attrs.pop(key))  # JSON text in the GenAI conventions
+            return loads_or_keep(attrs.pop(key))  # JSON text in the GenAI conventions
     return MISSING
 
 
@@ -378,7 +377,7 @@ def _openai_message(item: dict[str, Any]) -> dict[str, Any]:
     message = dict(item)
     calls = message.get("tool_calls")
     if isinstance(calls, str):
-        calls = _loads_or_keep(calls)
+        calls = loads_or_keep(calls)
     if isinstance(calls, list):
         message["tool_calls"] = [_any_tool_call(call) for call in calls]
     if "content" in message:
@@ -413,7 +412,7 @@ def _decoded_content(content: Any) -> Any:
     """Event and flat attributes carry structured content as JSON text; only a list or an
     object is decoded, so a message that says `42` stays the text "42"."""
     if isinstance(content, str) and content[:1] in ("[", "{"):
-        value = _loads_or_keep(content)
+        value = loads_or_keep(content)
         if isinstance(value, list | dict):
             return value
     return content
@@ -439,7 +438,7 @@ def _tools(attrs: dict[str, Any]) -> Any:
         return MISSING
     for function in functions.values():
         if "parameters" in function:
-            function["parameters"] = _loads_or_keep(function["parameters"])
+            function["parameters"] = loads_or_keep(function["parameters"])
     return [{"type": "function", "function": functions[i]} for i in sorted(functions)]
 
 
@@ -566,7 +565,7 @@ def _read_event(event: dict[str, Any], want_in: bool, want_out: bool) -> list[_R
         key = _OLD_PROMPT_EVENT[1] if is_prompt else _OLD_COMPLETION_EVENT[1]
         if not (want_in if is_prompt else want_out) or key not in fields:
             return []
-        value = _loads_or_keep(fields[key])
+        value = loads_or_keep(fields[key])
         messages = chat_messages(value)
         side = "in" if is_prompt else "out"
         if messages is None:
@@ -592,7 +591,7 @@ def _left_attributes(event: dict[str, Any], used: set[str]) -> dict[str, Any]:
     attributes = event.get("attributes")
     if not isinstance(attributes, dict):
         return {}
-    body = _loads_or_keep(attributes.get("body"))
+    body = loads_or_keep(attributes.get("body"))
     body_used = (
         isinstance(body, dict)
         and bool(body)
@@ -609,7 +608,7 @@ def _event_fields(event: dict[str, Any]) -> dict[str, Any]:
     attributes = event.get("attributes")
     fields = dict(attributes) if isinstance(attributes, dict) else {}
     # A log record's body, where a bridge copied one onto the span event.
-    body = _loads_or_keep(fields.get("body"))
+    body = loads_or_keep(fields.get("body"))
     if isinstance(body, dict):
         fields = {**body, **fields}
     return fields
@@ -626,7 +625,7 @@ def _event_message(fields: dict[str, Any], role: str, read: set[str]) -> dict[st
     if fields.get("content") is not None:
         message["content"] = _decoded_content(fields["content"])
         used.add("content")
-    calls = _loads_or_keep(fields.get("tool_calls"))
+    calls = loads_or_keep(fields.get("tool_calls"))
     if isinstance(calls, list) and calls:
         message["tool_calls"] = [_any_tool_call(call) for call in calls]
         used.add("tool_calls")
@@ -641,7 +640,7 @@ def _event_message(fields: dict[str, Any], role: str, read: set[str]) -> dict[st
 
 
 def _choice_message(fields: dict[str, Any], read: set[str]) -> dict[str, Any] | None:
-    raw = _loads_or_keep(fields.get("message"))
+    raw = loads_or_keep(fields.get("message"))
     used: set[str] = set()
     if isinstance(raw, dict):
         inner: set[str] = set()
@@ -668,7 +667,8 @@ def _choice_message(fields: dict[str, Any], read: set[str]) -> dict[str, Any] | 
 # --- Values -----------------------------------------------------------------------------------
 
 
-def _loads_or_keep(value: Any) -> Any:
+def loads_or_keep(value: Any) -> Any:
+    """JSON text parsed; anything else, and text that is not JSON, as it is."""
     if type(value) is not str:
         return value
     try:

@@ -532,20 +532,11 @@ def _mlflow_attributes(attrs: dict[str, Any]) -> dict[str, Any]:
     """
     marker = attrs.get(_MLFLOW_TRACE_ID) or attrs.get(_MLFLOW_TYPE)
     if type(marker) is str and len(marker) > 1 and marker[0] == '"' and marker[-1] == '"':
-        return {key: _loads_or_keep(value) for key, value in attrs.items()}
+        return {key: genai.loads_or_keep(value) for key, value in attrs.items()}
     for key in _MLFLOW_JSON_KEYS:
         if type(attrs.get(key)) is str:
-            attrs[key] = _loads_or_keep(attrs[key])
+            attrs[key] = genai.loads_or_keep(attrs[key])
     return attrs
-
-
-def _loads_or_keep(value: Any) -> Any:
-    if type(value) is not str:
-        return value
-    try:
-        return orjson.loads(value)
-    except orjson.JSONDecodeError:
-        return value
 
 
 # --- GenAI semantics: span type, inputs/outputs, token usage --------------------------------

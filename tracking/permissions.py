@@ -13,14 +13,15 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, QueryDict
+from django.shortcuts import get_object_or_404
 from rest_framework import permissions
 from rest_framework.exceptions import NotFound, PermissionDenied
 from rest_framework.request import Request
 
 from access.models import Level
 from access.rules import ACCESS_RULE, Access, Denied, access_for
-from tracking.models import LoggedModel, Run, Trace
+from tracking.models import Experiment, LoggedModel, Run, Trace
 
 
 def _usable(object_id: object) -> bool:
@@ -62,6 +63,26 @@ def may(access: Access, level: Level, kind: str, object_id: str) -> bool:
         return True
     experiment_id = EXPERIMENT_OF[kind](object_id)
     return experiment_id is None or access.can(level, experiment_id)
+
+
+def readable_experiment(access: Access, experiment_id: str) -> Experiment | None:
+    """The experiment a page is narrowed to by ?experiment=: None when not given; 404 when
+    malformed, missing or not readable (its existence stays hidden)."""
+    if not experiment_id:
+        return None
+    if not experiment_id.isdigit() or not access.can(Level.READ, int(experiment_id)):
+        raise Http404("No such experiment.")
+    return get_object_or_404(Experiment, pk=int(experiment_id))
+
+
+def page_scope(access: Access, params: QueryDict) -> tuple[Experiment | None, str]:
+    """A list page's ?experiment= (see readable_experiment) and ?model= (a model id, "" when
+    not given; 404 for one no id can be)."""
+    experiment = readable_experiment(access, params.get("experiment", ""))
+    model_id = params.get("model", "")
+    if not _usable(model_id):
+        raise Http404("No such model.")
+    return experiment, model_id
 
 
 def page_reads(kind: str, kwarg: str) -> Callable[[Callable[..., HttpResponse]], Callable]:

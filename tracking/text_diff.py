@@ -22,6 +22,7 @@ from __future__ import annotations
 import itertools
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from difflib import SequenceMatcher
 from typing import Any
@@ -177,12 +178,9 @@ def diff_text(a: str, b: str, context: int = CONTEXT, budget: Budget | None = No
     return _shown(TextDiff(_merged(segments), changed=True, notice=" ".join(notices)), budget)
 
 
-def _line_opcodes(
-    a: list[str], b: list[str], budget: Budget
-) -> tuple[list[tuple[str, int, int, int, int]], bool]:
-    """difflib's opcodes of two line lists, and whether the budget ran out (then the lines
-    between the common head and tail are one replaced block). The common head and tail are
-    cut off first: they cost one comparison a line instead of a matcher's search."""
+def common_ends(a: Sequence[Any], b: Sequence[Any]) -> tuple[int, int]:
+    """How many items two sequences share at their start, and then at their end (the end's
+    never overlapping the start's): what a diff need not search."""
     n, m = len(a), len(b)
     head = 0
     while head < n and head < m and a[head] == b[head]:
@@ -190,6 +188,17 @@ def _line_opcodes(
     tail = 0
     while tail < n - head and tail < m - head and a[n - 1 - tail] == b[m - 1 - tail]:
         tail += 1
+    return head, tail
+
+
+def _line_opcodes(
+    a: list[str], b: list[str], budget: Budget
+) -> tuple[list[tuple[str, int, int, int, int]], bool]:
+    """difflib's opcodes of two line lists, and whether the budget ran out (then the lines
+    between the common head and tail are one replaced block). The common head and tail are
+    cut off first: they cost one comparison a line instead of a matcher's search."""
+    n, m = len(a), len(b)
+    head, tail = common_ends(a, b)
     mid_a, mid_b = a[head : n - tail], b[head : m - tail]
     whole = False
     try:

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from tracking import waterfall
+from tracking.text_diff import common_ends
 
 SAME, CHANGED, ADDED, REMOVED = 0, 1, 2, 3
 STATUS, INPUTS, OUTPUTS, TOKENS, COST, DURATION, MOVED = 1, 2, 4, 8, 16, 32, 64
@@ -250,12 +251,7 @@ def align_siblings(
     paired. Pairs keep both lists' order except moved ones, which sit at B's position.
     `budget` is the trace's Myers steps left, spent here (a list alone gets EDIT_BUDGET)."""
     n, m = len(a), len(b)
-    head = 0
-    while head < n and head < m and a[head] == b[head]:
-        head += 1
-    tail = 0
-    while tail < n - head and tail < m - head and a[n - 1 - tail] == b[m - 1 - tail]:
-        tail += 1
+    head, tail = common_ends(a, b)
     mid_a, mid_b = a[head : n - tail], b[head : m - tail]
     # No key in common: the edit script is all removals then all additions, and finding
     # that out would be Myers' worst case.

@@ -15,7 +15,7 @@ from urllib.parse import urlencode
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
-from django.http import Http404, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import redirect
 from django.urls import reverse
 from django.utils import timezone
@@ -27,33 +27,23 @@ from evaluation import pairwise
 from tracking import chat
 from tracking.models import LoggedModel, Trace
 from tracking.templatetags.tracking_format import model_url
+from tracking.trace_pair import pair_ids, pair_or_404
 from webapp.htmx import HtmxHttpRequest, render_page
 
-MAX_ID = 64  # Trace.trace_id and LoggedModel.model_id
+MAX_ID = 64  # LoggedModel.model_id
 SHOWN_PAIRS = 200
 
 
 def _ids(request: HtmxHttpRequest) -> tuple[str, str, str]:
     """`a` and `b` of the query, and why they cannot be used ('' when they can)."""
-    a, b = (request.GET.get(k, "").strip() for k in ("a", "b"))
-    if not a or not b:
-        return a, b, "Give two traces to compare: ?a=<trace id>&b=<trace id>."
-    if len(a) > MAX_ID or len(b) > MAX_ID or "\x00" in a + b:
-        return a, b, "That is not a trace id."
-    if a == b:
+    a, b, error = pair_ids(request.GET)
+    if not error and a == b:
         return a, b, "Pick two different traces: a trace is not compared with itself."
-    return a, b, ""
+    return a, b, error
 
 
 def _readable_traces(request: HtmxHttpRequest) -> QuerySet[Trace]:
     return access_for(request).readable(Trace.objects.all())
-
-
-def _pair_or_404(request: HtmxHttpRequest, a: str, b: str) -> tuple[Trace, Trace]:
-    found = {t.trace_id: t for t in _readable_traces(request).filter(trace_id__in=[a, b])}
-    if a not in found or b not in found:
-        raise Http404("No such trace.")
-    return found[a], found[b]
 
 
 def _reviewer(request: HtmxHttpRequest) -> str:
@@ -102,7 +92,7 @@ def pairwise_review(request: HtmxHttpRequest) -> HttpResponse:
     a_id, b_id, error = _ids(request)
     if error:
         return _render(request, {"error": error}, status=400)
-    a, b = _pair_or_404(request, a_id, b_id)
+    a, b = pair_or_404(_readable_traces(request), a_id, b_id)
     access = access_for(request)
     may_judge = access.can(Level.EDIT, a.experiment_id) and access.can(Level.EDIT, b.experiment_id)
     reviewer = _reviewer(request)

@@ -11,15 +11,14 @@ from __future__ import annotations
 from datetime import UTC
 from typing import Any
 
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest
-from django.shortcuts import get_object_or_404
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.views.decorators.http import require_safe
 
-from access.models import Level
 from access.rules import Access, access_for, declares
 from tracking import overview_charts
 from tracking.models import Experiment, LifecycleStage, LoggedModel
 from tracking.overview import Overview, OverviewError, Range, overview
+from tracking.permissions import page_scope
 from webapp.htmx import HtmxHttpRequest, render_page
 from webapp.query_strings import with_params
 
@@ -31,10 +30,7 @@ EXPERIMENT_CHOICES = 50
 @require_safe
 def overview_page(request: HtmxHttpRequest) -> HttpResponse:
     access = access_for(request)
-    experiment = _get_experiment(access, request.GET.get("experiment", ""))
-    model_id = request.GET.get("model", "")
-    if "\x00" in model_id:  # no id holds one, and PostgreSQL refuses it in a query
-        raise Http404("No such model.")
+    experiment, model_id = page_scope(access, request.GET)
     try:
         rng = Range.parse(request.GET)
     except OverviewError as error:
@@ -81,14 +77,6 @@ def _context(
         ],
         "all_versions_query": with_params(request, model=None),
     }
-
-
-def _get_experiment(access: Access, experiment_id: str) -> Experiment | None:
-    if not experiment_id:
-        return None
-    if not experiment_id.isdigit() or not access.can(Level.READ, int(experiment_id)):
-        raise Http404("No such experiment.")
-    return get_object_or_404(Experiment, pk=int(experiment_id))
 
 
 def _model_name(access: Access, model_id: str) -> str:

@@ -25,10 +25,11 @@ from access.rules import access_for, declares
 from tracking import cost, text_diff, trace_diff, waterfall
 from tracking.models import Span, Trace
 from tracking.templatetags.tracking_format import dollars, duration
-from tracking.views.trace_detail import LAYOUT_COLUMNS, _gzipped_json, _usage_and_cost
+from tracking.trace_pair import pair_ids, pair_or_404
+from tracking.views.trace_detail import LAYOUT_COLUMNS
+from webapp.gzip_json import gzipped_json
 from webapp.htmx import HtmxHttpRequest
 
-MAX_ID = 64  # Trace.trace_id
 MAX_SPAN_ID = 16  # Span.span_id
 RULE = "READ on both traces' experiments, else 404"
 # The layout columns, then what tells two matched spans apart: digests of inputs and outputs
@@ -36,33 +37,19 @@ RULE = "READ on both traces' experiments, else 404"
 DIGEST_COLUMNS = ("inputs_md5", "outputs_md5", "usage_text", "cost_text")
 
 
-def _ids(request: HtmxHttpRequest) -> tuple[str, str, str]:
-    """`a` and `b` of the query, and why they cannot be used ('' when they can)."""
-    a, b = (request.GET.get(k, "").strip() for k in ("a", "b"))
-    if not a or not b:
-        return a, b, "Give two traces to compare: ?a=<trace id>&b=<trace id>."
-    if len(a) > MAX_ID or len(b) > MAX_ID or "\x00" in a + b:
-        return a, b, "That is not a trace id."
-    return a, b, ""
-
-
 def _pair_or_404(
     request: HtmxHttpRequest, a: str, b: str, fields: tuple[str, ...] = ()
 ) -> tuple[Trace, Trace]:
-    """Both traces in one query; a trace the caller may not read is one that does not exist."""
+    """Both traces, cancelled ones included; a trace the caller may not read is one that does
+    not exist."""
     traces = access_for(request).readable(Trace.objects.with_cancelled())
-    if fields:
-        traces = traces.only(*fields)
-    found = {t.trace_id: t for t in traces.filter(trace_id__in=[a, b])}
-    if a not in found or b not in found:
-        raise Http404("No such trace.")
-    return found[a], found[b]
+    return pair_or_404(traces.only(*fields) if fields else traces, a, b)
 
 
 @declares(RULE)
 @require_safe
 def trace_diff_page(request: HtmxHttpRequest) -> HttpResponse:
-    a_id, b_id, error = _ids(request)
+    a_id, b_id, error = pair_ids(request.GET)
     context: dict[str, Any] = {"a_id": a_id, "b_id": b_id, "error": error}
     if error:
         # A bare visit is a form to fill, not a mistake; a half-filled one says what is missing.
@@ -85,7 +72,7 @@ def trace_diff_page(request: HtmxHttpRequest) -> HttpResponse:
 @require_safe
 def trace_diff_layout(request: HtmxHttpRequest) -> HttpResponse:
     """The aligned layout as gzipped JSON (shape: tracking/trace_diff.py's to_json_data)."""
-    a_id, b_id, error = _ids(request)
+    a_id, b_id, error = pair_ids(request.GET)
     if error:
         return JsonResponse({"error": error}, status=400)
     fields = ("trace_id", "name", "state", "span_count", "total_tokens", "cost")
@@ -94,7 +81,7 @@ def trace_diff_layout(request: HtmxHttpRequest) -> HttpResponse:
     b_layout, b_digests = _layout(b) if b.pk != a.pk else (a_layout, a_digests)
     alignment = trace_diff.align(a_layout, b_layout, a_digests, b_digests)
     data = trace_diff.to_json_data(a_layout, b_layout, alignment, _side(a), _side(b))
-    return _gzipped_json(request, data)
+    return gzipped_json(request, data)
 
 
 def _side(trace: Trace) -> trace_diff.Side:
@@ -135,7 +122,7 @@ def _layout(trace: Trace) -> tuple[waterfall.Layout, dict[str, trace_diff.Digest
 def trace_diff_spans(request: HtmxHttpRequest) -> HttpResponse:
     """One aligned row opened: both spans' facts, and their inputs and outputs diffed.
     `sa` or `sb` may be empty: a span only B has (added) or only A had (removed)."""
-    a_id, b_id, error = _ids(request)
+    a_id, b_id, error = pair_ids(request.GET)
     sa, sb = (request.GET.get(k, "").strip() for k in ("sa", "sb"))
     if not error and not sa and not sb:
         error = "Give the span of A (sa), of B (sb), or both."
@@ -185,7 +172,7 @@ def _value(span: Span | None, field: str) -> Any:
 def _span_side(span: Span | None) -> dict[str, Any]:
     if span is None:
         return {}
-    return {"span": span, **_usage_and_cost(span)}
+    return {"span": span, **cost.usage_and_cost(span)}
 
 
 def _delta(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.db.models.functions import Lower
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest
-from django.shortcuts import get_object_or_404, redirect, render
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
+from django.shortcuts import redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST, require_safe
 
@@ -25,6 +25,7 @@ from tracking.models import (
     Trace,
     TraceTagTooLong,
 )
+from tracking.permissions import page_scope, readable_experiment
 from webapp.htmx import HtmxHttpRequest, render_page
 from webapp.models import UserPreferences
 from webapp.query_strings import with_params
@@ -63,10 +64,7 @@ _COLUMN_FIELDS = {"response": "response_preview", "tags": "tags"}
 @require_safe
 def trace_list(request: HttpRequest) -> HttpResponse:
     access = access_for(request)
-    experiment = _get_experiment(access, request.GET.get("experiment", ""))
-    model_id = request.GET.get("model", "")
-    if "\x00" in model_id:  # no id holds one, and PostgreSQL refuses it in a query
-        raise Http404("No such model.")
+    experiment, model_id = page_scope(access, request.GET)
     query = request.GET.get("q", "").strip()
     sort = Sort.parse(request.GET.get("sort", ""))
     before = request.GET.get("before", "")
@@ -139,7 +137,7 @@ def trace_assessment_columns(request: HttpRequest) -> HttpResponse:
     """The chooser's assessment names, fetched when it is opened: a query the list itself
     need not run on every load."""
     access = access_for(request)
-    experiment = _get_experiment(access, request.GET.get("experiment", ""))
+    experiment = readable_experiment(access, request.GET.get("experiment", ""))
     context = assessment_columns.context(access, experiment, _columns_for(request))
     return render(request, "tracking/trace_list.html#assessment-choices", context)
 
@@ -199,14 +197,6 @@ def _not_editable(access: Access, traces) -> int:
 
 
 # --- Helpers of this page -------------------------------------------------------------------
-
-
-def _get_experiment(access: Access, experiment_id: str) -> Experiment | None:
-    if not experiment_id:
-        return None
-    if not experiment_id.isdigit() or not access.can(Level.READ, int(experiment_id)):
-        raise Http404("No such experiment.")
-    return get_object_or_404(Experiment, pk=int(experiment_id))
 
 
 def _scoped(access: Access, experiment: Experiment | None, model_id: str, columns: list[str]):
