@@ -34,12 +34,8 @@
     [64, "moved", "Moved among its siblings"],
     [128, "renamed", "Root renamed or retyped: the two traces' only roots are paired anyway"],
   ];
-  const TYPE_ICONS = {
-    AGENT: "◆", CHAIN: "↦", LLM: "✦", CHAT_MODEL: "✦", TOOL: "⚒", RETRIEVER: "⌕",
-    EMBEDDING: "⋯", RERANKER: "⇅", PARSER: "¶", MEMORY: "▣", WORKFLOW: "⇉", TASK: "▢",
-    GUARDRAIL: "⊘", EVALUATOR: "✓",
-  };
-  const KNOWN_TYPES = new Set(Object.keys(TYPE_ICONS).concat(["UNKNOWN"]));
+  // Shared with the waterfall (windowed_rows.js, loaded first).
+  const { TYPE_ICONS, typeClasses, fmt, duration } = window.Spyglass;
 
   const root = document.getElementById("trace-diff");
   if (!root) return;
@@ -62,37 +58,26 @@
   let n = 0; // rows
   let collapsed = new Uint8Array(0);
   let keep = null; // Uint8Array while "only changes" is on: rows shown
-  let visible = new Int32Array(0);
-  let rowOf = new Int32Array(0);
   let selected = -1;
   let changeAt = -1; // index into D.changes of the last change moved to
   let critical = new Uint8Array(0); // rows on A's (1) or B's (2) critical path
   let showCritical = false;
   let typeClass = [];
-  const pool = [];
-  let renderQueued = false;
-  let lastRange = [0, -1];
+  // The rows near the viewport: rows.visible (row indexes, top to bottom) and rows.rowOf.
+  const rows = window.Spyglass.windowedRows({
+    viewport, sizer, rowH: ROW_H, overscan: OVERSCAN, heightVar: "--td-rows-height", key: "r",
+    tree: () => ({ n, size: R.size, parent: R.parent, collapsed, keep }),
+    makeRow, fillRow, afterRefresh: updateStatusLine,
+    selected: () => selected, select, setCollapsed,
+  });
+  const { refresh, redrawAll, ensureVisible, revealAncestors } = rows;
 
   // --- Formatting -----------------------------------------------------------------------------
 
-  function duration(ns) {
-    if (ns < 0) return "running";
-    if (ns < 1e3) return Math.round(ns) + " ns";
-    if (ns < 1e6) return scaled(ns / 1e3, "µs");
-    if (ns < 1e9) return scaled(ns / 1e6, "ms");
-    const s = ns / 1e9;
-    if (s < 60) return s.toFixed(2) + " s";
-    const m = Math.floor(s / 60);
-    return m + " m " + String(Math.floor(s % 60)).padStart(2, "0") + " s";
-  }
-  function scaled(v, unit) {
-    return (v < 10 ? v.toFixed(2) : v < 100 ? v.toFixed(1) : v.toFixed(0)) + " " + unit;
-  }
   function signedDuration(ns) {
     if (ns === 0) return "±0";
     return (ns > 0 ? "+" : "−") + duration(Math.abs(ns));
   }
-  const fmt = new Intl.NumberFormat("en-US");
   function dollars(v) {
     if (v === null || v === undefined) return "—";
     if (v === 0) return "$0";
@@ -112,19 +97,14 @@
   // --- Layout ---------------------------------------------------------------------------------
 
   async function load() {
-    const response = await fetch(layoutUrl);
-    if (!response.ok) throw new Error("layout: HTTP " + response.status);
-    const data = await response.json();
-    performance.mark("diff-layout");
-    apply(data);
+    apply(await window.Spyglass.fetchLayout(layoutUrl, "diff-layout"));
   }
 
   function apply(data) {
     D = data;
     R = D.rows;
     n = R.a.length;
-    typeClass = D.type_names.map((t) =>
-      KNOWN_TYPES.has(t) ? "type-" + t.toLowerCase().replace(/_/g, "-") : "type-other");
+    typeClass = typeClasses(D.type_names);
     collapsed = new Uint8Array(n);
     if (n > LARGE_DIFF) collapseUnchanged(3);
     critical = new Uint8Array(n);
@@ -237,22 +217,7 @@
   }
 
   function drawAxis() {
-    const total = Math.max(D.total, 1);
-    const labels = [];
-    const lines = [];
-    for (const t of D.ticks) {
-      const pct = (100 * t) / total;
-      if (pct <= 92) {
-        const label = el("span", "wf-tick", t === 0 ? "0" : duration(t));
-        label.style.left = pct + "%";
-        labels.push(label);
-      }
-      const line = el("span", "wf-gridline");
-      line.style.left = pct + "%";
-      lines.push(line);
-    }
-    axis.replaceChildren(...labels);
-    grid.replaceChildren(...lines);
+    window.Spyglass.drawAxis(axis, grid, D.total, D.ticks);
   }
 
   function updateStatusLine() {
@@ -262,7 +227,7 @@
     }
     let text = fmt.format(n) + " aligned row" + (n === 1 ? "" : "s") + " · A " +
       fmt.format(D.spans.a.ids.length) + " spans, B " + fmt.format(D.spans.b.ids.length);
-    const hidden = n - visible.length;
+    const hidden = n - rows.visible.length;
     if (hidden > 0) {
       text += " · " + fmt.format(hidden) + (keep ? " unchanged or collapsed" : " in collapsed subtrees");
     }
@@ -274,23 +239,6 @@
 
   // --- Visible rows ---------------------------------------------------------------------------
 
-  function computeVisible() {
-    const out = new Int32Array(n);
-    let k = 0;
-    let r = 0;
-    while (r < n) {
-      if (keep && !keep[r]) {
-        r += R.size[r]; // keep holds every kept row's ancestors: nothing below is kept
-        continue;
-      }
-      out[k++] = r;
-      r += collapsed[r] ? R.size[r] : 1;
-    }
-    visible = out.subarray(0, k);
-    rowOf = new Int32Array(n).fill(-1);
-    for (let v = 0; v < k; v++) rowOf[visible[v]] = v;
-  }
-
   function computeKeep() {
     if (!onlyChanges.checked) {
       keep = null;
@@ -301,48 +249,6 @@
     for (let r = n - 1; r >= 0; r--) {
       const p = R.parent[r];
       if (keep[r] && p >= 0) keep[p] = 1;
-    }
-  }
-
-  function refresh() {
-    computeVisible();
-    sizer.style.height = visible.length * ROW_H + "px";
-    viewport.style.setProperty("--td-rows-height", visible.length * ROW_H + "px");
-    redrawAll();
-    updateStatusLine();
-  }
-
-  function queueRender() {
-    if (renderQueued) return;
-    renderQueued = true;
-    requestAnimationFrame(() => {
-      renderQueued = false;
-      render(false);
-    });
-  }
-
-  function render(force) {
-    const top = viewport.scrollTop;
-    const height = viewport.clientHeight || 600;
-    const first = Math.max(0, Math.floor(top / ROW_H) - OVERSCAN);
-    const last = Math.min(visible.length - 1, Math.ceil((top + height) / ROW_H) + OVERSCAN);
-    if (!force && first === lastRange[0] && last === lastRange[1]) return;
-    lastRange = [first, last];
-    const count = Math.max(0, last - first + 1);
-    while (pool.length < count) {
-      const row = makeRow();
-      pool.push(row);
-      viewport.appendChild(row);
-    }
-    for (let v = 0; v < pool.length; v++) {
-      const row = pool[v];
-      if (v < count) {
-        fillRow(row, visible[first + v], first + v);
-        row.hidden = false;
-      } else if (!row.hidden) {
-        row.hidden = true;
-        row.dataset.r = "";
-      }
     }
   }
 
@@ -459,12 +365,6 @@
     row.setAttribute("aria-selected", r === selected ? "true" : "false");
   }
 
-  function redrawAll() {
-    for (const row of pool) row._dirty = true;
-    lastRange = [0, -1];
-    render(true);
-  }
-
   // --- Collapse -------------------------------------------------------------------------------
 
   function setCollapsed(r, value) {
@@ -488,16 +388,12 @@
     }
   }
 
-  function revealAncestors(r) {
-    for (let p = R.parent[r]; p >= 0; p = R.parent[p]) collapsed[p] = 0;
-  }
-
   // --- Selection, changes, details ------------------------------------------------------------
 
   function select(r, options = {}) {
     if (r < 0 || r >= n) return;
     selected = r;
-    if (rowOf[r] < 0) {
+    if (rows.rowOf[r] < 0) {
       revealAncestors(r);
       if (keep && !keep[r]) {
         onlyChanges.checked = false;
@@ -511,16 +407,6 @@
     url.searchParams.set("row", String(r));
     history.replaceState(null, "", url);
     if (options.open) openDetails(r);
-  }
-
-  function ensureVisible(r) {
-    const v = rowOf[r];
-    if (v < 0) return;
-    const top = v * ROW_H;
-    if (top < viewport.scrollTop) viewport.scrollTop = top;
-    else if (top + ROW_H > viewport.scrollTop + viewport.clientHeight) {
-      viewport.scrollTop = top + ROW_H - viewport.clientHeight;
-    }
   }
 
   function goToChange(step) {
@@ -587,25 +473,6 @@
     }
   }
 
-  function move(delta) {
-    if (!visible.length) return;
-    const v = selected >= 0 && rowOf[selected] >= 0
-      ? rowOf[selected] + delta : delta > 0 ? 0 : visible.length - 1;
-    select(visible[Math.max(0, Math.min(visible.length - 1, v))]);
-  }
-
-  function left() {
-    if (selected < 0) return;
-    if (R.size[selected] > 1 && !collapsed[selected]) setCollapsed(selected, 1);
-    else if (R.parent[selected] >= 0) select(R.parent[selected]);
-  }
-
-  function right() {
-    if (selected < 0) return;
-    if (R.size[selected] > 1 && collapsed[selected]) setCollapsed(selected, 0);
-    else if (R.size[selected] > 1 && (!keep || keep[selected + 1])) select(selected + 1);
-  }
-
   function toggleCritical() {
     showCritical = !showCritical;
     root.querySelector('[data-action="critical"]').setAttribute("aria-pressed", String(showCritical));
@@ -619,8 +486,8 @@
   // --- Events ---------------------------------------------------------------------------------
 
   function bind() {
-    viewport.addEventListener("scroll", queueRender, { passive: true });
-    window.addEventListener("resize", queueRender);
+    viewport.addEventListener("scroll", rows.queueRender, { passive: true });
+    window.addEventListener("resize", rows.queueRender);
     viewport.addEventListener("click", (event) => {
       const row = event.target.closest(".td-row");
       if (!row || row.dataset.r === "") return;
@@ -658,26 +525,19 @@
   }
 
   function onKey(event) {
-    if (event.ctrlKey || event.metaKey || event.altKey) return;
-    const target = event.target;
-    const typing = target.closest && target.closest("input, select, textarea, [contenteditable]");
-    if (typing || (keysDialog.open && event.key !== "?")) return;
+    if (!window.Spyglass.treeKeyAllowed(event, keysDialog)) return;
     const handlers = {
       n: () => goToChange(1),
       p: () => goToChange(-1),
       N: () => goToChange(-1),
-      j: () => move(1), ArrowDown: () => move(1),
-      k: () => move(-1), ArrowUp: () => move(-1),
-      ArrowLeft: left, ArrowRight: right,
+      j: () => rows.move(1), ArrowDown: () => rows.move(1),
+      k: () => rows.move(-1), ArrowUp: () => rows.move(-1),
+      ArrowLeft: rows.left, ArrowRight: rows.right,
       Enter: () => selected >= 0 && openDetails(selected),
       c: toggleCritical,
       "?": () => (keysDialog.open ? keysDialog.close() : keysDialog.showModal()),
     };
-    const handler = handlers[event.key];
-    if (!handler || !D) return;
-    if (event.key === "Enter" && target.closest && target.closest("a, button, summary")) return;
-    event.preventDefault();
-    handler();
+    window.Spyglass.runTreeKey(event, handlers, D);
   }
 
   // --- Start ----------------------------------------------------------------------------------
@@ -691,7 +551,7 @@
       const wanted = raw === null ? -1 : Number(raw);
       if (Number.isInteger(wanted) && wanted >= 0 && wanted < n) {
         select(wanted, { open: true });
-        viewport.scrollTop = Math.max(0, rowOf[wanted] * ROW_H - viewport.clientHeight / 2);
+        rows.center(wanted);
       }
       requestAnimationFrame(() => {
         root.dataset.ready = "1";

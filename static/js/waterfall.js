@@ -20,13 +20,8 @@
   const MAX_INDENT_LEVELS = 30; // deeper levels are drawn at this indent, with the depth shown
   const LARGE_TRACE = 20000; // above this, subtrees below depth 3 start collapsed
   const POLL_MS = 3000;
-  // Glyphs found in common system fonts (emoji-range symbols render as empty boxes on some).
-  const TYPE_ICONS = {
-    AGENT: "◆", CHAIN: "↦", LLM: "✦", CHAT_MODEL: "✦", TOOL: "⚒", RETRIEVER: "⌕",
-    EMBEDDING: "⋯", RERANKER: "⇅", PARSER: "¶", MEMORY: "▣", WORKFLOW: "⇉", TASK: "▢",
-    GUARDRAIL: "⊘", EVALUATOR: "✓",
-  };
-  const KNOWN_TYPES = new Set(Object.keys(TYPE_ICONS).concat(["UNKNOWN"]));
+  // Shared with the trace diff (windowed_rows.js, loaded first).
+  const { TYPE_ICONS, typeClasses, fmt, duration } = window.Spyglass;
 
   const root = document.getElementById("waterfall");
   if (!root) return;
@@ -51,8 +46,6 @@
   let n = 0;
   let collapsed = new Uint8Array(0);
   let keep = null; // Uint8Array when a type/status/match filter is on: spans shown
-  let visible = new Int32Array(0); // display indexes of the rows, top to bottom
-  let rowOf = new Int32Array(0); // display index -> row number in `visible`, -1 if hidden
   let selected = -1;
   let findTimer = 0;
   let matches = [];
@@ -62,44 +55,27 @@
   let showCritical = false;
   let lowerNames = null;
   let typeClass = [];
-  const pool = []; // row elements, reused
-  let renderQueued = false;
-  let lastRange = [0, -1];
-
-  // --- Formatting -----------------------------------------------------------------------------
-
-  function duration(ns) {
-    if (ns < 0) return "running";
-    if (ns < 1e3) return ns + " ns";
-    if (ns < 1e6) return scaled(ns / 1e3, "µs");
-    if (ns < 1e9) return scaled(ns / 1e6, "ms");
-    const s = ns / 1e9;
-    if (s < 60) return s.toFixed(2) + " s";
-    const m = Math.floor(s / 60);
-    return m + " m " + String(Math.floor(s % 60)).padStart(2, "0") + " s";
-  }
-  function scaled(v, unit) {
-    return (v < 10 ? v.toFixed(2) : v < 100 ? v.toFixed(1) : v.toFixed(0)) + " " + unit;
-  }
-  const fmt = new Intl.NumberFormat("en-US");
+  // The rows near the viewport; rows.visible: display indexes of the rows, top to bottom;
+  // rows.rowOf: display index -> row number in rows.visible, -1 if hidden.
+  const rows = window.Spyglass.windowedRows({
+    viewport, sizer, rowH: ROW_H, overscan: OVERSCAN, heightVar: "--wf-rows-height", key: "i",
+    tree: () => ({ n, size: L.size, parent: L.parent, collapsed, keep }),
+    makeRow, fillRow, afterRefresh: updateStatusLine,
+    selected: () => selected, select, setCollapsed,
+  });
+  const { refresh, queueRender, redrawAll, ensureVisible, revealAncestors } = rows;
 
   // --- Layout ---------------------------------------------------------------------------------
 
   async function load() {
-    // A plain same-origin GET, so that it matches the <link rel="preload"> in the page head.
-    const response = await fetch(layoutUrl);
-    if (!response.ok) throw new Error("layout: HTTP " + response.status);
-    const data = await response.json();
-    performance.mark("wf-layout");
-    apply(data, null);
+    apply(await window.Spyglass.fetchLayout(layoutUrl, "wf-layout"), null);
   }
 
   function apply(data, previous) {
     L = data;
     n = L.ids.length;
     lowerNames = null;
-    typeClass = L.type_names.map((t) =>
-      KNOWN_TYPES.has(t) ? "type-" + t.toLowerCase().replace(/_/g, "-") : "type-other");
+    typeClass = typeClasses(L.type_names);
     critical = new Uint8Array(n);
     for (const i of L.critical) critical[i] = 1;
     collapsed = new Uint8Array(n);
@@ -134,26 +110,7 @@
   }
 
   function drawAxis() {
-    const total = Math.max(L.total, 1);
-    const labels = [];
-    const lines = [];
-    for (const t of L.ticks) {
-      const pct = (100 * t) / total;
-      // A tick at the very end would have its label overlap the previous one: line only.
-      if (pct <= 92) {
-        const label = document.createElement("span");
-        label.className = "wf-tick";
-        label.style.left = pct + "%";
-        label.textContent = t === 0 ? "0" : duration(t);
-        labels.push(label);
-      }
-      const line = document.createElement("span");
-      line.className = "wf-gridline";
-      line.style.left = pct + "%";
-      lines.push(line);
-    }
-    axis.replaceChildren(...labels);
-    grid.replaceChildren(...lines);
+    window.Spyglass.drawAxis(axis, grid, L.total, L.ticks);
   }
 
   function updateStatusLine() {
@@ -162,7 +119,7 @@
         (L.state === "IN_PROGRESS" ? "; they will appear here as they arrive." : ".");
       return;
     }
-    const hidden = n - visible.length;
+    const hidden = n - rows.visible.length;
     let text = fmt.format(n) + " span" + (n === 1 ? "" : "s") + " · " + duration(L.total);
     if (hidden > 0) {
       text += " · " + fmt.format(hidden) + " in collapsed or filtered subtrees (expand to see them)";
@@ -178,65 +135,6 @@
   }
 
   // --- Visible rows ---------------------------------------------------------------------------
-
-  function computeVisible() {
-    const out = new Int32Array(n);
-    let k = 0;
-    let i = 0;
-    while (i < n) {
-      if (keep && !keep[i]) {
-        i += L.size[i]; // nothing below is kept either: keep includes every kept span's ancestors
-        continue;
-      }
-      out[k++] = i;
-      i += collapsed[i] ? L.size[i] : 1;
-    }
-    visible = out.subarray(0, k);
-    rowOf = new Int32Array(n).fill(-1);
-    for (let r = 0; r < k; r++) rowOf[visible[r]] = r;
-  }
-
-  function refresh() {
-    computeVisible();
-    sizer.style.height = visible.length * ROW_H + "px";
-    viewport.style.setProperty("--wf-rows-height", visible.length * ROW_H + "px");
-    redrawAll();
-    updateStatusLine();
-  }
-
-  function queueRender() {
-    if (renderQueued) return;
-    renderQueued = true;
-    requestAnimationFrame(() => {
-      renderQueued = false;
-      render(false);
-    });
-  }
-
-  function render(force) {
-    const top = viewport.scrollTop;
-    const height = viewport.clientHeight || 600;
-    const first = Math.max(0, Math.floor(top / ROW_H) - OVERSCAN);
-    const last = Math.min(visible.length - 1, Math.ceil((top + height) / ROW_H) + OVERSCAN);
-    if (!force && first === lastRange[0] && last === lastRange[1]) return;
-    lastRange = [first, last];
-    const count = Math.max(0, last - first + 1);
-    while (pool.length < count) {
-      const row = makeRow();
-      pool.push(row);
-      viewport.appendChild(row);
-    }
-    for (let r = 0; r < pool.length; r++) {
-      const row = pool[r];
-      if (r < count) {
-        fillRow(row, visible[first + r], first + r);
-        row.hidden = false;
-      } else if (!row.hidden) {
-        row.hidden = true;
-        row.dataset.i = "";
-      }
-    }
-  }
 
   function makeRow() {
     const row = document.createElement("div");
@@ -343,28 +241,18 @@
     row.setAttribute("aria-selected", i === selected ? "true" : "false");
   }
 
-  function redrawAll() {
-    for (const row of pool) row._dirty = true;
-    lastRange = [0, -1];
-    render(true);
-  }
-
   // --- Collapse -------------------------------------------------------------------------------
 
   function setCollapsed(i, value) {
     if (L.size[i] <= 1 || collapsed[i] === value) return;
     collapsed[i] = value;
-    const keepTop = rowOf[i];
+    const keepTop = rows.rowOf[i];
     refresh();
     if (keepTop >= 0) ensureVisible(i);
   }
 
   function collapseToDepth(depth) {
     for (let i = 0; i < n; i++) collapsed[i] = L.depth[i] >= depth - 1 && L.size[i] > 1 ? 1 : 0;
-  }
-
-  function revealAncestors(i) {
-    for (let p = L.parent[i]; p >= 0; p = L.parent[p]) collapsed[p] = 0;
   }
 
   // --- Filters and find -----------------------------------------------------------------------
@@ -473,8 +361,7 @@
       revealAncestors(i);
       refresh();
       select(i, { open: true });
-      const r = rowOf[i];
-      viewport.scrollTop = Math.max(0, r * ROW_H - viewport.clientHeight / 2);
+      rows.center(i);
     }
   }
 
@@ -490,16 +377,6 @@
     return found;
   }
 
-  function ensureVisible(i) {
-    const r = rowOf[i];
-    if (r < 0) return;
-    const top = r * ROW_H;
-    if (top < viewport.scrollTop) viewport.scrollTop = top;
-    else if (top + ROW_H > viewport.scrollTop + viewport.clientHeight) {
-      viewport.scrollTop = top + ROW_H - viewport.clientHeight;
-    }
-  }
-
   function openDetails(i) {
     const url = spanUrl + encodeURIComponent(L.ids[i]) + "/";
     if (!window.htmx) {
@@ -507,24 +384,6 @@
       return;
     }
     window.htmx.ajax("GET", url, { target: "#span-panel", swap: "innerHTML" });
-  }
-
-  function move(delta) {
-    if (!visible.length) return;
-    const r = selected >= 0 && rowOf[selected] >= 0 ? rowOf[selected] + delta : delta > 0 ? 0 : visible.length - 1;
-    select(visible[Math.max(0, Math.min(visible.length - 1, r))]);
-  }
-
-  function left() {
-    if (selected < 0) return;
-    if (L.size[selected] > 1 && !collapsed[selected]) setCollapsed(selected, 1);
-    else if (L.parent[selected] >= 0) select(L.parent[selected]);
-  }
-
-  function right() {
-    if (selected < 0) return;
-    if (L.size[selected] > 1 && collapsed[selected]) setCollapsed(selected, 0);
-    else if (L.size[selected] > 1 && (!keep || keep[selected + 1])) select(selected + 1);
   }
 
   // --- Events ---------------------------------------------------------------------------------
@@ -597,7 +456,7 @@
   }
 
   function onShown() {
-    lastRange = [0, -1];
+    rows.forgetRange();
     queueRender();
     // After a "waterfall:select" sent with it, which would otherwise be overridden.
     requestAnimationFrame(() => {
@@ -616,7 +475,7 @@
     revealAncestors(i);
     refresh();
     select(i, { open: true });
-    viewport.scrollTop = Math.max(0, rowOf[i] * ROW_H - viewport.clientHeight / 2);
+    rows.center(i);
     viewport.focus({ preventScroll: true });
   }
 
@@ -633,10 +492,8 @@
   }
 
   function onKey(event) {
-    if (event.ctrlKey || event.metaKey || event.altKey) return;
+    if (!window.Spyglass.treeKeyAllowed(event, keysDialog)) return;
     const target = event.target;
-    const typing = target.closest && target.closest("input, select, textarea, [contenteditable]");
-    if (typing || (keysDialog.open && event.key !== "?")) return;
     const tablist = target.closest && target.closest('[role="tablist"]');
     if (tablist && (event.key === "ArrowLeft" || event.key === "ArrowRight")) {
       // Arrows move between the details tabs, as in any tab list, not in the tree.
@@ -649,20 +506,15 @@
     }
     if (root.hidden) return; // the Conversation tab is shown: keys are not the tree's
     const handlers = {
-      j: () => move(1), ArrowDown: () => move(1),
-      k: () => move(-1), ArrowUp: () => move(-1),
-      ArrowLeft: left, ArrowRight: right,
+      j: () => rows.move(1), ArrowDown: () => rows.move(1),
+      k: () => rows.move(-1), ArrowUp: () => rows.move(-1),
+      ArrowLeft: rows.left, ArrowRight: rows.right,
       Enter: () => selected >= 0 && openDetails(selected),
       "/": () => findInput.focus(),
       "?": () => (keysDialog.open ? keysDialog.close() : keysDialog.showModal()),
       c: toggleCritical,
     };
-    const handler = handlers[event.key];
-    if (!handler || !L) return;
-    // Keys pressed on a link or a button in the details panel keep their usual meaning.
-    if (event.key === "Enter" && target.closest && target.closest("a, button, summary")) return;
-    event.preventDefault();
-    handler();
+    window.Spyglass.runTreeKey(event, handlers, L);
   }
 
   function onPanelClick(event) {
