@@ -156,7 +156,7 @@ def test_compare_shows_the_versions_answers_side_by_side(page, server, versions)
     assert "row-changed" in commit.get_attribute("class")
     assert commit.locator("td.cell-changed").count() == 1
 
-    cells.nth(1).get_by_role("link", name="trace").click()
+    cells.nth(1).get_by_role("link", name="trace", exact=True).click()
 
     page.wait_for_url(f"{server}/traces/tr-{11:02x}{0:030x}/")
 

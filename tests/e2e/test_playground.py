@@ -75,7 +75,7 @@ def test_the_oracle_judge_answer_streams_in_with_custom_inputs_and_a_trace(page,
     assert re.fullmatch(r"\d+ ms", done.locator("[data-latency]").inner_text())
     assert "tokens" in done.locator("[data-tokens]").inner_text()
 
-    done.get_by_role("link", name="Trace").click()
+    done.get_by_role("link", name="Trace", exact=True).click()
     page.wait_for_url(re.compile(r"/traces/tr-[0-9a-f]{32}/$"))
     # The waterfall loads its spans after the page: wait for their names.
     expect(page.locator("body")).to_contain_text("oracle")
@@ -95,7 +95,7 @@ def test_two_agents_answer_side_by_side(page, playground):
     for name in ("Echo", "Oracle/judge"):
         pane = page.locator(f'[data-pane="{name}"]')
         pane.locator("[data-status=done]").wait_for(timeout=15_000)
-        assert pane.get_by_role("link", name="Trace").count() == 1
+        assert pane.get_by_role("link", name="Trace", exact=True).count() == 1
     echo = page.locator('[data-pane="Echo"]')
     assert "You said: Compare these" in echo.inner_text()
 
@@ -146,7 +146,7 @@ def test_cancel_stops_a_slow_answer_that_does_not_stream(page, playground):
 
     page.reload()
     cancelled = page.locator("[data-status=cancelled]")
-    cancelled.get_by_role("link", name="Trace").click()
+    cancelled.get_by_role("link", name="Trace", exact=True).click()
     page.wait_for_url(re.compile(r"/traces/tr-[0-9a-f]{32}/$"))
     assert page.locator("[data-trace-state]").inner_text() == "Cancelled"
 

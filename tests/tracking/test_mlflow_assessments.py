@@ -522,8 +522,9 @@ def test_trace_page_loads_assessments_in_one_query(client, trace, django_assert_
     for n in range(20):
         Assessment.objects.create(trace=trace, name=f"a{n}", kind="feedback", value=n)
 
-    # The trace, its assessments (no model id here, so no model lookup).
-    with django_assert_max_num_queries(2):
+    # The trace, its assessments (no model id here, so no model lookup), and whether its root
+    # holds chat messages (the Conversation tab).
+    with django_assert_max_num_queries(3):
         response = client.get(f"/traces/{TRACE_ID}/")
 
     assert response.status_code == 200
