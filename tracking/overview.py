@@ -78,10 +78,18 @@ def _ms(moment: datetime) -> int:
 def _parse_time(text: str, name: str) -> datetime:
     try:
         moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    except ValueError:
+        # A time without an offset is UTC, as everything is stored.
+        moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    except (ValueError, OverflowError):  # astimezone leaves year 1..9999: 0001-01-01+01:00
         raise OverviewError(f"{name} must be an ISO date or time, got {text[:40]!r}.") from None
-    # A time without an offset is UTC, as everything is stored.
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    # Metrics are asked in epoch ms from 1970 on, and a range's end plus a bucket must stay
+    # a datetime: years outside 1970..9998 are refused here, not a 500 further on.
+    if not MIN_YEAR <= moment.year <= MAX_YEAR:
+        raise OverviewError(f"{name} must be between {MIN_YEAR} and {MAX_YEAR}, got {text[:40]!r}.")
+    return moment
+
+
+MIN_YEAR, MAX_YEAR = 1970, 9998
 
 
 @dataclass(frozen=True)

@@ -106,6 +106,13 @@ def test_overview_range_switch_from_htmx_is_the_charts_partial(client, experimen
         "start=yesterday&end=now",
         "start=2025-06-02T00:00&end=2025-06-01T00:00",  # end before start
         "start=2025-06-01T00:00",  # no end
+        # Outside 1970..9998: before the epoch metrics count from, or past datetime's end once
+        # moved to UTC or a bucket is added.
+        "start=0001-01-01T00:00%2B01:00&end=0001-01-02",
+        "start=9999-12-31T00:00&end=9999-12-31T23:59-01:00",
+        "start=0001-01-01&end=0001-01-02",
+        "start=1969-12-31T00:00Z&end=1970-01-02Z",
+        "start=9999-12-30&end=9999-12-31T23:59:59",
     ],
 )
 @pytest.mark.django_db
