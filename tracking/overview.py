@@ -200,12 +200,14 @@ class Overview:
 
 
 def readable_experiments(access: Access, experiment_ids: list[int] | None) -> list[int]:
-    """The experiments asked for (all when None) that the caller may read."""
-    from tracking.models import Experiment
+    """The experiments asked for (all active ones when None) that the caller may read."""
+    from tracking.models import Experiment, LifecycleStage
 
-    experiments = Experiment.objects.all()
-    if experiment_ids is not None:
-        experiments = experiments.filter(pk__in=experiment_ids)
+    if experiment_ids is None:
+        # "All" is the active experiments, as the trace list's: a deleted one is not shown.
+        experiments = Experiment.objects.filter(lifecycle_stage=LifecycleStage.ACTIVE)
+    else:
+        experiments = Experiment.objects.filter(pk__in=experiment_ids)
     return sorted(access.readable(experiments, "pk").values_list("pk", flat=True))
 
 
@@ -323,10 +325,12 @@ class _Reader:
             totals[version] += stats.n
         ranked = sorted(totals.items(), key=lambda v: (-v[1], v[0]))
         top = [version for version, _ in ranked[:TOP_VERSIONS]]
+        # A trace may name a model of an experiment the caller cannot read: its name is
+        # only looked up among the read experiments' models (else the bare id is shown).
         names = dict(
-            LoggedModel.objects.filter(model_id__in=[v for v in top if v]).values_list(
-                "model_id", "name"
-            )
+            LoggedModel.objects.filter(
+                experiment_id__in=self.ids, model_id__in=[v for v in top if v]
+            ).values_list("model_id", "name")
         )
         self.versions = [(v, _label(v, names.get(v))) for v in top]
         if len(ranked) > TOP_VERSIONS:

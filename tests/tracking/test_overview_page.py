@@ -17,7 +17,7 @@ from access.models import ExperimentGrant, Level
 from tests.rows import XSS, XSS_ESCAPED, make_model, make_span, make_trace
 from tests.xss import injected_markup
 from tracking import charts
-from tracking.models import Assessment, Experiment, Trace, TraceState
+from tracking.models import Assessment, Experiment, LifecycleStage, Trace, TraceState
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -164,6 +164,33 @@ def test_overview_hides_experiments_the_user_may_not_read(auth_on, charlie):
     assert model.model_id not in html
     assert "secret-lab" not in html
     assert sum(v or 0 for s in response.context["data"].traces for v in s.values) == 0
+
+
+@pytest.mark.django_db
+def test_a_model_of_an_unreadable_experiment_is_not_named(auth_on, charlie):
+    # A readable trace names a model logged in an experiment charlie may not read.
+    mine = Experiment.objects.create(name="mine")
+    secret = Experiment.objects.create(name="secret")
+    ExperimentGrant.objects.create(experiment=secret, level=Level.NONE)  # "everyone": none
+    ExperimentGrant.objects.create(experiment=mine, user=charlie, level=Level.READ)
+    model = make_model(secret, "SECRET-MODEL-NAME")
+    make_trace(mine, 1, model_id=model.model_id, request_time=_ago(hours=3))
+    client = Client()
+    client.force_login(charlie)
+
+    response = client.get("/overview/?range=24h")
+    assert response.status_code == 200
+    assert b"SECRET-MODEL-NAME" not in response.content
+
+
+@pytest.mark.django_db
+def test_all_experiments_leaves_deleted_ones_out(client, experiment):
+    gone = Experiment.objects.create(name="gone", lifecycle_stage=LifecycleStage.DELETED)
+    make_trace(gone, 1, request_time=_ago(hours=3))
+    make_trace(experiment, 2, request_time=_ago(hours=3))
+
+    data = client.get("/overview/?range=24h").context["data"]
+    assert sum(v or 0 for s in data.traces for v in s.values) == 1
 
 
 @pytest.mark.django_db
