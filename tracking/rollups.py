@@ -35,8 +35,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from django.db import connection, models, transaction
-from django.db.models import ExpressionWrapper, F, FloatField, Value
+from django.db.models import Case, ExpressionWrapper, F, FloatField, Q, Value, When
 
+from tracking.cost import MAX_COST
 from tracking.sql_functions import POSTGRESQL_EPOCH_MS, SQLITE_EPOCH_MS, EpochMs
 
 HOUR_MS = 3_600_000
@@ -59,7 +60,11 @@ ROLLED_METRICS: dict[str, models.Expression | F] = {
     "total_tokens": F("total_tokens"),
     "cache_read_input_tokens": F("cache_read_input_tokens"),
     "cache_creation_input_tokens": F("cache_creation_input_tokens"),
-    "total_cost": F("cost"),
+    # A cost over cost.MAX_COST (stored before ingest bounded it) is left out, as ingest now
+    # leaves it: summed, it overflowed (PostgreSQL raised, SQLite gave inf).
+    "total_cost": Case(
+        When(Q(cost__gte=-MAX_COST, cost__lte=MAX_COST), then=F("cost")), output_field=FloatField()
+    ),
 }
 # The same, as SQL over tracking_trace (the refresh computes hour rows in one INSERT ... SELECT).
 _ROLLED_SQL = {
@@ -69,7 +74,7 @@ _ROLLED_SQL = {
     "total_tokens": "total_tokens",
     "cache_read_input_tokens": "cache_read_input_tokens",
     "cache_creation_input_tokens": "cache_creation_input_tokens",
-    "total_cost": "cost",
+    "total_cost": f"CASE WHEN cost BETWEEN {-MAX_COST} AND {MAX_COST} THEN cost END",
 }
 # The trace columns a rollup row is keyed by besides its experiment and period.
 KEY_COLUMNS = ("model_id", "name", "state")

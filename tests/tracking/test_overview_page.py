@@ -4,6 +4,7 @@ charts that carry classes, never colours."""
 
 from __future__ import annotations
 
+import json
 import re
 from collections import Counter
 from datetime import UTC, timedelta
@@ -16,7 +17,7 @@ from django.utils import timezone
 from access.models import ExperimentGrant, Level
 from tests.rows import XSS, XSS_ESCAPED, make_model, make_span, make_trace
 from tests.xss import injected_markup
-from tracking import charts
+from tracking import charts, ingest
 from tracking.models import Assessment, Experiment, LifecycleStage, Trace, TraceState
 
 REPO = Path(__file__).resolve().parents[2]
@@ -393,3 +394,50 @@ def test_the_demo_data_fills_every_section_of_the_default_overview(client):
     assert len(response.context["data"].versions) == 3  # v1, v2, v3 of support-agent
     assert drawn["errors"] and drawn["tools"] and drawn["quality"]
     assert "No data in this range." not in response.content.decode()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("values", [[1.5e308], [1e308, 1e308], [1e300, -1e300, 1e299]])
+def test_huge_assessment_values_do_not_break_the_overview(client, experiment, values):
+    trace = make_trace(experiment, 1, request_time=_ago(hours=3))
+    for n, value in enumerate(values):
+        Assessment.objects.create(
+            trace=trace, name="score", kind="FEEDBACK", value=value, assessment_id=f"a-{n}"
+        )
+
+    response = client.get(f"/overview/?experiment={experiment.pk}&range=24h")
+    assert response.status_code == 200
+    assert response.context["data"].quality == []  # out of bounds: left out, as non-numbers
+
+
+@pytest.mark.django_db
+def test_huge_trace_costs_sent_by_a_client_do_not_break_the_overview_or_home(client, experiment):
+    moment = _ago(hours=3)
+    infos = [
+        ingest.TraceInfo(
+            f"tr-{n:032x}",
+            experiment.pk,
+            "OK",
+            moment,
+            1_000_000,
+            metadata={"mlflow.trace.cost": json.dumps({"total_cost": 1e308})},
+        )
+        for n in range(2)
+    ]
+    ingest.store(infos)
+
+    assert list(Trace.objects.values_list("cost", flat=True)) == [None, None]
+    assert client.get(f"/overview/?experiment={experiment.pk}&range=24h").status_code == 200
+    assert client.get("/").status_code == 200
+
+
+@pytest.mark.django_db
+def test_huge_trace_costs_stored_before_the_bound_are_left_out_of_the_sums(client, experiment):
+    for n in range(2):
+        make_trace(experiment, n, request_time=_ago(hours=3), cost=1e308)
+    make_trace(experiment, 3, request_time=_ago(hours=3), cost=0.5)
+
+    response = client.get(f"/overview/?experiment={experiment.pk}&range=24h")
+    assert response.status_code == 200
+    assert sum(v or 0 for s in response.context["data"].cost for v in s.values) == 0.5
+    assert client.get("/").status_code == 200
