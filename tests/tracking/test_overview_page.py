@@ -17,7 +17,7 @@ from django.utils import timezone
 from access.models import ExperimentGrant, Level
 from tests.rows import XSS, XSS_ESCAPED, make_model, make_span, make_trace
 from tests.xss import injected_markup
-from tracking import charts, ingest
+from tracking import charts, ingest, overview_charts, search
 from tracking.models import Assessment, Experiment, LifecycleStage, Trace, TraceState
 
 REPO = Path(__file__).resolve().parents[2]
@@ -441,3 +441,17 @@ def test_huge_trace_costs_stored_before_the_bound_are_left_out_of_the_sums(clien
     assert response.status_code == 200
     assert sum(v or 0 for s in response.context["data"].cost for v in s.values) == 0.5
     assert client.get("/").status_code == 200
+
+
+@pytest.mark.django_db
+def test_a_bucket_link_keeps_the_milliseconds_of_the_range(experiment):
+    # A preset range starts at now's millisecond: cut to the second, its first bucket's link
+    # listed traces of the range's first second that the bucket did not count.
+    start = timezone.datetime(2025, 6, 1, 12, 0, 0, 500_000, tzinfo=UTC)
+    make_trace(experiment, 1, request_time=start - timedelta(milliseconds=400))
+    inside = make_trace(experiment, 2, request_time=start + timedelta(milliseconds=100))
+    clauses = overview_charts.time_clauses(start, start + timedelta(seconds=1))
+
+    assert clauses[0] == "time >= 2025-06-01T12:00:00.500Z"
+    listed = Trace.objects.filter(search.compile_query(" and ".join(clauses)))
+    assert list(listed) == [inside]
