@@ -9,6 +9,7 @@ are never chosen here either: a series carries a CSS class (`series-0` ... `seri
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -23,6 +24,9 @@ BOTTOM = 18  # room for the x labels
 TOP = 6
 PALETTE = 8  # series-0 .. series-7 in static/css/overview.css
 X_TICKS = 6
+# The largest value an axis reaches: a huge or infinite value (a sum of absurd stored numbers)
+# is drawn at the top of an axis this high rather than overflowing the geometry (a 500).
+AXIS_MAX = 1e300
 ALL = "all"  # the key of a series over every version (drawn in the text colour)
 
 Format = Callable[[float], str]
@@ -157,14 +161,14 @@ def stacked_bars(
 
 def sparkline(values: Sequence[float | None], width: int = 160, height: int = 32) -> str:
     """The path of a small line with no axes (the home page's strip)."""
-    top = max((v for v in values if v is not None), default=0) or 1
+    top = _bounded(max((v for v in values if v is not None), default=0)) or 1
     step = width / max(len(values) - 1, 1)
     path, pen_up = [], True
     for i, value in enumerate(values):
         if value is None:
             pen_up = True
             continue
-        y = round(height - 1 - (height - 2) * value / top, 2)
+        y = round(height - 1 - (height - 2) * _bounded(value) / top, 2)
         path.append(f"{'M' if pen_up else 'L'}{round(i * step, 2)} {y}")
         pen_up = False
     return " ".join(path)
@@ -176,8 +180,16 @@ def _css(key: str, index: int, keys: Sequence[str] | None) -> str:
     return css_class(key, index)
 
 
+def _bounded(value: float) -> float:
+    """The value within [-AXIS_MAX, AXIS_MAX]; NaN as 0."""
+    if math.isnan(value):
+        return 0.0
+    return max(-AXIS_MAX, min(value, AXIS_MAX))
+
+
 def _nice_max(value: float) -> float:
     """The y axis top: the value rounded up to 1, 2, 2.5 or 5 times a power of ten."""
+    value = _bounded(value)
     if value <= 0:
         return 1.0
     magnitude = 10 ** (len(str(int(value))) - 1) if value >= 1 else 1.0
@@ -206,7 +218,13 @@ class _Frame:
         return round(self.left(i) + self.step / 2, 2)
 
     def y(self, value: float) -> float:
-        return round(self.bottom - (self.bottom - TOP) * value / self.top, 2)
+        # Within the axis: a value over the bounded top (infinite, say) is drawn at the top.
+        return round(self.bottom - (self.bottom - TOP) * self._within(value) / self.top, 2)
+
+    def _within(self, value: float) -> float:
+        if math.isnan(value):
+            return 0.0
+        return max(-self.top, min(value, self.top))
 
     def chart(
         self,

@@ -257,7 +257,8 @@ def usage_and_cost(span: Span) -> dict[str, Any]:
 
 
 def valid_cost(value: Any) -> dict[str, float] | None:
-    """A stored or client-sent cost dict with its three finite numbers, else None."""
+    """A stored or client-sent cost dict with its three numbers finite and within MAX_COST
+    dollars, else None."""
     if type(value) is not dict:
         return None
     # A missing key counts as 0.0, as in MLflow's aggregation.
@@ -267,12 +268,16 @@ def valid_cost(value: Any) -> dict[str, float] | None:
         value.get("total_cost", 0.0),
     )
     for number in numbers:
-        if type(number) not in _NUMBER_TYPES or not math.isfinite(number):
+        if type(number) not in _NUMBER_TYPES or not abs(number) <= MAX_COST:
             return None
     return {"input_cost": numbers[0], "output_cost": numbers[1], "total_cost": numbers[2]}
 
 
 _NUMBER_TYPES = (int, float)
+# No span or trace costs a billion dollars: a bigger number is a client's bug, not a price.
+# The bound keeps every sum of stored costs (per trace, per rollup hour, per chart bucket)
+# finite: PostgreSQL's SUM raises on a float overflow and SQLite's gives inf, either a 500.
+MAX_COST = 1e9
 
 
 def trace_cost(spans: Iterable[tuple[str, str, Any]]) -> dict[str, float] | None:

@@ -78,10 +78,18 @@ def _ms(moment: datetime) -> int:
 def _parse_time(text: str, name: str) -> datetime:
     try:
         moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    except ValueError:
+        # A time without an offset is UTC, as everything is stored.
+        moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    except (ValueError, OverflowError):  # astimezone leaves year 1..9999: 0001-01-01+01:00
         raise OverviewError(f"{name} must be an ISO date or time, got {text[:40]!r}.") from None
-    # A time without an offset is UTC, as everything is stored.
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    # Metrics are asked in epoch ms from 1970 on, and a range's end plus a bucket must stay
+    # a datetime: years outside 1970..9998 are refused here, not a 500 further on.
+    if not MIN_YEAR <= moment.year <= MAX_YEAR:
+        raise OverviewError(f"{name} must be between {MIN_YEAR} and {MAX_YEAR}, got {text[:40]!r}.")
+    return moment
+
+
+MIN_YEAR, MAX_YEAR = 1970, 9998
 
 
 @dataclass(frozen=True)
@@ -192,12 +200,14 @@ class Overview:
 
 
 def readable_experiments(access: Access, experiment_ids: list[int] | None) -> list[int]:
-    """The experiments asked for (all when None) that the caller may read."""
-    from tracking.models import Experiment
+    """The experiments asked for (all active ones when None) that the caller may read."""
+    from tracking.models import Experiment, LifecycleStage
 
-    experiments = Experiment.objects.all()
-    if experiment_ids is not None:
-        experiments = experiments.filter(pk__in=experiment_ids)
+    if experiment_ids is None:
+        # "All" is the active experiments, as the trace list's: a deleted one is not shown.
+        experiments = Experiment.objects.filter(lifecycle_stage=LifecycleStage.ACTIVE)
+    else:
+        experiments = Experiment.objects.filter(pk__in=experiment_ids)
     return sorted(access.readable(experiments, "pk").values_list("pk", flat=True))
 
 
@@ -315,10 +325,12 @@ class _Reader:
             totals[version] += stats.n
         ranked = sorted(totals.items(), key=lambda v: (-v[1], v[0]))
         top = [version for version, _ in ranked[:TOP_VERSIONS]]
+        # A trace may name a model of an experiment the caller cannot read: its name is
+        # only looked up among the read experiments' models (else the bare id is shown).
         names = dict(
-            LoggedModel.objects.filter(model_id__in=[v for v in top if v]).values_list(
-                "model_id", "name"
-            )
+            LoggedModel.objects.filter(
+                experiment_id__in=self.ids, model_id__in=[v for v in top if v]
+            ).values_list("model_id", "name")
         )
         self.versions = [(v, _label(v, names.get(v))) for v in top]
         if len(ranked) > TOP_VERSIONS:

@@ -34,8 +34,13 @@ class Scope:
 
 
 def iso(moment: datetime) -> str:
-    """UTC, to the second, in a form the query language reads back bare (no quoting)."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """UTC, to the millisecond (a preset range ends at now's millisecond, so its first and
+    last buckets' links need it to list exactly what they counted), in a form the query
+    language reads back bare (no quoting). Whole seconds are written without the fraction."""
+    moment = moment.astimezone(UTC)
+    millis = moment.microsecond // 1000
+    fraction = f".{millis:03d}" if millis else ""
+    return moment.strftime("%Y-%m-%dT%H:%M:%S") + fraction + "Z"
 
 
 def trace_list_url(scope: Scope, clauses: Sequence[str], path: str = "") -> str:

@@ -13,9 +13,10 @@ a refresh writes rollup rows, the overview's bucket when `read()` covers the par
 range's ends from the rows. So rollup rows and raw rows add up to the same.
 
 "Sessions started" counts each session once, in the hour and version of its first trace: a
-count that sums over hours, unlike distinct active sessions. (A turn stored later that is
-earlier than the session's first trace marks its own hour only; the old first one's hour keeps
-counting the session until `rebuild_trace_rollups`.)
+count that sums over hours, unlike distinct active sessions. When a session's first trace
+changes (it is deleted or moved, its session id is set later, an earlier turn is stored), the
+trace triggers (tracking/rollups.py) also mark the hour of the session's other first trace, so
+both hours are recomputed.
 """
 
 from __future__ import annotations

@@ -35,8 +35,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from django.db import connection, models, transaction
-from django.db.models import ExpressionWrapper, F, FloatField, Value
+from django.db.models import Case, ExpressionWrapper, F, FloatField, Q, Value, When
 
+from tracking.cost import MAX_COST
 from tracking.sql_functions import POSTGRESQL_EPOCH_MS, SQLITE_EPOCH_MS, EpochMs
 
 HOUR_MS = 3_600_000
@@ -59,7 +60,11 @@ ROLLED_METRICS: dict[str, models.Expression | F] = {
     "total_tokens": F("total_tokens"),
     "cache_read_input_tokens": F("cache_read_input_tokens"),
     "cache_creation_input_tokens": F("cache_creation_input_tokens"),
-    "total_cost": F("cost"),
+    # A cost over cost.MAX_COST (stored before ingest bounded it) is left out, as ingest now
+    # leaves it: summed, it overflowed (PostgreSQL raised, SQLite gave inf).
+    "total_cost": Case(
+        When(Q(cost__gte=-MAX_COST, cost__lte=MAX_COST), then=F("cost")), output_field=FloatField()
+    ),
 }
 # The same, as SQL over tracking_trace (the refresh computes hour rows in one INSERT ... SELECT).
 _ROLLED_SQL = {
@@ -69,7 +74,7 @@ _ROLLED_SQL = {
     "total_tokens": "total_tokens",
     "cache_read_input_tokens": "cache_read_input_tokens",
     "cache_creation_input_tokens": "cache_creation_input_tokens",
-    "total_cost": "cost",
+    "total_cost": f"CASE WHEN cost BETWEEN {-MAX_COST} AND {MAX_COST} THEN cost END",
 }
 # The trace columns a rollup row is keyed by besides its experiment and period.
 KEY_COLUMNS = ("model_id", "name", "state")
@@ -233,6 +238,7 @@ _WATCHED = (
     "cache_read_input_tokens",
     "cache_creation_input_tokens",
     "cost",
+    "session_id",  # sessions started (overview_rollups) count a session in its first trace's hour
 )
 _CHANGES = "tracking_rollupchange"
 # The hour exactly as the reader computes it, EpochMs(request_time) / HOUR_MS * HOUR_MS.
@@ -253,22 +259,50 @@ def _sqlite_mark(row: str) -> str:
     )
 
 
+def _first_of_session_sql(vendor: str, row: str) -> str:
+    """Mark the hour of the first other trace of `row`'s session when `row` was (or now is)
+    before it: deleting a session's first trace (retention deletes oldest first), moving it
+    out, or storing an earlier turn moves "sessions started" to another hour, which only this
+    mark gets recomputed. One index lookup (trace_session_idx) per write of a session's trace."""
+    hour = (_PG_HOUR if vendor == "postgresql" else _SQLITE_HOUR).format(row="f")
+    return (
+        f"INSERT INTO {_CHANGES} (experiment_id, hour_ms) "
+        f"SELECT f.experiment_id, {hour} FROM ("
+        "SELECT p.experiment_id, p.request_time FROM tracking_trace p "
+        f"WHERE p.session_id = {row}.session_id AND p.experiment_id = {row}.experiment_id "
+        f"AND p.id <> {row}.id ORDER BY p.request_time, p.id LIMIT 1) f "
+        f"WHERE f.request_time >= {row}.request_time;"
+    )
+
+
 _SQLITE_CHANGED = " OR ".join(f"old.{c} IS NOT new.{c}" for c in _WATCHED)
 _SQLITE_MOVED = (
     "old.experiment_id IS NOT new.experiment_id OR old.request_time IS NOT new.request_time"
 )
+_SQLITE_SESSION_MOVED = f"{_SQLITE_MOVED} OR old.session_id IS NOT new.session_id"
+
+
+def _sqlite_first_of_session(row: str, when: str = "") -> str:
+    # SQLite's trigger bodies have no IF: the condition is a WHERE of the INSERT ... SELECT.
+    condition = f" AND {row}.session_id IS NOT NULL" + (f" AND ({when})" if when else "")
+    return _first_of_session_sql("sqlite", row).replace(
+        "ORDER BY p.request_time", f"{condition} ORDER BY p.request_time", 1
+    )
+
 
 SQLITE_TRIGGERS = [
     f"""CREATE TRIGGER IF NOT EXISTS tracking_trace_rollup_insert AFTER INSERT ON tracking_trace
-    BEGIN {_sqlite_mark("new")} END""",
+    BEGIN {_sqlite_mark("new")} {_sqlite_first_of_session("new")} END""",
     f"""CREATE TRIGGER IF NOT EXISTS tracking_trace_rollup_delete AFTER DELETE ON tracking_trace
-    BEGIN {_sqlite_mark("old")} END""",
+    BEGIN {_sqlite_mark("old")} {_sqlite_first_of_session("old")} END""",
     f"""CREATE TRIGGER IF NOT EXISTS tracking_trace_rollup_update
     AFTER UPDATE OF {", ".join(_WATCHED)} ON tracking_trace WHEN {_SQLITE_CHANGED}
     BEGIN
         {_sqlite_mark("old")}
         INSERT INTO {_CHANGES} (experiment_id, hour_ms)
         SELECT new.experiment_id, {_SQLITE_HOUR.format(row="new")} WHERE {_SQLITE_MOVED};
+        {_sqlite_first_of_session("old", _SQLITE_SESSION_MOVED)}
+        {_sqlite_first_of_session("new", _SQLITE_SESSION_MOVED)}
     END""",
 ]
 SQLITE_DROP = [
@@ -293,6 +327,23 @@ POSTGRESQL_TRIGGERS = [
                 IS DISTINCT FROM (NEW.experiment_id, NEW.request_time)) THEN
             INSERT INTO {_CHANGES} (experiment_id, hour_ms)
             VALUES (NEW.experiment_id, {_PG_HOUR.format(row="NEW")});
+        END IF;
+        IF TG_OP = 'DELETE' THEN
+            IF OLD.session_id IS NOT NULL THEN
+                {_first_of_session_sql("postgresql", "OLD")}
+            END IF;
+        ELSIF TG_OP = 'INSERT' THEN
+            IF NEW.session_id IS NOT NULL THEN
+                {_first_of_session_sql("postgresql", "NEW")}
+            END IF;
+        ELSIF (OLD.experiment_id, OLD.request_time, OLD.session_id)
+                IS DISTINCT FROM (NEW.experiment_id, NEW.request_time, NEW.session_id) THEN
+            IF OLD.session_id IS NOT NULL THEN
+                {_first_of_session_sql("postgresql", "OLD")}
+            END IF;
+            IF NEW.session_id IS NOT NULL THEN
+                {_first_of_session_sql("postgresql", "NEW")}
+            END IF;
         END IF;
         RETURN NULL;
     END $$ LANGUAGE plpgsql""",

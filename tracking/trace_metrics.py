@@ -356,8 +356,11 @@ class JsonNumber(Func):
 
 
 class AssessmentNumber(Func):
-    """An assessment value as MLflow aggregates it: true/false and "yes"/"no" as 1/0, finite
-    numbers as they are, anything else NULL (left out)."""
+    """An assessment value as MLflow aggregates it: true/false and "yes"/"no" as 1/0, numbers
+    under ASSESSMENT_MAX as they are, anything else NULL (left out).
+
+    The bound keeps any SUM of them finite: 2**63 rows of ASSESSMENT_MAX stay under the
+    float maximum (1.8e308), where PostgreSQL's SUM raises and SQLite's gives inf."""
 
     output_field = FloatField()
     arity = 1
@@ -369,7 +372,7 @@ class AssessmentNumber(Func):
             return (
                 f"CASE jsonb_typeof({value}) "
                 f"WHEN 'boolean' THEN CASE WHEN ({value})::text = 'true' THEN 1.0 ELSE 0.0 END "
-                f"WHEN 'number' THEN CASE WHEN ABS(({value})::text::numeric) < 1e300 "
+                f"WHEN 'number' THEN CASE WHEN ABS(({value})::text::numeric) < {ASSESSMENT_MAX} "
                 f"THEN ({value})::text::double precision END "
                 f"WHEN 'string' THEN CASE LOWER(TRIM({value} #>> '{{}}')) "
                 f"WHEN 'yes' THEN 1.0 WHEN 'no' THEN 0.0 END END"
@@ -377,7 +380,8 @@ class AssessmentNumber(Func):
         return (
             f"CASE json_type({value}) WHEN 'true' THEN 1.0 WHEN 'false' THEN 0.0 "
             f"WHEN 'integer' THEN CAST(json_extract({value}, '$') AS REAL) "
-            f"WHEN 'real' THEN json_extract({value}, '$') "
+            f"WHEN 'real' THEN CASE WHEN ABS(json_extract({value}, '$')) < {ASSESSMENT_MAX} "
+            f"THEN json_extract({value}, '$') END "
             f"WHEN 'text' THEN CASE LOWER(TRIM(json_extract({value}, '$'))) "
             f"WHEN 'yes' THEN 1.0 WHEN 'no' THEN 0.0 END END"
         )
@@ -388,7 +392,10 @@ class AssessmentNumber(Func):
 
     def as_sqlite(self, compiler: Any, connection: Any, **extra: Any) -> tuple[str, Any]:
         value, params = compiler.compile(self.source_expressions[0])
-        return self.sql_for("sqlite", value), params * 4
+        return self.sql_for("sqlite", value), params * 5
+
+
+ASSESSMENT_MAX = "1e280"  # see AssessmentNumber
 
 
 def _ms(expression: Any) -> ExpressionWrapper:

@@ -116,3 +116,19 @@ def test_count_axes_keep_their_half_steps():
     )
 
     assert [label for _, label in chart.y_ticks] == ["0", "0.5", "1"]
+
+
+def test_huge_and_infinite_values_are_drawn_at_the_top_of_a_bounded_axis():
+    # A sum of absurd stored numbers (inf on SQLite, 1.5e308 from one value) overflowed the
+    # axis (int(inf), int -> float) and 500'd the page.
+    for value in (float("inf"), 1.5e308, float("nan")):
+        assert charts._nice_max(value) <= charts.AXIS_MAX * 10
+    line = charts.line_chart(
+        BUCKETS, HOUR_MS, [S("m", "v", [1, float("inf"), 1.5e308, 2])], str, _href
+    )
+    assert line.series[0].marks[1].y == charts.TOP
+    bars = charts.stacked_bars(
+        BUCKETS, HOUR_MS, [S("a", "a", [1e308, 0, 0, 0]), S("b", "b", [1e308, 0, 0, 1])], str, _href
+    )
+    assert bars.series[0].marks and bars.series[1].marks
+    assert "nan" not in charts.sparkline([1.0, float("inf"), 2.0])

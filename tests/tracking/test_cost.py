@@ -196,6 +196,18 @@ def test_a_cost_the_client_sent_is_kept() -> None:
     assert attributes["mlflow.llm.cost"] == sent
 
 
+def test_a_cost_over_a_billion_dollars_is_no_cost() -> None:
+    # Two traces of 1e308 summed to inf (SQLite) or raised (PostgreSQL) in the rollups.
+    assert cost.valid_cost({"total_cost": 1e9}) == {
+        "input_cost": 0.0,
+        "output_cost": 0.0,
+        "total_cost": 1e9,
+    }
+    for huge in (1e308, -1e308, 1.5e9):
+        assert cost.valid_cost({"total_cost": huge}) is None
+    assert cost.total_of(json.dumps({"total_cost": 1e308})) is None
+
+
 def test_the_trace_sum_counts_a_priced_parent_once_not_again_with_its_children() -> None:
     one = {"input_cost": 1.0, "output_cost": 2.0, "total_cost": 3.0}
     spans = [("a", "", None), ("b", "a", one), ("c", "b", one), ("d", "a", one), ("e", "a", "x")]

@@ -20,7 +20,7 @@ from django.utils import timezone as django_timezone
 from access.models import ExperimentGrant, Level
 from access.rules import ADMIN, access_for_user
 from tests.rows import make_model, make_span, make_trace
-from tracking import rollups
+from tracking import ingest, rollups
 from tracking.models import Assessment, AssessmentKind, Trace
 from tracking.overview import OTHER, OverviewError, Range, overview
 
@@ -368,6 +368,40 @@ def test_assessments_and_spans_added_later_reach_the_rollups(traces, experiment)
     rebuilt = overview(ADMIN, experiment_ids=[experiment.pk], model_id=None, rng=rng)
     assert rebuilt.tools == again.tools and rebuilt.top_errors == again.top_errors
     assert rebuilt.sessions == again.sessions and rebuilt.latency == again.latency
+
+
+def test_sessions_started_follow_a_sessions_first_trace(experiment):
+    rng = parse("range=24h")
+
+    def started() -> float:
+        found = overview(ADMIN, experiment_ids=[experiment.pk], model_id=None, rng=rng)
+        return sum(v or 0 for s in found.sessions for v in s.values)
+
+    def hour(hours_ago: int) -> datetime:
+        return NOW.replace(minute=10) - timedelta(hours=hours_ago)
+
+    # A session id set by a later trace info (only session_id changes) counts the session.
+    info = ingest.TraceInfo("tr-" + "a" * 32, experiment.pk, "OK", hour(5), 1_000_000)
+    ingest.store([info])
+    assert started() == 0
+    info.metadata = {"mlflow.trace.session": "s1"}
+    ingest.store([info])
+    assert started() == 1
+    # Deleting a session's first trace (outside the range, as retention deletes the oldest)
+    # starts the session at its next trace, in the range.
+    first = make_trace(experiment, 1, request_time=hour(30), session_id="s2")
+    make_trace(experiment, 2, request_time=hour(4), session_id="s2")
+    assert started() == 1
+    first.delete()
+    assert started() == 2
+    # An earlier turn stored later moves the start out of the range.
+    make_trace(experiment, 3, request_time=hour(40), session_id="s2")
+    assert started() == 1
+    # Moving a trace to another session by an UPDATE moves its session's start too.
+    Trace.objects.filter(trace_id="tr-" + "a" * 32).update(session_id="s2")
+    assert started() == 0
+    rollups.rebuild()
+    assert started() == 0
 
 
 # --- Time zones, access, query counts ---------------------------------------------------------

@@ -4,6 +4,7 @@ charts that carry classes, never colours."""
 
 from __future__ import annotations
 
+import json
 import re
 from collections import Counter
 from datetime import UTC, timedelta
@@ -16,8 +17,8 @@ from django.utils import timezone
 from access.models import ExperimentGrant, Level
 from tests.rows import XSS, XSS_ESCAPED, make_model, make_span, make_trace
 from tests.xss import injected_markup
-from tracking import charts
-from tracking.models import Assessment, Experiment, Trace, TraceState
+from tracking import charts, ingest, overview_charts, search
+from tracking.models import Assessment, Experiment, LifecycleStage, Trace, TraceState
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -106,6 +107,13 @@ def test_overview_range_switch_from_htmx_is_the_charts_partial(client, experimen
         "start=yesterday&end=now",
         "start=2025-06-02T00:00&end=2025-06-01T00:00",  # end before start
         "start=2025-06-01T00:00",  # no end
+        # Outside 1970..9998: before the epoch metrics count from, or past datetime's end once
+        # moved to UTC or a bucket is added.
+        "start=0001-01-01T00:00%2B01:00&end=0001-01-02",
+        "start=9999-12-31T00:00&end=9999-12-31T23:59-01:00",
+        "start=0001-01-01&end=0001-01-02",
+        "start=1969-12-31T00:00Z&end=1970-01-02Z",
+        "start=9999-12-30&end=9999-12-31T23:59:59",
     ],
 )
 @pytest.mark.django_db
@@ -157,6 +165,33 @@ def test_overview_hides_experiments_the_user_may_not_read(auth_on, charlie):
     assert model.model_id not in html
     assert "secret-lab" not in html
     assert sum(v or 0 for s in response.context["data"].traces for v in s.values) == 0
+
+
+@pytest.mark.django_db
+def test_a_model_of_an_unreadable_experiment_is_not_named(auth_on, charlie):
+    # A readable trace names a model logged in an experiment charlie may not read.
+    mine = Experiment.objects.create(name="mine")
+    secret = Experiment.objects.create(name="secret")
+    ExperimentGrant.objects.create(experiment=secret, level=Level.NONE)  # "everyone": none
+    ExperimentGrant.objects.create(experiment=mine, user=charlie, level=Level.READ)
+    model = make_model(secret, "SECRET-MODEL-NAME")
+    make_trace(mine, 1, model_id=model.model_id, request_time=_ago(hours=3))
+    client = Client()
+    client.force_login(charlie)
+
+    response = client.get("/overview/?range=24h")
+    assert response.status_code == 200
+    assert b"SECRET-MODEL-NAME" not in response.content
+
+
+@pytest.mark.django_db
+def test_all_experiments_leaves_deleted_ones_out(client, experiment):
+    gone = Experiment.objects.create(name="gone", lifecycle_stage=LifecycleStage.DELETED)
+    make_trace(gone, 1, request_time=_ago(hours=3))
+    make_trace(experiment, 2, request_time=_ago(hours=3))
+
+    data = client.get("/overview/?range=24h").context["data"]
+    assert sum(v or 0 for s in data.traces for v in s.values) == 1
 
 
 @pytest.mark.django_db
@@ -359,3 +394,64 @@ def test_the_demo_data_fills_every_section_of_the_default_overview(client):
     assert len(response.context["data"].versions) == 3  # v1, v2, v3 of support-agent
     assert drawn["errors"] and drawn["tools"] and drawn["quality"]
     assert "No data in this range." not in response.content.decode()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("values", [[1.5e308], [1e308, 1e308], [1e300, -1e300, 1e299]])
+def test_huge_assessment_values_do_not_break_the_overview(client, experiment, values):
+    trace = make_trace(experiment, 1, request_time=_ago(hours=3))
+    for n, value in enumerate(values):
+        Assessment.objects.create(
+            trace=trace, name="score", kind="FEEDBACK", value=value, assessment_id=f"a-{n}"
+        )
+
+    response = client.get(f"/overview/?experiment={experiment.pk}&range=24h")
+    assert response.status_code == 200
+    assert response.context["data"].quality == []  # out of bounds: left out, as non-numbers
+
+
+@pytest.mark.django_db
+def test_huge_trace_costs_sent_by_a_client_do_not_break_the_overview_or_home(client, experiment):
+    moment = _ago(hours=3)
+    infos = [
+        ingest.TraceInfo(
+            f"tr-{n:032x}",
+            experiment.pk,
+            "OK",
+            moment,
+            1_000_000,
+            metadata={"mlflow.trace.cost": json.dumps({"total_cost": 1e308})},
+        )
+        for n in range(2)
+    ]
+    ingest.store(infos)
+
+    assert list(Trace.objects.values_list("cost", flat=True)) == [None, None]
+    assert client.get(f"/overview/?experiment={experiment.pk}&range=24h").status_code == 200
+    assert client.get("/").status_code == 200
+
+
+@pytest.mark.django_db
+def test_huge_trace_costs_stored_before_the_bound_are_left_out_of_the_sums(client, experiment):
+    for n in range(2):
+        make_trace(experiment, n, request_time=_ago(hours=3), cost=1e308)
+    make_trace(experiment, 3, request_time=_ago(hours=3), cost=0.5)
+
+    response = client.get(f"/overview/?experiment={experiment.pk}&range=24h")
+    assert response.status_code == 200
+    assert sum(v or 0 for s in response.context["data"].cost for v in s.values) == 0.5
+    assert client.get("/").status_code == 200
+
+
+@pytest.mark.django_db
+def test_a_bucket_link_keeps_the_milliseconds_of_the_range(experiment):
+    # A preset range starts at now's millisecond: cut to the second, its first bucket's link
+    # listed traces of the range's first second that the bucket did not count.
+    start = timezone.datetime(2025, 6, 1, 12, 0, 0, 500_000, tzinfo=UTC)
+    make_trace(experiment, 1, request_time=start - timedelta(milliseconds=400))
+    inside = make_trace(experiment, 2, request_time=start + timedelta(milliseconds=100))
+    clauses = overview_charts.time_clauses(start, start + timedelta(seconds=1))
+
+    assert clauses[0] == "time >= 2025-06-01T12:00:00.500Z"
+    listed = Trace.objects.filter(search.compile_query(" and ".join(clauses)))
+    assert list(listed) == [inside]
