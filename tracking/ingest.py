@@ -30,7 +30,7 @@ import orjson
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 
-from tracking import cost
+from tracking import cost, overview_rollups
 from tracking.models import (
     DEFAULT_EXPERIMENT_ID,
     TRACE_NAME_TAG,
@@ -401,6 +401,13 @@ def _store_locked(
     rows = [_span_params(s, pks[s.trace_id]) for s in span_by_key.values()]
     with connection.cursor() as cursor:
         cursor.executemany(_span_upsert_sql(connection.vendor), rows)
+    # A new trace's insert marked its hour; spans joining a stored one mark it here (cheaper
+    # than a trigger on every span row: tracking/overview_rollups.py says why).
+    overview_rollups.mark_traces(
+        existing[s.trace_id].pk
+        for s in span_by_key.values()
+        if s.trace_id in existing and overview_rollups.watched_span(s.span_type, s.status)
+    )
     span_counts = _refresh_span_counts({pks[trace_id] for trace_id in spans_by_trace})
     _refresh_costs(
         {

@@ -6,6 +6,7 @@ buckets or versions."""
 from __future__ import annotations
 
 import itertools
+import json
 import random
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta, timezone
@@ -346,13 +347,49 @@ def test_quality_is_a_pass_rate_or_a_mean_per_version(traces, experiment):
         assert m0.values[i] == (pytest.approx(sum(mine) / len(mine)) if mine else None)
 
 
+def store_tool_span(trace: Trace, span_id: str, start_ns: int) -> None:
+    """A failing tool span joining a stored trace, through ingest, the one writer of spans."""
+    ingest.store_trace(
+        None,
+        [
+            {
+                "trace_id": trace.trace_id.removeprefix("tr-"),
+                "span_id": span_id,
+                "parent_span_id": None,
+                "name": "send_email",
+                "start_time_unix_nano": start_ns,
+                "end_time_unix_nano": start_ns + 5_000_000,
+                "status": {"code": "STATUS_CODE_ERROR"},
+                "attributes": {
+                    "mlflow.traceRequestId": json.dumps(trace.trace_id),
+                    "mlflow.spanType": '"TOOL"',
+                },
+            }
+        ],
+    )
+
+
+def test_a_tool_span_joining_a_stored_trace_marks_its_hour(traces, experiment):
+    """Nothing else changes on the trace row (it has its info), so only ingest's own mark
+    gets the hour recomputed: span inserts have no trigger."""
+    Trace.objects.filter(pk=traces[7].pk).update(has_info=True, session_id=None)
+    rng = parse("range=30d")
+    overview(ADMIN, experiment_ids=[experiment.pk], model_id=None, rng=rng)  # rollups current
+    start = ms(traces[7].request_time) * 1_000_000 + 1_000_000
+
+    store_tool_span(traces[7], "c3".rjust(16, "0"), start)
+
+    after = overview(ADMIN, experiment_ids=[experiment.pk], model_id=None, rng=rng)
+    assert {t.name: t.calls for t in after.tools}.get("send_email") == 1
+
+
 def test_assessments_and_spans_added_later_reach_the_rollups(traces, experiment):
     rng = parse("range=30d")
     before = overview(ADMIN, experiment_ids=[experiment.pk], model_id=None, rng=rng)
     assert before.quality == []
     assess(traces[5], "helpful", "yes")
     start = ms(traces[5].request_time) * 1_000_000
-    make_span(traces[5], "b2", start, name="send_email", span_type="TOOL", status="ERROR")
+    store_tool_span(traces[5], "b2".rjust(16, "0"), start)
     after = overview(ADMIN, experiment_ids=[experiment.pk], model_id=None, rng=rng)
     assert [(q.name, q.kind, q.count, q.overall) for q in after.quality] == [
         ("helpful", "pass_rate", 1, 1.0)
@@ -360,7 +397,7 @@ def test_assessments_and_spans_added_later_reach_the_rollups(traces, experiment)
     assert {t.name: (t.calls, t.error_rate) for t in after.tools}["send_email"] == (1, 1.0)
     assert ("send_email", "") in {(e.span_name, e.exception_type) for e in after.top_errors}
     Assessment.objects.filter(name="helpful").update(valid=False)
-    traces[5].spans.filter(span_id="b2").delete()
+    traces[5].spans.filter(span_id="b2".rjust(16, "0")).delete()
     again = overview(ADMIN, experiment_ids=[experiment.pk], model_id=None, rng=rng)
     assert again.quality == [] and "send_email" not in {t.name for t in again.tools}
     # A rebuild from scratch agrees with what the triggers kept.
