@@ -401,12 +401,11 @@ def _store_locked(
     rows = [_span_params(s, pks[s.trace_id]) for s in span_by_key.values()]
     with connection.cursor() as cursor:
         cursor.executemany(_span_upsert_sql(connection.vendor), rows)
-    # A new trace's insert marked its hour; spans joining a stored one mark it here (cheaper
+    # A new trace's insert marked its hour; spans joining a stored one mark it here, whatever
+    # they are, since an upsert may also turn a stored tool or failing span into neither (cheaper
     # than a trigger on every span row: tracking/overview_rollups.py says why).
     overview_rollups.mark_traces(
-        existing[s.trace_id].pk
-        for s in span_by_key.values()
-        if s.trace_id in existing and overview_rollups.watched_span(s.span_type, s.status)
+        existing[trace_id].pk for trace_id in spans_by_trace if trace_id in existing
     )
     span_counts = _refresh_span_counts({pks[trace_id] for trace_id in spans_by_trace})
     _refresh_costs(

@@ -4,9 +4,11 @@ and latency bins per name), failing spans (per name and exception type), assessm
 
 They ride on tracking/rollups.py: the same change rows mark an hour, the same refresh
 recomputes it (`recompute()` is called from rollups._recompute), and `rebuild_trace_rollups`
-rebuilds them. Spans and assessments are keyed by their trace's hour, so triggers on
-tracking_span (TOOL or ERROR spans only: most spans cost nothing more) and tracking_assessment
-mark their trace's hour; a trace that moves marks both hours through the trace triggers.
+rebuilds them. Spans and assessments are keyed by their trace's hour: triggers on
+tracking_assessment mark their trace's hour, and ingest (the one writer of spans) marks the hour of
+every stored trace that gets spans (`mark_traces`). Spans have no trigger: their upsert is the
+hottest write there is (see SQLITE_TRIGGERS). Spans are deleted only with their trace, whose own
+trigger marks its hour; a trace that moves marks both hours through the trace triggers.
 
 Each rollup is one SELECT over the rows ("facts"), grouped by a time expression: the hour when
 a refresh writes rollup rows, the overview's bucket when `read()` covers the partial hours at a
@@ -302,7 +304,6 @@ def read(
 # --- Triggers: spans and assessments mark their trace's hour ------------------------------------
 
 _CHANGES = "tracking_rollupchange"
-_SPAN_COLUMNS = "name, span_type, status, start_ns, end_ns, events, trace_id"
 _ASSESSMENT_COLUMNS = "name, value, valid, trace_id"
 
 
@@ -314,21 +315,14 @@ def _sqlite_mark(row: str) -> str:
     )
 
 
-def _sqlite_watched(row: str) -> str:
-    return f"({row}.span_type = 'TOOL' OR {row}.status = 'ERROR')"
-
-
-# No trigger on span inserts: a per-row trigger, even one whose WHEN is false, cost ingest 15-20%
-# of its throughput on SQLite (bench/ingest.py, 1,000-span traces). Ingest, the one writer of
-# spans, marks instead (mark_traces below); a new trace's hour is marked by its own insert.
+# No trigger on tracking_span at all: a per-row trigger, even one whose WHEN is false, cost ingest
+# 15-20% of its throughput on SQLite (bench/ingest.py, 1,000-span traces), and ingest's upsert
+# (INSERT ... ON CONFLICT DO UPDATE) pays for insert and update triggers alike. Ingest, the one
+# writer of spans, marks instead (mark_traces below); a new trace's hour is marked by its own
+# insert. The DROPs remove the triggers that earlier versions installed.
+_SPAN_OPS = ("insert", "delete", "update")
 SQLITE_TRIGGERS = [
-    "DROP TRIGGER IF EXISTS tracking_span_rollup_insert",
-    f"""CREATE TRIGGER IF NOT EXISTS tracking_span_rollup_delete AFTER DELETE ON tracking_span
-    WHEN {_sqlite_watched("old")} BEGIN {_sqlite_mark("old")} END""",
-    f"""CREATE TRIGGER IF NOT EXISTS tracking_span_rollup_update
-    AFTER UPDATE OF {_SPAN_COLUMNS} ON tracking_span
-    WHEN {_sqlite_watched("old")} OR {_sqlite_watched("new")}
-    BEGIN {_sqlite_mark("old")} {_sqlite_mark("new")} END""",
+    *(f"DROP TRIGGER IF EXISTS tracking_span_rollup_{op}" for op in _SPAN_OPS),
     f"""CREATE TRIGGER IF NOT EXISTS tracking_assessment_rollup_insert
     AFTER INSERT ON tracking_assessment BEGIN {_sqlite_mark("new")} END""",
     f"""CREATE TRIGGER IF NOT EXISTS tracking_assessment_rollup_delete
@@ -339,14 +333,9 @@ SQLITE_TRIGGERS = [
 ]
 
 
-def watched_span(span_type: str, status: str) -> bool:
-    """Whether a span counts in these rollups (a tool call, or a failure)."""
-    return span_type == "TOOL" or status == "ERROR"
-
-
 def mark_traces(trace_pks: Iterable[int]) -> None:
-    """Mark the hours of these traces as changed: ingest calls it for traces that already
-    existed and got tool or failing spans (the triggers mark updates and deletes)."""
+    """Mark the hours of these traces as changed: ingest calls it for every trace that already
+    existed and got spans (a new span, or a stored one whose status or type changed)."""
     pks = sorted(set(trace_pks))
     if not pks:
         return
@@ -380,17 +369,8 @@ POSTGRESQL_TRIGGERS = [
         END IF;
         RETURN NULL;
     END $$ LANGUAGE plpgsql""",
-    "DROP TRIGGER IF EXISTS tracking_span_rollup_insert ON tracking_span",  # see SQLITE_TRIGGERS
-    "DROP TRIGGER IF EXISTS tracking_span_rollup_delete ON tracking_span",
-    """CREATE TRIGGER tracking_span_rollup_delete AFTER DELETE ON tracking_span FOR EACH ROW
-    WHEN (OLD.span_type = 'TOOL' OR OLD.status = 'ERROR')
-    EXECUTE FUNCTION tracking_trace_child_mark()""",
-    "DROP TRIGGER IF EXISTS tracking_span_rollup_update ON tracking_span",
-    f"""CREATE TRIGGER tracking_span_rollup_update AFTER UPDATE OF {_SPAN_COLUMNS}
-    ON tracking_span FOR EACH ROW
-    WHEN (OLD.span_type = 'TOOL' OR OLD.status = 'ERROR' OR NEW.span_type = 'TOOL'
-          OR NEW.status = 'ERROR')
-    EXECUTE FUNCTION tracking_trace_child_mark()""",
+    # None on tracking_span: see SQLITE_TRIGGERS.
+    *(f"DROP TRIGGER IF EXISTS tracking_span_rollup_{op} ON tracking_span" for op in _SPAN_OPS),
     "DROP TRIGGER IF EXISTS tracking_assessment_rollup_write ON tracking_assessment",
     f"""CREATE TRIGGER tracking_assessment_rollup_write
     AFTER INSERT OR DELETE OR UPDATE OF {_ASSESSMENT_COLUMNS} ON tracking_assessment

@@ -347,8 +347,9 @@ def test_quality_is_a_pass_rate_or_a_mean_per_version(traces, experiment):
         assert m0.values[i] == (pytest.approx(sum(mine) / len(mine)) if mine else None)
 
 
-def store_tool_span(trace: Trace, span_id: str, start_ns: int) -> None:
-    """A failing tool span joining a stored trace, through ingest, the one writer of spans."""
+def store_tool_span(trace: Trace, span_id: str, start_ns: int, *, tool: bool = True) -> None:
+    """A failing tool span joining a stored trace, through ingest, the one writer of spans
+    (tool=False stores it again as a working LLM span)."""
     ingest.store_trace(
         None,
         [
@@ -359,10 +360,10 @@ def store_tool_span(trace: Trace, span_id: str, start_ns: int) -> None:
                 "name": "send_email",
                 "start_time_unix_nano": start_ns,
                 "end_time_unix_nano": start_ns + 5_000_000,
-                "status": {"code": "STATUS_CODE_ERROR"},
+                "status": {"code": "STATUS_CODE_ERROR" if tool else "STATUS_CODE_OK"},
                 "attributes": {
                     "mlflow.traceRequestId": json.dumps(trace.trace_id),
-                    "mlflow.spanType": '"TOOL"',
+                    "mlflow.spanType": '"TOOL"' if tool else '"LLM"',
                 },
             }
         ],
@@ -397,7 +398,8 @@ def test_assessments_and_spans_added_later_reach_the_rollups(traces, experiment)
     assert {t.name: (t.calls, t.error_rate) for t in after.tools}["send_email"] == (1, 1.0)
     assert ("send_email", "") in {(e.span_name, e.exception_type) for e in after.top_errors}
     Assessment.objects.filter(name="helpful").update(valid=False)
-    traces[5].spans.filter(span_id="b2".rjust(16, "0")).delete()
+    # The same span sent again as a working LLM call: no tool call nor failure is left.
+    store_tool_span(traces[5], "b2".rjust(16, "0"), start, tool=False)
     again = overview(ADMIN, experiment_ids=[experiment.pk], model_id=None, rng=rng)
     assert again.quality == [] and "send_email" not in {t.name for t in again.tools}
     # A rebuild from scratch agrees with what the triggers kept.
