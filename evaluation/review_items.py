@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from tracking import chat
 from tracking.models import Span, Trace
 from tracking.reviews import ItemType, ReviewItem
+from tracking.sessions import in_turn_order
 
 MAX_TURNS = 100  # a longer session is cut, and says so; its session page has the rest
 
@@ -38,9 +39,7 @@ def content_of(item: ReviewItem, experiment_id: int) -> ItemContent:
     """The item's content, from the queue's experiment only (three queries at most)."""
     traces = Trace.objects.filter(experiment_id=experiment_id).defer("tags", "metadata")
     if item.item_type == ItemType.SESSION:
-        rows = list(
-            traces.filter(session_id=item.item_id).order_by("request_time", "pk")[: MAX_TURNS + 1]
-        )
+        rows = list(in_turn_order(traces.filter(session_id=item.item_id))[: MAX_TURNS + 1])
         turns = [
             Turn(t, chat.request_text(t.request_preview), chat.answer_text(t.response_preview))
             for t in rows[:MAX_TURNS]

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.db.models import Exists, F, OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
@@ -183,13 +183,29 @@ def experiments_of(access: Access, session_id: str) -> list[TraceSession]:
     return list(sessions.select_related("experiment").order_by(*_ORDER))
 
 
+def in_turn_order(traces: QuerySet[Trace]) -> QuerySet[Trace]:
+    """Oldest first. request_time can tie when turns come within a millisecond (the MLflow
+    client sends ms, and its async exporter may store them out of order): the root span's start
+    in ns breaks the tie (an index range per trace), then the id."""
+    root_start = (
+        Span.objects.filter(trace_id=OuterRef("pk"), parent_span_id="")
+        .order_by("start_ns")
+        .values("start_ns")[:1]
+    )
+    return traces.annotate(root_start_ns=Subquery(root_start)).order_by(
+        "request_time", F("root_start_ns").asc(nulls_first=True), "pk"
+    )
+
+
 def turns(session: TraceSession) -> list[Turn]:
     """The session's traces, oldest first, each with the user's message, the agent's answer
     and its tool calls. Three queries, whatever the turn count."""
     traces = list(
-        Trace.objects.filter(experiment_id=session.experiment_id, session_id=session.session_id)
-        .defer("metadata")
-        .order_by("request_time", "id")[:MAX_TURNS]
+        in_turn_order(
+            Trace.objects.filter(
+                experiment_id=session.experiment_id, session_id=session.session_id
+            ).defer("metadata")
+        )[:MAX_TURNS]
     )
     by_pk = {t.pk: t for t in traces}
     roots: dict[int, Span] = {}
@@ -204,9 +220,6 @@ def turns(session: TraceSession) -> list[Turn]:
             tools[span.trace_id].append(ToolCall(span.name, span.inputs, span.outputs, span.status))
         if not span.parent_span_id:
             roots.setdefault(span.trace_id, span)
-    # request_time can tie when turns come within a millisecond (the client sends ms, and its
-    # async exporter may store them out of order); the root span's start in ns breaks the tie.
-    traces.sort(key=lambda t: (t.request_time, roots[t.pk].start_ns if t.pk in roots else 0, t.pk))
     result = []
     for trace in traces:
         root = roots.get(trace.pk)

@@ -10,9 +10,11 @@ from urllib.parse import quote
 import pytest
 
 from access.models import ExperimentGrant, Level
+from evaluation import review_items
 from tests.xss import CORPUS, injected_markup
 from tracking import ingest, sessions
 from tracking.models import Assessment, Experiment, LoggedModel, Span, Trace, TraceSession
+from tracking.reviews import ItemType, ReviewItem
 
 pytestmark = pytest.mark.django_db
 T0 = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
@@ -117,7 +119,13 @@ def test_turns_in_the_same_millisecond_keep_the_order_they_started_in(experiment
         Span.objects.filter(span_id=f"{n:016x}").update(start_ns=t0_ns + offset)
     session = TraceSession.objects.get(session_id="conv-1")
 
-    assert [turn.user_message for turn in sessions.turns(session)] == ["first", "second"]
+    turns = sessions.turns(session)
+    assert [turn.user_message for turn in turns] == ["first", "second"]
+    # A review queue's session item reads them in the same order, and answers on the first.
+    item = ReviewItem(item_type=ItemType.SESSION, item_id="conv-1")
+    content = review_items.content_of(item, experiment.pk)
+    assert [t.trace for t in content.turns] == [turn.trace for turn in turns]
+    assert content.target == turns[0].trace
 
 
 def test_list_shows_feedback_summary(client, experiment):
