@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 
 import numpy
 import pytest
+from django.db import connection
 
 from tests.rows import make_span, make_trace
 from tests.tracking.test_mlflow_api import error_of, post
@@ -512,3 +513,15 @@ def test_the_beat_task_and_the_command_refresh_and_rebuild(experiment, traces, s
     call_command("rebuild_trace_rollups", "--experiment", str(experiment.pk), stdout=io.StringIO())
     days = TraceRollup.objects.filter(period_hours=24)
     assert sum(days.values_list("traces", flat=True)) == 60
+
+
+def test_a_bulk_refresh_leaves_the_planner_the_rollups_row_counts(experiment, traces, monkeypatch):
+    """Without them PostgreSQL sorts every rollup row it groups instead of hashing them."""
+    if connection.vendor != "postgresql":
+        pytest.skip("PostgreSQL's planner statistics; SQLite plans these reads by their index")
+    monkeypatch.setattr(rollups, "ANALYZE_AFTER_HOURS", 10)
+    assert rollups.rebuild([experiment.pk]) >= 10
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT reltuples FROM pg_class WHERE relname = 'tracking_tracerollup'")
+        assert cursor.fetchone()[0] == TraceRollup.objects.count()

@@ -100,3 +100,16 @@ def test_make_run_serves_pages_and_static_files_with_debug_off(tmp_path):
         proc.terminate()
         proc.wait(timeout=20)
         log.close()
+
+
+def test_a_server_process_freezes_its_startup_heap(tmp_path):
+    """webapp/heap.py: the views are imported and the heap frozen before the first request,
+    so a page's full collections walk only what requests made."""
+    script = (
+        "import gc, sys; import webapp.wsgi; "
+        "print(gc.get_freeze_count() > 10_000, 'tracking.views.overview' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", script], cwd=REPO, env=fresh_clone_env(tmp_path),
+                         capture_output=True, text=True, check=True)  # fmt: skip
+
+    assert out.stdout.strip().splitlines()[-1] == "True True"
