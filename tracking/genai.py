@@ -128,6 +128,9 @@ _CHOICE_EVENT = "gen_ai.choice"
 _DETAILS_EVENT = "gen_ai.client.inference.operation.details"
 _OLD_PROMPT_EVENT = ("gen_ai.content.prompt", "gen_ai.prompt")
 _OLD_COMPLETION_EVENT = ("gen_ai.content.completion", "gen_ai.completion")
+# Every event read for messages (tracking/genai_logs.py joins these, sent as log records).
+_OLD_EVENTS = (_OLD_PROMPT_EVENT[0], _OLD_COMPLETION_EVENT[0])
+MESSAGE_EVENTS = frozenset([*_MESSAGE_EVENTS, _CHOICE_EVENT, _DETAILS_EVENT, *_OLD_EVENTS])
 # Event attributes that only repeat the span's: dropped with the event's message.
 _EVENT_REPEATS = frozenset({"event.name", "gen_ai.system", "gen_ai.provider.name"})
 

@@ -1313,6 +1313,33 @@ class Span(models.Model):
         return None if self.end_ns is None else self.end_ns - self.start_ns
 
 
+class SpanLogEvents(models.Model):
+    """GenAI events sent as OTLP log records (`/v1/logs`), kept beside the span they name:
+    each time that span is stored from `/v1/traces` (first, or again), they are merged into it
+    again, so a span that comes after them, or comes twice, still shows them
+    (tracking/genai_logs.py). Rows whose span never comes are dropped after a day."""
+
+    experiment = models.ForeignKey(Experiment, on_delete=models.CASCADE, related_name="+",
+                                   db_index=False)  # fmt: skip
+    trace_id = models.CharField(max_length=64)  # tr-<32 hex>, as Trace.trace_id
+    span_id = models.CharField(max_length=16)
+    # Set once the span is stored: the rows go with their trace.
+    joined_trace = models.ForeignKey(Trace, on_delete=models.CASCADE, null=True, related_name="+")
+    events = models.JSONField(default=list)
+    received_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["experiment", "trace_id"], name="span_log_events_trace_idx"),
+            # The expiry of rows whose span never came.
+            models.Index(fields=["received_at"], name="span_log_events_unjoined_idx",
+                         condition=models.Q(joined_trace__isnull=True)),
+        ]  # fmt: skip
+
+    def __str__(self) -> str:
+        return f"{len(self.events)} events for {self.trace_id}/{self.span_id}"
+
+
 # --- The model registry ----------------------------------------------------------------------
 
 

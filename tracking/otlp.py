@@ -38,7 +38,7 @@ from __future__ import annotations
 import base64
 import re
 import zlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,7 +50,7 @@ from django.utils.log import log_response
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 from google.protobuf import descriptor_pb2, descriptor_pool, json_format, message_factory
-from google.protobuf.message import DecodeError
+from google.protobuf.message import DecodeError, Message
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
@@ -60,7 +60,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span as OtlpSpan
 
 from access.models import Level
 from access.rules import Denied, access_for
-from tracking import genai
+from tracking import genai, genai_logs
 from tracking.ingest import TOKEN_USAGE_ATTRIBUTE, TRACE_ID_RE, IngestError, SpanData, make_span
 from tracking.ingest import store as ingest_store
 from tracking.models import DEFAULT_EXPERIMENT_ID, Experiment, Trace
@@ -125,6 +125,26 @@ class Batch:
 @require_POST
 def export_traces(request: HttpRequest) -> HttpResponse:
     """OTLP/HTTP trace export: decode, store, answer an empty ExportTraceServiceResponse."""
+
+    def handle(body: bytes, encoding: str, experiment_id: int) -> Message | HttpResponse:
+        batch = decode_request(parse(body, encoding, ExportTraceServiceRequest))
+        trace_ids = {span.trace_id for span in batch.spans}
+        if refusal := refuse(request, trace_ids, experiment_id, encoding):
+            return refusal
+        store(batch, experiment_id)
+        return ExportTraceServiceResponse()
+
+    return receive(request, handle)
+
+
+Handler = Callable[[bytes, str, int], "Message | HttpResponse"]
+
+
+def receive(request: HttpRequest, handle: Handler) -> HttpResponse:
+    """What every OTLP/HTTP signal shares: the content type, the experiment header, the body
+    (decompressed and capped), and errors answered as a Status. `handle(body, encoding,
+    experiment_id)` decodes and stores, and answers the export response message (or a
+    refusal)."""
     encoding = _CONTENT_TYPES.get(request.content_type.lower())
     if encoding is None:
         return _error(
@@ -133,12 +153,7 @@ def export_traces(request: HttpRequest) -> HttpResponse:
         )
     try:
         experiment_id = _experiment_id(request)
-        body = _decompressed_body(request)
-        export = parse_json(body) if encoding == JSON else parse_protobuf(body)
-        batch = decode_request(export)
-        if refusal := _refusal(request, batch, experiment_id, encoding):
-            return refusal
-        store(batch, experiment_id)
+        answer = handle(_decompressed_body(request), encoding, experiment_id)
     except OtlpError as exc:
         return _error(exc, encoding)
     except IngestError as exc:
@@ -155,20 +170,22 @@ def export_traces(request: HttpRequest) -> HttpResponse:
             request=request, exception=exc,
         )  # fmt: skip
         return _error(OtlpError("The server failed; the error is logged.", 500), encoding)
+    if isinstance(answer, HttpResponse):
+        return answer
     if encoding == JSON:
-        return HttpResponse(b"{}", content_type=JSON)
-    return HttpResponse(ExportTraceServiceResponse().SerializeToString(), content_type=PROTOBUF)
+        return HttpResponse(json_format.MessageToJson(answer, indent=None), content_type=JSON)
+    return HttpResponse(answer.SerializeToString(), content_type=PROTOBUF)
 
 
-def _refusal(
-    request: HttpRequest, batch: Batch, experiment_id: int, encoding: str
+def refuse(
+    request: HttpRequest, trace_ids: set[str], experiment_id: int, encoding: str
 ) -> HttpResponse | None:
     """403 PERMISSION_DENIED (google.rpc.Code 7) unless the caller may edit the experiment new
-    traces go to and those of stored traces the spans join; None when it may."""
+    traces go to and those of the stored traces the request joins; None when it may."""
     access = access_for(request)
     if access.can_everywhere(Level.EDIT):
         return None
-    joined = Trace.objects.filter(trace_id__in={span.trace_id for span in batch.spans})
+    joined = Trace.objects.filter(trace_id__in=trace_ids)
     touched = {experiment_id, *joined.order_by().values_list("experiment_id", flat=True)}
     try:
         for experiment in sorted(touched):
@@ -187,11 +204,13 @@ def store(batch: Batch, experiment_id: int = DEFAULT_EXPERIMENT_ID) -> None:
     """Store a decoded batch; new traces are filed under `experiment_id`."""
     if not batch.spans:
         # An empty export is a success (OTLP spec), but a wrong experiment should still show.
-        _check_experiment(experiment_id)
+        check_experiment(experiment_id)
         return
     ingest_store(
         spans=batch.spans, default_experiment_id=experiment_id, trace_tags=batch.trace_tags
     )
+    # GenAI log records (/v1/logs) kept for these spans join them (again, if re-sent).
+    genai_logs.join(((s.trace_id, s.span_id) for s in batch.spans), experiment_id)
 
 
 def _experiment_id(request: HttpRequest) -> int:
@@ -204,7 +223,7 @@ def _experiment_id(request: HttpRequest) -> int:
     return int(raw)
 
 
-def _check_experiment(experiment_id: int) -> None:
+def check_experiment(experiment_id: int) -> None:
     if not Experiment.objects.filter(pk=experiment_id).exists():
         raise OtlpError(f"Experiment {experiment_id} does not exist.")
 
@@ -303,29 +322,36 @@ def _error(exc: OtlpError, encoding: str) -> HttpResponse:
 # --- Parsing the two encodings --------------------------------------------------------------
 
 
-def parse_protobuf(body: bytes) -> ExportTraceServiceRequest:
+def parse(body: bytes, encoding: str, message: type[Message]) -> Any:
+    """An export request of type `message` from the body, in the request's encoding."""
+    return parse_json(body, message) if encoding == JSON else parse_protobuf(body, message)
+
+
+def parse_protobuf(body: bytes, message: type[Message] = ExportTraceServiceRequest) -> Any:
     try:
-        return ExportTraceServiceRequest.FromString(body)
+        return message.FromString(body)
     except DecodeError as exc:
-        raise OtlpError(f"The body is not an ExportTraceServiceRequest protobuf: {exc}.") from None
+        name = message.DESCRIPTOR.name
+        raise OtlpError(f"The body is not an {name} protobuf: {exc}.") from None
 
 
-def parse_json(body: bytes) -> ExportTraceServiceRequest:
+def parse_json(body: bytes, message: type[Message] = ExportTraceServiceRequest) -> Any:
     """OTLP/JSON: protobuf's JSON mapping, except that trace and span ids are hex strings
     (OTLP spec, "JSON Protobuf Encoding"); they are turned into base64 before parsing."""
+    name = message.DESCRIPTOR.name
     try:
         data = json_limits.loads(body)
     except json_limits.JsonError as exc:
         raise OtlpError(f"The body is {exc.message}.") from None
     if not isinstance(data, dict):
-        raise OtlpError("The body must be a JSON object (an ExportTraceServiceRequest).")
+        raise OtlpError(f"The body must be a JSON object (an {name}).")
     _hex_ids_to_base64(data)
     _refuse_inexact_integers(data)
     try:
         # Unknown fields must be ignored (OTLP spec): newer clients add fields.
-        return json_format.ParseDict(data, ExportTraceServiceRequest(), ignore_unknown_fields=True)
+        return json_format.ParseDict(data, message(), ignore_unknown_fields=True)
     except (json_format.ParseError, ValueError, TypeError) as exc:
-        raise OtlpError(f"The body is not an OTLP/JSON ExportTraceServiceRequest: {exc}") from None
+        raise OtlpError(f"The body is not an OTLP/JSON {name}: {exc}") from None
 
 
 _ID_FIELDS = {
@@ -348,6 +374,10 @@ def _hex_ids_to_base64(data: Any) -> None:
                 _rewrite_ids(span)
                 for link in _items(span, "links"):
                     _rewrite_ids(link)
+    for resource_logs in _items(data, "resourceLogs", "resource_logs"):
+        for scope_logs in _items(resource_logs, "scopeLogs", "scope_logs"):
+            for record in _items(scope_logs, "logRecords", "log_records"):
+                _rewrite_ids(record)
 
 
 _INT_FIELDS = frozenset({"intValue", "int_value"})

@@ -46,6 +46,7 @@ from tracking.models import (
     Scorer,
     ScorerVersion,
     Span,
+    SpanLogEvents,
     Trace,
     TraceSession,
 )
@@ -152,6 +153,19 @@ def _otlp(experiment: int) -> Call:
     body = {"resourceSpans": [{"scopeSpans": [{"spans": [span]}]}]}
     return Call(
         "POST", "/v1/traces", Level.EDIT, body, headers={"x-mlflow-experiment-id": str(experiment)}
+    )
+
+
+def _otlp_logs(experiment: int) -> Call:
+    record = {
+        "traceId": uuid.uuid4().hex,
+        "spanId": uuid.uuid4().hex[:16],
+        "eventName": "gen_ai.user.message",
+        "body": {"kvlistValue": {"values": [{"key": "content", "value": {"stringValue": "hi"}}]}},
+    }
+    body = {"resourceLogs": [{"scopeLogs": [{"logRecords": [record]}]}]}
+    return Call(
+        "POST", "/v1/logs", Level.EDIT, body, headers={"x-mlflow-experiment-id": str(experiment)}
     )
 
 
@@ -405,6 +419,7 @@ SAMPLES: dict[str, Sample] = {
     ],
     # OTLP
     "otlp-traces": lambda e, o: [_otlp(e)],
+    "otlp-logs": lambda e, o: [_otlp_logs(e)],
     # The native API
     "api-experiment-list": lambda e, o: [
         Call("GET", "/api/v1/experiments/", LIST, marker=o["name"]),
@@ -1149,6 +1164,7 @@ def _fingerprint() -> tuple:
         Metric.objects.count(),
         list(Trace.objects.order_by("pk").values_list("pk", "tags", "experiment_id")),
         Span.objects.count(),
+        SpanLogEvents.objects.count(),
         list(Assessment.objects.order_by("pk").values_list("pk", "valid", "rationale")),
         list(
             LoggedModel.objects.order_by("pk").values_list(
@@ -1325,7 +1341,7 @@ def test_route(world, db, settings, name, role, target):
         if call.path.startswith(("/api/2.0/", "/api/3.0/")):
             assert status == 403, (where, status, body[:300])
             assert response.json()["error_code"] == "PERMISSION_DENIED", where
-        elif call.path == "/v1/traces":
+        elif call.path in ("/v1/traces", "/v1/logs"):  # OTLP: a Status, never a 404
             assert status == 403, (where, status, body[:300])
         elif call.path.startswith("/api/v1/"):
             hidden = have < Level.READ and call.need != CREATE

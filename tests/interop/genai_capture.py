@@ -24,6 +24,7 @@ from typing import Any
 
 from google.protobuf import json_format
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+from opentelemetry.sdk._logs import LoggerProvider, LogRecordProcessor
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter
@@ -62,6 +63,12 @@ AGENT_ATTRIBUTES = {"session.id": "session-42", "user.id": "alice"}
 CONTENT_ENV = {
     "OTEL_SEMCONV_STABILITY_OPT_IN": "gen_ai_latest_experimental",
     "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT": "span_only",
+}
+# Content in events only: the messages are a log record (the instrumentation's
+# `gen_ai.client.inference.operation.details` event) for a log exporter to send to /v1/logs.
+EVENTS_ENV = {
+    "OTEL_SEMCONV_STABILITY_OPT_IN": "gen_ai_latest_experimental",
+    "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT": "event_only",
 }
 
 
@@ -218,10 +225,12 @@ def capture(
     env: dict[str, str] | None = None,
     exporter: SpanExporter | None = None,
     only: str | None = None,
+    log_processor: LogRecordProcessor | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Run each scenario with the instrumentation on; {scenario: OTLP/JSON export request}.
     `exporter`, when given, is sent the spans too (the OTLP exporter of a live test); `only`
-    runs one scenario.
+    runs one scenario; `log_processor` gets the log records the instrumentation emits (its
+    events, in its default mode), and is shut down (flushed) after the spans were exported.
 
     The instrumentation reads its settings from the environment when it is installed, and
     patches `openai` for the whole process: it is installed here and removed before returning.
@@ -238,8 +247,11 @@ def capture(
     if exporter is not None:
         provider.add_span_processor(SimpleSpanProcessor(exporter))
     tracer = provider.get_tracer("tests.interop.genai_capture")
+    logger_provider = LoggerProvider(resource=provider.resource)
+    if log_processor is not None:
+        logger_provider.add_log_record_processor(log_processor)
     instrumentor = OpenAIInstrumentor()
-    instrumentor.instrument(tracer_provider=provider)
+    instrumentor.instrument(tracer_provider=provider, logger_provider=logger_provider)
     captured = {}
     try:
         with openai_server() as server:
@@ -253,6 +265,7 @@ def capture(
     finally:
         instrumentor.uninstrument()
         provider.shutdown()
+        logger_provider.shutdown()
         for name, value in saved.items():
             if value is None:
                 os.environ.pop(name, None)

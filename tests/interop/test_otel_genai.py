@@ -21,7 +21,7 @@ from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExport
 from tests.interop import genai_capture
 from tests.interop.genai_capture import MODEL, QUESTION, SYSTEM, WEATHER
 from tracking import chat, otlp
-from tracking.models import Experiment, Span, Trace
+from tracking.models import Experiment, Span, SpanLogEvents, Trace
 
 # Attributes whose values are now the inputs and outputs: never stored twice.
 MOVED = {"gen_ai.input.messages", "gen_ai.output.messages", "gen_ai.system_instructions"}
@@ -189,3 +189,35 @@ def test_the_live_instrumentation_is_stored_as_its_kept_captures_are(otlp_url):
             f"{scenario}: the instrumentation now sends something else; rewrite the fixtures "
             "with `python -m tests.interop.genai_capture` and check the stored spans."
         )
+
+
+@pytest.mark.parametrize("logs_first", [True, False], ids=["logs-first", "spans-first"])
+@pytest.mark.parametrize("scenario", ["chat", "tool_round_trip"])
+def test_the_default_modes_message_events_sent_as_logs_join_their_spans(
+    otlp_url, scenario, logs_first
+):
+    """The instrumentation's default mode sends the messages only as log records: with the
+    SDK's own log exporter on /v1/logs, the spans are stored as in the `span_only` captures.
+    A simple log processor exports each record as it is emitted, before its span has ended;
+    a batch one after the spans were exported."""
+    from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
+    from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, SimpleLogRecordProcessor
+
+    log_exporter = OTLPLogExporter(endpoint=otlp_url.removesuffix("/v1/traces") + "/v1/logs")
+    processor = (SimpleLogRecordProcessor if logs_first else BatchLogRecordProcessor)(log_exporter)
+
+    captured = genai_capture.capture(
+        env=genai_capture.EVENTS_ENV,
+        exporter=OTLPSpanExporter(endpoint=otlp_url),
+        only=scenario,
+        log_processor=processor,
+    )
+
+    attributes = {a["key"] for s in _spans(captured[scenario]) for a in s["attributes"]}
+    assert MOVED.isdisjoint(attributes)  # the spans themselves carry no message
+    CHECKS[scenario]()
+    assert not SpanLogEvents.objects.filter(joined_trace=None).exists()
+
+
+def _spans(export: dict) -> list[dict]:
+    return [s for rs in export["resourceSpans"] for ss in rs["scopeSpans"] for s in ss["spans"]]
