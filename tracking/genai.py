@@ -27,11 +27,12 @@ What `opentelemetry-instrumentation-openai-v2` (2.4b0, with opentelemetry-util-g
 actually sends to a span exporter: chat spans carry `gen_ai.input.messages` and
 `gen_ai.output.messages` as JSON text only with
 `OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=span_only` (or `span_and_event`); `true`,
-the older setting, is refused with a warning and captures nothing. Its per-message events
-(`gen_ai.user.message`, `gen_ai.choice`, and the newer
-`gen_ai.client.inference.operation.details`) are log records, sent by a log exporter, never
-span events: they do not reach `/v1/traces`. Other SDKs do send them as span events, which are
-read here. Model names and token counts are attributes in every mode.
+the older setting, is refused with a warning and captures nothing. Its events (the newer
+`gen_ai.client.inference.operation.details` with `event_only` or `span_and_event`; older
+versions' per-message `gen_ai.user.message`, `gen_ai.choice`...) are log records, sent by a log
+exporter to `/v1/logs`, never span events: tracking/genai_logs.py joins them to their span and
+reads them here, as the span events other SDKs send. Model names and token counts are
+attributes in every mode.
 """
 
 from __future__ import annotations
