@@ -63,7 +63,7 @@ from rest_framework.utils.urls import replace_query_param
 
 from access.models import Level
 from access.rules import access_for, grant_creator
-from tracking import ingest, keyset, search
+from tracking import genai_logs, ingest, keyset, search
 from tracking import serializers as s
 from tracking.models import Experiment, LoggedModel, Span, Trace
 from tracking.permissions import ExperimentObjectAccess, require_for_api
@@ -567,6 +567,7 @@ class TraceViewSet(
             ]
             self._require_edit(info)
             result = ingest.store([info], spans)
+            genai_logs.join((span.trace_id, span.span_id) for span in spans)
         except ingest.IngestError as exc:
             raise BadRequest(exc.message) from None
         trace = Trace.objects.get(trace_id=info.trace_id)

@@ -1,126 +1,142 @@
 """GenAI events sent as OTLP log records, joined to their spans at ingest.
 
-`opentelemetry-instrumentation-openai-v2` in its default mode, with
-`OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=true`, sends a chat call's messages only as
-log records (`gen_ai.system.message`, `gen_ai.user.message`, `gen_ai.assistant.message`,
-`gen_ai.tool.message`, `gen_ai.choice`; under the newer conventions
-`gen_ai.client.inference.operation.details`), each naming the trace and span of the call; the
-span holds the model and the token counts. Read as the span events they stand for (which
+`opentelemetry-instrumentation-openai-v2` with `OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_
+CONTENT=event_only` (and older instrumentations in their default mode) sends a chat call's
+messages only as log records (`gen_ai.client.inference.operation.details`; before it, one per
+message: `gen_ai.system.message`, `gen_ai.user.message`, `gen_ai.assistant.message`,
+`gen_ai.tool.message`, `gen_ai.choice`), each naming the trace and span of the call; the span
+holds the model and the token counts. Read as the span events they stand for (which
 tracking/genai.py reads), they become the span's inputs and outputs once, at ingest, exactly as
 if the SDK had put them on the span; every view then reads the span alone.
 
-The records are kept (SpanLogEvents) beside the span they name, because either may come
-first (a log processor may export before the span has even ended) and a span may come twice
-(an exporter retrying):
-- `attach` (a `/v1/logs` request) keeps them, then merges them into their span if it is stored:
-  its events gain them (a record sent twice counts once), the inputs and outputs it lacks are
-  read from them, and the span is stored again through ingest, so the trace's previews follow;
-- `join` (after a `/v1/traces` request stored its spans) merges every record kept for those
-  spans into them, under the same experiment only.
+A span's records are kept in one row (SpanLogEvents) beside it, because either may come first
+(a log processor may export before the span has even ended) and either may come again (an
+exporter retrying):
+- `attach` (a `/v1/logs` request) adds them to the row (a record sent twice is kept once),
+  then joins the row to its span if that is stored;
+- `join` (after spans were stored, by any path) merges each span's row into it: its events
+  gain the records, the inputs and outputs it lacks are read from them, and the span is stored
+  again through ingest, so that the trace's previews follow. What a row filled is read again
+  from all its records at the next join, so a message that came in a later export is not lost.
 Both write first and look for the other second, so a log request and a span request that
-cross still meet. Records whose span never comes are dropped after UNJOINED_HOURS; the others
-go with their trace.
+cross still meet; a join runs with its trace rows locked. A row joins a trace of its
+experiment only: the stored trace's (the caller needed EDIT there) or the one the records were
+sent with. Rows whose span never comes are dropped after UNJOINED_HOURS; the others go with
+their trace.
 
-Message events that say nothing new (their side is filled already: the details event beside
-`gen_ai.input.messages` in `span_and_event` mode, a record sent again) are not kept as events:
-inputs and outputs are never shown twice. Other `gen_ai.*` events (an evaluation result) stay
-as span events. A limit: the input messages of one call split over two log exports (a rare
-batch boundary between messages emitted together) give the inputs of the first export only.
+Message events that say nothing new (their side is the span's own: the details event beside
+`gen_ai.input.messages` in `span_and_event` mode) are not kept as events, nor are attributes
+that repeat the span's: inputs and outputs are never shown twice. Other `gen_ai.*` events (an
+evaluation result) stay as span events. Two identical records with the same time are one.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import replace
 from datetime import timedelta
 
 import orjson
+from django.db import connection, transaction
 from django.utils import timezone
 
 from tracking import genai, ingest
 from tracking.ingest import SpanData, make_span
-from tracking.models import Span, SpanLogEvents
+from tracking.models import Span, SpanLogEvents, Trace
 
 UNJOINED_HOURS = 24
-# Events merged into one span at most (the first ones): each join merges them all again.
+# Records kept for one span at most (the first ones): every join merges them all again.
 MAX_EVENTS_PER_SPAN = 1_000
 Key = tuple[str, str]  # (trace_id "tr-<hex>", span_id)
 Events = list[dict]
 
 
 def attach(events: dict[Key, Events], experiment_id: int) -> None:
-    """Keep these events for their spans, and merge them into the spans already stored."""
+    """Keep these records for their spans, and join them to the spans already stored."""
     if not events:
         return
     _expire()
-    SpanLogEvents.objects.bulk_create(
-        SpanLogEvents(experiment_id=experiment_id, trace_id=t, span_id=s, events=events[t, s])
-        for t, s in events
-    )
-    join(events, experiment_id, stored=_stored_spans(events))
+    events = {key: storable(records) for key, records in events.items()}
+    with transaction.atomic():
+        traces = dict(
+            Trace.objects.filter(trace_id__in={t for t, _ in events}).values_list(
+                "trace_id", "experiment_id"
+            )
+        )
+        SpanLogEvents.objects.bulk_create(
+            [
+                SpanLogEvents(experiment_id=traces.get(t, experiment_id), trace_id=t, span_id=s)
+                for t, s in events
+            ],
+            ignore_conflicts=True,
+        )
+        for row in _rows(events.keys(), lock=True):
+            if row.experiment_id != traces.get(row.trace_id, experiment_id):
+                continue  # another experiment's records for the same ids
+            merged = _distinct(row.events, events[row.trace_id, row.span_id])
+            if len(merged) != len(row.events):
+                row.events = merged
+                row.save(update_fields=["events"])
+    join(events.keys(), again=True)
 
 
-def join(keys: Iterable[Key], experiment_id: int, stored: dict[Key, Span] | None = None) -> None:
-    """Merge the events kept for these spans (of this experiment) into those that are stored.
-    One query when none has any, the common case of a `/v1/traces` request."""
+def join(keys: Iterable[Key], *, again: bool = False) -> None:
+    """Merge the records kept for these spans into those that are stored. One query when
+    none has any, the common case after a span request. `again`: the stored spans may hold
+    what an earlier join filled, which is read anew (a span request stored them fresh)."""
     keys = set(keys)
-    trace_ids = sorted({trace_id for trace_id, _ in keys})
-    if not trace_ids:
+    if not keys or not _rows(keys).exists():
         return
-    rows = [
-        row
-        for row in SpanLogEvents.objects.filter(
-            experiment_id=experiment_id, trace_id__in=trace_ids
-        ).order_by("pk")
-        if (row.trace_id, row.span_id) in keys
-    ]
-    if not rows:
-        return
-    kept: dict[Key, Events] = {}
-    for row in rows:
-        events = kept.setdefault((row.trace_id, row.span_id), [])
-        events.extend(row.events[: MAX_EVENTS_PER_SPAN - len(events)])
-    if stored is None:
-        stored = _stored_spans(kept)
-    if not stored:
-        return
-    ingest.store(
-        spans=[with_events(_span_data(row), kept[key]) for key, row in stored.items()],
-        default_experiment_id=experiment_id,
-    )
-    # Joined: they now go with their trace (Span.trace_id is the trace row's pk).
-    unjoined: dict[int, list[int]] = {}
-    for row in rows:
-        span = stored.get((row.trace_id, row.span_id))
-        if span is not None and row.joined_trace_id is None:
-            unjoined.setdefault(span.trace_id, []).append(row.pk)
-    for trace_pk, pks in unjoined.items():
-        SpanLogEvents.objects.filter(pk__in=pks).update(joined_trace_id=trace_pk)
+    with transaction.atomic():
+        stored = _stored_spans(keys)
+        rows = [
+            row
+            for row in _rows(stored.keys(), lock=True)
+            if row.experiment_id == stored[row.trace_id, row.span_id].trace.experiment_id
+        ]
+        if not rows:
+            return
+        spans = []
+        for row in rows:
+            stored_span = stored[row.trace_id, row.span_id]
+            span = _span_data(stored_span)
+            if again:
+                span = replace(
+                    span,
+                    inputs=None if row.filled_inputs else span.inputs,
+                    outputs=None if row.filled_outputs else span.outputs,
+                )
+            merged, row.filled_inputs, row.filled_outputs = with_events(span, row.events)
+            spans.append(merged)
+            row.joined_trace_id = stored_span.trace_id  # Span.trace_id: the trace row's pk
+        ingest.store(spans=spans, default_experiment_id=rows[0].experiment_id)
+        SpanLogEvents.objects.bulk_update(rows, ["filled_inputs", "filled_outputs", "joined_trace"])
 
 
-def with_events(span: SpanData, events: Events) -> SpanData:
-    """The span with these (log) events merged into its own, and the inputs and outputs it
-    lacks read from them (tracking/genai.py). Events keep time order."""
+def with_events(span: SpanData, events: Events) -> tuple[SpanData, bool, bool]:
+    """The span with these (log) records merged into its events, and the inputs and outputs
+    it lacks read from them (tracking/genai.py); and whether they filled its inputs, its
+    outputs. Events keep time order."""
     known = {_identity(event) for event in span.events}
     incoming = []
     for sent in events:
         event = _without_repeats(sent, span.attributes)
-        if event is None:
-            continue
-        identity = _identity(event)
-        if identity not in known:
+        if event is not None and (identity := _identity(event)) not in known:
             known.add(identity)
             incoming.append(event)
     if not incoming:
-        return span
-    merged = sorted([*span.events, *incoming], key=lambda e: e.get("time_unix_nano") or 0)
+        return span, False, False
+    merged = sorted([*span.events, *incoming], key=_time)
     attributes = dict(span.attributes)
     want_in, want_out = span.inputs is None, span.outputs is None
     found_in, found_out, kept = genai.inputs_outputs(
         attributes, merged, inputs=want_in, outputs=want_out
     )
-    # A message event left whole said nothing new (its side was filled already).
+    filled_in = want_in and found_in is not genai.MISSING
+    filled_out = want_out and found_out is not genai.MISSING
+    # A message event left whole said nothing new (its side is the span's own).
     unused = {id(event) for event in incoming if event.get("name") in genai.MESSAGE_EVENTS}
-    return make_span(
+    merged_span = make_span(
         trace_id=span.trace_id,
         span_id=span.span_id,
         parent_span_id=span.parent_span_id,
@@ -130,15 +146,73 @@ def with_events(span: SpanData, events: Events) -> SpanData:
         span_type=span.span_type,
         status=span.status,
         status_message=span.status_message,
-        inputs=found_in if want_in and found_in is not genai.MISSING else span.inputs,
-        outputs=found_out if want_out and found_out is not genai.MISSING else span.outputs,
+        inputs=found_in if filled_in else span.inputs,
+        outputs=found_out if filled_out else span.outputs,
         attributes=attributes,
         events=[event for event in kept if id(event) not in unused],
     )
+    return merged_span, filled_in, filled_out
+
+
+def storable(events: Events) -> Events:
+    """Records as a JSON column stores them on both databases (NaN, NUL, surrogates and
+    what JSON cannot write made safe, as ingest does for spans)."""
+    return orjson.loads(ingest.json_text(events, levels=3))
+
+
+def _rows(keys: Iterable[Key], lock: bool = False):
+    keys = set(keys)
+    rows = SpanLogEvents.objects.filter(
+        trace_id__in={trace_id for trace_id, _ in keys},
+        span_id__in={span_id for _, span_id in keys},
+    ).order_by("pk")
+    if lock:
+        rows = [row for row in rows.select_for_update() if (row.trace_id, row.span_id) in keys]
+    return rows
+
+
+def _stored_spans(keys: Iterable[Key]) -> dict[Key, Span]:
+    """The stored spans among `keys`, their traces locked first (as ingest locks them), so
+    that no other join or span request rewrites them meanwhile."""
+    keys = set(keys)
+    trace_ids = sorted({trace_id for trace_id, _ in keys})
+    if connection.vendor == "postgresql":  # SQLite's write transaction already holds it all
+        list(Trace.objects.filter(trace_id__in=trace_ids).order_by("pk").select_for_update())
+    rows = Span.objects.filter(
+        trace__trace_id__in=trace_ids, span_id__in={span_id for _, span_id in keys}
+    ).select_related("trace")
+    found = rows.only(*_SPAN_FIELDS, "trace__trace_id", "trace__experiment_id")
+    return {key: row for row in found if (key := (row.trace.trace_id, row.span_id)) in keys}
+
+
+_SPAN_FIELDS = (
+    "span_id", "parent_span_id", "name", "start_ns", "end_ns", "span_type", "status",
+    "status_message", "inputs", "outputs", "attributes", "events",
+)  # fmt: skip
+
+
+def _span_data(row: Span) -> SpanData:
+    values = {name: getattr(row, name) for name in _SPAN_FIELDS}
+    values["attributes"] = values["attributes"] if isinstance(values["attributes"], dict) else {}
+    values["events"] = [e for e in values["events"] or [] if isinstance(e, dict)]
+    return SpanData(trace_id=row.trace.trace_id, **values)
+
+
+def _distinct(kept: Events, new: Events) -> Events:
+    """`kept` then the records of `new` it lacks, MAX_EVENTS_PER_SPAN at most."""
+    seen = {_identity(event) for event in kept}
+    merged = list(kept)
+    for event in new:
+        if len(merged) >= MAX_EVENTS_PER_SPAN:
+            break
+        if (identity := _identity(event)) not in seen:
+            seen.add(identity)
+            merged.append(event)
+    return merged
 
 
 def _without_repeats(event: dict, span_attributes: dict) -> dict | None:
-    """A log event without the attributes that repeat its span's (the details event repeats
+    """A log record without the attributes that repeat its span's (the details event repeats
     the request's model, parameters and token counts); None for a message event that had
     nothing else left."""
     attributes = event.get("attributes")
@@ -152,31 +226,14 @@ def _without_repeats(event: dict, span_attributes: dict) -> dict | None:
     return {**event, "attributes": left}
 
 
-def _stored_spans(keys: Iterable[Key]) -> dict[Key, Span]:
-    keys = set(keys)
-    rows = Span.objects.filter(
-        trace__trace_id__in={trace_id for trace_id, _ in keys},
-        span_id__in={span_id for _, span_id in keys},
-    ).select_related("trace")
-    found = rows.only(*_SPAN_FIELDS, "trace__trace_id")
-    return {key: row for row in found if (key := (row.trace.trace_id, row.span_id)) in keys}
-
-
-_SPAN_FIELDS = (
-    "span_id", "parent_span_id", "name", "start_ns", "end_ns", "span_type", "status",
-    "status_message", "inputs", "outputs", "attributes", "events",
-)  # fmt: skip
-
-
-def _span_data(row: Span) -> SpanData:
-    values = {name: getattr(row, name) for name in _SPAN_FIELDS}
-    values["attributes"] = values["attributes"] if isinstance(values["attributes"], dict) else {}
-    values["events"] = values["events"] if isinstance(values["events"], list) else []
-    return SpanData(trace_id=row.trace.trace_id, **values)
+def _time(event: dict) -> int:
+    # Events stored through the MLflow paths may carry any value here.
+    at = event.get("time_unix_nano")
+    return at if type(at) is int else 0
 
 
 def _identity(event: dict) -> bytes:
-    return orjson.dumps(event, option=orjson.OPT_SORT_KEYS, default=str)
+    return orjson.dumps(event, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS, default=str)
 
 
 def _expire() -> None:

@@ -227,7 +227,7 @@ def parse_span(data: Any, where: str = "span") -> SpanData:
         end_ns=end_ns,
         span_type=span_type if type(span_type) is str else "UNKNOWN",
         status=_STATUS_CODES[code],
-        status_message=message if type(message) is str else _json_text(message),
+        status_message=message if type(message) is str else json_text(message),
         inputs=attrs.pop(_ATTR_INPUTS, None),
         outputs=attrs.pop(_ATTR_OUTPUTS, None),
         attributes=attrs,
@@ -673,27 +673,27 @@ def truncation_marker(text: str) -> dict[str, Any]:
 
 
 def _capped_json(value: Any, cap: int, levels: int = 0) -> str:
-    text = _json_text(value, levels)
+    text = json_text(value, levels)
     # Characters bound bytes from below: only a text this long can be over the cap.
     if len(text) > cap // 4 and len(text.encode()) > cap:
-        return _json_text(truncation_marker(text))
+        return json_text(truncation_marker(text))
     return text
 
 
 def _capped_attributes(attributes: dict[str, Any], cap: int) -> str:
     """Attributes are capped value by value, so small ones (token usage, model names) stay
     whole beside a huge one."""
-    text = _json_text(attributes, levels=1)
+    text = json_text(attributes, levels=1)
     if len(text) <= cap // 4 or len(text.encode()) <= cap:
         return text
     capped = {}
     for key, value in attributes.items():
-        value_text = _json_text(value)
+        value_text = json_text(value)
         if len(value_text) > cap // 4 and len(value_text.encode()) > cap:
             capped[key] = truncation_marker(value_text)
         else:
             capped[key] = value
-    return _json_text(capped)
+    return json_text(capped)
 
 
 def _refresh_span_counts(trace_pks: Iterable[int]) -> dict[int, int]:
@@ -784,7 +784,7 @@ def _stored_trace_costs(trace_pks: list[int]) -> dict[int, dict[str, float] | No
 
 
 def _set_trace_costs(totals: Mapping[int, dict[str, float] | None]) -> None:
-    rows = [(t["total_cost"], _json_text(t), pk) for pk, t in totals.items() if t is not None]
+    rows = [(t["total_cost"], json_text(t), pk) for pk, t in totals.items() if t is not None]
     if rows:
         with connection.cursor() as cursor:
             cursor.executemany(_set_cost_sql(connection.vendor), rows)
@@ -865,7 +865,7 @@ def _duration_ns(value: Any, where: str) -> int | None:
 
 def _short(value: Any) -> str:
     """A value for an error message: long or deeply nested ones cut short."""
-    text = value if isinstance(value, str) else _json_text(value)
+    text = value if isinstance(value, str) else json_text(value)
     return repr(text[:40] + "..." if len(text) > 40 else text)
 
 
@@ -923,7 +923,7 @@ def _json_value(value: Any) -> Any:
         return value
 
 
-def _json_text(value: Any, levels: int = 0) -> str:
+def json_text(value: Any, levels: int = 0) -> str:
     """JSON text for a JSON column. orjson writes NaN as null and stringifies what JSON has
     no type for; NUL is dropped because PostgreSQL's jsonb and text refuse it.
 
@@ -1017,7 +1017,7 @@ def _token_usage(usage: str | None) -> dict[str, int]:
 def _preview(value: Any) -> str:
     if value is None:
         return ""
-    text = value if isinstance(value, str) else _json_text(value)
+    text = value if isinstance(value, str) else json_text(value)
     return storable_text(text[:PREVIEW_MAX_CHARS])
 
 

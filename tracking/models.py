@@ -1314,23 +1314,31 @@ class Span(models.Model):
 
 
 class SpanLogEvents(models.Model):
-    """GenAI events sent as OTLP log records (`/v1/logs`), kept beside the span they name:
-    each time that span is stored from `/v1/traces` (first, or again), they are merged into it
-    again, so a span that comes after them, or comes twice, still shows them
-    (tracking/genai_logs.py). Rows whose span never comes are dropped after a day."""
+    """The GenAI events sent as OTLP log records (`/v1/logs`) for one span, kept beside it:
+    each time the span is stored (first, or again) they are merged into it again, so a span
+    that comes after them, or twice, still shows them (tracking/genai_logs.py). Rows whose span
+    never comes are dropped after a day; the others go with their trace."""
 
+    # The stored trace's experiment when the events came after it, else the one they were
+    # sent with: they only join a trace of that experiment.
     experiment = models.ForeignKey(Experiment, on_delete=models.CASCADE, related_name="+",
                                    db_index=False)  # fmt: skip
     trace_id = models.CharField(max_length=64)  # tr-<32 hex>, as Trace.trace_id
     span_id = models.CharField(max_length=16)
-    # Set once the span is stored: the rows go with their trace.
+    events = models.JSONField(default=list)  # distinct, in the order they came
+    # Which of the span's sides these events filled: a later join reads them again from all
+    # the events (a message that came later included), the span's own sides never.
+    filled_inputs = models.BooleanField(default=False)
+    filled_outputs = models.BooleanField(default=False)
     joined_trace = models.ForeignKey(Trace, on_delete=models.CASCADE, null=True, related_name="+")
-    events = models.JSONField(default=list)
     received_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["trace_id", "span_id", "experiment"],
+                                    name="span_log_events_unique"),
+        ]  # fmt: skip
         indexes = [
-            models.Index(fields=["experiment", "trace_id"], name="span_log_events_trace_idx"),
             # The expiry of rows whose span never came.
             models.Index(fields=["received_at"], name="span_log_events_unjoined_idx",
                          condition=models.Q(joined_trace__isnull=True)),

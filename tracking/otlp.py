@@ -210,7 +210,7 @@ def store(batch: Batch, experiment_id: int = DEFAULT_EXPERIMENT_ID) -> None:
         spans=batch.spans, default_experiment_id=experiment_id, trace_tags=batch.trace_tags
     )
     # GenAI log records (/v1/logs) kept for these spans join them (again, if re-sent).
-    genai_logs.join(((s.trace_id, s.span_id) for s in batch.spans), experiment_id)
+    genai_logs.join((s.trace_id, s.span_id) for s in batch.spans)
 
 
 def _experiment_id(request: HttpRequest) -> int:

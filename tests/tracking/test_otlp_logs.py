@@ -352,3 +352,93 @@ def test_message_content_is_data_on_every_page(client, experiment):
         response = client.get(path)
         assert response.status_code == 200, path
         assert injected_markup(response.content.decode()) == [], path
+
+
+def test_a_message_of_a_later_export_still_joins_the_inputs(client, experiment):
+    """The span first; then the system message alone; then the user message and the answer:
+    what the first join filled is read again from all the records."""
+    post_spans(client, chat_span(), experiment.pk)
+    records = list(conversation().resource_logs[0].scope_logs[0].log_records)
+
+    post_logs(client, logs(records[0]), experiment.pk)
+    post_logs(client, logs(*records[1:]), experiment.pk)
+
+    assert_chat()
+
+
+def test_records_sent_under_another_header_stay_joined_when_the_span_is_sent_again(
+    client, experiment
+):
+    """Records for a stored span join it whatever header they came with (the caller could
+    edit the span's experiment), and stay joined through a retried span export."""
+    other = Experiment.objects.create(name="logs-header")
+    post_spans(client, chat_span(), experiment.pk)
+    post_logs(client, conversation(), other.pk)
+    assert_chat()
+
+    post_spans(client, chat_span(), experiment.pk)
+
+    assert_chat()
+
+
+def test_retried_exports_do_not_crowd_out_later_records(client, experiment, monkeypatch):
+    monkeypatch.setattr(genai_logs, "MAX_EVENTS_PER_SPAN", 3)
+    records = list(conversation().resource_logs[0].scope_logs[0].log_records)
+    for _ in range(4):
+        post_logs(client, logs(*records[:2]), experiment.pk)
+    post_logs(client, logs(records[2]), experiment.pk)
+
+    post_spans(client, chat_span(), experiment.pk)
+
+    assert_chat()
+    assert len(SpanLogEvents.objects.get().events) == 3
+
+
+def test_values_no_json_column_takes_are_stored_safely(client, experiment):
+    odd = record(
+        "gen_ai.evaluation.result",
+        {"note": "nul\x00here"},
+        attributes={"score": float("nan"), "high": float("inf"), "k\x00ey": "v\x00"},
+    )
+    post_spans(client, chat_span(), experiment.pk)
+
+    response = post_logs(client, logs(odd), experiment.pk)
+
+    assert response.status_code == 200
+    (event,) = Span.objects.get().events
+    assert event["attributes"]["score"] is None and event["attributes"]["key"] == "v"
+    assert event["attributes"]["body"] == {"note": "nulhere"}
+
+
+def test_a_span_stored_through_the_native_api_gets_its_records_too(client):
+    """Records first, then the span through `POST /api/v1/traces/` (MLflow's span shape, with
+    an event whose time is not a number): the span reads its messages from them."""
+    trace_hex, span_hex = "ab" * 16, "cd" * 8
+    ids = {"trace_id": bytes.fromhex(trace_hex), "span_id": bytes.fromhex(span_hex)}
+    post_logs(client, logs(record("gen_ai.user.message", {"content": "hi"}, **ids)))
+    span = {
+        "trace_id": trace_hex,
+        "span_id": span_hex,
+        "parent_span_id": None,
+        "name": "llm",
+        "start_time_unix_nano": T0,
+        "end_time_unix_nano": T0 + 500,
+        "status": {"code": "STATUS_CODE_OK", "message": ""},
+        "attributes": {"mlflow.spanType": '"LLM"'},
+        "events": [{"name": "note", "time_unix_nano": "soon", "attributes": {}}],
+    }
+    info = {
+        "trace_id": f"tr-{trace_hex}",
+        "trace_location": {
+            "type": "MLFLOW_EXPERIMENT",
+            "mlflow_experiment": {"experiment_id": "0"},
+        },
+        "request_time": "2025-06-01T12:00:00Z",
+        "state": "OK",
+    }
+    body = json.dumps({"trace_info": info, "spans": [span]})
+
+    response = client.post("/api/v1/traces/", body, content_type="application/json")
+
+    assert response.status_code == 201, response.content
+    assert Span.objects.get().inputs == {"messages": [{"role": "user", "content": "hi"}]}

@@ -23,7 +23,7 @@ from django.db.models import Count, Prefetch, QuerySet
 from django.http import HttpRequest, JsonResponse
 
 from access.rules import access_for
-from tracking import filters, ingest
+from tracking import filters, genai_logs, ingest
 from tracking.correlation import npmi_from_counts
 from tracking.mlflow_api import ids, pages
 from tracking.mlflow_api.entities import number_json, otel_span_json, span_dict, trace_info_json
@@ -67,6 +67,8 @@ def store_spans_document(experiment_pk: int, trace_id: str, content: bytes) -> N
     if (stored_in := known.first()) is not None and stored_in != experiment_pk:
         raise invalid(f"Trace {trace_id} belongs to experiment {stored_in}, not {experiment_pk}.")
     ingest.store(spans=spans, default_experiment_id=experiment_pk)
+    # GenAI log records (/v1/logs) kept for these spans join them (again).
+    genai_logs.join((s.trace_id, s.span_id) for s in spans)
 
 
 def spans_document(trace: Trace) -> bytes:
