@@ -32,9 +32,12 @@ evaluation result) stay as span events. Two identical records with the same time
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Iterable
 from dataclasses import replace
 from datetime import timedelta
+from typing import Any
 
 import orjson
 from django.db import connection, transaction
@@ -56,13 +59,15 @@ def attach(events: dict[Key, Events], experiment_id: int) -> None:
     if not events:
         return
     _expire()
-    events = {key: storable(records) for key, records in events.items()}
+    events = {key: storable(records) for key, records in sorted(events.items())}
+    changed = []
     with transaction.atomic():
         traces = dict(
             Trace.objects.filter(trace_id__in={t for t, _ in events}).values_list(
                 "trace_id", "experiment_id"
             )
         )
+        # Sorted, like every lock taken here: concurrent requests then wait, never deadlock.
         SpanLogEvents.objects.bulk_create(
             [
                 SpanLogEvents(experiment_id=traces.get(t, experiment_id), trace_id=t, span_id=s)
@@ -77,13 +82,14 @@ def attach(events: dict[Key, Events], experiment_id: int) -> None:
             if len(merged) != len(row.events):
                 row.events = merged
                 row.save(update_fields=["events"])
-    join(events.keys(), again=True)
+                changed.append((row.trace_id, row.span_id))
+    # A row that did not change (a retried export) was joined already, or waits for its span.
+    join(changed)
 
 
-def join(keys: Iterable[Key], *, again: bool = False) -> None:
+def join(keys: Iterable[Key]) -> None:
     """Merge the records kept for these spans into those that are stored. One query when
-    none has any, the common case after a span request. `again`: the stored spans may hold
-    what an earlier join filled, which is read anew (a span request stored them fresh)."""
+    none has any, the common case after a span write."""
     keys = set(keys)
     # By trace only: a 1,000-span trace is one id, not a thousand (the index leads with it).
     trace_ids = {trace_id for trace_id, _ in keys}
@@ -96,23 +102,32 @@ def join(keys: Iterable[Key], *, again: bool = False) -> None:
             for row in _rows(stored.keys(), lock=True)
             if row.experiment_id == stored[row.trace_id, row.span_id].trace.experiment_id
         ]
-        if not rows:
-            return
-        spans = []
+        spans, joined = [], []
         for row in rows:
             stored_span = stored[row.trace_id, row.span_id]
-            span = _span_data(stored_span)
-            if again:
-                span = replace(
-                    span,
-                    inputs=None if row.filled_inputs else span.inputs,
-                    outputs=None if row.filled_outputs else span.outputs,
-                )
-            merged, row.filled_inputs, row.filled_outputs = with_events(span, row.events)
-            spans.append(merged)
+            before = _span_data(stored_span)
+            added = set(row.added)
+            # What the last join gave the span is taken off and read again from every record:
+            # the span may still hold it, or have been stored afresh since.
+            own = replace(
+                before,
+                inputs=None if row.filled_inputs else before.inputs,
+                outputs=None if row.filled_outputs else before.outputs,
+                events=[e for e in before.events if _digest(e) not in added],
+            )
+            merged, row.filled_inputs, row.filled_outputs = with_events(own, row.events)
+            own_digests = {_digest(e) for e in own.events}
+            row.added = sorted({_digest(e) for e in merged.events} - own_digests)
             row.joined_trace_id = stored_span.trace_id  # Span.trace_id: the trace row's pk
-        ingest.store(spans=spans, default_experiment_id=rows[0].experiment_id)
-        SpanLogEvents.objects.bulk_update(rows, ["filled_inputs", "filled_outputs", "joined_trace"])
+            joined.append(row)
+            now = (merged.inputs, merged.outputs, merged.events)
+            if now != (before.inputs, before.outputs, before.events):
+                spans.append(merged)
+        if spans:
+            ingest.store(spans=spans, default_experiment_id=joined[0].experiment_id)
+        SpanLogEvents.objects.bulk_update(
+            joined, ["filled_inputs", "filled_outputs", "added", "joined_trace"]
+        )
 
 
 def with_events(span: SpanData, events: Events) -> tuple[SpanData, bool, bool]:
@@ -157,9 +172,26 @@ def with_events(span: SpanData, events: Events) -> tuple[SpanData, bool, bool]:
 
 
 def storable(events: Events) -> Events:
-    """Records as a JSON column stores them on both databases (NaN, NUL, surrogates and
-    what JSON cannot write made safe, as ingest does for spans)."""
-    return orjson.loads(ingest.json_text(events, levels=3))
+    """Records as a JSON column stores them on both databases and gives them back: NaN,
+    NUL, surrogates and what JSON cannot write made safe as ingest does for spans, and numbers
+    in the form PostgreSQL's jsonb answers (it gives 1e20 back as an integer), so that a record
+    sent again is recognised."""
+    return _stable(orjson.loads(ingest.json_text(events, levels=3)))
+
+
+_INT64 = 2**63
+
+
+def _stable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _stable(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_stable(item) for item in value]
+    if type(value) is float and value.is_integer() and abs(value) >= 1e15:
+        value = int(value)
+    if type(value) is int and not -_INT64 <= value < _INT64:
+        return str(value)  # past what orjson (and so the span columns) writes as a number
+    return value
 
 
 def _rows(keys: Iterable[Key], lock: bool = False):
@@ -179,7 +211,7 @@ def _stored_spans(keys: Iterable[Key]) -> dict[Key, Span]:
     keys = set(keys)
     trace_ids = sorted({trace_id for trace_id, _ in keys})
     if connection.vendor == "postgresql":  # SQLite's write transaction already holds it all
-        list(Trace.objects.filter(trace_id__in=trace_ids).order_by("pk").select_for_update())
+        list(Trace.objects.filter(trace_id__in=trace_ids).order_by("trace_id").select_for_update())
     rows = Span.objects.filter(
         trace__trace_id__in=trace_ids, span_id__in={span_id for _, span_id in keys}
     ).select_related("trace")
@@ -235,7 +267,16 @@ def _time(event: dict) -> int:
 
 
 def _identity(event: dict) -> bytes:
-    return orjson.dumps(event, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS, default=str)
+    try:
+        return orjson.dumps(
+            event, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS, default=str
+        )
+    except orjson.JSONEncodeError:  # a span's own event, stored through another path
+        return json.dumps(event, sort_keys=True, default=str).encode()
+
+
+def _digest(event: dict) -> str:
+    return hashlib.md5(_identity(event), usedforsecurity=False).hexdigest()
 
 
 def _expire() -> None:

@@ -609,9 +609,11 @@ def _locked_traces_sql(vendor: str) -> str:
     qn = connection.ops.quote_name
     columns = ", ".join(qn(f.column) for f in Trace._meta.concrete_fields)
     lock = " FOR UPDATE" if vendor == "postgresql" else ""  # SQLite: one writer anyway
+    # In trace_id order, as tracking/genai_logs.py locks them: two writers of the same traces
+    # then wait for each other instead of deadlocking.
     return (
         f"SELECT {columns} FROM {qn(Trace._meta.db_table)} "
-        f"WHERE {qn('trace_id')} IN ({{ids}}){lock}"
+        f"WHERE {qn('trace_id')} IN ({{ids}}) ORDER BY {qn('trace_id')}{lock}"
     )
 
 

@@ -1330,6 +1330,9 @@ class SpanLogEvents(models.Model):
     # the events (a message that came later included), the span's own sides never.
     filled_inputs = models.BooleanField(default=False)
     filled_outputs = models.BooleanField(default=False)
+    # Digests of the events the last join put on the span: the next one takes them off first,
+    # and merges every record again.
+    added = models.JSONField(default=list)
     joined_trace = models.ForeignKey(Trace, on_delete=models.CASCADE, null=True, related_name="+")
     received_at = models.DateTimeField(auto_now_add=True)
 

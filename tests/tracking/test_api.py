@@ -584,9 +584,9 @@ def test_delete_trace_removes_it_its_spans_and_its_uploaded_spans(
         traces_json_path(experiment.pk, trace.trace_id), ContentFile(b"{}")
     )
 
-    # The trace, then its spans, its assessments, its run links and its row deleted; the
-    # document on commit.
-    with django_assert_max_num_queries(5), django_capture_on_commit_callbacks(execute=True):
+    # The trace, then its spans, its assessments, its run links, its GenAI log records and its
+    # row deleted; the document on commit.
+    with django_assert_max_num_queries(6), django_capture_on_commit_callbacks(execute=True):
         response = client.delete(f"/api/v1/traces/{trace.trace_id}/")
 
     assert response.status_code == 204

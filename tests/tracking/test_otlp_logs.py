@@ -442,3 +442,45 @@ def test_a_span_stored_through_the_native_api_gets_its_records_too(client):
 
     assert response.status_code == 201, response.content
     assert Span.objects.get().inputs == {"messages": [{"role": "user", "content": "hi"}]}
+
+
+@pytest.mark.parametrize("big", [1e17, 1e20])
+def test_a_record_sent_again_is_recognised_whatever_its_numbers(client, experiment, big):
+    """PostgreSQL's jsonb gives 1e20 back as an integer: a retried record must still match
+    the kept one, and nothing may fail on it."""
+    post_spans(client, chat_span(), experiment.pk)
+    result = record("gen_ai.evaluation.result", {"x": 1}, attributes={"big": big})
+
+    codes = [post_logs(client, logs(result), experiment.pk).status_code for _ in range(3)]
+    codes.append(post_spans(client, chat_span(), experiment.pk).status_code)
+
+    assert codes == [200] * 4
+    assert len(SpanLogEvents.objects.get().events) == 1
+    assert len(Span.objects.get().events) == 1
+
+
+def test_what_a_record_leaves_on_the_span_is_there_once_however_often_it_comes(client, experiment):
+    post_spans(client, chat_span(), experiment.pk)
+    message = record("gen_ai.user.message", {"content": "hi"}, attributes={"session": "s1"})
+
+    for _ in range(3):
+        post_logs(client, logs(message), experiment.pk)
+    post_spans(client, chat_span(), experiment.pk)
+
+    stored = Span.objects.get()
+    assert stored.inputs == {"messages": [{"role": "user", "content": "hi"}]}
+    assert [e["attributes"] for e in stored.events] == [{"session": "s1"}]
+
+
+def test_a_retried_record_keeps_the_inputs_it_gave(client, experiment):
+    post_spans(client, chat_span(), experiment.pk)
+    messages = [{"role": "user", "parts": [{"type": "text", "content": "hi"}]}]
+    details = record(
+        "gen_ai.client.inference.operation.details",
+        {"gen_ai.input.messages": messages, "note": "x"},
+    )
+
+    for _ in range(2):
+        post_logs(client, logs(details), experiment.pk)
+
+    assert Span.objects.get().inputs == {"messages": [{"role": "user", "content": "hi"}]}

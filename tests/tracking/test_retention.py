@@ -23,9 +23,9 @@ def test_old_traces_go_with_their_spans_in_batches(experiment, django_assert_max
     keep = make_trace(experiment, 99, request_time=now - timedelta(days=2))
     make_span(keep, "0000000000000001", 1)
 
-    # Per batch: savepoint, pks, rows, spans, assessments, run links, traces, release; then the
-    # empty look.
-    with django_assert_max_num_queries(3 * 8 + 3):
+    # Per batch: savepoint, pks, rows, spans, assessments, run links, GenAI log records,
+    # traces, release; then the empty look.
+    with django_assert_max_num_queries(3 * 9 + 3):
         deleted = delete_traces_before(now - timedelta(days=30), batch_size=3)
 
     assert deleted == 7
