@@ -130,6 +130,7 @@ _DETAILS_EVENT = "gen_ai.client.inference.operation.details"
 _OLD_PROMPT_EVENT = ("gen_ai.content.prompt", "gen_ai.prompt")
 _OLD_COMPLETION_EVENT = ("gen_ai.content.completion", "gen_ai.completion")
 # Every event read for messages (tracking/genai_logs.py joins these, sent as log records).
+DETAILS_EVENT = _DETAILS_EVENT
 _OLD_EVENTS = (_OLD_PROMPT_EVENT[0], _OLD_COMPLETION_EVENT[0])
 MESSAGE_EVENTS = frozenset([*_MESSAGE_EVENTS, _CHOICE_EVENT, _DETAILS_EVENT, *_OLD_EVENTS])
 # Event attributes that only repeat the span's: dropped with the event's message.
@@ -556,6 +557,8 @@ def _chosen(readings: list[_Reading]) -> tuple[Any, bool]:
 
 def _read_event(event: dict[str, Any], want_in: bool, want_out: bool) -> list[_Reading]:
     name = event.get("name")
+    if not isinstance(name, str):  # an event stored through the MLflow paths may hold anything
+        return []
     fields = _event_fields(event)
     read: set[str] = set()
     if want_in and name in _MESSAGE_EVENTS:

@@ -105,6 +105,12 @@ def join(keys: Iterable[Key]) -> None:
         spans, joined = [], []
         for row in rows:
             stored_span = stored[row.trace_id, row.span_id]
+            row.joined_trace_id = stored_span.trace_id  # Span.trace_id: the trace row's pk
+            joined.append(row)
+            if not isinstance(stored_span.events, list):
+                # Its events were cut at the size cap (a truncation marker): what it holds
+                # is not replaced, and the records stay kept.
+                continue
             before = _span_data(stored_span)
             added = set(row.added)
             # What the last join gave the span is taken off and read again from every record:
@@ -118,8 +124,6 @@ def join(keys: Iterable[Key]) -> None:
             merged, row.filled_inputs, row.filled_outputs = with_events(own, row.events)
             own_digests = {_digest(e) for e in own.events}
             row.added = sorted({_digest(e) for e in merged.events} - own_digests)
-            row.joined_trace_id = stored_span.trace_id  # Span.trace_id: the trace row's pk
-            joined.append(row)
             now = (merged.inputs, merged.outputs, merged.events)
             if now != (before.inputs, before.outputs, before.events):
                 spans.append(merged)
@@ -134,20 +138,32 @@ def with_events(span: SpanData, events: Events) -> tuple[SpanData, bool, bool]:
     """The span with these (log) records merged into its events, and the inputs and outputs
     it lacks read from them (tracking/genai.py); and whether they filled its inputs, its
     outputs. Events keep time order."""
+    # The span's own attributes first: a span stored through the MLflow paths may still hold
+    # its inputs or outputs there; read now, they are its own, never the records'.
+    attributes = dict(span.attributes)
+    inputs, outputs = span.inputs, span.outputs
+    own_in, own_out, _ = genai.inputs_outputs(
+        attributes, [], inputs=inputs is None, outputs=outputs is None
+    )
+    if inputs is None and own_in is not genai.MISSING:
+        inputs = own_in
+    if outputs is None and own_out is not genai.MISSING:
+        outputs = own_out
     known = {_identity(event) for event in span.events}
     incoming = []
     for sent in events:
         event = _without_repeats(sent, span.attributes)
+        if event is not None:
+            event = _without_owned_sides(event, inputs is not None, outputs is not None)
         if event is not None and (identity := _identity(event)) not in known:
             known.add(identity)
             incoming.append(event)
-    if not incoming:
-        return span, False, False
-    merged = sorted([*span.events, *incoming], key=_time)
-    attributes = dict(span.attributes)
-    want_in, want_out = span.inputs is None, span.outputs is None
+    want_in, want_out = inputs is None, outputs is None
     found_in, found_out, kept = genai.inputs_outputs(
-        attributes, merged, inputs=want_in, outputs=want_out
+        attributes,
+        sorted([*span.events, *incoming], key=_time),
+        inputs=want_in,
+        outputs=want_out,
     )
     filled_in = want_in and found_in is not genai.MISSING
     filled_out = want_out and found_out is not genai.MISSING
@@ -163,12 +179,30 @@ def with_events(span: SpanData, events: Events) -> tuple[SpanData, bool, bool]:
         span_type=span.span_type,
         status=span.status,
         status_message=span.status_message,
-        inputs=found_in if filled_in else span.inputs,
-        outputs=found_out if filled_out else span.outputs,
+        inputs=found_in if filled_in else inputs,
+        outputs=found_out if filled_out else outputs,
         attributes=attributes,
         events=[event for event in kept if id(event) not in unused],
     )
     return merged_span, filled_in, filled_out
+
+
+def _without_owned_sides(event: dict, owns_in: bool, owns_out: bool) -> dict | None:
+    """A details record without the sides the span holds already (`span_and_event` on a
+    span with one side only): what is left of it may still fill the other. None when nothing
+    is left."""
+    if event.get("name") != genai.DETAILS_EVENT or not (owns_in or owns_out):
+        return event
+    attributes = dict(event.get("attributes") or {})
+    genai.inputs_outputs(attributes, [], inputs=owns_in, outputs=owns_out)  # moves them out
+    body = attributes.get("body")
+    if isinstance(body, dict):
+        body = dict(body)
+        genai.inputs_outputs(body, [], inputs=owns_in, outputs=owns_out)
+        attributes["body"] = body
+        if not body:
+            del attributes["body"]
+    return {**event, "attributes": attributes} if attributes else None
 
 
 def storable(events: Events) -> Events:
@@ -187,6 +221,8 @@ def _stable(value: Any) -> Any:
         return {key: _stable(item) for key, item in value.items()}
     if isinstance(value, list):
         return [_stable(item) for item in value]
+    if type(value) is float and value == 0:
+        return 0.0  # jsonb has no negative zero
     if type(value) is float and value.is_integer() and abs(value) >= 1e15:
         value = int(value)
     if type(value) is int and not -_INT64 <= value < _INT64:

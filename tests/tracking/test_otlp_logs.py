@@ -410,6 +410,97 @@ def test_values_no_json_column_takes_are_stored_safely(client, experiment):
     assert event["attributes"]["body"] == {"note": "nulhere"}
 
 
+TRACE_HEX, SPAN_HEX = "ab" * 16, "cd" * 8
+NATIVE_IDS = {"trace_id": bytes.fromhex(TRACE_HEX), "span_id": bytes.fromhex(SPAN_HEX)}
+
+
+def post_native(client, attributes: dict | None = None, events: list | None = None):
+    """One LLM span through `POST /api/v1/traces/`, in MLflow's span shape."""
+    span = {
+        "trace_id": TRACE_HEX,
+        "span_id": SPAN_HEX,
+        "parent_span_id": None,
+        "name": "llm",
+        "start_time_unix_nano": T0,
+        "end_time_unix_nano": T0 + 500,
+        "status": {"code": "STATUS_CODE_OK", "message": ""},
+        "attributes": {"mlflow.spanType": '"LLM"', **(attributes or {})},
+        "events": events or [],
+    }
+    info = {
+        "trace_id": f"tr-{TRACE_HEX}",
+        "trace_location": {
+            "type": "MLFLOW_EXPERIMENT",
+            "mlflow_experiment": {"experiment_id": "0"},
+        },
+        "request_time": "2025-06-01T12:00:00Z",
+        "state": "OK",
+    }
+    body = json.dumps({"trace_info": info, "spans": [span]})
+    response = client.post("/api/v1/traces/", body, content_type="application/json")
+    assert response.status_code == 201, response.content
+
+
+def test_inputs_a_native_span_holds_in_its_attributes_are_its_own(client):
+    """Read out of the attributes at the first join, they are the span's: a later join does
+    not take them for the records' and lose them."""
+    post_native(client, {"input.value": json.dumps("what is 2+2?")})
+    for n in range(2):
+        result = record("gen_ai.evaluation.result", attributes={"n": n}, **NATIVE_IDS)
+        assert post_logs(client, logs(result)).status_code == 200
+
+    stored = Span.objects.get()
+    assert stored.inputs == "what is 2+2?"
+    assert [e["attributes"]["n"] for e in stored.events] == [0, 1]
+
+
+def test_odd_stored_events_do_not_fail_a_join(client):
+    post_native(client, events=[{"name": ["x"], "time_unix_nano": 1, "attributes": {}}])
+
+    response = post_logs(
+        client, logs(record("gen_ai.user.message", {"content": "hi"}, **NATIVE_IDS))
+    )
+
+    assert response.status_code == 200
+    assert Span.objects.get().inputs == {"messages": [{"role": "user", "content": "hi"}]}
+
+
+def test_events_cut_at_the_size_cap_are_left_as_they_are(client, settings):
+    settings.SPYGLASS_MAX_SPAN_FIELD_BYTES = 2_000
+    post_native(client, events=[{"name": "exception", "time_unix_nano": 1,
+                                 "attributes": {"trace": "x" * 3_000}}])  # fmt: skip
+    marker = Span.objects.get().events
+    assert isinstance(marker, dict)  # the truncation marker
+
+    result = record("gen_ai.evaluation.result", attributes={"n": 1}, **NATIVE_IDS)
+    assert post_logs(client, logs(result)).status_code == 200
+
+    assert Span.objects.get().events == marker
+    assert len(SpanLogEvents.objects.get().events) == 1  # still kept
+
+
+def test_a_details_record_beside_a_span_with_one_side_fills_the_other_only(client, experiment):
+    """`span_and_event` on a span that holds its input messages only: the record's input
+    messages are not shown again beside them."""
+    messages = [{"role": "user", "parts": [{"type": "text", "content": "hi"}]}]
+    answer_parts = [{"role": "assistant", "parts": [{"type": "text", "content": "hello"}]}]
+    post_spans(client, chat_span(**{"gen_ai.input.messages": json.dumps(messages)}), experiment.pk)
+    details = record(
+        "gen_ai.client.inference.operation.details",
+        attributes={
+            "gen_ai.input.messages": json.dumps(messages),
+            "gen_ai.output.messages": json.dumps(answer_parts),
+        },
+    )
+
+    post_logs(client, logs(details), experiment.pk)
+
+    stored = Span.objects.get()
+    assert stored.inputs == {"messages": [{"role": "user", "content": "hi"}]}
+    assert stored.outputs["choices"][0]["message"] == {"role": "assistant", "content": "hello"}
+    assert stored.events == []
+
+
 def test_a_span_stored_through_the_native_api_gets_its_records_too(client):
     """Records first, then the span through `POST /api/v1/traces/` (MLflow's span shape, with
     an event whose time is not a number): the span reads its messages from them."""
