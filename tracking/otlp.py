@@ -5,7 +5,8 @@ Any OpenTelemetry SDK or collector can export here (`OTEL_EXPORTER_OTLP_TRACES_E
 decoded by opentelemetry-proto, as binary protobuf or OTLP/JSON, optionally gzip- or
 deflate-compressed. Spans go through `tracking.ingest.store`, so a span sent twice is stored
 once and spans of one trace may come in any number of requests, before or after the MLflow
-trace info.
+trace info. `POST /v1/logs` (tracking/otlp_logs.py, GenAI events) is read by the same
+`receive`, with the same contract.
 
 Contract (OTLP spec, "OTLP/HTTP Response"):
 - 200 with an empty `ExportTraceServiceResponse`, in the request's encoding (empty bytes, or

@@ -504,34 +504,10 @@ def test_a_details_record_beside_a_span_with_one_side_fills_the_other_only(clien
 def test_a_span_stored_through_the_native_api_gets_its_records_too(client):
     """Records first, then the span through `POST /api/v1/traces/` (MLflow's span shape, with
     an event whose time is not a number): the span reads its messages from them."""
-    trace_hex, span_hex = "ab" * 16, "cd" * 8
-    ids = {"trace_id": bytes.fromhex(trace_hex), "span_id": bytes.fromhex(span_hex)}
-    post_logs(client, logs(record("gen_ai.user.message", {"content": "hi"}, **ids)))
-    span = {
-        "trace_id": trace_hex,
-        "span_id": span_hex,
-        "parent_span_id": None,
-        "name": "llm",
-        "start_time_unix_nano": T0,
-        "end_time_unix_nano": T0 + 500,
-        "status": {"code": "STATUS_CODE_OK", "message": ""},
-        "attributes": {"mlflow.spanType": '"LLM"'},
-        "events": [{"name": "note", "time_unix_nano": "soon", "attributes": {}}],
-    }
-    info = {
-        "trace_id": f"tr-{trace_hex}",
-        "trace_location": {
-            "type": "MLFLOW_EXPERIMENT",
-            "mlflow_experiment": {"experiment_id": "0"},
-        },
-        "request_time": "2025-06-01T12:00:00Z",
-        "state": "OK",
-    }
-    body = json.dumps({"trace_info": info, "spans": [span]})
+    post_logs(client, logs(record("gen_ai.user.message", {"content": "hi"}, **NATIVE_IDS)))
 
-    response = client.post("/api/v1/traces/", body, content_type="application/json")
+    post_native(client, events=[{"name": "note", "time_unix_nano": "soon", "attributes": {}}])
 
-    assert response.status_code == 201, response.content
     assert Span.objects.get().inputs == {"messages": [{"role": "user", "content": "hi"}]}
 
 
