@@ -16,10 +16,18 @@
     questions[current].scrollIntoView({ block: "nearest" });
   }
 
+  // Chrome may leave focus on the closed dialog's Close button: Enter would then press that
+  // button instead of submitting the answers. Focus goes back to the page.
+  function leaveDialog() {
+    if (dialog && dialog.contains(document.activeElement)) document.activeElement.blur();
+  }
+
   function toggleKeys() {
     if (!dialog) return;
-    if (dialog.open) dialog.close();
-    else dialog.showModal();
+    if (dialog.open) {
+      dialog.close();
+      leaveDialog();
+    } else dialog.showModal();
   }
 
   function answer(digit) {
@@ -56,6 +64,7 @@
 
   questions.forEach((q, i) => q.addEventListener("focusin", () => setCurrent(i)));
   document.querySelectorAll("[data-keys-open]").forEach((b) => b.addEventListener("click", toggleKeys));
+  if (dialog) dialog.addEventListener("close", leaveDialog);
 
   document.addEventListener("keydown", (event) => {
     if (event.altKey || event.metaKey || event.isComposing) return;
@@ -76,7 +85,8 @@
     } else if (/^[1-9]$/.test(key)) answer(Number(key));
     else if (key === "ArrowDown") setCurrent(current + 1);
     else if (key === "ArrowUp") setCurrent(current - 1);
-    else if (key === "Enter" && !event.target.closest("button, a")) submit("submit");
+    else if (key === "Enter" && !(event.target.closest("button, a") && !dialog?.contains(event.target)))
+      submit("submit");
     else if (key === "s") submit("skip");
     else handled = false;
     if (handled) event.preventDefault();

@@ -49,6 +49,9 @@ def test_a_reviewer_answers_with_the_keyboard_and_sees_the_answer_on_the_trace(p
     expect(page.get_by_role("dialog")).to_contain_text("next / previous item")
     page.keyboard.press("?")
     expect(page.get_by_role("dialog")).to_be_hidden()
+    # Focus is back on the page, not on the closed dialog's button (Enter would press that).
+    in_dialog = "document.getElementById('review-keys').contains(document.activeElement)"
+    assert not page.evaluate(in_dialog)
 
     page.keyboard.press("1")  # helpful: Helpful, then tone is the current question
     expect(page.get_by_role("radio", name="1 Helpful")).to_be_checked()
