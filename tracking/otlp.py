@@ -496,8 +496,13 @@ def decode_span(otlp: OtlpSpan, where: str = "span") -> SpanData:
     )
 
 
+def valid_id(raw: bytes, size: int) -> bool:
+    """A trace (16 bytes) or span (8 bytes) id: that long, and not all zero (OTel's invalid)."""
+    return len(raw) == size and raw != (_ZERO_TRACE_ID if size == 16 else _ZERO_SPAN_ID)
+
+
 def _id_hex(raw: bytes, size: int, where: str, name: str) -> str:
-    if len(raw) != size or raw == (_ZERO_TRACE_ID if size == 16 else _ZERO_SPAN_ID):
+    if not valid_id(raw, size):
         raise IngestError(
             f"{where}.{name} must be {size} bytes, not all zero ({size * 2} hex characters in "
             f"OTLP/JSON); got {len(raw)} bytes."

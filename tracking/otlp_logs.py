@@ -32,8 +32,6 @@ from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 from tracking import genai_logs, otlp
 
 GENAI_PREFIX = "gen_ai."
-_ZERO_TRACE_ID = bytes(16)
-_ZERO_SPAN_ID = bytes(8)
 
 
 @dataclass
@@ -91,10 +89,8 @@ def decode_logs(export: ExportLogsServiceRequest) -> Found:
                 if (
                     not isinstance(name, str)
                     or not name.startswith(GENAI_PREFIX)
-                    or len(record.trace_id) != 16
-                    or len(record.span_id) != 8
-                    or record.trace_id == _ZERO_TRACE_ID
-                    or record.span_id == _ZERO_SPAN_ID
+                    or not otlp.valid_id(record.trace_id, 16)
+                    or not otlp.valid_id(record.span_id, 8)
                 ):
                     found.rejected += 1
                     continue
